@@ -1,0 +1,3 @@
+from orbiter.cli import main
+
+raise SystemExit(main())

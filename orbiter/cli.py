@@ -1,0 +1,98 @@
+"""The ``orbiter`` command: ``serve``, and HTTP API calls from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from orbiter.client import DEFAULT_URL, Client, OrbiterError
+from orbiter.config import Config, ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orbiter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML config file")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0: any free)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--sockjs-test-services",
+        action="store_true",
+        help="mount the SockJS protocol suite's test services (echo, close, ...) under the prefix",
+    )
+
+    def api_command(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
+        p.add_argument("--api-key", help="API key (default: $ORBITER_API_KEY)")
+        return p
+
+    publish = api_command("publish", "publish DATA (JSON, or else a string) to CHANNEL")
+    publish.add_argument("channel")
+    publish.add_argument("data")
+    event = api_command("event", "send DATA to Orbited connection keys ('user, 0, /loc')")
+    event.add_argument("data")
+    event.add_argument("keys", nargs="+")
+    api_command("channels", "list channels with their subscriber counts")
+    history = api_command("history", "show a channel's retained publications")
+    history.add_argument("channel")
+    history.add_argument("--limit", type=int)
+    return parser
+
+
+def _data(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    client = Client(args.url, api_key=args.api_key)
+    try:
+        if args.command == "publish":
+            result: Any = client.publish(args.channel, _data(args.data))
+        elif args.command == "event":
+            result = client.event(args.keys, _data(args.data))
+        elif args.command == "channels":
+            result = client.channels()
+        else:
+            result = client.history(args.channel, limit=args.limit)
+    except OrbiterError as exc:
+        print(f"orbiter: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as exc:
+        print(f"orbiter: {exc}", file=sys.stderr)
+        return 2
+    if args.host is not None:
+        config = replace(config, host=args.host)
+    if args.port is not None:
+        config = replace(config, port=args.port)
+    if args.sockjs_test_services:
+        config = replace(config, sockjs=replace(config.sockjs, test_services=True))
+
+    from orbiter.server import serve
+
+    serve(config)
+    return 0

@@ -1,0 +1,203 @@
+"""Python clients of the HTTP API, for app servers: :class:`Client` and :class:`AsyncClient`.
+
+``Client(url).event(["alice, 0, /chat"], "<b>hi</b>")`` is the seed's
+pyorbited call; ``publish(channel, data)`` is the native one. Both clients
+share the request shapes and the error handling below and differ only in
+how they move bytes (stdlib ``urllib`` for the blocking client, aiohttp for
+the asyncio one). The API key defaults to ``$ORBITER_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from orbiter.model import JSON
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class OrbiterError(Exception):
+    """The server refused a call; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str
+    body: bytes | None = None
+
+
+def _publish(channel: str, data: JSON) -> _Call:
+    return _Call("POST", "/api/publish", orjson.dumps({"channel": channel, "data": data}))
+
+
+def _event(keys: str | list[str], message: JSON) -> _Call:
+    return _Call("POST", "/api/event", orjson.dumps({"keys": keys, "data": message}))
+
+
+def _channels() -> _Call:
+    return _Call("GET", "/api/channels")
+
+
+def _history(channel: str, limit: int | None, since: tuple[int, str] | None) -> _Call:
+    query: dict[str, str | int] = {"channel": channel}
+    if limit is not None:
+        query["limit"] = limit
+    if since is not None:
+        query["since"], query["epoch"] = since
+    return _Call("GET", "/api/history?" + urllib.parse.urlencode(query))
+
+
+def _presence(channel: str) -> _Call:
+    return _Call("GET", "/api/presence?" + urllib.parse.urlencode({"channel": channel}))
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["X-API-Key"] = api_key
+    return headers
+
+
+def _result(status: int, body: bytes) -> Any:
+    try:
+        payload = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        payload = None
+    if status >= 400:
+        message = body.decode(errors="replace")[:200]
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            message = str(payload["error"].get("message", message))
+        raise OrbiterError(status, message)
+    if payload is None:
+        raise OrbiterError(status, "the server's answer is not JSON")
+    return payload
+
+
+class Client:
+    """Blocking client, safe to use from any web framework's request handler."""
+
+    def __init__(
+        self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("ORBITER_API_KEY")
+        self.timeout = timeout
+
+    def publish(self, channel: str, data: JSON) -> dict[str, Any]:
+        """Publish ``data`` to ``channel``; returns ``{"offset", "epoch"}``."""
+        result: dict[str, Any] = self._call(_publish(channel, data))
+        return result
+
+    def event(self, keys: str | list[str], message: JSON) -> list[dict[str, Any]]:
+        """pyorbited's ``event``: send ``message`` to each Orbited connection key."""
+        results: list[dict[str, Any]] = self._call(_event(keys, message))["results"]
+        return results
+
+    def channels(self) -> dict[str, int]:
+        """Channels with subscribers, and how many each has."""
+        channels: dict[str, int] = self._call(_channels())["channels"]
+        return channels
+
+    def history(
+        self, channel: str, limit: int | None = None, since: tuple[int, str] | None = None
+    ) -> dict[str, Any]:
+        """A channel's retained publications and its current ``offset`` and ``epoch``."""
+        result: dict[str, Any] = self._call(_history(channel, limit, since))
+        return result
+
+    def presence(self, channel: str) -> dict[str, Any]:
+        """Who is on ``channel``: ``{"clients": n, "users": [{user, info, clients}]}``."""
+        result: dict[str, Any] = self._call(_presence(channel))
+        return result
+
+    def _call(self, call: _Call) -> Any:
+        request = urllib.request.Request(
+            self.url + call.path,
+            data=call.body,
+            method=call.method,
+            headers=_headers(self.api_key),
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return _result(response.status, response.read())
+        except urllib.error.HTTPError as exc:
+            return _result(exc.code, exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OrbiterError(0, f"cannot reach orbiter at {self.url}: {reason}") from None
+
+
+class AsyncClient:
+    """asyncio client; use as ``async with AsyncClient(url) as orbit: ...``."""
+
+    def __init__(
+        self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float = 10.0
+    ) -> None:
+        import aiohttp
+
+        self.url = url.rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("ORBITER_API_KEY")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def publish(self, channel: str, data: JSON) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(_publish(channel, data))
+        return result
+
+    async def event(self, keys: str | list[str], message: JSON) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = (await self._call(_event(keys, message)))["results"]
+        return results
+
+    async def channels(self) -> dict[str, int]:
+        channels: dict[str, int] = (await self._call(_channels()))["channels"]
+        return channels
+
+    async def history(
+        self, channel: str, limit: int | None = None, since: tuple[int, str] | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(_history(channel, limit, since))
+        return result
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(_presence(channel))
+        return result
+
+    async def _call(self, call: _Call) -> Any:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(
+                call.method,
+                self.url + call.path,
+                data=call.body,
+                headers=_headers(self.api_key),
+            ) as response:
+                return _result(response.status, await response.read())
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise OrbiterError(0, f"cannot reach orbiter at {self.url}: {exc}") from None

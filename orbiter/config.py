@@ -1,0 +1,276 @@
+"""Server configuration: defaults, the TOML file format, and per-channel rules.
+
+A config file is optional; without one orbiter runs the embedded default
+(open HTTP API, clients may publish to ``chat:*`` so the demo works). Every
+key in a file is checked: an unknown key or a wrong type is an error that
+names the key, never silently ignored. ``docs/config.md`` lists the keys.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    """What clients may do on the channels whose names match ``match`` (a glob)."""
+
+    match: str = "*"
+    client_publish: bool = False
+    #: Track who is subscribed, by user, and push join/leave to subscribers.
+    presence: bool = False
+    history_size: int = 100
+    history_ttl: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on every input and buffer."""
+
+    max_message_size: int = 65_536
+    max_http_body: int = 1_048_576
+    max_subscriptions: int = 128
+    outgoing_buffer: int = 4_194_304
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTiming:
+    """Heartbeats: how often the server pings, and how long it waits for an answer."""
+
+    #: The seed's ``session.ping_interval``.
+    ping_interval: float = 25.0
+    pong_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SockJSSettings:
+    """The SockJS endpoint: where it is mounted, its timings, its test services."""
+
+    prefix: str = "/sockjs"
+    #: Seconds without a frame after which a receiving connection gets ``h``.
+    heartbeat: float = 25.0
+    #: Seconds a session outlives its last receiving connection.
+    disconnect_delay: float = 5.0
+    #: Bytes after which a streaming response is ended (the client reopens it).
+    response_limit: int = 131_072
+    #: Mount the SockJS protocol suite's services (echo, close, ...) under the prefix.
+    test_services: bool = False
+    #: The sockjs-client script that ``iframe.html`` loads.
+    client_url: str = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+
+
+@dataclass(frozen=True, slots=True)
+class PollSettings:
+    """Long polls (``GET /poll``, the Orbited ``xhr`` URLs): how long one is held, how many."""
+
+    #: Seconds a poll waits for a publication before it is answered empty.
+    timeout: float = 25.0
+    #: Polls held at once; past it a poll is answered 503 at once.
+    max_waiting: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class OrbitedSettings:
+    """The Orbited 0.3 URLs (``/<location>|<user>,<session>,<transport>``)."""
+
+    #: Seconds a key's position outlives its last connection (the next one resumes there).
+    disconnect_delay: float = 30.0
+    #: Bytes after which an iframe stream ends and the iframe loads it again.
+    response_limit: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    #: First matching rule wins; channels matching none use ``channel_defaults``.
+    channels: tuple[ChannelRule, ...] = (
+        ChannelRule(match="chat:*", client_publish=True, presence=True),
+    )
+    channel_defaults: ChannelRule = ChannelRule()
+    #: How long a channel's epoch and offset outlive its last publication
+    #: and last subscriber before the stream is forgotten.
+    history_meta_ttl: float = 86_400.0
+    limits: Limits = field(default_factory=Limits)
+    sockjs: SockJSSettings = field(default_factory=SockJSSettings)
+    poll: PollSettings = field(default_factory=PollSettings)
+    orbited: OrbitedSettings = field(default_factory=OrbitedSettings)
+    session: SessionTiming = field(default_factory=SessionTiming)
+
+    def rule_for(self, channel: str) -> ChannelRule:
+        """The rule that governs ``channel``."""
+        return _rule_for(self.channels, self.channel_defaults, channel)
+
+
+@lru_cache(maxsize=65_536)
+def _rule_for(rules: tuple[ChannelRule, ...], default: ChannelRule, channel: str) -> ChannelRule:
+    for rule in rules:
+        if fnmatch.fnmatchcase(channel, rule.match):
+            return rule
+    return default
+
+
+# --------------------------------------------------------------------------- loading
+
+_SERVER_KEYS = {"host": str, "port": int, "api_key": str}
+_TOP_LEVEL = {
+    "server",
+    "limits",
+    "session",
+    "channel_defaults",
+    "channel",
+    "history",
+    "sockjs",
+    "poll",
+    "orbited",
+}
+#: A prefix is one or more path segments of URL-safe characters, no trailing slash.
+_SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+_RESERVED_PREFIXES = {"/api", "/static", "/connection", "/poll"}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a TOML config file."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
+    """Build a :class:`Config` from parsed TOML, checking every key."""
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            raise ConfigError(f"{source}: unknown section or key {key!r}")
+    server = _table(raw, "server", source)
+    kwargs: dict[str, Any] = {}
+    for key, value in server.items():
+        kind = _SERVER_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"{source}: unknown key 'server.{key}'")
+        kwargs[key] = _typed(f"server.{key}", value, kind, source)
+    if "port" in kwargs and not 0 <= kwargs["port"] <= 65535:
+        raise ConfigError(f"{source}: 'server.port' must be between 0 and 65535")
+    if kwargs.get("api_key") == "":
+        kwargs["api_key"] = None
+
+    limits = _dataclass_from(Limits, _table(raw, "limits", source), "limits", source)
+    for f in fields(Limits):
+        if getattr(limits, f.name) <= 0:
+            raise ConfigError(f"{source}: 'limits.{f.name}' must be positive")
+
+    timing = _dataclass_from(SessionTiming, _table(raw, "session", source), "session", source)
+    for f in fields(SessionTiming):
+        if getattr(timing, f.name) <= 0:
+            raise ConfigError(f"{source}: 'session.{f.name}' must be positive")
+
+    kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
+    for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):
+        kwargs[name] = _positive(settings_class, _table(raw, name, source), name, source)
+
+    history = _table(raw, "history", source)
+    for key in history:
+        if key != "meta_ttl":
+            raise ConfigError(f"{source}: unknown key 'history.{key}'")
+    if "meta_ttl" in history:
+        kwargs["history_meta_ttl"] = float(
+            _typed("history.meta_ttl", history["meta_ttl"], float, source)
+        )
+
+    defaults_table = _table(raw, "channel_defaults", source)
+    if "match" in defaults_table:
+        raise ConfigError(f"{source}: 'channel_defaults' takes no 'match'")
+    defaults = _rule(ChannelRule(), defaults_table, "channel_defaults", source)
+    kwargs["channel_defaults"] = defaults
+    if "channel" in raw:
+        rules = raw["channel"]
+        if not isinstance(rules, list):
+            raise ConfigError(f"{source}: 'channel' must be an array of tables ([[channel]])")
+        parsed = []
+        for i, table in enumerate(rules):
+            where = f"channel[{i}]"
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: '{where}' must be a table")
+            if not isinstance(table.get("match"), str) or not table["match"]:
+                raise ConfigError(f"{source}: '{where}.match' must be a non-empty string")
+            parsed.append(_rule(defaults, table, where, source))
+        kwargs["channels"] = tuple(parsed)
+    return Config(limits=limits, session=timing, **kwargs)
+
+
+def _sockjs(table: dict[str, Any], source: str) -> SockJSSettings:
+    settings: SockJSSettings = _dataclass_from(SockJSSettings, table, "sockjs", source)
+    if not _SOCKJS_PREFIX.fullmatch(settings.prefix):
+        raise ConfigError(
+            f"{source}: 'sockjs.prefix' must be a path like '/sockjs' "
+            "(URL-safe segments, no trailing slash)"
+        )
+    if settings.prefix in _RESERVED_PREFIXES:
+        raise ConfigError(f"{source}: 'sockjs.prefix' {settings.prefix!r} is used by orbiter")
+    for name in ("heartbeat", "disconnect_delay", "response_limit"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{source}: 'sockjs.{name}' must be positive")
+    if not settings.client_url.startswith(("/", "http://", "https://")):
+        raise ConfigError(f"{source}: 'sockjs.client_url' must be an absolute path or URL")
+    return settings
+
+
+def _positive(cls: Any, table: dict[str, Any], where: str, source: str) -> Any:
+    """A settings table whose every value must be positive."""
+    settings = _dataclass_from(cls, table, where, source)
+    for f in fields(cls):
+        if getattr(settings, f.name) <= 0:
+            raise ConfigError(f"{source}: '{where}.{f.name}' must be positive")
+    return settings
+
+
+def _rule(base: ChannelRule, table: dict[str, Any], where: str, source: str) -> ChannelRule:
+    rule: ChannelRule = _dataclass_from(ChannelRule, table, where, source, base=base)
+    if rule.history_size < 0:
+        raise ConfigError(f"{source}: '{where}.history_size' must not be negative")
+    if rule.history_ttl <= 0:
+        raise ConfigError(f"{source}: '{where}.history_ttl' must be positive")
+    return rule
+
+
+def _table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{name}' must be a table")
+    return value
+
+
+def _dataclass_from(
+    cls: Any, table: dict[str, Any], where: str, source: str, base: Any = None
+) -> Any:
+    types = {f.name: f.type for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in types:
+            raise ConfigError(f"{source}: unknown key '{where}.{key}'")
+        kind = {"int": int, "float": float, "bool": bool, "str": str}[str(types[key])]
+        values[key] = _typed(f"{where}.{key}", value, kind, source)
+    return replace(base, **values) if base is not None else cls(**values)
+
+
+def _typed(name: str, value: Any, kind: type, source: str) -> Any:
+    if kind is float and type(value) in (int, float):
+        return float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{source}: '{name}' must be of type {kind.__name__}")
+    return value

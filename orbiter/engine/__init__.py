@@ -1,0 +1,1 @@
+"""Engines: the Broker and PresenceStore interfaces and their implementations."""

@@ -1,0 +1,117 @@
+"""Engine interfaces: the only way the layers above reach shared state.
+
+- :class:`Broker` carries publications between nodes and keeps each
+  channel's stream (epoch, offsets, bounded history). Publishing and
+  appending to history are one operation, so that offsets and delivery
+  order agree in every engine.
+- :class:`PresenceStore` knows which clients are subscribed to which channel.
+
+The memory implementation (``engine/memory.py``) serves one process; a Redis
+implementation serves many nodes behind the same interfaces. The contract
+tests in ``tests/engine/`` run against every implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPolicy:
+    """How much of a channel's stream to keep."""
+
+    size: int
+    ttl: float
+    #: How long the stream's epoch and offset outlive its last activity.
+    meta_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Publications read from a channel's stream.
+
+    ``recoverable`` is True when ``publications`` holds every publication
+    after the requested position, so a client at that position can catch
+    up exactly; it is False when history was trimmed past it, or the epoch
+    is not the stream's current one.
+    """
+
+    position: StreamPosition
+    publications: list[Publication]
+    recoverable: bool
+
+
+#: Called by the broker, on the event loop, for each publication on a
+#: channel this node subscribed to, in offset order.
+PublicationHandler = Callable[[Publication], None]
+#: Called by the broker for each presence event on a subscribed channel.
+PresenceHandler = Callable[[PresenceEvent], None]
+
+
+class Broker(abc.ABC):
+    """Publishes to channels and delivers publications to subscribed nodes."""
+
+    @abc.abstractmethod
+    def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
+        """Set the functions that receive this node's publications and presence events."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Begin background work (expiry, connections)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop background work and release resources."""
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """From now on, deliver ``channel``'s publications to this node."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivering ``channel``'s publications to this node."""
+
+    @abc.abstractmethod
+    async def publish(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
+        """Append to the channel's stream and deliver; returns the publication."""
+
+    @abc.abstractmethod
+    async def publish_presence(self, event: PresenceEvent) -> None:
+        """Deliver a join or leave to every node subscribed to the channel (no history)."""
+
+    @abc.abstractmethod
+    async def history(
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        policy: HistoryPolicy,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        """Publications after ``since`` (or the newest ``limit`` if ``since`` is None).
+
+        Oldest first. Also reports the stream's current position, creating
+        the stream (with a new epoch) if it does not exist yet.
+        """
+
+
+class PresenceStore(abc.ABC):
+    """Which clients are subscribed to each channel, and as which users."""
+
+    @abc.abstractmethod
+    async def add(self, channel: str, info: ClientInfo) -> bool:
+        """Record a client; True if it is its user's first client on the channel."""
+
+    @abc.abstractmethod
+    async def remove(self, channel: str, client: str) -> ClientInfo | None:
+        """Forget a client; its info if that was its user's last client there."""
+
+    @abc.abstractmethod
+    async def clients(self, channel: str) -> list[ClientInfo]: ...
+
+    @abc.abstractmethod
+    async def channels(self) -> dict[str, int]:
+        """Every channel with at least one client, and its number of clients."""

@@ -1,0 +1,200 @@
+"""The HTTP API for app servers: publish, Orbited event, channels, history, presence.
+
+Every answer is JSON. Every failure is ``{"error": {"status", "message"}}``
+with a 4xx status naming the problem (5xx only for orbiter's own faults).
+When ``api_key`` is configured, each call must carry it in ``X-API-Key`` or
+``Authorization: apikey <key>``; without it the answer is 401 and nothing
+happens.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from orbiter.http.keys import NODE
+from orbiter.model import StreamPosition
+from orbiter.protocol.keys import ConnectionKey, InvalidKey
+from orbiter.protocol.native import publication_fields, validate_channel
+
+log = logging.getLogger("orbiter.api")
+
+MAX_EVENT_KEYS = 10_000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return json_response({"error": {"status": status, "message": message}}, status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure under ``/api/`` into a JSON error naming the problem."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        log.info(
+            "%s %s from %s: %d %s",
+            request.method,
+            request.path,
+            request.remote,
+            exc.status,
+            exc.message,
+        )
+        return error_response(exc.status, exc.message)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[NODE].config.limits.max_http_body
+        log.info(
+            "%s %s from %s: body over %d bytes", request.method, request.path, request.remote, limit
+        )
+        return error_response(413, f"request body is larger than the limit of {limit} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, exc.reason)
+
+
+def _check_api_key(request: web.Request) -> None:
+    expected = request.app[NODE].config.api_key
+    if expected is None:
+        return
+    given = request.headers.get("X-API-Key")
+    if given is None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        given = value.strip() if scheme.lower() == "apikey" else None
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "missing or wrong API key (send it in the X-API-Key header)")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    body = await request.read()
+    if not body.strip():
+        raise ApiError(400, "request body is empty; send a JSON object")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    return payload
+
+
+def _channel(value: object) -> str:
+    try:
+        return validate_channel(value)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _keys(value: object) -> list[ConnectionKey]:
+    raw = [value] if isinstance(value, str) else value
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(400, "'keys' must be a key string or a non-empty list of key strings")
+    if len(raw) > MAX_EVENT_KEYS:
+        raise ApiError(400, f"'keys' holds more than {MAX_EVENT_KEYS} keys")
+    try:
+        return [ConnectionKey.parse(k) for k in raw]
+    except InvalidKey as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"query parameter '{name}' must be an integer") from None
+    if value < 0:
+        raise ApiError(400, f"query parameter '{name}' must not be negative")
+    return value
+
+
+async def publish(request: web.Request) -> web.Response:
+    _check_api_key(request)
+    body = await _json_body(request)
+    channel = _channel(body.get("channel"))
+    if "data" not in body:
+        raise ApiError(400, "'data' is missing")
+    pub = await request.app[NODE].pubsub.publish(channel, body["data"])
+    return json_response({"offset": pub.offset, "epoch": pub.epoch})
+
+
+async def event(request: web.Request) -> web.Response:
+    _check_api_key(request)
+    body = await _json_body(request)
+    keys = _keys(body.get("keys"))
+    if "data" not in body:
+        raise ApiError(400, "'data' is missing")
+    pubs = await request.app[NODE].pubsub.event(keys, body["data"])
+    return json_response(
+        {
+            "results": [
+                {"key": str(key), "offset": pub.offset, "epoch": pub.epoch}
+                for key, pub in zip(keys, pubs, strict=True)
+            ]
+        }
+    )
+
+
+async def channels(request: web.Request) -> web.Response:
+    _check_api_key(request)
+    counts = await request.app[NODE].pubsub.channels()
+    return json_response({"channels": counts})
+
+
+async def presence(request: web.Request) -> web.Response:
+    _check_api_key(request)
+    channel = _channel(request.query.get("channel"))
+    return json_response(await request.app[NODE].pubsub.presence(channel))
+
+
+async def history(request: web.Request) -> web.Response:
+    _check_api_key(request)
+    channel = _channel(request.query.get("channel"))
+    limit = _int_param(request, "limit")
+    since_offset = _int_param(request, "since")
+    since = None
+    if since_offset is not None:
+        epoch = request.query.get("epoch")
+        if not epoch:
+            raise ApiError(400, "query parameter 'since' needs 'epoch' as well")
+        since = StreamPosition(since_offset, epoch)
+    page = await request.app[NODE].pubsub.history(channel, since, limit)
+    return json_response(
+        {
+            "channel": channel,
+            "epoch": page.position.epoch,
+            "offset": page.position.offset,
+            "recoverable": page.recoverable,
+            "publications": [publication_fields(p) for p in page.publications],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/publish", publish)
+    app.router.add_post("/api/event", event)
+    app.router.add_get("/api/channels", channels)
+    app.router.add_get("/api/history", history)
+    app.router.add_get("/api/presence", presence)

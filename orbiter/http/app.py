@@ -1,0 +1,49 @@
+"""Builds the aiohttp application of a node: routes, limits, start-up and shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from orbiter.http import api
+from orbiter.http.keys import NODE
+from orbiter.node import Node
+from orbiter.transports.comet import add_comet_routes
+from orbiter.transports.sockjs.mount import add_sockjs_routes
+from orbiter.transports.websocket import websocket_handler
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+async def chat_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "chat.html")
+
+
+def build_app(node: Node) -> web.Application:
+    app = web.Application(
+        client_max_size=node.config.limits.max_http_body, middlewares=[api.api_errors]
+    )
+    app[NODE] = node
+    app.router.add_get("/connection/websocket", websocket_handler)
+    # SSE, long polling, Orbited 0.3 URLs; held polls are answered first at shutdown.
+    add_comet_routes(app, node)
+    api.add_routes(app)
+    app.router.add_get("/", chat_page)
+    app.router.add_static("/static", STATIC_DIR)
+
+    async def start(app: web.Application) -> None:
+        await node.start()
+
+    async def shutdown(app: web.Application) -> None:
+        await node.shutdown()
+
+    async def cleanup(app: web.Application) -> None:
+        await node.close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(shutdown)
+    app.on_cleanup.append(cleanup)
+    # After the node's shutdown hook, so native SockJS sessions close with the node's reason.
+    add_sockjs_routes(app, node)
+    return app

@@ -1,0 +1,52 @@
+"""Value types shared by every layer: stream positions, publications, presence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: A JSON value as decoded by orjson.
+JSON = Any
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where a channel's stream stands: the last offset, within one epoch.
+
+    Offsets grow by one per publication. The epoch changes whenever the
+    stream's history is lost (restart of the memory engine, expiry), so a
+    position from another epoch cannot be recovered from.
+    """
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message published to a channel, with its place in the stream."""
+
+    channel: str
+    offset: int
+    epoch: str
+    data: JSON
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What presence reports about one subscribed client."""
+
+    client: str
+    user: str | None
+    #: What the app attached to the connection (JSON), if anything.
+    info: JSON = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """A user joined a channel (their first client) or left it (their last)."""
+
+    channel: str
+    joined: bool
+    client: ClientInfo

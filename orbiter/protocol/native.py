@@ -1,0 +1,286 @@
+"""The native orbiter protocol, server side, without I/O.
+
+A client sends JSON commands, one per line; one transport message (a
+WebSocket frame, a SockJS message) may carry several lines. Every command
+has an ``id`` chosen by the client and an ``op``; the server answers each
+with a reply carrying the same ``id`` and either ``result`` or ``error``.
+The server also sends pushes (``{"push": "pub", ...}``), which have no id.
+The full description is ``docs/protocol.md``.
+
+:class:`ServerProtocol` turns received text into command objects (or
+:class:`CommandError` events for what cannot be accepted) and knows whether
+the connection has said ``connect`` yet. The ``encode_*`` functions turn
+replies and pushes into the bytes a transport sends. Nothing here touches a
+socket or an event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
+
+PROTOCOL_VERSION = 1
+MAX_CHANNEL_LENGTH = 255
+_MAX_ID = 2**53 - 1
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes carried in ``{"error": {"code": ..., "message": ...}}`` replies."""
+
+    INTERNAL = 100
+    UNAUTHORIZED = 101
+    PERMISSION_DENIED = 103
+    METHOD_NOT_FOUND = 104
+    ALREADY_SUBSCRIBED = 105
+    LIMIT_EXCEEDED = 106
+    BAD_REQUEST = 107
+    NOT_CONNECTED = 108
+    ALREADY_CONNECTED = 109
+    NOT_SUBSCRIBED = 110
+
+
+class DisconnectCode(enum.IntEnum):
+    """WebSocket close codes (and SockJS ``c[...]`` codes) orbiter uses.
+
+    1001 and 3000-3499: the client should reconnect and recover from history.
+    3500-3999: the client must not reconnect without changing something.
+    """
+
+    SHUTDOWN = 1001
+    SLOW_CONSUMER = 3001
+    CONNECT_FAILED = 3501
+
+    @property
+    def reconnect(self) -> bool:
+        return self < 3500
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    id: int
+    user: str | None
+    session: str | None
+    location: str | None
+    key: str | None
+    since: StreamPosition | None
+    info: JSON = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    id: int
+    channel: str
+    since: StreamPosition | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    id: int
+    channel: str
+    data: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    id: int
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: int
+
+
+Command = Connect | Subscribe | Unsubscribe | Publish | Presence | Ping
+
+
+@dataclass(frozen=True, slots=True)
+class CommandError:
+    """A received command that cannot be accepted; ``id`` is None if unknown."""
+
+    id: int | None
+    code: ErrorCode
+    message: str
+
+
+class Refusal(Exception):
+    """A command is refused; becomes an error reply with ``code`` and ``message``."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class State(enum.Enum):
+    AWAITING_CONNECT = "awaiting connect"
+    CONNECTED = "connected"
+
+
+class ServerProtocol:
+    """Parses and validates the commands of one client connection.
+
+    ``connect`` must come first; a second ``connect`` is refused. A batch
+    that holds ``connect`` followed by other commands is accepted in order.
+    """
+
+    def __init__(self) -> None:
+        self.state = State.AWAITING_CONNECT
+
+    def receive(self, data: str | bytes) -> list[Command | CommandError]:
+        """Parse one transport message, holding one or more lines of JSON."""
+        if isinstance(data, str):
+            data = data.encode()
+        events: list[Command | CommandError] = []
+        for line in data.split(b"\n"):
+            if line.strip():
+                events.append(self._receive_line(line))
+        if not events:
+            events.append(CommandError(None, ErrorCode.BAD_REQUEST, "empty message"))
+        return events
+
+    def _receive_line(self, line: bytes) -> Command | CommandError:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            return CommandError(None, ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}")
+        if not isinstance(obj, dict):
+            return CommandError(None, ErrorCode.BAD_REQUEST, "a command must be a JSON object")
+        raw_id = obj.get("id")
+        if type(raw_id) is not int or not 0 < raw_id <= _MAX_ID:
+            return CommandError(
+                None, ErrorCode.BAD_REQUEST, "command 'id' must be a positive integer"
+            )
+        try:
+            command = _parse_command(raw_id, obj)
+        except Refusal as exc:
+            return CommandError(raw_id, exc.code, exc.message)
+        if isinstance(command, Connect):
+            if self.state is State.CONNECTED:
+                return CommandError(raw_id, ErrorCode.ALREADY_CONNECTED, "already connected")
+            self.state = State.CONNECTED
+        elif self.state is State.AWAITING_CONNECT and not isinstance(command, Ping):
+            return CommandError(
+                raw_id, ErrorCode.NOT_CONNECTED, "send 'connect' before any other command"
+            )
+        return command
+
+
+def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
+    op = obj.get("op")
+    if op == "subscribe":
+        return Subscribe(id_, _channel(obj), _since(obj.get("since")))
+    if op == "publish":
+        if "data" not in obj:
+            raise Refusal(ErrorCode.BAD_REQUEST, "'publish' needs 'data'")
+        return Publish(id_, _channel(obj), obj["data"])
+    if op == "unsubscribe":
+        return Unsubscribe(id_, _channel(obj))
+    if op == "ping":
+        return Ping(id_)
+    if op == "presence":
+        return Presence(id_, _channel(obj))
+    if op == "connect":
+        return Connect(
+            id_,
+            user=_optional_str(obj, "user"),
+            session=_optional_str(obj, "session", allow_int=True),
+            location=_optional_str(obj, "location"),
+            key=_optional_str(obj, "key"),
+            since=_since(obj.get("since")),
+            info=obj.get("info"),
+        )
+    if not isinstance(op, str):
+        raise Refusal(ErrorCode.BAD_REQUEST, "command 'op' must be a string")
+    raise Refusal(ErrorCode.METHOD_NOT_FOUND, f"unknown op {op[:40]!r}")
+
+
+def validate_channel(channel: object) -> str:
+    """Return ``channel`` if it is a well-formed channel name, else raise ValueError."""
+    if not isinstance(channel, str) or not channel:
+        raise ValueError("'channel' must be a non-empty string")
+    if len(channel) > MAX_CHANNEL_LENGTH:
+        raise ValueError(f"'channel' is longer than {MAX_CHANNEL_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in channel):
+        raise ValueError("'channel' contains a control character")
+    return channel
+
+
+def _channel(obj: dict[str, Any]) -> str:
+    try:
+        return validate_channel(obj.get("channel"))
+    except ValueError as exc:
+        raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
+
+
+def _optional_str(obj: dict[str, Any], name: str, *, allow_int: bool = False) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if allow_int and type(value) is int:
+        return str(value)
+    if not isinstance(value, str):
+        raise Refusal(ErrorCode.BAD_REQUEST, f"'{name}' must be a string")
+    return value
+
+
+def _since(value: object) -> StreamPosition | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise Refusal(ErrorCode.BAD_REQUEST, "'since' must be an object {offset, epoch}")
+    offset, epoch = value.get("offset"), value.get("epoch")
+    if type(offset) is not int or offset < 0:
+        raise Refusal(ErrorCode.BAD_REQUEST, "'since.offset' must be a non-negative integer")
+    if not isinstance(epoch, str):
+        raise Refusal(ErrorCode.BAD_REQUEST, "'since.epoch' must be a string")
+    return StreamPosition(offset, epoch)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_reply(id_: int, result: dict[str, Any]) -> bytes:
+    return orjson.dumps({"id": id_, "result": result})
+
+
+def encode_error(id_: int | None, code: ErrorCode, message: str) -> bytes:
+    return orjson.dumps({"id": id_, "error": {"code": int(code), "message": message}})
+
+
+def encode_publication(pub: Publication) -> bytes:
+    """The push for one publication; encoded once and sent to every subscriber."""
+    return orjson.dumps(
+        {"push": "pub", "channel": pub.channel, "offset": pub.offset, "data": pub.data}
+    )
+
+
+def encode_presence(event: PresenceEvent) -> bytes:
+    """A join or leave push; encoded once and sent to every subscriber."""
+    push: dict[str, Any] = {
+        "push": "join" if event.joined else "leave",
+        "channel": event.channel,
+        "user": event.client.user,
+    }
+    if event.joined:
+        push["info"] = event.client.info
+    return orjson.dumps(push)
+
+
+def publication_fields(pub: Publication) -> dict[str, Any]:
+    """A publication as it appears inside replies (recovery, history)."""
+    return {"offset": pub.offset, "data": pub.data, "time": pub.time}

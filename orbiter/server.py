@@ -1,0 +1,65 @@
+"""``orbiter serve``: run a node on uvloop until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from orbiter.config import Config
+from orbiter.http.app import build_app
+from orbiter.node import Node
+
+log = logging.getLogger("orbiter")
+
+
+def serve(config: Config) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        asyncio.run(run_server(config))
+    else:
+        uvloop.run(run_server(config))
+
+
+async def run_server(config: Config) -> None:
+    node = Node(config)
+    runner = web.AppRunner(build_app(node), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    for url in _listener_urls(runner):
+        log.info("listening on %s (chat demo /, WebSocket /connection/websocket, API /api/)", url)
+    _log_openness(config)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def _listener_urls(runner: web.AppRunner) -> list[str]:
+    """URLs of the sockets actually bound (so ``--port 0`` reports its port)."""
+    urls = []
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+    return urls
+
+
+def _log_openness(config: Config) -> None:
+    if config.api_key is None:
+        log.warning("running open for development: the HTTP API needs no key (set server.api_key)")
+    publishable = [rule.match for rule in config.channels if rule.client_publish]
+    if config.channel_defaults.client_publish:
+        publishable.append("* (channel_defaults)")
+    if publishable:
+        log.info("browsers may publish to: %s", ", ".join(publishable))

@@ -1,0 +1,1 @@
+"""Services over the engine: pub/sub channels, keys, history and recovery."""

@@ -1,0 +1,149 @@
+"""Channels on this node: who is subscribed, publishing, fan-out, history, keys.
+
+:class:`PubSub` is the one delivery path. Every route that publishes (the
+native protocol, the HTTP API, Orbited ``event``) ends in
+:meth:`PubSub.publish`; every publication the broker delivers is encoded
+once in :meth:`PubSub._fan_out` and the same bytes are handed to each
+subscriber without awaiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from orbiter.config import Config
+from orbiter.engine.base import (
+    Broker,
+    HistoryPage,
+    HistoryPolicy,
+    PresenceStore,
+)
+from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
+from orbiter.protocol.keys import ConnectionKey
+from orbiter.protocol.native import encode_presence, encode_publication
+
+
+class Subscriber(Protocol):
+    """What a channel needs from whoever subscribes to it (a client session)."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def info(self) -> JSON:
+        """What the app attached to this client, shown in presence."""
+
+    def deliver(self, pub: Publication, message: bytes) -> None:
+        """Take one publication, already encoded; must not block or await."""
+
+    def deliver_presence(self, channel: str, message: bytes) -> None:
+        """Take one encoded join/leave push; must not block or await."""
+
+
+class _Channel:
+    __slots__ = ("ready", "subscribers")
+
+    def __init__(self) -> None:
+        self.subscribers: dict[Subscriber, None] = {}
+        #: Resolved once the broker delivers this channel to the node.
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class PubSub:
+    def __init__(self, config: Config, broker: Broker, presence: PresenceStore) -> None:
+        self._config = config
+        self._broker = broker
+        self._presence = presence
+        self._channels: dict[str, _Channel] = {}
+        broker.set_handlers(self._fan_out, self._fan_out_presence)
+
+    def policy(self, channel: str) -> HistoryPolicy:
+        rule = self._config.rule_for(channel)
+        return HistoryPolicy(rule.history_size, rule.history_ttl, self._config.history_meta_ttl)
+
+    async def subscribe(self, sub: Subscriber, channel: str) -> None:
+        """Deliver ``channel``'s publications to ``sub`` from now on."""
+        entry = self._channels.get(channel)
+        if entry is None:
+            entry = self._channels[channel] = _Channel()
+            entry.subscribers[sub] = None
+            try:
+                await self._broker.subscribe(channel)
+            except BaseException as exc:
+                if self._channels.get(channel) is entry:
+                    del self._channels[channel]
+                entry.ready.set_exception(exc)
+                entry.ready.exception()  # retrieved here; waiters re-raise it
+                raise
+            entry.ready.set_result(None)
+        else:
+            entry.subscribers[sub] = None
+            if not entry.ready.done():
+                await asyncio.shield(entry.ready)
+        info = ClientInfo(sub.client_id, sub.user, sub.info)
+        if await self._presence.add(channel, info) and self._config.rule_for(channel).presence:
+            await self._broker.publish_presence(PresenceEvent(channel, True, info))
+
+    async def unsubscribe(self, sub: Subscriber, channel: str) -> None:
+        entry = self._channels.get(channel)
+        if entry is None or sub not in entry.subscribers:
+            return
+        del entry.subscribers[sub]
+        if not entry.subscribers:
+            del self._channels[channel]
+            if entry.ready.done() and entry.ready.exception() is None:
+                await self._broker.unsubscribe(channel)
+        left = await self._presence.remove(channel, sub.client_id)
+        if left is not None and self._config.rule_for(channel).presence:
+            await self._broker.publish_presence(PresenceEvent(channel, False, left))
+
+    async def publish(self, channel: str, data: JSON) -> Publication:
+        return await self._broker.publish(channel, data, self.policy(channel))
+
+    async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
+        """Orbited's ``event(keys, message)``: publish to each key's channel."""
+        return [await self.publish(key.channel, data) for key in keys]
+
+    async def history(
+        self, channel: str, since: StreamPosition | None = None, limit: int | None = None
+    ) -> HistoryPage:
+        return await self._broker.history(channel, since, self.policy(channel), limit)
+
+    async def channels(self) -> dict[str, int]:
+        return await self._presence.channels()
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Who is on ``channel``: one entry per user (however many tabs), and counts."""
+        clients = await self._presence.clients(channel)
+        users: dict[str, dict[str, Any]] = {}
+        for client in clients:
+            if client.user is not None:
+                entry = users.setdefault(client.user, {"user": client.user, "clients": 0})
+                entry["info"] = client.info
+                entry["clients"] += 1
+        return {"channel": channel, "clients": len(clients), "users": list(users.values())}
+
+    def subscriber_count(self, channel: str) -> int:
+        entry = self._channels.get(channel)
+        return 0 if entry is None else len(entry.subscribers)
+
+    def _fan_out(self, pub: Publication) -> None:
+        entry = self._channels.get(pub.channel)
+        if entry is None:
+            return
+        message = encode_publication(pub)
+        for sub in entry.subscribers:  # deliver() never unsubscribes synchronously
+            sub.deliver(pub, message)
+
+    def _fan_out_presence(self, event: PresenceEvent) -> None:
+        entry = self._channels.get(event.channel)
+        if entry is None:
+            return
+        message = encode_presence(event)
+        for sub in entry.subscribers:
+            sub.deliver_presence(event.channel, message)

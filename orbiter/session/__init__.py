@@ -1,0 +1,1 @@
+"""The client session: one conversation in the native protocol, whatever the transport."""

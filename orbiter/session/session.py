@@ -1,0 +1,370 @@
+"""One client session: the native protocol conversation, whatever carries it.
+
+A transport adapter feeds :meth:`ClientSession.receive` with each message
+the client sent, writes out what :meth:`Outbox.take` returns, and calls
+:meth:`ClientSession.finish` when the connection is gone. Everything else
+(commands, permissions, subscriptions, recovery from history, slow-consumer
+protection) lives here once for every transport.
+
+Read-only adapters, whose clients send no commands (plain SSE, the Orbited
+0.3 URLs), call :meth:`ClientSession.subscribe` and
+:meth:`ClientSession.connect_key` directly instead: the same checks, the same
+recovery and settling, with the recovered publications queued as ``pub``
+pushes ahead of live ones. :meth:`ClientSession.position` says where each
+channel stands in what has been queued, so such an adapter can tell its
+client where to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from orbiter.config import Config
+from orbiter.engine.base import HistoryPage
+from orbiter.model import Publication, StreamPosition
+from orbiter.protocol.keys import ConnectionKey, InvalidKey
+from orbiter.protocol.native import (
+    PROTOCOL_VERSION,
+    Command,
+    CommandError,
+    Connect,
+    DisconnectCode,
+    ErrorCode,
+    Ping,
+    Presence,
+    Publish,
+    Refusal,
+    ServerProtocol,
+    Subscribe,
+    Unsubscribe,
+    encode_error,
+    encode_publication,
+    encode_reply,
+    publication_fields,
+    validate_channel,
+)
+from orbiter.services.pubsub import PubSub
+from orbiter.session.outbox import Outbox
+
+log = logging.getLogger("orbiter.session")
+
+#: Channels whose names start with this are bound by the server (Orbited
+#: keys); clients cannot subscribe or publish to them by name.
+RESERVED_PREFIX = "$"
+
+
+class Subscription:
+    """One channel a session is subscribed to, and the last offset it was sent."""
+
+    __slots__ = ("epoch", "offset", "pending", "pending_bytes")
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.epoch = ""
+        #: While the subscription is being set up, live publications wait
+        #: here so that none is lost or sent twice around the history read.
+        self.pending: list[tuple[Publication, bytes]] | None = []
+        self.pending_bytes = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """What :meth:`ClientSession.subscribe` (or ``connect_key``) found."""
+
+    channel: str
+    #: The stream's position when subscribed: recovered publications end here.
+    position: StreamPosition
+    #: Where the client stands before the recovered publications queued for
+    #: it: ``since`` when recovered, else :attr:`position`.
+    start: StreamPosition
+    #: None without ``since``; else whether every publication after it was recovered.
+    recovered: bool | None
+
+
+class ClientSession:
+    def __init__(self, pubsub: PubSub, config: Config, *, peer: str) -> None:
+        self.client_id = secrets.token_urlsafe(9)
+        self.peer = peer
+        self.user: str | None = None
+        self.info: Any = None
+        self.key: ConnectionKey | None = None
+        self.outbox = Outbox(config.limits.outgoing_buffer)
+        self.close_code: DisconnectCode | None = None
+        self.close_reason = ""
+        self._config = config
+        self._pubsub = pubsub
+        self._protocol = ServerProtocol()
+        self._subs: dict[str, Subscription] = {}
+        self._finished = False
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._subs)
+
+    # ------------------------------------------------------------------ input
+
+    async def receive(self, data: str | bytes) -> None:
+        """Handle one message from the client, holding one or more commands."""
+        for event in self._protocol.receive(data):
+            if self.closed:
+                return
+            if isinstance(event, CommandError):
+                log.info("client %s (%s): %s", self.client_id, self.peer, event.message)
+                self._send(encode_error(event.id, event.code, event.message))
+                continue
+            try:
+                result, settling = await self._dispatch(event)
+            except Refusal as exc:
+                log.info("client %s (%s): refused: %s", self.client_id, self.peer, exc.message)
+                self._send(encode_error(event.id, exc.code, exc.message))
+                if isinstance(event, Connect):
+                    self.close(DisconnectCode.CONNECT_FAILED, exc.message)
+            except Exception:
+                log.exception("client %s (%s): internal error", self.client_id, self.peer)
+                self._send(encode_error(event.id, ErrorCode.INTERNAL, "internal server error"))
+            else:
+                self._send(encode_reply(event.id, result))
+                if settling is not None:
+                    self._settle(settling)
+
+    async def _dispatch(self, command: Command) -> tuple[dict[str, Any], Subscription | None]:
+        """Run one command: its result, and a subscription to settle after the reply."""
+        if isinstance(command, Publish):
+            return await self._publish(command.channel, command.data), None
+        if isinstance(command, Subscribe):
+            self._check_subscribable(command.channel)
+            page, sub = await self._subscribe(command.channel, command.since)
+            return _subscribe_result(command.channel, command.since, page), sub
+        if isinstance(command, Unsubscribe):
+            if command.channel not in self._subs:
+                raise Refusal(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {command.channel!r}")
+            await self._unsubscribe(command.channel)
+            return {}, None
+        if isinstance(command, Ping):
+            return {}, None
+        if isinstance(command, Presence):
+            return await self._presence(command.channel), None
+        return await self._connect(command)
+
+    async def _connect(self, command: Connect) -> tuple[dict[str, Any], Subscription | None]:
+        result: dict[str, Any] = {"client": self.client_id, "protocol": PROTOCOL_VERSION}
+        try:
+            if command.key is not None:
+                self.key = ConnectionKey.parse(command.key)
+            elif command.user is not None or command.location is not None:
+                if command.user is None or command.location is None:
+                    raise InvalidKey("a connection key needs both 'user' and 'location'")
+                self.key = ConnectionKey.build(
+                    command.user, command.session or "0", command.location
+                )
+        except InvalidKey as exc:
+            raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
+        self.info = command.info
+        if self.key is None:
+            return result, None
+        self.user = self.key.user
+        page, sub = await self._subscribe(self.key.channel, command.since)
+        key_result = _subscribe_result(self.key.channel, command.since, page)
+        result["key"] = {"key": str(self.key), **key_result}
+        return result, sub
+
+    async def _publish(self, channel: str, data: Any) -> dict[str, Any]:
+        if channel.startswith(RESERVED_PREFIX):
+            raise Refusal(
+                ErrorCode.PERMISSION_DENIED, f"channel {channel!r} is reserved for the server"
+            )
+        if not self._config.rule_for(channel).client_publish:
+            raise Refusal(
+                ErrorCode.PERMISSION_DENIED,
+                f"clients may not publish to channel {channel!r}: "
+                "no [[channel]] rule with client_publish = true matches it",
+            )
+        pub = await self._pubsub.publish(channel, data)
+        return {"offset": pub.offset, "epoch": pub.epoch}
+
+    async def _presence(self, channel: str) -> dict[str, Any]:
+        if channel not in self._subs:
+            raise Refusal(ErrorCode.NOT_SUBSCRIBED, f"subscribe to {channel!r} to see its presence")
+        if not self._config.rule_for(channel).presence:
+            raise Refusal(
+                ErrorCode.PERMISSION_DENIED,
+                f"presence is off for channel {channel!r} (see [[channel]] presence)",
+            )
+        return await self._pubsub.presence(channel)
+
+    def _check_subscribable(self, channel: str) -> None:
+        if channel.startswith(RESERVED_PREFIX):
+            raise Refusal(
+                ErrorCode.PERMISSION_DENIED,
+                f"channel {channel!r} is reserved: Orbited key channels are joined by "
+                "'connect' with user/session/location",
+            )
+        if channel in self._subs:
+            raise Refusal(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+        limit = self._config.limits.max_subscriptions
+        if len(self._subs) >= limit:
+            raise Refusal(
+                ErrorCode.LIMIT_EXCEEDED, f"a connection may hold at most {limit} subscriptions"
+            )
+
+    async def _subscribe(
+        self, channel: str, since: StreamPosition | None
+    ) -> tuple[HistoryPage, Subscription]:
+        """Subscribe, then read history; :meth:`_settle` after the reply is sent.
+
+        Live publications that arrive while history is read wait in the
+        subscription's pending list; once the reply (with the recovered
+        publications) is out, only those newer than the history's position
+        follow, so nothing is lost or duplicated.
+        """
+        sub = self._subs[channel] = Subscription()
+        try:
+            await self._pubsub.subscribe(self, channel)
+            page = await self._pubsub.history(channel, since, limit=0)
+        except BaseException:
+            self._subs.pop(channel, None)
+            await self._pubsub.unsubscribe(self, channel)
+            raise
+        sub.offset = page.position.offset
+        sub.epoch = page.position.epoch
+        return page, sub
+
+    def _settle(self, sub: Subscription) -> None:
+        pending, sub.pending, sub.pending_bytes = sub.pending or [], None, 0
+        for pub, message in pending:
+            self.deliver(pub, message)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if self._subs.pop(channel, None) is not None:
+            await self._pubsub.unsubscribe(self, channel)
+
+    # ------------------------------------------------------------ direct calls
+
+    async def subscribe(self, channel: str, since: StreamPosition | None = None) -> Subscribed:
+        """Subscribe without a command, for adapters whose clients send none.
+
+        The checks of the ``subscribe`` command apply (a well-formed channel,
+        not reserved, not twice, at most ``limits.max_subscriptions``); a
+        refusal raises :class:`Refusal`. When the gap after ``since`` can be
+        recovered, the missed publications are queued in the outbox as
+        ``pub`` pushes, oldest first, and live ones follow, none twice.
+        """
+        try:
+            validate_channel(channel)
+        except ValueError as exc:
+            raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
+        self._check_subscribable(channel)
+        return await self._join(channel, since)
+
+    async def connect_key(
+        self, key: ConnectionKey, since: StreamPosition | None = None
+    ) -> Subscribed:
+        """Be the Orbited ``key``'s connection and join its channel, without a command.
+
+        What ``connect`` with a key does: the session's user becomes the
+        key's user, and the key channel is subscribed as by :meth:`subscribe`.
+        """
+        if self.key is not None:
+            raise Refusal(ErrorCode.ALREADY_CONNECTED, "already connected")
+        self.key = key
+        self.user = key.user
+        return await self._join(key.channel, since)
+
+    def position(self, channel: str) -> StreamPosition | None:
+        """Where ``channel`` stands in what this session has queued for its client.
+
+        The offset of the last publication queued (or, before any, of the
+        subscription), in the stream's epoch. None if the session is not
+        subscribed to ``channel`` or the subscription is still being set up.
+        """
+        sub = self._subs.get(channel)
+        if sub is None or sub.pending is not None:
+            return None
+        return StreamPosition(sub.offset, sub.epoch)
+
+    async def _join(self, channel: str, since: StreamPosition | None) -> Subscribed:
+        page, sub = await self._subscribe(channel, since)
+        recovered = None if since is None else page.recoverable
+        if recovered:
+            for pub in page.publications:
+                self._send(encode_publication(pub))
+        self._settle(sub)
+        start = since if recovered and since is not None else page.position
+        return Subscribed(channel, page.position, start, recovered)
+
+    # ------------------------------------------------------------------ output
+
+    def deliver(self, pub: Publication, message: bytes) -> None:
+        """Fan-out hot path: queue one encoded publication for this client."""
+        sub = self._subs.get(pub.channel)
+        if sub is None:
+            return
+        if sub.pending is not None:
+            sub.pending.append((pub, message))
+            sub.pending_bytes += len(message)
+            if sub.pending_bytes > self._config.limits.outgoing_buffer:
+                self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
+            return
+        if pub.offset <= sub.offset:
+            return
+        sub.offset = pub.offset
+        if not self.outbox.put(message):
+            self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
+
+    def deliver_presence(self, channel: str, message: bytes) -> None:
+        """Queue a join/leave push, for subscriptions already set up."""
+        sub = self._subs.get(channel)
+        if sub is not None and sub.pending is None:
+            self._send(message)
+
+    def _send(self, message: bytes) -> None:
+        if not self.outbox.put(message):
+            self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
+
+    def close(self, code: DisconnectCode, reason: str) -> None:
+        """End the session; the transport closes the connection with ``code``."""
+        if self.closed:
+            return
+        self.close_code, self.close_reason = code, reason
+        if code is DisconnectCode.SLOW_CONSUMER:
+            log.warning(
+                "client %s (%s): disconnected: %s (%d bytes queued)",
+                self.client_id,
+                self.peer,
+                reason,
+                self.outbox.queued_bytes,
+            )
+        self.outbox.close(discard=code is DisconnectCode.SLOW_CONSUMER)
+
+    async def finish(self) -> None:
+        """The connection is gone: leave every channel. Idempotent."""
+        if self._finished:
+            return
+        self._finished = True
+        self.outbox.close(discard=True)
+        for channel in list(self._subs):
+            await self._unsubscribe(channel)
+
+
+def _subscribe_result(
+    channel: str, since: StreamPosition | None, page: HistoryPage
+) -> dict[str, Any]:
+    """The result of a ``subscribe`` command (and of a key in ``connect``)."""
+    result: dict[str, Any] = {
+        "channel": channel,
+        "epoch": page.position.epoch,
+        "offset": page.position.offset,
+    }
+    if since is not None:
+        result["recovered"] = page.recoverable
+        result["publications"] = (
+            [publication_fields(p) for p in page.publications] if page.recoverable else []
+        )
+    return result

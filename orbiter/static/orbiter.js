@@ -1,0 +1,883 @@
+/**
+ * orbiter.js — browser client for orbiter's native protocol (docs/protocol.md).
+ *
+ * Loading. This file is a classic script without `import`/`export`, written
+ * to be strict-mode clean and not to rely on a top-level `this`, so it loads
+ * both ways and in both cases defines the globals `Orbiter` and `Orbited`:
+ *
+ *     <script src="/static/orbiter.js"></script>
+ *     <script type="module">import "/static/orbiter.js"; const { Client } = globalThis.Orbiter;</script>
+ *
+ * (A file with `export` statements cannot be loaded by a classic <script>,
+ * so a side-effect import plus `globalThis` is the one form that works for both.)
+ *
+ *     const client = new Orbiter.Client();              // same origin, connects at once
+ *     const sub = client.subscribe("chat:lobby", (data, { channel, offset }) => { ... });
+ *     await client.publish("chat:lobby", { nick: "ann", text: "hi" });  // -> { offset, epoch }
+ *     client.on("unrecoverable", ({ channel }) => reloadStateOf(channel));
+ *
+ * Delivery. The client remembers, per channel, the epoch and offset of the
+ * last publication it delivered. After a connection is lost it reconnects
+ * (exponential backoff with full jitter) and resubscribes with `since`, so
+ * missed publications are replayed from the server's history; anything with
+ * an offset it has already delivered is dropped, so nothing arrives twice.
+ * When the server cannot fill the gap (`recovered: false`) the client emits
+ * "unrecoverable" and carries on from the channel's new position.
+ *
+ * Publishing while disconnected. publish() queues the message while there is
+ * no open connection (unless disconnect() was called, which rejects at once)
+ * and sends it as soon as a connection opens. A queued message that is not
+ * sent within `publishQueueTimeout` (30 s) is dropped and its promise rejects
+ * with code "timeout". A message already sent when the connection drops is
+ * NOT resent (the server may or may not have published it): its promise
+ * rejects with code "disconnected".
+ */
+(function (root) {
+  "use strict";
+
+  const ENDPOINT = "/connection/websocket";
+  /** Close code used locally when the server stops answering (treated as "reconnect"). */
+  const CLOSE_NO_REPLY = 4000;
+
+  /** Client-side error codes; server errors carry the numeric codes of docs/protocol.md. */
+  const ErrorCode = Object.freeze({
+    TIMEOUT: "timeout", // no connection or no reply in time
+    DISCONNECTED: "disconnected", // the connection was lost before the reply came
+    CLOSED: "closed", // disconnect() was called, or the server said not to reconnect
+    TOO_BIG: "too_big", // the command is larger than maxMessageSize
+  });
+
+  /** Transport names, best first; `options.transports` picks and orders a subset. */
+  const TRANSPORTS = Object.freeze([
+    "websocket",
+    "xhr-streaming",
+    "eventsource",
+    "xhr-polling",
+    "jsonp-polling",
+  ]);
+
+  const DEFAULTS = Object.freeze({
+    user: undefined,
+    session: undefined,
+    location: undefined,
+    info: undefined, // any JSON value, shown to others in presence
+    autoConnect: true,
+    minReconnectDelay: 250,
+    maxReconnectDelay: 10000,
+    publishQueueTimeout: 30000,
+    replyTimeout: 10000, // a command unanswered this long means the connection is dead
+    pingInterval: 25000, // 0 disables pings
+    transports: TRANSPORTS, // which to try, in this order (a subset of TRANSPORTS)
+    sockjsPath: "/sockjs", // the server's sockjs.prefix
+    maxMessageSize: 65536, // the server's limits.max_message_size
+  });
+
+  const encoder = new TextEncoder();
+  const byteLength = (s) => encoder.encode(s).length;
+
+  /** An Error with a `code`: a server error code (number) or an ErrorCode (string). */
+  function makeError(code, message) {
+    const err = new Error(message);
+    err.name = "OrbiterError";
+    err.code = code;
+    return err;
+  }
+
+  /** Run a user callback; an exception is reported asynchronously, never breaks the client. */
+  function safely(fn, ...args) {
+    try {
+      fn(...args);
+    } catch (err) {
+      setTimeout(() => {
+        throw err;
+      });
+    }
+  }
+
+  /**
+   * The WebSocket URL for `url`: `http(s)://host[:port][/prefix]`, `ws(s)://...`,
+   * a path, or nothing (same origin). ENDPOINT is appended unless already there.
+   * @param {string} [url]
+   * @returns {string}
+   */
+  function socketUrl(url) {
+    const base = root.location ? root.location.href : undefined;
+    const u = new URL(url == null || url === "" ? "/" : String(url), base);
+    if (u.protocol === "http:") u.protocol = "ws:";
+    else if (u.protocol === "https:") u.protocol = "wss:";
+    else if (u.protocol !== "ws:" && u.protocol !== "wss:") {
+      throw new TypeError(`orbiter: unsupported URL ${u.href}`);
+    }
+    const path = u.pathname.replace(/\/+$/, "");
+    u.pathname = path.endsWith(ENDPOINT) ? path : path + ENDPOINT;
+    u.hash = "";
+    return u.href;
+  }
+
+  let jsonpCounter = 0;
+  const randomId = (n) => {
+    const bytes = new Uint8Array(n);
+    (root.crypto || globalThis.crypto).getRandomValues(bytes);
+    return Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
+  };
+
+  /**
+   * A SockJS session over one of its HTTP transports, behind the part of the
+   * WebSocket interface the Client uses (readyState, send, close, onopen,
+   * onmessage({data}), onclose({code, reason})). Where WebSocket is blocked,
+   * the native protocol runs over this instead: each SockJS message carries
+   * native-protocol lines.
+   *
+   * Frames (docs/protocol.md, SockJS): "o" open, "h" heartbeat, "a[...]"
+   * messages, "c[code,reason]" close. Receiving: xhr-streaming and
+   * eventsource hold a response open (and reopen it when the server ends it
+   * at its size limit); xhr-polling and jsonp-polling ask again after each
+   * answer. Sending: one POST at a time to xhr_send (or jsonp_send), in order.
+   */
+  class SockJSSocket {
+    /**
+     * @param {string} base the SockJS prefix URL, e.g. "http://host:8000/sockjs"
+     * @param {string} transport one of TRANSPORTS except "websocket"
+     */
+    constructor(base, transport) {
+      this.readyState = 0; // CONNECTING
+      this.transport = transport;
+      this.onopen = this.onmessage = this.onclose = null;
+      this._url = `${base}/${Math.floor(Math.random() * 1000)}/${randomId(16)}`;
+      this._outbox = [];
+      this._sending = false;
+      this._abort = new AbortController();
+      this._cleanup = null; // undoes an EventSource or a JSONP script tag
+      setTimeout(() => this._receive(), 0);
+    }
+
+    send(text) {
+      if (this.readyState !== 1) throw new Error("SockJS session is not open");
+      this._outbox.push(text);
+      this._flush();
+    }
+
+    close(code = 1000, reason = "") {
+      this._finish(code, reason);
+    }
+
+    _finish(code, reason) {
+      if (this.readyState === 3) return;
+      this.readyState = 3; // CLOSED
+      this._abort.abort();
+      if (this._cleanup) this._cleanup();
+      setTimeout(() => this.onclose && this.onclose({ code, reason }), 0);
+    }
+
+    /** Handle one frame; false once the session is closed. */
+    _frame(frame) {
+      if (this.readyState === 3) return false;
+      const kind = frame.charAt(0);
+      if (kind === "o" && this.readyState === 0) {
+        this.readyState = 1; // OPEN
+        if (this.onopen) this.onopen();
+      } else if (kind === "a") {
+        for (const data of JSON.parse(frame.slice(1))) {
+          if (this.readyState !== 1) return false;
+          if (this.onmessage) this.onmessage({ data });
+        }
+      } else if (kind === "c") {
+        const [code, reason] = JSON.parse(frame.slice(1));
+        this._finish(code, reason);
+      }
+      return this.readyState !== 3;
+    }
+
+    async _receive() {
+      try {
+        if (this.transport === "eventsource") return this._eventSource();
+        while (this.readyState !== 3) {
+          if (this.transport === "xhr-streaming") await this._stream();
+          else if (this.transport === "xhr-polling") await this._poll();
+          else if (this.transport === "jsonp-polling") await this._jsonp();
+          else throw new Error(`unknown transport ${this.transport}`);
+        }
+      } catch (err) {
+        this._finish(1006, `${this.transport} failed: ${err && err.message}`);
+      }
+    }
+
+    async _post(path, init) {
+      const response = await root.fetch(this._url + path, {
+        method: "POST",
+        cache: "no-store",
+        signal: this._abort.signal,
+        ...init,
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      return response;
+    }
+
+    async _poll() {
+      const text = await (await this._post("/xhr")).text();
+      for (const frame of text.split("\n")) if (frame && !this._frame(frame)) return;
+    }
+
+    /** One xhr_streaming response: a prelude of "h"s, then frames, one per line. */
+    async _stream() {
+      const reader = (await this._post("/xhr_streaming")).body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n")) >= 0) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 1);
+          if (frame && !this._frame(frame)) return reader.cancel();
+        }
+      }
+    }
+
+    /**
+     * Frames arrive as EventSource messages. When the server ends the response
+     * at its size limit the browser would reopen it on its own schedule;
+     * reopen at once instead. A source that fails before any frame is a failure.
+     */
+    _eventSource() {
+      const source = new root.EventSource(this._url + "/eventsource");
+      let received = false;
+      this._cleanup = () => source.close();
+      source.onmessage = (ev) => {
+        received = true;
+        this._frame(ev.data);
+      };
+      source.onerror = () => {
+        source.close();
+        if (this.readyState === 3) return;
+        if (received) this._eventSource();
+        else this._finish(1006, "eventsource failed");
+      };
+    }
+
+    /**
+     * One JSONP poll: a script tag that calls back with one frame. Polls wait
+     * for the page's load event: a held script tag would otherwise hold it.
+     */
+    async _jsonp() {
+      const doc = root.document;
+      if (doc.readyState !== "complete") {
+        await new Promise((resolve) => root.addEventListener("load", resolve, { once: true }));
+      }
+      return new Promise((resolve, reject) => {
+        const name = `__orbiter_jsonp_${++jsonpCounter}_${randomId(6)}`;
+        const script = root.document.createElement("script");
+        const done = () => {
+          delete root[name];
+          script.remove();
+          this._cleanup = null;
+        };
+        root[name] = (frame) => {
+          done();
+          this._frame(frame);
+          resolve();
+        };
+        script.onerror = () => {
+          done();
+          reject(new Error("jsonp poll failed"));
+        };
+        this._cleanup = done;
+        script.src = `${this._url}/jsonp?c=${name}&t=${Date.now()}`;
+        root.document.head.appendChild(script);
+      });
+    }
+
+    async _flush() {
+      if (this._sending || !this._outbox.length || this.readyState !== 1) return;
+      this._sending = true;
+      const body = JSON.stringify(this._outbox.splice(0));
+      try {
+        if (this.transport === "jsonp-polling") {
+          await this._post("/jsonp_send", {
+            headers: { "Content-Type": "application/x-www-form-urlencoded" },
+            body: "d=" + encodeURIComponent(body),
+          });
+        } else {
+          await this._post("/xhr_send", { headers: { "Content-Type": "text/plain" }, body });
+        }
+      } catch (err) {
+        this._finish(1006, `send failed: ${err && err.message}`);
+        return;
+      } finally {
+        this._sending = false;
+      }
+      this._flush();
+    }
+  }
+
+  /** The http(s) URL of `path` on the server that `wsUrl` (from socketUrl) reaches. */
+  function httpUrl(wsUrl, path) {
+    const u = new URL(wsUrl);
+    u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+    u.pathname = u.pathname.slice(0, -ENDPOINT.length) + path;
+    u.search = "";
+    return u.href.replace(/\/+$/, "");
+  }
+
+  /**
+   * One subscribe() call. Several may share a channel; the server
+   * subscription ends when the last of them unsubscribes.
+   */
+  class Subscription {
+    constructor(client, channel, onMessage) {
+      /** @type {string} */
+      this.channel = channel;
+      /** @type {boolean} false after unsubscribe() or a refused subscribe */
+      this.active = true;
+      /** @type {Error|null} why the server refused the subscription, if it did */
+      this.error = null;
+      this._client = client;
+      this._onMessage = onMessage;
+    }
+
+    /** Stop receiving this channel's publications. Idempotent. */
+    unsubscribe() {
+      if (this.active) this._client._removeSubscription(this);
+    }
+  }
+
+  /**
+   * Per-channel delivery state shared by the Subscriptions of one channel (and
+   * the Orbited key channel): the last position delivered, and whether the
+   * server subscription is live on the current connection.
+   */
+  class Stream {
+    constructor(channel) {
+      this.channel = channel;
+      /** @type {{offset: number, epoch: string}|null} */
+      this.position = null;
+      this.live = false; // a subscribe reply arrived on the current connection
+      /** @type {Set<Subscription>} */
+      this.subs = new Set();
+    }
+  }
+
+  /**
+   * A connection to orbiter that survives network failures.
+   *
+   * Events (on/off; each listener gets one `detail` object):
+   *  - "state":         {state, previous}    every change of `client.state`
+   *  - "connect":       {client, key}        connected; `client` is the server's client id,
+   *                                          `key` the Orbited key if one was given
+   *  - "disconnect":    {code, reason, reconnect}
+   *  - "error":         {error, channel?}    a command refused by the server (`error.code`)
+   *  - "subscribed":    {channel, epoch, offset, recovered}  (recovered: undefined if new)
+   *  - "unrecoverable": {channel, epoch, offset}  missed publications are lost: reload state
+   *  - "message":       {data, channel, offset}   a publication to this client's Orbited key
+   *  - "join", "leave":   {channel, user, info}     presence changes (channels with presence on)
+   */
+  class Client {
+    /**
+     * @param {string} [url] orbiter's address (see socketUrl); omitted: same origin
+     * @param {object} [options] see DEFAULTS; `user`, `session`, `location` give the
+     *   connection an Orbited key (`"user, session, /location"`)
+     */
+    constructor(url, options) {
+      if (options === undefined && url !== null && typeof url === "object") {
+        options = url;
+        url = undefined;
+      }
+      this.options = Object.assign({}, DEFAULTS, options);
+      /** @type {string} the WebSocket URL */
+      this.url = socketUrl(url);
+      const unknown = this.options.transports.filter((t) => !TRANSPORTS.includes(t));
+      if (unknown.length || !this.options.transports.length) {
+        throw new TypeError(`orbiter: transports must be some of ${TRANSPORTS.join(", ")}`);
+      }
+      /** @type {string|null} the transport of the current connection */
+      this.transport = null;
+      this._transportIndex = 0; // into options.transports: the one to try next
+      this._established = false; // the server answered `connect` on the current connection
+      this._proven = new Set(); // transports on which the server has answered `connect`
+      this._sockjsUrl = httpUrl(this.url, this.options.sockjsPath);
+      /** @type {"connecting"|"connected"|"disconnected"} */
+      this.state = "disconnected";
+      /** @type {string|null} the server's id for the current connection */
+      this.clientId = null;
+      this._ws = null;
+      this._handshaken = false; // `connect` was sent on the current socket
+      this._nextId = 1;
+      this._pending = new Map(); // command id -> {callback, timer}
+      this._streams = new Map(); // channel -> Stream
+      this._key = new Stream(null); // the Orbited key channel, named by the connect reply
+      this._queue = []; // publishes waiting for a connection
+      this._listeners = new Map();
+      this._attempts = 0;
+      this._reconnectTimer = null;
+      this._pingTimer = null;
+      this._stopped = false; // disconnect() was called, or the server said "do not reconnect"
+      this._onOnline = () => {
+        if (this._reconnectTimer !== null) this._reconnectNow();
+      };
+      if (this.options.autoConnect !== false) this.connect();
+    }
+
+    // ------------------------------------------------------------------ public API
+
+    /** Open the connection (if not open or opening); resumes after disconnect(). */
+    connect() {
+      this._stopped = false;
+      if (this._ws) return;
+      if (root.addEventListener) root.addEventListener("online", this._onOnline);
+      this._reconnectNow();
+    }
+
+    /** Close the connection and stop reconnecting; queued publishes are rejected. */
+    disconnect() {
+      this._stopped = true;
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      if (root.removeEventListener) root.removeEventListener("online", this._onOnline);
+      const ws = this._ws;
+      if (ws) {
+        try {
+          ws.close(1000, "client disconnect");
+        } catch (_) {
+          /* already closing */
+        }
+        this._closed(ws, 1000, "client disconnect");
+      } else {
+        this._rejectQueue(ErrorCode.CLOSED, "client disconnected");
+      }
+    }
+
+    /**
+     * Receive the publications of `channel` from now on.
+     * @param {string} channel
+     * @param {(data: any, meta: {channel: string, offset: number}) => void} onMessage
+     * @returns {Subscription}
+     */
+    subscribe(channel, onMessage) {
+      if (typeof channel !== "string" || !channel) throw new TypeError("channel must be a string");
+      if (typeof onMessage !== "function") throw new TypeError("onMessage must be a function");
+      const sub = new Subscription(this, channel, onMessage);
+      let stream = this._streams.get(channel);
+      if (!stream) {
+        stream = new Stream(channel);
+        this._streams.set(channel, stream);
+        if (this._isOpen()) this._send([this._subscribeCommand(stream)]);
+      }
+      stream.subs.add(sub);
+      return sub;
+    }
+
+    /**
+     * Publish `data` (any JSON value) to `channel`.
+     * @returns {Promise<{offset: number, epoch: string}>} rejects with an Error whose
+     *   `code` is a server error code (e.g. 103: permission denied) or an ErrorCode
+     */
+    publish(channel, data) {
+      return new Promise((resolve, reject) => {
+        if (this._stopped) {
+          reject(makeError(ErrorCode.CLOSED, "client is disconnected; call connect() first"));
+          return;
+        }
+        const size = byteLength(JSON.stringify({ id: 2 ** 53, op: "publish", channel, data }));
+        if (size > this.options.maxMessageSize) {
+          reject(makeError(ErrorCode.TOO_BIG, `message of ${size} bytes is too big`));
+          return;
+        }
+        const item = { channel, data, resolve, reject, timer: null };
+        if (this._isOpen()) {
+          this._send([this._publishCommand(item)]);
+          return;
+        }
+        item.timer = setTimeout(() => {
+          const i = this._queue.indexOf(item);
+          if (i >= 0) this._queue.splice(i, 1);
+          reject(makeError(ErrorCode.TIMEOUT, "no connection to send the message on"));
+        }, this.options.publishQueueTimeout);
+        this._queue.push(item);
+      });
+    }
+
+    /**
+     * Who is on `channel` (subscribed, on a channel with presence on).
+     * @returns {Promise<{channel: string, clients: number, users: Array}>}
+     */
+    presence(channel) {
+      return new Promise((resolve, reject) => {
+        if (!this._isOpen()) {
+          reject(makeError(ErrorCode.DISCONNECTED, "not connected"));
+          return;
+        }
+        const fields = { op: "presence", channel };
+        this._send([this._command(fields, (err, result) => (err ? reject(err) : resolve(result)))]);
+      });
+    }
+
+    /** Add a listener for `event`; returns the client. */
+    on(event, fn) {
+      if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+      this._listeners.get(event).add(fn);
+      return this;
+    }
+
+    /** Remove a listener added with on(); returns the client. */
+    off(event, fn) {
+      const set = this._listeners.get(event);
+      if (set) set.delete(fn);
+      return this;
+    }
+
+    // ------------------------------------------------------------------ connection
+
+    /** Commands can be sent: the socket is open and `connect` went first. */
+    _isOpen() {
+      return this._handshaken && this._ws !== null && this._ws.readyState === 1; // OPEN
+    }
+
+    _reconnectNow() {
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      if (this._ws || this._stopped) return;
+      this._setState("connecting");
+      const transport = this.options.transports[this._transportIndex];
+      let ws;
+      try {
+        ws =
+          transport === "websocket"
+            ? new root.WebSocket(this.url)
+            : new SockJSSocket(this._sockjsUrl, transport);
+      } catch (err) {
+        this._emit("error", { error: err });
+        this._stopped = true;
+        this._setState("disconnected");
+        return;
+      }
+      this._ws = ws;
+      this.transport = transport;
+      this._established = false;
+      ws.binaryType = "arraybuffer";
+      ws.onopen = () => ws === this._ws && this._opened();
+      ws.onmessage = (ev) => ws === this._ws && this._received(ev.data);
+      ws.onclose = (ev) => this._closed(ws, ev.code, ev.reason);
+      ws.onerror = () => {}; // a close event always follows
+    }
+
+    /** The socket is open: connect, resubscribe and flush queued publishes in one frame. */
+    _opened() {
+      const connect = { op: "connect" };
+      for (const name of ["user", "session", "location"]) {
+        if (this.options[name] != null) connect[name] = String(this.options[name]);
+      }
+      if (this.options.info !== undefined) connect.info = this.options.info;
+      if (this._key.position) connect.since = this._key.position;
+      const lines = [this._command(connect, (err, result) => this._connected(err, result))];
+      for (const stream of this._streams.values()) lines.push(this._subscribeCommand(stream));
+      const queued = this._queue.splice(0);
+      for (const item of queued) {
+        clearTimeout(item.timer);
+        lines.push(this._publishCommand(item));
+      }
+      this._send(lines);
+      this._handshaken = true;
+    }
+
+    _connected(err, result) {
+      if (err) {
+        // The server closes the socket next (3501) unless the connection was lost.
+        if (err.code !== ErrorCode.DISCONNECTED) this._emit("error", { error: err });
+        return;
+      }
+      const ws = this._ws;
+      this._attempts = 0;
+      this._established = true;
+      this._proven.add(this.transport);
+      this.clientId = result.client;
+      this._setState("connected");
+      this._emit("connect", { client: result.client, key: result.key ? result.key.key : undefined });
+      if (result.key && ws === this._ws) {
+        this._key.channel = result.key.channel;
+        this._subscribed(this._key, result.key);
+      }
+      this._startPings();
+    }
+
+    /** The socket closed (or is given up on): fail what waits, then maybe reconnect. */
+    _closed(ws, code, reason) {
+      if (ws !== this._ws) return;
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      this._ws = null;
+      this._handshaken = false;
+      clearInterval(this._pingTimer);
+      this._key.live = false;
+      for (const stream of this._streams.values()) stream.live = false;
+      const pending = Array.from(this._pending.values());
+      this._pending.clear();
+      const lost = makeError(ErrorCode.DISCONNECTED, `connection closed (${code})`);
+      for (const p of pending) {
+        clearTimeout(p.timer);
+        p.callback(lost, undefined);
+      }
+      if (code >= 3500 && code <= 3999) this._stopped = true;
+      const reconnect = !this._stopped;
+      this._setState("disconnected");
+      this._emit("disconnect", { code, reason: reason || "", reconnect });
+      if (!reconnect) {
+        this._rejectQueue(ErrorCode.CLOSED, `connection closed (${code}) and not reopened`);
+      } else if (!this._stopped && !this._ws && this._reconnectTimer === null) {
+        // unless a "disconnect" listener already acted
+        if (this._established || !this._fallBack()) this._scheduleReconnect();
+      }
+    }
+
+    /** Give up on a connection that stopped answering; it is reopened like any lost one. */
+    _abandon(reason) {
+      const ws = this._ws;
+      if (!ws) return;
+      try {
+        ws.close();
+      } catch (_) {
+        /* ignore */
+      }
+      this._closed(ws, CLOSE_NO_REPLY, reason);
+    }
+
+    /**
+     * The connection failed before the server answered `connect`: try the next
+     * transport at once. At the end of the list start over, after a backoff.
+     * A transport that has worked before is kept: its failure is an outage
+     * (retried with backoff), not a network that blocks it.
+     * @returns {boolean} whether a next transport is being tried
+     */
+    _fallBack() {
+      if (this._proven.has(this.transport)) return false;
+      this._transportIndex += 1;
+      if (this._transportIndex < this.options.transports.length) {
+        this._reconnectTimer = setTimeout(() => this._reconnectNow(), 0);
+        return true;
+      }
+      this._transportIndex = 0;
+      return false;
+    }
+
+    /** Exponential backoff with full jitter: uniform in [0, min(max, min * 2^attempt)]. */
+    _scheduleReconnect() {
+      const { minReconnectDelay: min, maxReconnectDelay: max } = this.options;
+      const cap = Math.min(max, min * 2 ** Math.min(this._attempts, 30));
+      this._attempts += 1;
+      this._reconnectTimer = setTimeout(() => this._reconnectNow(), Math.random() * cap);
+    }
+
+    _startPings() {
+      clearInterval(this._pingTimer);
+      if (!(this.options.pingInterval > 0)) return;
+      this._pingTimer = setInterval(() => {
+        if (this._isOpen()) this._send([this._command({ op: "ping" }, () => {})]);
+      }, this.options.pingInterval);
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    /**
+     * Register a command and return its JSON line; `callback(err, result)` is
+     * called once, with the reply or with an ErrorCode.DISCONNECTED error.
+     */
+    _command(fields, callback) {
+      const id = this._nextId++;
+      const timer = setTimeout(() => {
+        this._abandon(`no reply from the server in ${this.options.replyTimeout} ms`);
+      }, this.options.replyTimeout);
+      this._pending.set(id, { callback, timer });
+      return JSON.stringify(Object.assign({ id }, fields));
+    }
+
+    _subscribeCommand(stream) {
+      const fields = { op: "subscribe", channel: stream.channel };
+      if (stream.position) fields.since = stream.position;
+      return this._command(fields, (err, result) => {
+        if (this._streams.get(stream.channel) !== stream) return; // unsubscribed meanwhile
+        if (!err) {
+          this._subscribed(stream, result);
+        } else if (err.code !== ErrorCode.DISCONNECTED) {
+          this._streams.delete(stream.channel);
+          for (const sub of stream.subs) {
+            sub.active = false;
+            sub.error = err;
+          }
+          this._emit("error", { error: err, channel: stream.channel });
+        }
+      });
+    }
+
+    _publishCommand(item) {
+      const fields = { op: "publish", channel: item.channel, data: item.data };
+      return this._command(fields, (err, result) => (err ? item.reject(err) : item.resolve(result)));
+    }
+
+    /** Send command lines, as few frames as fit in maxMessageSize. */
+    _send(lines) {
+      const ws = this._ws;
+      let frame = "";
+      let size = 0;
+      const flush = () => {
+        try {
+          ws.send(frame);
+        } catch (_) {
+          /* the close event will fail the pending commands */
+        }
+      };
+      for (const line of lines) {
+        const n = byteLength(line) + 1;
+        if (frame && size + n > this.options.maxMessageSize) {
+          flush();
+          frame = "";
+          size = 0;
+        }
+        frame = frame ? frame + "\n" + line : line;
+        size += n;
+      }
+      if (frame) flush();
+    }
+
+    _rejectQueue(code, message) {
+      for (const item of this._queue.splice(0)) {
+        clearTimeout(item.timer);
+        item.reject(makeError(code, message));
+      }
+    }
+
+    // ------------------------------------------------------------------ incoming
+
+    /** One frame: one or more JSON messages separated by "\n". */
+    _received(data) {
+      const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+      for (const line of text.split("\n")) {
+        if (!line.trim()) continue;
+        let msg;
+        try {
+          msg = JSON.parse(line);
+        } catch (_) {
+          continue;
+        }
+        if (msg && msg.push === "pub") this._push(msg);
+        else if (msg && (msg.push === "join" || msg.push === "leave")) this._presencePush(msg);
+        else if (msg && "id" in msg) this._reply(msg);
+        if (!this._ws) return; // a callback disconnected the client
+      }
+    }
+
+    _reply(msg) {
+      const p = msg.id == null ? undefined : this._pending.get(msg.id);
+      const err = msg.error ? makeError(msg.error.code, msg.error.message) : null;
+      if (!p) {
+        if (err) this._emit("error", { error: err });
+        return;
+      }
+      this._pending.delete(msg.id);
+      clearTimeout(p.timer);
+      p.callback(err, msg.result);
+    }
+
+    _push(msg) {
+      const stream = msg.channel === this._key.channel ? this._key : this._streams.get(msg.channel);
+      if (stream && stream.live) this._deliver(stream, msg.offset, msg.data);
+    }
+
+    _presencePush(msg) {
+      if (this._streams.has(msg.channel)) {
+        this._emit(msg.push, { channel: msg.channel, user: msg.user, info: msg.info });
+      }
+    }
+
+    /** A subscribe (or connect-with-key) result: replay recovered publications, then go live. */
+    _subscribed(stream, result) {
+      stream.live = true;
+      const position = { offset: result.offset, epoch: result.epoch };
+      if (result.recovered === false) {
+        stream.position = position;
+        this._emit("unrecoverable", { channel: stream.channel, ...position });
+      } else {
+        for (const pub of result.publications || []) this._deliver(stream, pub.offset, pub.data);
+        const last = stream.position;
+        if (!last || last.epoch !== position.epoch || last.offset < position.offset) {
+          stream.position = position;
+        }
+      }
+      this._emit("subscribed", {
+        channel: stream.channel,
+        ...position,
+        recovered: result.recovered, // undefined on a first subscribe (no `since`)
+      });
+    }
+
+    /** Deliver one publication unless it was already delivered. */
+    _deliver(stream, offset, data) {
+      const last = stream.position;
+      if (last && offset <= last.offset) return;
+      stream.position = { offset, epoch: last ? last.epoch : "" };
+      const meta = { channel: stream.channel, offset };
+      if (stream === this._key) {
+        this._emit("message", { data, ...meta });
+        return;
+      }
+      for (const sub of stream.subs) safely(sub._onMessage, data, meta);
+    }
+
+    _removeSubscription(sub) {
+      sub.active = false;
+      const stream = this._streams.get(sub.channel);
+      if (!stream || !stream.subs.delete(sub) || stream.subs.size) return;
+      this._streams.delete(sub.channel);
+      if (this._isOpen()) {
+        this._send([this._command({ op: "unsubscribe", channel: sub.channel }, () => {})]);
+      }
+    }
+
+    // ------------------------------------------------------------------ events
+
+    _setState(state) {
+      const previous = this.state;
+      if (state === previous) return;
+      this.state = state;
+      this._emit("state", { state, previous });
+    }
+
+    _emit(event, detail) {
+      const set = this._listeners.get(event);
+      if (set) for (const fn of Array.from(set)) safely(fn, detail);
+    }
+  }
+
+  /**
+   * Orbited 0.3 compatibility: `Orbited.connect(callback, user, location, session)`
+   * joins the Orbited key "user, session, /location"; every event sent to that key
+   * (`POST /api/event`, pyorbited's `event(keys, message)`) calls `callback(data)`.
+   * Set `Orbited.settings` ({hostname, port, protocol}) to reach another host.
+   */
+  const Orbited = {
+    settings: { hostname: null, port: null, protocol: null },
+
+    /** @returns {Client} */
+    connect(callback, user, location, session) {
+      const client = new Client(orbitedUrl(Orbited.settings), {
+        user: String(user),
+        location: String(location),
+        session: session == null ? "0" : String(session),
+      });
+      client.on("message", (detail) => callback(detail.data));
+      return client;
+    },
+  };
+
+  function orbitedUrl(s) {
+    if (!s || (!s.hostname && !s.port && !s.protocol)) return undefined; // same origin
+    const here = root.location || { protocol: "http:", hostname: "localhost", port: "" };
+    const protocol = String(s.protocol || here.protocol).replace(/:.*$/, "");
+    let host = String(s.hostname || here.hostname);
+    if (host.includes(":") && !host.startsWith("[")) host = `[${host}]`; // IPv6
+    const port = s.port || (s.hostname ? "" : here.port);
+    return `${protocol}://${host}${port ? ":" + port : ""}`;
+  }
+
+  root.Orbiter = Object.freeze({ Client, Subscription, ErrorCode, socketUrl, version: "0.1.0" });
+  root.Orbited = Orbited;
+})(typeof globalThis !== "undefined" ? globalThis : self);

@@ -1,0 +1,1 @@
+"""Transport adapters: frame a session's messages for one kind of connection."""

@@ -1,0 +1,263 @@
+"""Orbited 0.3 URLs: ``GET /<location>|<user>,<session>,<transport>``.
+
+A page written for Orbited 0.3 receives what ``event(keys, ...)`` (``POST
+/api/event``) sends to its key ``"user, session, /location"``, whose
+channel is ``$key:user, session, /location``:
+
+- ``iframe``: an HTML document streamed into an iframe; each event is a
+  ``<script>`` calling ``window.parent.event(payload)`` (or the function
+  named by ``?callback=``), the payload written safely for a script. After
+  ``orbited.response_limit`` bytes, or when the server closes the session,
+  the document ends with a script that loads the iframe again.
+- ``xhr``: long polling; each response is one event's payload as a
+  JavaScript value for ``eval`` (``(...)``), or an empty body when
+  ``poll.timeout`` passed without one; events come in order, one per poll.
+- ``sse``: ``EventSource``; each event is one payload as JSON, with an id
+  that ``Last-Event-ID`` resumes from.
+
+So that nothing sent between two connections of a key is lost, the key's
+position when a connection ends is kept for ``orbited.disconnect_delay``
+seconds (:class:`KeyPositions`) and the next connection resumes there.
+The streams run on a :class:`ClientSession` (``connect_key``); the polls on
+the :class:`PollHub`, like ``GET /poll``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+
+from orbiter.config import OrbitedSettings
+from orbiter.http.api import error_response
+from orbiter.http.keys import NODE
+from orbiter.model import StreamPosition
+from orbiter.protocol.eventstream import HEARTBEAT, BadEventId, encode_positions, parse_positions
+from orbiter.protocol.eventstream import event as sse_event
+from orbiter.protocol.keys import ConnectionKey
+from orbiter.protocol.native import Refusal
+from orbiter.protocol.orbited_urls import BadLegacyUrl, LegacyTransport, parse_legacy_path
+from orbiter.protocol.scripts import (
+    HTML_CONTENT_TYPE,
+    IFRAME_KEEPALIVE,
+    JAVASCRIPT_CONTENT_TYPE,
+    BadCallback,
+    check_callback,
+    eval_body,
+    iframe_call,
+    iframe_end,
+    iframe_prelude,
+)
+from orbiter.services.polls import TooManyPolls
+from orbiter.session.key_positions import KeyPositions
+from orbiter.session.session import ClientSession, Subscribed
+from orbiter.transports.longpoll import NO_STORE, POLL_HUB, busy_response, client_connected
+from orbiter.transports.sse import (
+    SSE_HEADERS,
+    disconnect_event,
+    opening_events,
+    refusal_status,
+)
+from orbiter.transports.streaming import pump, write
+
+log = logging.getLogger("orbiter.orbited")
+
+#: The route: any path with one ``|`` in it.
+LEGACY_ROUTE = r"/{orbited:[^|]*\|[^|]*}"
+#: Keys whose positions are kept at most (the oldest are forgotten first).
+MAX_KEY_POSITIONS = 100_000
+#: Seconds before an iframe whose stream ended loads it again.
+RELOAD_AFTER_LIMIT = 0.05
+RELOAD_AFTER_CLOSE = 2.0
+DEFAULT_CALLBACK = "event"
+
+
+class LegacyState:
+    """What the Orbited URLs keep between connections of a key."""
+
+    def __init__(self, settings: OrbitedSettings) -> None:
+        self.settings = settings
+        self.positions = KeyPositions(ttl=settings.disconnect_delay, limit=MAX_KEY_POSITIONS)
+        #: The poll each key has held now; a newer poll of the key replaces it.
+        self.polls: dict[ConnectionKey, object] = {}
+
+
+LEGACY_STATE = web.AppKey("orbited_legacy_state", LegacyState)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+async def legacy_handler(request: web.Request) -> web.StreamResponse:
+    try:
+        url = parse_legacy_path(request.path)
+    except BadLegacyUrl as exc:
+        log.info("GET %s from %s: %s", request.path[:200], request.remote, exc)
+        return error_response(400, str(exc))
+    if url.transport is LegacyTransport.XHR:
+        return await _xhr(request, url.key)
+    return await _stream(request, url.key, url.transport)
+
+
+# --------------------------------------------------------------------------- xhr
+
+
+async def _xhr(request: web.Request, key: ConnectionKey) -> web.Response:
+    node = request.app[NODE]
+    hub = request.app[POLL_HUB]
+    state = request.app[LEGACY_STATE]
+    since = state.positions.get(key, _now()) or await hub.position(key.channel)
+    token = object()
+    state.polls[key] = token
+
+    def current() -> bool:
+        return state.polls.get(key) is token
+
+    try:
+        batch = await hub.poll(
+            key.channel,
+            since,
+            timeout=node.config.poll.timeout,
+            alive=lambda: current() and client_connected(request),
+        )
+    except TooManyPolls as exc:
+        log.warning("GET %s from %s: %s", request.path[:200], request.remote, exc)
+        return busy_response(exc)
+    finally:
+        superseded = not current()
+        if not superseded:
+            del state.polls[key]
+    if superseded:  # a newer poll of this key answers instead
+        return _eval_response(b"")
+    if batch is None:  # the client left: resume from here next time
+        state.positions.put(key, since, _now())
+        return _eval_response(b"")
+    if not batch.publications:  # timeout, or lost (history trimmed): go on from now
+        state.positions.put(key, batch.position, _now())
+        return _eval_response(b"")
+    pub = batch.publications[0]
+    state.positions.put(key, StreamPosition(pub.offset, pub.epoch), _now())
+    return _eval_response(eval_body(orjson.dumps(pub.data)))
+
+
+def _eval_response(body: bytes) -> web.Response:
+    return web.Response(body=body, headers={"Content-Type": JAVASCRIPT_CONTENT_TYPE, **NO_STORE})
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class KeyFramer:
+    """A key session's publications, one event each, in the transport's framing."""
+
+    def __init__(
+        self, start: StreamPosition, style: Callable[[StreamPosition, bytes], bytes]
+    ) -> None:
+        #: The position of the last event written.
+        self.position = start
+        self._framed = start
+        self._style = style
+
+    def frame(self, batch: list[bytes]) -> bytes:
+        out = []
+        for message in batch:
+            push = orjson.loads(message)
+            if push.get("push") != "pub":
+                continue
+            self._framed = StreamPosition(push["offset"], self._framed.epoch)
+            out.append(self._style(self._framed, orjson.dumps(push["data"])))
+        return b"".join(out)
+
+    def written(self) -> None:
+        self.position = self._framed
+
+
+def _iframe_style(position: StreamPosition, payload: bytes) -> bytes:
+    return iframe_call(payload)
+
+
+def _sse_style(position: StreamPosition, payload: bytes) -> bytes:
+    return sse_event(payload, id=encode_positions([position]))
+
+
+async def _stream(
+    request: web.Request, key: ConnectionKey, transport: LegacyTransport
+) -> web.StreamResponse:
+    node = request.app[NODE]
+    state = request.app[LEGACY_STATE]
+    iframe = transport is LegacyTransport.IFRAME
+    callback = DEFAULT_CALLBACK
+    try:
+        if iframe:
+            callback = check_callback(request.query.get("callback", DEFAULT_CALLBACK))
+            since = state.positions.get(key, _now())
+        else:
+            last_id = request.headers.get("Last-Event-ID", "")
+            since = parse_positions(last_id, 1)[0] if last_id else state.positions.get(key, _now())
+    except (BadCallback, BadEventId) as exc:
+        log.info("GET %s from %s: %s", request.path[:200], request.remote, exc)
+        return error_response(400, str(exc))
+    session = node.new_session(peer=request.remote or "?")
+    framer: KeyFramer | None = None
+    try:
+        try:
+            sub = await session.connect_key(key, since)
+        except Refusal as exc:
+            return error_response(refusal_status(exc), exc.message)
+        framer = KeyFramer(sub.start, _iframe_style if iframe else _sse_style)
+        if iframe:
+            return await _run_iframe(request, session, framer, callback, state.settings)
+        return await _run_sse(request, session, framer, sub)
+    finally:
+        if framer is not None:
+            state.positions.put(key, framer.position, _now())
+        await node.end_session(session)
+
+
+async def _run_iframe(
+    request: web.Request,
+    session: ClientSession,
+    framer: KeyFramer,
+    callback: str,
+    settings: OrbitedSettings,
+) -> web.StreamResponse:
+    timing = request.app[NODE].config.session
+    headers = {"Content-Type": HTML_CONTENT_TYPE, "X-Accel-Buffering": "no", **NO_STORE}
+    response = web.StreamResponse(headers=headers)
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        prelude = iframe_prelude(callback)
+        await write(request, response, prelude, timing)
+        closed = await pump(
+            request,
+            response,
+            session,
+            framer,
+            keepalive=IFRAME_KEEPALIVE,
+            timing=timing,
+            limit=max(1, settings.response_limit - len(prelude)),
+        )
+        delay = RELOAD_AFTER_CLOSE if closed else RELOAD_AFTER_LIMIT
+        await write(request, response, iframe_end(delay), timing)
+        await response.write_eof()
+    return response
+
+
+async def _run_sse(
+    request: web.Request, session: ClientSession, framer: KeyFramer, sub: Subscribed
+) -> web.StreamResponse:
+    timing = request.app[NODE].config.session
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    with contextlib.suppress(ConnectionError):
+        await response.prepare(request)
+        await write(request, response, opening_events([sub]), timing)
+        await pump(request, response, session, framer, keepalive=HEARTBEAT, timing=timing)
+        if session.close_code is not None:
+            await write(request, response, disconnect_event(session), timing)
+        await response.write_eof()
+    return response

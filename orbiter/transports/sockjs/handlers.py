@@ -1,0 +1,323 @@
+"""SockJS over HTTP on aiohttp: routing, headers, and the HTTP receivers and senders.
+
+One aiohttp route takes everything under the prefix; :func:`urls.parse`
+says what was asked for. This module sets the headers the protocol wants
+(CORS with credentials, no caching for session URLs, a year of caching for
+``OPTIONS`` and ``iframe.html``, the ``JSESSIONID`` cookie for services that
+need it), turns each envelope's receiving request into a :class:`Receiver`
+for the session, and hands ``xhr_send``/``jsonp_send`` bodies to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import re
+import secrets
+import time
+from email.utils import formatdate
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import HttpVersion11, web
+from multidict import CIMultiDict
+
+from orbiter.transports.sockjs import urls
+from orbiter.transports.sockjs.endpoint import Endpoint, SockJSServer
+from orbiter.transports.sockjs.envelopes import CALLBACK, ENVELOPES, Envelope
+from orbiter.transports.sockjs.frames import (
+    BROKEN_JSON,
+    MESSAGE_TOO_BIG,
+    PAYLOAD_EXPECTED,
+    Frame,
+    PayloadError,
+    decode_messages,
+    largest_message_size,
+)
+from orbiter.transports.sockjs.websocket import raw_websocket, sockjs_websocket
+
+NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+ONE_YEAR = 31_536_000
+#: A JSESSIONID value echoed back as is; anything else becomes "dummy".
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}")
+
+_IFRAME_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+  <meta http-equiv="X-UA-Compatible" content="IE=edge" />
+  <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+  <script src="%s"></script>
+  <script>
+    document.domain = document.domain;
+    SockJS.bootstrap_iframe();
+  </script>
+</head>
+<body>
+  <h2>Don't panic!</h2>
+  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>
+</body>
+</html>
+"""
+
+
+class SockJSHandler:
+    """The aiohttp handler for everything under one prefix."""
+
+    def __init__(self, server: SockJSServer, prefix: str) -> None:
+        self.server = server
+        self.prefix = prefix
+        self._services = frozenset(name for name in server.endpoints if name)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        tail = request.rel_url.raw_path[len(self.prefix) :]
+        name, tail = urls.split_service(tail, self._services)
+        endpoint = self.server.endpoints.get(name)
+        target = urls.parse(tail)
+        if endpoint is None or target is None:
+            return web.Response(status=404, text="Not found.\n")
+        if isinstance(target, urls.SessionUrl):
+            return await self._session_url(request, endpoint, target)
+        if isinstance(target, urls.Info):
+            return _info(request, endpoint)
+        if request.method not in ("GET", "HEAD"):
+            return _not_allowed("GET, HEAD")
+        if isinstance(target, urls.Greeting):
+            return web.Response(
+                text="Welcome to SockJS!\n", headers={"Content-Type": "text/plain; charset=UTF-8"}
+            )
+        if isinstance(target, urls.Iframe):
+            return _iframe(request, endpoint)
+        if not endpoint.options.websocket:
+            return web.Response(status=404, text="WebSocket is disabled.\n")
+        return await raw_websocket(request, endpoint)
+
+    async def _session_url(
+        self, request: web.Request, endpoint: Endpoint, target: urls.SessionUrl
+    ) -> web.StreamResponse:
+        transport, method = target.transport, request.method
+        if transport == "websocket":
+            if not endpoint.options.websocket:
+                return web.Response(status=404, text="WebSocket is disabled.\n")
+            if method != "GET":
+                return _not_allowed("GET")
+            return await sockjs_websocket(request, endpoint)
+        if transport in ("xhr_send", "jsonp_send"):
+            if method == "OPTIONS" and transport == "xhr_send":
+                return _preflight(request, "OPTIONS, POST")
+            if method != "POST":
+                return _not_allowed("OPTIONS, POST" if transport == "xhr_send" else "POST")
+            return await _send(request, endpoint, target.session, jsonp=transport == "jsonp_send")
+        envelope = ENVELOPES[transport]
+        if method == "OPTIONS" and envelope.method == "POST":
+            return _preflight(request, "OPTIONS, POST")
+        if method != envelope.method:
+            return _not_allowed("OPTIONS, POST" if envelope.method == "POST" else "GET")
+        return await _receive(request, endpoint, envelope, target.session)
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _cors(request: web.Request, headers: CIMultiDict[str]) -> None:
+    origin = request.headers.get("Origin")
+    if origin:
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Vary"] = "Origin"
+    else:
+        headers["Access-Control-Allow-Origin"] = "*"
+    wanted = request.headers.get("Access-Control-Request-Headers")
+    if wanted:
+        headers["Access-Control-Allow-Headers"] = wanted
+
+
+def _cache_for_a_year(headers: CIMultiDict[str]) -> None:
+    headers["Cache-Control"] = f"public, max-age={ONE_YEAR}"
+    headers["Expires"] = formatdate(time.time() + ONE_YEAR, usegmt=True)
+
+
+def _session_headers(
+    request: web.Request, endpoint: Endpoint, content_type: str
+) -> CIMultiDict[str]:
+    """Headers of every response on a session URL: never cached, CORS, maybe a cookie."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Content-Type"] = content_type
+    headers["Cache-Control"] = NO_CACHE
+    _cors(request, headers)
+    if endpoint.options.cookie_needed:
+        value = request.cookies.get("JSESSIONID", "")
+        if not _COOKIE_VALUE.fullmatch(value):
+            value = "dummy"
+        headers["Set-Cookie"] = f"JSESSIONID={value}; Path=/"
+    return headers
+
+
+def _not_allowed(allow: str) -> web.Response:
+    return web.Response(status=405, headers={"Allow": allow})
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(
+        status=status, text=message, headers={"Content-Type": "text/plain; charset=UTF-8"}
+    )
+
+
+def _preflight(request: web.Request, methods: str) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict()
+    _cache_for_a_year(headers)
+    headers["Access-Control-Max-Age"] = str(ONE_YEAR)
+    headers["Access-Control-Allow-Methods"] = methods
+    _cors(request, headers)
+    return web.Response(status=204, headers=headers)
+
+
+# --------------------------------------------------------------------------- static URLs
+
+
+def _info(request: web.Request, endpoint: Endpoint) -> web.Response:
+    if request.method == "OPTIONS":
+        return _preflight(request, "OPTIONS, GET")
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed("OPTIONS, GET")
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Content-Type"] = "application/json; charset=UTF-8"
+    headers["Cache-Control"] = NO_CACHE
+    _cors(request, headers)
+    info = {
+        "websocket": endpoint.options.websocket,
+        "cookie_needed": endpoint.options.cookie_needed,
+        "origins": ["*:*"],
+        "entropy": secrets.randbits(32),
+    }
+    return web.Response(body=orjson.dumps(info), headers=headers)
+
+
+def _iframe(request: web.Request, endpoint: Endpoint) -> web.Response:
+    page = (_IFRAME_PAGE % html.escape(endpoint.options.client_url)).encode()
+    etag = '"' + hashlib.md5(page, usedforsecurity=False).hexdigest() + '"'
+    headers: CIMultiDict[str] = CIMultiDict()
+    _cache_for_a_year(headers)
+    headers["ETag"] = etag
+    if etag in request.headers.getall("If-None-Match", []):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = "text/html; charset=UTF-8"
+    return web.Response(body=page, headers=headers)
+
+
+# --------------------------------------------------------------------------- receivers
+
+
+class _PollingReceiver:
+    """Collects one frame; the response is sent once the session is done with it."""
+
+    def __init__(self, request: web.Request, envelope: Envelope, callback: str) -> None:
+        self._request = request
+        self._envelope = envelope
+        self._callback = callback
+        self.body = b""
+
+    def alive(self) -> bool:
+        transport = self._request.transport
+        return transport is not None and not transport.is_closing()
+
+    async def write(self, frame: Frame) -> bool:
+        self.body += self._envelope.wrap(frame, self._callback)
+        return False
+
+
+class _StreamingReceiver(_PollingReceiver):
+    """Writes frames as they come, until the response limit."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        envelope: Envelope,
+        callback: str,
+        response: web.StreamResponse,
+        limit: int,
+    ) -> None:
+        super().__init__(request, envelope, callback)
+        self._response = response
+        self._left = limit
+
+    async def write(self, frame: Frame) -> bool:
+        data = self._envelope.wrap(frame, self._callback)
+        await self._response.write(data)
+        self._left -= len(data)
+        return self._left > 0
+
+
+async def _receive(
+    request: web.Request, endpoint: Endpoint, envelope: Envelope, session_id: str
+) -> web.StreamResponse:
+    callback = ""
+    if envelope.needs_callback:
+        callback = request.query.get("c") or request.query.get("callback") or ""
+        if not callback:
+            return _error(500, '"callback" parameter required')
+        if not CALLBACK.fullmatch(callback):
+            return _error(500, 'invalid "callback" parameter')
+    headers = _session_headers(request, endpoint, envelope.content_type)
+    peer = request.remote or "?"
+    if not envelope.streaming:
+        receiver = _PollingReceiver(request, envelope, callback)
+        await endpoint.open(session_id, peer).serve(receiver)
+        return web.Response(body=receiver.body, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    if request.version < HttpVersion11:
+        # No chunking in HTTP/1.0: the end of the stream is the end of the connection.
+        response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write(envelope.prelude(callback))
+    except ConnectionError:
+        return response
+    limit = endpoint.options.response_limit
+    receiver = _StreamingReceiver(request, envelope, callback, response, limit)
+    await endpoint.open(session_id, peer).serve(receiver)
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response
+
+
+# --------------------------------------------------------------------------- senders
+
+
+async def _send(
+    request: web.Request, endpoint: Endpoint, session_id: str, *, jsonp: bool
+) -> web.Response:
+    live = endpoint.get(session_id)
+    if live is None:
+        return web.Response(status=404, text="No such session.\n")
+    options = endpoint.options
+    if (request.content_length or 0) > options.max_body:
+        return _error(413, f"Payload too large (at most {options.max_body} bytes).")
+    body = await request.read()
+    try:
+        if jsonp and request.content_type == "application/x-www-form-urlencoded":
+            messages = decode_messages(_form_field(body, "d"))
+        else:
+            messages = decode_messages(body)
+    except PayloadError as exc:
+        return _error(500, str(exc))
+    if largest_message_size(messages) > options.max_message_size:
+        live.close(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.reason)
+        return _error(413, f"Message too big (at most {options.max_message_size} bytes).")
+    await live.deliver(messages)
+    headers = _session_headers(request, endpoint, "text/plain; charset=UTF-8")
+    if jsonp:
+        # Some browsers mishandle a 204 here, so jsonp_send says "ok".
+        return web.Response(text="ok", headers=headers)
+    return web.Response(status=204, headers=headers)
+
+
+def _form_field(body: bytes, name: str) -> str:
+    try:
+        fields = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise PayloadError(BROKEN_JSON) from None
+    for key, value in fields:
+        if key == name:
+            return value
+    raise PayloadError(PAYLOAD_EXPECTED)

@@ -1,0 +1,81 @@
+"""Mounts SockJS on the aiohttp application: the native service at the prefix,
+and the protocol suite's test services under it when configured.
+
+With ``sockjs.test_services`` on, ``<prefix>/echo``, ``<prefix>/close``,
+``<prefix>/disabled_websocket_echo`` and ``<prefix>/cookie_needed_echo``
+behave as the SockJS protocol suite expects (streaming responses end after
+4096 bytes, as in sockjs-node's test server), so ``SOCKJS_URL`` is
+``http://host:port<prefix>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from aiohttp import web
+
+from orbiter.node import Node
+from orbiter.protocol.native import DisconnectCode
+from orbiter.transports.sockjs.endpoint import (
+    Connection,
+    EndpointOptions,
+    SessionApp,
+    SockJSServer,
+)
+from orbiter.transports.sockjs.handlers import SockJSHandler
+from orbiter.transports.sockjs.services import CloseApp, EchoApp, NativeApp
+
+log = logging.getLogger("orbiter.sockjs")
+
+#: The response limit the protocol suite expects of its test services.
+TEST_RESPONSE_LIMIT = 4096
+
+
+def build_server(node: Node) -> SockJSServer:
+    """The SockJS endpoints that ``node``'s configuration asks for."""
+    config = node.config
+    settings = config.sockjs
+    options = EndpointOptions(
+        heartbeat=settings.heartbeat,
+        disconnect_delay=settings.disconnect_delay,
+        response_limit=settings.response_limit,
+        max_message_size=config.limits.max_message_size,
+        max_body=config.limits.max_http_body,
+        max_queued_bytes=config.limits.outgoing_buffer,
+        client_url=settings.client_url,
+    )
+    server = SockJSServer()
+
+    def native(conn: Connection) -> SessionApp:
+        return NativeApp(node, conn)
+
+    server.add("", options, native)
+    if settings.test_services:
+        test = replace(options, response_limit=TEST_RESPONSE_LIMIT)
+        server.add("echo", test, EchoApp)
+        server.add("close", test, CloseApp)
+        server.add("disabled_websocket_echo", replace(test, websocket=False), EchoApp)
+        server.add("cookie_needed_echo", replace(test, cookie_needed=True), EchoApp)
+    return server
+
+
+def add_sockjs_routes(app: web.Application, node: Node) -> None:
+    """Route everything under the prefix to SockJS; close its sessions on shutdown.
+
+    Call this after the node's own shutdown hook is registered: native
+    sessions are closed by the node (code 1001), this closes the rest.
+    """
+    prefix = node.config.sockjs.prefix
+    server = build_server(node)
+    handler = SockJSHandler(server, prefix)
+    app.router.add_route("*", prefix, handler)
+    app.router.add_route("*", prefix + "/{tail:.*}", handler)
+    if node.config.sockjs.test_services:
+        names = ", ".join(f"{prefix}/{name}" for name in server.endpoints if name)
+        log.warning("SockJS test services mounted: %s", names)
+
+    async def shutdown(app: web.Application) -> None:
+        await server.close(int(DisconnectCode.SHUTDOWN), "server shutting down")
+
+    app.on_shutdown.append(shutdown)

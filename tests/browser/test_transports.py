@@ -1,0 +1,104 @@
+"""orbiter.js over every transport: each forced in turn, fallback when WebSocket is
+blocked, and no loss or duplicate when a transport dies mid-stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from orbiter.client import Client
+from tests.browser.chat_page import CHANNEL, lines, open_chat, say, unique, wait_for_line
+from tests.browser.conftest import WAIT
+from tests.relay import Relay
+from tests.server import RunningServer
+
+TRANSPORTS = ["websocket", "xhr-streaming", "eventsource", "xhr-polling", "jsonp-polling"]
+
+#: A WebSocket that fails the way one does behind a proxy that blocks it.
+BLOCK_WEBSOCKET = """
+window.WebSocket = class {
+  constructor(url) {
+    window.__blockedWebSockets = (window.__blockedWebSockets || 0) + 1;
+    this.readyState = 0;
+    setTimeout(() => {
+      this.readyState = 3;
+      if (this.onerror) this.onerror({});
+      if (this.onclose) this.onclose({code: 1006, reason: ""});
+    }, 20);
+  }
+  send() { throw new Error("WebSocket is blocked"); }
+  close() {}
+};
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_chat_over_each_transport(
+    server: RunningServer, new_page: Callable[[], Page], transport: str
+) -> None:
+    page = new_page()
+    other = new_page()
+    open_chat(page, server.url, "ann", f"?transports={transport}")
+    open_chat(other, server.url, "bob")
+    assert page.evaluate("window.chatClient.transport") == transport
+    expect(page.locator("#transport")).to_have_text(transport)
+    mine, theirs, api = unique("mine"), unique("theirs"), unique("api")
+    say(page, mine)
+    say(other, theirs)
+    Client(server.url).publish(CHANNEL, {"nick": "app", "text": api})
+    for p in (page, other):
+        for text in (f"ann: {mine}", f"bob: {theirs}", f"app: {api}"):
+            wait_for_line(p, text)
+    page.wait_for_timeout(300)
+    for text in (f"ann: {mine}", f"bob: {theirs}", f"app: {api}"):
+        assert lines(page).count(text) == 1
+
+
+def test_falls_back_when_websocket_is_blocked(
+    server: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    page = new_page()
+    page.add_init_script(BLOCK_WEBSOCKET)
+    open_chat(page, server.url, "carl")
+    assert page.evaluate("window.__blockedWebSockets") >= 1
+    assert page.evaluate("window.chatClient.transport") == "xhr-streaming"
+    text = unique("fallback")
+    Client(server.url).publish(CHANNEL, {"nick": "app", "text": text})
+    wait_for_line(page, f"app: {text}")
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-streaming", "xhr-polling"])
+def test_transport_killed_mid_stream_loses_and_duplicates_nothing(
+    server: RunningServer, relay: Relay, new_page: Callable[[], Page], transport: str
+) -> None:
+    page = new_page()
+    open_chat(page, relay.url, "dora", f"?transports={transport}")
+    tag = unique("seq")
+    count = 60
+    publisher = Client(server.url)
+
+    def publish_all() -> None:
+        for i in range(count):
+            publisher.publish(CHANNEL, {"nick": "app", "text": f"{tag}-{i:03d}"})
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=publish_all)
+    thread.start()
+    page.wait_for_function(
+        "tag => Array.from(document.querySelectorAll('#messages .message'))"
+        ".some(e => e.textContent.includes(tag))",
+        arg=tag,
+    )
+    relay.cut()
+    time.sleep(0.5)
+    relay.restore()
+    thread.join(30)
+    wait_for_line(page, f"app: {tag}-{count - 1:03d}", timeout=WAIT)
+    page.wait_for_timeout(300)
+    got = [line for line in lines(page) if tag in line]
+    assert got == [f"app: {tag}-{i:03d}" for i in range(count)]
+    assert page.evaluate("window.chatClient.transport") == transport

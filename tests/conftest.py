@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.server import RunningServer
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """One server with the embedded default config, shared by the session's tests."""
+    srv = RunningServer()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start servers with a given TOML config; each is stopped after the test."""
+    started: list[RunningServer] = []
+
+    def start(config_toml: str | None = None, **kwargs: object) -> RunningServer:
+        srv = RunningServer(config_toml, **kwargs)  # type: ignore[arg-type]
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()

@@ -1,0 +1,81 @@
+"""Runs a real ``orbiter serve`` process for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+class RunningServer:
+    """An ``orbiter serve`` child process on a free port, with its log captured."""
+
+    def __init__(self, config_toml: str | None = None, *, args: tuple[str, ...] = ()) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="orbiter-test-")
+        cmd = [sys.executable, "-m", "orbiter", "serve", "--port", "0", *args]
+        if config_toml is not None:
+            path = Path(self._dir.name) / "orbiter.toml"
+            path.write_text(config_toml)
+            cmd += ["--config", str(path)]
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._found = threading.Event()
+        self.url = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._found.wait(20):
+            self.stop()
+            raise RuntimeError("orbiter serve did not start:\n" + self.log)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = _LISTENING.search(line)
+            if match and not self.url:
+                self.url = match.group(1)
+                self._found.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/connection/websocket"
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(5)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._dir.cleanup()
+        return self.process.returncode
