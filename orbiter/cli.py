@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     event = api_command("event", "send DATA to Orbited connection keys ('user, 0, /loc')")
     event.add_argument("data")
     event.add_argument("keys", nargs="+")
+    sub.add_parser("bench", help="run a benchmark preset: orbiter bench --help", add_help=False)
     api_command("channels", "list channels with their subscriber counts")
     history = api_command("history", "show a channel's retained publications")
     history.add_argument("channel")
@@ -56,6 +57,11 @@ def _data(text: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from orbiter.bench.command import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)

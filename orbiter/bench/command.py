@@ -1,0 +1,154 @@
+"""``orbiter bench PRESET``: run a scenario against orbiter and peers, side by side.
+
+Spawned servers (``--spawn orbiter,aiohttp,...``) run one at a time pinned
+to ``--server-cpu``, the load generator pinned to ``--loadgen-cpu``;
+servers already running are named with ``--target
+name=X,flavor=F,url=http://127.0.0.1:PORT,pid=PID``. Each target runs
+``--repeat`` times, interleaved (target A, B, A, B, ...), so that noise
+from other load on the machine falls on all of them alike; medians are
+reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from orbiter.bench import report
+from orbiter.bench.flavors import FLAVORS, FlavorError
+from orbiter.bench.runner import BenchError, Target, run
+from orbiter.bench.scenarios import PRESETS, preset
+from orbiter.bench.spawn import SPAWNABLE, Spawned, Unavailable, spawn
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orbiter bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("preset", choices=sorted(PRESETS))
+    p.add_argument(
+        "--spawn",
+        default=None,
+        help=f"comma-separated servers to start and compare: {', '.join(SPAWNABLE)} "
+        "(default: orbiter, unless --target is given)",
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="a running server: name=N,flavor=orbiter|broadcast|nchan,url=http://H:P[,pid=PID]",
+    )
+    p.add_argument("--server-cpu", default="0", help="core for spawned servers (taskset)")
+    p.add_argument("--loadgen-cpu", type=int, default=1, help="core for the load generator")
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--repeat", type=int, default=1, help="runs per target (medians reported)")
+    p.add_argument("--out", default="bench-result.json", help="JSON result file")
+    p.add_argument("--html", default="bench-result.html", help="HTML plot file")
+    p.add_argument("--orbiter-arg", action="append", default=[], help="extra `orbiter serve` arg")
+    for name, kind in (
+        ("subscribers", int),
+        ("channels", int),
+        ("messages", int),
+        ("rate", float),
+        ("depth", int),
+        ("batch", int),
+        ("payload", int),
+        ("timeout", float),
+    ):
+        p.add_argument(f"--{name}", type=kind, help=f"override the preset's {name}")
+    p.add_argument("--route", choices=["http", "batch", "native"])
+    p.add_argument("--transport", choices=["ws", "sse"])
+    return p
+
+
+def parse_target(text: str) -> Target:
+    fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    try:
+        flavor = fields["flavor"]
+        url = fields["url"]
+    except KeyError as exc:
+        raise BenchError(f"--target {text!r} needs {exc.args[0]}=") from None
+    if flavor not in FLAVORS:
+        raise BenchError(f"--target flavor must be one of {', '.join(FLAVORS)}")
+    pid = int(fields["pid"]) if "pid" in fields else None
+    return Target(fields.get("name", flavor), flavor, url, pid)
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "subscribers",
+            "channels",
+            "messages",
+            "rate",
+            "depth",
+            "batch",
+            "payload",
+            "timeout",
+            "route",
+            "transport",
+        )
+    }
+    scenario = preset(args.preset, **overrides)
+    try:
+        targets = [parse_target(t) for t in args.target]
+    except BenchError as exc:
+        print(f"orbiter bench: {exc}", file=sys.stderr)
+        return 2
+    spawn_names = args.spawn.split(",") if args.spawn else ([] if targets else ["orbiter"])
+    server_cpu = None if args.no_pin else args.server_cpu
+    loadgen_cpu = None if args.no_pin else args.loadgen_cpu
+    runs: dict[str, list[dict[str, Any]]] = {}
+    skipped: dict[str, str] = {}
+    order = [("spawn", n) for n in spawn_names] + [("target", t.name) for t in targets]
+    for _ in range(args.repeat):
+        for kind, name in order:
+            if name in skipped:
+                continue
+            spawned: Spawned | None = None
+            try:
+                if kind == "spawn":
+                    spawned = spawn(name, server_cpu, tuple(args.orbiter_arg))
+                    target = spawned.target
+                else:
+                    target = next(t for t in targets if t.name == name)
+                result = run(scenario, target, loadgen_cpu=loadgen_cpu)
+            except (Unavailable, FlavorError) as exc:
+                skipped[name] = str(exc)
+                print(f"orbiter bench: skipping {name}: {exc}", file=sys.stderr)
+                continue
+            except BenchError as exc:
+                print(f"orbiter bench: {name}: {exc}", file=sys.stderr)
+                return 1
+            finally:
+                if spawned is not None:
+                    spawned.stop()
+            runs.setdefault(name, []).append(result)
+            s = report.summarize([result])
+            print(report.markdown_table([s]).splitlines()[-1], file=sys.stderr)
+    summaries = [report.summarize(r) for r in runs.values()]
+    table = report.markdown_table(summaries)
+    print(f"\n{scenario.name}: {asdict(scenario)}\n\n{table}")
+    for name, why in skipped.items():
+        print(f"- {name}: not measured: {why}")
+    Path(args.out).write_bytes(
+        orjson.dumps(
+            {
+                "scenario": asdict(scenario),
+                "summaries": summaries,
+                "skipped": skipped,
+                "runs": runs,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+    )
+    Path(args.html).write_text(
+        report.html_plot(f"orbiter bench {scenario.name}", [r for rs in runs.values() for r in rs])
+    )
+    print(f"\nwrote {args.out} and {args.html}")
+    return 0

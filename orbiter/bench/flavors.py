@@ -1,0 +1,97 @@
+"""How the load generator talks to each kind of server: subscribe and publish.
+
+- ``orbiter``: the native protocol on ``/connection/websocket`` (connect,
+  subscribe; ready after both replies), plain SSE on ``/connection/sse``;
+  publishing by ``POST /api/publish`` (one publication, or a batch), or by
+  ``publish`` commands over a WebSocket.
+- ``broadcast``: the bench's own peer servers (``orbiter/bench/peers``:
+  aiohttp, websockets, node ``ws``): ``/ws?channel=C`` subscribes, ``POST
+  /pub?channel=C`` (raw body) or a WebSocket on ``/pub`` sending
+  ``C<TAB>payload`` (answered ``ok``) publishes.
+- ``nchan``: nginx with nchan (``peers/nchan.conf``): WebSocket subscriber
+  on ``/sub/C``, ``POST /pub/C``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+
+from orbiter.bench.scenarios import Scenario
+
+FLAVORS = ("orbiter", "broadcast", "nchan")
+
+
+class FlavorError(ValueError):
+    pass
+
+
+def channel_name(index: int) -> str:
+    return f"bench{index}"
+
+
+def subscriber_lines(flavor: str, scenario: Scenario, channel: str) -> Iterator[str]:
+    """Config lines for one subscriber connection."""
+    if flavor == "orbiter":
+        if scenario.transport == "sse":
+            yield f"sse /connection/sse?channel={channel}"
+            yield "ready 1"
+            return
+        yield "ws /connection/websocket"
+        yield 'send {"id":1,"op":"connect"}'
+        yield "send " + orjson.dumps({"id": 2, "op": "subscribe", "channel": channel}).decode()
+        yield "ready 2"
+        return
+    if scenario.transport != "ws":
+        raise FlavorError(f"flavor {flavor!r} is only benchmarked over WebSocket")
+    if flavor == "broadcast":
+        yield f"ws /ws?channel={channel}"
+    elif flavor == "nchan":
+        yield f"ws /sub/{channel}"
+    else:
+        raise FlavorError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
+    yield "ready 0"
+
+
+def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
+    """Config lines for markers and the publisher."""
+    if flavor == "orbiter":
+        yield "ready_marker " + ("subscribed" if scenario.transport == "sse" else '"result"')
+        yield 'fail_marker "error"'
+        item = '{"channel":"@C","data":"@P"}'
+        if scenario.route == "http":
+            yield "pub_path /api/publish"
+            yield f"pub_item {item}"
+        elif scenario.route == "batch":
+            yield "pub_path /api/publish"
+            yield f"pub_batch {scenario.batch}"
+            yield 'pub_prefix {"publications":['
+            yield f"pub_item {item}"
+            yield "pub_suffix ]}"
+        else:
+            yield "pub_ws 1"
+            yield "pub_path /connection/websocket"
+            yield 'pub_init {"id":1,"op":"connect"}'
+            yield f"pub_batch {scenario.batch}"
+            yield "pub_sep \\n"
+            yield 'pub_item {"id":@I,"op":"publish","channel":"@C","data":"@P"}'
+            yield 'pub_ack "result"'
+        return
+    yield "ready_marker "
+    yield "fail_marker "
+    if scenario.route == "batch":
+        raise FlavorError(f"flavor {flavor!r} has no batched publish")
+    if flavor == "nchan":
+        if scenario.route != "http":
+            raise FlavorError("nchan is published to over HTTP only here")
+        yield "pub_path /pub/@C"
+        yield "pub_item @P"
+    elif scenario.route == "http":
+        yield "pub_path /pub?channel=@C"
+        yield "pub_item @P"
+    else:
+        yield "pub_ws 1"
+        yield "pub_path /pub"
+        yield "pub_item @C\t@P"
+        yield "pub_ack ok"

@@ -1,0 +1,1 @@
+"""Tiny broadcast servers the bench compares orbiter with (``broadcast`` flavor)."""

@@ -1,0 +1,231 @@
+"""Runs one scenario against one server: the load generator, /proc samples, the result.
+
+The C load generator (:mod:`orbiter.bench.native`) opens every subscriber,
+says ``READY``; the server's CPU time and RSS are sampled; ``GO`` starts
+the publisher; ``DONE`` ends the measured span, and its JSON report is
+turned into the result here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from orbiter.bench import procstat, stats
+from orbiter.bench.flavors import channel_name, global_lines, subscriber_lines
+from orbiter.bench.native import loadgen_binary
+from orbiter.bench.scenarios import Scenario
+
+MARKER_BYTES = 20  # "#B<seq>.<usec>#" is at most about this long
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    flavor: str
+    url: str
+    pid: int | None = None
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        if parts.hostname is None or parts.port is None:
+            raise BenchError(f"target URL {self.url!r} needs a host and a port")
+        return parts.hostname, parts.port
+
+
+def loadgen_config(scenario: Scenario, target: Target) -> tuple[str, list[int]]:
+    """The load generator's config text, and each subscriber's channel index."""
+    host, port = target.host_port
+    channels = max(scenario.channels, 1)
+    lines = [
+        f"host {host}",
+        f"port {port}",
+        f"timeout_ms {int(scenario.timeout * 1000)}",
+        f"settle_ms {int(scenario.settle * 1000)}",
+        f"nmsgs {scenario.messages}",
+        f"padding {max(0, scenario.payload - MARKER_BYTES)}",
+        f"pub_rate {scenario.rate}",
+        f"pub_depth {scenario.depth}",
+        *global_lines(target.flavor, scenario),
+    ]
+    lines += [f"channel {channel_name(i)}" for i in range(channels)]
+    subscriber_channels = [i % channels for i in range(scenario.subscribers)]
+    expected = stats.expected_per_subscriber(subscriber_channels, channels, scenario.messages)
+    lines.append(f"expected {sum(expected)}")
+    for ch in subscriber_channels:
+        lines += subscriber_lines(target.flavor, scenario, channel_name(ch))
+    return "\n".join(lines) + "\n", subscriber_channels
+
+
+def _progress(out: IO[str], label: str, done: int, total: int, rate: float) -> None:
+    width = 30
+    frac = min(1.0, done / total) if total else 1.0
+    bar = "#" * int(frac * width)
+    out.write(
+        f"\r{label:<24} [{bar:<{width}}] {frac * 100:5.1f}% {done:>10,}/{total:,} {rate:>10,.0f}/s "
+    )
+    out.flush()
+
+
+def run(
+    scenario: Scenario,
+    target: Target,
+    *,
+    loadgen_cpu: int | None = None,
+    progress: IO[str] | None = sys.stderr,
+) -> dict[str, Any]:
+    """Run ``scenario`` against ``target``; the result as a JSON-able dict."""
+    config, subscriber_channels = loadgen_config(scenario, target)
+    expected = stats.expected_per_subscriber(
+        subscriber_channels, max(scenario.channels, 1), scenario.messages
+    )
+    binary = loadgen_binary()
+    base = procstat.sample(target.pid) if target.pid else None
+    with tempfile.TemporaryDirectory(prefix="orbiter-bench-") as tmp:
+        path = Path(tmp) / "loadgen.conf"
+        path.write_text(config)
+        cmd = [str(binary), str(path)]
+        if loadgen_cpu is not None:
+            cmd = ["taskset", "-c", str(loadgen_cpu), *cmd]
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            report, at_ready, at_done, wall = _drive(
+                proc, scenario, target, sum(expected), progress
+            )
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            assert proc.stderr is not None
+            errors = proc.stderr.read()
+            proc.stderr.close()
+    return _result(scenario, target, report, expected, base, at_ready, at_done, wall, errors)
+
+
+def _drive(
+    proc: subprocess.Popen[str],
+    scenario: Scenario,
+    target: Target,
+    total: int,
+    progress: IO[str] | None,
+) -> tuple[dict[str, Any], procstat.ProcSample | None, procstat.ProcSample | None, float]:
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    at_ready = at_done = None
+    started = 0.0
+    wall = 0.0
+    label = f"{target.name} {scenario.name}"
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            _, ok, failed = line.split()
+            if progress is not None:
+                progress.write(f"{label}: {ok} subscribers ready, {failed} failed\n")
+            at_ready = procstat.sample(target.pid) if target.pid else None
+            started = time.monotonic()
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+        elif line.startswith("P "):
+            _, _pubs, unique, _dup = line.split()
+            if progress is not None:
+                elapsed = time.monotonic() - started
+                _progress(progress, label, int(unique), total, int(unique) / max(elapsed, 1e-9))
+        elif line.startswith("DONE"):
+            wall = time.monotonic() - started
+            at_done = procstat.sample(target.pid) if target.pid else None
+            if progress is not None:
+                progress.write("\n")
+        elif line.startswith("{"):
+            return orjson.loads(line), at_ready, at_done, wall
+    raise BenchError(f"the load generator ended without a report (exit {proc.wait()})")
+
+
+def _result(
+    scenario: Scenario,
+    target: Target,
+    report: dict[str, Any],
+    expected: list[int],
+    base: procstat.ProcSample | None,
+    at_ready: procstat.ProcSample | None,
+    at_done: procstat.ProcSample | None,
+    wall: float,
+    errors: str,
+) -> dict[str, Any]:
+    conns = report["connections"]
+    unique = [c[0] for c in conns]
+    lost, lossy = stats.loss(expected, unique)
+    failed = sum(1 for c in conns if c[2] == 2)
+    closed = sum(1 for c in conns if c[2] == 1)
+    hist = report["histogram"]
+    lat_max = report["latency_max_us"]
+    delivered = report["unique"]
+    first, last_recv = report["first_send_us"], report["last_recv_us"]
+    result: dict[str, Any] = {
+        "target": asdict(target),
+        "scenario": asdict(scenario),
+        "subscribers": len(conns),
+        "subscribers_failed": failed,
+        "subscribers_closed": closed,
+        "published": report["published"],
+        "publish_acked": report["acked"],
+        "publish_errors": report["publish_errors"],
+        "deliveries": delivered,
+        "expected_deliveries": sum(expected),
+        "lost": lost,
+        "subscribers_with_loss": lossy,
+        "duplicates": report["duplicates"],
+        "unexpected": report["bad"],
+        "deliveries_per_s": stats.per_second(delivered, first, last_recv),
+        "publish_per_s": stats.per_second(report["published"], first, report["last_pub_us"]),
+        "latency_ms": {
+            name: stats.percentile(hist, frac, lat_max) / 1000
+            for name, frac in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        }
+        | {"max": lat_max / 1000},
+        "duration_s": wall,
+        "windows": report["windows"],
+        "histogram": hist,
+        "loadgen_errors": errors.strip().splitlines()[-20:],
+    }
+    if scenario.rate and scenario.messages:
+        span_us = (scenario.messages - 1) / scenario.rate * 1e6
+        late = (last_recv - first) - span_us
+        result["keeps_up"] = lost == 0 and late <= max(500_000, 0.1 * span_us)
+        result["offered_deliveries_per_s"] = scenario.rate * sum(expected) / scenario.messages
+    if at_ready is not None and at_done is not None and base is not None:
+        cpu = at_done.cpu_s - at_ready.cpu_s
+        result["server"] = {
+            "processes": at_done.processes,
+            "cpu_s": cpu,
+            "rss_base_kib": base.rss_bytes / 1024,
+            "rss_ready_kib": at_ready.rss_bytes / 1024,
+            "rss_per_subscriber_kib": (at_ready.rss_bytes - base.rss_bytes) / 1024 / len(conns)
+            if conns
+            else 0.0,
+            "cpu_s_per_million_deliveries": cpu / delivered * 1e6 if delivered else None,
+            "cpu_s_per_million_publishes": cpu / report["acked"] * 1e6 if report["acked"] else None,
+        }
+    return result
+
+
+def set_nofile_limit() -> None:
+    """Raise this process's open-file limit to the hard limit (servers we spawn inherit it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -1,0 +1,65 @@
+"""The named bench presets, and what a scenario is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+Transport = Literal["ws", "sse"]
+Route = Literal["http", "batch", "native"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    #: Subscriber connections, and the channels they spread over (subscriber
+    #: ``i`` is on channel ``i % channels``; publication ``seq`` goes to
+    #: channel ``seq % channels``).
+    subscribers: int
+    channels: int
+    messages: int
+    transport: Transport = "ws"
+    #: Publications per second; 0: as fast as the server accepts them.
+    rate: float = 0
+    route: Route = "http"
+    #: Requests in flight per publisher connection (HTTP pipelining, native commands).
+    depth: int = 4
+    #: Publications per request on the ``batch`` and ``native`` routes.
+    batch: int = 1
+    #: Bytes of payload per publication (the marker plus padding).
+    payload: int = 100
+    timeout: float = 120.0
+    settle: float = 5.0
+
+    @property
+    def expected_deliveries(self) -> int:
+        return self.messages * self.subscribers // max(self.channels, 1) if self.channels else 0
+
+
+PRESETS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("idle", subscribers=10_000, channels=1, messages=0),
+        Scenario("fanout", subscribers=2_000, channels=1, messages=2_000),
+        Scenario("fanout-rate", subscribers=2_000, channels=1, messages=2_000, rate=200),
+        Scenario("many-channels", subscribers=2_000, channels=2_000, messages=20_000, depth=8),
+        Scenario(
+            "many-channels-batch",
+            subscribers=2_000,
+            channels=2_000,
+            messages=20_000,
+            route="batch",
+            batch=100,
+            depth=2,
+        ),
+        Scenario("sse-fanout", subscribers=2_000, channels=1, messages=2_000, transport="sse"),
+    )
+}
+
+
+def preset(name: str, **overrides: object) -> Scenario:
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
