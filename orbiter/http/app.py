@@ -11,6 +11,7 @@ from orbiter.http.keys import NODE
 from orbiter.node import Node
 from orbiter.transports.comet import add_comet_routes
 from orbiter.transports.sockjs.mount import add_sockjs_routes
+from orbiter.transports.stomp_mount import add_stomp
 from orbiter.transports.websocket import websocket_handler
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -46,4 +47,6 @@ def build_app(node: Node) -> web.Application:
     app.on_cleanup.append(cleanup)
     # After the node's shutdown hook, so native SockJS sessions close with the node's reason.
     add_sockjs_routes(app, node)
+    # The STOMP broker: /stomp (WebSocket), /stomp/sockjs, and the stomp.listen TCP port.
+    add_stomp(app, node)
     return app

@@ -225,7 +225,7 @@ def test_negotiation():
 
 
 header_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20
 )
 
 

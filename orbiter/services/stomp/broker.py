@@ -1,0 +1,113 @@
+"""The node's STOMP broker: its sessions, queues, destination names, MESSAGE encoding.
+
+Topics are channels: a STOMP subscription to ``<topic_prefix><name>`` is a
+:class:`PubSub` subscription to ``<channel_prefix><name>``, and a ``SEND``
+there is :meth:`PubSub.publish`, so STOMP, the HTTP API and the native
+protocol share one delivery path and one order per channel. Queues are the
+broker's own (:mod:`.queues`), local to this node.
+
+A publication is encoded once per escaping (1.0, or 1.1/1.2) for all the
+STOMP subscribers it reaches; each subscriber adds only its few headers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Literal
+
+from orbiter.config import Config
+from orbiter.model import Publication
+from orbiter.protocol.stomp import Limits, escape
+from orbiter.services.pubsub import PubSub
+from orbiter.services.stomp.bodies import body_of
+from orbiter.services.stomp.queues import QueueBook
+from orbiter.services.stomp.session import StompSession
+
+log = logging.getLogger("orbiter.stomp")
+
+Destination = tuple[Literal["topic", "queue"], str]
+
+
+class DestinationError(ValueError):
+    """A destination that names no topic or queue; the message says what would."""
+
+
+class StompBroker:
+    def __init__(self, config: Config, pubsub: PubSub) -> None:
+        self.config = config
+        self.settings = config.stomp
+        self.pubsub = pubsub
+        self.queues = QueueBook(self.settings.max_queue_length)
+        self.sessions: set[StompSession] = set()
+        self.frame_limits = Limits(
+            max_headers=self.settings.max_headers,
+            max_header_line=self.settings.max_header_line,
+            max_body=config.limits.max_message_size,
+        )
+        self._ids = itertools.count(1)
+        self._cached: Publication | None = None
+        self._cached_tails: dict[bool, bytes] = {}
+
+    # ----------------------------------------------------------------- sessions
+
+    def new_session(self, peer: str, transport: str) -> StompSession:
+        session = StompSession(self, peer=peer, transport=transport)
+        self.sessions.add(session)
+        return session
+
+    async def end_session(self, session: StompSession) -> None:
+        """The transport is gone: unsubscribe ``session``, give back what it held."""
+        try:
+            await session.finish()
+        finally:
+            self.sessions.discard(session)
+
+    def close_all(self, reason: str) -> None:
+        for session in list(self.sessions):
+            session.fail(reason)
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+    # -------------------------------------------------------------- destinations
+
+    def destination(self, name: str) -> Destination:
+        settings = self.settings
+        if name.startswith(settings.topic_prefix) and len(name) > len(settings.topic_prefix):
+            return "topic", settings.channel_prefix + name[len(settings.topic_prefix) :]
+        if name.startswith(settings.queue_prefix) and len(name) > len(settings.queue_prefix):
+            return "queue", name[len(settings.queue_prefix) :]
+        raise DestinationError(
+            f"unknown destination {name!r}: use {settings.topic_prefix}<name> (a channel) "
+            f"or {settings.queue_prefix}<name> (a queue)"
+        )
+
+    def topic_name(self, channel: str) -> str:
+        """The destination of ``channel`` (the inverse of :meth:`destination`)."""
+        prefix = self.settings.channel_prefix
+        return self.settings.topic_prefix + channel[len(prefix) :]
+
+    # ------------------------------------------------------------------ encoding
+
+    def message_tail(self, pub: Publication, escaped: bool) -> bytes:
+        """A publication's MESSAGE headers after the per-subscriber ones, and its body.
+
+        Computed once per publication (and escaping) for all its subscribers.
+        """
+        if pub is not self._cached:
+            self._cached = pub
+            self._cached_tails = {}
+        tail = self._cached_tails.get(escaped)
+        if tail is None:
+            version = "1.2" if escaped else "1.0"
+            content_type, body = body_of(pub.data)
+            head = (
+                f"destination:{escape(self.topic_name(pub.channel), version)}\n"
+                f"content-type:{escape(content_type, version)}\n"
+                f"orbiter-offset:{pub.offset}\n"
+                f"orbiter-epoch:{escape(pub.epoch, version)}\n"
+                f"content-length:{len(body)}\n\n"
+            )
+            tail = self._cached_tails[escaped] = head.encode() + body + b"\x00"
+        return tail

@@ -1,0 +1,604 @@
+"""One STOMP connection, whatever carries it: its frames, subscriptions, acks, transactions.
+
+A transport feeds bytes to :meth:`StompSession.receive` and writes what
+:attr:`StompSession.outbox` hands it; :meth:`StompSession.keepalive` runs
+the negotiated heart-beats; the broker's ``end_session`` is called when
+the connection is gone. Every protocol error is an ``ERROR`` frame (a
+``message`` header, a body saying what was wrong, the ``receipt-id`` of
+the frame that caused it) followed by the end of the connection; what the
+connection held of a queue goes back to the queue, marked redelivered.
+
+The session is a PubSub :class:`~orbiter.services.pubsub.Subscriber` of the
+channels its topic subscriptions name (once per channel, however many
+subscriptions), so publications reach it on the one delivery path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from orbiter import __version__
+from orbiter.model import JSON, Publication
+from orbiter.protocol.native import validate_channel
+from orbiter.protocol.stomp import (
+    VERSIONS,
+    Frame,
+    FrameError,
+    FrameParser,
+    Header,
+    encode_frame,
+    escape,
+    heart_beat_intervals,
+    negotiate_version,
+    parse_heart_beat,
+)
+from orbiter.services.stomp.bodies import BodyError, data_of
+from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
+from orbiter.services.stomp.queues import MessageQueue, QueuedMessage
+from orbiter.session.outbox import Outbox
+
+if TYPE_CHECKING:
+    from orbiter.services.stomp.broker import StompBroker
+
+log = logging.getLogger("orbiter.stomp")
+
+ACK_MODES = ("auto", "client", "client-individual")
+CLIENT_COMMANDS = frozenset(
+    {"SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT", "ABORT", "DISCONNECT"}
+)
+#: SEND headers that are not passed on to a queue's consumer.
+_NOT_FORWARDED = frozenset(
+    {"destination", "receipt", "transaction", "content-length", "message-id", "subscription"}
+)
+RESERVED_PREFIX = "$"
+
+
+class StompError(Exception):
+    """A frame the broker refuses: ``message`` is the ERROR's header, ``detail`` its body."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or message
+
+
+@dataclass(eq=False, slots=True)
+class Subscription:
+    """One SUBSCRIBE: a topic (channel) or a queue, with its ack mode and unacked messages."""
+
+    session: StompSession
+    id: str
+    destination: str
+    kind: str
+    #: The channel (topic) or the queue's name.
+    target: str
+    ack: str
+    #: Message-id -> the queued message (None for a topic's: nothing to redeliver).
+    unacked: OrderedDict[str, QueuedMessage | None] = field(default_factory=OrderedDict)
+
+    # Consumer (queues)
+    def has_room(self) -> bool:
+        if self.session.closed:
+            return False
+        return self.ack == "auto" or len(self.unacked) < self.session.settings.max_unacked
+
+    def offer(self, message: QueuedMessage) -> bool:
+        return self.session.deliver_queued(self, message)
+
+
+class StompSession:
+    def __init__(self, broker: StompBroker, *, peer: str, transport: str) -> None:
+        self.broker = broker
+        self.settings = broker.settings
+        self.peer = peer
+        self.transport = transport
+        self.outbox = Outbox(broker.config.limits.outgoing_buffer)
+        self.parser = FrameParser(broker.frame_limits)
+        self.version: str | None = None
+        self.identity: StompIdentity | None = None
+        self._id = broker.next_id()
+        self.subscriptions: dict[str, Subscription] = {}
+        self._topics: dict[str, list[Subscription]] = {}
+        #: Message-id -> subscription, for every message awaiting ACK/NACK.
+        self._unacked: dict[str, Subscription] = {}
+        self._transactions: dict[str, list[Frame]] = {}
+        self._deliveries = 0
+        self.closed = False
+        self.close_reason = ""
+        #: Negotiated heart-beats in ms: the broker sends every ..., the client must within ....
+        self.send_interval = 0
+        self.receive_interval = 0
+        self.last_received = self.last_sent = time.monotonic()
+        self.started = self.last_received
+
+    # ------------------------------------------------------------ Subscriber
+
+    @property
+    def client_id(self) -> str:
+        return f"stomp-{self._id}"
+
+    @property
+    def user(self) -> str | None:
+        return None if self.identity is None else self.identity.user
+
+    @property
+    def info(self) -> JSON:
+        return None
+
+    def deliver(self, pub: Publication, message: bytes) -> None:
+        """Fan-out hot path: one MESSAGE per subscription of this session to the channel."""
+        subs = self._topics.get(pub.channel)
+        if not subs or self.closed:
+            return
+        tail = self.broker.message_tail(pub, self.version != "1.0")
+        for sub in subs:
+            message_id = self._next_message_id()
+            head = self._message_head(sub, message_id)
+            if sub.ack != "auto":
+                self._hold(sub, message_id, None)
+            self._put(head + tail)
+
+    def deliver_presence(self, channel: str, message: bytes) -> None:
+        """STOMP has no presence frames; join/leave are not sent."""
+
+    # ---------------------------------------------------------------- input
+
+    async def receive(self, data: bytes) -> None:
+        """Bytes from the client: parse and handle every frame they complete, in order."""
+        if self.closed:
+            return
+        self.last_received = time.monotonic()
+        try:
+            frames = self.parser.feed(data)
+        except FrameError as exc:
+            self.fail("malformed frame received", str(exc))
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            try:
+                await self._handle(frame)
+            except StompError as exc:
+                self.fail(exc.message, exc.detail, frame.get("receipt"))
+                return
+
+    async def _handle(self, frame: Frame) -> None:
+        command = frame.command
+        if self.version is None:
+            if command not in ("CONNECT", "STOMP"):
+                raise StompError(
+                    "not connected", f"the first frame must be CONNECT or STOMP, not {command!r}"
+                )
+            await self._connect(frame)
+            return
+        if command not in CLIENT_COMMANDS:
+            if command in ("CONNECT", "STOMP"):
+                raise StompError("already connected", "CONNECT was sent twice")
+            raise StompError("unknown command", f"unknown command {command[:32]!r}")
+        if command in ("SEND", "ACK", "NACK") and "transaction" in frame:
+            self._buffer(frame)
+        elif command == "DISCONNECT":
+            self._receipt(frame)
+            self.close("client disconnected")
+            return
+        else:
+            await self._execute(frame)
+        self._receipt(frame)
+
+    async def _execute(self, frame: Frame) -> None:
+        command = frame.command
+        if command == "SEND":
+            await self._send(frame)
+        elif command == "SUBSCRIBE":
+            await self._subscribe(frame)
+        elif command == "UNSUBSCRIBE":
+            await self._unsubscribe(frame)
+        elif command in ("ACK", "NACK"):
+            self._ack(frame, nack=command == "NACK")
+        elif command == "BEGIN":
+            self._begin(frame)
+        elif command == "COMMIT":
+            for buffered in self._end_transaction(frame):
+                await self._execute(buffered)
+        elif command == "ABORT":
+            self._end_transaction(frame)
+
+    # -------------------------------------------------------------- connect
+
+    async def _connect(self, frame: Frame) -> None:
+        version = negotiate_version(frame.get("accept-version"))
+        if version is None:
+            supported = ",".join(VERSIONS)
+            self._put(
+                encode_frame(
+                    "ERROR",
+                    [("version", supported), ("content-type", "text/plain"),
+                     ("message", "unsupported protocol version")],
+                    f"Supported protocol versions are {' '.join(VERSIONS)}".encode(),
+                    "1.2",
+                )
+            )  # fmt: skip
+            self.close("no common protocol version")
+            return
+        try:
+            client_beat = parse_heart_beat(frame.get("heart-beat")) if version != "1.0" else (0, 0)
+        except FrameError as exc:
+            raise StompError("malformed heart-beat header", str(exc)) from None
+        try:
+            self.identity = await authenticate(
+                self.broker.config,
+                frame.get("login"),
+                frame.get("passcode"),
+                peer=self.peer,
+                transport=self.transport,
+            )
+        except StompAuthError as exc:
+            log.info("stomp connection from %s refused: %s", self.peer, exc)
+            raise StompError("access refused", str(exc)) from None
+        self.version = version
+        self.parser.version = version
+        server_beat = (
+            round(self.settings.heartbeat_send * 1000),
+            round(self.settings.heartbeat_receive * 1000),
+        )
+        headers: list[Header] = [
+            ("version", version),
+            ("server", f"orbiter/{__version__}"),
+            ("session", self.client_id),
+        ]
+        if version != "1.0":
+            self.send_interval, self.receive_interval = heart_beat_intervals(
+                client_beat, server_beat
+            )
+            headers.append(("heart-beat", f"{server_beat[0]},{server_beat[1]}"))
+        if self.user is not None:
+            headers.append(("user-name", self.user))
+        self._put(encode_frame("CONNECTED", headers, b"", version))
+
+    # ----------------------------------------------------------------- send
+
+    async def _send(self, frame: Frame) -> None:
+        kind, target = self._destination(frame)
+        if kind == "topic":
+            channel = self._channel(target)
+            identity = self.identity
+            if (
+                not (identity and identity.trusted)
+                and not self.broker.config.rule_for(channel).client_publish
+            ):
+                raise StompError(
+                    "permission denied",
+                    f"clients may not publish to channel {channel!r}: no [[channel]] rule "
+                    "with client_publish = true matches it (app servers log in with the API key)",
+                )
+            try:
+                data = data_of(frame.get("content-type"), frame.body)
+            except BodyError as exc:
+                raise StompError("cannot publish this body", str(exc)) from None
+            await self.broker.pubsub.publish(channel, data)
+            return
+        headers = tuple((k, v) for k, v in _first_headers(frame) if k not in _NOT_FORWARDED)
+        message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body)
+        queue = self.broker.queues.get(target)
+        if not queue.put(message):
+            self.broker.queues.tidy(queue)
+            raise StompError(
+                "queue full",
+                f"queue {target!r} holds {queue.limit} messages waiting for a consumer "
+                "(stomp.max_queue_length); the message was not accepted",
+            )
+
+    def _destination(self, frame: Frame) -> tuple[str, str]:
+        name = frame.get("destination")
+        if not name:
+            raise StompError(
+                "missing destination", f"a {frame.command} frame needs a destination header"
+            )
+        try:
+            return self.broker.destination(name)
+        except ValueError as exc:
+            raise StompError("unknown destination", str(exc)) from None
+
+    def _channel(self, channel: str) -> str:
+        try:
+            validate_channel(channel)
+        except ValueError as exc:
+            raise StompError(
+                "bad destination", str(exc).replace("'channel'", "the channel")
+            ) from None
+        if channel.startswith(RESERVED_PREFIX):
+            raise StompError("permission denied", f"channel {channel!r} is reserved for the server")
+        return channel
+
+    # ------------------------------------------------------------ subscribe
+
+    async def _subscribe(self, frame: Frame) -> None:
+        kind, target = self._destination(frame)
+        sub_id = frame.get("id")
+        if sub_id is None:
+            if self.version != "1.0":
+                raise StompError("missing id", "a SUBSCRIBE frame needs an id header (STOMP 1.1+)")
+            sub_id = frame.get("destination") or ""
+        if sub_id in self.subscriptions:
+            raise StompError("duplicate subscription", f"subscription id {sub_id!r} is in use")
+        ack = frame.get("ack", "auto") or "auto"
+        if ack not in ACK_MODES:
+            raise StompError("bad ack mode", f"ack must be one of {', '.join(ACK_MODES)}")
+        limit = self.broker.config.limits.max_subscriptions
+        if len(self.subscriptions) >= limit:
+            raise StompError(
+                "too many subscriptions", f"a connection may hold at most {limit} subscriptions"
+            )
+        destination = frame.get("destination") or ""
+        sub = Subscription(self, sub_id, destination, kind, target, ack)
+        if kind == "topic":
+            channel = self._channel(target)
+            self.subscriptions[sub_id] = sub
+            subs = self._topics.setdefault(channel, [])
+            subs.append(sub)
+            if len(subs) == 1:
+                try:
+                    await self.broker.pubsub.subscribe(self, channel)
+                except BaseException:
+                    self._drop_topic(sub)
+                    raise
+        else:
+            self.subscriptions[sub_id] = sub
+            self.broker.queues.get(target).add(sub)
+
+    async def _unsubscribe(self, frame: Frame) -> None:
+        sub_id = frame.get("id")
+        if sub_id is None and self.version == "1.0":
+            sub_id = frame.get("destination")
+        if sub_id is None:
+            raise StompError("missing id", "an UNSUBSCRIBE frame needs an id header")
+        sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            raise StompError("unknown subscription", f"no subscription with id {sub_id!r}")
+        await self._remove(sub)
+
+    async def _remove(self, sub: Subscription) -> None:
+        self.subscriptions.pop(sub.id, None)
+        held = [m for m in sub.unacked.values() if m is not None]
+        for message_id in sub.unacked:
+            self._unacked.pop(message_id, None)
+        sub.unacked.clear()
+        if sub.kind == "topic":
+            if self._drop_topic(sub):
+                await self.broker.pubsub.unsubscribe(self, sub.target)
+            return
+        queue = self.broker.queues.find(sub.target)
+        if queue is not None:
+            queue.remove(sub)
+            queue.put_back(held)
+            self.broker.queues.tidy(queue)
+
+    def _drop_topic(self, sub: Subscription) -> bool:
+        """Forget a topic subscription; True if it was the session's last on its channel."""
+        self.subscriptions.pop(sub.id, None)
+        subs = self._topics.get(sub.target, [])
+        if sub in subs:
+            subs.remove(sub)
+        if not subs:
+            self._topics.pop(sub.target, None)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ ack
+
+    def _ack(self, frame: Frame, *, nack: bool) -> None:
+        header = "id" if self.version == "1.2" else "message-id"
+        message_id = frame.get(header)
+        if not message_id:
+            raise StompError(
+                "missing header",
+                f"an {frame.command} frame needs a {header} header (STOMP {self.version})",
+            )
+        sub = self._unacked.get(message_id)
+        if sub is None:
+            raise StompError(
+                "unknown message",
+                f"{frame.command} of {message_id!r}: no message with that id awaits "
+                "acknowledgement on this connection",
+            )
+        if self.version == "1.1" and frame.get("subscription") not in (None, sub.id):
+            raise StompError(
+                "unknown message", f"message {message_id!r} is not from that subscription"
+            )
+        done: list[QueuedMessage | None] = []
+        if sub.ack == "client":
+            while sub.unacked:
+                key, message = sub.unacked.popitem(last=False)
+                self._unacked.pop(key, None)
+                done.append(message)
+                if key == message_id:
+                    break
+        else:
+            done.append(sub.unacked.pop(message_id))
+            self._unacked.pop(message_id, None)
+        if sub.kind != "queue":
+            return
+        queue = self.broker.queues.find(sub.target)
+        if queue is None:
+            return
+        if nack:
+            queue.put_back(m for m in done if m is not None)
+        else:
+            queue.dispatch()
+
+    def _hold(self, sub: Subscription, message_id: str, message: QueuedMessage | None) -> None:
+        sub.unacked[message_id] = message
+        self._unacked[message_id] = sub
+        if message is None and len(sub.unacked) > self.settings.max_unacked:
+            # A topic's unacknowledged messages are not redelivered; only the newest are kept.
+            old, _ = sub.unacked.popitem(last=False)
+            self._unacked.pop(old, None)
+
+    # --------------------------------------------------------- transactions
+
+    def _begin(self, frame: Frame) -> None:
+        tx = self._transaction_id(frame)
+        if tx in self._transactions:
+            raise StompError("transaction exists", f"transaction {tx!r} is already open")
+        if len(self._transactions) >= self.settings.max_transactions:
+            raise StompError(
+                "too many transactions",
+                f"at most {self.settings.max_transactions} transactions may be open at once",
+            )
+        self._transactions[tx] = []
+
+    def _buffer(self, frame: Frame) -> None:
+        tx = self._transaction_id(frame)
+        frames = self._transactions.get(tx)
+        if frames is None:
+            raise StompError("unknown transaction", f"transaction {tx!r} was not begun")
+        if len(frames) >= self.settings.max_transaction_frames:
+            raise StompError(
+                "transaction too large",
+                f"a transaction may hold at most {self.settings.max_transaction_frames} frames",
+            )
+        frames.append(frame)
+
+    def _end_transaction(self, frame: Frame) -> list[Frame]:
+        tx = self._transaction_id(frame)
+        frames = self._transactions.pop(tx, None)
+        if frames is None:
+            raise StompError("unknown transaction", f"transaction {tx!r} was not begun")
+        return frames
+
+    def _transaction_id(self, frame: Frame) -> str:
+        tx = frame.get("transaction")
+        if not tx:
+            raise StompError(
+                "missing transaction", f"a {frame.command} frame needs a transaction header"
+            )
+        return tx
+
+    # --------------------------------------------------------------- output
+
+    def deliver_queued(self, sub: Subscription, message: QueuedMessage) -> bool:
+        """Queue one queue message for the client (a :class:`Consumer`'s ``offer``)."""
+        if self.closed:
+            return False
+        message_id = self._next_message_id()
+        version = self.version or "1.0"
+        headers = [f"destination:{escape(sub.destination, version)}"]
+        if message.redelivered:
+            headers.append("redelivered:true")
+        for name, value in message.headers:
+            headers.append(f"{escape(name, version)}:{escape(value, version)}")
+        headers.append(f"content-length:{len(message.body)}")
+        data = (
+            self._message_head(sub, message_id)
+            + "\n".join(headers).encode()
+            + b"\n\n"
+            + message.body
+            + b"\x00"
+        )
+        if not self.outbox.put(data):
+            self.fail("slow consumer", "outgoing buffer full")
+            return False
+        self.last_sent = time.monotonic()
+        if sub.ack != "auto":
+            self._hold(sub, message_id, message)
+        return True
+
+    def _message_head(self, sub: Subscription, message_id: str) -> bytes:
+        version = self.version or "1.0"
+        head = f"MESSAGE\nsubscription:{escape(sub.id, version)}\nmessage-id:{message_id}\n"
+        if sub.ack != "auto" and version == "1.2":
+            head += f"ack:{message_id}\n"
+        return head.encode()
+
+    def _next_message_id(self) -> str:
+        self._deliveries += 1
+        return f"{self._id}-{self._deliveries}"
+
+    def _receipt(self, frame: Frame) -> None:
+        receipt = frame.get("receipt")
+        if receipt is not None:
+            self._put(
+                encode_frame("RECEIPT", [("receipt-id", receipt)], b"", self.version or "1.0")
+            )
+
+    def _put(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.outbox.put(data):
+            self.fail("slow consumer", "outgoing buffer full")
+            return
+        self.last_sent = time.monotonic()
+
+    def fail(self, message: str, detail: str = "", receipt: str | None = None) -> None:
+        """Send an ERROR frame saying what was wrong, then end the connection."""
+        if self.closed:
+            return
+        log.info("stomp connection from %s: %s: %s", self.peer, message, detail or message)
+        headers: list[Header] = [("message", message), ("content-type", "text/plain")]
+        if receipt is not None:
+            headers.append(("receipt-id", receipt))
+        frame = encode_frame("ERROR", headers, (detail or message).encode(), self.version or "1.0")
+        if not self.outbox.put(frame):
+            self.outbox.close(discard=True)  # too slow to take even the ERROR: just close
+        self.close(message)
+
+    def close(self, reason: str) -> None:
+        """No more frames either way; the transport writes what is queued, then closes."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.outbox.close()
+
+    # -------------------------------------------------------------- upkeep
+
+    async def keepalive(self) -> None:
+        """Send heart-beats, and drop a client that stopped sending them (or never connected)."""
+        while not self.closed:
+            now = time.monotonic()
+            if self.version is None:
+                timeout = self.settings.connect_timeout
+                if timeout and now - self.started > timeout:
+                    self.fail("connect timeout", f"no CONNECT frame within {timeout:g} s")
+                    return
+                await asyncio.sleep(min(1.0, timeout or 1.0))
+                continue
+            send, receive = self.send_interval / 1000, self.receive_interval / 1000
+            if not send and not receive:
+                return
+            if receive and now - self.last_received > 2 * receive:
+                self.fail(
+                    "heart-beat timeout",
+                    f"nothing received for {now - self.last_received:.1f} s "
+                    f"(heart-beat every {receive:g} s was negotiated)",
+                )
+                return
+            if send and now - self.last_sent >= send and self.outbox.put(b"\n"):
+                self.last_sent = now
+            await asyncio.sleep(min(x for x in (send, receive) if x) / 2)
+
+    async def finish(self) -> None:
+        """The connection is gone: leave channels, give held queue messages back."""
+        self.close("connection closed")
+        self._transactions.clear()
+        for sub in list(self.subscriptions.values()):
+            await self._remove(sub)
+
+
+def _first_headers(frame: Frame) -> list[Header]:
+    """Each header once, its first value (repeated headers: the first wins)."""
+    seen: set[str] = set()
+    out: list[Header] = []
+    for name, value in frame.headers:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, value))
+    return out
+
+
+__all__ = ["MessageQueue", "StompError", "StompSession", "Subscription"]

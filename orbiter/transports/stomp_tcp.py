@@ -1,0 +1,59 @@
+"""STOMP over TCP (the ``stomp.listen`` listener, MorbidQ's ``stomp://`` port).
+
+Bytes read from the socket go to the session as they come; what the
+session queues is written in batches. When the session ends (DISCONNECT,
+an ERROR, a heart-beat time-out, shutdown) the socket is closed once what
+was queued has been written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from orbiter.services.stomp.broker import StompBroker
+from orbiter.services.stomp.session import StompSession
+
+READ_SIZE = 65_536
+
+
+async def start_tcp_listener(broker: StompBroker, host: str, port: int) -> asyncio.Server:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_connection(broker, reader, writer)
+
+    return await asyncio.start_server(serve, host, port, limit=READ_SIZE)
+
+
+async def serve_connection(
+    broker: StompBroker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    address = writer.get_extra_info("peername")
+    peer = str(address[0]) if isinstance(address, tuple) else "?"
+    session = broker.new_session(peer=peer, transport="tcp")
+    output = asyncio.create_task(_write(session, writer))
+    beats = asyncio.create_task(session.keepalive())
+    try:
+        while not session.closed:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                break
+            await session.receive(data)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        beats.cancel()
+        await broker.end_session(session)
+        await output
+
+
+async def _write(session: StompSession, writer: asyncio.StreamWriter) -> None:
+    try:
+        while batch := await session.outbox.take():
+            writer.write(b"".join(batch))
+            await writer.drain()
+    except (ConnectionError, OSError):
+        session.close("connection lost")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
