@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from orbiter.config_stomp import StompSettings, StompSettingsError, stomp_settings_from
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
@@ -107,6 +109,8 @@ class Config:
     poll: PollSettings = field(default_factory=PollSettings)
     orbited: OrbitedSettings = field(default_factory=OrbitedSettings)
     session: SessionTiming = field(default_factory=SessionTiming)
+    #: The embedded STOMP broker (orbiter/config_stomp.py).
+    stomp: StompSettings = field(default_factory=StompSettings)
 
     def rule_for(self, channel: str) -> ChannelRule:
         """The rule that governs ``channel``."""
@@ -134,6 +138,7 @@ _TOP_LEVEL = {
     "sockjs",
     "poll",
     "orbited",
+    "stomp",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
@@ -180,6 +185,10 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
             raise ConfigError(f"{source}: 'session.{f.name}' must be positive")
 
     kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
+    try:
+        kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
+    except StompSettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):
         kwargs[name] = _positive(settings_class, _table(raw, name, source), name, source)
 
