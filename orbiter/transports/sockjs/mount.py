@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from orbiter.config import Config
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
 from orbiter.transports.sockjs.endpoint import (
@@ -30,6 +31,26 @@ log = logging.getLogger("orbiter.sockjs")
 
 #: The response limit the protocol suite expects of its test services.
 TEST_RESPONSE_LIMIT = 4096
+
+#: The services ``sockjs.test_services`` mounts under the prefix.
+TEST_SERVICES = ("echo", "close", "disabled_websocket_echo", "cookie_needed_echo")
+
+
+def is_test_service_path(config: Config, path: str) -> bool:
+    """Is ``path`` under one of the protocol suite's test services, and are they mounted?
+
+    The suite sends made-up origins (``Origin: test``, ``Origin: null``) and
+    expects them answered with CORS, as sockjs-node's test server does. These
+    services only echo and hold no data, so origin checks may leave them out.
+    """
+    settings = config.sockjs
+    if not settings.test_services:
+        return False
+    for name in TEST_SERVICES:
+        base = f"{settings.prefix}/{name}"
+        if path == base or path.startswith(base + "/"):
+            return True
+    return False
 
 
 def build_server(node: Node) -> SockJSServer:
