@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from orbiter.config_stomp import StompSettings, StompSettingsError, stomp_settings_from
+from orbiter.config_tcp import (
+    DevProxySettings,
+    PyorbitedSettings,
+    SettingsError,
+    TcpSettings,
+    dev_proxy_settings_from,
+    pyorbited_settings_from,
+    tcp_settings_from,
+)
 
 
 class ConfigError(ValueError):
@@ -109,6 +118,10 @@ class Config:
     poll: PollSettings = field(default_factory=PollSettings)
     orbited: OrbitedSettings = field(default_factory=OrbitedSettings)
     session: SessionTiming = field(default_factory=SessionTiming)
+    #: The browser TCP proxy, the pyorbited listener, the dev proxy (orbiter/config_tcp.py).
+    tcp: TcpSettings = field(default_factory=TcpSettings)
+    pyorbited: PyorbitedSettings = field(default_factory=PyorbitedSettings)
+    dev_proxy: DevProxySettings = field(default_factory=DevProxySettings)
     #: The embedded STOMP broker (orbiter/config_stomp.py).
     stomp: StompSettings = field(default_factory=StompSettings)
 
@@ -138,6 +151,9 @@ _TOP_LEVEL = {
     "sockjs",
     "poll",
     "orbited",
+    "tcp",
+    "pyorbited",
+    "dev_proxy",
     "stomp",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
@@ -185,6 +201,12 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
             raise ConfigError(f"{source}: 'session.{f.name}' must be positive")
 
     kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
+    try:
+        kwargs["tcp"] = tcp_settings_from(_table(raw, "tcp", source))
+        kwargs["pyorbited"] = pyorbited_settings_from(_table(raw, "pyorbited", source))
+        kwargs["dev_proxy"] = dev_proxy_settings_from(_table(raw, "dev_proxy", source))
+    except SettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     try:
         kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
     except StompSettingsError as exc:

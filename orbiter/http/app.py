@@ -9,9 +9,11 @@ from aiohttp import web
 from orbiter.http import api
 from orbiter.http.keys import NODE
 from orbiter.node import Node
+from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.comet import add_comet_routes
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
+from orbiter.transports.tcp_websocket import add_tcp_routes
 from orbiter.transports.websocket import websocket_handler
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -27,6 +29,8 @@ def build_app(node: Node) -> web.Application:
     )
     app[NODE] = node
     app.router.add_get("/connection/websocket", websocket_handler)
+    # The browser TCP proxy (/tcp, /tcp/host:port); deny by default ([tcp] access rules).
+    add_tcp_routes(app, TcpProxy(node.config.tcp))
     # SSE, long polling, Orbited 0.3 URLs; held polls are answered first at shutdown.
     add_comet_routes(app, node)
     api.add_routes(app)

@@ -1,0 +1,166 @@
+"""Settings of the TCP-facing parts: the browser TCP proxy, the pyorbited listener, the dev proxy.
+
+``orbiter.config`` reads the ``[tcp]``, ``[pyorbited]`` and ``[dev_proxy]``
+tables through :func:`tcp_settings_from`, :func:`pyorbited_settings_from`
+and :func:`dev_proxy_settings_from`. Each checks every key and raises
+:class:`SettingsError` naming the key; ``docs/config.md`` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from orbiter.services.tcp_access import AccessRule, BadTarget
+
+#: A ``[dev_proxy]`` route target meaning "orbiter itself" (the seed's ``ORBITED``).
+ORBITED = "ORBITED"
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSettings:
+    """The browser TCP proxy (``/tcp``): who may reach what, and the limits."""
+
+    #: First matching rule allows; none matching denies (deny by default).
+    access: tuple[AccessRule, ...] = ()
+    #: Seconds to wait for a backend to accept the connection (then close 4504).
+    connect_timeout: float = 10.0
+    #: Seconds without a byte either way after which a connection is closed (4408).
+    idle_timeout: float = 300.0
+    #: Proxied connections open at once on this node, and from one IP address (4429).
+    max_connections: int = 1000
+    max_per_ip: int = 16
+    #: Bytes read from a backend at once: the most one frame to the browser carries.
+    read_size: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class PyorbitedSettings:
+    """The listener for pyorbited's ``Orbit 1.0`` event protocol (the seed's ``orbit://``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9000
+    #: Largest event body accepted (the ``length:`` header), in bytes.
+    max_body: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class DevRoute:
+    """Requests whose path starts with ``prefix`` go to ``to`` (a URL, or :data:`ORBITED`)."""
+
+    prefix: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
+class DevProxySettings:
+    """The development reverse proxy (the seed's ``[proxy]``): one origin for page and push."""
+
+    enabled: bool = False
+    #: Keep connections to the app server open between requests (the seed's proxy.keepalive).
+    keepalive: bool = True
+    routes: tuple[DevRoute, ...] = ()
+
+
+_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
+def _typed(where: str, value: Any, kind: type) -> Any:
+    if kind is float and type(value) in (int, float):
+        return float(value)
+    if type(value) is not kind:
+        raise SettingsError(f"'{where}' must be of type {_TYPES[kind]}")
+    return value
+
+
+def _scalars(table: dict[str, Any], name: str, kinds: dict[str, type]) -> dict[str, Any]:
+    values = {}
+    for key, value in table.items():
+        if key not in kinds:
+            raise SettingsError(f"unknown key '{name}.{key}'")
+        values[key] = _typed(f"{name}.{key}", value, kinds[key])
+    return values
+
+
+def tcp_settings_from(table: dict[str, Any]) -> TcpSettings:
+    table = dict(table)
+    rules_raw = table.pop("access", [])
+    values = _scalars(
+        table,
+        "tcp",
+        {
+            "connect_timeout": float,
+            "idle_timeout": float,
+            "max_connections": int,
+            "max_per_ip": int,
+            "read_size": int,
+        },
+    )
+    for key, value in values.items():
+        if value <= 0:
+            raise SettingsError(f"'tcp.{key}' must be positive")
+    if not isinstance(rules_raw, list):
+        raise SettingsError("'tcp.access' must be an array of tables ([[tcp.access]])")
+    rules = []
+    for i, rule in enumerate(rules_raw):
+        where = f"tcp.access[{i}]"
+        if not isinstance(rule, dict):
+            raise SettingsError(f"'{where}' must be a table")
+        fields = _scalars(rule, where, {"to": str, "via": str, "origin": str})
+        if "to" not in fields:
+            raise SettingsError(f"'{where}.to' is required: the destination 'host:port'")
+        try:
+            rules.append(AccessRule.build(**fields))
+        except BadTarget as exc:
+            raise SettingsError(f"'{where}': {exc}") from None
+    return TcpSettings(access=tuple(rules), **values)
+
+
+def pyorbited_settings_from(table: dict[str, Any]) -> PyorbitedSettings:
+    values = _scalars(
+        table, "pyorbited", {"enabled": bool, "host": str, "port": int, "max_body": int}
+    )
+    settings = PyorbitedSettings(**values)
+    if not 0 <= settings.port <= 65535:
+        raise SettingsError("'pyorbited.port' must be between 0 and 65535")
+    if settings.max_body <= 0:
+        raise SettingsError("'pyorbited.max_body' must be positive")
+    return settings
+
+
+def dev_proxy_settings_from(table: dict[str, Any]) -> DevProxySettings:
+    table = dict(table)
+    routes_raw = table.pop("route", [])
+    values = _scalars(table, "dev_proxy", {"enabled": bool, "keepalive": bool})
+    if not isinstance(routes_raw, list):
+        raise SettingsError("'dev_proxy.route' must be an array of tables ([[dev_proxy.route]])")
+    routes = []
+    for i, route in enumerate(routes_raw):
+        where = f"dev_proxy.route[{i}]"
+        if not isinstance(route, dict):
+            raise SettingsError(f"'{where}' must be a table")
+        fields = _scalars(route, where, {"prefix": str, "to": str})
+        if set(fields) != {"prefix", "to"}:
+            raise SettingsError(f"'{where}' needs both 'prefix' and 'to'")
+        routes.append(dev_route(fields["prefix"], fields["to"], where))
+    return DevProxySettings(routes=tuple(routes), **values)
+
+
+def dev_route(prefix: str, to: str, where: str) -> DevRoute:
+    """A checked route: an absolute path prefix, and ORBITED or an http:// URL with a host."""
+    prefix, to = prefix.strip(), to.strip()
+    if not prefix.startswith("/") or any(c.isspace() or c in "?#" for c in prefix):
+        raise SettingsError(f"'{where}': prefix {prefix!r} must be a path starting with '/'")
+    if to != ORBITED:
+        parts = urlsplit(to)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise SettingsError(
+                f"'{where}': target {to!r} must be {ORBITED} or an http(s)://host[:port] URL"
+            )
+    return DevRoute(prefix.rstrip("/") or "/", to.rstrip("/"))

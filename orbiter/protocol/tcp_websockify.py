@@ -1,0 +1,81 @@
+"""The ``/tcp`` WebSocket's wire format: which target a request names, and how bytes are framed.
+
+A request names its target in the path (``/tcp/host:port``, as a
+websockify client such as noVNC is given a path) or the query
+(``?target=host:port``, ``?token=host:port``, or ``?host=...&port=...``).
+
+Three framings, chosen by the WebSocket subprotocol the client offers:
+
+- none (orbiter.js ``TCPSocket``): bytes travel in binary frames both ways;
+  once the backend is connected the server sends one text frame
+  :data:`OPEN_MESSAGE`-style JSON (``{"type": "open", "target": ...}``);
+- ``binary`` (websockify): binary frames both ways, nothing else;
+- ``base64`` (websockify's older mode): text frames holding base64 both ways.
+
+Pure code, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from collections.abc import Mapping
+
+import orjson
+
+from orbiter.services.tcp_access import BadTarget, Target
+
+
+class Framing(enum.Enum):
+    NATIVE = "native"
+    BINARY = "binary"
+    BASE64 = "base64"
+
+    @classmethod
+    def for_subprotocol(cls, protocol: str | None) -> Framing:
+        if protocol == "binary":
+            return cls.BINARY
+        if protocol == "base64":
+            return cls.BASE64
+        return cls.NATIVE
+
+
+#: The subprotocols the server accepts, in its order of preference.
+SUBPROTOCOLS = ("binary", "base64")
+
+
+class BadFrame(ValueError):
+    """A frame from the browser is not valid in the connection's framing."""
+
+
+def target_from(path_tail: str, query: Mapping[str, str]) -> Target:
+    """The target a ``/tcp`` request names, or :class:`BadTarget` saying what is wrong."""
+    path_tail = path_tail.strip("/")
+    candidates = [path_tail] if path_tail else []
+    candidates += [query[name] for name in ("target", "token") if name in query]
+    if "host" in query or "port" in query:
+        if "host" not in query or "port" not in query:
+            raise BadTarget("give both 'host' and 'port'")
+        return Target.build(query["host"], query["port"])
+    if not candidates:
+        raise BadTarget("no target: use /tcp/host:port or ?target=host:port")
+    if len(set(candidates)) > 1:
+        raise BadTarget("the request names more than one target")
+    return Target.parse(candidates[0])
+
+
+def open_message(target: Target) -> str:
+    """The text frame that tells a native client its backend is connected."""
+    return orjson.dumps({"type": "open", "target": str(target)}).decode()
+
+
+def encode_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise BadFrame("a base64 connection got a text frame that is not base64") from None

@@ -1,0 +1,131 @@
+"""The TCP proxy over a raw WebSocket: ``/tcp`` and ``/tcp/host:port`` (websockify-compatible).
+
+A thin adapter: it accepts the WebSocket, asks :class:`TcpProxy` for the
+backend the request names, and relays WebSocket messages as bytes in the
+framing the subprotocol chose (``orbiter/protocol/tcp_websockify.py``).
+Every ending is a WebSocket close with a documented code and reason
+(``CloseCode``). The browser's heartbeat is WebSocket pings, so a browser
+that vanished without a FIN is noticed within ``session.ping_interval`` +
+``session.pong_timeout``, and its backend connection is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from orbiter.http.keys import NODE
+from orbiter.protocol.tcp_websockify import (
+    SUBPROTOCOLS,
+    BadFrame,
+    Framing,
+    decode_base64,
+    encode_base64,
+    open_message,
+    target_from,
+)
+from orbiter.services.tcp_access import BadTarget, Requester
+from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
+
+log = logging.getLogger("orbiter.tcp")
+
+TCP_PROXY = web.AppKey("tcp_proxy", TcpProxy)
+
+
+class _WebSocketBrowser:
+    """One WebSocket as the browser side of a relay."""
+
+    def __init__(self, ws: web.WebSocketResponse, framing: Framing) -> None:
+        self.ws = ws
+        self.framing = framing
+        #: Set when the browser broke the protocol; the relay then ends with it.
+        self.error: Ending | None = None
+
+    async def receive(self) -> bytes | None:
+        msg = await self.ws.receive()
+        if msg.type is WSMsgType.BINARY:
+            return bytes(msg.data)
+        if msg.type is WSMsgType.TEXT:
+            if self.framing is Framing.BASE64:
+                try:
+                    return decode_base64(msg.data)
+                except BadFrame as exc:
+                    self.error = Ending(CloseCode.BAD_REQUEST, str(exc))
+                    return None
+            return str(msg.data).encode()
+        if msg.type is WSMsgType.ERROR and "too big" in str(msg.data).lower():
+            self.error = Ending(CloseCode.TOO_BIG, "message too big")
+        return None
+
+    async def send(self, data: bytes) -> None:
+        if self.ws.closed:
+            raise ConnectionResetError("the WebSocket is closed")
+        if self.framing is Framing.BASE64:
+            await self.ws.send_str(encode_base64(data))
+        else:
+            await self.ws.send_bytes(data)
+
+
+async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    node = request.app[NODE]
+    proxy = request.app[TCP_PROXY]
+    timing = node.config.session
+    ws = web.WebSocketResponse(
+        protocols=SUBPROTOCOLS,
+        max_msg_size=node.config.limits.max_message_size,
+        autoping=True,
+        compress=False,
+        heartbeat=timing.ping_interval,
+    )
+    ws._pong_heartbeat = timing.pong_timeout
+    await ws.prepare(request)
+    framing = Framing.for_subprotocol(ws.ws_protocol)
+    peer = request.remote or "?"
+    try:
+        target = target_from(request.match_info.get("target", ""), request.query)
+    except BadTarget as exc:
+        await _close(ws, CloseCode.BAD_REQUEST, str(exc))
+        return ws
+    requester = Requester(host=request.host, origin=request.headers.get("Origin"))
+    try:
+        backend = await proxy.open(target, requester, peer)
+    except ProxyError as exc:
+        log.info("tcp proxy: %s -> %s refused: %s", peer, target, exc.reason)
+        await _close(ws, exc.code, exc.reason)
+        return ws
+    browser = _WebSocketBrowser(ws, framing)
+    try:
+        if framing is Framing.NATIVE:
+            await ws.send_str(open_message(target))
+        ending = await proxy.relay(backend, browser)
+    except ConnectionError:
+        await backend.close()
+        return ws
+    if browser.error is not None:
+        ending = browser.error
+    log.info("tcp proxy: %s -> %s ended: %s", peer, target, ending.reason)
+    await _close(ws, ending.code, ending.reason)
+    return ws
+
+
+async def _close(ws: web.WebSocketResponse, code: CloseCode, reason: str) -> None:
+    if ws.closed or code is CloseCode.CLIENT_CLOSED:
+        with contextlib.suppress(ConnectionError):
+            await ws.close()
+        return
+    with contextlib.suppress(ConnectionError):
+        await ws.close(code=int(code), message=reason.encode()[:120])
+
+
+def add_tcp_routes(app: web.Application, proxy: TcpProxy) -> None:
+    """Mount ``/tcp`` and ``/tcp/{target}``; end every relay when the app shuts down."""
+    app[TCP_PROXY] = proxy
+    app.router.add_get("/tcp", tcp_websocket_handler)
+    app.router.add_get("/tcp/{target}", tcp_websocket_handler)
+
+    async def shutdown(app: web.Application) -> None:
+        await proxy.close()
+
+    app.on_shutdown.append(shutdown)
