@@ -42,6 +42,17 @@ class ChannelRule:
     presence: bool = False
     history_size: int = 100
     history_ttl: float = 300.0
+    #: Who may subscribe: ``anyone`` (every connection, authenticated when auth
+    #: is on), ``token`` (the connection token's ``channels`` claim lists it),
+    #: ``private`` (a per-channel subscription token), ``hook`` (the app's
+    #: subscribe hook decides). See ``orbiter/auth/permissions.py``.
+    subscribe: str = "anyone"
+    #: Send browser publishes on these channels to the app's publish hook first.
+    publish_hook: bool = False
+
+
+#: The values ``[[channel]] subscribe`` takes.
+SUBSCRIBE_MODES = ("anyone", "token", "private", "hook")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,58 @@ class Limits:
     max_http_body: int = 1_048_576
     max_subscriptions: int = 128
     outgoing_buffer: int = 4_194_304
+    #: Client connections (sessions) on this node at once, and from one IP address.
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 100
+    #: Browser publishes per second on one connection (token bucket), and its burst.
+    publish_rate: float = 20.0
+    publish_burst: int = 40
+    #: Channels with subscribers on this node; a subscribe that would add one more is refused.
+    max_channels: int = 100_000
+    #: The largest ``history_size`` a channel rule may ask for.
+    max_history_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Connection tokens (JWT): how they are verified. Empty: auth by token is off."""
+
+    #: HMAC secret for HS256 tokens.
+    secret: str = ""
+    #: PEM public key (RS256 or ES256), inline or read from ``public_key_file``.
+    public_key: str = ""
+    #: When set, tokens must carry this ``aud`` / ``iss``.
+    audience: str = ""
+    issuer: str = ""
+    #: Seconds of clock skew tolerated on ``exp``.
+    leeway: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret or self.public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class HookSettings:
+    """HTTP callbacks to the app server (hookbox / Centrifugo-proxy model). Empty: off."""
+
+    connect_url: str = ""
+    subscribe_url: str = ""
+    publish_url: str = ""
+    #: Seconds to wait for the app's answer; a time-out denies (fails closed).
+    timeout: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class OriginSettings:
+    """Which page origins may open connections (WebSocket, SockJS, SSE, polls)."""
+
+    #: Origins allowed besides the server's own, e.g. ``"https://app.example.com"``;
+    #: ``"*"`` allows every origin.
+    allow: tuple[str, ...] = ()
+    #: Also allow ``http(s)://localhost``, ``127.0.0.1`` and ``[::1]`` on any port.
+    #: None: only while running open (no auth configured), as in development.
+    localhost: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +181,20 @@ class Config:
     poll: PollSettings = field(default_factory=PollSettings)
     orbited: OrbitedSettings = field(default_factory=OrbitedSettings)
     session: SessionTiming = field(default_factory=SessionTiming)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    hooks: HookSettings = field(default_factory=HookSettings)
+    origins: OriginSettings = field(default_factory=OriginSettings)
     #: The browser TCP proxy, the pyorbited listener, the dev proxy (orbiter/config_tcp.py).
     tcp: TcpSettings = field(default_factory=TcpSettings)
     pyorbited: PyorbitedSettings = field(default_factory=PyorbitedSettings)
     dev_proxy: DevProxySettings = field(default_factory=DevProxySettings)
     #: The embedded STOMP broker (orbiter/config_stomp.py).
     stomp: StompSettings = field(default_factory=StompSettings)
+
+    @property
+    def auth_required(self) -> bool:
+        """Connections must be authenticated (a token, or the app's connect hook)."""
+        return self.auth.enabled or bool(self.hooks.connect_url)
 
     def rule_for(self, channel: str) -> ChannelRule:
         """The rule that governs ``channel``."""
@@ -151,6 +222,9 @@ _TOP_LEVEL = {
     "sockjs",
     "poll",
     "orbited",
+    "auth",
+    "hooks",
+    "origins",
     "tcp",
     "pyorbited",
     "dev_proxy",
@@ -159,6 +233,8 @@ _TOP_LEVEL = {
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
 _RESERVED_PREFIXES = {"/api", "/static", "/connection", "/poll"}
+#: ``scheme://host[:port]``: what a browser sends in ``Origin``.
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
 def load_config(path: str | Path) -> Config:
@@ -194,6 +270,15 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     for f in fields(Limits):
         if getattr(limits, f.name) <= 0:
             raise ConfigError(f"{source}: 'limits.{f.name}' must be positive")
+    kwargs["auth"] = _auth(_table(raw, "auth", source), source)
+    kwargs["hooks"] = _hooks(_table(raw, "hooks", source), source)
+    kwargs["origins"] = _origins(_table(raw, "origins", source), source)
+    try:
+        kwargs["tcp"] = tcp_settings_from(_table(raw, "tcp", source))
+        kwargs["pyorbited"] = pyorbited_settings_from(_table(raw, "pyorbited", source))
+        kwargs["dev_proxy"] = dev_proxy_settings_from(_table(raw, "dev_proxy", source))
+    except SettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
     timing = _dataclass_from(SessionTiming, _table(raw, "session", source), "session", source)
     for f in fields(SessionTiming):
@@ -201,12 +286,6 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
             raise ConfigError(f"{source}: 'session.{f.name}' must be positive")
 
     kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
-    try:
-        kwargs["tcp"] = tcp_settings_from(_table(raw, "tcp", source))
-        kwargs["pyorbited"] = pyorbited_settings_from(_table(raw, "pyorbited", source))
-        kwargs["dev_proxy"] = dev_proxy_settings_from(_table(raw, "dev_proxy", source))
-    except SettingsError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
     try:
         kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
     except StompSettingsError as exc:
@@ -241,7 +320,90 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
                 raise ConfigError(f"{source}: '{where}.match' must be a non-empty string")
             parsed.append(_rule(defaults, table, where, source))
         kwargs["channels"] = tuple(parsed)
-    return Config(limits=limits, session=timing, **kwargs)
+    config = Config(limits=limits, session=timing, **kwargs)
+    _check_rules(config, source)
+    return config
+
+
+def _auth(table: dict[str, Any], source: str) -> AuthSettings:
+    table = dict(table)
+    key_file = table.pop("public_key_file", None)
+    settings: AuthSettings = _dataclass_from(AuthSettings, table, "auth", source)
+    if key_file is not None:
+        if not isinstance(key_file, str) or settings.public_key:
+            raise ConfigError(
+                f"{source}: 'auth.public_key_file' must be a path, and not go with 'public_key'"
+            )
+        try:
+            settings = replace(settings, public_key=Path(key_file).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read 'auth.public_key_file': {exc}") from None
+    if settings.secret and settings.public_key:
+        raise ConfigError(f"{source}: set 'auth.secret' or 'auth.public_key', not both")
+    if settings.secret and len(settings.secret.encode()) < 32:
+        raise ConfigError(f"{source}: 'auth.secret' must be at least 32 bytes long")
+    if settings.public_key and "-----BEGIN" not in settings.public_key:
+        raise ConfigError(f"{source}: 'auth.public_key' must be a PEM public key")
+    if settings.leeway < 0:
+        raise ConfigError(f"{source}: 'auth.leeway' must not be negative")
+    return settings
+
+
+def _hooks(table: dict[str, Any], source: str) -> HookSettings:
+    settings: HookSettings = _dataclass_from(HookSettings, table, "hooks", source)
+    for name in ("connect_url", "subscribe_url", "publish_url"):
+        url = getattr(settings, name)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: 'hooks.{name}' must be an http:// or https:// URL")
+    if settings.timeout <= 0:
+        raise ConfigError(f"{source}: 'hooks.timeout' must be positive")
+    return settings
+
+
+def _origins(table: dict[str, Any], source: str) -> OriginSettings:
+    for key in table:
+        if key not in ("allow", "localhost"):
+            raise ConfigError(f"{source}: unknown key 'origins.{key}'")
+    allow = table.get("allow", [])
+    if not isinstance(allow, list) or not all(isinstance(o, str) and o for o in allow):
+        raise ConfigError(f"{source}: 'origins.allow' must be a list of origins (strings)")
+    for origin in allow:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise ConfigError(
+                f"{source}: 'origins.allow' entry {origin!r} is not an origin "
+                "like 'https://app.example.com' (scheme://host[:port], no path) or '*'"
+            )
+    localhost = table.get("localhost")
+    if localhost is not None and type(localhost) is not bool:
+        raise ConfigError(f"{source}: 'origins.localhost' must be of type bool")
+    return OriginSettings(tuple(o.lower().rstrip("/") for o in allow), localhost)
+
+
+def _check_rules(config: Config, source: str) -> None:
+    """Channel rules against the rest: what a rule asks for must be configured."""
+    for where, rule in [("channel_defaults", config.channel_defaults)] + [
+        (f"channel[{i}]", r) for i, r in enumerate(config.channels)
+    ]:
+        if rule.subscribe not in SUBSCRIBE_MODES:
+            raise ConfigError(
+                f"{source}: '{where}.subscribe' must be one of {', '.join(SUBSCRIBE_MODES)}"
+            )
+        if rule.subscribe in ("token", "private") and not config.auth.enabled:
+            raise ConfigError(
+                f"{source}: '{where}.subscribe = \"{rule.subscribe}\"' needs tokens: "
+                "set 'auth.secret' or 'auth.public_key'"
+            )
+        if rule.subscribe == "hook" and not config.hooks.subscribe_url:
+            raise ConfigError(
+                f"{source}: '{where}.subscribe = \"hook\"' needs 'hooks.subscribe_url'"
+            )
+        if rule.publish_hook and not config.hooks.publish_url:
+            raise ConfigError(f"{source}: '{where}.publish_hook' needs 'hooks.publish_url'")
+        if rule.history_size > config.limits.max_history_size:
+            raise ConfigError(
+                f"{source}: '{where}.history_size' is more than "
+                f"'limits.max_history_size' ({config.limits.max_history_size})"
+            )
 
 
 def _sockjs(table: dict[str, Any], source: str) -> SockJSSettings:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
+from orbiter.auth import Authenticator, Credentials
 from orbiter.config import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
@@ -13,6 +15,10 @@ from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession
 
 log = logging.getLogger("orbiter.node")
+
+
+class TooManyConnections(Exception):
+    """``limits.max_connections`` or ``limits.max_connections_per_ip`` is reached."""
 
 
 class Node:
@@ -29,10 +35,40 @@ class Node:
         self.pubsub = PubSub(config, self.broker, self.presence)
         self.sessions: set[ClientSession] = set()
         self._sessions_gone = asyncio.Event()
+        #: Who connections are and what they may do (tokens, hooks, channel rules).
+        self.auth = Authenticator(config)
+        #: Limit violations and refusals by name, for ``GET /api/stats``.
+        self.counters: Counter[str] = Counter()
+        self._per_ip: Counter[str] = Counter()
 
-    def new_session(self, peer: str) -> ClientSession:
-        session = ClientSession(self.pubsub, self.config, peer=peer)
+    def new_session(self, peer: str, credentials: Credentials | None = None) -> ClientSession:
+        """A session for a new connection; :class:`TooManyConnections` past the limits."""
+        limits = self.config.limits
+        if len(self.sessions) >= limits.max_connections:
+            self.counters["limit_connections"] += 1
+            log.warning("connection from %s refused: %d connections", peer, len(self.sessions))
+            raise TooManyConnections(
+                f"the server is full ({limits.max_connections} connections); retry later"
+            )
+        if self._per_ip[peer] >= limits.max_connections_per_ip:
+            self.counters["limit_connections_per_ip"] += 1
+            log.warning(
+                "connection from %s refused: %d from that address", peer, self._per_ip[peer]
+            )
+            raise TooManyConnections(
+                f"too many connections from {peer} (limits.max_connections_per_ip = "
+                f"{limits.max_connections_per_ip})"
+            )
+        session = ClientSession(
+            self.pubsub,
+            self.config,
+            peer=peer,
+            auth=self.auth,
+            credentials=credentials,
+            counters=self.counters,
+        )
         self.sessions.add(session)
+        self._per_ip[peer] += 1
         self._sessions_gone.clear()
         return session
 
@@ -41,7 +77,11 @@ class Node:
         try:
             await session.finish()
         finally:
-            self.sessions.discard(session)
+            if session in self.sessions:
+                self.sessions.discard(session)
+                self._per_ip[session.peer] -= 1
+                if self._per_ip[session.peer] <= 0:
+                    del self._per_ip[session.peer]
             if not self.sessions:
                 self._sessions_gone.set()
 
@@ -61,4 +101,5 @@ class Node:
             log.warning("%d sessions still open after %.0f s", len(self.sessions), timeout)
 
     async def close(self) -> None:
+        await self.auth.close()
         await self.broker.close()

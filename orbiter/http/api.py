@@ -62,6 +62,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         )
         return error_response(exc.status, exc.message)
     except web.HTTPRequestEntityTooLarge:
+        request.app[NODE].counters["limit_http_body"] += 1
         limit = request.app[NODE].config.limits.max_http_body
         log.info(
             "%s %s from %s: body over %d bytes", request.method, request.path, request.remote, limit
@@ -82,6 +83,7 @@ def _check_api_key(request: web.Request) -> None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         given = value.strip() if scheme.lower() == "apikey" else None
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        request.app[NODE].counters["api_key_refused"] += 1
         raise ApiError(401, "missing or wrong API key (send it in the X-API-Key header)")
 
 
@@ -192,7 +194,21 @@ async def history(request: web.Request) -> web.Response:
     )
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Counters of limit violations and refusals, and what is open now."""
+    _check_api_key(request)
+    node = request.app[NODE]
+    return json_response(
+        {
+            "connections": len(node.sessions),
+            "channels": node.pubsub.channel_count,
+            "counters": dict(sorted(node.counters.items())),
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/stats", stats)
     app.router.add_post("/api/publish", publish)
     app.router.add_post("/api/event", event)
     app.router.add_get("/api/channels", channels)

@@ -11,6 +11,7 @@ from orbiter.http.keys import NODE
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.comet import add_comet_routes
+from orbiter.transports.guard import add_cors_headers, origin_guard
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
 from orbiter.transports.tcp_websocket import add_tcp_routes
@@ -25,9 +26,11 @@ async def chat_page(request: web.Request) -> web.FileResponse:
 
 def build_app(node: Node) -> web.Application:
     app = web.Application(
-        client_max_size=node.config.limits.max_http_body, middlewares=[api.api_errors]
+        client_max_size=node.config.limits.max_http_body, middlewares=[api.api_errors, origin_guard]
     )
     app[NODE] = node
+    # Origin checks and CORS for every push route (transports/guard.py).
+    app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/connection/websocket", websocket_handler)
     # The browser TCP proxy (/tcp, /tcp/host:port); deny by default ([tcp] access rules).
     add_tcp_routes(app, TcpProxy(node.config.tcp))

@@ -42,6 +42,8 @@ class ErrorCode(enum.IntEnum):
     NOT_CONNECTED = 108
     ALREADY_CONNECTED = 109
     NOT_SUBSCRIBED = 110
+    #: The token has expired: fetch a fresh one (``refresh``, or reconnect with it).
+    TOKEN_EXPIRED = 111
 
 
 class DisconnectCode(enum.IntEnum):
@@ -53,7 +55,15 @@ class DisconnectCode(enum.IntEnum):
 
     SHUTDOWN = 1001
     SLOW_CONSUMER = 3001
+    #: The connection's token expired before a ``refresh``: reconnect with a fresh one.
+    TOKEN_EXPIRED = 3002
+    #: ``limits.max_connections`` or ``max_connections_per_ip`` reached: retry later.
+    TOO_MANY_CONNECTIONS = 3003
     CONNECT_FAILED = 3501
+    #: No token, or a forged / malformed / wrongly signed one.
+    UNAUTHORIZED = 3502
+    #: Authenticated, but refused (the app's connect hook, a key not granted).
+    FORBIDDEN = 3503
 
     @property
     def reconnect(self) -> bool:
@@ -72,6 +82,8 @@ class Connect:
     key: str | None
     since: StreamPosition | None
     info: JSON = None
+    #: The connection token (JWT), when the server needs one.
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +91,16 @@ class Subscribe:
     id: int
     channel: str
     since: StreamPosition | None
+    #: A subscription token, for private channels.
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A fresh connection token for a live connection, before the old one expires."""
+
+    id: int
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +127,7 @@ class Ping:
     id: int
 
 
-Command = Connect | Subscribe | Unsubscribe | Publish | Presence | Ping
+Command = Connect | Subscribe | Unsubscribe | Publish | Presence | Ping | Refresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +205,7 @@ class ServerProtocol:
 def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
     op = obj.get("op")
     if op == "subscribe":
-        return Subscribe(id_, _channel(obj), _since(obj.get("since")))
+        return Subscribe(id_, _channel(obj), _since(obj.get("since")), _optional_str(obj, "token"))
     if op == "publish":
         if "data" not in obj:
             raise Refusal(ErrorCode.BAD_REQUEST, "'publish' needs 'data'")
@@ -194,6 +216,11 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
         return Ping(id_)
     if op == "presence":
         return Presence(id_, _channel(obj))
+    if op == "refresh":
+        token = _optional_str(obj, "token")
+        if not token:
+            raise Refusal(ErrorCode.BAD_REQUEST, "'refresh' needs 'token', a non-empty string")
+        return Refresh(id_, token)
     if op == "connect":
         return Connect(
             id_,
@@ -203,6 +230,7 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
             key=_optional_str(obj, "key"),
             since=_since(obj.get("since")),
             info=obj.get("info"),
+            token=_optional_str(obj, "token"),
         )
     if not isinstance(op, str):
         raise Refusal(ErrorCode.BAD_REQUEST, "command 'op' must be a string")

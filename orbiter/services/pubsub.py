@@ -132,6 +132,11 @@ class PubSub:
         entry = self._channels.get(channel)
         return 0 if entry is None else len(entry.subscribers)
 
+    @property
+    def channel_count(self) -> int:
+        """Channels with at least one subscriber on this node (``limits.max_channels``)."""
+        return len(self._channels)
+
     def _fan_out(self, pub: Publication) -> None:
         entry = self._channels.get(pub.channel)
         if entry is None:

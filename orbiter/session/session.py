@@ -12,16 +12,25 @@ Read-only adapters, whose clients send no commands (plain SSE, the Orbited
 recovery and settling, with the recovered publications queued as ``pub``
 pushes ahead of live ones. :meth:`ClientSession.position` says where each
 channel stands in what has been queued, so such an adapter can tell its
-client where to resume.
+client where to resume. They authenticate the session from the
+:class:`Credentials` it was created with (or call :meth:`authenticate`).
+
+Who the client is and what it may do is decided by :mod:`orbiter.auth`: with
+auth on, the user, presence info and grantable keys come from the verified
+token or the app's connect hook, never from what the client claims.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any
 
+from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
 from orbiter.config import Config
 from orbiter.engine.base import HistoryPage
 from orbiter.model import Publication, StreamPosition
@@ -36,6 +45,7 @@ from orbiter.protocol.native import (
     Ping,
     Presence,
     Publish,
+    Refresh,
     Refusal,
     ServerProtocol,
     Subscribe,
@@ -48,12 +58,34 @@ from orbiter.protocol.native import (
 )
 from orbiter.services.pubsub import PubSub
 from orbiter.session.outbox import Outbox
+from orbiter.session.rate import TokenBucket
 
 log = logging.getLogger("orbiter.session")
 
 #: Channels whose names start with this are bound by the server (Orbited
 #: keys); clients cannot subscribe or publish to them by name.
 RESERVED_PREFIX = "$"
+
+#: The error code of a refusal, by why auth refused it.
+_ERROR_CODES = {
+    Failure.UNAUTHORIZED: ErrorCode.UNAUTHORIZED,
+    Failure.EXPIRED: ErrorCode.TOKEN_EXPIRED,
+    Failure.FORBIDDEN: ErrorCode.PERMISSION_DENIED,
+}
+#: How a refused ``connect`` closes the connection, by why auth refused it.
+_CLOSE_CODES = {
+    Failure.UNAUTHORIZED: DisconnectCode.UNAUTHORIZED,
+    Failure.EXPIRED: DisconnectCode.TOKEN_EXPIRED,
+    Failure.FORBIDDEN: DisconnectCode.FORBIDDEN,
+}
+
+
+class ConnectRefused(Refusal):
+    """A refused ``connect`` (or direct authentication); the session closes with ``close_code``."""
+
+    def __init__(self, code: ErrorCode, message: str, close_code: DisconnectCode) -> None:
+        super().__init__(code, message)
+        self.close_code = close_code
 
 
 class Subscription:
@@ -85,12 +117,30 @@ class Subscribed:
 
 
 class ClientSession:
-    def __init__(self, pubsub: PubSub, config: Config, *, peer: str) -> None:
+    def __init__(
+        self,
+        pubsub: PubSub,
+        config: Config,
+        *,
+        peer: str,
+        auth: Authenticator | None = None,
+        credentials: Credentials | None = None,
+        counters: Counter[str] | None = None,
+    ) -> None:
         self.client_id = secrets.token_urlsafe(9)
         self.peer = peer
         self.user: str | None = None
         self.info: Any = None
         self.key: ConnectionKey | None = None
+        #: Who the client is, once authenticated (``connect``, or :meth:`authenticate`).
+        self.identity: Identity | None = None
+        self.credentials = credentials if credentials is not None else Credentials(peer=peer)
+        #: Limit violations and refusals by name (the node's, shown at ``/api/stats``).
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self._auth = auth if auth is not None else Authenticator(config)
+        self._expiry: asyncio.TimerHandle | None = None
+        limits = config.limits
+        self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
         self.outbox = Outbox(config.limits.outgoing_buffer)
         self.close_code: DisconnectCode | None = None
         self.close_reason = ""
@@ -124,7 +174,9 @@ class ClientSession:
             except Refusal as exc:
                 log.info("client %s (%s): refused: %s", self.client_id, self.peer, exc.message)
                 self._send(encode_error(event.id, exc.code, exc.message))
-                if isinstance(event, Connect):
+                if isinstance(exc, ConnectRefused):
+                    self.close(exc.close_code, exc.message)
+                elif isinstance(event, Connect):
                     self.close(DisconnectCode.CONNECT_FAILED, exc.message)
             except Exception:
                 log.exception("client %s (%s): internal error", self.client_id, self.peer)
@@ -140,6 +192,7 @@ class ClientSession:
             return await self._publish(command.channel, command.data), None
         if isinstance(command, Subscribe):
             self._check_subscribable(command.channel)
+            await self._check_permission(command.channel, command.token)
             page, sub = await self._subscribe(command.channel, command.since)
             return _subscribe_result(command.channel, command.since, page), sub
         if isinstance(command, Unsubscribe):
@@ -151,10 +204,15 @@ class ClientSession:
             return {}, None
         if isinstance(command, Presence):
             return await self._presence(command.channel), None
+        if isinstance(command, Refresh):
+            return self._refresh(command.token), None
         return await self._connect(command)
 
     async def _connect(self, command: Connect) -> tuple[dict[str, Any], Subscription | None]:
         result: dict[str, Any] = {"client": self.client_id, "protocol": PROTOCOL_VERSION}
+        identity = await self.authenticate(command.token)
+        if identity.expires is not None:
+            result["expires_in"] = max(0.0, round(identity.expires - time.time(), 3))
         try:
             if command.key is not None:
                 self.key = ConnectionKey.parse(command.key)
@@ -166,37 +224,133 @@ class ClientSession:
                 )
         except InvalidKey as exc:
             raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
-        self.info = command.info
+        if identity.open:
+            self.info = command.info
+        elif self.key is None and identity.keys is not None and len(identity.keys) == 1:
+            self.key = identity.keys[0]
         if self.key is None:
             return result, None
-        self.user = self.key.user
+        self._check_key(self.key)
+        if identity.open:
+            self.user = self.key.user
         page, sub = await self._subscribe(self.key.channel, command.since)
         key_result = _subscribe_result(self.key.channel, command.since, page)
         result["key"] = {"key": str(self.key), **key_result}
         return result, sub
 
+    async def authenticate(self, token: str | None = None) -> Identity:
+        """Who the client is, from ``token`` or the session's credentials.
+
+        Raises :class:`ConnectRefused` (the session should close with its
+        ``close_code``) when the credentials are missing, bad or refused.
+        """
+        credentials = self.credentials
+        if token is not None:
+            credentials = replace(credentials, token=token)
+        try:
+            identity = await self._auth.authenticate_connection(credentials, self.client_id)
+        except AuthError as exc:
+            self.counters[f"auth_{exc.failure.value}"] += 1
+            raise ConnectRefused(
+                _ERROR_CODES[exc.failure], exc.message, _CLOSE_CODES[exc.failure]
+            ) from None
+        self.identity = identity
+        if not identity.open:
+            self.user, self.info = identity.user, identity.info
+        self._schedule_expiry()
+        return identity
+
+    def _check_key(self, key: ConnectionKey) -> None:
+        assert self.identity is not None
+        if not self.identity.may_be_key(key):
+            self.counters["auth_forbidden"] += 1
+            raise ConnectRefused(
+                ErrorCode.PERMISSION_DENIED,
+                f"the connection may not be Orbited key {str(key)!r}: the token "
+                "(or connect hook) grants neither that key nor its user",
+                DisconnectCode.FORBIDDEN,
+            )
+
+    def _refresh(self, token: str) -> dict[str, Any]:
+        assert self.identity is not None
+        try:
+            self.identity = self._auth.refresh(self.identity, token)
+        except AuthError as exc:
+            self.counters[f"auth_{exc.failure.value}"] += 1
+            raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
+        self._schedule_expiry()
+        expires = self.identity.expires
+        return {} if expires is None else {"expires_in": max(0.0, round(expires - time.time(), 3))}
+
+    def _schedule_expiry(self) -> None:
+        """Close the session when its token runs out, unless it is refreshed first."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        expires = None if self.identity is None else self.identity.expires
+        if expires is not None:
+            delay = max(0.0, expires - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if not self.closed:
+            self.counters["token_expired"] += 1
+            log.info("client %s (%s): token expired without refresh", self.client_id, self.peer)
+            self.close(DisconnectCode.TOKEN_EXPIRED, "token expired")
+
+    async def _check_permission(self, channel: str, token: str | None = None) -> None:
+        identity = self.identity
+        if identity is None:
+            identity = await self.authenticate()
+        try:
+            await self._auth.permissions.check_subscribe(
+                identity,
+                channel,
+                client=self.client_id,
+                token=token,
+                headers=self.credentials.headers,
+            )
+        except AuthError as exc:
+            self.counters["subscribe_denied"] += 1
+            raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
+
     async def _publish(self, channel: str, data: Any) -> dict[str, Any]:
+        if not self._publishes.take(time.monotonic()):
+            self.counters["limit_publish_rate"] += 1
+            limits = self._config.limits
+            raise Refusal(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"publishing too fast: at most {limits.publish_rate:g} per second "
+                f"(bursts of {limits.publish_burst}; limits.publish_rate); not published",
+            )
         if channel.startswith(RESERVED_PREFIX):
             raise Refusal(
                 ErrorCode.PERMISSION_DENIED, f"channel {channel!r} is reserved for the server"
             )
-        if not self._config.rule_for(channel).client_publish:
-            raise Refusal(
-                ErrorCode.PERMISSION_DENIED,
-                f"clients may not publish to channel {channel!r}: "
-                "no [[channel]] rule with client_publish = true matches it",
+        assert self.identity is not None
+        try:
+            data = await self._auth.permissions.check_publish(
+                self.identity,
+                channel,
+                data,
+                client=self.client_id,
+                subscribed=channel in self._subs,
+                headers=self.credentials.headers,
             )
+        except AuthError as exc:
+            self.counters["publish_denied"] += 1
+            raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         pub = await self._pubsub.publish(channel, data)
         return {"offset": pub.offset, "epoch": pub.epoch}
 
     async def _presence(self, channel: str) -> dict[str, Any]:
         if channel not in self._subs:
             raise Refusal(ErrorCode.NOT_SUBSCRIBED, f"subscribe to {channel!r} to see its presence")
-        if not self._config.rule_for(channel).presence:
-            raise Refusal(
-                ErrorCode.PERMISSION_DENIED,
-                f"presence is off for channel {channel!r} (see [[channel]] presence)",
-            )
+        try:
+            self._auth.permissions.check_presence(channel)
+        except AuthError as exc:
+            raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         return await self._pubsub.presence(channel)
 
     def _check_subscribable(self, channel: str) -> None:
@@ -210,8 +364,21 @@ class ClientSession:
             raise Refusal(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
         limit = self._config.limits.max_subscriptions
         if len(self._subs) >= limit:
+            self.counters["limit_subscriptions"] += 1
             raise Refusal(
-                ErrorCode.LIMIT_EXCEEDED, f"a connection may hold at most {limit} subscriptions"
+                ErrorCode.LIMIT_EXCEEDED,
+                f"a connection may hold at most {limit} subscriptions (limits.max_subscriptions)",
+            )
+        max_channels = self._config.limits.max_channels
+        if (
+            self._pubsub.subscriber_count(channel) == 0
+            and self._pubsub.channel_count >= max_channels
+        ):
+            self.counters["limit_channels"] += 1
+            raise Refusal(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"the server has {max_channels} channels in use (limits.max_channels); "
+                f"cannot open {channel!r}",
             )
 
     async def _subscribe(
@@ -261,6 +428,7 @@ class ClientSession:
         except ValueError as exc:
             raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
         self._check_subscribable(channel)
+        await self._check_permission(channel)
         return await self._join(channel, since)
 
     async def connect_key(
@@ -273,8 +441,11 @@ class ClientSession:
         """
         if self.key is not None:
             raise Refusal(ErrorCode.ALREADY_CONNECTED, "already connected")
+        identity = self.identity if self.identity is not None else await self.authenticate()
+        self._check_key(key)
         self.key = key
-        self.user = key.user
+        if identity.open:
+            self.user = key.user
         return await self._join(key.channel, since)
 
     def position(self, channel: str) -> StreamPosition | None:
@@ -334,6 +505,7 @@ class ClientSession:
             return
         self.close_code, self.close_reason = code, reason
         if code is DisconnectCode.SLOW_CONSUMER:
+            self.counters["limit_outgoing_buffer"] += 1
             log.warning(
                 "client %s (%s): disconnected: %s (%d bytes queued)",
                 self.client_id,
@@ -348,6 +520,9 @@ class ClientSession:
         if self._finished:
             return
         self._finished = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         self.outbox.close(discard=True)
         for channel in list(self._subs):
             await self._unsubscribe(channel)

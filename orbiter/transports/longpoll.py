@@ -26,6 +26,7 @@ from orbiter.protocol.native import validate_channel
 from orbiter.protocol.scripts import JAVASCRIPT_CONTENT_TYPE, check_callback, jsonp
 from orbiter.services.polls import Batch, PollHub, TooManyPolls
 from orbiter.session.session import RESERVED_PREFIX
+from orbiter.transports.guard import authorize_read
 
 log = logging.getLogger("orbiter.poll")
 
@@ -94,6 +95,9 @@ async def poll_handler(request: web.Request) -> web.Response:
     except _BadQuery as exc:
         log.info("GET /poll from %s: %s", request.remote, exc.message)
         return error_response(exc.status, exc.message)
+    refusal = await authorize_read(request, channel=channel)
+    if refusal is not None:
+        return refusal
     if since is None:
         batch: Batch | None = Batch(channel, await hub.position(channel), [], True)
     else:

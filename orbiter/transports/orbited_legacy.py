@@ -36,6 +36,7 @@ from orbiter.config import OrbitedSettings
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition
+from orbiter.node import TooManyConnections
 from orbiter.protocol.eventstream import HEARTBEAT, BadEventId, encode_positions, parse_positions
 from orbiter.protocol.eventstream import event as sse_event
 from orbiter.protocol.keys import ConnectionKey
@@ -55,9 +56,11 @@ from orbiter.protocol.scripts import (
 from orbiter.services.polls import TooManyPolls
 from orbiter.session.key_positions import KeyPositions
 from orbiter.session.session import ClientSession, Subscribed
+from orbiter.transports.guard import authorize_read, request_credentials
 from orbiter.transports.longpoll import NO_STORE, POLL_HUB, busy_response, client_connected
 from orbiter.transports.sse import (
     SSE_HEADERS,
+    busy,
     disconnect_event,
     opening_events,
     refusal_status,
@@ -100,6 +103,9 @@ async def legacy_handler(request: web.Request) -> web.StreamResponse:
         log.info("GET %s from %s: %s", request.path[:200], request.remote, exc)
         return error_response(400, str(exc))
     if url.transport is LegacyTransport.XHR:
+        refusal = await authorize_read(request, key=url.key)
+        if refusal is not None:
+            return refusal
         return await _xhr(request, url.key)
     return await _stream(request, url.key, url.transport)
 
@@ -202,7 +208,12 @@ async def _stream(
     except (BadCallback, BadEventId) as exc:
         log.info("GET %s from %s: %s", request.path[:200], request.remote, exc)
         return error_response(400, str(exc))
-    session = node.new_session(peer=request.remote or "?")
+    try:
+        session = node.new_session(
+            request.remote or "?", request_credentials(request, f"orbited-{transport.value}")
+        )
+    except TooManyConnections as exc:
+        return busy(exc)
     framer: KeyFramer | None = None
     try:
         try:

@@ -32,6 +32,7 @@ from aiohttp import web
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition
+from orbiter.node import TooManyConnections
 from orbiter.protocol.eventstream import (
     CONTENT_TYPE,
     HEARTBEAT,
@@ -42,6 +43,7 @@ from orbiter.protocol.eventstream import (
 )
 from orbiter.protocol.native import ErrorCode, Refusal, validate_channel
 from orbiter.session.session import ClientSession, Subscribed
+from orbiter.transports.guard import request_credentials
 from orbiter.transports.streaming import pump, write
 
 log = logging.getLogger("orbiter.sse")
@@ -55,7 +57,16 @@ SSE_HEADERS = {
 
 def refusal_status(exc: Refusal) -> int:
     """The HTTP status for a refused subscription."""
+    if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.TOKEN_EXPIRED):
+        return 401
     return 403 if exc.code is ErrorCode.PERMISSION_DENIED else 400
+
+
+def busy(exc: Exception) -> web.Response:
+    """The answer when the node has no room for another connection."""
+    response = error_response(503, str(exc))
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def opening_events(subs: list[Subscribed]) -> bytes:
@@ -142,7 +153,10 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     except (ValueError, BadEventId) as exc:
         log.info("GET /connection/sse from %s: %s", request.remote, exc)
         return error_response(400, str(exc))
-    session = node.new_session(peer=request.remote or "?")
+    try:
+        session = node.new_session(request.remote or "?", request_credentials(request, "sse"))
+    except TooManyConnections as exc:
+        return busy(exc)
     try:
         subs = []
         try:

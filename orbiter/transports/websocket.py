@@ -14,11 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from aiohttp import WSMsgType, web
 
 from orbiter.http.keys import NODE
+from orbiter.node import TooManyConnections
+from orbiter.protocol.native import DisconnectCode
 from orbiter.session.session import ClientSession
+from orbiter.transports.guard import request_credentials
+
+log = logging.getLogger("orbiter.websocket")
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -33,7 +39,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     # aiohttp waits heartbeat/2 for the pong; orbiter makes that wait configurable.
     ws._pong_heartbeat = timing.pong_timeout
     await ws.prepare(request)
-    session = node.new_session(peer=request.remote or "?")
+    try:
+        session = node.new_session(request.remote or "?", request_credentials(request, "websocket"))
+    except TooManyConnections as exc:
+        await ws.close(code=DisconnectCode.TOO_MANY_CONNECTIONS, message=str(exc).encode()[:120])
+        return ws
     writer = asyncio.create_task(_write(ws, session))
     try:
         async for msg in ws:
@@ -41,6 +51,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 await session.receive(msg.data)
                 if session.closed:
                     break
+            elif msg.type is WSMsgType.ERROR:
+                # aiohttp closes with 1009 for a frame over max_msg_size.
+                node.counters["limit_message_size"] += 1
+                log.info("websocket from %s: %s", request.remote, ws.exception())
     finally:
         await node.end_session(session)
         await writer

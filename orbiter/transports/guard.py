@@ -1,0 +1,159 @@
+"""What every push route checks before its transport runs: the page's origin.
+
+:func:`check_origin` is the one origin check: WebSocket, SockJS (all its
+transports), SSE, long polls and the Orbited URLs call it, through
+:func:`origin_guard` (a middleware on every push route). A refused origin
+gets ``403`` with a JSON error naming it, a log line and a counter. Allowed
+cross-origin requests get CORS headers naming the origin, with credentials
+(:func:`add_cors_headers`); refused ones get none.
+
+:func:`request_credentials` collects what a request presents for
+:meth:`orbiter.auth.Authenticator.authenticate_connection`: a token from
+``?token=`` or ``Authorization: Bearer``, and the headers app hooks receive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from orbiter.auth import AuthError, Credentials, Failure
+from orbiter.auth.origins import normalise_origin, origin_allowed
+from orbiter.http.api import error_response
+from orbiter.http.keys import NODE
+from orbiter.protocol.keys import ConnectionKey
+from orbiter.transports.sockjs.mount import is_test_service_path
+
+log = logging.getLogger("orbiter.origin")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Path prefixes that are not push routes (no origin check, no CORS).
+_UNGUARDED = ("/api/", "/static/")
+
+
+def page_origin(request: web.Request) -> str | None:
+    """The origin of the page that made ``request``, if the browser says.
+
+    ``Origin`` when sent; else the origin of ``Referer`` for a request the
+    browser marks as not same-origin (``Sec-Fetch-Site``), e.g. a JSONP
+    script tag; else None (a same-origin request or a non-browser client).
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin
+    site = request.headers.get("Sec-Fetch-Site")
+    if site in ("cross-site", "same-site"):
+        referer = request.headers.get("Referer", "")
+        parsed = normalise_origin(referer)
+        return "null" if parsed is None else f"{parsed[0]}://{parsed[1]}:{parsed[2]}"
+    return None
+
+
+def _allowed(request: web.Request) -> tuple[str | None, bool]:
+    node = request.app[NODE]
+    origin = page_origin(request)
+    allowed = origin_allowed(
+        origin,
+        host=request.headers.get("Host"),
+        scheme=request.scheme,
+        settings=node.config.origins,
+        running_open=not node.config.auth_required,
+    )
+    return origin, allowed
+
+
+def check_origin(request: web.Request) -> web.Response | None:
+    """None if the request's page origin may use this server, else the 403 to answer."""
+    origin, allowed = _allowed(request)
+    if allowed:
+        return None
+    request.app[NODE].counters["origin_refused"] += 1
+    log.warning(
+        "%s %s from %s: origin %r refused",
+        request.method,
+        request.path[:200],
+        request.remote,
+        origin,
+    )
+    return error_response(
+        403, f"origin {origin!r} may not connect to this server (see [origins] allow)"
+    )
+
+
+def _guarded(request: web.Request) -> bool:
+    path = request.path
+    if path == "/" or path.startswith(_UNGUARDED):
+        return False
+    return not is_test_service_path(request.app[NODE].config, path)
+
+
+@web.middleware
+async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse push requests from pages of origins that are not allowed."""
+    if _guarded(request):
+        refusal = check_origin(request)
+        if refusal is not None:
+            return refusal
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: CORS for allowed cross-origin push requests."""
+    origin = request.headers.get("Origin")
+    if origin is None or not _guarded(request):
+        return
+    if "Access-Control-Allow-Origin" in response.headers or not _allowed(request)[1]:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Vary"] = "Origin"
+
+
+def request_credentials(request: web.Request, transport: str) -> Credentials:
+    """What ``request`` presents: its token (``?token=`` or a Bearer header) and headers."""
+    token = request.query.get("token")
+    if token is None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+    return Credentials(
+        peer=request.remote or "?",
+        token=token,
+        headers=request.headers,
+        transport=transport,
+    )
+
+
+async def authorize_read(
+    request: web.Request, *, channel: str | None = None, key: ConnectionKey | None = None
+) -> web.Response | None:
+    """For routes without a session (long polls): may this request read ``channel`` or ``key``?
+
+    None if so; else the 401 or 403 to answer. The same rules as a session's
+    subscribe: the request's credentials are authenticated, a key must be
+    granted, a channel must pass its rule (a private channel's subscription
+    token goes in ``?channel_token=``).
+    """
+    node = request.app[NODE]
+    credentials = request_credentials(request, "poll")
+    try:
+        identity = await node.auth.authenticate_connection(credentials)
+        if key is not None and not identity.may_be_key(key):
+            raise AuthError(Failure.FORBIDDEN, f"the credentials do not grant key {str(key)!r}")
+        if channel is not None:
+            await node.auth.permissions.check_subscribe(
+                identity,
+                channel,
+                client="",
+                token=request.query.get("channel_token"),
+                headers=request.headers,
+            )
+    except AuthError as exc:
+        node.counters[f"auth_{exc.failure.value}"] += 1
+        log.info("GET %s from %s: %s", request.path[:200], request.remote, exc.message)
+        status = 403 if exc.failure is Failure.FORBIDDEN else 401
+        return error_response(status, exc.message)
+    return None
