@@ -16,6 +16,7 @@ STOMP_TOML = """
 max_queue_length = 5
 heartbeat_send = 0.2
 heartbeat_receive = 0.3
+connect_timeout = 0.5
 """
 
 
@@ -374,6 +375,14 @@ def test_heart_beats_both_ways_and_silent_peer_is_dropped(port):
     frame = raw.next(timeout=3)
     assert frame.command == "ERROR"
     assert frame.get("message") == "heart-beat timeout"
+    assert raw.wait_closed()
+
+
+def test_a_connection_that_never_connects_is_dropped(port):
+    raw = RawClient(port)
+    frame = raw.next(timeout=3)
+    assert frame.command == "ERROR"
+    assert frame.get("message") == "connect timeout"
     assert raw.wait_closed()
 
 

@@ -16,6 +16,7 @@ subscriptions), so publications reach it on the one delivery path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -115,6 +116,7 @@ class StompSession:
         self.receive_interval = 0
         self.last_received = self.last_sent = time.monotonic()
         self.started = self.last_received
+        self._connected = asyncio.Event()
 
     # ------------------------------------------------------------ Subscriber
 
@@ -242,6 +244,7 @@ class StompSession:
             raise StompError("access refused", str(exc)) from None
         self.version = version
         self.parser.version = version
+        self._connected.set()
         server_beat = (
             round(self.settings.heartbeat_send * 1000),
             round(self.settings.heartbeat_receive * 1000),
@@ -554,6 +557,7 @@ class StompSession:
         self.closed = True
         self.close_reason = reason
         self.outbox.close()
+        self._connected.set()
 
     # -------------------------------------------------------------- upkeep
 
@@ -563,10 +567,15 @@ class StompSession:
             now = time.monotonic()
             if self.version is None:
                 timeout = self.settings.connect_timeout
-                if timeout and now - self.started > timeout:
+                if not timeout:
+                    await self._connected.wait()
+                    continue
+                left = timeout - (now - self.started)
+                if left <= 0:
                     self.fail("connect timeout", f"no CONNECT frame within {timeout:g} s")
                     return
-                await asyncio.sleep(min(1.0, timeout or 1.0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._connected.wait(), left)
                 continue
             send, receive = self.send_interval / 1000, self.receive_interval / 1000
             if not send and not receive:
