@@ -523,7 +523,10 @@ class ClientSession:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        self.outbox.close(discard=True)
+        if not self.closed:
+            self.outbox.close(discard=True)
+        # else: closed by the server; what it queued last (the refusal, the reason)
+        # still goes out before the close, unless close() discarded it (slow consumer).
         for channel in list(self._subs):
             await self._unsubscribe(channel)
 

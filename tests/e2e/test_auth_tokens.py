@@ -1,0 +1,225 @@
+"""Connection tokens over real WebSocket, SSE, long-poll and Orbited connections.
+
+One server with ``auth.secret`` set and channel rules of every kind. Tokens
+are made here with PyJWT, as an app server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from orbiter import AsyncClient
+from tests.auth.keys import SECRET, token
+from tests.e2e.wsclient import NativeClient
+from tests.server import RunningServer
+
+CONFIG = f"""
+[server]
+api_key = "k"
+
+[auth]
+secret = "{SECRET}"
+
+[[channel]]
+match = "chat:*"
+client_publish = true
+presence = true
+
+[[channel]]
+match = "team:*"
+subscribe = "token"
+client_publish = true
+
+[[channel]]
+match = "private:*"
+subscribe = "private"
+"""
+
+
+@pytest.fixture(scope="module")
+def authed() -> Iterator[RunningServer]:
+    srv = RunningServer(CONFIG)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+async def api(authed: RunningServer) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(authed.url, api_key="k") as client:
+        yield client
+
+
+class Raw:
+    """One WebSocket, for connections the server is expected to refuse."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.http, self.ws = http, ws
+
+    @classmethod
+    async def open(cls, srv: RunningServer) -> Raw:
+        http = aiohttp.ClientSession()
+        return cls(http, await http.ws_connect(srv.ws_url))
+
+    async def connect(self, **fields: Any) -> tuple[dict[str, Any], int | None]:
+        """The reply to ``connect`` and the close code that follows (None: stays open)."""
+        await self.ws.send_bytes(orjson.dumps({"id": 1, "op": "connect", **fields}))
+        reply = orjson.loads((await self.ws.receive(timeout=5)).data)
+        msg = await self.ws.receive(timeout=5)
+        code = self.ws.close_code if msg.type is aiohttp.WSMsgType.CLOSE else None
+        await self.ws.close()
+        await self.http.close()
+        return reply, code
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "close"),
+    [
+        ({}, 101, 3502),
+        ({"token": token(key="not-the-secret-but-long-enough-0123456789")}, 101, 3502),
+        ({"token": token() + "x"}, 101, 3502),
+        ({"token": "e30.e30."}, 101, 3502),
+        ({"token": token(ttl=-10)}, 111, 3002),
+        ({"token": token("alice", channel="private:x")}, 101, 3502),
+    ],
+    ids=["missing", "wrong-signature", "tampered", "forged", "expired", "subscription-token"],
+)
+async def test_bad_tokens_are_refused_and_closed_with_a_code(
+    authed: RunningServer, fields: dict[str, Any], error: int, close: int
+) -> None:
+    reply, code = await (await Raw.open(authed)).connect(**fields)
+    assert reply["error"]["code"] == error, reply
+    assert reply["error"]["message"]
+    assert code == close
+
+
+async def test_identity_comes_from_the_token_never_from_the_browser(
+    authed: RunningServer, api: AsyncClient
+) -> None:
+    t = token("alice", info={"name": "Alice"})
+    client = await NativeClient.open(authed.ws_url, token=t, info={"name": "Mallory"})
+    assert 0 < client.connect_result["expires_in"] <= 60
+    await client.call("subscribe", channel="chat:who")
+    presence = (await client.call("presence", channel="chat:who"))["result"]
+    assert presence["users"] == [{"user": "alice", "info": {"name": "Alice"}, "clients": 1}]
+    await client.close()
+
+
+async def test_a_browser_claiming_another_users_key_is_refused(
+    authed: RunningServer, api: AsyncClient
+) -> None:
+    reply, code = await (await Raw.open(authed)).connect(
+        token=token("mallory"), key="alice, 0, /chat"
+    )
+    assert (reply["error"]["code"], code) == (103, 3503)
+    reply, code = await (await Raw.open(authed)).connect(
+        token=token("mallory"), user="alice", session="0", location="/chat"
+    )
+    assert (reply["error"]["code"], code) == (103, 3503)
+    assert "$key:alice, 0, /chat" not in await api.channels()
+
+    own = await NativeClient.open(authed.ws_url, token=token("alice"), key="alice, 0, /chat")
+    await api.event(["alice, 0, /chat"], "for alice")
+    assert (await own.next_push())["data"] == "for alice"
+    await own.close()
+
+
+async def test_keys_claim_binds_the_key_without_a_browser_claim(
+    authed: RunningServer, api: AsyncClient
+) -> None:
+    t = token("alice", keys=["alice, 7, /inbox"])
+    client = await NativeClient.open(authed.ws_url, token=t)
+    assert client.connect_result["key"]["key"] == "alice, 7, /inbox"
+    reply, code = await (await Raw.open(authed)).connect(token=t, key="alice, 0, /chat")
+    assert (reply["error"]["code"], code) == (103, 3503)  # not a key the token lists
+    await client.close()
+
+
+async def test_token_channels_claim_governs_token_channels(
+    authed: RunningServer, api: AsyncClient
+) -> None:
+    client = await NativeClient.open(authed.ws_url, token=token("ann", channels=["team:red*"]))
+    assert "result" in await client.call("subscribe", channel="team:red")
+    denied = await client.call("subscribe", channel="team:blue")
+    assert denied["error"]["code"] == 103
+    assert "team:blue" not in await api.channels()
+    # Publishing on a token channel needs the subscription, as well as client_publish.
+    assert (await client.call("publish", channel="team:blue", data="x"))["error"]["code"] == 103
+    assert "result" in await client.call("publish", channel="team:red", data="ok")
+    assert (await client.call("publish", channel="news", data="x"))["error"]["code"] == 103
+    assert (await api.history("team:blue"))["publications"] == []
+    assert (await api.history("news"))["publications"] == []
+    await client.close()
+
+
+async def test_private_channels_need_a_subscription_token_for_that_user(
+    authed: RunningServer,
+) -> None:
+    client = await NativeClient.open(authed.ws_url, token=token("ann"))
+    channel = "private:ann"
+    assert (await client.call("subscribe", channel=channel))["error"]["code"] == 103
+    for bad in (
+        token("bob", channel=channel),
+        token("ann", channel="private:bob"),
+        token("ann", channel=channel, key="another-secret-long-enough-0123456789"),
+    ):
+        reply = await client.call("subscribe", channel=channel, token=bad)
+        assert reply["error"]["code"] == 103, reply
+    expired = await client.call(
+        "subscribe", channel=channel, token=token("ann", ttl=-1, channel=channel)
+    )
+    assert expired["error"]["code"] == 111
+    ok = await client.call("subscribe", channel=channel, token=token("ann", channel=channel))
+    assert ok["result"]["channel"] == channel
+    await client.close()
+
+
+async def test_refresh_keeps_the_connection_past_the_first_expiry(
+    authed: RunningServer, api: AsyncClient
+) -> None:
+    kept = await NativeClient.open(authed.ws_url, token=token("ann", ttl=2))
+    lapsed = await NativeClient.open(authed.ws_url, token=token("ann", ttl=2))
+    await kept.call("subscribe", channel="chat:refresh")
+    wrong = await kept.call("refresh", token=token("bob", ttl=60))
+    assert wrong["error"]["code"] == 103
+    bad = await kept.call("refresh", token=token("ann", key="x" * 40))
+    assert bad["error"]["code"] == 101
+    fresh = await kept.call("refresh", token=token("ann", ttl=60))
+    assert 50 < fresh["result"]["expires_in"] <= 60
+    await asyncio.wait_for(lapsed.closed.wait(), 10)
+    assert lapsed.ws.close_code == 3002
+    await api.publish("chat:refresh", "still here")
+    assert (await kept.next_push())["data"] == "still here"
+    await kept.close()
+    await lapsed.close()
+
+
+async def test_sse_and_polls_need_the_token_too(authed: RunningServer) -> None:
+    base = authed.url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/connection/sse?channel=chat:x") as r:
+            assert r.status == 401
+        async with http.get(f"{base}/poll?channel=chat:x") as r:
+            assert r.status == 401
+            assert "token" in (await r.json())["error"]["message"]
+        async with http.get(f"{base}/poll?channel=team:red", params={"token": token("ann")}) as r:
+            assert r.status == 403
+        t = token("ann", channels=["team:red"])
+        async with http.get(f"{base}/poll", params={"channel": "team:red", "token": t}) as r:
+            assert r.status == 200
+        headers = {"Authorization": "Bearer " + token("ann")}
+        async with http.get(f"{base}/connection/sse?channel=chat:x", headers=headers) as r:
+            assert r.status == 200
+            assert (await r.content.readline()).startswith(b"event: subscribed")
+        # The Orbited URLs: the key in the URL must be the token's.
+        for transport in ("xhr", "sse", "iframe"):
+            url = f"{base}/chat|alice,0,{transport}"
+            async with http.get(url, params={"token": token("mallory")}) as r:
+                assert r.status == 403, transport
+            async with http.get(url) as r:
+                assert r.status == 401, transport
