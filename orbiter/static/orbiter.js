@@ -31,6 +31,15 @@
  * with code "timeout". A message already sent when the connection drops is
  * NOT resent (the server may or may not have published it): its promise
  * rejects with code "disconnected".
+ *
+ * Tokens. When the server needs a connection token (docs/security.md), pass
+ * `token`: a string, or a function returning a token or a promise of one
+ * (e.g. `() => fetch("/orbiter-token").then((r) => r.text())`). A function is
+ * called before each connection that needs a new token, and again before the
+ * token expires (at 3/4 of its lifetime), whose result is sent as `refresh`
+ * on the open connection: it is never dropped for a token renewal.
+ * Close codes 3500-3999 (bad token, forbidden) stop reconnecting; 3002
+ * (token expired) reconnects with a fresh token when there is a function.
  */
 (function (root) {
   "use strict";
@@ -61,6 +70,7 @@
     session: undefined,
     location: undefined,
     info: undefined, // any JSON value, shown to others in presence
+    token: undefined, // a connection token, or a function returning one (or a promise of one)
     autoConnect: true,
     minReconnectDelay: 250,
     maxReconnectDelay: 10000,
@@ -367,6 +377,7 @@
    *  - "connect":       {client, key}        connected; `client` is the server's client id,
    *                                          `key` the Orbited key if one was given
    *  - "disconnect":    {code, reason, reconnect}
+   *  - "refresh":       {expiresIn}          the connection token was renewed
    *  - "error":         {error, channel?}    a command refused by the server (`error.code`)
    *  - "subscribed":    {channel, epoch, offset, recovered}  (recovered: undefined if new)
    *  - "unrecoverable": {channel, epoch, offset}  missed publications are lost: reload state
@@ -413,6 +424,8 @@
       this._reconnectTimer = null;
       this._pingTimer = null;
       this._stopped = false; // disconnect() was called, or the server said "do not reconnect"
+      this._token = typeof this.options.token === "string" ? this.options.token : null;
+      this._refreshTimer = null;
       this._onOnline = () => {
         if (this._reconnectTimer !== null) this._reconnectNow();
       };
@@ -562,9 +575,35 @@
       ws.onerror = () => {}; // a close event always follows
     }
 
-    /** The socket is open: connect, resubscribe and flush queued publishes in one frame. */
+    /** A connection token: the cached one, or a fresh one from the token function. */
+    async _currentToken(fresh) {
+      const source = this.options.token;
+      if (typeof source !== "function") return source == null ? null : String(source);
+      if (this._token !== null && !fresh) return this._token;
+      const token = await source();
+      if (typeof token !== "string" || !token) throw new TypeError("token function gave no token");
+      this._token = token;
+      return token;
+    }
+
+    /** The socket is open: get the token if one is needed, then connect. */
     _opened() {
+      const ws = this._ws;
+      if (this.options.token == null) return this._handshake(null);
+      this._currentToken(false).then(
+        (token) => ws === this._ws && this._handshake(token),
+        (err) => {
+          if (ws !== this._ws) return;
+          this._emit("error", { error: makeError(ErrorCode.TIMEOUT, `no token: ${err && err.message}`) });
+          this._abandon("no token");
+        },
+      );
+    }
+
+    /** Connect, resubscribe and flush queued publishes in one frame. */
+    _handshake(token) {
       const connect = { op: "connect" };
+      if (token) connect.token = token;
       for (const name of ["user", "session", "location"]) {
         if (this.options[name] != null) connect[name] = String(this.options[name]);
       }
@@ -584,9 +623,11 @@
     _connected(err, result) {
       if (err) {
         // The server closes the socket next (3501) unless the connection was lost.
+        if (err.code === 111) this._token = null; // expired: the next connection gets a fresh one
         if (err.code !== ErrorCode.DISCONNECTED) this._emit("error", { error: err });
         return;
       }
+      this._scheduleRefresh(result.expires_in);
       const ws = this._ws;
       this._attempts = 0;
       this._established = true;
@@ -608,6 +649,8 @@
       this._ws = null;
       this._handshaken = false;
       clearInterval(this._pingTimer);
+      clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
       this._key.live = false;
       for (const stream of this._streams.values()) stream.live = false;
       const pending = Array.from(this._pending.values());
@@ -618,6 +661,11 @@
         p.callback(lost, undefined);
       }
       if (code >= 3500 && code <= 3999) this._stopped = true;
+      if (code === 3002) {
+        // Token expired: only a token function can give a new one.
+        if (typeof this.options.token === "function") this._token = null;
+        else this._stopped = true;
+      }
       const reconnect = !this._stopped;
       this._setState("disconnected");
       this._emit("disconnect", { code, reason: reason || "", reconnect });
@@ -665,6 +713,38 @@
       const cap = Math.min(max, min * 2 ** Math.min(this._attempts, 30));
       this._attempts += 1;
       this._reconnectTimer = setTimeout(() => this._reconnectNow(), Math.random() * cap);
+    }
+
+    /** Renew the token before it expires (`expires_in` seconds from now), on this connection. */
+    _scheduleRefresh(expiresIn) {
+      clearTimeout(this._refreshTimer);
+      this._refreshTimer = null;
+      if (typeof expiresIn !== "number" || typeof this.options.token !== "function") return;
+      this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, expiresIn * 750));
+    }
+
+    _refresh() {
+      this._refreshTimer = null;
+      const ws = this._ws;
+      this._currentToken(true).then(
+        (token) => {
+          if (ws !== this._ws || !this._isOpen()) return;
+          const line = this._command({ op: "refresh", token }, (err, result) => {
+            if (err) {
+              if (err.code !== ErrorCode.DISCONNECTED) this._emit("error", { error: err });
+              return;
+            }
+            this._emit("refresh", { expiresIn: result.expires_in });
+            this._scheduleRefresh(result.expires_in);
+          });
+          this._send([line]);
+        },
+        (error) => {
+          // Try again shortly; if the token runs out first the server closes with 3002.
+          this._emit("error", { error });
+          if (ws === this._ws) this._refreshTimer = setTimeout(() => this._refresh(), 1000);
+        },
+      );
     }
 
     _startPings() {
@@ -880,4 +960,303 @@
 
   root.Orbiter = Object.freeze({ Client, Subscription, ErrorCode, socketUrl, version: "0.1.0" });
   root.Orbited = Orbited;
+})(typeof globalThis !== "undefined" ? globalThis : self);
+
+// ============================================================================
+// TCPSocket: a TCP connection through orbiter's proxy (/tcp; docs/protocol.md,
+// "TCP proxy"). Its own section: it only adds to the globals defined above.
+// ============================================================================
+(function (root) {
+  "use strict";
+
+  const TCP_PATH = "/tcp";
+  /** Close code when the WebSocket failed before the server said anything (blocked, down). */
+  const CLOSE_ABNORMAL = 1006;
+
+  /** The documented close codes of the proxy (server side: orbiter/services/tcp_proxy.py). */
+  const TCPCloseCode = Object.freeze({
+    BACKEND_CLOSED: 1000,
+    SHUTDOWN: 1001,
+    TOO_BIG: 1009,
+    BAD_REQUEST: 4400,
+    DENIED: 4403,
+    UNKNOWN_HOST: 4404,
+    IDLE: 4408,
+    LIMIT: 4429,
+    BACKEND_ERROR: 4500,
+    REFUSED: 4502,
+    TIMEOUT: 4504,
+  });
+
+  /**
+   * The ws(s):// URL of the proxy for `host:port`, from a base URL (http(s)/ws(s)),
+   * or same origin when there is none.
+   */
+  function tcpUrl(base, host, port) {
+    const here = root.location ? root.location.href : "http://localhost/";
+    const u = new URL(base == null || base === "" ? "/" : String(base), here);
+    if (u.protocol === "http:") u.protocol = "ws:";
+    else if (u.protocol === "https:") u.protocol = "wss:";
+    else if (u.protocol !== "ws:" && u.protocol !== "wss:") {
+      throw new TypeError(`orbiter: unsupported URL ${u.href}`);
+    }
+    u.pathname = u.pathname.replace(/\/+$/, "") + TCP_PATH;
+    u.search = "";
+    u.searchParams.set("host", String(host));
+    u.searchParams.set("port", String(port));
+    u.hash = "";
+    return u.href;
+  }
+
+  /** The base URL that Orbited.settings ({hostname, port, protocol}) describe; "" = same origin. */
+  function settingsBase(settings) {
+    if (!settings || (!settings.hostname && !settings.port && !settings.protocol)) return "";
+    const here = root.location || { protocol: "http:", hostname: "localhost", port: "" };
+    const protocol = String(settings.protocol || here.protocol).replace(/:.*$/, "");
+    let host = String(settings.hostname || here.hostname);
+    if (host.includes(":") && !host.startsWith("[")) host = `[${host}]`;
+    const port = settings.port || (settings.hostname ? "" : here.port);
+    return `${protocol}://${host}${port ? ":" + port : ""}`;
+  }
+
+  const toBytes = (data, binaryString) => {
+    if (data instanceof Uint8Array) return data;
+    if (data instanceof ArrayBuffer) return new Uint8Array(data);
+    if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const text = String(data);
+    if (!binaryString) return new TextEncoder().encode(text);
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff;
+    return bytes;
+  };
+
+  /** Bytes as a "binary string" (one char per byte, codes 0-255), as Orbited's binary mode. */
+  const toBinaryString = (bytes) => {
+    let out = "";
+    for (let i = 0; i < bytes.length; i += 8192) {
+      out += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+    }
+    return out;
+  };
+
+  /** The largest frame the server takes (limits.max_message_size); larger sends are split. */
+  const MAX_CHUNK = 60000;
+
+  /**
+   * One proxied connection over a WebSocket: the common core of both APIs.
+   * Calls hooks.open(), hooks.data(Uint8Array), hooks.close(code, reason) (once).
+   */
+  class TCPChannel {
+    constructor(base, host, port, hooks) {
+      this._hooks = hooks;
+      this._open = false;
+      this._done = false;
+      this.ws = new WebSocket(tcpUrl(base, host, port));
+      this.ws.binaryType = "arraybuffer";
+      this.ws.onmessage = (ev) => {
+        if (typeof ev.data === "string") {
+          // The one text frame of the native framing: {"type":"open",...}.
+          if (!this._open) {
+            this._open = true;
+            hooks.open();
+          }
+          return;
+        }
+        hooks.data(new Uint8Array(ev.data));
+      };
+      this.ws.onclose = (ev) => this._finish(ev.code || CLOSE_ABNORMAL, ev.reason || "");
+      this.ws.onerror = () => {};
+    }
+
+    get isOpen() {
+      return this._open && !this._done;
+    }
+
+    /** Bytes queued in the browser, not yet sent (for the caller's own flow control). */
+    get bufferedAmount() {
+      return this.ws.bufferedAmount;
+    }
+
+    send(bytes) {
+      if (!this.isOpen) throw new Error("orbiter: the TCP connection is not open");
+      for (let i = 0; i < bytes.length; i += MAX_CHUNK) {
+        this.ws.send(bytes.subarray(i, Math.min(i + MAX_CHUNK, bytes.length)));
+      }
+    }
+
+    close() {
+      if (this._done) return;
+      try {
+        this.ws.close(1000);
+      } catch (err) {
+        /* already closing */
+      }
+      this._finish(1000, "closed by the page");
+    }
+
+    _finish(code, reason) {
+      if (this._done) return;
+      this._done = true;
+      this._hooks.close(code, reason);
+    }
+  }
+
+  /**
+   * Orbited 0.7's TCPSocket, as the seeds use it:
+   *
+   *     const sock = new Orbited.TCPSocket();
+   *     sock.onopen = () => sock.send("NICK ann\r\n");
+   *     sock.onread = (data) => ...;     // a string
+   *     sock.onclose = (code) => ...;    // a close code: TCPSocket.CloseCode
+   *     sock.open("localhost", 6667);    // open(host, port, isBinary)
+   *
+   * Text mode (the default) sends strings as UTF-8 and hands onread decoded
+   * UTF-8 (a character split across reads is kept until it is whole).
+   * Binary mode (`open(host, port, true)`) uses "binary strings", one char
+   * per byte. send() also takes Uint8Array / ArrayBuffer in either mode.
+   */
+  class TCPSocket {
+    constructor() {
+      this.readyState = TCPSocket.READY_STATE_INITIALIZED;
+      this.onopen = null;
+      this.onread = null;
+      this.onclose = null;
+      this._channel = null;
+      this._binary = false;
+      this._decoder = null;
+    }
+
+    open(host, port, isBinary) {
+      if (this.readyState !== TCPSocket.READY_STATE_INITIALIZED) {
+        throw new Error("orbiter: TCPSocket.open() may be called once");
+      }
+      this._binary = !!isBinary;
+      this._decoder = this._binary ? null : new TextDecoder("utf-8");
+      this.readyState = TCPSocket.READY_STATE_OPENING;
+      const base = settingsBase(root.Orbited && root.Orbited.settings);
+      this._channel = new TCPChannel(base, host, port, {
+        open: () => {
+          this.readyState = TCPSocket.READY_STATE_OPEN;
+          if (this.onopen) this.onopen();
+        },
+        data: (bytes) => {
+          const data = this._binary ? toBinaryString(bytes) : this._decoder.decode(bytes, { stream: true });
+          if (data && this.onread) this.onread(data);
+        },
+        close: (code) => {
+          this.readyState = TCPSocket.READY_STATE_CLOSED;
+          if (this.onclose) this.onclose(code);
+        },
+      });
+    }
+
+    send(data) {
+      if (this.readyState !== TCPSocket.READY_STATE_OPEN) {
+        throw new Error("orbiter: TCPSocket.send() before onopen or after close");
+      }
+      this._channel.send(toBytes(data, this._binary));
+    }
+
+    close() {
+      if (this._channel) this._channel.close();
+      else this.readyState = TCPSocket.READY_STATE_CLOSED;
+    }
+  }
+  TCPSocket.READY_STATE_INITIALIZED = 1;
+  TCPSocket.READY_STATE_OPENING = 2;
+  TCPSocket.READY_STATE_OPEN = 3;
+  TCPSocket.READY_STATE_CLOSING = 4;
+  TCPSocket.READY_STATE_CLOSED = 5;
+  TCPSocket.CloseCode = TCPCloseCode;
+
+  /**
+   * The modern API: a promise for an open connection with streams.
+   *
+   *     const conn = await Orbiter.connectTCP("localhost", 6667, { url: "http://host:8000" });
+   *     const writer = conn.writable.getWriter();
+   *     await writer.write(new TextEncoder().encode("NICK ann\r\n"));
+   *     for await (const chunk of conn.readable) { ... }   // Uint8Array chunks
+   *     const { code, reason } = await conn.closed;
+   *
+   * The promise rejects with an Error whose `code` is the close code when the
+   * connection cannot be opened (denied 4403, unknown host 4404, refused 4502, ...).
+   * `writable` waits while more than `highWaterMark` bytes (default 1 MiB) are
+   * still queued in the browser, so a slow backend slows the writer.
+   */
+  function connectTCP(host, port, options) {
+    const opts = options || {};
+    const highWaterMark = opts.highWaterMark || 1048576;
+    return new Promise((resolve, reject) => {
+      let controller = null;
+      let settled = false;
+      let resolveClosed;
+      const closed = new Promise((r) => (resolveClosed = r));
+      const channel = new TCPChannel(opts.url, host, port, {
+        open: () => {
+          settled = true;
+          resolve(connection);
+        },
+        data: (bytes) => {
+          if (controller) controller.enqueue(bytes);
+        },
+        close: (code, reason) => {
+          if (controller) {
+            try {
+              controller.close();
+            } catch (err) {
+              /* cancelled by the reader */
+            }
+          }
+          resolveClosed({ code, reason });
+          if (!settled) {
+            settled = true;
+            const err = new Error(`orbiter: TCP connection to ${host}:${port} failed: ${reason || code}`);
+            err.name = "OrbiterError";
+            err.code = code;
+            reject(err);
+          }
+        },
+      });
+      const waitForRoom = async () => {
+        for (let i = 0; channel.bufferedAmount > highWaterMark && channel.isOpen; i++) {
+          await new Promise((r) => setTimeout(r, Math.min(5 * (i + 1), 100)));
+        }
+      };
+      const connection = {
+        readable: new ReadableStream({
+          start(c) {
+            controller = c;
+          },
+          cancel() {
+            channel.close();
+          },
+        }),
+        writable: new WritableStream({
+          async write(chunk) {
+            await waitForRoom();
+            channel.send(toBytes(chunk, false));
+          },
+          close() {
+            channel.close();
+          },
+          abort() {
+            channel.close();
+          },
+        }),
+        send(data) {
+          channel.send(toBytes(data, false));
+        },
+        close() {
+          channel.close();
+        },
+        closed,
+      };
+    });
+  }
+
+  if (root.Orbited) root.Orbited.TCPSocket = TCPSocket;
+  else root.Orbited = { settings: { hostname: null, port: null, protocol: null }, TCPSocket };
+  root.Orbiter = Object.freeze(
+    Object.assign({}, root.Orbiter, { TCPSocket, TCPCloseCode, connectTCP, tcpUrl })
+  );
 })(typeof globalThis !== "undefined" ? globalThis : self);

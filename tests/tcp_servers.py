@@ -1,0 +1,71 @@
+"""Real TCP services the proxy tests reach: ngircd (Debian's IRC server), started per test module."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+NGIRCD = shutil.which("ngircd") or "/usr/sbin/ngircd"
+
+_NGIRCD_CONF = """[Global]
+Name = irc.orbiter.test
+Info = orbiter test server
+Listen = 127.0.0.1
+Ports = {port}
+MotdPhrase = "orbiter test"
+[Limits]
+PingTimeout = 120
+MaxNickLength = 20
+[Options]
+PAM = no
+Ident = no
+DNS = no
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Ngircd:
+    """An ngircd process (no daemon, own config) on a free 127.0.0.1 port."""
+
+    def __init__(self) -> None:
+        if not Path(NGIRCD).exists():
+            raise RuntimeError("ngircd is not installed (scripts/system-packages installs it)")
+        self._dir = tempfile.TemporaryDirectory(prefix="orbiter-ngircd-")
+        self.port = free_port()
+        conf = Path(self._dir.name) / "ngircd.conf"
+        conf.write_text(_NGIRCD_CONF.format(port=self.port))
+        self.process = subprocess.Popen(
+            [NGIRCD, "--nodaemon", "--config", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("ngircd did not start")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._dir.cleanup()
