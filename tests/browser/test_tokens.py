@@ -1,0 +1,107 @@
+"""orbiter.js with connection tokens in Chromium: a token function that renews the
+token before it expires on the open connection (no reconnect), and a bad token
+that makes the client stop instead of reconnecting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Page
+
+from orbiter.client import Client
+from tests.auth.keys import SECRET, token
+from tests.browser.conftest import WAIT
+from tests.server import RunningServer
+
+CONFIG = f"""
+[server]
+api_key = "k"
+
+[auth]
+secret = "{SECRET}"
+
+[[channel]]
+match = "chat:*"
+client_publish = true
+"""
+
+#: Seconds each token lives; orbiter.js renews at 3/4 of that.
+TOKEN_TTL = 2
+
+
+@pytest.fixture(scope="module")
+def authed() -> Iterator[RunningServer]:
+    srv = RunningServer(CONFIG)
+    yield srv
+    srv.stop()
+
+
+def blank_page(page: Page, srv: RunningServer) -> None:
+    """A page of the server's origin with orbiter.js loaded: the chat demo, whose own
+    client (without a token) is refused and stops; the tests make their own."""
+    page.goto(srv.url + "/")
+    page.wait_for_function("window.chatClient && window.chatClient.state === 'disconnected'")
+    page.wait_for_function("!!window.Orbiter")
+
+
+def test_token_function_refreshes_before_expiry_without_reconnecting(
+    authed: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    page = new_page()
+    issued: list[float] = []
+
+    def fetch_token() -> str:
+        issued.append(time.time())
+        return token("ann", ttl=TOKEN_TTL)
+
+    page.expose_function("fetchToken", fetch_token)
+    blank_page(page, authed)
+    page.evaluate(
+        """() => {
+      window.log = { connect: 0, disconnect: [], refresh: 0, errors: [], got: [] };
+      const c = (window.client = new Orbiter.Client({ token: () => window.fetchToken() }));
+      c.on("connect", () => window.log.connect++);
+      c.on("disconnect", (d) => window.log.disconnect.push(d.code));
+      c.on("refresh", () => window.log.refresh++);
+      c.on("error", (d) => window.log.errors.push(String(d.error && d.error.message)));
+      c.subscribe("chat:tokens", (data) => window.log.got.push(data));
+    }"""
+    )
+    page.wait_for_function("window.log.connect === 1", timeout=WAIT)
+    # Three token lifetimes: the first token has long expired by the end.
+    page.wait_for_function("window.log.refresh >= 3", timeout=WAIT)
+    Client(authed.url, api_key="k").publish("chat:tokens", "after the refreshes")
+    page.wait_for_function("window.log.got.length === 1", timeout=WAIT)
+    log = page.evaluate("window.log")
+    assert log["connect"] == 1
+    assert log["disconnect"] == []
+    assert log["errors"] == []
+    assert log["got"] == ["after the refreshes"]
+    assert len(issued) >= 4
+    assert time.time() - issued[0] > TOKEN_TTL
+    page.evaluate("window.client.disconnect()")
+
+
+def test_a_bad_token_stops_the_client_instead_of_reconnecting(
+    authed: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    page = new_page()
+    blank_page(page, authed)
+    bad = token("ann", key="not-the-servers-secret-0123456789abcdef")
+    page.evaluate(
+        """(bad) => {
+      window.log = { disconnect: [], errors: [] };
+      const c = (window.client = new Orbiter.Client({ token: bad, minReconnectDelay: 10 }));
+      c.on("disconnect", (d) => window.log.disconnect.push([d.code, d.reconnect]));
+      c.on("error", (d) => window.log.errors.push(d.error.code));
+    }""",
+        bad,
+    )
+    page.wait_for_function("window.log.disconnect.length === 1", timeout=WAIT)
+    page.wait_for_timeout(500)
+    log = page.evaluate("window.log")
+    assert log["disconnect"] == [[3502, False]]
+    assert log["errors"] == [101]
+    assert page.evaluate("window.client.state") == "disconnected"
