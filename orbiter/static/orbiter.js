@@ -1260,3 +1260,282 @@
     Object.assign({}, root.Orbiter, { TCPSocket, TCPCloseCode, connectTCP, tcpUrl })
   );
 })(typeof globalThis !== "undefined" ? globalThis : self);
+
+// ===========================================================================
+// STOMPClient — the seed's STOMP client API over orbiter's STOMP endpoints
+// (issue 6; docs/protocol.md "STOMP"). Separate from the sections above.
+// ===========================================================================
+/**
+ * const stomp = new STOMPClient();                  // or new Orbiter.STOMPClient({url})
+ * stomp.onconnectedframe = (frame) => stomp.subscribe("/topic/chat");
+ * stomp.onmessageframe = (frame) => show(frame.body);
+ * stomp.connect("localhost", 61613, login, passcode);
+ * stomp.send("hi", "/topic/chat");
+ *
+ * `connect(host, port, login, passcode)` keeps the seed's signature: `host`
+ * becomes the CONNECT frame's virtual host; the connection itself goes to the
+ * orbiter server the page talks to (same origin, or `Orbited.settings`
+ * {hostname, port, protocol}, or the `url` option), as STOMP over WebSocket at
+ * `/stomp` — or over SockJS at `/stomp/sockjs` when `transport: "sockjs"` is
+ * given, or WebSocket is missing and the page loaded sockjs-client (`SockJS`).
+ * (The `sockjs` option is passed on to `new SockJS(url, null, options)`.)
+ * Callbacks: onopen(), onclose(code), onerrorframe(frame),
+ * onconnectedframe(frame) (also onconnectframe), onmessageframe(frame),
+ * onreceiptframe(frame). A frame is {type, command, headers, body}.
+ */
+(function (root) {
+  "use strict";
+
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder("utf-8");
+
+  function escapeHeader(value) {
+    return String(value)
+      .replace(/\\/g, "\\\\")
+      .replace(/\r/g, "\\r")
+      .replace(/\n/g, "\\n")
+      .replace(/:/g, "\\c");
+  }
+
+  function unescapeHeader(value) {
+    return value.replace(/\\(.)/g, (_, c) => ({ r: "\r", n: "\n", c: ":", "\\": "\\" })[c] ?? "\\" + c);
+  }
+
+  function concat(a, b) {
+    const out = new Uint8Array(a.length + b.length);
+    out.set(a, 0);
+    out.set(b, a.length);
+    return out;
+  }
+
+  /** An incremental STOMP frame parser over bytes (frames may be split anywhere). */
+  class FrameReader {
+    constructor() {
+      this.buffer = new Uint8Array(0);
+    }
+
+    feed(chunk) {
+      this.buffer = concat(this.buffer, chunk);
+      const frames = [];
+      for (;;) {
+        let start = 0;
+        const buf = this.buffer;
+        while (start < buf.length && (buf[start] === 10 || buf[start] === 13)) start++;
+        let end = -1;
+        let sep = 0;
+        for (let i = start; i + 1 < buf.length; i++) {
+          if (buf[i] === 10 && buf[i + 1] === 10) { end = i; sep = 2; break; }
+          if (buf[i] === 10 && buf[i + 1] === 13 && buf[i + 2] === 10) { end = i; sep = 3; break; }
+        }
+        if (end < 0) { this.buffer = buf.subarray(start); return frames; }
+        const lines = decoder.decode(buf.subarray(start, end)).split("\n").map((l) => l.replace(/\r$/, ""));
+        const command = lines.shift();
+        const headers = {};
+        const escaped = command !== "CONNECTED";
+        for (const line of lines) {
+          const colon = line.indexOf(":");
+          if (colon < 0) continue;
+          const name = escaped ? unescapeHeader(line.slice(0, colon)) : line.slice(0, colon);
+          if (!(name in headers)) {
+            headers[name] = escaped ? unescapeHeader(line.slice(colon + 1)) : line.slice(colon + 1);
+          }
+        }
+        const bodyStart = end + sep;
+        let bodyEnd;
+        if ("content-length" in headers) {
+          bodyEnd = bodyStart + Number(headers["content-length"]);
+          if (buf.length <= bodyEnd) { this.buffer = buf; return frames; }
+        } else {
+          bodyEnd = buf.indexOf(0, bodyStart);
+          if (bodyEnd < 0) { this.buffer = buf; return frames; }
+        }
+        const body = decoder.decode(buf.subarray(bodyStart, bodyEnd));
+        this.buffer = buf.subarray(bodyEnd + 1);
+        frames.push({ type: command, command, headers, body });
+      }
+    }
+  }
+
+  function encodeFrame(command, headers, body) {
+    const bytes = encoder.encode(body == null ? "" : String(body));
+    let head = command + "\n";
+    for (const [name, value] of Object.entries(headers || {})) {
+      if (value == null) continue;
+      head += command === "CONNECT" ? `${name}:${value}\n` : `${escapeHeader(name)}:${escapeHeader(value)}\n`;
+    }
+    if (bytes.length) head += `content-length:${bytes.length}\n`;
+    return concat(concat(encoder.encode(head + "\n"), bytes), new Uint8Array([0]));
+  }
+
+  function baseUrl(options) {
+    if (options.url) return options.url;
+    const here = root.location || { protocol: "http:", host: "localhost" };
+    const settings = (root.Orbited && root.Orbited.settings) || {};
+    let protocol = String(settings.protocol || here.protocol).replace(/:.*$/, "");
+    let host = here.host;
+    if (settings.hostname || settings.port) {
+      let name = String(settings.hostname || here.hostname);
+      if (name.includes(":") && !name.startsWith("[")) name = `[${name}]`;
+      host = settings.port ? `${name}:${settings.port}` : name;
+    }
+    if (options.transport !== "sockjs") protocol = protocol === "https" ? "wss" : "ws";
+    return `${protocol}://${host}${options.path || "/stomp"}`;
+  }
+
+  class STOMPClient {
+    constructor(options) {
+      this.options = Object.assign({ transport: "auto", path: "/stomp", heartbeat: 10000 }, options || {});
+      this.onopen = null;
+      this.onclose = null;
+      this.onerrorframe = null;
+      this.onconnectedframe = null;
+      this.onconnectframe = null;
+      this.onmessageframe = null;
+      this.onreceiptframe = null;
+      this.connected = false;
+      this._socket = null;
+      this._args = null;
+      this._pending = [];
+      this._subscriptions = new Map();
+      this._ids = 0;
+      this._beat = null;
+    }
+
+    connect(host, port, login, passcode) {
+      this._args = [host, port, login, passcode];
+      this._open();
+    }
+
+    reset() {
+      this._closeSocket();
+      if (this._args) this._open();
+    }
+
+    send(body, destination, headers) {
+      this._frame("SEND", Object.assign({ destination }, headers || {}), body);
+    }
+
+    subscribe(destination, headers) {
+      const all = Object.assign({ id: `sub-${++this._ids}`, destination, ack: "auto" }, headers || {});
+      this._subscriptions.set(all.id, destination);
+      this._frame("SUBSCRIBE", all);
+      return all.id;
+    }
+
+    unsubscribe(destinationOrId, headers) {
+      let id = destinationOrId;
+      for (const [key, destination] of this._subscriptions) {
+        if (destination === destinationOrId) id = key;
+      }
+      this._subscriptions.delete(id);
+      this._frame("UNSUBSCRIBE", Object.assign({ id }, headers || {}));
+    }
+
+    ack(messageId, transaction) {
+      this._frame("ACK", { id: messageId, transaction });
+    }
+
+    nack(messageId, transaction) {
+      this._frame("NACK", { id: messageId, transaction });
+    }
+
+    begin(transaction) {
+      this._frame("BEGIN", { transaction });
+    }
+
+    commit(transaction) {
+      this._frame("COMMIT", { transaction });
+    }
+
+    abort(transaction) {
+      this._frame("ABORT", { transaction });
+    }
+
+    disconnect() {
+      this._frame("DISCONNECT", {});
+      this._args = null;
+    }
+
+    _useSockJS() {
+      const choice = this.options.transport;
+      return choice === "sockjs" || (choice === "auto" && typeof root.WebSocket !== "function" && typeof root.SockJS === "function");
+    }
+
+    _open() {
+      const sockjs = this._useSockJS();
+      const url = baseUrl({ ...this.options, transport: sockjs ? "sockjs" : "websocket", path: this.options.path + (sockjs ? "/sockjs" : "") });
+      const socket = sockjs
+        ? new root.SockJS(url, null, this.options.sockjs)
+        : new root.WebSocket(url, ["v12.stomp", "v11.stomp", "v10.stomp"]);
+      if (!sockjs) socket.binaryType = "arraybuffer";
+      const reader = new FrameReader();
+      this._socket = socket;
+      this.connected = false;
+      socket.onopen = () => {
+        if (this._socket !== socket) return;
+        if (this.onopen) this.onopen();
+        const [host, , login, passcode] = this._args || [];
+        const beat = this.options.heartbeat;
+        this._write(encodeFrame("CONNECT", {
+          "accept-version": "1.0,1.1,1.2", host: host || (root.location && root.location.hostname) || "localhost",
+          login, passcode, "heart-beat": `${beat},0`,
+        }));
+      };
+      socket.onmessage = (event) => {
+        if (this._socket !== socket) return;
+        const data = typeof event.data === "string" ? encoder.encode(event.data) : new Uint8Array(event.data);
+        for (const frame of reader.feed(data)) this._dispatch(frame);
+      };
+      socket.onclose = (event) => {
+        if (this._socket !== socket) return;
+        this._socket = null;
+        this.connected = false;
+        clearInterval(this._beat);
+        if (this.onclose) this.onclose(event.code);
+      };
+    }
+
+    _dispatch(frame) {
+      if (frame.command === "CONNECTED") {
+        this.connected = true;
+        const [, serverWants] = (frame.headers["heart-beat"] || "0,0").split(",").map(Number);
+        const every = serverWants && this.options.heartbeat ? Math.max(serverWants, this.options.heartbeat) : 0;
+        if (every) this._beat = setInterval(() => this._write(encoder.encode("\n")), every / 2);
+        const pending = this._pending;
+        this._pending = [];
+        if (this.onconnectedframe) this.onconnectedframe(frame);
+        if (this.onconnectframe) this.onconnectframe(frame);
+        for (const bytes of pending) this._write(bytes);
+      } else if (frame.command === "MESSAGE") {
+        if (this.onmessageframe) this.onmessageframe(frame);
+      } else if (frame.command === "RECEIPT") {
+        if (this.onreceiptframe) this.onreceiptframe(frame);
+      } else if (frame.command === "ERROR") {
+        if (this.onerrorframe) this.onerrorframe(frame);
+      }
+    }
+
+    _frame(command, headers, body) {
+      const bytes = encodeFrame(command, headers, body);
+      if (this.connected) this._write(bytes);
+      else this._pending.push(bytes);
+    }
+
+    _write(bytes) {
+      const socket = this._socket;
+      if (!socket || socket.readyState !== 1) return;
+      socket.send(decoder.decode(bytes)); // STOMP frames as text, over WebSocket and SockJS alike
+    }
+
+    _closeSocket() {
+      const socket = this._socket;
+      this._socket = null;
+      this.connected = false;
+      clearInterval(this._beat);
+      if (socket) socket.close();
+    }
+  }
+
+  root.STOMPClient = STOMPClient;
+  root.Orbiter = Object.freeze(Object.assign({}, root.Orbiter, { STOMPClient }));
+})(typeof globalThis !== "undefined" ? globalThis : self);
