@@ -58,6 +58,14 @@ def _listener_urls(runner: web.AppRunner) -> list[str]:
 def _log_openness(config: Config) -> None:
     if config.api_key is None:
         log.warning("running open for development: the HTTP API needs no key (set server.api_key)")
+    if not config.auth_required:
+        log.warning(
+            "connections are open for development: not authenticated, they may claim any "
+            "user or Orbited key (set auth.secret, auth.public_key or hooks.connect_url)"
+        )
+    else:
+        how = "tokens" if config.auth.enabled else "the app's connect hook"
+        log.info("connections are authenticated by %s", how)
     publishable = [rule.match for rule in config.channels if rule.client_publish]
     if config.channel_defaults.client_publish:
         publishable.append("* (channel_defaults)")

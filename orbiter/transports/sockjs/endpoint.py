@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,11 @@ class Connection(Protocol):
 
     @property
     def peer(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The headers of the latest request that carried the session (for auth hooks)."""
+        ...
 
     def send(self, message: str) -> None: ...
 
@@ -95,6 +100,8 @@ class LiveSession:
         self.endpoint = endpoint
         self.key = key
         self._peer = peer
+        #: Set by the HTTP layer from each request that carries the session.
+        self.request_headers: Mapping[str, str] = {}
         self._loop = asyncio.get_running_loop()
         options = endpoint.options
         self.session = SockJSSession(
@@ -118,6 +125,10 @@ class LiveSession:
     @property
     def peer(self) -> str:
         return self._peer
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.request_headers
 
     def send(self, message: str) -> None:
         if not self.session.send(message):

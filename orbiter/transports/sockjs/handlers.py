@@ -262,7 +262,9 @@ async def _receive(
     peer = request.remote or "?"
     if not envelope.streaming:
         receiver = _PollingReceiver(request, envelope, callback)
-        await endpoint.open(session_id, peer).serve(receiver)
+        live = endpoint.open(session_id, peer)
+        live.request_headers = request.headers
+        await live.serve(receiver)
         return web.Response(body=receiver.body, headers=headers)
     response = web.StreamResponse(headers=headers)
     if request.version < HttpVersion11:
@@ -275,7 +277,9 @@ async def _receive(
         return response
     limit = endpoint.options.response_limit
     receiver = _StreamingReceiver(request, envelope, callback, response, limit)
-    await endpoint.open(session_id, peer).serve(receiver)
+    live = endpoint.open(session_id, peer)
+    live.request_headers = request.headers
+    await live.serve(receiver)
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 
-from orbiter.node import Node
+from orbiter.auth import Credentials
+from orbiter.node import Node, TooManyConnections
+from orbiter.protocol.native import DisconnectCode
 from orbiter.session.session import ClientSession
 from orbiter.transports.sockjs.endpoint import Connection
 
@@ -27,7 +29,14 @@ class NativeApp:
         self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._client = self._node.new_session(peer=self._conn.peer)
+        credentials = Credentials(
+            peer=self._conn.peer, headers=self._conn.headers, transport="sockjs"
+        )
+        try:
+            self._client = self._node.new_session(self._conn.peer, credentials)
+        except TooManyConnections as exc:
+            self._conn.close(int(DisconnectCode.TOO_MANY_CONNECTIONS), str(exc))
+            return
         self._writer = asyncio.create_task(self._write(self._client))
 
     async def receive(self, message: str) -> None:

@@ -95,6 +95,7 @@ async def sockjs_websocket(request: web.Request, endpoint: Endpoint) -> web.Stre
     )
     await ws.prepare(request)
     live = endpoint.connect(request.remote or "?")
+    live.request_headers = request.headers
     writer = asyncio.create_task(_write(ws, live, _FramedReceiver(ws)))
     try:
         async for msg in ws:
@@ -143,6 +144,7 @@ async def raw_websocket(request: web.Request, endpoint: Endpoint) -> web.StreamR
     # (ws4py, used by the SockJS protocol suite) cannot take.
     await asyncio.sleep(RAW_START_DELAY)
     live = endpoint.connect(request.remote or "?")
+    live.request_headers = request.headers
     writer = asyncio.create_task(_write(ws, live, _RawReceiver(ws)))
     try:
         async for msg in ws:
