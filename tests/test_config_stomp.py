@@ -1,0 +1,62 @@
+"""The [stomp] table: defaults, the listen forms, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from orbiter.config import Config, ConfigError, config_from_dict
+from orbiter.config_stomp import StompSettings, StompSettingsError, parse_listen
+
+
+def test_defaults_run_no_tcp_listener_but_websocket_endpoints():
+    settings = Config().stomp
+    assert settings == StompSettings()
+    assert settings.listen == ""
+    assert settings.websocket is True
+    assert (settings.topic_prefix, settings.queue_prefix) == ("/topic/", "/queue/")
+
+
+def test_a_full_table():
+    config = config_from_dict(
+        {
+            "stomp": {
+                "listen": 61613,
+                "channel_prefix": "stomp:",
+                "max_queue_length": 5,
+                "heartbeat_send": 1,
+                "anonymous": False,
+            }
+        }
+    )
+    assert config.stomp.listen == "61613"
+    assert config.stomp.channel_prefix == "stomp:"
+    assert config.stomp.heartbeat_send == 1.0
+    assert config.stomp.anonymous is False
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ({"lissen": "1"}, "unknown key 'stomp.lissen'"),
+        ({"listen": "host:port"}, "'stomp.listen'"),
+        ({"listen": "1:70000"}, "'stomp.listen'"),
+        ({"max_unacked": "5"}, "'stomp.max_unacked' must be of type int"),
+        ({"max_queue_length": 0}, "'stomp.max_queue_length' must be positive"),
+        ({"heartbeat_send": -1}, "'stomp.heartbeat_send' must not be negative"),
+        ({"topic_prefix": "topic/"}, "'stomp.topic_prefix' must start with '/'"),
+        ({"queue_prefix": "/topic/"}, "must differ"),
+        ({"channel_prefix": "$key:"}, "'stomp.channel_prefix'"),
+    ],
+)
+def test_bad_values_name_the_key(table, problem):
+    with pytest.raises(ConfigError, match=problem.replace("$", r"\$")):
+        config_from_dict({"stomp": table})
+
+
+def test_listen_forms():
+    assert parse_listen("127.0.0.1:61613", "0.0.0.0") == ("127.0.0.1", 61613)
+    assert parse_listen(":61613", "127.0.0.1") == ("127.0.0.1", 61613)
+    assert parse_listen("61613", "127.0.0.1") == ("127.0.0.1", 61613)
+    assert parse_listen("[::1]:0", "127.0.0.1") == ("::1", 0)
+    with pytest.raises(StompSettingsError, match="must be"):
+        parse_listen("nope", "127.0.0.1")
