@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from orbiter.client import DEFAULT_URL, Client, OrbiterError
-from orbiter.config import Config, ConfigError, load_config
+from orbiter.config import Config, ConfigError
+from orbiter.config_ini import load_any_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server")
-    serve.add_argument("--config", help="TOML config file")
+    serve.add_argument("--config", help="config file: TOML, or the seeds' INI format (.ini)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0: any free)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
@@ -58,6 +59,12 @@ def _data(text: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0].startswith("--config"):
+        argv = ["serve", *argv]  # the seeds' "orbited --config=chat.ini"
+    if argv[:1] == ["config"]:
+        from orbiter.config_ini import convert_main
+
+        return convert_main(argv[1:])
     if argv[:1] == ["bench"]:
         from orbiter.bench.command import main as bench_main
 
@@ -87,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        config = load_config(args.config) if args.config else Config()
+        config = load_any_config(args.config) if args.config else Config()
     except ConfigError as exc:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ class PageServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+            def do_GET(self) -> None:
                 body = owner.pages.get(self.path.split("?")[0])
                 if body is None:
                     self.send_error(404)

@@ -1,4 +1,4 @@
-"""Real TCP services the proxy tests reach: ngircd (Debian's IRC server), started per test module."""
+"""Real TCP services the proxy tests reach: ngircd (Debian's IRC server) on a free port."""
 
 from __future__ import annotations
 

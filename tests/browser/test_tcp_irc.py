@@ -129,7 +129,11 @@ def test_stream_api_registers_with_ngircd(
           conn.close();
           const closed = await conn.closed;
           let refused = null;
-          try { await Orbiter.connectTCP("127.0.0.1", 1, { url: ORBITER_URL }); } catch (err) { refused = err.code; }
+          try {
+            await Orbiter.connectTCP("127.0.0.1", 1, { url: ORBITER_URL });
+          } catch (err) {
+            refused = err.code;
+          }
           return { welcome: text.includes(" 001 cat "), code: closed.code, refused };
         }""",
         ngircd.port,
