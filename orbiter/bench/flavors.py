@@ -7,7 +7,8 @@
 - ``broadcast``: the bench's own peer servers (``orbiter/bench/peers``:
   aiohttp, websockets, node ``ws``): ``/ws?channel=C`` subscribes, ``POST
   /pub?channel=C`` (raw body) or a WebSocket on ``/pub`` sending
-  ``C<TAB>payload`` (answered ``ok``) publishes.
+  ``C<TAB>payload`` (answered ``ok``) publishes. ``broadcast-ws`` (the
+  ``websockets`` peer, which serves no POST) always publishes over the WebSocket.
 - ``nchan``: nginx with nchan (``peers/nchan.conf``): WebSocket subscriber
   on ``/sub/C``, ``POST /pub/C``.
 """
@@ -20,7 +21,7 @@ import orjson
 
 from orbiter.bench.scenarios import Scenario
 
-FLAVORS = ("orbiter", "broadcast", "nchan")
+FLAVORS = ("orbiter", "broadcast", "broadcast-ws", "nchan")
 
 
 class FlavorError(ValueError):
@@ -45,7 +46,7 @@ def subscriber_lines(flavor: str, scenario: Scenario, channel: str) -> Iterator[
         return
     if scenario.transport != "ws":
         raise FlavorError(f"flavor {flavor!r} is only benchmarked over WebSocket")
-    if flavor == "broadcast":
+    if flavor in ("broadcast", "broadcast-ws"):
         yield f"ws /ws?channel={channel}"
     elif flavor == "nchan":
         yield f"ws /sub/{channel}"
@@ -87,7 +88,7 @@ def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
             raise FlavorError("nchan is published to over HTTP only here")
         yield "pub_path /pub/@C"
         yield "pub_item @P"
-    elif scenario.route == "http":
+    elif scenario.route == "http" and flavor == "broadcast":
         yield "pub_path /pub?channel=@C"
         yield "pub_item @P"
     else:

@@ -261,8 +261,12 @@ static void send_request(int fd, const char *path, int ws) {
     if (write_all(fd, req, n) < 0) die("write request");
 }
 
+static long closed_before_ready;
+
 static void conn_close(conn_t *c) {
     if (c->state == S_CLOSED) return;
+    if (!c->ready && closed_before_ready++ < 3)
+        fprintf(stderr, "loadgen: %s closed by the server before it was ready\n", c->path);
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->state = S_CLOSED;
@@ -546,6 +550,10 @@ static void pub_readable(pubconn_t *p) {
                     p->inflight--, pub_acked++;
                 }
                 if (memmem(d, len, "\"error\"", 7)) pub_errors++, p->inflight--;
+            } else if (op == 9) {
+                unsigned char f[256];
+                size_t m = ws_frame(f, 10, (const char *)s + h, len < 125 ? len : 125);
+                out_append(p, (char *)f, m);
             } else if (op == 8) {
                 fprintf(stderr, "loadgen: publisher WebSocket closed by the server\n");
                 exit(2);

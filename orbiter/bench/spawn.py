@@ -26,7 +26,7 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 SPAWNABLE = {
     "orbiter": "orbiter",
     "aiohttp": "broadcast",
-    "websockets": "broadcast",
+    "websockets": "broadcast-ws",
     "node-ws": "broadcast",
     "nchan-1": "nchan",
     "nchan-2": "nchan",
@@ -35,6 +35,10 @@ SPAWNABLE = {
 BENCH_CONFIG = """\
 [limits]
 max_http_body = 16777216
+max_connections = 1000000
+max_connections_per_ip = 1000000
+publish_rate = 1000000000.0
+publish_burst = 1000000000
 
 [[channel]]
 match = "bench*"

@@ -25,6 +25,7 @@ from orbiter.protocol.native import publication_fields, validate_channel
 log = logging.getLogger("orbiter.api")
 
 MAX_EVENT_KEYS = 10_000
+MAX_BATCH = 10_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -135,11 +136,35 @@ def _int_param(request: web.Request, name: str) -> int | None:
 async def publish(request: web.Request) -> web.Response:
     _check_api_key(request)
     body = await _json_body(request)
+    if "publications" in body:
+        return await _publish_batch(request, body["publications"])
     channel = _channel(body.get("channel"))
     if "data" not in body:
         raise ApiError(400, "'data' is missing")
     pub = await request.app[NODE].pubsub.publish(channel, body["data"])
     return json_response({"offset": pub.offset, "epoch": pub.epoch})
+
+
+async def _publish_batch(request: web.Request, items: object) -> web.Response:
+    """``{"publications": [{"channel", "data"}, ...]}``: all checked, then published in order."""
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "'publications' must be a non-empty list of {channel, data} objects")
+    if len(items) > MAX_BATCH:
+        raise ApiError(400, f"'publications' holds more than {MAX_BATCH} publications")
+    batch = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "data" not in item:
+            raise ApiError(400, f"publications[{i}] must be an object with 'channel' and 'data'")
+        try:
+            batch.append((validate_channel(item.get("channel")), item["data"]))
+        except ValueError as exc:
+            raise ApiError(400, f"publications[{i}]: {exc}") from None
+    pubsub = request.app[NODE].pubsub
+    results = []
+    for channel, data in batch:
+        pub = await pubsub.publish(channel, data)
+        results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
+    return json_response({"results": results})
 
 
 async def event(request: web.Request) -> web.Response:

@@ -1,0 +1,131 @@
+"""``orbiter bench`` against real servers, small N: counts, loss, duplicates, latency.
+
+The load generator (C, built with gcc) runs for real against a real
+``orbiter serve`` and against a deliberately faulty broadcast server, and
+the tests check that what it reports is what happened.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from orbiter.bench.report import html_plot, markdown_table, summarize
+from orbiter.bench.runner import Target, run
+from orbiter.bench.scenarios import Scenario
+from orbiter.bench.spawn import Spawned, _wait_listening, free_port, spawn
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc for the loadgen")
+
+SMALL = Scenario("small", subscribers=20, channels=1, messages=50, timeout=30, settle=1.0)
+
+
+@pytest.fixture(scope="module")
+def orbiter_server() -> Iterator[Spawned]:
+    server = spawn("orbiter", None)
+    yield server
+    server.stop()
+
+
+def faulty(*args: str) -> Iterator[Target]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.faulty_peer", str(port), *args],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        _wait_listening(port, None)
+        yield Target("faulty", "broadcast", f"http://127.0.0.1:{port}", proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_fanout_counts_every_delivery_once(orbiter_server: Spawned) -> None:
+    result = run(SMALL, orbiter_server.target, progress=None)
+    assert result["subscribers"] == 20
+    assert result["subscribers_failed"] == 0
+    assert result["published"] == result["publish_acked"] == 50
+    assert result["deliveries"] == result["expected_deliveries"] == 1000
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
+    lat = result["latency_ms"]
+    assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert sum(b[2] for b in result["histogram"]) == 1000
+    assert sum(w[1] for w in result["windows"]) == 1000
+    server = result["server"]
+    assert server["cpu_s"] >= 0
+    assert server["rss_per_subscriber_kib"] > 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"route": "batch", "batch": 7},
+        {"route": "native", "batch": 3},
+        {"transport": "sse"},
+        {"rate": 200.0},
+    ],
+    ids=["batch", "native", "sse", "rate"],
+)
+def test_routes_and_transports(orbiter_server: Spawned, changes: dict[str, object]) -> None:
+    result = run(replace(SMALL, **changes), orbiter_server.target, progress=None)  # type: ignore[arg-type]
+    assert result["subscribers_failed"] == 0
+    assert result["deliveries"] == 1000
+    assert result["lost"] == result["duplicates"] == 0
+    if "rate" in changes:
+        assert result["keeps_up"] is True
+        assert result["offered_deliveries_per_s"] == 200 * 20
+
+
+def test_many_channels_expect_each_subscribers_share(orbiter_server: Spawned) -> None:
+    scenario = replace(SMALL, subscribers=12, channels=8, messages=35)
+    result = run(scenario, orbiter_server.target, progress=None)
+    # 35 publications over 8 channels: channels 0-2 get 5, the rest 4; subscribers
+    # 8-11 share channels 0-3 again.
+    assert result["expected_deliveries"] == 3 * 5 + 5 * 4 + 3 * 5 + 1 * 4
+    assert result["deliveries"] == result["expected_deliveries"]
+    assert result["lost"] == 0
+
+
+def test_lost_and_duplicated_messages_are_noticed() -> None:
+    for target in faulty("--drop", "5", "--duplicate", "7"):
+        result = run(SMALL, target, progress=None)
+    # Subscriber 0 misses publications 5, 10, ..., 50 (10 of them) and gets
+    # 7, 14, ..., 49 twice (7 of them; 35 is dropped before it can be doubled).
+    assert result["lost"] == 10
+    assert result["subscribers_with_loss"] == 1
+    assert result["duplicates"] == 6
+    assert result["deliveries"] == 1000 - 10
+    assert markdown_table([summarize([result])]).count("\n") == 2
+
+
+def test_latency_is_measured_from_the_payload_timestamp() -> None:
+    for target in faulty("--delay", "0.2"):
+        result = run(SMALL, target, progress=None)
+    assert result["lost"] == 0
+    assert result["latency_ms"]["p50"] >= 200
+
+
+def test_rate_mode_counts_latency_from_the_scheduled_time() -> None:
+    # 20 publications scheduled 10 ms apart; the server takes 50 ms to accept
+    # each, so the last is sent about 1 s after its slot: latency counts that.
+    scenario = replace(SMALL, messages=20, rate=100.0, depth=1)
+    for target in faulty("--publish-delay", "0.05"):
+        result = run(scenario, target, progress=None)
+    assert result["lost"] == 0
+    assert result["latency_ms"]["max"] >= 600
+    assert result["keeps_up"] is False
+
+
+def test_html_plot_is_self_contained(orbiter_server: Spawned) -> None:
+    result = run(replace(SMALL, messages=10), orbiter_server.target, progress=None)
+    page = html_plot("t", [result])
+    assert page.count("<svg") == 2
+    assert "<script" not in page
+    assert "polyline" in page
