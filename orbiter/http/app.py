@@ -14,6 +14,7 @@ from orbiter.transports.comet import add_comet_routes
 from orbiter.transports.guard import add_cors_headers, origin_guard
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
+from orbiter.transports.tcp_pyorbited import add_pyorbited_listener
 from orbiter.transports.tcp_websocket import add_tcp_routes
 from orbiter.transports.websocket import websocket_handler
 
@@ -56,4 +57,6 @@ def build_app(node: Node) -> web.Application:
     add_sockjs_routes(app, node)
     # The STOMP broker: /stomp (WebSocket), /stomp/sockjs, and the stomp.listen TCP port.
     add_stomp(app, node)
+    # pyorbited's Orbit 1.0 event port ([pyorbited], the INI's orbit://), when enabled.
+    add_pyorbited_listener(app, node)
     return app

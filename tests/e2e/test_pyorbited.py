@@ -1,0 +1,89 @@
+"""An unmodified-style pyorbited client reaches browsers through the orbit:// listener."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+from tests.e2e.tcp_backends import free_port
+from tests.e2e.wsclient import NativeClient
+from tests.server import RunningServer
+
+
+class SimpleClient:
+    """pyorbited.simple.Client's wire behaviour, line for line, in Python 3.
+
+    The original (Python 2) sends each line with its own ``socket.send``,
+    JSON-encodes the body (simplejson's default separators, as ``json.dumps``),
+    and reads one ``recv`` as the answer.
+    """
+
+    version = "Orbit 1.0"
+
+    def __init__(self, addr: str, port: int) -> None:
+        self.socket = socket.create_connection((addr, port), timeout=10)
+        self.id = 0
+
+    def sendline(self, line: str = "") -> None:
+        self.socket.send(f"{line}\r\n".encode())
+
+    def event(self, recipients: list[str], body: object, json_body: bool = True) -> bytes:
+        text = json.dumps(body) if json_body else str(body)
+        self.id += 1
+        self.sendline(self.version)
+        self.sendline("Event")
+        self.sendline(f"id: {self.id}")
+        for recipient in recipients:
+            self.sendline(f"recipient: {recipient}")
+        self.sendline(f"length: {len(text)}")  # Python 2 str: bytes (ASCII here)
+        self.sendline()
+        self.socket.send(text.encode())
+        return self.socket.recv(4096)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+async def test_orbit_event_reaches_the_key_and_answers_like_03(start_server) -> None:
+    orbit_port = free_port()
+    # The INI form, as the seeds wrote it (content-sniffed despite the .toml name).
+    server: RunningServer = start_server(
+        f"[listen]\nhttp://127.0.0.1:0\norbit://127.0.0.1:{orbit_port}\n"
+    )
+    assert server.wait_for_log(f"pyorbited listening on 127.0.0.1:{orbit_port}")
+    browser = await NativeClient.open(server.ws_url, user="alice", session="0", location="/chat")
+    orbit = SimpleClient("127.0.0.1", orbit_port)
+    try:
+        answer = await asyncio.to_thread(orbit.event, ["alice, 0, /chat"], "<b>bob</b> hi")
+        assert answer == b"Success\r\nid: 1\r\n\r\n"
+        push = await browser.next_push()
+        assert push["data"] == "<b>bob</b> hi"
+        assert push["channel"] == "$key:alice, 0, /chat"
+
+        answer = await asyncio.to_thread(
+            orbit.event, ["alice,0,/chat", "carol, 0, /chat", "bad key"], {"n": 2}
+        )
+        assert answer == (
+            b"Failure\r\nid: 2\r\nmsg: Failed to reach one or more recipients\r\n"
+            b"recipient: (bad key)\r\nrecipient: (carol, 0, /chat)\r\n\r\n"
+        )
+        assert (await browser.next_push())["data"] == {"n": 2}
+    finally:
+        orbit.close()
+        await browser.close()
+
+
+async def test_protocol_errors_are_answered_then_closed(start_server) -> None:
+    orbit_port = free_port()
+    server: RunningServer = start_server(
+        f"[pyorbited]\nenabled = true\nport = {orbit_port}\nmax_body = 100\n"
+    )
+    assert server.wait_for_log("pyorbited listening")
+    reader, writer = await asyncio.open_connection("127.0.0.1", orbit_port)
+    writer.write(b"Orbit 1.0\r\nEvent\r\nid: 9\r\nlength: 5000\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)  # then EOF
+    assert (
+        answer == b"Failure\r\nid: 9\r\nmsg: length 5000 is more than the limit (100 bytes)\r\n\r\n"
+    )
+    writer.close()
