@@ -32,7 +32,7 @@ STOMP_BROKER = web.AppKey("stomp_broker", StompBroker)
 def add_stomp(app: web.Application, node: Node) -> StompBroker:
     config = node.config
     settings = config.stomp
-    broker = StompBroker(config, node.pubsub)
+    broker = StompBroker(config, node.pubsub, node.auth)
     app[STOMP_BROKER] = broker
     sockjs: SockJSServer | None = None
     if settings.websocket:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
+from orbiter.auth.hooks import forwarded
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
 from orbiter.transports.sockjs.endpoint import Connection
@@ -38,7 +39,9 @@ def websocket_handler(
             heartbeat=heartbeat,
         )
         await ws.prepare(request)
-        session = broker.new_session(peer=request.remote or "?", transport="websocket")
+        session = broker.new_session(
+            peer=request.remote or "?", transport="websocket", headers=forwarded(request.headers)
+        )
         output = asyncio.create_task(_write(session, ws))
         beats = asyncio.create_task(session.keepalive())
         try:
@@ -81,7 +84,9 @@ class SockJSStompApp:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        session = self._session = self._broker.new_session(peer=self._conn.peer, transport="sockjs")
+        session = self._session = self._broker.new_session(
+            peer=self._conn.peer, transport="sockjs", headers=forwarded(self._conn.headers)
+        )
         self._tasks = [
             asyncio.create_task(self._write(session)),
             asyncio.create_task(session.keepalive()),

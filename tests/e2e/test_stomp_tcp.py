@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import stomp
 
+from tests.auth.keys import SECRET, token
 from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
 from tests.server import RunningServer
 
@@ -431,3 +432,71 @@ def test_a_wrong_passcode_is_refused(keyed_broker):
     assert raw.wait_closed()
     with pytest.raises(stomp.exception.ConnectFailedException):
         connect(keyed_broker, username="app", passcode="guess")
+
+
+# ------------------------------------------------------------------ tokens (orbiter/auth)
+
+TOKEN_TOML = f"""
+[server]
+api_key = "s3cret"
+[auth]
+secret = "{SECRET}"
+[[channel]]
+match = "team:*"
+subscribe = "token"
+client_publish = true
+[[channel]]
+match = "chat:*"
+client_publish = true
+"""
+
+
+@pytest.fixture(scope="module")
+def token_broker() -> Iterator[int]:
+    srv, port = start_stomp_server(TOKEN_TOML)
+    yield port
+    srv.stop()
+
+
+def test_a_token_as_passcode_is_the_identity(token_broker):
+    raw = RawClient(token_broker)
+    frame = raw.connect(login="ignored", passcode=token("alice", channels=["team:a"]))
+    assert frame.command == "CONNECTED"
+    assert frame.get("user-name") == "alice"
+    raw.frame("SUBSCRIBE", [("id", "1"), ("destination", "/topic/team:a"), ("receipt", "ok")])
+    assert raw.next().command == "RECEIPT"
+    raw.frame("SEND", [("destination", "/topic/team:a"), ("receipt", "sent")], b"hi")
+    frames = [raw.next(), raw.next()]
+    assert sorted(f.command for f in frames) == ["MESSAGE", "RECEIPT"]
+    # The token lists team:a only.
+    raw.frame("SUBSCRIBE", [("id", "2"), ("destination", "/topic/team:b")])
+    error = raw.next()
+    assert error.command == "ERROR"
+    assert error.get("message") == "permission denied"
+    assert b"channels" in error.body
+
+
+@pytest.mark.parametrize(
+    ("passcode", "problem"),
+    [
+        (None, "needs a connection token"),
+        ("not-a-token", "login refused"),
+        (token("alice", ttl=-10), "expired"),
+        (token("alice", key="another-secret-of-thirty-two-bytes!!"), "login refused"),
+    ],
+)
+def test_connect_without_a_valid_token_is_refused(token_broker, passcode, problem):
+    raw = RawClient(token_broker)
+    frame = raw.connect(**({"passcode": passcode} if passcode else {}))
+    assert frame.command == "ERROR"
+    assert frame.get("message") == "access refused"
+    assert problem in frame.body.decode()
+    assert raw.wait_closed()
+
+
+def test_the_api_key_still_admits_app_servers_when_tokens_are_on(token_broker):
+    c, got = connect(token_broker, passcode="s3cret")
+    c.send("/topic/anything", "app server", receipt="ok")
+    assert got.wait(lambda: "ok" in got.receipts)
+    assert not got.errors
+    c.disconnect()

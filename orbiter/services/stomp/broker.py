@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Mapping
 from typing import Literal
 
+from orbiter.auth import Authenticator
 from orbiter.config import Config
 from orbiter.model import Publication
 from orbiter.protocol.stomp import Limits, escape
@@ -34,8 +36,9 @@ class DestinationError(ValueError):
 
 
 class StompBroker:
-    def __init__(self, config: Config, pubsub: PubSub) -> None:
+    def __init__(self, config: Config, pubsub: PubSub, auth: Authenticator) -> None:
         self.config = config
+        self.auth = auth
         self.settings = config.stomp
         self.pubsub = pubsub
         self.queues = QueueBook(self.settings.max_queue_length)
@@ -51,8 +54,11 @@ class StompBroker:
 
     # ----------------------------------------------------------------- sessions
 
-    def new_session(self, peer: str, transport: str) -> StompSession:
-        session = StompSession(self, peer=peer, transport=transport)
+    def new_session(
+        self, peer: str, transport: str, headers: Mapping[str, str] | None = None
+    ) -> StompSession:
+        """A session for a new connection; ``headers``: its HTTP request's, for app hooks."""
+        session = StompSession(self, peer=peer, transport=transport, headers=headers)
         self.sessions.add(session)
         return session
 

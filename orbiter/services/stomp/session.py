@@ -20,10 +20,12 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orbiter import __version__
+from orbiter.auth import AuthError
 from orbiter.model import JSON, Publication
 from orbiter.protocol.native import validate_channel
 from orbiter.protocol.stomp import (
@@ -93,8 +95,16 @@ class Subscription:
 
 
 class StompSession:
-    def __init__(self, broker: StompBroker, *, peer: str, transport: str) -> None:
+    def __init__(
+        self,
+        broker: StompBroker,
+        *,
+        peer: str,
+        transport: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.broker = broker
+        self.headers = dict(headers or {})
         self.settings = broker.settings
         self.peer = peer
         self.transport = transport
@@ -234,10 +244,13 @@ class StompSession:
         try:
             self.identity = await authenticate(
                 self.broker.config,
+                self.broker.auth,
                 frame.get("login"),
                 frame.get("passcode"),
                 peer=self.peer,
                 transport=self.transport,
+                client=self.client_id,
+                headers=self.headers,
             )
         except StompAuthError as exc:
             log.info("stomp connection from %s refused: %s", self.peer, exc)
@@ -269,20 +282,26 @@ class StompSession:
         kind, target = self._destination(frame)
         if kind == "topic":
             channel = self._channel(target)
-            identity = self.identity
-            if (
-                not (identity and identity.trusted)
-                and not self.broker.config.rule_for(channel).client_publish
-            ):
-                raise StompError(
-                    "permission denied",
-                    f"clients may not publish to channel {channel!r}: no [[channel]] rule "
-                    "with client_publish = true matches it (app servers log in with the API key)",
-                )
             try:
                 data = data_of(frame.get("content-type"), frame.body)
             except BodyError as exc:
                 raise StompError("cannot publish this body", str(exc)) from None
+            identity = self.identity
+            if identity is not None and not identity.trusted:
+                try:
+                    data = await self.broker.auth.permissions.check_publish(
+                        identity.identity,
+                        channel,
+                        data,
+                        client=self.client_id,
+                        subscribed=channel in self._topics,
+                        headers=self.headers,
+                    )
+                except AuthError as exc:
+                    raise StompError(
+                        "permission denied",
+                        f"{exc.message} (app servers log in with the API key as passcode)",
+                    ) from None
             await self.broker.pubsub.publish(channel, data)
             return
         headers = tuple((k, v) for k, v in _first_headers(frame) if k not in _NOT_FORWARDED)
@@ -341,6 +360,18 @@ class StompSession:
         sub = Subscription(self, sub_id, destination, kind, target, ack)
         if kind == "topic":
             channel = self._channel(target)
+            identity = self.identity
+            if identity is not None and not identity.trusted:
+                try:
+                    await self.broker.auth.permissions.check_subscribe(
+                        identity.identity,
+                        channel,
+                        client=self.client_id,
+                        token=frame.get("token"),
+                        headers=self.headers,
+                    )
+                except AuthError as exc:
+                    raise StompError("permission denied", exc.message) from None
             self.subscriptions[sub_id] = sub
             subs = self._topics.setdefault(channel, [])
             subs.append(sub)
