@@ -31,7 +31,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     node = request.app[NODE]
     timing = node.config.session
     ws = web.WebSocketResponse(
-        max_msg_size=node.config.limits.max_message_size,
+        # aiohttp refuses a message of max_msg_size bytes or more; the limit is inclusive.
+        max_msg_size=node.config.limits.max_message_size + 1,
         autoping=True,
         compress=False,
         heartbeat=timing.ping_interval,

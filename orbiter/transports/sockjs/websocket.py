@@ -133,7 +133,7 @@ async def raw_websocket(request: web.Request, endpoint: Endpoint) -> web.StreamR
         return refusal
     options = endpoint.options
     ws = web.WebSocketResponse(
-        max_msg_size=options.max_message_size,
+        max_msg_size=options.max_message_size + 1,  # aiohttp's bound is exclusive
         autoping=True,
         compress=False,
         heartbeat=options.heartbeat,

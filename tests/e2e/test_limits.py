@@ -1,0 +1,151 @@
+"""Each limit exceeded by one, on a real server: a clear error to the offender, a log
+line with its address, a counter at /api/stats, and no effect on anyone else."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from orbiter import AsyncClient
+from tests.e2e.wsclient import NativeClient
+from tests.server import RunningServer
+
+CONFIG = """
+[server]
+api_key = "k"
+
+[limits]
+max_message_size = 1024
+max_http_body = 2048
+max_subscriptions = 3
+max_connections = 6
+max_connections_per_ip = 5
+publish_rate = 1
+publish_burst = 3
+max_channels = 4
+"""
+
+
+@pytest.fixture
+def limited() -> Iterator[RunningServer]:
+    srv = RunningServer(CONFIG)
+    yield srv
+    srv.stop()
+
+
+async def stats(srv: RunningServer) -> dict[str, Any]:
+    headers = {"X-API-Key": "k"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(srv.url + "/api/stats", headers=headers) as r,
+    ):
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+def ping_of_size(size: int) -> str:
+    """A ping command of exactly ``size`` bytes."""
+    head = '{"id": 5, "op": "ping", "pad": "'
+    return head + "x" * (size - len(head) - 2) + '"}'
+
+
+async def test_message_size_and_http_body(limited: RunningServer) -> None:
+    client = await NativeClient.open(limited.ws_url)
+    bystander = await NativeClient.open(limited.ws_url)
+    await client.ws.send_str(ping_of_size(1024))
+    assert (await client.reply(5))["result"] == {}
+    await client.ws.send_str(ping_of_size(1025))
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert client.ws.close_code == 1009
+    assert (await bystander.call("ping"))["result"] == {}
+    async with aiohttp.ClientSession() as http:
+        url, headers = limited.url + "/api/publish", {"X-API-Key": "k"}
+        head = b'{"channel": "chat:b", "data": "'
+        for size, status in ((2048, 200), (2049, 413)):
+            body = head + b"x" * (size - len(head) - 2) + b'"}'
+            async with http.post(url, data=body, headers=headers) as r:
+                assert r.status == status, size
+    counters = (await stats(limited))["counters"]
+    assert counters["limit_message_size"] == 1
+    assert counters["limit_http_body"] == 1
+    await client.close()
+    await bystander.close()
+
+
+async def test_subscriptions_channels_and_publish_rate(limited: RunningServer) -> None:
+    a = await NativeClient.open(limited.ws_url)
+    b = await NativeClient.open(limited.ws_url)
+    for i in range(3):
+        assert "result" in await a.call("subscribe", channel=f"chat:{i}")
+    over = await a.call("subscribe", channel="chat:3")
+    assert over["error"]["code"] == 106
+    assert "max_subscriptions" in over["error"]["message"]
+    # Four channels in use at most: b may open one more, then only join open ones.
+    assert "result" in await b.call("subscribe", channel="chat:3")
+    over = await b.call("subscribe", channel="chat:4")
+    assert over["error"]["code"] == 106
+    assert "max_channels" in over["error"]["message"]
+    assert "result" in await b.call("subscribe", channel="chat:0")
+    # Publishing: a burst of three, then refused; nothing refused is published.
+    replies = [await a.call("publish", channel="chat:0", data=n) for n in range(4)]
+    assert ["result" in r for r in replies] == [True, True, True, False]
+    assert replies[3]["error"]["code"] == 106
+    assert "publish_rate" in replies[3]["error"]["message"]
+    assert "result" in await b.call("publish", channel="chat:0", data="b is not limited")
+    async with AsyncClient(limited.url, api_key="k") as api:
+        page = await api.history("chat:0")
+    assert [p["data"] for p in page["publications"]] == [0, 1, 2, "b is not limited"]
+    await asyncio.sleep(1.1)  # a token comes back each second
+    assert "result" in await a.call("publish", channel="chat:0", data="later")
+    counters = (await stats(limited))["counters"]
+    assert counters["limit_subscriptions"] == 1
+    assert counters["limit_channels"] == 1
+    assert counters["limit_publish_rate"] == 1
+    assert "publishing too fast" in limited.log
+    await a.close()
+    await b.close()
+
+
+async def test_connections_per_ip_and_in_total(limited: RunningServer) -> None:
+    clients = [await NativeClient.open(limited.ws_url) for _ in range(5)]
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(limited.ws_url)
+        msg = await ws.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 3003
+        assert "max_connections_per_ip" in msg.extra
+        async with http.get(limited.url + "/connection/sse?channel=chat:x") as r:
+            assert r.status == 503
+            assert r.headers["Retry-After"]
+    # The others are unharmed; one leaving makes room.
+    assert all([(await c.call("ping"))["result"] == {} for c in clients])
+    await clients.pop().close()
+    await asyncio.sleep(0.2)
+    clients.append(await NativeClient.open(limited.ws_url))
+    counters = (await stats(limited))["counters"]
+    assert counters["limit_connections_per_ip"] == 2
+    assert "refused: 5 from that address" in limited.log
+    for c in clients:
+        await c.close()
+
+
+async def test_total_connections() -> None:
+    srv = RunningServer("[limits]\nmax_connections = 2\n")
+    try:
+        clients = [await NativeClient.open(srv.ws_url) for _ in range(2)]
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(srv.url.replace("http", "ws") + "/sockjs/websocket")
+            await ws.send_str(orjson.dumps({"id": 1, "op": "connect"}).decode())
+            msg = await ws.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.CLOSE
+            assert ws.close_code == 3003
+            assert "full" in msg.extra
+        for c in clients:
+            await c.close()
+    finally:
+        srv.stop()
