@@ -958,7 +958,14 @@
     return `${protocol}://${host}${port ? ":" + port : ""}`;
   }
 
-  root.Orbiter = Object.freeze({ Client, Subscription, ErrorCode, socketUrl, version: "0.1.0" });
+  root.Orbiter = Object.freeze({
+    Client,
+    Subscription,
+    ErrorCode,
+    socketUrl,
+    SockJSSocket, // the WebSocket-like SockJS session; the TCPSocket section uses it too
+    version: "0.1.0",
+  });
   root.Orbited = Orbited;
 })(typeof globalThis !== "undefined" ? globalThis : self);
 
@@ -1039,33 +1046,87 @@
     return out;
   };
 
-  /** The largest frame the server takes (limits.max_message_size); larger sends are split. */
+  /** Under the largest message the server takes (limits.max_message_size); larger sends are split. */
   const MAX_CHUNK = 60000;
+  const SOCKJS_CHUNK = 45000; // 60000 characters of base64
+
+  /** The http(s):// base URL (no trailing slash) for `base`, or the page's origin. */
+  function httpBase(base) {
+    const here = root.location ? root.location.href : "http://localhost/";
+    const u = new URL(base == null || base === "" ? "/" : String(base), here);
+    if (u.protocol === "ws:") u.protocol = "http:";
+    else if (u.protocol === "wss:") u.protocol = "https:";
+    return u.origin + u.pathname.replace(/\/+$/, "");
+  }
+
+  const bytesToBase64 = (bytes) => root.btoa(toBinaryString(bytes));
+  const base64ToBytes = (text) => toBytes(root.atob(text), true);
+
+  /** Transports tried in order; the SockJS ones carry the proxy where WebSocket is blocked. */
+  const TCP_TRANSPORTS = Object.freeze(["websocket", "xhr-streaming", "xhr-polling"]);
 
   /**
-   * One proxied connection over a WebSocket: the common core of both APIs.
+   * One proxied connection: the common core of both APIs. Over a WebSocket at
+   * /tcp (binary frames), or over a SockJS session at /tcp/sockjs (base64
+   * messages) when the WebSocket fails before the server answered (blocked).
    * Calls hooks.open(), hooks.data(Uint8Array), hooks.close(code, reason) (once).
    */
   class TCPChannel {
-    constructor(base, host, port, hooks) {
+    constructor(base, host, port, hooks, transports) {
+      this._base = base;
+      this._host = host;
+      this._port = port;
       this._hooks = hooks;
+      this._transports = Array.from(transports || TCP_TRANSPORTS);
       this._open = false;
       this._done = false;
-      this.ws = new WebSocket(tcpUrl(base, host, port));
-      this.ws.binaryType = "arraybuffer";
-      this.ws.onmessage = (ev) => {
-        if (typeof ev.data === "string") {
-          // The one text frame of the native framing: {"type":"open",...}.
-          if (!this._open) {
-            this._open = true;
-            hooks.open();
-          }
+      this.transport = null;
+      this.ws = null;
+      this._attempt(0);
+    }
+
+    _attempt(index) {
+      const transport = this._transports[index];
+      const sockjs = transport !== "websocket";
+      let answered = false;
+      this.transport = transport;
+      let ws;
+      try {
+        if (!sockjs) {
+          ws = new WebSocket(tcpUrl(this._base, this._host, this._port));
+          ws.binaryType = "arraybuffer";
+        } else {
+          ws = new root.Orbiter.SockJSSocket(httpBase(this._base) + TCP_PATH + "/sockjs", transport);
+          ws.onopen = () =>
+            ws.send(JSON.stringify({ type: "connect", host: String(this._host), port: Number(this._port) }));
+        }
+      } catch (err) {
+        if (index + 1 < this._transports.length) return this._attempt(index + 1);
+        return this._finish(CLOSE_ABNORMAL, String(err && err.message));
+      }
+      this.ws = ws;
+      ws.onmessage = (ev) => {
+        if (this._done || this.ws !== ws) return;
+        answered = true;
+        if (!this._open) {
+          // The first message of either framing: {"type":"open","target":...}.
+          this._open = true;
+          this._hooks.open();
           return;
         }
-        hooks.data(new Uint8Array(ev.data));
+        if (sockjs) this._hooks.data(base64ToBytes(ev.data));
+        else if (typeof ev.data !== "string") this._hooks.data(new Uint8Array(ev.data));
       };
-      this.ws.onclose = (ev) => this._finish(ev.code || CLOSE_ABNORMAL, ev.reason || "");
-      this.ws.onerror = () => {};
+      ws.onclose = (ev) => {
+        if (this.ws !== ws) return;
+        const code = ev.code || CLOSE_ABNORMAL;
+        if (!answered && code === CLOSE_ABNORMAL && index + 1 < this._transports.length) {
+          this._attempt(index + 1); // blocked or unreachable this way: try the next transport
+          return;
+        }
+        this._finish(code, ev.reason || "");
+      };
+      if (!sockjs) ws.onerror = () => {};
     }
 
     get isOpen() {
@@ -1074,20 +1135,23 @@
 
     /** Bytes queued in the browser, not yet sent (for the caller's own flow control). */
     get bufferedAmount() {
-      return this.ws.bufferedAmount;
+      return this.ws && typeof this.ws.bufferedAmount === "number" ? this.ws.bufferedAmount : 0;
     }
 
     send(bytes) {
       if (!this.isOpen) throw new Error("orbiter: the TCP connection is not open");
-      for (let i = 0; i < bytes.length; i += MAX_CHUNK) {
-        this.ws.send(bytes.subarray(i, Math.min(i + MAX_CHUNK, bytes.length)));
+      const sockjs = this.transport !== "websocket";
+      const chunk = sockjs ? SOCKJS_CHUNK : MAX_CHUNK;
+      for (let i = 0; i < bytes.length; i += chunk) {
+        const part = bytes.subarray(i, Math.min(i + chunk, bytes.length));
+        this.ws.send(sockjs ? bytesToBase64(part) : part);
       }
     }
 
     close() {
       if (this._done) return;
       try {
-        this.ws.close(1000);
+        if (this.ws) this.ws.close(1000);
       } catch (err) {
         /* already closing */
       }
@@ -1133,8 +1197,8 @@
       this._binary = !!isBinary;
       this._decoder = this._binary ? null : new TextDecoder("utf-8");
       this.readyState = TCPSocket.READY_STATE_OPENING;
-      const base = settingsBase(root.Orbited && root.Orbited.settings);
-      this._channel = new TCPChannel(base, host, port, {
+      const settings = (root.Orbited && root.Orbited.settings) || {};
+      this._channel = new TCPChannel(settingsBase(settings), host, port, {
         open: () => {
           this.readyState = TCPSocket.READY_STATE_OPEN;
           if (this.onopen) this.onopen();
@@ -1147,7 +1211,7 @@
           this.readyState = TCPSocket.READY_STATE_CLOSED;
           if (this.onclose) this.onclose(code);
         },
-      });
+      }, settings.transports);
     }
 
     send(data) {
@@ -1177,6 +1241,10 @@
    *     await writer.write(new TextEncoder().encode("NICK ann\r\n"));
    *     for await (const chunk of conn.readable) { ... }   // Uint8Array chunks
    *     const { code, reason } = await conn.closed;
+   *
+   * `options.transports` (default ["websocket", "xhr-streaming", "xhr-polling"]) are
+   * tried in order while a transport fails before the server answers (WebSocket blocked);
+   * the seed API reads the same list from `Orbited.settings.transports`.
    *
    * The promise rejects with an Error whose `code` is the close code when the
    * connection cannot be opened (denied 4403, unknown host 4404, refused 4502, ...).
@@ -1216,7 +1284,7 @@
             reject(err);
           }
         },
-      });
+      }, opts.transports);
       const waitForRoom = async () => {
         for (let i = 0; channel.bufferedAmount > highWaterMark && channel.isOpen; i++) {
           await new Promise((r) => setTimeout(r, Math.min(5 * (i + 1), 100)));

@@ -28,6 +28,7 @@ from orbiter.protocol.tcp_websockify import (
 )
 from orbiter.services.tcp_access import BadTarget, Requester
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
+from orbiter.transports.tcp_sockjs import add_tcp_sockjs_routes
 
 log = logging.getLogger("orbiter.tcp")
 
@@ -120,9 +121,10 @@ async def _close(ws: web.WebSocketResponse, code: CloseCode, reason: str) -> Non
 
 
 def add_tcp_routes(app: web.Application, proxy: TcpProxy) -> None:
-    """Mount ``/tcp`` and ``/tcp/{target}``; end every relay when the app shuts down."""
+    """Mount ``/tcp``, ``/tcp/sockjs`` and ``/tcp/{target}``; end every relay at shutdown."""
     app[TCP_PROXY] = proxy
     app.router.add_get("/tcp", tcp_websocket_handler)
+    add_tcp_sockjs_routes(app, app[NODE], proxy)
     app.router.add_get("/tcp/{target}", tcp_websocket_handler)
 
     async def shutdown(app: web.Application) -> None:

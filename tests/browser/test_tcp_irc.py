@@ -45,6 +45,7 @@ window.startIrc = function (host, port, nick, channel) {
     }
   };
   sock.onclose = (code) => { window.irc.closeCode = code; };
+  window.irc.sock = sock;
   sock.open(host, port);
   window.irc.say = (text) => send("PRIVMSG " + channel + " :" + text);
   window.irc.quit = () => sock.close();
@@ -77,8 +78,27 @@ def pages(irc_server: RunningServer) -> Iterator[PageServer]:
     server.close()
 
 
-def irc_page(new_page: Callable[[], Page], pages: PageServer) -> Page:
+#: A WebSocket that fails the way one does behind a proxy that blocks it.
+BLOCK_WEBSOCKET = """
+window.WebSocket = class {
+  constructor(url) {
+    this.readyState = 0;
+    setTimeout(() => {
+      this.readyState = 3;
+      if (this.onerror) this.onerror({});
+      if (this.onclose) this.onclose({code: 1006, reason: ""});
+    }, 20);
+  }
+  send() { throw new Error("WebSocket is blocked"); }
+  close() {}
+};
+"""
+
+
+def irc_page(new_page: Callable[[], Page], pages: PageServer, *, block_ws: bool = False) -> Page:
     page = new_page()
+    if block_ws:
+        page.add_init_script(BLOCK_WEBSOCKET)
     page.goto(pages.url + "/irc.html")
     return page
 
@@ -139,3 +159,23 @@ def test_stream_api_registers_with_ngircd(
         ngircd.port,
     )
     assert welcome == {"welcome": True, "code": 1000, "refused": 4403}
+
+
+@pytest.mark.parametrize("transport", ["xhr-streaming", "xhr-polling"])
+def test_irc_over_sockjs_when_websocket_is_blocked(
+    pages: PageServer, ngircd: Ngircd, new_page: Callable[[], Page], transport: str
+) -> None:
+    ann = irc_page(new_page, pages, block_ws=True)
+    bob = irc_page(new_page, pages)
+    ann.evaluate(f"Orbited.settings.transports = ['websocket', '{transport}']")
+    ann.evaluate(f"startIrc('127.0.0.1', {ngircd.port}, 'ann_{transport[4:8]}', '#sockjs')")
+    bob.evaluate(f"startIrc('127.0.0.1', {ngircd.port}, 'bob_{transport[4:8]}', '#sockjs')")
+    for page in (ann, bob):
+        page.wait_for_function("window.irc.joined")
+    assert ann.evaluate("irc.sock._channel.transport") == transport
+    ann.evaluate("irc.say('from behind a proxy ✓')")
+    bob.wait_for_function(f"irc.lines.includes('ann_{transport[4:8]}: from behind a proxy ✓')")
+    bob.evaluate("irc.say('x'.repeat(400))")  # a long line: more than one read on the way
+    ann.wait_for_function(f"irc.lines.includes('bob_{transport[4:8]}: ' + 'x'.repeat(400))")
+    ann.evaluate("irc.quit()")
+    assert ann.evaluate("irc.closeCode") == 1000

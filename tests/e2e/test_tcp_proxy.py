@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
+import orjson
 import pytest
 
 from tests.e2e.tcp_backends import (
@@ -338,3 +339,43 @@ async def test_websockify_base64_and_binary_subprotocols(
         await ws.close()
     finally:
         await backend.stop()
+
+
+async def _sockjs_frame(ws: aiohttp.ClientWebSocketResponse) -> str:
+    msg = await ws.receive(timeout=10)
+    assert msg.type is aiohttp.WSMsgType.TEXT, msg
+    return str(msg.data)
+
+
+async def test_sockjs_carried_mode(
+    proxy_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    """The SockJS framing (here over its WebSocket transport): connect message, base64."""
+    pid = proxy_server.process.pid
+    before = tcp_sockets(pid)
+    backend = await Echo(PORTS["echo"]).start()
+    base = proxy_server.url.replace("http://", "ws://") + "/tcp/sockjs/000"
+    try:
+        ws = await http.ws_connect(f"{base}/echo1/websocket")
+        assert await _sockjs_frame(ws) == "o"
+        connect = {"type": "connect", "host": "127.0.0.1", "port": PORTS["echo"]}
+        await ws.send_str(orjson.dumps([orjson.dumps(connect).decode()]).decode())
+        opened_frame = await _sockjs_frame(ws)
+        assert orjson.loads(orjson.loads(opened_frame[1:])[0])["type"] == "open"
+        payload = bytes(range(256))
+        await ws.send_str(orjson.dumps([base64.b64encode(payload).decode()]).decode())
+        echoed = orjson.loads((await _sockjs_frame(ws))[1:])
+        assert base64.b64decode("".join(echoed)) == payload
+        await ws.close()
+        await asyncio.wait_for(backend.closed.wait(), 10)
+
+        ws = await http.ws_connect(f"{base}/denied1/websocket")
+        assert await _sockjs_frame(ws) == "o"
+        connect = {"type": "connect", "host": "127.0.0.1", "port": 1}
+        await ws.send_str(orjson.dumps([orjson.dumps(connect).decode()]).decode())
+        close = await _sockjs_frame(ws)
+        assert orjson.loads(close[1:])[0] == 4403
+        await ws.close()
+    finally:
+        await backend.stop()
+    assert wait_for_sockets(pid, before) <= before
