@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orbiter.http import api
+from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.keys import NODE
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
@@ -59,4 +60,6 @@ def build_app(node: Node) -> web.Application:
     add_stomp(app, node)
     # pyorbited's Orbit 1.0 event port ([pyorbited], the INI's orbit://), when enabled.
     add_pyorbited_listener(app, node)
+    # The development reverse proxy ([dev_proxy], the INI's [proxy]), when enabled.
+    add_dev_proxy(app, node)
     return app
