@@ -10,6 +10,8 @@ from aiohttp import web
 
 from orbiter.config import Config
 from orbiter.http.app import build_app
+from orbiter.http.keys import RAW_ROUTERS
+from orbiter.http.sniffing import SniffingRunner, first_claim
 from orbiter.node import Node
 
 log = logging.getLogger("orbiter")
@@ -26,7 +28,11 @@ def serve(config: Config) -> None:
 
 async def run_server(config: Config) -> None:
     node = Node(config)
-    runner = web.AppRunner(build_app(node), handle_signals=False, access_log=None)
+    app = build_app(node)
+    # Connections aiohttp cannot parse (hixie-76 WebSockets) are taken before it sees them.
+    runner = SniffingRunner(
+        app, first_claim(app[RAW_ROUTERS]), handle_signals=False, access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from orbiter.http import api
 from orbiter.http.dev_proxy import add_dev_proxy
-from orbiter.http.keys import NODE
+from orbiter.http.keys import NODE, RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.comet import add_comet_routes
@@ -31,6 +31,7 @@ def build_app(node: Node) -> web.Application:
         client_max_size=node.config.limits.max_http_body, middlewares=[api.api_errors, origin_guard]
     )
     app[NODE] = node
+    app[RAW_ROUTERS] = []
     # Origin checks and CORS for every push route (transports/guard.py).
     app.on_response_prepare.append(add_cors_headers)
     app.router.add_get("/connection/websocket", websocket_handler)

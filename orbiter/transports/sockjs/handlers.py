@@ -92,6 +92,19 @@ class SockJSHandler:
             return web.Response(status=404, text="WebSocket is disabled.\n")
         return await raw_websocket(request, endpoint)
 
+    def websocket_endpoint(self, path: str) -> Endpoint | None:
+        """The endpoint whose session WebSocket URL ``path`` (raw) is, if it offers WebSocket."""
+        if not path.startswith(self.prefix):
+            return None
+        name, tail = urls.split_service(path[len(self.prefix) :], self._services)
+        endpoint = self.server.endpoints.get(name)
+        target = urls.parse(tail)
+        if endpoint is None or not endpoint.options.websocket:
+            return None
+        if isinstance(target, urls.SessionUrl) and target.transport == "websocket":
+            return endpoint
+        return None
+
     async def _session_url(
         self, request: web.Request, endpoint: Endpoint, target: urls.SessionUrl
     ) -> web.StreamResponse:

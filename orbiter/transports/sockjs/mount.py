@@ -16,6 +16,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from orbiter.config import Config
+from orbiter.http.keys import RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
 from orbiter.transports.sockjs.endpoint import (
@@ -25,6 +26,7 @@ from orbiter.transports.sockjs.endpoint import (
     SockJSServer,
 )
 from orbiter.transports.sockjs.handlers import SockJSHandler
+from orbiter.transports.sockjs.hixie76 import hixie76_router
 from orbiter.transports.sockjs.services import CloseApp, EchoApp, NativeApp
 
 log = logging.getLogger("orbiter.sockjs")
@@ -92,6 +94,8 @@ def add_sockjs_routes(app: web.Application, node: Node) -> None:
     handler = SockJSHandler(server, prefix)
     app.router.add_route("*", prefix, handler)
     app.router.add_route("*", prefix + "/{tail:.*}", handler)
+    unguarded = set(TEST_SERVICES) if node.config.sockjs.test_services else set()
+    app[RAW_ROUTERS].append(hixie76_router(handler, node, unguarded=unguarded))
     if node.config.sockjs.test_services:
         names = ", ".join(f"{prefix}/{name}" for name in server.endpoints if name)
         log.warning("SockJS test services mounted: %s", names)

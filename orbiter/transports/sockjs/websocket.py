@@ -5,8 +5,8 @@ On the session URL each WebSocket text frame carries one SockJS frame
 messages; broken JSON ends the connection. On the raw URL there is no
 SockJS framing: each text frame is one message, and the session's close
 becomes the WebSocket close code and reason. Either way the session lives
-exactly as long as its WebSocket. (The hixie-76 draft is not spoken:
-aiohttp's HTTP parser refuses its handshake before any handler runs.)
+exactly as long as its WebSocket. (The hixie-76 draft, which aiohttp
+refuses, is served by :mod:`orbiter.transports.sockjs.hixie76`.)
 """
 
 from __future__ import annotations

@@ -72,24 +72,6 @@ async def test_handshake_headers(sockjs: SockJSUrls) -> None:
     assert head.get("content-length") is None
 
 
-async def test_the_hixie76_draft_is_refused_with_a_clear_error(sockjs: SockJSUrls) -> None:
-    # The 2010 draft's handshake ends with an 8-byte body that no Content-Length
-    # announces; it is refused (400, naming the header) and the server goes on.
-    url = SockJSUrls.session(sockjs.echo) + "/websocket"
-    hixie = {
-        "Connection": "Upgrade",
-        "Upgrade": "WebSocket",
-        "Origin": sockjs.server.url,
-        "Sec-WebSocket-Key1": "4 @1  46546xW%0l 1 5",
-        "Sec-WebSocket-Key2": "12998 5 Y3 1  .P00",
-    }
-    head, body = await fetch(url, headers=hixie)
-    assert head.status == 400
-    assert b"Sec-WebSocket-Key1" in body
-    async with aiohttp.ClientSession() as http, http.ws_connect(SockJSUrls.ws(url)) as ws:
-        assert await receive_text(ws) == "o"
-
-
 async def test_framed_echo_ignores_empty_frames(sockjs: SockJSUrls) -> None:
     url = SockJSUrls.ws(SockJSUrls.session(sockjs.echo) + "/websocket")
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
