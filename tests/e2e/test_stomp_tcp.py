@@ -500,3 +500,30 @@ def test_the_api_key_still_admits_app_servers_when_tokens_are_on(token_broker):
     assert got.wait(lambda: "ok" in got.receipts)
     assert not got.errors
     c.disconnect()
+
+
+def test_connections_per_ip_are_limited():
+    srv, port = start_stomp_server("[limits]\nmax_connections_per_ip = 2\n")
+    try:
+        first, second = RawClient(port), RawClient(port)
+        assert first.connect().command == "CONNECTED"
+        assert second.connect().command == "CONNECTED"
+        third = RawClient(port)
+        frame = third.next()
+        assert frame.command == "ERROR"
+        assert frame.get("message") == "too many connections"
+        assert b"limits.max_connections_per_ip" in frame.body
+        assert third.wait_closed()
+        first.close()
+        # Once one closes, a new connection is admitted again.
+        deadline = time.monotonic() + 5
+        while True:
+            again = RawClient(port)
+            reply = again.connect()
+            if reply.command == "CONNECTED" or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.1)
+        assert reply.command == "CONNECTED"
+    finally:
+        srv.stop()

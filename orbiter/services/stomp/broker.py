@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Literal
 
@@ -48,6 +49,7 @@ class StompBroker:
             max_header_line=self.settings.max_header_line,
             max_body=config.limits.max_message_size,
         )
+        self._per_ip: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._cached: Publication | None = None
         self._cached_tails: dict[bool, bytes] = {}
@@ -59,7 +61,20 @@ class StompBroker:
     ) -> StompSession:
         """A session for a new connection; ``headers``: its HTTP request's, for app hooks."""
         session = StompSession(self, peer=peer, transport=transport, headers=headers)
+        limits = self.config.limits
+        if len(self.sessions) >= limits.max_connections:
+            session.fail(
+                "too many connections",
+                f"the broker holds {limits.max_connections} connections (limits.max_connections)",
+            )
+        elif self._per_ip[peer] >= limits.max_connections_per_ip:
+            session.fail(
+                "too many connections",
+                f"{limits.max_connections_per_ip} connections from {peer} are open "
+                "(limits.max_connections_per_ip)",
+            )
         self.sessions.add(session)
+        self._per_ip[peer] += 1
         return session
 
     async def end_session(self, session: StompSession) -> None:
@@ -67,7 +82,11 @@ class StompBroker:
         try:
             await session.finish()
         finally:
-            self.sessions.discard(session)
+            if session in self.sessions:
+                self.sessions.discard(session)
+                self._per_ip[session.peer] -= 1
+                if self._per_ip[session.peer] <= 0:
+                    del self._per_ip[session.peer]
 
     def close_all(self, reason: str) -> None:
         for session in list(self.sessions):
