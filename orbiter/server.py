@@ -7,6 +7,7 @@ import logging
 import signal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from orbiter.config import Config
 from orbiter.http.app import build_app
@@ -26,7 +27,23 @@ def serve(config: Config) -> None:
         uvloop.run(run_server(config))
 
 
+class _OneLineBadRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse as an ERROR with a traceback; a client
+    could fill the log that way. Such a record becomes one WARNING line naming the problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            what = record.getMessage()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "%s: %s"
+            record.args = (what, " ".join(str(exc.message).split()))
+            record.exc_info = record.exc_text = None
+        return True
+
+
 async def run_server(config: Config) -> None:
+    logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     node = Node(config)
     app = build_app(node)
     # Connections aiohttp cannot parse (hixie-76 WebSockets) are taken before it sees them.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import aiohttp
@@ -56,3 +57,20 @@ async def test_commands_before_connect_are_refused(server: RunningServer) -> Non
         await ws.send_str('{"id": 1, "op": "subscribe", "channel": "x"}')
         reply = await ws.receive_json()
         assert reply["error"]["code"] == 108
+
+
+async def test_an_unparseable_request_gets_400_and_one_log_line(server: RunningServer) -> None:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key1: 1 2\r\n\r\n"
+    )
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.0 400 ")
+    assert b"Sec-WebSocket-Key1" in answer
+    assert server.wait_for_log("WARNING aiohttp.server: Error handling request from 127.0.0.1: ")
+    assert "Traceback" not in server.log
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
+        assert not ws.closed
