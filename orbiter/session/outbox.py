@@ -21,12 +21,16 @@ class Outbox:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
-    def put(self, message: bytes) -> bool:
-        """Queue ``message``; False (and nothing queued) if the limit would be passed."""
+    def put(self, message: bytes, *, force: bool = False) -> bool:
+        """Queue ``message``; False (and nothing queued) if the limit would be passed.
+
+        ``force`` queues it whatever the limit: for a reply the client asked for
+        (a recovery may be larger than the limit), when :attr:`over_limit` is False.
+        """
         if self._closed:
             return True
         size = self._size + len(message)
-        if size > self._limit:
+        if size > self._limit and not force:
             return False
         self._items.append(message)
         self._size = size
@@ -64,3 +68,8 @@ class Outbox:
     @property
     def queued_bytes(self) -> int:
         return self._size
+
+    @property
+    def over_limit(self) -> bool:
+        """More is queued than the limit: the client is not reading."""
+        return self._size > self._limit

@@ -27,6 +27,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -139,6 +140,9 @@ class ClientSession:
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self._auth = auth if auth is not None else Authenticator(config)
         self._expiry: asyncio.TimerHandle | None = None
+        #: Set by the transport: cut the connection of a client closed as a slow
+        #: consumer (one that does not read cannot take a close frame either).
+        self.on_slow_consumer: Callable[[], None] | None = None
         limits = config.limits
         self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
         self.outbox = Outbox(config.limits.outgoing_buffer)
@@ -167,22 +171,23 @@ class ClientSession:
                 return
             if isinstance(event, CommandError):
                 log.info("client %s (%s): %s", self.client_id, self.peer, event.message)
-                self._send(encode_error(event.id, event.code, event.message))
+                self._send_reply(encode_error(event.id, event.code, event.message))
                 continue
             try:
                 result, settling = await self._dispatch(event)
             except Refusal as exc:
                 log.info("client %s (%s): refused: %s", self.client_id, self.peer, exc.message)
-                self._send(encode_error(event.id, exc.code, exc.message))
+                self._send_reply(encode_error(event.id, exc.code, exc.message))
                 if isinstance(exc, ConnectRefused):
                     self.close(exc.close_code, exc.message)
                 elif isinstance(event, Connect):
                     self.close(DisconnectCode.CONNECT_FAILED, exc.message)
             except Exception:
                 log.exception("client %s (%s): internal error", self.client_id, self.peer)
-                self._send(encode_error(event.id, ErrorCode.INTERNAL, "internal server error"))
+                internal = encode_error(event.id, ErrorCode.INTERNAL, "internal server error")
+                self._send_reply(internal)
             else:
-                self._send(encode_reply(event.id, result))
+                self._send_reply(encode_reply(event.id, result))
                 if settling is not None:
                     self._settle(settling)
 
@@ -463,9 +468,9 @@ class ClientSession:
     async def _join(self, channel: str, since: StreamPosition | None) -> Subscribed:
         page, sub = await self._subscribe(channel, since)
         recovered = None if since is None else page.recoverable
-        if recovered:
+        if recovered and self._client_reading():
             for pub in page.publications:
-                self._send(encode_publication(pub))
+                self.outbox.put(encode_publication(pub), force=True)
         self._settle(sub)
         start = since if recovered and since is not None else page.position
         return Subscribed(channel, page.position, start, recovered)
@@ -499,6 +504,24 @@ class ClientSession:
         if not self.outbox.put(message):
             self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
 
+    def _send_reply(self, message: bytes) -> None:
+        """Queue a reply; it may take the outbox past its limit (see :meth:`_client_reading`)."""
+        if self._client_reading():
+            self.outbox.put(message, force=True)
+
+    def _client_reading(self) -> bool:
+        """May what the client asked for be queued past the outgoing limit?
+
+        A reply (with a recovery, which can be larger than the limit: it is
+        bounded by the channel's ``history_size``) is queued whole, but only
+        if the client has been reading: an outbox already past its limit means
+        it has not, and the session is closed as a slow consumer instead.
+        """
+        if self.outbox.over_limit:
+            self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
+            return False
+        return True
+
     def close(self, code: DisconnectCode, reason: str) -> None:
         """End the session; the transport closes the connection with ``code``."""
         if self.closed:
@@ -506,6 +529,8 @@ class ClientSession:
         self.close_code, self.close_reason = code, reason
         if code is DisconnectCode.SLOW_CONSUMER:
             self.counters["limit_outgoing_buffer"] += 1
+            if self.on_slow_consumer is not None:
+                self.on_slow_consumer()
             log.warning(
                 "client %s (%s): disconnected: %s (%d bytes queued)",
                 self.client_id,

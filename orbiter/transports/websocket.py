@@ -45,6 +45,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     except TooManyConnections as exc:
         await ws.close(code=DisconnectCode.TOO_MANY_CONNECTIONS, message=str(exc).encode()[:120])
         return ws
+    session.on_slow_consumer = lambda: cut_later(request, timing.pong_timeout)
     writer = asyncio.create_task(_write(ws, session))
     try:
         async for msg in ws:
@@ -60,6 +61,20 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await node.end_session(session)
         await writer
     return ws
+
+
+def cut_later(request: web.Request, delay: float) -> None:
+    """Abort the connection in ``delay`` seconds unless it has closed by then.
+
+    For a slow consumer: its close frame waits behind what it does not read.
+    """
+
+    def cut() -> None:
+        if request.transport is not None:
+            log.info("websocket from %s: cut (slow consumer)", request.remote)
+            request.transport.abort()
+
+    asyncio.get_running_loop().call_later(delay, cut)
 
 
 async def _write(ws: web.WebSocketResponse, session: ClientSession) -> None:
