@@ -1322,10 +1322,52 @@
     });
   }
 
+  /**
+   * A proxied TCP connection behind the WebSocket interface (readyState, binaryType,
+   * send, close, onopen, onmessage({data: ArrayBuffer}), onclose({code, reason})),
+   * for clients written against WebSocket: `STOMPClient({transport: "tcp"})` uses it.
+   */
+  class TCPWebSocket {
+    constructor(host, port, options) {
+      const opts = options || {};
+      this.readyState = 0;
+      this.binaryType = "arraybuffer";
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
+      const base = opts.url != null ? opts.url : settingsBase(root.Orbited && root.Orbited.settings);
+      this._channel = new TCPChannel(base, host, port, {
+        open: () => {
+          this.readyState = 1;
+          if (this.onopen) this.onopen({});
+        },
+        data: (bytes) => {
+          const data = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+          if (this.onmessage) this.onmessage({ data });
+        },
+        close: (code, reason) => {
+          this.readyState = 3;
+          if (this.onclose) this.onclose({ code, reason, wasClean: code === 1000 });
+        },
+      }, opts.transports);
+    }
+
+    get bufferedAmount() {
+      return this._channel.bufferedAmount;
+    }
+
+    send(data) {
+      this._channel.send(toBytes(data, false));
+    }
+
+    close() {
+      this.readyState = 2;
+      this._channel.close();
+    }
+  }
+
   if (root.Orbited) root.Orbited.TCPSocket = TCPSocket;
   else root.Orbited = { settings: { hostname: null, port: null, protocol: null }, TCPSocket };
   root.Orbiter = Object.freeze(
-    Object.assign({}, root.Orbiter, { TCPSocket, TCPCloseCode, connectTCP, tcpUrl })
+    Object.assign({}, root.Orbiter, { TCPSocket, TCPWebSocket, TCPCloseCode, connectTCP, tcpUrl })
   );
 })(typeof globalThis !== "undefined" ? globalThis : self);
 
@@ -1530,12 +1572,24 @@
     }
 
     _open() {
+      if (this.options.transport === "tcp") return this._openSocket(this._tcpSocket());
       const sockjs = this._useSockJS();
       const url = baseUrl({ ...this.options, transport: sockjs ? "sockjs" : "websocket", path: this.options.path + (sockjs ? "/sockjs" : "") });
       const socket = sockjs
         ? new root.SockJS(url, null, this.options.sockjs)
         : new root.WebSocket(url, ["v12.stomp", "v11.stomp", "v10.stomp"]);
       if (!sockjs) socket.binaryType = "arraybuffer";
+      this._openSocket(socket);
+    }
+
+    /** transport "tcp": STOMP straight to connect()'s host:port through orbiter's /tcp proxy. */
+    _tcpSocket() {
+      const [host, port] = this._args || [];
+      return new root.Orbiter.TCPWebSocket(host, port, { url: this.options.url, transports: this.options.transports });
+    }
+
+    _openSocket(socket) {
+      const tcp = this.options.transport === "tcp";
       const reader = new FrameReader();
       this._socket = socket;
       this.connected = false;
@@ -1545,7 +1599,9 @@
         const [host, , login, passcode] = this._args || [];
         const beat = this.options.heartbeat;
         this._write(encodeFrame("CONNECT", {
-          "accept-version": "1.0,1.1,1.2", host: host || (root.location && root.location.hostname) || "localhost",
+          "accept-version": "1.0,1.1,1.2",
+          // Over "tcp" the broker is a real server: its virtual host is options.vhost (or none).
+          host: tcp ? this.options.vhost : host || (root.location && root.location.hostname) || "localhost",
           login, passcode, "heart-beat": `${beat},0`,
         }));
       };
