@@ -124,6 +124,9 @@ class SessionTiming:
     #: The seed's ``session.ping_interval``.
     ping_interval: float = 25.0
     pong_timeout: float = 10.0
+    #: Seconds a channel's publications wait to be written together (0: written
+    #: at the end of the event-loop iteration they arrived in).
+    write_delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +285,10 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
 
     timing = _dataclass_from(SessionTiming, _table(raw, "session", source), "session", source)
     for f in fields(SessionTiming):
-        if getattr(timing, f.name) <= 0:
+        if f.name != "write_delay" and getattr(timing, f.name) <= 0:
             raise ConfigError(f"{source}: 'session.{f.name}' must be positive")
+    if not 0 <= timing.write_delay <= 1:
+        raise ConfigError(f"{source}: 'session.write_delay' must be between 0 and 1 seconds")
 
     kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
     try:

@@ -12,6 +12,7 @@ from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.pubsub import PubSub
+from orbiter.session.outbox import Flusher
 from orbiter.session.session import ClientSession
 
 log = logging.getLogger("orbiter.node")
@@ -33,6 +34,8 @@ class Node:
         self.broker = broker if broker is not None else MemoryBroker()
         self.presence = presence if presence is not None else MemoryPresenceStore()
         self.pubsub = PubSub(config, self.broker, self.presence)
+        #: Writes what pushed outboxes (WebSocket sessions) queued, once per loop iteration.
+        self.flusher = Flusher()
         self.sessions: set[ClientSession] = set()
         self._sessions_gone = asyncio.Event()
         #: Who connections are and what they may do (tokens, hooks, channel rules).

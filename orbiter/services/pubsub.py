@@ -3,14 +3,17 @@
 :class:`PubSub` is the one delivery path. Every route that publishes (the
 native protocol, the HTTP API, Orbited ``event``) ends in
 :meth:`PubSub.publish`; every publication the broker delivers is encoded
-once in :meth:`PubSub._fan_out` and the same bytes are handed to each
-subscriber without awaiting.
+once in :meth:`PubSub._fan_out` and queued on its channel. Once per
+event-loop iteration (or after ``session.write_delay`` seconds) a channel's
+queued publications go to every subscriber as one :class:`SharedBatch`,
+without awaiting: a burst costs each subscriber one call, and each
+transport frames the batch once for all of its connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from orbiter.config import Config
@@ -23,6 +26,9 @@ from orbiter.engine.base import (
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey
 from orbiter.protocol.native import encode_presence, encode_publication
+from orbiter.services.shared_batch import SharedBatch
+
+BatchHandler = Callable[[SharedBatch], None]
 
 
 class Subscriber(Protocol):
@@ -39,19 +45,40 @@ class Subscriber(Protocol):
         """What the app attached to this client, shown in presence."""
 
     def deliver(self, pub: Publication, message: bytes) -> None:
-        """Take one publication, already encoded; must not block or await."""
+        """Take one publication, already encoded; must not block or await.
+
+        A subscriber that also has ``deliver_batch(batch: SharedBatch)`` gets
+        each batch in one call instead.
+        """
 
     def deliver_presence(self, channel: str, message: bytes) -> None:
         """Take one encoded join/leave push; must not block or await."""
 
 
 class _Channel:
-    __slots__ = ("ready", "subscribers")
+    __slots__ = ("messages", "name", "pubs", "ready", "subscribers")
 
-    def __init__(self) -> None:
-        self.subscribers: dict[Subscriber, None] = {}
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: Each subscriber and the handler its batches go to.
+        self.subscribers: dict[Subscriber, BatchHandler] = {}
         #: Resolved once the broker delivers this channel to the node.
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Publications waiting for the next flush, and their encodings.
+        self.pubs: list[Publication] = []
+        self.messages: list[bytes] = []
+
+
+def _batch_handler(sub: Subscriber) -> BatchHandler:
+    handler: BatchHandler | None = getattr(sub, "deliver_batch", None)
+    if handler is not None:
+        return handler
+
+    def one_by_one(batch: SharedBatch) -> None:
+        for pub, message in zip(batch.pubs, batch.messages, strict=True):
+            sub.deliver(pub, message)
+
+    return one_by_one
 
 
 class PubSub:
@@ -60,6 +87,7 @@ class PubSub:
         self._broker = broker
         self._presence = presence
         self._channels: dict[str, _Channel] = {}
+        self._write_delay = config.session.write_delay
         broker.set_handlers(self._fan_out, self._fan_out_presence)
 
     def policy(self, channel: str) -> HistoryPolicy:
@@ -70,8 +98,8 @@ class PubSub:
         """Deliver ``channel``'s publications to ``sub`` from now on."""
         entry = self._channels.get(channel)
         if entry is None:
-            entry = self._channels[channel] = _Channel()
-            entry.subscribers[sub] = None
+            entry = self._channels[channel] = _Channel(channel)
+            entry.subscribers[sub] = _batch_handler(sub)
             try:
                 await self._broker.subscribe(channel)
             except BaseException as exc:
@@ -82,7 +110,7 @@ class PubSub:
                 raise
             entry.ready.set_result(None)
         else:
-            entry.subscribers[sub] = None
+            entry.subscribers[sub] = _batch_handler(sub)
             if not entry.ready.done():
                 await asyncio.shield(entry.ready)
         info = ClientInfo(sub.client_id, sub.user, sub.info)
@@ -141,14 +169,30 @@ class PubSub:
         entry = self._channels.get(pub.channel)
         if entry is None:
             return
-        message = encode_publication(pub)
-        for sub in entry.subscribers:  # deliver() never unsubscribes synchronously
-            sub.deliver(pub, message)
+        if not entry.pubs:
+            loop = asyncio.get_running_loop()
+            if self._write_delay > 0:
+                loop.call_later(self._write_delay, self._flush, entry)
+            else:
+                loop.call_soon(self._flush, entry)
+        entry.pubs.append(pub)
+        entry.messages.append(encode_publication(pub))
+
+    def _flush(self, entry: _Channel) -> None:
+        """Hand a channel's queued publications to every subscriber, as one shared batch."""
+        if not entry.pubs:
+            return
+        batch = SharedBatch(entry.name, entry.pubs, entry.messages)
+        entry.pubs, entry.messages = [], []
+        # A handler never unsubscribes synchronously (closing only marks the session).
+        for handler in entry.subscribers.values():
+            handler(batch)
 
     def _fan_out_presence(self, event: PresenceEvent) -> None:
         entry = self._channels.get(event.channel)
         if entry is None:
             return
+        self._flush(entry)  # publications before the join/leave stay before it
         message = encode_presence(event)
         for sub in entry.subscribers:
             sub.deliver_presence(event.channel, message)

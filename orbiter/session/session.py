@@ -58,6 +58,7 @@ from orbiter.protocol.native import (
     validate_channel,
 )
 from orbiter.services.pubsub import PubSub
+from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.outbox import Outbox
 from orbiter.session.rate import TokenBucket
 
@@ -492,6 +493,19 @@ class ClientSession:
             return
         sub.offset = pub.offset
         if not self.outbox.put(message):
+            self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
+
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        """Fan-out hot path: the publications one channel got in this loop iteration."""
+        sub = self._subs.get(batch.channel)
+        if sub is None:
+            return
+        if sub.pending is not None or batch.first_offset <= sub.offset:
+            for pub, message in zip(batch.pubs, batch.messages, strict=True):
+                self.deliver(pub, message)
+            return
+        sub.offset = batch.last_offset
+        if not self.outbox.put_batch(batch):
             self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
 
     def deliver_presence(self, channel: str, message: bytes) -> None:

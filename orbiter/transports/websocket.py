@@ -1,8 +1,12 @@
 """The native protocol over a raw WebSocket (``/connection/websocket``).
 
 Each text (or binary, UTF-8) frame from the client holds one or more
-newline-separated commands. Everything the session queued since the last
-write goes out as one text frame, its messages separated by newlines.
+newline-separated commands. The adapter is pushed to (an
+:class:`~orbiter.session.outbox.Sink`): what the session queued during one
+event-loop iteration goes out as one text frame, its messages separated by
+newlines, and a channel's batch of publications is framed once
+(:meth:`SharedBatch.framed`) and those same bytes are written straight to
+every subscriber's transport, bypassing aiohttp's per-send framing.
 
 Heartbeats are WebSocket ping frames (browsers answer them by themselves):
 one after ``session.ping_interval`` seconds without traffic; a connection
@@ -15,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 
 from aiohttp import WSMsgType, web
 
 from orbiter.http.keys import NODE
 from orbiter.node import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
+from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
 from orbiter.transports.guard import request_credentials
 
@@ -46,7 +52,16 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=DisconnectCode.TOO_MANY_CONNECTIONS, message=str(exc).encode()[:120])
         return ws
     session.on_slow_consumer = lambda: cut_later(request, timing.pong_timeout)
-    writer = asyncio.create_task(_write(ws, session))
+    closer: list[asyncio.Task[None]] = []
+    transport = request.transport
+    if transport is not None:
+
+        def on_close() -> None:
+            closer.append(asyncio.ensure_future(_close(ws, session)))
+
+        session.outbox.attach(_WebSocketSink(transport), node.flusher, on_close)
+    else:  # the peer went away during the handshake
+        session.close(DisconnectCode.SHUTDOWN, "connection lost")
     try:
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -59,7 +74,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 log.info("websocket from %s: %s", request.remote, ws.exception())
     finally:
         await node.end_session(session)
-        await writer
+        for task in closer:
+            await task
     return ws
 
 
@@ -77,10 +93,46 @@ def cut_later(request: web.Request, delay: float) -> None:
     asyncio.get_running_loop().call_later(delay, cut)
 
 
-async def _write(ws: web.WebSocketResponse, session: ClientSession) -> None:
-    with contextlib.suppress(ConnectionError):
-        while batch := await session.outbox.take():
-            await ws.send_frame(b"\n".join(batch), WSMsgType.TEXT)
+#: The key under which a batch caches its WebSocket framing.
+_FRAMING = "websocket-text"
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final WebSocket text frame (RFC 6455 section 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def _frame_batch(messages: list[bytes]) -> bytes:
+    return text_frame(b"\n".join(messages))
+
+
+class _WebSocketSink:
+    """Writes pre-framed text frames to the connection's transport."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+
+    def backlog(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def write(self, messages: list[bytes]) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(_frame_batch(messages))
+
+    def write_batch(self, batch: SharedBatch) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(batch.framed(_FRAMING, _frame_batch))
+
+
+async def _close(ws: web.WebSocketResponse, session: ClientSession) -> None:
+    """Close with the session's code (a slow consumer is cut by :func:`cut_later`)."""
     if not ws.closed and session.close_code is not None:
         with contextlib.suppress(ConnectionError):
             await ws.close(code=session.close_code, message=session.close_reason.encode())

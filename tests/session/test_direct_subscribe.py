@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +27,8 @@ def session_for(pubsub: PubSub, config: Config | None = None) -> ClientSession:
     return ClientSession(pubsub, config or Config(), peer="test")
 
 
-def drain(session: ClientSession) -> list[dict[str, Any]]:
+async def drain(session: ClientSession) -> list[dict[str, Any]]:
+    await asyncio.sleep(0)  # publications reach subscribers at the end of the loop iteration
     items, session.outbox._items, session.outbox._size = session.outbox._items, [], 0
     return [orjson.loads(item) for item in items]
 
@@ -39,9 +41,9 @@ async def test_subscribe_without_since_starts_at_the_current_position() -> None:
     assert sub.recovered is None
     assert sub.start == sub.position == StreamPosition(1, first.epoch)
     assert session.position("news") == StreamPosition(1, first.epoch)
-    assert drain(session) == []
+    assert await drain(session) == []
     await pubsub.publish("news", "live")
-    assert [m["data"] for m in drain(session)] == ["live"]
+    assert [m["data"] for m in await drain(session)] == ["live"]
     assert session.position("news") == StreamPosition(2, first.epoch)
 
 
@@ -57,7 +59,7 @@ async def test_recovered_publications_are_queued_as_pushes_before_live_ones() ->
     assert sub.start == since
     assert sub.position == StreamPosition(3, seen.epoch)
     await pubsub.publish("news", "live")
-    pushes = drain(session)
+    pushes = await drain(session)
     assert [(p["push"], p["channel"], p["offset"], p["data"]) for p in pushes] == [
         ("pub", "news", 2, "missed-1"),
         ("pub", "news", 3, "missed-2"),
@@ -73,7 +75,7 @@ async def test_unrecoverable_since_starts_at_the_current_position_with_nothing_q
     assert sub.recovered is False
     assert sub.start == sub.position
     assert sub.position.offset == 1
-    assert drain(session) == []
+    assert await drain(session) == []
 
 
 async def test_publications_racing_the_history_read_are_queued_once_in_order() -> None:
@@ -84,7 +86,7 @@ async def test_publications_racing_the_history_read_are_queued_once_in_order() -
     session = session_for(pubsub)
     sub = await session.subscribe("c", StreamPosition(first.offset, first.epoch))
     assert sub.recovered is True
-    assert [(p["offset"], p["data"]) for p in drain(session)] == [
+    assert [(p["offset"], p["data"]) for p in await drain(session)] == [
         (2, "during-read-1"),
         (3, "after-read"),
     ]
@@ -128,7 +130,7 @@ async def test_connect_key_joins_the_key_channel_as_its_user() -> None:
     sub = await session.connect_key(key)
     assert (session.key, session.user, sub.channel) == (key, "alice", key.channel)
     await pubsub.event([key], "<b>hi</b>")
-    [push] = drain(session)
+    [push] = await drain(session)
     assert (push["channel"], push["data"]) == ("$key:alice, 0, /chat", "<b>hi</b>")
     with pytest.raises(Refusal) as again:
         await session.connect_key(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -21,14 +22,15 @@ def make(config: Config | None = None, broker: MemoryBroker | None = None) -> Pu
     return PubSub(config or Config(), broker or MemoryBroker(), MemoryPresenceStore())
 
 
-def drain(session: ClientSession) -> list[dict[str, Any]]:
+async def drain(session: ClientSession) -> list[dict[str, Any]]:
+    await asyncio.sleep(0)  # publications reach subscribers at the end of the loop iteration
     items, session.outbox._items, session.outbox._size = session.outbox._items, [], 0
     return [orjson.loads(item) for item in items]
 
 
 async def send(session: ClientSession, *commands: dict[str, Any]) -> list[dict[str, Any]]:
     await session.receive(b"\n".join(orjson.dumps(c) for c in commands))
-    return drain(session)
+    return await drain(session)
 
 
 async def connected(pubsub: PubSub, config: Config | None = None, **identity: Any):
@@ -45,7 +47,7 @@ async def test_subscribe_then_receive_publications_in_order() -> None:
     assert reply["result"]["offset"] == 0
     for i in range(3):
         await pubsub.publish("chat:a", i)
-    assert [m["data"] for m in drain(session)] == [0, 1, 2]
+    assert [m["data"] for m in await drain(session)] == [0, 1, 2]
 
 
 async def test_resubscribe_with_since_recovers_exactly_the_missed() -> None:
@@ -53,7 +55,7 @@ async def test_resubscribe_with_since_recovers_exactly_the_missed() -> None:
     session, _ = await connected(pubsub)
     await send(session, {"id": 2, "op": "subscribe", "channel": "chat:a"})
     first = await pubsub.publish("chat:a", "seen")
-    drain(session)
+    await drain(session)
     await session.finish()
     await pubsub.publish("chat:a", "missed-1")
     await pubsub.publish("chat:a", "missed-2")
@@ -65,7 +67,7 @@ async def test_resubscribe_with_since_recovers_exactly_the_missed() -> None:
     assert result["recovered"] is True
     assert [p["data"] for p in result["publications"]] == ["missed-1", "missed-2"]
     await pubsub.publish("chat:a", "live")
-    assert [m["data"] for m in drain(again)] == ["live"]
+    assert [m["data"] for m in await drain(again)] == ["live"]
 
 
 async def test_unrecoverable_position_is_reported() -> None:
@@ -159,7 +161,7 @@ async def test_connect_with_key_joins_the_key_channel_and_event_reaches_it() -> 
     from orbiter.protocol.keys import ConnectionKey
 
     await pubsub.event([ConnectionKey.parse("alice,0,/chat")], "<b>hi</b>")
-    [push] = drain(session)
+    [push] = await drain(session)
     assert push == {
         "push": "pub",
         "channel": "$key:alice, 0, /chat",
@@ -187,7 +189,7 @@ async def test_slow_consumer_is_closed_without_slowing_the_channel() -> None:
     received = []
     for i in range(100):
         await pubsub.publish("c", "x" * 50 + str(i))
-        received += drain(fast)
+        received += await drain(fast)
     assert len(received) == 100
     assert slow.close_code is DisconnectCode.SLOW_CONSUMER
     assert slow.outbox.queued_bytes == 0
@@ -211,7 +213,7 @@ async def test_bad_input_gets_an_error_and_the_session_goes_on(bad: bytes) -> No
     pubsub = make()
     session, _ = await connected(pubsub)
     await session.receive(bad)
-    [error] = drain(session)
+    [error] = await drain(session)
     assert error["error"]["code"] in (104, 107)
     [pong] = await send(session, {"id": 9, "op": "ping"})
     assert pong == {"id": 9, "result": {}}
@@ -225,16 +227,16 @@ async def test_presence_join_and_leave_once_per_user() -> None:
     tab2, _ = await connected(pubsub, user="ann", location="/x", session="2")
     for tab in (tab1, tab2):
         await send(tab, {"id": 2, "op": "subscribe", "channel": "chat:p"})
-    [join] = drain(watcher)
+    [join] = await drain(watcher)
     assert join == {"push": "join", "channel": "chat:p", "user": "ann", "info": {"color": "red"}}
     [reply] = await send(watcher, {"id": 3, "op": "presence", "channel": "chat:p"})
     result = reply["result"]
     assert result["clients"] == 3
     assert [(u["user"], u["clients"]) for u in result["users"]] == [("ann", 2)]
     await tab1.finish()
-    assert drain(watcher) == []
+    assert await drain(watcher) == []
     await tab2.finish()
-    assert drain(watcher) == [{"push": "leave", "channel": "chat:p", "user": "ann"}]
+    assert await drain(watcher) == [{"push": "leave", "channel": "chat:p", "user": "ann"}]
 
 
 async def test_presence_needs_a_subscription_and_a_rule() -> None:

@@ -1,0 +1,47 @@
+"""A channel's publications of one event-loop iteration, encoded once, framed once per transport.
+
+:class:`orbiter.services.pubsub.PubSub` collects what a channel publishes
+during one loop iteration (or ``session.write_delay``) into one
+:class:`SharedBatch` and hands the same object to every subscriber; each
+transport kind frames it once (:meth:`SharedBatch.framed`) and writes the
+same bytes to every connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orbiter.model import Publication
+
+
+class SharedBatch:
+    """Publications on one channel, encoded once, with their framings cached per transport kind.
+
+    The same object goes to every subscriber of the channel; the first
+    transport of a kind to write it frames it (:meth:`framed`), the others
+    reuse the bytes.
+    """
+
+    __slots__ = ("_framed", "channel", "messages", "pubs", "size")
+
+    def __init__(self, channel: str, pubs: list[Publication], messages: list[bytes]) -> None:
+        self.channel = channel
+        self.pubs = pubs
+        self.messages = messages
+        self.size = sum(map(len, messages))
+        self._framed: dict[object, bytes] = {}
+
+    @property
+    def first_offset(self) -> int:
+        return self.pubs[0].offset
+
+    @property
+    def last_offset(self) -> int:
+        return self.pubs[-1].offset
+
+    def framed(self, kind: object, frame: Callable[[list[bytes]], bytes]) -> bytes:
+        """``frame(messages)``, computed once per ``kind`` for all subscribers."""
+        data = self._framed.get(kind)
+        if data is None:
+            data = self._framed[kind] = frame(self.messages)
+        return data

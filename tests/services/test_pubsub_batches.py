@@ -1,0 +1,102 @@
+"""PubSub's fan-out: a channel's publications of one loop iteration go out as one shared batch."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+
+from orbiter.config import Config, ConfigError, SessionTiming, load_config
+from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication
+from orbiter.services.pubsub import PubSub
+from orbiter.services.shared_batch import SharedBatch
+
+
+class PerMessage:
+    """A subscriber with only ``deliver`` (as the STOMP and poll services are)."""
+
+    client_id = "per-message"
+    user: str | None = None
+    info: JSON = None
+
+    def __init__(self) -> None:
+        self.got: list[object] = []
+
+    def deliver(self, pub: Publication, message: bytes) -> None:
+        self.got.append(orjson.loads(message)["data"])
+
+    def deliver_presence(self, channel: str, message: bytes) -> None:
+        self.got.append(orjson.loads(message)["push"])
+
+
+class Batched(PerMessage):
+    client_id = "batched"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[SharedBatch] = []
+
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        self.batches.append(batch)
+        self.got += [orjson.loads(m)["data"] for m in batch.messages]
+
+
+def make(config: Config | None = None) -> tuple[PubSub, MemoryBroker]:
+    broker = MemoryBroker()
+    return PubSub(config or Config(), broker, MemoryPresenceStore()), broker
+
+
+async def test_one_iterations_publications_are_one_shared_batch() -> None:
+    pubsub, _ = make()
+    a, b, c = Batched(), Batched(), PerMessage()
+    for sub in (a, b, c):
+        await pubsub.subscribe(sub, "ch")
+    for i in range(3):
+        await pubsub.publish("ch", i)
+    assert a.got == b.got == c.got == []
+    await asyncio.sleep(0)
+    assert a.got == b.got == c.got == [0, 1, 2]
+    assert len(a.batches) == 1
+    assert a.batches[0] is b.batches[0]
+    assert [p.offset for p in a.batches[0].pubs] == [1, 2, 3]
+
+
+async def test_publications_before_a_presence_event_stay_before_it() -> None:
+    pubsub, broker = make()
+    sub = PerMessage()
+    await pubsub.subscribe(sub, "ch")
+    await pubsub.publish("ch", "first")
+    await broker.publish_presence(PresenceEvent("ch", True, ClientInfo("x", "ann", None)))
+    assert sub.got == ["first", "join"]
+
+
+async def test_write_delay_holds_publications_to_write_them_together() -> None:
+    config = replace(Config(), session=SessionTiming(write_delay=0.05))
+    pubsub, _ = make(config)
+    sub = Batched()
+    await pubsub.subscribe(sub, "ch")
+    await pubsub.publish("ch", 1)
+    await asyncio.sleep(0)
+    await pubsub.publish("ch", 2)
+    await asyncio.sleep(0)
+    assert sub.got == []  # (unless this loop stalled for 50 ms between the lines above)
+    for _ in range(100):
+        if sub.got:
+            break
+        await asyncio.sleep(0.01)
+    assert sub.got == [1, 2]
+    assert len(sub.batches) == 1
+
+
+def test_write_delay_must_be_between_0_and_1(tmp_path: Path) -> None:
+    path = tmp_path / "o.toml"
+    path.write_text("[session]\nwrite_delay = 0.005\n")
+    assert load_config(path).session.write_delay == 0.005
+    for bad in ("-0.1", "2"):
+        path.write_text(f"[session]\nwrite_delay = {bad}\n")
+        with pytest.raises(ConfigError, match="write_delay"):
+            load_config(path)
