@@ -114,13 +114,15 @@ class FrameParser:
     negotiated (frames before that are ``CONNECT``/``STOMP``, never escaped).
     """
 
-    __slots__ = ("_body_start", "_buf", "_head", "_scan", "limits", "version")
+    __slots__ = ("_body_start", "_buf", "_head", "_pos", "_scan", "limits", "version")
 
     def __init__(self, limits: Limits | None = None, version: str = "1.0") -> None:
         self.limits = limits or Limits()
         self.version = version
         self._buf = bytearray()
-        #: Where the search for the end of the headers resumes.
+        #: Where the next frame (or the heart-beats before it) starts in the buffer.
+        self._pos = 0
+        #: Where the search for the end of the headers (or the body's NUL) resumes.
         self._scan = 0
         #: Parsed command and headers of the frame whose body is awaited.
         self._head: tuple[str, list[Header], int | None] | None = None
@@ -129,54 +131,60 @@ class FrameParser:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a returned frame."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     @property
     def in_frame(self) -> bool:
         """True when part of a frame (not just heart-beat EOLs) is buffered."""
-        return self._head is not None or bool(self._buf.strip(b"\r\n"))
+        return self._head is not None or bool(self._buf[self._pos :].strip(b"\r\n"))
 
     def feed(self, data: bytes) -> list[Frame]:
         """Take more bytes; return the frames they complete, in order."""
         self._buf += data
         frames: list[Frame] = []
-        while True:
-            frame = self._next()
-            if frame is None:
-                return frames
-            frames.append(frame)
+        try:
+            while (frame := self._next()) is not None:
+                frames.append(frame)
+        finally:
+            # Drop what was consumed once per feed (not once per frame: no quadratic copying).
+            if self._pos:
+                shift = self._pos
+                del self._buf[:shift]
+                self._pos = 0
+                self._scan = max(0, self._scan - shift)
+                self._body_start -= shift
+        return frames
 
     def _next(self) -> Frame | None:
         buf = self._buf
         if self._head is None:
             # Heart-beats: EOLs between frames.
-            skip = 0
-            while skip < len(buf) and buf[skip] in (10, 13):
-                if buf[skip] == 13 and (skip + 1 >= len(buf) or buf[skip + 1] != 10):
-                    if skip + 1 >= len(buf):
+            pos = self._pos
+            size = len(buf)
+            while pos < size and buf[pos] in (10, 13):
+                if buf[pos] == 13 and (pos + 1 >= size or buf[pos + 1] != 10):
+                    if pos + 1 >= size:
                         break
                     raise FrameError("a carriage return not followed by a line feed")
-                skip += 1
-            if skip:
-                del buf[:skip]
-                self._scan = 0
-            if not buf:
+                pos += 1
+            self._pos = pos
+            if pos >= size:
                 return None
-            end = buf.find(b"\n\n", self._scan)
-            end_crlf = buf.find(b"\n\r\n", self._scan)
+            scan = max(self._scan, pos)
+            end = buf.find(b"\n\n", scan)
+            end_crlf = buf.find(b"\n\r\n", scan)
             if end_crlf != -1 and (end == -1 or end_crlf < end):
                 end, sep = end_crlf, 3
             else:
                 sep = 2
             if end == -1:
                 limit = self.limits.max_header_line * (self.limits.max_headers + 1)
-                if len(buf) > limit:
+                if size - pos > limit:
                     raise FrameError(f"frame headers longer than {limit} bytes")
-                self._scan = max(0, len(buf) - 3)
+                self._scan = max(pos, size - 3)
                 return None
-            self._head = self._parse_head(bytes(buf[:end]))
-            self._body_start = end + sep
-            self._scan = 0
+            self._head = self._parse_head(bytes(buf[pos:end]))
+            self._body_start = self._scan = end + sep
         command, headers, length = self._head
         start = self._body_start
         max_body = self.limits.max_body
@@ -189,18 +197,17 @@ class FrameParser:
                 )
             stop = start + length
         else:
-            stop = buf.find(b"\x00", start + self._scan)
+            stop = buf.find(b"\x00", max(self._scan, start))
             if stop == -1:
                 if len(buf) - start > max_body:
                     raise FrameError(f"frame body larger than {max_body} bytes (or NUL missing)")
-                self._scan = len(buf) - start
+                self._scan = len(buf)
                 return None
             if stop - start > max_body:
                 raise FrameError(f"frame body larger than {max_body} bytes")
         body = bytes(buf[start:stop])
-        del buf[: stop + 1]
+        self._pos = self._scan = stop + 1
         self._head = None
-        self._scan = 0
         return Frame(command, headers, body)
 
     def _parse_head(self, raw: bytes) -> tuple[str, list[Header], int | None]:
