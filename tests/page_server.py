@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class PageServer:
-    """``pages`` (path -> HTML) on a free port; ``url`` is its base URL."""
+    """``pages`` (path -> HTML, or JavaScript for ``.js``) on a free port; ``url`` is its base."""
 
     def __init__(self, pages: dict[str, str]) -> None:
         self.pages = pages
@@ -25,7 +25,8 @@ class PageServer:
                     return
                 data = body.encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                kind = "application/javascript" if self.path.endswith(".js") else "text/html"
+                self.send_header("Content-Type", kind + "; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -1572,7 +1572,7 @@
     }
 
     _open() {
-      if (this.options.transport === "tcp") return this._openSocket(this._tcpSocket());
+      if (this._useTCP()) return this._openSocket(this._tcpSocket());
       const sockjs = this._useSockJS();
       const url = baseUrl({ ...this.options, transport: sockjs ? "sockjs" : "websocket", path: this.options.path + (sockjs ? "/sockjs" : "") });
       const socket = sockjs
@@ -1582,14 +1582,25 @@
       this._openSocket(socket);
     }
 
-    /** transport "tcp": STOMP straight to connect()'s host:port through orbiter's /tcp proxy. */
+    /**
+     * transport "tcp" — or "auto" on a seed-era page, which sets the global
+     * `TCPSocket = Orbited.TCPSocket` for its stomp.js: STOMP to connect()'s
+     * host:port through orbiter's /tcp proxy, as the seeds' [access] rules expect.
+     */
+    _useTCP() {
+      const choice = this.options.transport;
+      const seedPage = root.TCPSocket != null && root.Orbited != null && root.TCPSocket === root.Orbited.TCPSocket;
+      return choice === "tcp" || (choice === "auto" && seedPage);
+    }
+
+    /** STOMP straight to connect()'s host:port through orbiter's /tcp proxy. */
     _tcpSocket() {
       const [host, port] = this._args || [];
       return new root.Orbiter.TCPWebSocket(host, port, { url: this.options.url, transports: this.options.transports });
     }
 
     _openSocket(socket) {
-      const tcp = this.options.transport === "tcp";
+      const tcp = this._useTCP();
       const reader = new FrameReader();
       this._socket = socket;
       this.connected = false;
