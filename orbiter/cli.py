@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     event.add_argument("keys", nargs="+")
     sub.add_parser("bench", help="run a benchmark preset: orbiter bench --help", add_help=False)
     api_command("channels", "list channels with their subscriber counts")
+    api_command("stats", "show connections, channels and limit/refusal counters")
     history = api_command("history", "show a channel's retained publications")
     history.add_argument("channel")
     history.add_argument("--limit", type=int)
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             result = client.event(args.keys, _data(args.data))
         elif args.command == "channels":
             result = client.channels()
+        elif args.command == "stats":
+            result = client.stats()
         else:
             result = client.history(args.channel, limit=args.limit)
     except OrbiterError as exc:

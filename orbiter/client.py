@@ -60,6 +60,10 @@ def _history(channel: str, limit: int | None, since: tuple[int, str] | None) -> 
     return _Call("GET", "/api/history?" + urllib.parse.urlencode(query))
 
 
+def _stats() -> _Call:
+    return _Call("GET", "/api/stats")
+
+
 def _presence(channel: str) -> _Call:
     return _Call("GET", "/api/presence?" + urllib.parse.urlencode({"channel": channel}))
 
@@ -123,6 +127,11 @@ class Client:
         result: dict[str, Any] = self._call(_presence(channel))
         return result
 
+    def stats(self) -> dict[str, Any]:
+        """Open connections and channels, and counters of limit violations and refusals."""
+        result: dict[str, Any] = self._call(_stats())
+        return result
+
     def _call(self, call: _Call) -> Any:
         request = urllib.request.Request(
             self.url + call.path,
@@ -184,6 +193,10 @@ class AsyncClient:
 
     async def presence(self, channel: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(_presence(channel))
+        return result
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(_stats())
         return result
 
     async def _call(self, call: _Call) -> Any:

@@ -98,3 +98,20 @@ async def test_presence_over_http_and_clients(server: RunningServer) -> None:
     assert Client(server.url).presence("chat:presence")["users"][0]["clients"] == 2
     await a.close()
     await b.close()
+
+
+def test_cli_takes_the_api_key_from_the_flag_or_the_environment(
+    start_server: Callable[..., RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = start_server('[server]\napi_key = "k2"\n')
+    monkeypatch.delenv("ORBITER_API_KEY", raising=False)
+    wrong = _cli("stats", "--url", srv.url, "--api-key", "nope")
+    assert wrong.returncode == 1
+    assert "401" in wrong.stderr
+    assert "API key" in wrong.stderr
+    assert _cli("publish", "--url", srv.url, "c", "1").returncode == 1
+    done = _cli("stats", "--url", srv.url, "--api-key", "k2")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counters"]["api_key_refused"] == 2
+    monkeypatch.setenv("ORBITER_API_KEY", "k2")
+    assert _cli("publish", "--url", srv.url, "c", "1").returncode == 0
