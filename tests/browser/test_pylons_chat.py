@@ -13,6 +13,7 @@ from urllib.parse import unquote
 import pytest
 from playwright.sync_api import Page, expect
 
+from orbiter.client import Client
 from tests.pyorbited_client import SimpleClient
 from tests.server import RunningServer
 from tests.tcp_servers import free_port
@@ -114,11 +115,22 @@ def join(page: Page, url: str, nick: str) -> None:
 def test_pylons_chat(pylons: tuple[RunningServer, PylonsChatApp], new_page: Callable[[], Page]):
     server, _ = pylons
     ann, bob = new_page(), new_page()
+    api = Client(server.url)
+
+    def wait_for_key(user: str) -> None:
+        for _ in range(100):  # bounded: until the user's key channel has its subscriber
+            if api.channels().get(f"$key:{user}, 0, /orbited"):
+                return
+            ann.wait_for_timeout(100)
+        raise AssertionError(f"{user}'s page never connected")
+
+    # The seed's connect() alerts the app as it starts connecting, so a page may miss
+    # its own "joined" event; a page already connected sees the others'.
     join(ann, server.url, "ann")
-    expect(ann.locator("#box .event").last).to_have_text("ann joined")
+    wait_for_key("ann")
     join(bob, server.url, "bob")
-    for page in (ann, bob):
-        expect(page.locator("#box .event").last).to_have_text("bob joined")
+    expect(ann.locator("#box .event").last).to_have_text("bob joined")
+    wait_for_key("bob")
     ann.fill("#chat", "hello bob")
     ann.click("input[type=submit][value=chat]")
     # The seed's send_msg puts the global `nickname` (the #nickname element, by the
