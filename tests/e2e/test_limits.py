@@ -149,3 +149,18 @@ async def test_total_connections() -> None:
             await c.close()
     finally:
         srv.stop()
+
+
+async def test_sockjs_limits_are_counted_too(limited: RunningServer) -> None:
+    base = limited.url + "/sockjs/000/limits1"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base + "/xhr") as r:
+            assert await r.read() == b"o\n"
+        too_big = orjson.dumps([ping_of_size(1025)])
+        async with http.post(base + "/xhr_send", data=too_big) as r:
+            assert r.status == 413
+        async with http.post(base + "/xhr_send", data=b"x" * 2049) as r:
+            assert r.status == 413
+    counters = (await stats(limited))["counters"]
+    assert counters["limit_message_size"] == 1
+    assert counters["limit_http_body"] == 1

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orbiter.transports.sockjs.frames import (
@@ -91,6 +92,8 @@ class EndpointOptions:
     client_url: str
     websocket: bool = True
     cookie_needed: bool = False
+    #: Where limit violations are counted (the node's counters, ``/api/stats``).
+    counters: Counter[str] = field(default_factory=Counter, compare=False)
 
 
 class LiveSession:

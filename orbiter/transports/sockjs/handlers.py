@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html
+import logging
 import re
 import secrets
 import time
@@ -36,6 +37,8 @@ from orbiter.transports.sockjs.frames import (
     largest_message_size,
 )
 from orbiter.transports.sockjs.websocket import raw_websocket, sockjs_websocket
+
+log = logging.getLogger("orbiter.sockjs")
 
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 ONE_YEAR = 31_536_000
@@ -309,6 +312,8 @@ async def _send(
         return web.Response(status=404, text="No such session.\n")
     options = endpoint.options
     if (request.content_length or 0) > options.max_body:
+        options.counters["limit_http_body"] += 1
+        log.info("sockjs send from %s: body over %d bytes", request.remote, options.max_body)
         return _error(413, f"Payload too large (at most {options.max_body} bytes).")
     body = await request.read()
     try:
@@ -319,6 +324,8 @@ async def _send(
     except PayloadError as exc:
         return _error(500, str(exc))
     if largest_message_size(messages) > options.max_message_size:
+        options.counters["limit_message_size"] += 1
+        log.info("sockjs send from %s: message over the size limit", request.remote)
         live.close(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.reason)
         return _error(413, f"Message too big (at most {options.max_message_size} bytes).")
     await live.deliver(messages)

@@ -67,6 +67,7 @@ def build_server(node: Node) -> SockJSServer:
         max_body=config.limits.max_http_body,
         max_queued_bytes=config.limits.outgoing_buffer,
         client_url=settings.client_url,
+        counters=node.counters,
     )
     server = SockJSServer()
 

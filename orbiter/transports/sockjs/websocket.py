@@ -108,6 +108,8 @@ async def sockjs_websocket(request: web.Request, endpoint: Endpoint) -> web.Stre
                 await ws.close(code=1002, message=b"Broken JSON encoding.")
                 break
             if largest_message_size(messages) > options.max_message_size:
+                options.counters["limit_message_size"] += 1
+                log.info("sockjs websocket from %s: message over the size limit", request.remote)
                 live.close(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.reason)
                 break
             await live.deliver(messages)
