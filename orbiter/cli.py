@@ -110,5 +110,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from orbiter.server import serve
 
-    serve(config)
+    try:
+        serve(config)
+    except OSError as exc:  # a listener's address is taken or not ours: one line, no traceback
+        print(f"orbiter: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0

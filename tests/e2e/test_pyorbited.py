@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 
 from tests.e2e.tcp_backends import free_port
 from tests.e2e.wsclient import NativeClient
@@ -52,3 +55,22 @@ async def test_protocol_errors_are_answered_then_closed(start_server) -> None:
         answer == b"Failure\r\nid: 9\r\nmsg: length 5000 is more than the limit (100 bytes)\r\n\r\n"
     )
     writer.close()
+
+
+def test_busy_orbit_port_is_one_clear_line(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "busy.ini"
+        config.write_text(f"[listen]\nhttp://127.0.0.1:0\norbit://127.0.0.1:{port}\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "orbiter", f"--config={config}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert "orbiter: cannot start:" in done.stderr
+    assert "address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
