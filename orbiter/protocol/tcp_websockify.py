@@ -7,8 +7,8 @@ websockify client such as noVNC is given a path) or the query
 Three framings, chosen by the WebSocket subprotocol the client offers:
 
 - none (orbiter.js ``TCPSocket``): bytes travel in binary frames both ways;
-  once the backend is connected the server sends one text frame
-  :data:`OPEN_MESSAGE`-style JSON (``{"type": "open", "target": ...}``);
+  once the backend is connected the server sends one text frame,
+  :func:`open_message` (``{"type": "open", "target": ...}``);
 - ``binary`` (websockify): binary frames both ways, nothing else;
 - ``base64`` (websockify's older mode): text frames holding base64 both ways.
 
