@@ -78,7 +78,7 @@ def add_stomp(app: web.Application, node: Node) -> StompBroker:
     async def shutdown(app: web.Application) -> None:
         for server in listener:
             server.close()
-        broker.close_all("server shutting down")
+        await broker.shutdown("server shutting down")
         if sockjs is not None:
             await sockjs.close(1001, "server shutting down")
         for server in listener:

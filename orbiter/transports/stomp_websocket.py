@@ -69,6 +69,7 @@ async def _write(session: StompSession, ws: web.WebSocketResponse) -> None:
                 await ws.send_str(data.decode())
             except UnicodeDecodeError:
                 await ws.send_bytes(data)
+            session.drained()
     if not ws.closed:
         with contextlib.suppress(ConnectionError):
             await ws.close(code=1000, message=session.close_reason[:120].encode())
@@ -105,4 +106,5 @@ class SockJSStompApp:
     async def _write(self, session: StompSession) -> None:
         while batch := await session.outbox.take():
             self._conn.send(b"".join(batch).decode("utf-8", errors="replace"))
+            session.drained()
         self._conn.close(1000, session.close_reason[:120])

@@ -3,6 +3,7 @@ what stomp.py will not send: every command, ack mode, transaction, receipt and e
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -525,5 +526,42 @@ def test_connections_per_ip_are_limited():
             again.close()
             time.sleep(0.1)
         assert reply.command == "CONNECTED"
+    finally:
+        srv.stop()
+
+
+def test_queues_wait_for_consumers_that_do_not_read_and_lose_nothing():
+    srv, port = start_stomp_server("[limits]\noutgoing_buffer = 65536\n")
+    try:
+        queue = "/queue/slow"
+        slow = RawClient(port)
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect()
+        slow.frame("SUBSCRIBE", [("id", "1"), ("destination", queue), ("ack", "client-individual")])
+        fast, got = connect(port)
+        fast.subscribe(queue, id="1", receipt="s")
+        assert got.wait(lambda: "s" in got.receipts)
+        producer, got_p = connect(port)
+        body = "x" * 32768
+        for i in range(300):
+            producer.send(queue, f"{i:03d}{body}")
+        # The slow consumer's buffers fill; from then on the queue feeds only the fast one,
+        # which is never cut as a slow consumer (32 KiB messages, a 64 KiB outgoing buffer).
+        deadline = time.monotonic() + 30
+        seen = -1
+        while len(got.messages) != seen and time.monotonic() < deadline:
+            seen = len(got.messages)
+            time.sleep(1.0)
+        held = 300 - len(got.messages)
+        assert held > 0
+        assert not got.errors
+        assert not got_p.errors
+        # When the slow one goes, what it held (never acknowledged) is redelivered.
+        slow.close()
+        assert got.wait(lambda: len({m.body[:3] for m in got.messages}) == 300, timeout=30)
+        redelivered = [m for m in got.messages if m.headers.get("redelivered") == "true"]
+        assert len(redelivered) == held
+        for c in (fast, producer):
+            c.disconnect()
     finally:
         srv.stop()

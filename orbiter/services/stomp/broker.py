@@ -12,6 +12,8 @@ STOMP subscribers it reaches; each subscriber adds only its few headers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 from collections import Counter
@@ -50,6 +52,9 @@ class StompBroker:
             max_body=config.limits.max_message_size,
         )
         self._per_ip: Counter[str] = Counter()
+        #: Set while no session is open (shutdown waits on it).
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._ids = itertools.count(1)
         self._cached: Publication | None = None
         self._cached_tails: dict[bool, bytes] = {}
@@ -75,6 +80,7 @@ class StompBroker:
             )
         self.sessions.add(session)
         self._per_ip[peer] += 1
+        self._empty.clear()
         return session
 
     async def end_session(self, session: StompSession) -> None:
@@ -87,10 +93,26 @@ class StompBroker:
                 self._per_ip[session.peer] -= 1
                 if self._per_ip[session.peer] <= 0:
                     del self._per_ip[session.peer]
+            if not self.sessions:
+                self._empty.set()
 
     def close_all(self, reason: str) -> None:
         for session in list(self.sessions):
             session.fail(reason)
+
+    async def shutdown(self, reason: str, grace: float = 2.0) -> None:
+        """ERROR every connection with ``reason``; cut those still open after ``grace`` s."""
+        self.close_all(reason)
+        for cut in (False, True):
+            if cut:
+                for session in list(self.sessions):
+                    if session.abort is not None:
+                        session.abort()
+            if self.sessions:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._empty.wait(), grace)
+        if self.sessions:
+            log.warning("%d stomp connections still open at shutdown", len(self.sessions))
 
     def next_id(self) -> str:
         return str(next(self._ids))

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,9 +86,10 @@ class Subscription:
 
     # Consumer (queues)
     def has_room(self) -> bool:
-        if self.session.closed:
+        session = self.session
+        if session.closed or not session.can_take_queued():
             return False
-        return self.ack == "auto" or len(self.unacked) < self.session.settings.max_unacked
+        return self.ack == "auto" or len(self.unacked) < session.settings.max_unacked
 
     def offer(self, message: QueuedMessage) -> bool:
         return self.session.deliver_queued(self, message)
@@ -127,6 +128,9 @@ class StompSession:
         self.last_received = self.last_sent = time.monotonic()
         self.started = self.last_received
         self._connected = asyncio.Event()
+        self._closed = asyncio.Event()
+        #: Set by a transport that can cut its connection at once (used at shutdown).
+        self.abort: Callable[[], None] | None = None
 
     # ------------------------------------------------------------ Subscriber
 
@@ -516,7 +520,8 @@ class StompSession:
     # --------------------------------------------------------------- output
 
     def deliver_queued(self, sub: Subscription, message: QueuedMessage) -> bool:
-        """Queue one queue message for the client (a :class:`Consumer`'s ``offer``)."""
+        """Queue one queue message for the client (a :class:`Consumer`'s ``offer``); False if
+        the outgoing buffer has no room for it (it then stays in the queue)."""
         if self.closed:
             return False
         message_id = self._next_message_id()
@@ -535,12 +540,29 @@ class StompSession:
             + b"\x00"
         )
         if not self.outbox.put(data):
-            self.fail("slow consumer", "outgoing buffer full")
-            return False
+            return False  # stays in the queue, for this consumer once it reads, or another
         self.last_sent = time.monotonic()
         if sub.ack != "auto":
             self._hold(sub, message_id, message)
         return True
+
+    def can_take_queued(self) -> bool:
+        """Room for queue messages: at most half the outgoing buffer is theirs.
+
+        Queues wait for a consumer that reads (flow control) instead of cutting
+        it as a slow consumer; the rest of the buffer is for topics and receipts.
+        """
+        return self.outbox.queued_bytes <= self.broker.config.limits.outgoing_buffer // 2
+
+    def drained(self) -> None:
+        """The transport took what was queued: hand this consumer more queue messages."""
+        if self.closed:
+            return
+        for sub in list(self.subscriptions.values()):
+            if sub.kind == "queue":
+                queue = self.broker.queues.find(sub.target)
+                if queue is not None:
+                    queue.dispatch()
 
     def _message_head(self, sub: Subscription, message_id: str) -> bytes:
         version = self.version or "1.0"
@@ -589,6 +611,11 @@ class StompSession:
         self.close_reason = reason
         self.outbox.close()
         self._connected.set()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once the session is closed (by either side)."""
+        await self._closed.wait()
 
     # -------------------------------------------------------------- upkeep
 
