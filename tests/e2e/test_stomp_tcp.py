@@ -334,6 +334,14 @@ def test_bad_input_gets_an_error_and_others_are_served(port, data, expected):
     consumer.disconnect()
 
 
+def test_nack_is_not_stomp_1_0(port):
+    raw = RawClient(port)
+    raw.frame("CONNECT", [])
+    assert raw.next().get("version") == "1.0"
+    raw.frame("NACK", [("message-id", "x")])
+    assert "not part of STOMP 1.0" in _error(raw)
+
+
 def test_frames_before_connect_and_connect_twice(port):
     raw = RawClient(port)
     raw.frame("SEND", [("destination", "/queue/x")], b"x")

@@ -192,6 +192,8 @@ class StompSession:
                 )
             await self._connect(frame)
             return
+        if command == "NACK" and self.version == "1.0":
+            raise StompError("unknown command", "NACK is not part of STOMP 1.0 (use 1.1 or 1.2)")
         if command not in CLIENT_COMMANDS:
             if command in ("CONNECT", "STOMP"):
                 raise StompError("already connected", "CONNECT was sent twice")
