@@ -7,7 +7,7 @@ are made here with PyJWT, as an app server would.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -80,19 +80,19 @@ class Raw:
 @pytest.mark.parametrize(
     ("fields", "error", "close"),
     [
-        ({}, 101, 3502),
-        ({"token": token(key="not-the-secret-but-long-enough-0123456789")}, 101, 3502),
-        ({"token": token() + "x"}, 101, 3502),
-        ({"token": "e30.e30."}, 101, 3502),
-        ({"token": token(ttl=-10)}, 111, 3002),
-        ({"token": token("alice", channel="private:x")}, 101, 3502),
+        (lambda: {}, 101, 3502),
+        (lambda: {"token": token(key="not-the-secret-but-long-enough-0123456789")}, 101, 3502),
+        (lambda: {"token": token() + "x"}, 101, 3502),
+        (lambda: {"token": "e30.e30."}, 101, 3502),
+        (lambda: {"token": token(ttl=-10)}, 111, 3002),
+        (lambda: {"token": token("alice", channel="private:x")}, 101, 3502),
     ],
     ids=["missing", "wrong-signature", "tampered", "forged", "expired", "subscription-token"],
 )
 async def test_bad_tokens_are_refused_and_closed_with_a_code(
-    authed: RunningServer, fields: dict[str, Any], error: int, close: int
+    authed: RunningServer, fields: Callable[[], dict[str, Any]], error: int, close: int
 ) -> None:
-    reply, code = await (await Raw.open(authed)).connect(**fields)
+    reply, code = await (await Raw.open(authed)).connect(**fields())
     assert reply["error"]["code"] == error, reply
     assert reply["error"]["message"]
     assert code == close
