@@ -155,3 +155,14 @@ async def test_hooks_see_the_cookie_over_sockjs_too(hooked: RunningServer, app: 
         await ws.close()
     connects = [c for c in app.calls if c[0] == "connect" and c[2]["transport"] == "sockjs"]
     assert connects[-1][1]["Cookie"] == "session=user-erin"
+
+
+async def test_an_unreachable_app_server_denies(start_server: Any) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on (bound, never listening)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        srv = start_server(f'[hooks]\nconnect_url = "http://127.0.0.1:{port}/connect"\n')
+        assert await refused(srv.ws_url, "user-alice") == (103, 3503)
+    assert "could not be reached" in srv.log
