@@ -309,6 +309,11 @@ def encode_presence(event: PresenceEvent) -> bytes:
     return orjson.dumps(push)
 
 
+def encode_unsubscribed(channel: str, reason: str) -> bytes:
+    """The server ended a subscription (e.g. a refreshed token no longer grants it)."""
+    return orjson.dumps({"push": "unsubscribed", "channel": channel, "reason": reason})
+
+
 def publication_fields(pub: Publication) -> dict[str, Any]:
     """A publication as it appears inside replies (recovery, history)."""
     return {"offset": pub.offset, "data": pub.data, "time": pub.time}

@@ -54,6 +54,7 @@ from orbiter.protocol.native import (
     encode_error,
     encode_publication,
     encode_reply,
+    encode_unsubscribed,
     publication_fields,
     validate_channel,
 )
@@ -211,7 +212,7 @@ class ClientSession:
         if isinstance(command, Presence):
             return await self._presence(command.channel), None
         if isinstance(command, Refresh):
-            return self._refresh(command.token), None
+            return await self._refresh(command.token), None
         return await self._connect(command)
 
     async def _connect(self, command: Connect) -> tuple[dict[str, Any], Subscription | None]:
@@ -277,7 +278,7 @@ class ClientSession:
                 DisconnectCode.FORBIDDEN,
             )
 
-    def _refresh(self, token: str) -> dict[str, Any]:
+    async def _refresh(self, token: str) -> dict[str, Any]:
         assert self.identity is not None
         try:
             self.identity = self._auth.refresh(self.identity, token)
@@ -285,6 +286,13 @@ class ClientSession:
             self.counters[f"auth_{exc.failure.value}"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         self._schedule_expiry()
+        # A token channel the new token no longer lists is left, and the client told.
+        for channel in list(self._subs):
+            rule = self._config.rule_for(channel)
+            if rule.subscribe == "token" and not self.identity.lists_channel(channel):
+                await self._unsubscribe(channel)
+                reason = "the refreshed token no longer grants this channel"
+                self._send(encode_unsubscribed(channel, reason))
         expires = self.identity.expires
         return {} if expires is None else {"expires_in": max(0.0, round(expires - time.time(), 3))}
 

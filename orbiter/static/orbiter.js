@@ -840,6 +840,7 @@
         }
         if (msg && msg.push === "pub") this._push(msg);
         else if (msg && (msg.push === "join" || msg.push === "leave")) this._presencePush(msg);
+        else if (msg && msg.push === "unsubscribed") this._unsubscribedPush(msg);
         else if (msg && "id" in msg) this._reply(msg);
         if (!this._ws) return; // a callback disconnected the client
       }
@@ -860,6 +861,19 @@
     _push(msg) {
       const stream = msg.channel === this._key.channel ? this._key : this._streams.get(msg.channel);
       if (stream && stream.live) this._deliver(stream, msg.offset, msg.data);
+    }
+
+    /** The server ended a subscription (a refreshed token no longer grants it). */
+    _unsubscribedPush(msg) {
+      const stream = this._streams.get(msg.channel);
+      if (!stream) return;
+      this._streams.delete(msg.channel);
+      const error = makeError(103, msg.reason || "unsubscribed by the server");
+      for (const sub of stream.subs) {
+        sub.active = false;
+        sub.error = error;
+      }
+      this._emit("error", { error, channel: msg.channel });
     }
 
     _presencePush(msg) {

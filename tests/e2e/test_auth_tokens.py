@@ -223,3 +223,23 @@ async def test_sse_and_polls_need_the_token_too(authed: RunningServer) -> None:
                 assert r.status == 403, transport
             async with http.get(url) as r:
                 assert r.status == 401, transport
+
+
+async def test_a_refresh_that_drops_a_token_channel_leaves_it(
+    authed: RunningServer, api: AsyncClient
+) -> None:
+    client = await NativeClient.open(
+        authed.ws_url, token=token("ann", channels=["team:one", "team:two"])
+    )
+    for channel in ("team:one", "team:two", "chat:kept"):
+        assert "result" in await client.call("subscribe", channel=channel)
+    reply = await client.call("refresh", token=token("ann", channels=["team:two"]))
+    assert "result" in reply
+    push = await client.next_push()
+    assert push["push"] == "unsubscribed"
+    assert push["channel"] == "team:one"
+    assert "no longer grants" in push["reason"]
+    await api.publish("team:one", "gone")
+    await api.publish("team:two", "kept")
+    assert [p["data"] for p in [await client.next_push(), *await client.pushes_now()]] == ["kept"]
+    await client.close()
