@@ -48,6 +48,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench-result.json", help="JSON result file")
     p.add_argument("--html", default="bench-result.html", help="HTML plot file")
     p.add_argument("--orbiter-arg", action="append", default=[], help="extra `orbiter serve` arg")
+    p.add_argument("--baseline", help="source tree that --spawn orbiter-before runs")
+    p.add_argument(
+        "--write-delay",
+        type=float,
+        default=0.005,
+        help="session.write_delay of spawned orbiters (default 0.005 s)",
+    )
     for name, kind in (
         ("subscribers", int),
         ("channels", int),
@@ -113,7 +120,9 @@ def main(argv: list[str]) -> int:
             spawned: Spawned | None = None
             try:
                 if kind == "spawn":
-                    spawned = spawn(name, server_cpu, tuple(args.orbiter_arg))
+                    spawned = spawn(
+                        name, server_cpu, tuple(args.orbiter_arg), args.baseline, args.write_delay
+                    )
                     target = spawned.target
                 else:
                     target = next(t for t in targets if t.name == name)

@@ -102,6 +102,7 @@ static uint32_t (*whist)[WBUCKETS];
 static long wcount[MAX_WINDOWS];
 static long wmax[MAX_WINDOWS];
 static long nwindows;
+static long pub_reconnects;
 static long total_unique, total_dup, total_bad, pub_sent, pub_acked, pub_errors;
 static long lat_max;
 static uint64_t first_send_us, last_recv_us, last_pub_us;
@@ -214,6 +215,8 @@ static size_t ws_frame(unsigned char *out, int opcode, const char *data, size_t 
     memcpy(out + h, data, n);
     return h + n;
 }
+
+static void add_fd(int fd, uint64_t tag, uint32_t events);
 
 static int write_all(int fd, const void *buf, size_t n) {
     const char *p = buf;
@@ -495,9 +498,21 @@ static void pub_readable(pubconn_t *p) {
         ssize_t r = read(p->fd, p->in + p->nin, p->capin - p->nin);
         if (r <= 0) {
             if (r < 0 && errno == EAGAIN) break;
-            fprintf(stderr, "loadgen: publisher connection closed by the server\n");
-            p->state = S_CLOSED;
             epoll_ctl(epfd, EPOLL_CTL_DEL, p->fd, NULL);
+            close(p->fd);
+            if (pub_ws || pub_reconnects >= 100) {
+                fprintf(stderr, "loadgen: publisher connection closed by the server\n");
+                p->state = S_CLOSED;
+                return;
+            }
+            /* HTTP keep-alive ended: reconnect; what was in flight is lost */
+            pub_reconnects++;
+            pub_errors += p->inflight;
+            p->inflight = 0, p->nin = 0, p->nout = p->offout = 0;
+            p->fd = open_socket();
+            struct pollfd pfd = {p->fd, POLLOUT, 0};
+            poll(&pfd, 1, 5000);
+            add_fd(p->fd, (1ull << 32) | (p - pubs), EPOLLIN);
             return;
         }
         p->nin += r;
@@ -653,7 +668,8 @@ static void load_config(const char *file) {
 }
 
 static void dump_json(void) {
-    printf("{\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,\"unique\":%ld,\"duplicates\":%ld,"
+    printf("{\"publisher_reconnects\":%ld,", pub_reconnects);
+    printf("\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,\"unique\":%ld,\"duplicates\":%ld,"
            "\"bad\":%ld,\"first_send_us\":%llu,\"last_pub_us\":%llu,\"last_recv_us\":%llu,\"latency_max_us\":%ld,",
            pub_sent, pub_acked, pub_errors, total_unique, total_dup, total_bad,
            (unsigned long long)first_send_us, (unsigned long long)last_pub_us,
@@ -863,6 +879,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < npubconns; i++) alive += pubs[i].state != S_CLOSED;
         if (nmsgs && !alive) break;
     }
+    if (!last_pub_us) last_pub_us = now_us(); /* publishing did not finish */
     printf("DONE\n");
     fflush(stdout);
     dump_json();

@@ -8,6 +8,7 @@ turned into the result here.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,7 @@ def run(
     )
     binary = loadgen_binary()
     base = procstat.sample(target.pid) if target.pid else None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="orbiter-bench-") as tmp:
         path = Path(tmp) / "loadgen.conf"
         path.write_text(config)
@@ -114,7 +116,12 @@ def run(
             assert proc.stderr is not None
             errors = proc.stderr.read()
             proc.stderr.close()
-    return _result(scenario, target, report, expected, base, at_ready, at_done, wall, errors)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = _result(scenario, target, report, expected, base, at_ready, at_done, wall, errors)
+    result["loadgen_cpu_s"] = (after.ru_utime + after.ru_stime) - (
+        before.ru_utime + before.ru_stime
+    )
+    return result
 
 
 def _drive(
@@ -183,6 +190,7 @@ def _result(
         "published": report["published"],
         "publish_acked": report["acked"],
         "publish_errors": report["publish_errors"],
+        "publisher_reconnects": report.get("publisher_reconnects", 0),
         "deliveries": delivered,
         "expected_deliveries": sum(expected),
         "lost": lost,
@@ -206,6 +214,9 @@ def _result(
         late = (last_recv - first) - span_us
         result["keeps_up"] = lost == 0 and late <= max(500_000, 0.1 * span_us)
         result["offered_deliveries_per_s"] = scenario.rate * sum(expected) / scenario.messages
+    # One acknowledgement per request: a batched request carries ``batch`` publications.
+    per_ack = scenario.batch if scenario.route == "batch" else 1
+    publications = min(report["published"], report["acked"] * per_ack)
     if at_ready is not None and at_done is not None and base is not None:
         cpu = at_done.cpu_s - at_ready.cpu_s
         result["server"] = {
@@ -217,14 +228,13 @@ def _result(
             if conns
             else 0.0,
             "cpu_s_per_million_deliveries": cpu / delivered * 1e6 if delivered else None,
-            "cpu_s_per_million_publishes": cpu / report["acked"] * 1e6 if report["acked"] else None,
+            "cpu_s_per_million_publishes": cpu / publications * 1e6 if publications else None,
         }
     return result
 
 
 def set_nofile_limit() -> None:
     """Raise this process's open-file limit to the hard limit (servers we spawn inherit it)."""
-    import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:

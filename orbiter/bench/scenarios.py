@@ -52,6 +52,14 @@ PRESETS: dict[str, Scenario] = {
             batch=100,
             depth=2,
         ),
+        Scenario(
+            "many-channels-native",
+            subscribers=2_000,
+            channels=2_000,
+            messages=20_000,
+            route="native",
+            depth=64,
+        ),
         Scenario("sse-fanout", subscribers=2_000, channels=1, messages=2_000, transport="sse"),
     )
 }

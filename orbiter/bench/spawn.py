@@ -25,6 +25,7 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 #: name -> flavor of every server ``--spawn`` knows.
 SPAWNABLE = {
     "orbiter": "orbiter",
+    "orbiter-before": "orbiter",
     "aiohttp": "broadcast",
     "websockets": "broadcast-ws",
     "node-ws": "broadcast",
@@ -39,6 +40,9 @@ max_connections = 1000000
 max_connections_per_ip = 1000000
 publish_rate = 1000000000.0
 publish_burst = 1000000000
+
+[session]
+write_delay = {write_delay}
 
 [[channel]]
 match = "bench*"
@@ -94,8 +98,18 @@ class Spawned:
         self.tmp.cleanup()
 
 
-def spawn(name: str, cpu: str | None, orbiter_args: tuple[str, ...] = ()) -> Spawned:
-    """Start server ``name`` (one of :data:`SPAWNABLE`) on a free port, pinned to ``cpu``."""
+def spawn(
+    name: str,
+    cpu: str | None,
+    orbiter_args: tuple[str, ...] = (),
+    baseline: str | None = None,
+    write_delay: float = 0.005,
+) -> Spawned:
+    """Start server ``name`` (one of :data:`SPAWNABLE`) on a free port, pinned to ``cpu``.
+
+    ``orbiter-before`` is orbiter run from the source tree ``baseline`` (say a
+    ``git worktree`` of an older commit), to measure a change side by side.
+    """
     if name not in SPAWNABLE:
         raise BenchError(f"unknown server {name!r}; known: {', '.join(SPAWNABLE)}")
     set_nofile_limit()
@@ -104,9 +118,14 @@ def spawn(name: str, cpu: str | None, orbiter_args: tuple[str, ...] = ()) -> Spa
     pin = ["taskset", "-c", cpu] if cpu is not None and shutil.which("taskset") else []
     log = Path(tmp.name) / "server.log"
     pidfile = None
-    if name == "orbiter":
+    env = None
+    if name == "orbiter-before":
+        if baseline is None or not (Path(baseline) / "orbiter" / "__init__.py").exists():
+            raise Unavailable("orbiter-before needs --baseline DIR, a source tree of orbiter")
+        env = {**os.environ, "PYTHONPATH": str(Path(baseline).resolve())}
+    if name.startswith("orbiter"):
         conf = Path(tmp.name) / "orbiter.toml"
-        conf.write_text(BENCH_CONFIG)
+        conf.write_text(BENCH_CONFIG.format(write_delay=write_delay))
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(port), "--config", str(conf)]
         cmd += ["--log-level", "warning", *orbiter_args]
     elif name == "aiohttp":
@@ -140,12 +159,15 @@ def spawn(name: str, cpu: str | None, orbiter_args: tuple[str, ...] = ()) -> Spa
         pin = pin if name == "nchan-1" else []
         cmd = [nginx, "-c", str(conf), "-p", tmp.name]
     with log.open("wb") as out:
-        proc = subprocess.Popen([*pin, *cmd], stdout=out, stderr=subprocess.STDOUT, cwd=tmp.name)
+        proc = subprocess.Popen(
+            [*pin, *cmd], stdout=out, stderr=subprocess.STDOUT, cwd=tmp.name, env=env
+        )
     if pidfile is not None:
         proc.wait(10)
         if proc.returncode != 0:
             raise BenchError(f"nginx failed to start: {log.read_text()}")
         _wait_listening(port, None)
+        time.sleep(0.5)  # the workers start after the master listens
         pid = int(pidfile.read_text())
         spawned = Spawned(
             Target(name, "nchan", f"http://127.0.0.1:{port}", pid), None, tmp, pidfile, log

@@ -88,6 +88,8 @@ class PubSub:
         self._presence = presence
         self._channels: dict[str, _Channel] = {}
         self._write_delay = config.session.write_delay
+        #: Channels with publications waiting for the next flush (one timer for all).
+        self._dirty: list[_Channel] = []
         broker.set_handlers(self._fan_out, self._fan_out_presence)
 
     def policy(self, channel: str) -> HistoryPolicy:
@@ -170,13 +172,20 @@ class PubSub:
         if entry is None:
             return
         if not entry.pubs:
-            loop = asyncio.get_running_loop()
-            if self._write_delay > 0:
-                loop.call_later(self._write_delay, self._flush, entry)
-            else:
-                loop.call_soon(self._flush, entry)
+            if not self._dirty:
+                loop = asyncio.get_running_loop()
+                if self._write_delay > 0:
+                    loop.call_later(self._write_delay, self._flush_all)
+                else:
+                    loop.call_soon(self._flush_all)
+            self._dirty.append(entry)
         entry.pubs.append(pub)
         entry.messages.append(encode_publication(pub))
+
+    def _flush_all(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for entry in dirty:
+            self._flush(entry)
 
     def _flush(self, entry: _Channel) -> None:
         """Hand a channel's queued publications to every subscriber, as one shared batch."""
