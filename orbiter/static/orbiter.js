@@ -945,10 +945,12 @@
    * Orbited 0.3 compatibility: `Orbited.connect(callback, user, location, session)`
    * joins the Orbited key "user, session, /location"; every event sent to that key
    * (`POST /api/event`, pyorbited's `event(keys, message)`) calls `callback(data)`.
-   * Set `Orbited.settings` ({hostname, port, protocol}) to reach another host.
+   * Set `Orbited.settings` ({hostname, port, protocol}) to reach another host, and
+   * `Orbited.settings.token` (a token or a function, as Client's `token`) when the
+   * server needs one: the token must grant the key (docs/security.md).
    */
   const Orbited = {
-    settings: { hostname: null, port: null, protocol: null },
+    settings: { hostname: null, port: null, protocol: null, token: undefined },
 
     /** @returns {Client} */
     connect(callback, user, location, session) {
@@ -956,6 +958,7 @@
         user: String(user),
         location: String(location),
         session: session == null ? "0" : String(session),
+        token: Orbited.settings.token,
       });
       client.on("message", (detail) => callback(detail.data));
       return client;

@@ -105,3 +105,22 @@ def test_a_bad_token_stops_the_client_instead_of_reconnecting(
     assert log["disconnect"] == [[3502, False]]
     assert log["errors"] == [101]
     assert page.evaluate("window.client.state") == "disconnected"
+
+
+def test_orbited_connect_with_a_token_gets_its_keys_events(
+    authed: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    page = new_page()
+    blank_page(page, authed)
+    page.evaluate(
+        """(t) => {
+      window.got = [];
+      Orbited.settings.token = t;
+      window.orbitedClient = Orbited.connect((data) => window.got.push(data), "ann", "/inbox");
+    }""",
+        token("ann"),
+    )
+    page.wait_for_function("window.orbitedClient.state === 'connected'", timeout=WAIT)
+    Client(authed.url, api_key="k").event(["ann, 0, /inbox"], "<b>for ann</b>")
+    page.wait_for_function("window.got.length === 1", timeout=WAIT)
+    assert page.evaluate("window.got") == ["<b>for ann</b>"]
