@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from orbiter import AsyncClient
-from tests.auth.keys import SECRET, token
+from tests.auth.keys import SECRET, ec_key, public_pem, rsa_key, token
 from tests.e2e.wsclient import NativeClient
 from tests.server import RunningServer
 
@@ -243,3 +244,19 @@ async def test_a_refresh_that_drops_a_token_channel_leaves_it(
     await api.publish("team:two", "kept")
     assert [p["data"] for p in [await client.next_push(), *await client.pushes_now()]] == ["kept"]
     await client.close()
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+async def test_public_key_tokens_from_a_key_file(
+    start_server: Callable[..., RunningServer], tmp_path: Path, kind: str
+) -> None:
+    key = rsa_key() if kind == "rsa" else ec_key()
+    algorithm = "RS256" if kind == "rsa" else "ES256"
+    pem = tmp_path / "key.pem"
+    pem.write_text(public_pem(key))
+    srv = start_server(f'[auth]\npublic_key_file = "{pem}"\n')
+    client = await NativeClient.open(srv.ws_url, token=token("ann", key=key, algorithm=algorithm))
+    assert client.connect_result["client"]
+    await client.close()
+    reply, code = await (await Raw.open(srv)).connect(token=token("ann"))  # HS256: refused
+    assert (reply["error"]["code"], code) == (101, 3502)
