@@ -41,9 +41,7 @@ max_connections_per_ip = 1000000
 publish_rate = 1000000000.0
 publish_burst = 1000000000
 
-[session]
-write_delay = {write_delay}
-
+{session}
 [[channel]]
 match = "bench*"
 client_publish = true
@@ -125,7 +123,9 @@ def spawn(
         env = {**os.environ, "PYTHONPATH": str(Path(baseline).resolve())}
     if name.startswith("orbiter"):
         conf = Path(tmp.name) / "orbiter.toml"
-        conf.write_text(BENCH_CONFIG.format(write_delay=write_delay))
+        # The baseline may predate session.write_delay.
+        session = "" if name == "orbiter-before" else f"[session]\nwrite_delay = {write_delay}\n"
+        conf.write_text(BENCH_CONFIG.format(session=session))
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(port), "--config", str(conf)]
         cmd += ["--log-level", "warning", *orbiter_args]
     elif name == "aiohttp":
