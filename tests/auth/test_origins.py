@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orbiter.auth.origins import origin_allowed
 from orbiter.config import OriginSettings
@@ -55,3 +57,15 @@ def test_localhost_only_in_development_unless_configured(origin: str) -> None:
     assert origin_allowed(origin, host="h:1", scheme="http", settings=on, running_open=False)
     off = OriginSettings(localhost=False)
     assert not origin_allowed(origin, host="h:1", scheme="http", settings=off, running_open=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=60)), st.one_of(st.none(), st.text(max_size=40)))
+def test_any_origin_and_host_header_is_decided_without_error(origin, host) -> None:
+    for running_open in (True, False):
+        result = origin_allowed(
+            origin, host=host, scheme="http", settings=OriginSettings(), running_open=running_open
+        )
+        assert result in (True, False)
+        if origin is None:
+            assert result
