@@ -240,7 +240,8 @@ header_text = st.text(
 def test_fuzz_roundtrip_split_anywhere(command, headers, body, version, cuts):
     headers = [(k, v) for k, v in headers if k != "content-length"]
     if version == "1.1":
-        headers = [(k.replace("\r", ""), v.replace("\r", "")) for k, v in headers]
+        # 1.1 has no escape for CR: the serialiser sends a space instead.
+        headers = [(k.replace("\r", " "), v.replace("\r", " ")) for k, v in headers]
     data = encode_frame(command, headers, body, version)
     parser = FrameParser(version=version)
     frames = []
