@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
+from collections.abc import Iterator
 
 from orbiter.auth import Authenticator, Credentials
 from orbiter.config import Config
@@ -74,6 +76,27 @@ class Node:
         self._per_ip[peer] += 1
         self._sessions_gone.clear()
         return session
+
+    @contextlib.contextmanager
+    def held_request(self, peer: str) -> Iterator[None]:
+        """A held long poll counts as one of its peer's connections while it waits.
+
+        :class:`TooManyConnections` past ``limits.max_connections_per_ip``.
+        """
+        limit = self.config.limits.max_connections_per_ip
+        if self._per_ip[peer] >= limit:
+            self.counters["limit_connections_per_ip"] += 1
+            log.warning("poll from %s refused: %d from that address", peer, self._per_ip[peer])
+            raise TooManyConnections(
+                f"too many connections from {peer} (limits.max_connections_per_ip = {limit})"
+            )
+        self._per_ip[peer] += 1
+        try:
+            yield
+        finally:
+            self._per_ip[peer] -= 1
+            if self._per_ip[peer] <= 0:
+                del self._per_ip[peer]
 
     async def end_session(self, session: ClientSession) -> None:
         """The transport is done with ``session``: unsubscribe it and forget it."""

@@ -22,6 +22,7 @@ from aiohttp import web
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition
+from orbiter.node import TooManyConnections
 from orbiter.protocol.native import validate_channel
 from orbiter.protocol.scripts import JAVASCRIPT_CONTENT_TYPE, check_callback, jsonp
 from orbiter.services.polls import Batch, PollHub, TooManyPolls
@@ -51,7 +52,7 @@ def client_connected(request: web.Request) -> bool:
     return transport is not None and not transport.is_closing()
 
 
-def busy_response(exc: TooManyPolls) -> web.Response:
+def busy_response(exc: Exception) -> web.Response:
     response = error_response(503, f"{exc}; poll again shortly")
     response.headers["Retry-After"] = "1"
     return response
@@ -104,13 +105,14 @@ async def poll_handler(request: web.Request) -> web.Response:
         if epoch is None:
             epoch = (await hub.position(channel)).epoch
         try:
-            batch = await hub.poll(
-                channel,
-                StreamPosition(since, epoch),
-                timeout=node.config.poll.timeout,
-                alive=lambda: client_connected(request),
-            )
-        except TooManyPolls as exc:
+            with node.held_request(request.remote or "?"):
+                batch = await hub.poll(
+                    channel,
+                    StreamPosition(since, epoch),
+                    timeout=node.config.poll.timeout,
+                    alive=lambda: client_connected(request),
+                )
+        except (TooManyPolls, TooManyConnections) as exc:
             log.warning("GET /poll from %s: %s", request.remote, exc)
             return busy_response(exc)
     if batch is None:  # the client left; nobody reads this

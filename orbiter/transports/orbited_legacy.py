@@ -125,13 +125,14 @@ async def _xhr(request: web.Request, key: ConnectionKey) -> web.Response:
         return state.polls.get(key) is token
 
     try:
-        batch = await hub.poll(
-            key.channel,
-            since,
-            timeout=node.config.poll.timeout,
-            alive=lambda: current() and client_connected(request),
-        )
-    except TooManyPolls as exc:
+        with node.held_request(request.remote or "?"):
+            batch = await hub.poll(
+                key.channel,
+                since,
+                timeout=node.config.poll.timeout,
+                alive=lambda: current() and client_connected(request),
+            )
+    except (TooManyPolls, TooManyConnections) as exc:
         log.warning("GET %s from %s: %s", request.path[:200], request.remote, exc)
         return busy_response(exc)
     finally:

@@ -164,3 +164,24 @@ async def test_sockjs_limits_are_counted_too(limited: RunningServer) -> None:
     counters = (await stats(limited))["counters"]
     assert counters["limit_message_size"] == 1
     assert counters["limit_http_body"] == 1
+
+
+async def test_held_polls_count_as_connections_of_their_address(limited: RunningServer) -> None:
+    clients = [await NativeClient.open(limited.ws_url) for _ in range(4)]
+    async with aiohttp.ClientSession() as http:
+        url = limited.url + "/poll?channel=chat:held&since=0"
+        held = asyncio.create_task(http.get(url))  # the fifth connection of 127.0.0.1
+        await asyncio.sleep(0.5)
+        async with http.get(url) as r:
+            assert r.status == 503
+            assert "max_connections_per_ip" in (await r.json())["error"]["message"]
+        async with http.get(limited.url + "/chat|ann,0,xhr") as r:
+            assert r.status == 503
+        async with AsyncClient(limited.url, api_key="k") as api:
+            await api.publish("chat:held", "wakes the held poll")
+        response = await held
+        assert response.status == 200
+        assert (await response.json())["publications"][0]["data"] == "wakes the held poll"
+        response.release()
+    for c in clients:
+        await c.close()
