@@ -52,6 +52,31 @@ def test_stompjs_in_chromium(broker: RunningServer, new_page: Callable[[], Page]
     check_scenario(log, topic)
 
 
+@pytest.mark.parametrize("sockjs_transport", ["websocket", "xhr-streaming"])
+def test_stompjs_over_sockjs_in_chromium(
+    broker: RunningServer, new_page: Callable[[], Page], sockjs_transport: str
+) -> None:
+    """How Spring and RabbitMQ Web-STOMP pages connect: stompjs over sockjs-client."""
+    page = open_page(new_page, broker)
+    page.add_script_tag(path=STOMPJS_BUNDLE)
+    page.add_script_tag(path=SOCKJS_CLIENT)
+    # Force one SockJS transport for this run.
+    page.evaluate(
+        "(t) => { const S = window.SockJS; window.SockJS = function (url) {"
+        " return new S(url, null, {transports: [t]}); }; }",
+        sockjs_transport,
+    )
+    topic = f"/topic/chat:stompjs-sockjs-{sockjs_transport}"
+    args = {
+        "sockjsUrl": broker.url + "/stomp/sockjs",
+        "httpUrl": broker.url,
+        "topic": topic,
+        "queue": f"/queue/stompjs-sockjs-{sockjs_transport}",
+    }
+    log = page.evaluate(f"(args) => ({SCENARIO})({{Client: StompJs.Client, ...args}})", args)
+    check_scenario(log, topic, subprotocol="sockjs")
+
+
 SEED_PAGE = """
 async ({options, httpUrl}) => await new Promise((resolve, reject) => {
   // The seed's TurboGears page, as written there, plus an HTTP publish from the app side.

@@ -1,7 +1,8 @@
 // The @stomp/stompjs scenario that tests/e2e/test_stompjs_node.py runs in node and
 // tests/browser/test_stomp_browser.py runs in Chromium: one expression, a function of
-// {Client, wsUrl, httpUrl, topic, queue} that resolves to what the client saw.
-async ({Client, wsUrl, httpUrl, topic, queue}) => {
+// {Client, wsUrl, httpUrl, topic, queue} that resolves to what the client saw (with
+// sockjsUrl, the client runs over sockjs-client's SockJS instead of a WebSocket).
+async ({Client, wsUrl, sockjsUrl, httpUrl, topic, queue}) => {
   const waitFor = async (cond, what) => {
     const start = Date.now();
     while (!cond()) {
@@ -11,7 +12,7 @@ async ({Client, wsUrl, httpUrl, topic, queue}) => {
   };
   const log = {errors: []};
   const client = new Client({
-    brokerURL: wsUrl,
+    ...(sockjsUrl ? {webSocketFactory: () => new SockJS(sockjsUrl)} : {brokerURL: wsUrl}),
     reconnectDelay: 0,
     heartbeatIncoming: 500,
     heartbeatOutgoing: 500,
@@ -26,7 +27,7 @@ async ({Client, wsUrl, httpUrl, topic, queue}) => {
   const frame = await connected;
   log.version = frame.headers.version;
   log.heartBeat = frame.headers["heart-beat"];
-  log.subprotocol = client.webSocket.protocol;
+  log.subprotocol = sockjsUrl ? "sockjs" : client.webSocket.protocol;
 
   const topicMessages = [];
   const queueMessages = [];

@@ -36,11 +36,11 @@ def broker() -> Iterator[RunningServer]:
     srv.stop()
 
 
-def check_scenario(log: dict[str, Any], topic: str) -> None:
+def check_scenario(log: dict[str, Any], topic: str, subprotocol: str = "v12.stomp") -> None:
     """What the scenario must have seen, in node and in the browser alike."""
     assert log["errors"] == []
     assert log["version"] == "1.2"
-    assert log["subprotocol"] == "v12.stomp"
+    assert log["subprotocol"] == subprotocol
     assert log["heartBeat"] == "300,500"
     assert log["httpStatus"] == 200
     assert log["topic"] == [
