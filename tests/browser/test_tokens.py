@@ -46,8 +46,9 @@ def blank_page(page: Page, srv: RunningServer) -> None:
     page.wait_for_function("!!window.Orbiter")
 
 
+@pytest.mark.parametrize("transport", ["websocket", "xhr-streaming"])
 def test_token_function_refreshes_before_expiry_without_reconnecting(
-    authed: RunningServer, new_page: Callable[[], Page]
+    authed: RunningServer, new_page: Callable[[], Page], transport: str
 ) -> None:
     page = new_page()
     issued: list[float] = []
@@ -59,19 +60,22 @@ def test_token_function_refreshes_before_expiry_without_reconnecting(
     page.expose_function("fetchToken", fetch_token)
     blank_page(page, authed)
     page.evaluate(
-        """() => {
+        """(transport) => {
       window.log = { connect: 0, disconnect: [], refresh: 0, errors: [], got: [] };
-      const c = (window.client = new Orbiter.Client({ token: () => window.fetchToken() }));
+      const options = { token: () => window.fetchToken(), transports: [transport] };
+      const c = (window.client = new Orbiter.Client(options));
       c.on("connect", () => window.log.connect++);
       c.on("disconnect", (d) => window.log.disconnect.push(d.code));
       c.on("refresh", () => window.log.refresh++);
       c.on("error", (d) => window.log.errors.push(String(d.error && d.error.message)));
       c.subscribe("chat:tokens", (data) => window.log.got.push(data));
-    }"""
+    }""",
+        transport,
     )
     page.wait_for_function("window.log.connect === 1", timeout=WAIT)
     # Three token lifetimes: the first token has long expired by the end.
     page.wait_for_function("window.log.refresh >= 3", timeout=WAIT)
+    assert page.evaluate("window.client.transport") == transport
     Client(authed.url, api_key="k").publish("chat:tokens", "after the refreshes")
     page.wait_for_function("window.log.got.length === 1", timeout=WAIT)
     log = page.evaluate("window.log")
