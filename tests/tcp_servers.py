@@ -1,11 +1,13 @@
-"""Real TCP services the proxy tests reach: ngircd (Debian's IRC server) on a free port."""
+"""Real TCP services the proxy tests reach: ngircd (Debian's IRC server), an echo server."""
 
 from __future__ import annotations
 
 import shutil
 import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -69,3 +71,27 @@ class Ngircd:
                 self.process.kill()
                 self.process.wait()
         self._dir.cleanup()
+
+
+class ThreadedEcho:
+    """A TCP echo server in a thread (for sync tests), on a free 127.0.0.1 port."""
+
+    def __init__(self) -> None:
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                while data := self.request.recv(65536):
+                    self.request.sendall(data)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
