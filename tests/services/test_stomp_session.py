@@ -1,0 +1,101 @@
+"""The STOMP session without a network: sequences of frames, well-formed and not, against a
+real PubSub on the memory engine. No input makes it raise; every answer is a frame; after an
+ERROR nothing more is handled; queue messages survive whatever a consumer does."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orbiter.auth import Authenticator
+from orbiter.config import Config
+from orbiter.config_stomp import StompSettings
+from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
+from orbiter.services.pubsub import PubSub
+from orbiter.services.stomp.broker import StompBroker
+from orbiter.services.stomp.session import StompSession
+
+CONFIG = replace(Config(), stomp=StompSettings(max_queue_length=50, max_unacked=3))
+
+_commands = st.sampled_from(
+    ["SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK", "BEGIN", "COMMIT", "ABORT", "FROB"]
+)
+_values = st.sampled_from(
+    ["/topic/chat:a", "/queue/q", "/topic/$key:x", "/nowhere", "1", "2", "tx", "", "client"]
+)
+_names = st.sampled_from(
+    ["destination", "id", "ack", "transaction", "receipt", "message-id", "content-type"]
+)
+_frames = st.lists(
+    st.tuples(
+        _commands,
+        st.lists(st.tuples(_names, _values), max_size=4),
+        st.binary(max_size=12),
+    ),
+    max_size=12,
+)
+
+
+async def _broker() -> StompBroker:
+    engine = MemoryBroker()
+    await engine.start()
+    return StompBroker(CONFIG, PubSub(CONFIG, engine, MemoryPresenceStore()), Authenticator(CONFIG))
+
+
+async def _written(session: StompSession) -> list[Frame]:
+    """The frames the session queued for its client so far."""
+    try:
+        batch = await asyncio.wait_for(session.outbox.take(), 0.1)
+    except TimeoutError:
+        batch = []
+    return FrameParser(version="1.2").feed(b"".join(batch))
+
+
+async def _connect(broker: StompBroker) -> StompSession:
+    session = broker.new_session(peer="test", transport="test")
+    await session.receive(encode_frame("CONNECT", [("accept-version", "1.2"), ("host", "x")]))
+    return session
+
+
+async def _run(frames: list[tuple[str, list[tuple[str, str]], bytes]], garbage: bytes) -> None:
+    broker = await _broker()
+    victim = await _connect(broker)
+    keeper = await _connect(broker)
+    await keeper.receive(
+        encode_frame("SUBSCRIBE", [("id", "k"), ("destination", "/queue/q"), ("ack", "client")])
+    )
+    producer = await _connect(broker)
+    await producer.receive(encode_frame("SEND", [("destination", "/queue/q")], b"before"))
+    for command, headers, body in frames:
+        await victim.receive(encode_frame(command, headers, body))
+    await victim.receive(garbage)
+    written = await _written(victim)
+    assert written[0].command == "CONNECTED"
+    errors = [f for f in written if f.command == "ERROR"]
+    assert len(errors) <= 1
+    if errors:
+        assert errors[0].get("message")
+        assert errors[0].body
+        assert written[-1].command == "ERROR"
+        assert victim.closed
+    assert {f.command for f in written} <= {"CONNECTED", "MESSAGE", "RECEIPT", "ERROR"}
+    # The others go on; no message of the queue is lost, whatever the victim held.
+    await broker.end_session(victim)
+    await producer.receive(encode_frame("SEND", [("destination", "/queue/q")], b"after"))
+    await broker.end_session(keeper)
+    consumer = await _connect(broker)
+    await consumer.receive(encode_frame("SUBSCRIBE", [("id", "c"), ("destination", "/queue/q")]))
+    bodies = [f.body for f in await _written(consumer) if f.command == "MESSAGE"]
+    assert b"before" in bodies
+    assert b"after" in bodies
+    assert not producer.closed
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=_frames, garbage=st.binary(max_size=40))
+def test_no_sequence_of_frames_makes_the_session_raise(frames, garbage):
+    asyncio.run(_run(frames, garbage))
