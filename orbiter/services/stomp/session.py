@@ -41,8 +41,10 @@ from orbiter.protocol.stomp import (
     parse_heart_beat,
 )
 from orbiter.services.stomp.bodies import BodyError, data_of
+from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
 from orbiter.services.stomp.queues import MessageQueue, QueuedMessage
+from orbiter.services.stomp.transactions import Transactions
 from orbiter.session.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -59,15 +61,6 @@ _NOT_FORWARDED = frozenset(
     {"destination", "receipt", "transaction", "content-length", "message-id", "subscription"}
 )
 RESERVED_PREFIX = "$"
-
-
-class StompError(Exception):
-    """A frame the broker refuses: ``message`` is the ERROR's header, ``detail`` its body."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail or message
 
 
 @dataclass(eq=False, slots=True)
@@ -118,7 +111,9 @@ class StompSession:
         self._topics: dict[str, list[Subscription]] = {}
         #: Message-id -> subscription, for every message awaiting ACK/NACK.
         self._unacked: dict[str, Subscription] = {}
-        self._transactions: dict[str, list[Frame]] = {}
+        self._transactions = Transactions(
+            self.settings.max_transactions, self.settings.max_transaction_frames
+        )
         self._deliveries = 0
         self.closed = False
         self.close_reason = ""
@@ -199,7 +194,7 @@ class StompSession:
                 raise StompError("already connected", "CONNECT was sent twice")
             raise StompError("unknown command", f"unknown command {command[:32]!r}")
         if command in ("SEND", "ACK", "NACK") and "transaction" in frame:
-            self._buffer(frame)
+            self._transactions.hold(frame)
         elif command == "DISCONNECT":
             self._receipt(frame)
             self.close("client disconnected")
@@ -219,12 +214,12 @@ class StompSession:
         elif command in ("ACK", "NACK"):
             self._ack(frame, nack=command == "NACK")
         elif command == "BEGIN":
-            self._begin(frame)
+            self._transactions.begin(frame)
         elif command == "COMMIT":
-            for buffered in self._end_transaction(frame):
+            for buffered in self._transactions.end(frame):
                 await self._execute(buffered)
         elif command == "ABORT":
-            self._end_transaction(frame)
+            self._transactions.end(frame)
 
     # -------------------------------------------------------------- connect
 
@@ -478,46 +473,6 @@ class StompSession:
             # A topic's unacknowledged messages are not redelivered; only the newest are kept.
             old, _ = sub.unacked.popitem(last=False)
             self._unacked.pop(old, None)
-
-    # --------------------------------------------------------- transactions
-
-    def _begin(self, frame: Frame) -> None:
-        tx = self._transaction_id(frame)
-        if tx in self._transactions:
-            raise StompError("transaction exists", f"transaction {tx!r} is already open")
-        if len(self._transactions) >= self.settings.max_transactions:
-            raise StompError(
-                "too many transactions",
-                f"at most {self.settings.max_transactions} transactions may be open at once",
-            )
-        self._transactions[tx] = []
-
-    def _buffer(self, frame: Frame) -> None:
-        tx = self._transaction_id(frame)
-        frames = self._transactions.get(tx)
-        if frames is None:
-            raise StompError("unknown transaction", f"transaction {tx!r} was not begun")
-        if len(frames) >= self.settings.max_transaction_frames:
-            raise StompError(
-                "transaction too large",
-                f"a transaction may hold at most {self.settings.max_transaction_frames} frames",
-            )
-        frames.append(frame)
-
-    def _end_transaction(self, frame: Frame) -> list[Frame]:
-        tx = self._transaction_id(frame)
-        frames = self._transactions.pop(tx, None)
-        if frames is None:
-            raise StompError("unknown transaction", f"transaction {tx!r} was not begun")
-        return frames
-
-    def _transaction_id(self, frame: Frame) -> str:
-        tx = frame.get("transaction")
-        if not tx:
-            raise StompError(
-                "missing transaction", f"a {frame.command} frame needs a transaction header"
-            )
-        return tx
 
     # --------------------------------------------------------------- output
 
