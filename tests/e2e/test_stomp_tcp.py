@@ -503,6 +503,15 @@ def test_connect_without_a_valid_token_is_refused(token_broker, passcode, proble
     assert raw.wait_closed()
 
 
+def test_the_connection_ends_when_its_token_expires(token_broker):
+    raw = RawClient(token_broker)
+    assert raw.connect(passcode=token("alice", ttl=1.5)).command == "CONNECTED"
+    frame = raw.next(timeout=5)
+    assert frame.command == "ERROR"
+    assert frame.get("message") == "token expired"
+    assert raw.wait_closed()
+
+
 def test_the_api_key_still_admits_app_servers_when_tokens_are_on(token_broker):
     c, got = connect(token_broker, passcode="s3cret")
     c.send("/topic/anything", "app server", receipt="ok")

@@ -124,6 +124,7 @@ class StompSession:
         self.started = self.last_received
         self._connected = asyncio.Event()
         self._closed = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
         #: Set by a transport that can cut its connection at once (used at shutdown).
         self.abort: Callable[[], None] | None = None
 
@@ -259,6 +260,15 @@ class StompSession:
         self.version = version
         self.parser.version = version
         self._connected.set()
+        expires = self.identity.identity.expires
+        if expires is not None:
+            # STOMP has no way to renew a token: the connection ends when it expires.
+            self._expiry = asyncio.get_running_loop().call_later(
+                max(expires - time.time(), 0.0),
+                self.fail,
+                "token expired",
+                "the connection token has expired: connect again with a new one",
+            )
         server_beat = (
             round(self.settings.heartbeat_send * 1000),
             round(self.settings.heartbeat_receive * 1000),
@@ -569,6 +579,8 @@ class StompSession:
         self.outbox.close()
         self._connected.set()
         self._closed.set()
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     async def wait_closed(self) -> None:
         """Return once the session is closed (by either side)."""
