@@ -379,3 +379,37 @@ async def test_sockjs_carried_mode(
     finally:
         await backend.stop()
     assert wait_for_sockets(pid, before) <= before
+
+
+async def test_sockjs_slow_browser_pauses_the_backend(
+    proxy_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    """Over xhr-polling: a client that stops polling stops orbiter reading the backend."""
+    backend = await Firehose(PORTS["firehose"]).start()
+    base = proxy_server.url + "/tcp/sockjs/000/slow1"
+    try:
+        async with http.post(base + "/xhr") as r:
+            assert await r.text() == "o\n"
+        connect = {"type": "connect", "host": "127.0.0.1", "port": PORTS["firehose"]}
+        body = orjson.dumps([orjson.dumps(connect).decode()])
+        async with http.post(base + "/xhr_send", data=body) as r:
+            assert r.status == 204
+        await asyncio.sleep(1.5)  # nobody polls
+        assert backend.written < Firehose.total // 2, "the backend was never paused"
+        got, opened_seen = 0, False
+        for _ in range(2000):  # bounded; each poll takes what is queued
+            async with http.post(base + "/xhr") as r:
+                frame = (await r.text()).strip()
+            if frame.startswith("c"):
+                assert orjson.loads(frame[1:])[0] == 1000
+                break
+            if frame.startswith("a"):
+                for message in orjson.loads(frame[1:]):
+                    if message.startswith("{"):
+                        opened_seen = True
+                    else:
+                        got += len(base64.b64decode(message))
+        assert opened_seen
+        assert got == Firehose.total
+    finally:
+        await backend.stop()
