@@ -30,6 +30,9 @@ class StompSettings:
     queue_prefix: str = "/queue/"
     #: Messages a queue holds while it has no consumer with room; past it SEND is refused.
     max_queue_length: int = 10_000
+    #: Queues (with messages or consumers) at once; a SEND or SUBSCRIBE that would add one more
+    #: is refused.
+    max_queues: int = 10_000
     #: Unacknowledged messages one ``client``-mode subscription holds (its prefetch).
     max_unacked: int = 1_000
     #: Open transactions per connection, and frames buffered in one.
@@ -82,7 +85,7 @@ def stomp_settings_from(table: dict[str, Any]) -> StompSettings:
         value = getattr(settings, f.name)
         if type(value) in (int, float) and value < 0:
             raise StompSettingsError(f"'stomp.{f.name}' must not be negative")
-    for name in ("max_queue_length", "max_unacked", "max_headers", "max_header_line"):
+    for name in ("max_queue_length", "max_queues", "max_unacked", "max_headers", "max_header_line"):
         if getattr(settings, name) == 0:
             raise StompSettingsError(f"'stomp.{name}' must be positive")
     return settings

@@ -582,3 +582,17 @@ def test_queues_wait_for_consumers_that_do_not_read_and_lose_nothing():
             c.disconnect()
     finally:
         srv.stop()
+
+
+def test_the_number_of_queues_is_bounded():
+    srv, port = start_stomp_server(stomp_toml="max_queues = 2\n")
+    try:
+        raw = RawClient(port)
+        raw.connect()
+        for name in ("a", "b"):
+            raw.frame("SEND", [("destination", f"/queue/{name}"), ("receipt", name)], b"x")
+            assert raw.next().command == "RECEIPT"
+        raw.frame("SUBSCRIBE", [("id", "1"), ("destination", "/queue/c")])
+        assert "stomp.max_queues" in _error(raw)
+    finally:
+        srv.stop()

@@ -92,6 +92,7 @@ def test_a_refused_offer_keeps_the_message():
 def test_removed_consumers_get_nothing_and_idle_queues_are_dropped():
     book = QueueBook(limit=10)
     queue = book.get("q")
+    assert queue is not None
     consumer = FakeConsumer()
     queue.add(consumer)
     queue.remove(consumer)
@@ -103,3 +104,11 @@ def test_removed_consumers_get_nothing_and_idle_queues_are_dropped():
     book.tidy(queue)
     assert len(book) == 0
     assert book.find("q") is None
+
+
+def test_the_number_of_queues_is_bounded():
+    book = QueueBook(limit=10, max_queues=2)
+    assert book.get("a") is not None
+    assert book.get("b") is not None
+    assert book.get("c") is None
+    assert book.get("a") is not None  # an existing queue is always found

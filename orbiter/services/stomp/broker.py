@@ -44,7 +44,7 @@ class StompBroker:
         self.auth = auth
         self.settings = config.stomp
         self.pubsub = pubsub
-        self.queues = QueueBook(self.settings.max_queue_length)
+        self.queues = QueueBook(self.settings.max_queue_length, self.settings.max_queues)
         self.sessions: set[StompSession] = set()
         self.frame_limits = Limits(
             max_headers=self.settings.max_headers,

@@ -96,13 +96,17 @@ class MessageQueue:
 class QueueBook:
     """The queues of one broker, by name; a queue with no message and no consumer is dropped."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_queues: int = 10_000) -> None:
         self.limit = limit
+        self.max_queues = max_queues
         self._queues: dict[str, MessageQueue] = {}
 
-    def get(self, name: str) -> MessageQueue:
+    def get(self, name: str) -> MessageQueue | None:
+        """The queue ``name``, created if need be; None if that would pass ``max_queues``."""
         queue = self._queues.get(name)
         if queue is None:
+            if len(self._queues) >= self.max_queues:
+                return None
             queue = self._queues[name] = MessageQueue(name, self.limit)
         return queue
 

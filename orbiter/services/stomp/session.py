@@ -317,7 +317,7 @@ class StompSession:
             return
         headers = tuple((k, v) for k, v in _first_headers(frame) if k not in _NOT_FORWARDED)
         message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body)
-        queue = self.broker.queues.get(target)
+        queue = self._queue(target)
         if not queue.put(message):
             self.broker.queues.tidy(queue)
             raise StompError(
@@ -325,6 +325,16 @@ class StompSession:
                 f"queue {target!r} holds {queue.limit} messages waiting for a consumer "
                 "(stomp.max_queue_length); the message was not accepted",
             )
+
+    def _queue(self, name: str) -> MessageQueue:
+        queue = self.broker.queues.get(name)
+        if queue is None:
+            raise StompError(
+                "too many queues",
+                f"the broker holds {self.broker.queues.max_queues} queues (stomp.max_queues); "
+                f"cannot open {name!r}",
+            )
+        return queue
 
     def _destination(self, frame: Frame) -> tuple[str, str]:
         name = frame.get("destination")
@@ -383,6 +393,18 @@ class StompSession:
                     )
                 except AuthError as exc:
                     raise StompError("permission denied", exc.message) from None
+            max_channels = self.broker.config.limits.max_channels
+            pubsub = self.broker.pubsub
+            if (
+                channel not in self._topics
+                and pubsub.subscriber_count(channel) == 0
+                and pubsub.channel_count >= max_channels
+            ):
+                raise StompError(
+                    "too many channels",
+                    f"the server has {max_channels} channels in use (limits.max_channels); "
+                    f"cannot open {channel!r}",
+                )
             self.subscriptions[sub_id] = sub
             subs = self._topics.setdefault(channel, [])
             subs.append(sub)
@@ -393,8 +415,9 @@ class StompSession:
                     self._drop_topic(sub)
                     raise
         else:
+            queue = self._queue(target)
             self.subscriptions[sub_id] = sub
-            self.broker.queues.get(target).add(sub)
+            queue.add(sub)
 
     async def _unsubscribe(self, frame: Frame) -> None:
         sub_id = frame.get("id")
