@@ -215,6 +215,8 @@ class FrameParser:
         lines = raw.split(b"\n")
         if len(lines) - 1 > limits.max_headers:
             raise FrameError(f"more than {limits.max_headers} headers in a frame")
+        if any(len(line) > limits.max_header_line for line in lines):
+            raise FrameError(f"a header line longer than {limits.max_header_line} bytes")
         try:
             text = [line.decode("utf-8") for line in lines]
         except UnicodeDecodeError:
@@ -228,8 +230,6 @@ class FrameParser:
         escaped = self.version != "1.0" and command not in UNESCAPED_COMMANDS
         headers: list[Header] = []
         for line in text[1:]:
-            if len(line) > limits.max_header_line:
-                raise FrameError(f"a header line longer than {limits.max_header_line} bytes")
             name, colon, value = line.partition(":")
             if not colon:
                 raise FrameError(f"header line {line[:64]!r} has no colon")

@@ -596,3 +596,14 @@ def test_the_number_of_queues_is_bounded():
         assert "stomp.max_queues" in _error(raw)
     finally:
         srv.stop()
+
+
+def test_shutdown_tells_every_connection():
+    srv, port = start_stomp_server()
+    raw = RawClient(port)
+    raw.connect()
+    srv.stop()
+    frame = raw.next()
+    assert frame.command == "ERROR"
+    assert frame.get("message") == "server shutting down"
+    assert raw.wait_closed()
