@@ -9,6 +9,7 @@ names the key, never silently ignored. ``docs/config.md`` lists the keys.
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -171,6 +172,9 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = None
+    #: Addresses of reverse proxies whose ``X-Forwarded-For`` names the real client
+    #: (for per-IP limits and logs); requests from anyone else are taken as they come.
+    trusted_proxies: tuple[str, ...] = ()
     #: First matching rule wins; channels matching none use ``channel_defaults``.
     channels: tuple[ChannelRule, ...] = (
         ChannelRule(match="chat:*", client_publish=True, presence=True),
@@ -257,8 +261,10 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     for key in raw:
         if key not in _TOP_LEVEL:
             raise ConfigError(f"{source}: unknown section or key {key!r}")
-    server = _table(raw, "server", source)
+    server = dict(_table(raw, "server", source))
     kwargs: dict[str, Any] = {}
+    if "trusted_proxies" in server:
+        kwargs["trusted_proxies"] = _addresses(server.pop("trusted_proxies"), source)
     for key, value in server.items():
         kind = _SERVER_KEYS.get(key)
         if kind is None:
@@ -328,6 +334,20 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     config = Config(limits=limits, session=timing, **kwargs)
     _check_rules(config, source)
     return config
+
+
+def _addresses(value: object, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{source}: 'server.trusted_proxies' must be a list of IP addresses")
+    out = []
+    for text in value:
+        try:
+            out.append(str(ipaddress.ip_address(text)))
+        except ValueError:
+            raise ConfigError(
+                f"{source}: 'server.trusted_proxies' entry {text!r} is not an IP address"
+            ) from None
+    return tuple(out)
 
 
 def _auth(table: dict[str, Any], source: str) -> AuthSettings:

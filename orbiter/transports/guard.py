@@ -10,10 +10,15 @@ cross-origin requests get CORS headers naming the origin, with credentials
 :func:`request_credentials` collects what a request presents for
 :meth:`orbiter.auth.Authenticator.authenticate_connection`: a token from
 ``?token=`` or ``Authorization: Bearer``, and the headers app hooks receive.
+
+:func:`forwarded_peer` (a middleware on every route) takes the client's
+address from ``X-Forwarded-For`` when, and only when, the request comes from
+one of ``server.trusted_proxies``, so per-IP limits and logs see the client.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -110,6 +115,30 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Access-Control-Allow-Credentials"] = "true"
     response.headers["Vary"] = "Origin"
+
+
+def client_address(forwarded_for: list[str], proxies: tuple[str, ...]) -> str | None:
+    """The client in ``X-Forwarded-For``: the last hop that is not a trusted proxy."""
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            return None
+        if address not in proxies:
+            return address
+    return None
+
+
+@web.middleware
+async def forwarded_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Behind a trusted proxy (``server.trusted_proxies``), the peer is the forwarded client."""
+    proxies = request.app[NODE].config.trusted_proxies
+    if proxies and request.remote in proxies:
+        client = client_address(request.headers.getall("X-Forwarded-For", []), proxies)
+        if client is not None:
+            request = request.clone(remote=client)
+    return await handler(request)
 
 
 def request_credentials(request: web.Request, transport: str) -> Credentials:

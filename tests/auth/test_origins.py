@@ -69,3 +69,15 @@ def test_any_origin_and_host_header_is_decided_without_error(origin, host) -> No
         assert result in (True, False)
         if origin is None:
             assert result
+
+
+def test_the_client_is_the_last_hop_that_is_not_a_trusted_proxy() -> None:
+    from orbiter.transports.guard import client_address
+
+    proxies = ("10.0.0.1", "10.0.0.2")
+    assert client_address(["203.0.113.5"], proxies) == "203.0.113.5"
+    assert client_address(["1.1.1.1, 203.0.113.5, 10.0.0.2"], proxies) == "203.0.113.5"
+    assert client_address(["1.1.1.1", "203.0.113.5, 10.0.0.1"], proxies) == "203.0.113.5"
+    assert client_address(["10.0.0.1"], proxies) is None
+    assert client_address(["not-an-ip, 10.0.0.1"], proxies) is None
+    assert client_address([], proxies) is None

@@ -165,4 +165,4 @@ async def test_an_unreachable_app_server_denies(start_server: Any) -> None:
         port = probe.getsockname()[1]
         srv = start_server(f'[hooks]\nconnect_url = "http://127.0.0.1:{port}/connect"\n')
         assert await refused(srv.ws_url, "user-alice") == (103, 3503)
-    assert "could not be reached" in srv.log
+    assert srv.wait_for_log("could not be reached")

@@ -106,7 +106,7 @@ async def test_subscriptions_channels_and_publish_rate(limited: RunningServer) -
     assert counters["limit_subscriptions"] == 1
     assert counters["limit_channels"] == 1
     assert counters["limit_publish_rate"] == 1
-    assert "publishing too fast" in limited.log
+    assert limited.wait_for_log("publishing too fast")
     await a.close()
     await b.close()
 
@@ -129,7 +129,7 @@ async def test_connections_per_ip_and_in_total(limited: RunningServer) -> None:
     clients.append(await NativeClient.open(limited.ws_url))
     counters = (await stats(limited))["counters"]
     assert counters["limit_connections_per_ip"] == 2
-    assert "refused: 5 from that address" in limited.log
+    assert limited.wait_for_log("refused: 5 from that address")
     for c in clients:
         await c.close()
 
@@ -185,3 +185,35 @@ async def test_held_polls_count_as_connections_of_their_address(limited: Running
         response.release()
     for c in clients:
         await c.close()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_per_ip_limits_see_the_forwarded_client_only_behind_a_trusted_proxy(
+    trusted: bool,
+) -> None:
+    proxy = "127.0.0.1" if trusted else "10.9.9.9"
+    srv = RunningServer(
+        f'[server]\ntrusted_proxies = ["{proxy}"]\n\n[limits]\nmax_connections_per_ip = 2\n'
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            kept: list[aiohttp.ClientWebSocketResponse] = []
+
+            async def connect(client_ip: str) -> int | None:
+                """The close code right after the handshake (None: it stays open)."""
+                headers = {"X-Forwarded-For": f"{client_ip}, {proxy}"}
+                ws = await http.ws_connect(srv.ws_url, headers=headers)
+                kept.append(ws)
+                await ws.send_str('{"id": 1, "op": "connect"}')
+                msg = await ws.receive(timeout=5)
+                return ws.close_code if msg.type is aiohttp.WSMsgType.CLOSE else None
+
+            codes = [await connect(ip) for ip in ("192.0.2.1", "192.0.2.1", "192.0.2.2")]
+            codes.append(await connect("192.0.2.1"))
+        if trusted:  # two from .1, then one from .2; a third from .1 is one too many
+            assert codes == [None, None, None, 3003]
+            assert srv.wait_for_log("connection from 192.0.2.1 refused")
+        else:  # X-Forwarded-For from an untrusted peer is ignored: all are 127.0.0.1
+            assert codes == [None, None, 3003, 3003]
+    finally:
+        srv.stop()
