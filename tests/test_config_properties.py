@@ -18,10 +18,10 @@ _value = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=12),
     st.sampled_from(["anyone", "token", "private", "hook", "chat:*", "https://a.example", "*"]),
-    st.lists(st.sampled_from(["https://a.example", "*", "nope", 3]), max_size=3),
+    st.lists(st.sampled_from(["https://a.example", "*", "nope", 3, "10.0.0.1", "::1"]), max_size=3),
 )
 _SECTIONS: dict[str, list[str]] = {
-    "server": ["host", "port", "api_key", "bogus"],
+    "server": ["host", "port", "api_key", "trusted_proxies", "bogus"],
     "limits": [
         "max_message_size",
         "max_http_body",
