@@ -35,6 +35,8 @@ class TcpSettings:
     #: Proxied connections open at once on this node, and from one IP address (4429).
     max_connections: int = 1000
     max_per_ip: int = 16
+    #: ... from one page (the ``session`` id orbiter.js sends; within the per-IP limit).
+    max_per_session: int = 8
     #: Bytes read from a backend at once: the most one frame to the browser carries.
     read_size: int = 65_536
 
@@ -99,6 +101,7 @@ def tcp_settings_from(table: dict[str, Any]) -> TcpSettings:
             "idle_timeout": float,
             "max_connections": int,
             "max_per_ip": int,
+            "max_per_session": int,
             "read_size": int,
         },
     )

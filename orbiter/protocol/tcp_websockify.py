@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import re
 from collections.abc import Mapping
 
 import orjson
@@ -63,6 +64,19 @@ def target_from(path_tail: str, query: Mapping[str, str]) -> Target:
     if len(set(candidates)) > 1:
         raise BadTarget("the request names more than one target")
     return Target.parse(candidates[0])
+
+
+#: A page's session id: what orbiter.js sends (``?session=``), bounded and plain.
+_SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def session_from(value: str | None) -> str | None:
+    """A valid page session id, None when absent; :class:`BadTarget` when malformed."""
+    if value is None:
+        return None
+    if not _SESSION.fullmatch(value):
+        raise BadTarget("'session' must be 1-64 letters, digits, '-' or '_'")
+    return value
 
 
 def open_message(target: Target) -> str:

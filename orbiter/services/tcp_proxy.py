@@ -59,7 +59,7 @@ class CloseCode(enum.IntEnum):
     UNKNOWN_HOST = 4404
     #: Nothing went either way for ``tcp.idle_timeout`` seconds.
     IDLE = 4408
-    #: Too many proxied connections (``tcp.max_connections`` / ``tcp.max_per_ip``).
+    #: Too many proxied connections (``tcp.max_connections``, ``max_per_ip``, ``max_per_session``).
     LIMIT = 4429
     #: The backend connection failed after it was open (reset, broken pipe).
     BACKEND_ERROR = 4500
@@ -130,6 +130,7 @@ class TcpProxy:
         self.policy = AccessPolicy(settings.access)
         self._resolve = resolve if resolve is not None else _getaddrinfo
         self._per_ip: Counter[str] = Counter()
+        self._per_session: Counter[tuple[str, str]] = Counter()
         self._total = 0
         self._relays: set[asyncio.Task[Ending]] = set()
         self._closing = False
@@ -145,8 +146,16 @@ class TcpProxy:
                 CloseCode.DENIED, f"access to {target} is not allowed by the [access] rules"
             )
 
-    async def open(self, target: Target, requester: Requester, peer_ip: str) -> Backend:
-        """Connect to ``target`` for a browser, or raise :class:`ProxyError` naming why not."""
+    async def open(
+        self, target: Target, requester: Requester, peer_ip: str, session: str | None = None
+    ) -> Backend:
+        """Connect to ``target`` for a browser, or raise :class:`ProxyError` naming why not.
+
+        ``session`` is the page's own id (orbiter.js sends one per page load); it is
+        counted with the address, so a page that omits or varies it is still bound by
+        ``max_per_ip``: the per-session limit keeps one runaway page from using up its
+        address's share (a NAT, a household).
+        """
         self.check(target, requester)
         if self._closing:
             raise ProxyError(CloseCode.SHUTDOWN, "server shutting down")
@@ -154,14 +163,23 @@ class TcpProxy:
             raise ProxyError(CloseCode.LIMIT, "too many proxied connections on this server")
         if self._per_ip[peer_ip] >= self.settings.max_per_ip:
             raise ProxyError(CloseCode.LIMIT, "too many proxied connections from this address")
+        page = (peer_ip, session) if session is not None else None
+        if page is not None and self._per_session[page] >= self.settings.max_per_session:
+            raise ProxyError(CloseCode.LIMIT, "too many proxied connections from this page")
         self._total += 1
         self._per_ip[peer_ip] += 1
+        if page is not None:
+            self._per_session[page] += 1
 
         def release() -> None:
             self._total -= 1
             self._per_ip[peer_ip] -= 1
             if self._per_ip[peer_ip] <= 0:
                 del self._per_ip[peer_ip]
+            if page is not None:
+                self._per_session[page] -= 1
+                if self._per_session[page] <= 0:
+                    del self._per_session[page]
 
         try:
             reader, writer = await self._connect(target)

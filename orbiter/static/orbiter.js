@@ -994,6 +994,10 @@
   "use strict";
 
   const TCP_PATH = "/tcp";
+  /** This page's id for the server's per-page limit (tcp.max_per_session). */
+  const PAGE_SESSION = Array.from((root.crypto || globalThis.crypto).getRandomValues(new Uint8Array(12)), (b) =>
+    b.toString(16).padStart(2, "0"),
+  ).join("");
   /** Close code when the WebSocket failed before the server said anything (blocked, down). */
   const CLOSE_ABNORMAL = 1006;
 
@@ -1028,6 +1032,7 @@
     u.search = "";
     u.searchParams.set("host", String(host));
     u.searchParams.set("port", String(port));
+    u.searchParams.set("session", PAGE_SESSION);
     u.hash = "";
     return u.href;
   }
@@ -1115,7 +1120,14 @@
         } else {
           ws = new root.Orbiter.SockJSSocket(httpBase(this._base) + TCP_PATH + "/sockjs", transport);
           ws.onopen = () =>
-            ws.send(JSON.stringify({ type: "connect", host: String(this._host), port: Number(this._port) }));
+            ws.send(
+              JSON.stringify({
+                type: "connect",
+                host: String(this._host),
+                port: Number(this._port),
+                session: PAGE_SESSION,
+              }),
+            );
         }
       } catch (err) {
         if (index + 1 < this._transports.length) return this._attempt(index + 1);

@@ -27,7 +27,13 @@ import orjson
 from aiohttp import web
 
 from orbiter.node import Node
-from orbiter.protocol.tcp_websockify import BadFrame, decode_base64, encode_base64, open_message
+from orbiter.protocol.tcp_websockify import (
+    BadFrame,
+    decode_base64,
+    encode_base64,
+    open_message,
+    session_from,
+)
 from orbiter.services.tcp_access import BadTarget, Requester, Target
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.sockjs.endpoint import (
@@ -45,8 +51,8 @@ log = logging.getLogger("orbiter.tcp")
 _DRAIN_POLL = 0.01
 
 
-def parse_connect(message: str) -> Target:
-    """The target of the first message, or :class:`BadTarget` saying what is wrong."""
+def parse_connect(message: str) -> tuple[Target, str | None]:
+    """The target (and page session) of the first message, or :class:`BadTarget`."""
     try:
         data = orjson.loads(message)
     except orjson.JSONDecodeError:
@@ -56,7 +62,10 @@ def parse_connect(message: str) -> Target:
     host, port = data.get("host"), data.get("port")
     if not isinstance(host, str) or not isinstance(port, int | str) or isinstance(port, bool):
         raise BadTarget("'host' must be a string and 'port' a number")
-    return Target.build(host, port)
+    session = data.get("session")
+    if session is not None and not isinstance(session, str):
+        raise BadTarget("'session' must be a string")
+    return Target.build(host, port), session_from(session)
 
 
 class SockJSTcpApp:
@@ -82,11 +91,11 @@ class SockJSTcpApp:
             return
         if self._relay is None:
             try:
-                target = parse_connect(message)
+                target, session = parse_connect(message)
             except BadTarget as exc:
                 self._end(Ending(CloseCode.BAD_REQUEST, str(exc)))
                 return
-            self._relay = asyncio.create_task(self._run(target))
+            self._relay = asyncio.create_task(self._run(target, session))
             return
         try:
             data = decode_base64(message)
@@ -126,10 +135,10 @@ class SockJSTcpApp:
 
     # -------------------------------------------------------------------- relay
 
-    async def _run(self, target: Target) -> None:
+    async def _run(self, target: Target, session: str | None) -> None:
         try:
             try:
-                backend = await self._proxy.open(target, Requester(), self._conn.peer)
+                backend = await self._proxy.open(target, Requester(), self._conn.peer, session)
             except ProxyError as exc:
                 log.info("tcp proxy (sockjs): %s -> %s refused: %s", self._conn.peer, target, exc)
                 self._end(Ending(exc.code, exc.reason))

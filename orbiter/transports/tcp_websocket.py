@@ -24,6 +24,7 @@ from orbiter.protocol.tcp_websockify import (
     decode_base64,
     encode_base64,
     open_message,
+    session_from,
     target_from,
 )
 from orbiter.services.tcp_access import BadTarget, Requester
@@ -86,12 +87,13 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
     peer = request.remote or "?"
     try:
         target = target_from(request.match_info.get("target", ""), request.query)
+        session = session_from(request.query.get("session"))
     except BadTarget as exc:
         await _close(ws, CloseCode.BAD_REQUEST, str(exc))
         return ws
     requester = Requester(host=request.host, origin=request.headers.get("Origin"))
     try:
-        backend = await proxy.open(target, requester, peer)
+        backend = await proxy.open(target, requester, peer, session)
     except ProxyError as exc:
         log.info("tcp proxy: %s -> %s refused: %s", peer, target, exc.reason)
         await _close(ws, exc.code, exc.reason)

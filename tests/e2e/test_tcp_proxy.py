@@ -65,6 +65,7 @@ pong_timeout = 1
 connect_timeout = 1
 idle_timeout = 3
 max_per_ip = 4
+max_per_session = 2
 
 [[tcp.access]]
 to = "localhost:{PORTS["echo"]}"
@@ -412,4 +413,38 @@ async def test_sockjs_slow_browser_pauses_the_backend(
         assert opened_seen
         assert got == Firehose.total
     finally:
+        await backend.stop()
+
+
+async def test_per_session_limit_4429(
+    proxy_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    """One page (orbiter.js's ?session= id) gets max_per_session; another page still gets in."""
+    backend = await Echo(PORTS["echo"]).start()
+    socks = []
+    try:
+        for page, expected in (
+            ("pageA", "open"),
+            ("pageA", "open"),
+            ("pageA", 4429),
+            ("pageB", "open"),
+        ):
+            url = tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}", query=f"session={page}")
+            for _ in range(50):  # bounded: a previous test's connections may still be closing
+                ws = await http.ws_connect(url)
+                msg = await ws.receive(timeout=10)
+                got = msg.json()["type"] if msg.type is aiohttp.WSMsgType.TEXT else int(msg.data)
+                if got == expected or expected == 4429:
+                    break
+                await asyncio.sleep(0.1)
+            assert got == expected, (page, msg.extra)
+            if got == "open":
+                socks.append(ws)
+        bad = await http.ws_connect(
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}", query="session=no%20spaces")
+        )
+        assert (await closing(bad))[0] == 4400
+    finally:
+        for ws in socks:
+            await ws.close()
         await backend.stop()
