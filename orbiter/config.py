@@ -361,7 +361,7 @@ def _auth(table: dict[str, Any], source: str) -> AuthSettings:
             )
         try:
             settings = replace(settings, public_key=Path(key_file).read_text())
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, not UTF-8
             raise ConfigError(f"{source}: cannot read 'auth.public_key_file': {exc}") from None
     if settings.secret and settings.public_key:
         raise ConfigError(f"{source}: set 'auth.secret' or 'auth.public_key', not both")
