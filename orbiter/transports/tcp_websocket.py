@@ -119,7 +119,9 @@ async def _close(ws: web.WebSocketResponse, code: CloseCode, reason: str) -> Non
             await ws.close()
         return
     with contextlib.suppress(ConnectionError):
-        await ws.close(code=int(code), message=reason.encode()[:120])
+        # A close reason is at most 123 bytes of valid UTF-8: cut on a character boundary.
+        message = reason.encode()[:120].decode("utf-8", "ignore").encode()
+        await ws.close(code=int(code), message=message)
 
 
 def add_tcp_routes(app: web.Application, proxy: TcpProxy) -> None:

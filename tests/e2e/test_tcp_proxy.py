@@ -448,3 +448,12 @@ async def test_per_session_limit_4429(
         for ws in socks:
             await ws.close()
         await backend.stop()
+
+
+async def test_long_non_ascii_reason_stays_valid_utf8(
+    proxy_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    ws = await http.ws_connect(tcp_url(proxy_server, query="host=a" + "é" * 70 + "&port=1"))
+    code, reason = await closing(ws)
+    assert code == 4400
+    assert reason.startswith("host ")  # decoded: valid UTF-8, cut on a character boundary
