@@ -114,11 +114,29 @@ class FrameParser:
     negotiated (frames before that are ``CONNECT``/``STOMP``, never escaped).
     """
 
-    __slots__ = ("_body_start", "_buf", "_head", "_pos", "_scan", "limits", "version")
+    __slots__ = (
+        "_body_start",
+        "_buf",
+        "_head",
+        "_pos",
+        "_scan",
+        "limits",
+        "pause_after_connect",
+        "version",
+    )
 
-    def __init__(self, limits: Limits | None = None, version: str = "1.0") -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        version: str = "1.0",
+        *,
+        pause_after_connect: bool = False,
+    ) -> None:
         self.limits = limits or Limits()
         self.version = version
+        #: Stop after a CONNECT/STOMP frame, leaving what follows buffered, so that the
+        #: frames after it are parsed with the version it negotiates (feed ``b""`` to go on).
+        self.pause_after_connect = pause_after_connect
         self._buf = bytearray()
         #: Where the next frame (or the heart-beats before it) starts in the buffer.
         self._pos = 0
@@ -145,6 +163,8 @@ class FrameParser:
         try:
             while (frame := self._next()) is not None:
                 frames.append(frame)
+                if self.pause_after_connect and frame.command in ("CONNECT", "STOMP"):
+                    break
         finally:
             # Drop what was consumed once per feed (not once per frame: no quadratic copying).
             if self._pos:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import stomp
 
+from orbiter.protocol.stomp import encode_frame
 from tests.auth.keys import SECRET, token
 from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
 from tests.server import RunningServer
@@ -607,3 +608,18 @@ def test_shutdown_tells_every_connection():
     assert frame.command == "ERROR"
     assert frame.get("message") == "server shutting down"
     assert raw.wait_closed()
+
+
+def test_frames_sent_with_connect_use_the_negotiated_escaping(port):
+    raw = RawClient(port)
+    queue = "/queue/" + unique("pipelined")
+    raw.send(
+        encode_frame("CONNECT", [("accept-version", "1.2"), ("host", "x")])
+        + encode_frame("SUBSCRIBE", [("id", "a:b"), ("destination", queue)], b"", "1.2")
+        + encode_frame("SEND", [("destination", queue), ("note", "x:y")], b"m", "1.2")
+    )
+    assert raw.next().command == "CONNECTED"
+    message = raw.next()
+    assert message.command == "MESSAGE"
+    assert message.get("subscription") == "a:b"
+    assert message.get("note") == "x:y"

@@ -266,3 +266,13 @@ def test_fuzz_garbage_raises_only_frame_error(data, version):
     except FrameError as exc:
         message = str(exc)
         assert message
+
+
+def test_pause_after_connect_leaves_the_rest_for_the_negotiated_version():
+    data = b"CONNECT\naccept-version:1.2\n\n\x00SUBSCRIBE\nid:a\\cb\n\n\x00"
+    parser = FrameParser(pause_after_connect=True)
+    (connect,) = parser.feed(data)
+    assert connect.command == "CONNECT"
+    parser.version = "1.2"
+    (subscribe,) = parser.feed(b"")
+    assert subscribe.get("id") == "a:b"

@@ -103,7 +103,7 @@ class StompSession:
         self.peer = peer
         self.transport = transport
         self.outbox = Outbox(broker.config.limits.outgoing_buffer)
-        self.parser = FrameParser(broker.frame_limits)
+        self.parser = FrameParser(broker.frame_limits, pause_after_connect=True)
         self.version: str | None = None
         self.identity: StompIdentity | None = None
         self._id = broker.next_id()
@@ -165,19 +165,24 @@ class StompSession:
         if self.closed:
             return
         self.last_received = time.monotonic()
-        try:
-            frames = self.parser.feed(data)
-        except FrameError as exc:
-            self.fail("malformed frame received", str(exc))
-            return
-        for frame in frames:
-            if self.closed:
-                return
+        while True:
             try:
-                await self._handle(frame)
-            except StompError as exc:
-                self.fail(exc.message, exc.detail, frame.get("receipt"))
+                frames = self.parser.feed(data)
+            except FrameError as exc:
+                self.fail("malformed frame received", str(exc))
                 return
+            for frame in frames:
+                if self.closed:
+                    return
+                try:
+                    await self._handle(frame)
+                except StompError as exc:
+                    self.fail(exc.message, exc.detail, frame.get("receipt"))
+                    return
+            # The parser paused after CONNECT: parse the rest with the negotiated version.
+            if not frames or frames[-1].command not in ("CONNECT", "STOMP") or self.closed:
+                return
+            data = b""
 
     async def _handle(self, frame: Frame) -> None:
         command = frame.command
