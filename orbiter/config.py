@@ -89,6 +89,10 @@ class AuthSettings:
     issuer: str = ""
     #: Seconds of clock skew tolerated on ``exp``.
     leeway: float = 0.0
+    #: Let connections without a token in, as anonymous (no user): they may join
+    #: ``subscribe = "anyone"`` channels, never be an Orbited key. A bad token is
+    #: still refused.
+    anonymous: bool = False
 
     @property
     def enabled(self) -> bool:

@@ -7,7 +7,8 @@ plain SSE, long polls and the Orbited URLs, and the STOMP broker's CONNECT
 
 1. auth off (no ``auth.secret`` / ``auth.public_key`` / ``hooks.connect_url``):
    an open identity; the route may take what the client claims (development);
-2. tokens configured: a valid connection token is required; identity from its claims;
+2. tokens configured: a valid connection token is required (or, with
+   ``auth.anonymous``, none at all: an anonymous identity); identity from its claims;
 3. a connect hook configured: the app allows or denies, and may set the user,
    ``info``, ``channels`` and ``keys``.
 
@@ -35,6 +36,8 @@ from orbiter.config import Config
 log = logging.getLogger("orbiter.auth")
 
 OPEN = Identity(user=None)
+#: A connection without a token where ``auth.anonymous`` lets it in.
+ANONYMOUS = Identity(user=None, method="anonymous")
 
 
 class Authenticator:
@@ -45,6 +48,7 @@ class Authenticator:
         any_hook = hooks.connect_url or hooks.subscribe_url or hooks.publish_url
         self.hooks = AppHooks(hooks) if any_hook else None
         self._connect_hook = bool(hooks.connect_url)
+        self._anonymous = config.auth.anonymous
         self.permissions = Permissions(config, self.verifier, self.hooks)
 
     async def authenticate_connection(self, credentials: Credentials, client: str = "") -> Identity:
@@ -53,12 +57,15 @@ class Authenticator:
             return OPEN
         identity: Identity | None = None
         if self.verifier is not None:
-            if credentials.token is None:
+            if credentials.token is not None:
+                identity = _from_claims(self._verify(credentials.token))
+            elif self._anonymous:
+                identity = ANONYMOUS
+            else:
                 raise AuthError(
                     Failure.UNAUTHORIZED,
                     "this server needs a connection token (JWT): send it as 'token'",
                 )
-            identity = _from_claims(self._verify(credentials.token))
         if self._connect_hook and self.hooks is not None:
             identity = await self._ask_hook(credentials, client, identity)
         assert identity is not None

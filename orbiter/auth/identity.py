@@ -64,7 +64,7 @@ class Identity:
     channels: tuple[str, ...] | None = None
     #: Orbited keys the connection may be; None: any key of its own user.
     keys: tuple[ConnectionKey, ...] | None = None
-    #: "open" (auth is off: nothing was checked), "token" or "hook".
+    #: "open" (auth is off: nothing was checked), "token", "hook" or "anonymous".
     method: str = "open"
 
     @property

@@ -260,3 +260,33 @@ async def test_public_key_tokens_from_a_key_file(
     await client.close()
     reply, code = await (await Raw.open(srv)).connect(token=token("ann"))  # HS256: refused
     assert (reply["error"]["code"], code) == (101, 3502)
+
+
+async def test_anonymous_connections_when_allowed(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    srv = start_server(
+        f"""
+[auth]
+secret = "{SECRET}"
+anonymous = true
+
+[[channel]]
+match = "public:*"
+client_publish = true
+
+[[channel]]
+match = "team:*"
+subscribe = "token"
+"""
+    )
+    client = await NativeClient.open(srv.ws_url)  # no token
+    assert "result" in await client.call("subscribe", channel="public:news")
+    assert (await client.call("subscribe", channel="team:x"))["error"]["code"] == 103
+    assert "result" in await client.call("publish", channel="public:news", data="hi")
+    await client.close()
+    # Anonymous is nobody: no Orbited key; and a bad token is not downgraded to anonymous.
+    reply, code = await (await Raw.open(srv)).connect(key="ann, 0, /x")
+    assert (reply["error"]["code"], code) == (103, 3503)
+    reply, code = await (await Raw.open(srv)).connect(token=token("ann") + "x")
+    assert (reply["error"]["code"], code) == (101, 3502)
