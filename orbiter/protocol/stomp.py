@@ -151,11 +151,6 @@ class FrameParser:
         """Bytes received but not yet part of a returned frame."""
         return len(self._buf) - self._pos
 
-    @property
-    def in_frame(self) -> bool:
-        """True when part of a frame (not just heart-beat EOLs) is buffered."""
-        return self._head is not None or bool(self._buf[self._pos :].strip(b"\r\n"))
-
     def feed(self, data: bytes) -> list[Frame]:
         """Take more bytes; return the frames they complete, in order."""
         self._buf += data
