@@ -3,8 +3,10 @@ what stomp.py will not send: every command, ack mode, transaction, receipt and e
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -623,3 +625,60 @@ def test_frames_sent_with_connect_use_the_negotiated_escaping(port):
     assert message.command == "MESSAGE"
     assert message.get("subscription") == "a:b"
     assert message.get("note") == "x:y"
+
+
+# ------------------------------------------------------------------ recovery from history
+
+
+def _publish(srv: RunningServer, channel: str, data: object) -> dict[str, object]:
+    request = urllib.request.Request(
+        srv.url + "/api/publish",
+        data=json.dumps({"channel": channel, "data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def test_subscribe_since_an_offset_recovers_what_was_missed(broker):
+    srv, port = broker
+    channel = unique("chat:recover")
+    published = [_publish(srv, channel, f"m{i}") for i in range(1, 4)]
+    epoch = str(published[0]["epoch"])
+    raw = RawClient(port)
+    raw.connect()
+    raw.frame(
+        "SUBSCRIBE",
+        [
+            ("id", "1"),
+            ("destination", f"/topic/{channel}"),
+            ("orbiter-since", "1"),
+            ("orbiter-epoch", epoch),
+            ("receipt", "r"),
+        ],
+    )
+    missed = [raw.next(), raw.next()]
+    assert [(f.get("orbiter-offset"), f.body) for f in missed] == [("2", b"m2"), ("3", b"m3")]
+    receipt = raw.next()
+    assert receipt.command == "RECEIPT"
+    assert receipt.get("orbiter-recovered") == "true"
+    assert (receipt.get("orbiter-offset"), receipt.get("orbiter-epoch")) == ("3", epoch)
+    _publish(srv, channel, "live")
+    live = raw.next()
+    assert (live.get("orbiter-offset"), live.body) == ("4", b"live")
+    # Another epoch cannot be recovered from: the receipt says so and live delivery goes on.
+    raw.frame(
+        "SUBSCRIBE",
+        [
+            ("id", "2"),
+            ("destination", f"/topic/{channel}"),
+            ("orbiter-since", "1"),
+            ("orbiter-epoch", "not-the-epoch"),
+            ("receipt", "r2"),
+        ],
+    )
+    receipt = raw.next()
+    assert receipt.get("orbiter-recovered") == "false"
+    raw.frame("SUBSCRIBE", [("id", "3"), ("destination", "/topic/x"), ("orbiter-since", "1")])
+    assert "orbiter-epoch must be given together" in _error(raw)

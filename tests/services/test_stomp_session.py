@@ -28,7 +28,17 @@ _values = st.sampled_from(
     ["/topic/chat:a", "/queue/q", "/topic/$key:x", "/nowhere", "1", "2", "tx", "", "client"]
 )
 _names = st.sampled_from(
-    ["destination", "id", "ack", "transaction", "receipt", "message-id", "content-type"]
+    [
+        "destination",
+        "id",
+        "ack",
+        "transaction",
+        "receipt",
+        "message-id",
+        "content-type",
+        "orbiter-since",
+        "orbiter-epoch",
+    ]
 )
 _frames = st.lists(
     st.tuples(

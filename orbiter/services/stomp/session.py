@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from orbiter import __version__
 from orbiter.auth import AuthError
-from orbiter.model import JSON, Publication
+from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.native import validate_channel
 from orbiter.protocol.stomp import (
     VERSIONS,
@@ -76,6 +76,8 @@ class Subscription:
     ack: str
     #: Message-id -> the queued message (None for a topic's: nothing to redeliver).
     unacked: OrderedDict[str, QueuedMessage | None] = field(default_factory=OrderedDict)
+    #: Live publications held back while a recovery from history is read.
+    pending: list[Publication] | None = None
 
     # Consumer (queues)
     def has_room(self) -> bool:
@@ -147,13 +149,21 @@ class StompSession:
         subs = self._topics.get(pub.channel)
         if not subs or self.closed:
             return
-        tail = self.broker.message_tail(pub, self.version != "1.0")
         for sub in subs:
-            message_id = self._next_message_id()
-            head = self._message_head(sub, message_id)
-            if sub.ack != "auto":
-                self._hold(sub, message_id, None)
-            self._put(head + tail)
+            if sub.pending is None:
+                self._deliver_publication(sub, pub)
+            elif len(sub.pending) < self.settings.max_queue_length:
+                sub.pending.append(pub)
+            else:
+                self.fail("slow consumer", "too many publications during a recovery")
+
+    def _deliver_publication(self, sub: Subscription, pub: Publication) -> None:
+        tail = self.broker.message_tail(pub, self.version != "1.0")
+        message_id = self._next_message_id()
+        head = self._message_head(sub, message_id)
+        if sub.ack != "auto":
+            self._hold(sub, message_id, None)
+        self._put(head + tail)
 
     def deliver_presence(self, channel: str, message: bytes) -> None:
         """STOMP has no presence frames; join/leave are not sent."""
@@ -206,15 +216,17 @@ class StompSession:
             self.close("client disconnected")
             return
         else:
-            await self._execute(frame)
+            self._receipt(frame, await self._execute(frame))
+            return
         self._receipt(frame)
 
-    async def _execute(self, frame: Frame) -> None:
+    async def _execute(self, frame: Frame) -> list[Header]:
+        """Carry out one frame; the headers its RECEIPT gets besides ``receipt-id``."""
         command = frame.command
         if command == "SEND":
             await self._send(frame)
         elif command == "SUBSCRIBE":
-            await self._subscribe(frame)
+            return await self._subscribe(frame)
         elif command == "UNSUBSCRIBE":
             await self._unsubscribe(frame)
         elif command in ("ACK", "NACK"):
@@ -226,6 +238,7 @@ class StompSession:
                 await self._execute(buffered)
         elif command == "ABORT":
             self._transactions.end(frame)
+        return []
 
     # -------------------------------------------------------------- connect
 
@@ -365,7 +378,7 @@ class StompSession:
 
     # ------------------------------------------------------------ subscribe
 
-    async def _subscribe(self, frame: Frame) -> None:
+    async def _subscribe(self, frame: Frame) -> list[Header]:
         kind, target = self._destination(frame)
         sub_id = frame.get("id")
         if sub_id is None:
@@ -410,6 +423,9 @@ class StompSession:
                     f"the server has {max_channels} channels in use (limits.max_channels); "
                     f"cannot open {channel!r}",
                 )
+            since = _since(frame)
+            if since is not None:
+                sub.pending = []
             self.subscriptions[sub_id] = sub
             subs = self._topics.setdefault(channel, [])
             subs.append(sub)
@@ -419,10 +435,46 @@ class StompSession:
                 except BaseException:
                     self._drop_topic(sub)
                     raise
+            if since is not None:
+                return await self._recover(sub, channel, since)
+            return []
+        queue = self._queue(target)
+        self.subscriptions[sub_id] = sub
+        queue.add(sub)
+        return []
+
+    async def _recover(
+        self, sub: Subscription, channel: str, since: StreamPosition
+    ) -> list[Header]:
+        """Send what ``channel`` published after ``since``, then the live publications.
+
+        Publications that arrive while history is read wait in ``sub.pending``;
+        only those newer than the history's last are sent after it, so none is
+        lost or sent twice. The SUBSCRIBE's RECEIPT says whether it could be done.
+        """
+        try:
+            page = await self.broker.pubsub.history(channel, since)
+        except BaseException:
+            sub.pending = None
+            raise
+        pending, sub.pending = sub.pending or [], None
+        last = since.offset
+        if page.recoverable:
+            for pub in page.publications:
+                if pub.offset > last:
+                    self._deliver_publication(sub, pub)
+                    last = pub.offset
         else:
-            queue = self._queue(target)
-            self.subscriptions[sub_id] = sub
-            queue.add(sub)
+            last = -1
+        for pub in pending:
+            if pub.offset > last:
+                self._deliver_publication(sub, pub)
+        position = page.position
+        return [
+            ("orbiter-recovered", "true" if page.recoverable else "false"),
+            ("orbiter-offset", str(position.offset)),
+            ("orbiter-epoch", position.epoch),
+        ]
 
     async def _unsubscribe(self, frame: Frame) -> None:
         sub_id = frame.get("id")
@@ -570,12 +622,11 @@ class StompSession:
         self._deliveries += 1
         return f"{self._id}-{self._deliveries}"
 
-    def _receipt(self, frame: Frame) -> None:
+    def _receipt(self, frame: Frame, extra: list[Header] | None = None) -> None:
         receipt = frame.get("receipt")
         if receipt is not None:
-            self._put(
-                encode_frame("RECEIPT", [("receipt-id", receipt)], b"", self.version or "1.0")
-            )
+            headers = [("receipt-id", receipt), *(extra or [])]
+            self._put(encode_frame("RECEIPT", headers, b"", self.version or "1.0"))
 
     def _put(self, data: bytes) -> None:
         if self.closed:
@@ -652,6 +703,19 @@ class StompSession:
         self._transactions.clear()
         for sub in list(self.subscriptions.values()):
             await self._remove(sub)
+
+
+def _since(frame: Frame) -> StreamPosition | None:
+    """The ``orbiter-since``/``orbiter-epoch`` of a SUBSCRIBE that recovers from history."""
+    offset, epoch = frame.get("orbiter-since"), frame.get("orbiter-epoch")
+    if offset is None and epoch is None:
+        return None
+    if offset is None or epoch is None or not offset.isdigit() or len(offset) > 18:
+        raise StompError(
+            "bad recovery headers",
+            "orbiter-since (an offset) and orbiter-epoch must be given together",
+        )
+    return StreamPosition(int(offset), epoch)
 
 
 def _first_headers(frame: Frame) -> list[Header]:
