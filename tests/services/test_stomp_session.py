@@ -109,3 +109,53 @@ async def _run(frames: list[tuple[str, list[tuple[str, str]], bytes]], garbage: 
 @given(frames=_frames, garbage=st.binary(max_size=40))
 def test_no_sequence_of_frames_makes_the_session_raise(frames, garbage):
     asyncio.run(_run(frames, garbage))
+
+
+class SlowHistoryBroker(MemoryBroker):
+    """The memory engine, but reading history waits until the test lets it go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def history(self, channel, since, policy, limit=None):
+        page = await super().history(channel, since, policy, limit)
+        self.reading.set()
+        await self.go_on.wait()
+        return page
+
+
+async def test_publications_during_a_recovery_come_after_it_once_each():
+    engine = SlowHistoryBroker()
+    await engine.start()
+    pubsub = PubSub(CONFIG, engine, MemoryPresenceStore())
+    broker = StompBroker(CONFIG, pubsub, Authenticator(CONFIG))
+    first = await pubsub.publish("chat:r", "m1")
+    await pubsub.publish("chat:r", "m2")
+    session = await _connect(broker)
+    await _written(session)  # CONNECTED
+    subscribing = asyncio.create_task(
+        session.receive(
+            encode_frame(
+                "SUBSCRIBE",
+                [
+                    ("id", "1"),
+                    ("destination", "/topic/chat:r"),
+                    ("orbiter-since", "0"),
+                    ("orbiter-epoch", first.epoch),
+                    ("receipt", "r"),
+                ],
+            )
+        )
+    )
+    await engine.reading.wait()
+    # History (m1, m2) has been read; m3 is published before it is sent.
+    await pubsub.publish("chat:r", "m3")
+    engine.go_on.set()
+    await subscribing
+    await pubsub.publish("chat:r", "m4")
+    frames = await _written(session)
+    messages = [(f.get("orbiter-offset"), f.body) for f in frames if f.command == "MESSAGE"]
+    assert messages == [("1", b"m1"), ("2", b"m2"), ("3", b"m3"), ("4", b"m4")]
+    assert [f.get("orbiter-recovered") for f in frames if f.command == "RECEIPT"] == ["true"]
