@@ -457,3 +457,19 @@ async def test_long_non_ascii_reason_stays_valid_utf8(
     code, reason = await closing(ws)
     assert code == 4400
     assert reason.startswith("host ")  # decoded: valid UTF-8, cut on a character boundary
+
+
+async def test_shutdown_closes_relays_with_1001(start_server, http: aiohttp.ClientSession) -> None:
+    port = free_port()
+    backend = await Echo(port).start()
+    try:
+        server = start_server(f'[[tcp.access]]\nto = "127.0.0.1:{port}"\n')
+        ws = await http.ws_connect(tcp_url(server, f"127.0.0.1:{port}"))
+        await opened(ws)
+        stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+        code, reason = await closing(ws, timeout=15)
+        assert (code, reason) == (1001, "server shutting down")
+        await asyncio.wait_for(backend.closed.wait(), 10)
+        assert await stopping == 0
+    finally:
+        await backend.stop()
