@@ -70,7 +70,8 @@ class Limits:
     #: Browser publishes per second on one connection (token bucket), and its burst.
     publish_rate: float = 20.0
     publish_burst: int = 40
-    #: Channels with subscribers on this node; a subscribe that would add one more is refused.
+    #: Channel streams kept (subscribed, published to or read; idle ones are forgotten
+    #: after ``history.meta_ttl``); what would open one more is refused.
     max_channels: int = 100_000
     #: The largest ``history_size`` a channel rule may ask for.
     max_history_size: int = 10_000

@@ -33,7 +33,9 @@ class Node:
         presence: PresenceStore | None = None,
     ) -> None:
         self.config = config
-        self.broker = broker if broker is not None else MemoryBroker()
+        self.broker = (
+            broker if broker is not None else MemoryBroker(max_streams=config.limits.max_channels)
+        )
         self.presence = presence if presence is not None else MemoryPresenceStore()
         self.pubsub = PubSub(config, self.broker, self.presence)
         #: Writes what pushed outboxes (WebSocket sessions) queued, once per loop iteration.

@@ -45,6 +45,11 @@ class HistoryPage:
     recoverable: bool
 
 
+class TooManyStreams(Exception):
+    """The engine keeps as many channel streams as it may (``limits.max_channels``):
+    opening another one (a first publish, subscribe or history read) is refused."""
+
+
 #: Called by the broker, on the event loop, for each publication on a
 #: channel this node subscribed to, in offset order.
 PublicationHandler = Callable[[Publication], None]

@@ -24,6 +24,7 @@ from orbiter.engine.base import (
     PresenceHandler,
     PresenceStore,
     PublicationHandler,
+    TooManyStreams,
 )
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
@@ -52,8 +53,11 @@ class _Stream:
 class MemoryBroker(Broker):
     """Streams and delivery for a single orbiter process."""
 
-    def __init__(self, *, sweep_interval: float = 5.0) -> None:
+    def __init__(self, *, sweep_interval: float = 5.0, max_streams: int | None = None) -> None:
         self._streams: dict[str, _Stream] = {}
+        #: At most this many streams (None: no bound); past it new ones raise TooManyStreams.
+        self._max_streams = max_streams
+        self._full_sweep_at = 0.0
         self._subscribed: set[str] = set()
         self._on_publication: PublicationHandler | None = None
         self._on_presence: PresenceHandler | None = None
@@ -125,6 +129,15 @@ class MemoryBroker(Broker):
     def _stream(self, channel: str, policy: HistoryPolicy, now: float) -> _Stream:
         stream = self._streams.get(channel)
         if stream is None:
+            if self._max_streams is not None and len(self._streams) >= self._max_streams:
+                if now >= self._full_sweep_at + 1.0:  # forget idle streams, at most once a second
+                    self._full_sweep_at = now
+                    self.sweep(now)
+                if len(self._streams) >= self._max_streams:
+                    raise TooManyStreams(
+                        f"the server keeps {self._max_streams} channels (limits.max_channels); "
+                        f"cannot open {channel!r}"
+                    )
             stream = self._streams[channel] = _Stream(policy, now)
         stream.touched = now
         stream.policy = policy

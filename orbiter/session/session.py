@@ -33,7 +33,7 @@ from typing import Any
 
 from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
 from orbiter.config import Config
-from orbiter.engine.base import HistoryPage
+from orbiter.engine.base import HistoryPage, TooManyStreams
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import (
@@ -267,6 +267,10 @@ class ClientSession:
         self._schedule_expiry()
         return identity
 
+    def _too_many_channels(self, exc: TooManyStreams) -> Refusal:
+        self.counters["limit_channels"] += 1
+        return Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc))
+
     def _check_key(self, key: ConnectionKey) -> None:
         assert self.identity is not None
         if not self.identity.may_be_key(key):
@@ -355,7 +359,10 @@ class ClientSession:
         except AuthError as exc:
             self.counters["publish_denied"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
-        pub = await self._pubsub.publish(channel, data)
+        try:
+            pub = await self._pubsub.publish(channel, data)
+        except TooManyStreams as exc:
+            raise self._too_many_channels(exc) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
 
     async def _presence(self, channel: str) -> dict[str, Any]:
@@ -409,9 +416,11 @@ class ClientSession:
         try:
             await self._pubsub.subscribe(self, channel)
             page = await self._pubsub.history(channel, since, limit=0)
-        except BaseException:
+        except BaseException as exc:
             self._subs.pop(channel, None)
             await self._pubsub.unsubscribe(self, channel)
+            if isinstance(exc, TooManyStreams):
+                raise self._too_many_channels(exc) from None
             raise
         sub.offset = page.position.offset
         sub.epoch = page.position.epoch

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from orbiter.auth import AuthError, Credentials, Failure
 from orbiter.auth.origins import normalise_origin, origin_allowed
+from orbiter.engine.base import TooManyStreams
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.protocol.keys import ConnectionKey
@@ -97,12 +98,23 @@ def _guarded(request: web.Request) -> bool:
 
 @web.middleware
 async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse push requests from pages of origins that are not allowed."""
+    """Refuse push requests from pages of origins that are not allowed.
+
+    Also answers 503 when a request (a publish, a poll, a history read)
+    would open a channel past ``limits.max_channels``.
+    """
     if _guarded(request):
         refusal = check_origin(request)
         if refusal is not None:
             return refusal
-    return await handler(request)
+    try:
+        return await handler(request)
+    except TooManyStreams as exc:
+        request.app[NODE].counters["limit_channels"] += 1
+        log.warning("%s %s from %s: %s", request.method, request.path[:200], request.remote, exc)
+        response = error_response(503, str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:

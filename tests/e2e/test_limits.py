@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
-from orbiter import AsyncClient
+from orbiter import AsyncClient, OrbiterError
 from tests.e2e.wsclient import NativeClient
 from tests.server import RunningServer
 
@@ -215,5 +215,34 @@ async def test_per_ip_limits_see_the_forwarded_client_only_behind_a_trusted_prox
             assert srv.wait_for_log("connection from 192.0.2.1 refused")
         else:  # X-Forwarded-For from an untrusted peer is ignored: all are 127.0.0.1
             assert codes == [None, None, 3003, 3003]
+    finally:
+        srv.stop()
+
+
+async def test_channels_kept_are_bounded_on_every_route() -> None:
+    """Streams are kept a day after their last use; at max_channels no new one opens."""
+    srv = RunningServer('[server]\napi_key = "k"\n\n[limits]\nmax_channels = 3\n')
+    try:
+        async with AsyncClient(srv.url, api_key="k") as api:
+            for i in range(3):
+                await api.publish(f"chat:{i}", i)
+            with pytest.raises(OrbiterError) as info:
+                await api.publish("chat:3", 3)
+            assert info.value.status == 503
+            assert "max_channels" in info.value.message
+            assert (await api.publish("chat:0", "old channels go on"))["offset"] == 2
+        async with aiohttp.ClientSession() as http:
+            async with http.get(srv.url + "/poll?channel=chat:new") as r:
+                assert r.status == 503
+            async with http.get(srv.url + "/connection/sse?channel=chat:new") as r:
+                assert r.status == 400
+                assert "max_channels" in (await r.json())["error"]["message"]
+        client = await NativeClient.open(srv.ws_url)
+        assert (await client.call("subscribe", channel="chat:new"))["error"]["code"] == 106
+        assert (await client.call("publish", channel="chat:new", data=1))["error"]["code"] == 106
+        assert "result" in await client.call("subscribe", channel="chat:1")
+        await client.close()
+        counters = (await stats(srv))["counters"]
+        assert counters["limit_channels"] == 5
     finally:
         srv.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from orbiter.engine.base import HistoryPolicy
+import pytest
+
+from orbiter.engine.base import HistoryPolicy, TooManyStreams
 from orbiter.engine.memory import MemoryBroker
 from orbiter.model import StreamPosition
 
@@ -48,3 +50,17 @@ async def test_start_and_close_run_the_sweeper() -> None:
     await broker.start()
     await broker.close()
     await broker.close()
+
+
+async def test_at_most_max_streams_are_kept_and_idle_ones_make_room() -> None:
+    broker = MemoryBroker(max_streams=2)
+    policy = HistoryPolicy(size=0, ttl=1.0, meta_ttl=0.05)
+    await broker.publish("a", 1, policy)
+    await broker.history("b", None, policy)
+    for make_third in (broker.publish("c", 1, policy), broker.history("c", None, policy)):
+        with pytest.raises(TooManyStreams, match="max_channels"):
+            await make_third
+    assert (await broker.publish("a", 2, policy)).offset == 2  # existing streams go on
+    await asyncio.sleep(0.06)  # both idle past meta_ttl: the next new stream sweeps them
+    broker._full_sweep_at = 0.0
+    assert (await broker.publish("c", 1, policy)).offset == 1
