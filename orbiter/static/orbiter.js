@@ -425,6 +425,7 @@
       this._pingTimer = null;
       this._stopped = false; // disconnect() was called, or the server said "do not reconnect"
       this._token = typeof this.options.token === "string" ? this.options.token : null;
+      this._tokenExpiresAt = null; // when the cached token expires (ms), once the server said
       this._refreshTimer = null;
       this._onOnline = () => {
         if (this._reconnectTimer !== null) this._reconnectNow();
@@ -579,10 +580,13 @@
     async _currentToken(fresh) {
       const source = this.options.token;
       if (typeof source !== "function") return source == null ? null : String(source);
-      if (this._token !== null && !fresh) return this._token;
+      // A cached token near its end (as the server last said) is not worth a connect.
+      const stale = this._tokenExpiresAt !== null && Date.now() > this._tokenExpiresAt - 1000;
+      if (this._token !== null && !fresh && !stale) return this._token;
       const token = await source();
       if (typeof token !== "string" || !token) throw new TypeError("token function gave no token");
       this._token = token;
+      this._tokenExpiresAt = null;
       return token;
     }
 
@@ -719,6 +723,7 @@
     _scheduleRefresh(expiresIn) {
       clearTimeout(this._refreshTimer);
       this._refreshTimer = null;
+      this._tokenExpiresAt = typeof expiresIn === "number" ? Date.now() + expiresIn * 1000 : null;
       if (typeof expiresIn !== "number" || typeof this.options.token !== "function") return;
       this._refreshTimer = setTimeout(() => this._refresh(), Math.max(0, expiresIn * 750));
     }

@@ -128,3 +128,32 @@ def test_orbited_connect_with_a_token_gets_its_keys_events(
     Client(authed.url, api_key="k").event(["ann, 0, /inbox"], "<b>for ann</b>")
     page.wait_for_function("window.got.length === 1", timeout=WAIT)
     assert page.evaluate("window.got") == ["<b>for ann</b>"]
+
+
+def test_a_reconnect_after_the_token_expired_fetches_a_fresh_one_first(
+    authed: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    page = new_page()
+    issued: list[float] = []
+
+    def fetch_token() -> str:
+        issued.append(time.time())
+        return token("ann", ttl=2)
+
+    page.expose_function("fetchToken", fetch_token)
+    blank_page(page, authed)
+    page.evaluate(
+        """() => {
+      window.log = { connect: 0, errors: [] };
+      const c = (window.client = new Orbiter.Client({ token: () => window.fetchToken() }));
+      c.on("connect", () => window.log.connect++);
+      c.on("error", (d) => window.log.errors.push(d.error.code));
+    }"""
+    )
+    page.wait_for_function("window.log.connect === 1", timeout=WAIT)
+    page.evaluate("window.client.disconnect()")
+    page.wait_for_timeout(2500)  # the token has expired meanwhile
+    page.evaluate("window.client.connect()")
+    page.wait_for_function("window.log.connect === 2", timeout=WAIT)
+    assert page.evaluate("window.log.errors") == []  # no refused connect with the old token
+    assert len(issued) == 2
