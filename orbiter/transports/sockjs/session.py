@@ -10,9 +10,10 @@ heartbeats and the disconnect delay are tested without a clock:
 - ``OPEN``: messages queue (bounded in bytes) until a receiver takes them
   as one ``a[...]`` frame; an attached receiver that got nothing for
   ``heartbeat`` seconds gets ``h``;
-- ``CLOSING`` once closed by the application or the server: every receiver
-  gets the close frame, until the session has had no receiver for
-  ``disconnect_delay`` seconds;
+- ``CLOSING`` once closed by the application or the server: what was
+  queued before the close still goes out (to the next poll, when no
+  receiver was attached), then every receiver gets the close frame, until
+  the session has had no receiver for ``disconnect_delay`` seconds;
 - ``CLOSED``: gone. An open session also ends this way when it has had no
   receiver for ``disconnect_delay`` seconds, or when its receiver broke off
   mid-request (``c[1002,...]``).
@@ -137,7 +138,7 @@ class SockJSSession:
         """A receiver asks to be the one that writes this session's frames."""
         if self._attached:
             return Attach.BUSY
-        if not self.is_open:
+        if not self.is_open and not (self.state is State.CLOSING and self._queue):
             # Each request for a closed session restarts the disconnect delay,
             # so a client that keeps asking keeps getting the close frame.
             self._idle_since = now

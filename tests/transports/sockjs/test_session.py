@@ -98,6 +98,20 @@ def test_close_flushes_then_sends_the_close_frame_to_every_receiver() -> None:
     assert session.queued_bytes == 0
 
 
+def test_messages_queued_between_polls_go_out_before_the_close_frame() -> None:
+    session = new()
+    session.attach(0.0)
+    assert session.next_frame(0.0) == OPEN
+    session.detach(0.1)  # the first poll is answered; no receiver now
+    session.send("last words")
+    assert session.close(3000, "Go away!")
+    assert session.attach(0.2) is Attach.ATTACHED
+    assert session.next_frame(0.2) == Messages(("last words",))
+    session.detach(0.2)
+    assert session.attach(0.3) is Attach.CLOSED
+    assert session.close_frame == Close(3000, "Go away!")
+
+
 def test_close_may_discard_what_is_queued() -> None:
     session = new()
     session.send("x")
