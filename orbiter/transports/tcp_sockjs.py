@@ -148,22 +148,9 @@ class SockJSTcpApp:
             log.info(
                 "tcp proxy (sockjs): %s -> %s ended: %s", self._conn.peer, target, ending.reason
             )
-            await self._drained()
             self._end(ending)
         finally:
             self._done.set()
-
-    async def _drained(self) -> None:
-        """Wait until the client has taken every queued message (or the session is gone).
-
-        A SockJS session that is closing hands a new polling request only its close
-        frame, so closing with messages still queued would lose the backend's last bytes.
-        """
-        session = self._conn.session if isinstance(self._conn, LiveSession) else None
-        while True:  # ends: a session without a receiver expires after its disconnect delay
-            if session is None or not session.is_open or not session.queued_bytes:
-                return
-            await asyncio.sleep(_DRAIN_POLL)
 
     def _end(self, ending: Ending) -> None:
         if not self._closed and ending.code is not CloseCode.CLIENT_CLOSED:
