@@ -55,11 +55,11 @@ def is_test_service_path(config: Config, path: str) -> bool:
     return False
 
 
-def build_server(node: Node) -> SockJSServer:
-    """The SockJS endpoints that ``node``'s configuration asks for."""
+def endpoint_options(node: Node) -> EndpointOptions:
+    """The options of every SockJS endpoint (native, STOMP, TCP) of ``node``."""
     config = node.config
     settings = config.sockjs
-    options = EndpointOptions(
+    return EndpointOptions(
         heartbeat=settings.heartbeat,
         disconnect_delay=settings.disconnect_delay,
         response_limit=settings.response_limit,
@@ -69,6 +69,12 @@ def build_server(node: Node) -> SockJSServer:
         client_url=settings.client_url,
         counters=node.counters,
     )
+
+
+def build_server(node: Node) -> SockJSServer:
+    """The SockJS endpoints that ``node``'s configuration asks for."""
+    settings = node.config.sockjs
+    options = endpoint_options(node)
     server = SockJSServer()
 
     def native(conn: Connection) -> SessionApp:
