@@ -47,15 +47,23 @@ class Node:
         #: Limit violations and refusals by name, for ``GET /api/stats``.
         self.counters: Counter[str] = Counter()
         self._per_ip: Counter[str] = Counter()
+        #: Connections that are not native sessions (STOMP), counted in the same limits.
+        self.other_connections = 0
 
-    def new_session(self, peer: str, credentials: Credentials | None = None) -> ClientSession:
-        """A session for a new connection; :class:`TooManyConnections` past the limits."""
+    @property
+    def connection_count(self) -> int:
+        """Every open connection the connection limits count: sessions and others (STOMP)."""
+        return len(self.sessions) + self.other_connections
+
+    def _check_room(self, peer: str) -> None:
+        """:class:`TooManyConnections` (counted) if ``peer`` may not open one more."""
         limits = self.config.limits
-        if len(self.sessions) >= limits.max_connections:
+        if self.connection_count >= limits.max_connections:
             self.counters["limit_connections"] += 1
-            log.warning("connection from %s refused: %d connections", peer, len(self.sessions))
+            log.warning("connection from %s refused: %d connections", peer, self.connection_count)
             raise TooManyConnections(
-                f"the server is full ({limits.max_connections} connections); retry later"
+                f"the server is full ({limits.max_connections} connections, "
+                "limits.max_connections); retry later"
             )
         if self._per_ip[peer] >= limits.max_connections_per_ip:
             self.counters["limit_connections_per_ip"] += 1
@@ -66,6 +74,27 @@ class Node:
                 f"too many connections from {peer} (limits.max_connections_per_ip = "
                 f"{limits.max_connections_per_ip})"
             )
+
+    def admit(self, peer: str) -> None:
+        """Count a connection that is not a native session (a STOMP one) in the limits.
+
+        :class:`TooManyConnections` (counted, as for sessions) past them; else
+        :meth:`release` must follow when it closes.
+        """
+        self._check_room(peer)
+        self.other_connections += 1
+        self._per_ip[peer] += 1
+
+    def release(self, peer: str) -> None:
+        """An :meth:`admit`-ted connection closed."""
+        self.other_connections = max(0, self.other_connections - 1)
+        self._per_ip[peer] -= 1
+        if self._per_ip[peer] <= 0:
+            del self._per_ip[peer]
+
+    def new_session(self, peer: str, credentials: Credentials | None = None) -> ClientSession:
+        """A session for a new connection; :class:`TooManyConnections` past the limits."""
+        self._check_room(peer)
         session = ClientSession(
             self.pubsub,
             self.config,

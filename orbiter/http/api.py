@@ -225,7 +225,7 @@ async def stats(request: web.Request) -> web.Response:
     node = request.app[NODE]
     return json_response(
         {
-            "connections": len(node.sessions),
+            "connections": node.connection_count,  # native sessions and STOMP
             "channels": node.pubsub.channel_count,
             "counters": dict(sorted(node.counters.items())),
         }

@@ -19,8 +19,9 @@ from aiohttp import web
 from orbiter.config_stomp import parse_listen
 from orbiter.node import Node
 from orbiter.services.stomp.broker import StompBroker
-from orbiter.transports.sockjs.endpoint import Connection, EndpointOptions, SessionApp, SockJSServer
+from orbiter.transports.sockjs.endpoint import Connection, SessionApp, SockJSServer
 from orbiter.transports.sockjs.handlers import SockJSHandler
+from orbiter.transports.sockjs.mount import endpoint_options
 from orbiter.transports.stomp_tcp import start_tcp_listener
 from orbiter.transports.stomp_websocket import SockJSStompApp, websocket_handler
 
@@ -32,7 +33,7 @@ STOMP_BROKER = web.AppKey("stomp_broker", StompBroker)
 def add_stomp(app: web.Application, node: Node) -> StompBroker:
     config = node.config
     settings = config.stomp
-    broker = StompBroker(config, node.pubsub, node.auth)
+    broker = StompBroker(config, node.pubsub, node.auth, node)
     app[STOMP_BROKER] = broker
     sockjs: SockJSServer | None = None
     if settings.websocket:
@@ -42,15 +43,7 @@ def add_stomp(app: web.Application, node: Node) -> StompBroker:
             websocket_handler(broker, config.limits.max_message_size, config.session.ping_interval),
         )
         sockjs = SockJSServer()
-        options = EndpointOptions(
-            heartbeat=config.sockjs.heartbeat,
-            disconnect_delay=config.sockjs.disconnect_delay,
-            response_limit=config.sockjs.response_limit,
-            max_message_size=config.limits.max_message_size,
-            max_body=config.limits.max_http_body,
-            max_queued_bytes=config.limits.outgoing_buffer,
-            client_url=config.sockjs.client_url,
-        )
+        options = endpoint_options(node)
 
         def stomp_app(conn: Connection) -> SessionApp:
             return SockJSStompApp(broker, conn)

@@ -6,6 +6,10 @@ there is :meth:`PubSub.publish`, so STOMP, the HTTP API and the native
 protocol share one delivery path and one order per channel. Queues are the
 broker's own (:mod:`.queues`), local to this node.
 
+Connections count in the node's ``limits.max_connections`` /
+``max_connections_per_ip`` (:meth:`orbiter.node.Node.admit`), as native
+sessions do: one mechanism, one set of counters.
+
 A publication is encoded once per escaping (1.0, or 1.1/1.2) for all the
 STOMP subscribers it reaches; each subscriber adds only its few headers.
 """
@@ -18,11 +22,12 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, Protocol
 
 from orbiter.auth import Authenticator
 from orbiter.config import Config
 from orbiter.model import Publication
+from orbiter.node import TooManyConnections
 from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub
 from orbiter.services.stomp.bodies import body_of
@@ -38,9 +43,30 @@ class DestinationError(ValueError):
     """A destination that names no topic or queue; the message says what would."""
 
 
+class ConnectionLimits(Protocol):
+    """The node's connection accounting (:class:`orbiter.node.Node`) and its counters."""
+
+    counters: Counter[str]
+
+    def admit(self, peer: str) -> None: ...  # TooManyConnections past the limits
+
+    def release(self, peer: str) -> None: ...
+
+
 class StompBroker:
-    def __init__(self, config: Config, pubsub: PubSub, auth: Authenticator) -> None:
+    def __init__(
+        self,
+        config: Config,
+        pubsub: PubSub,
+        auth: Authenticator,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        """``limits``: the node's; without one (a broker on its own, in tests) connections
+        are not limited and the counters are the broker's."""
         self.config = config
+        self._limits = limits
+        #: Limit violations by name (the node's, shown at ``GET /api/stats``).
+        self.counters: Counter[str] = limits.counters if limits is not None else Counter()
         self.auth = auth
         self.settings = config.stomp
         self.pubsub = pubsub
@@ -51,7 +77,6 @@ class StompBroker:
             max_header_line=self.settings.max_header_line,
             max_body=config.limits.max_message_size,
         )
-        self._per_ip: Counter[str] = Counter()
         #: Set while no session is open (shutdown waits on it).
         self._empty = asyncio.Event()
         self._empty.set()
@@ -66,20 +91,14 @@ class StompBroker:
     ) -> StompSession:
         """A session for a new connection; ``headers``: its HTTP request's, for app hooks."""
         session = StompSession(self, peer=peer, transport=transport, headers=headers)
-        limits = self.config.limits
-        if len(self.sessions) >= limits.max_connections:
-            session.fail(
-                "too many connections",
-                f"the broker holds {limits.max_connections} connections (limits.max_connections)",
-            )
-        elif self._per_ip[peer] >= limits.max_connections_per_ip:
-            session.fail(
-                "too many connections",
-                f"{limits.max_connections_per_ip} connections from {peer} are open "
-                "(limits.max_connections_per_ip)",
-            )
+        if self._limits is not None:
+            try:
+                self._limits.admit(peer)
+            except TooManyConnections as exc:
+                session.fail("too many connections", str(exc))
+            else:
+                session.admitted = True
         self.sessions.add(session)
-        self._per_ip[peer] += 1
         self._empty.clear()
         return session
 
@@ -88,11 +107,10 @@ class StompBroker:
         try:
             await session.finish()
         finally:
-            if session in self.sessions:
-                self.sessions.discard(session)
-                self._per_ip[session.peer] -= 1
-                if self._per_ip[session.peer] <= 0:
-                    del self._per_ip[session.peer]
+            self.sessions.discard(session)
+            if session.admitted and self._limits is not None:
+                session.admitted = False
+                self._limits.release(session.peer)
             if not self.sessions:
                 self._empty.set()
 

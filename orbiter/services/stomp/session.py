@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from orbiter import __version__
 from orbiter.auth import AuthError
+from orbiter.engine.base import TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.native import validate_channel
 from orbiter.protocol.stomp import (
@@ -46,6 +47,7 @@ from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authe
 from orbiter.services.stomp.queues import MessageQueue, QueuedMessage
 from orbiter.services.stomp.transactions import Transactions
 from orbiter.session.outbox import Outbox
+from orbiter.session.rate import TokenBucket
 
 if TYPE_CHECKING:
     from orbiter.services.stomp.broker import StompBroker
@@ -117,6 +119,11 @@ class StompSession:
             self.settings.max_transactions, self.settings.max_transaction_frames
         )
         self._deliveries = 0
+        limits = broker.config.limits
+        #: SENDs of a connection held to the channel rules (not an app server): publish_rate.
+        self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
+        #: Counted in the node's connection limits (released when it ends).
+        self.admitted = False
         self.closed = False
         self.close_reason = ""
         #: Negotiated heart-beats in ms: the broker sends every ..., the client must within ....
@@ -309,13 +316,15 @@ class StompSession:
 
     async def _send(self, frame: Frame) -> None:
         kind, target = self._destination(frame)
+        identity = self.identity
+        if identity is not None and not identity.trusted:
+            self._take_publish()
         if kind == "topic":
             channel = self._channel(target)
             try:
                 data = data_of(frame.get("content-type"), frame.body)
             except BodyError as exc:
                 raise StompError("cannot publish this body", str(exc)) from None
-            identity = self.identity
             if identity is not None and not identity.trusted:
                 try:
                     data = await self.broker.auth.permissions.check_publish(
@@ -331,7 +340,10 @@ class StompSession:
                         "permission denied",
                         f"{exc.message} (app servers log in with the API key as passcode)",
                     ) from None
-            await self.broker.pubsub.publish(channel, data)
+            try:
+                await self.broker.pubsub.publish(channel, data)
+            except TooManyStreams as exc:
+                raise self._too_many_channels(exc) from None
             return
         headers = tuple((k, v) for k, v in _first_headers(frame) if k not in _NOT_FORWARDED)
         message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body)
@@ -343,6 +355,23 @@ class StompSession:
                 f"queue {target!r} holds {queue.limit} messages waiting for a consumer "
                 "(stomp.max_queue_length); the message was not accepted",
             )
+
+    def _take_publish(self) -> None:
+        """One ``limits.publish_rate`` token for a SEND, or the StompError refusing it."""
+        if self._publishes.take(time.monotonic()):
+            return
+        self.broker.counters["limit_publish_rate"] += 1
+        limits = self.broker.config.limits
+        raise StompError(
+            "publishing too fast",
+            f"at most {limits.publish_rate:g} SENDs per second (bursts of "
+            f"{limits.publish_burst}; limits.publish_rate, limits.publish_burst); "
+            "the message was not published",
+        )
+
+    def _too_many_channels(self, exc: TooManyStreams) -> StompError:
+        self.broker.counters["limit_channels"] += 1
+        return StompError("too many channels", str(exc))
 
     def _queue(self, name: str) -> MessageQueue:
         queue = self.broker.queues.get(name)
@@ -418,6 +447,7 @@ class StompSession:
                 and pubsub.subscriber_count(channel) == 0
                 and pubsub.channel_count >= max_channels
             ):
+                self.broker.counters["limit_channels"] += 1
                 raise StompError(
                     "too many channels",
                     f"the server has {max_channels} channels in use (limits.max_channels); "
@@ -432,6 +462,9 @@ class StompSession:
             if len(subs) == 1:
                 try:
                     await self.broker.pubsub.subscribe(self, channel)
+                except TooManyStreams as exc:
+                    self._drop_topic(sub)
+                    raise self._too_many_channels(exc) from None
                 except BaseException:
                     self._drop_topic(sub)
                     raise
@@ -454,6 +487,9 @@ class StompSession:
         """
         try:
             page = await self.broker.pubsub.history(channel, since)
+        except TooManyStreams as exc:
+            sub.pending = None
+            raise self._too_many_channels(exc) from None
         except BaseException:
             sub.pending = None
             raise
