@@ -50,11 +50,19 @@ class BadFrame(ValueError):
     """A frame from the browser is not valid in the connection's framing."""
 
 
-def target_from(path_tail: str, query: Mapping[str, str]) -> Target:
-    """The target a ``/tcp`` request names, or :class:`BadTarget` saying what is wrong."""
+def target_from(
+    path_tail: str, query: Mapping[str, str], *, token_is_target: bool = True
+) -> Target:
+    """The target a ``/tcp`` request names, or :class:`BadTarget` saying what is wrong.
+
+    ``?token=`` names the target (websockify's token plugins) unless
+    ``token_is_target`` is False: where the server requires auth, it is the
+    connection token instead.
+    """
     path_tail = path_tail.strip("/")
     candidates = [path_tail] if path_tail else []
-    candidates += [query[name] for name in ("target", "token") if name in query]
+    names = ("target", "token") if token_is_target else ("target",)
+    candidates += [query[name] for name in names if name in query]
     if "host" in query or "port" in query:
         if "host" not in query or "port" not in query:
             raise BadTarget("give both 'host' and 'port'")

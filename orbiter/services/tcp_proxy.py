@@ -53,6 +53,8 @@ class CloseCode(enum.IntEnum):
     CLIENT_CLOSED = 4000
     #: The request named no valid ``host:port``, or sent a malformed frame.
     BAD_REQUEST = 4400
+    #: The server requires auth and the token is missing, not valid or expired.
+    UNAUTHORIZED = 4401
     #: No ``[access]`` rule allows this destination for this page.
     DENIED = 4403
     #: The destination's host name does not resolve.

@@ -1012,6 +1012,7 @@
     SHUTDOWN: 1001,
     TOO_BIG: 1009,
     BAD_REQUEST: 4400,
+    UNAUTHORIZED: 4401, // the server needs a connection token: missing, not valid or expired
     DENIED: 4403,
     UNKNOWN_HOST: 4404,
     IDLE: 4408,
@@ -1023,9 +1024,9 @@
 
   /**
    * The ws(s):// URL of the proxy for `host:port`, from a base URL (http(s)/ws(s)),
-   * or same origin when there is none.
+   * or same origin when there is none; with `?token=` when a token is given.
    */
-  function tcpUrl(base, host, port) {
+  function tcpUrl(base, host, port, token) {
     const here = root.location ? root.location.href : "http://localhost/";
     const u = new URL(base == null || base === "" ? "/" : String(base), here);
     if (u.protocol === "http:") u.protocol = "ws:";
@@ -1038,6 +1039,7 @@
     u.searchParams.set("host", String(host));
     u.searchParams.set("port", String(port));
     u.searchParams.set("session", PAGE_SESSION);
+    if (token) u.searchParams.set("token", String(token));
     u.hash = "";
     return u.href;
   }
@@ -1097,9 +1099,13 @@
    * /tcp (binary frames), or over a SockJS session at /tcp/sockjs (base64
    * messages) when the WebSocket fails before the server answered (blocked).
    * Calls hooks.open(), hooks.data(Uint8Array), hooks.close(code, reason) (once).
+   *
+   * `token` (when the server requires auth): a connection token, or a function
+   * returning one or a promise of one (as the Client's), fetched once before
+   * connecting; sent as ?token= over WebSocket, in the "connect" message over SockJS.
    */
   class TCPChannel {
-    constructor(base, host, port, hooks, transports) {
+    constructor(base, host, port, hooks, transports, token) {
       this._base = base;
       this._host = host;
       this._port = port;
@@ -1109,7 +1115,25 @@
       this._done = false;
       this.transport = null;
       this.ws = null;
-      this._attempt(0);
+      this._token = null;
+      if (token == null) {
+        this._attempt(0);
+        return;
+      }
+      Promise.resolve()
+        .then(() => (typeof token === "function" ? token() : token))
+        .then((value) => {
+          if (typeof value !== "string" || !value) throw new TypeError("the token function gave no token");
+          return value;
+        })
+        .then(
+          (value) => {
+            if (this._done) return;
+            this._token = value;
+            this._attempt(0);
+          },
+          (err) => this._finish(TCPCloseCode.UNAUTHORIZED, `no token: ${err && err.message}`),
+        );
     }
 
     _attempt(index) {
@@ -1120,7 +1144,7 @@
       let ws;
       try {
         if (!sockjs) {
-          ws = new WebSocket(tcpUrl(this._base, this._host, this._port));
+          ws = new WebSocket(tcpUrl(this._base, this._host, this._port, this._token));
           ws.binaryType = "arraybuffer";
         } else {
           ws = new root.Orbiter.SockJSSocket(httpBase(this._base) + TCP_PATH + "/sockjs", transport);
@@ -1131,6 +1155,7 @@
                 host: String(this._host),
                 port: Number(this._port),
                 session: PAGE_SESSION,
+                ...(this._token ? { token: this._token } : {}),
               }),
             );
         }
@@ -1212,9 +1237,14 @@
    * UTF-8 (a character split across reads is kept until it is whole).
    * Binary mode (`open(host, port, true)`) uses "binary strings", one char
    * per byte. send() also takes Uint8Array / ArrayBuffer in either mode.
+   *
+   * When the server requires auth: `new Orbited.TCPSocket({ token })`, a token or
+   * a function returning one (or a promise of one), as the Client's; without it,
+   * `Orbited.settings.token`. A missing, bad or expired token closes with 4401.
    */
   class TCPSocket {
-    constructor() {
+    constructor(options) {
+      this._options = options || {};
       this.readyState = TCPSocket.READY_STATE_INITIALIZED;
       this.onopen = null;
       this.onread = null;
@@ -1232,6 +1262,7 @@
       this._decoder = this._binary ? null : new TextDecoder("utf-8");
       this.readyState = TCPSocket.READY_STATE_OPENING;
       const settings = (root.Orbited && root.Orbited.settings) || {};
+      const token = this._options.token != null ? this._options.token : settings.token;
       this._channel = new TCPChannel(settingsBase(settings), host, port, {
         open: () => {
           this.readyState = TCPSocket.READY_STATE_OPEN;
@@ -1245,7 +1276,7 @@
           this.readyState = TCPSocket.READY_STATE_CLOSED;
           if (this.onclose) this.onclose(code);
         },
-      }, settings.transports);
+      }, settings.transports, token);
     }
 
     send(data) {
@@ -1276,6 +1307,7 @@
    *     for await (const chunk of conn.readable) { ... }   // Uint8Array chunks
    *     const { code, reason } = await conn.closed;
    *
+   * `options.token`: a connection token or a function giving one, when the server needs it.
    * `options.transports` (default ["websocket", "xhr-streaming", "xhr-polling"]) are
    * tried in order while a transport fails before the server answers (WebSocket blocked);
    * the seed API reads the same list from `Orbited.settings.transports`.
@@ -1318,7 +1350,7 @@
             reject(err);
           }
         },
-      }, opts.transports);
+      }, opts.transports, opts.token);
       const waitForRoom = async () => {
         for (let i = 0; channel.bufferedAmount > highWaterMark && channel.isOpen; i++) {
           await new Promise((r) => setTimeout(r, Math.min(5 * (i + 1), 100)));

@@ -4,7 +4,9 @@ Reuses the SockJS session machinery (``orbiter/transports/sockjs``): this
 module is only the :class:`SessionApp` that carries one proxied connection
 per SockJS session. SockJS messages are text, so:
 
-- the client's first message is ``{"type": "connect", "host": H, "port": P}``;
+- the client's first message is ``{"type": "connect", "host": H, "port": P}``,
+  with ``"token": T`` (the connection token) when the server requires auth
+  (SockJS has no headers of its own, and a token in the URL would be logged);
 - the server answers ``{"type": "open", "target": "H:P"}`` once connected;
 - after that every message, both ways, is base64 of the bytes;
 - the end is a SockJS close frame with the proxy's close code and reason.
@@ -26,6 +28,8 @@ import logging
 import orjson
 from aiohttp import web
 
+from orbiter.auth import Credentials
+from orbiter.auth.hooks import forwarded
 from orbiter.node import Node
 from orbiter.protocol.tcp_websockify import (
     BadFrame,
@@ -35,6 +39,7 @@ from orbiter.protocol.tcp_websockify import (
     session_from,
 )
 from orbiter.services.tcp_access import BadTarget, Requester, Target
+from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.sockjs.endpoint import (
     Connection,
@@ -51,8 +56,8 @@ log = logging.getLogger("orbiter.tcp")
 _DRAIN_POLL = 0.01
 
 
-def parse_connect(message: str) -> tuple[Target, str | None]:
-    """The target (and page session) of the first message, or :class:`BadTarget`."""
+def parse_connect(message: str) -> tuple[Target, str | None, str | None]:
+    """The target, page session and token of the first message, or :class:`BadTarget`."""
     try:
         data = orjson.loads(message)
     except orjson.JSONDecodeError:
@@ -65,13 +70,17 @@ def parse_connect(message: str) -> tuple[Target, str | None]:
     session = data.get("session")
     if session is not None and not isinstance(session, str):
         raise BadTarget("'session' must be a string")
-    return Target.build(host, port), session_from(session)
+    token = data.get("token")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise BadTarget("'token' must be a non-empty string")
+    return Target.build(host, port), session_from(session), token
 
 
 class SockJSTcpApp:
     """One proxied TCP connection carried by one SockJS session."""
 
-    def __init__(self, proxy: TcpProxy, conn: Connection, watermark: int) -> None:
+    def __init__(self, node: Node, proxy: TcpProxy, conn: Connection, watermark: int) -> None:
+        self._node = node
         self._proxy = proxy
         self._conn = conn
         self._watermark = watermark
@@ -91,11 +100,11 @@ class SockJSTcpApp:
             return
         if self._relay is None:
             try:
-                target, session = parse_connect(message)
+                target, session, token = parse_connect(message)
             except BadTarget as exc:
                 self._end(Ending(CloseCode.BAD_REQUEST, str(exc)))
                 return
-            self._relay = asyncio.create_task(self._run(target, session))
+            self._relay = asyncio.create_task(self._run(target, session, token))
             return
         try:
             data = decode_base64(message)
@@ -135,9 +144,16 @@ class SockJSTcpApp:
 
     # -------------------------------------------------------------------- relay
 
-    async def _run(self, target: Target, session: str | None) -> None:
+    async def _run(self, target: Target, session: str | None, token: str | None) -> None:
         try:
             try:
+                credentials = Credentials(
+                    peer=self._conn.peer,
+                    token=token,
+                    headers=forwarded(self._conn.headers),
+                    transport="tcp-sockjs",
+                )
+                await authorize_relay(self._node.auth, self._node.counters, credentials)
                 backend = await self._proxy.open(target, Requester(), self._conn.peer, session)
             except ProxyError as exc:
                 log.info("tcp proxy (sockjs): %s -> %s refused: %s", self._conn.peer, target, exc)
@@ -187,7 +203,7 @@ def add_tcp_sockjs_routes(app: web.Application, node: Node, proxy: TcpProxy) -> 
     server = SockJSServer()
 
     def tcp_app(conn: Connection) -> SessionApp:
-        return SockJSTcpApp(proxy, conn, watermark)
+        return SockJSTcpApp(node, proxy, conn, watermark)
 
     server.add("", options, tcp_app)
     handler = SockJSHandler(server, "/tcp/sockjs")

@@ -3,6 +3,9 @@
 A thin adapter: it accepts the WebSocket, asks :class:`TcpProxy` for the
 backend the request names, and relays WebSocket messages as bytes in the
 framing the subprotocol chose (``orbiter/protocol/tcp_websockify.py``).
+When the server requires auth, the request must carry a connection token
+(``?token=`` or ``Authorization: Bearer``; :mod:`orbiter.services.tcp_auth`),
+else it is closed with 4401 before any backend is contacted.
 Every ending is a WebSocket close with a documented code and reason
 (``CloseCode``). The browser's heartbeat is WebSocket pings, so a browser
 that vanished without a FIN is noticed within ``session.ping_interval`` +
@@ -28,7 +31,9 @@ from orbiter.protocol.tcp_websockify import (
     target_from,
 )
 from orbiter.services.tcp_access import BadTarget, Requester
+from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
+from orbiter.transports.guard import request_credentials
 from orbiter.transports.tcp_sockjs import add_tcp_sockjs_routes
 
 log = logging.getLogger("orbiter.tcp")
@@ -86,13 +91,18 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
     framing = Framing.for_subprotocol(ws.ws_protocol)
     peer = request.remote or "?"
     try:
-        target = target_from(request.match_info.get("target", ""), request.query)
+        target = target_from(
+            request.match_info.get("target", ""),
+            request.query,
+            token_is_target=not node.config.auth_required,
+        )
         session = session_from(request.query.get("session"))
     except BadTarget as exc:
         await _close(ws, CloseCode.BAD_REQUEST, str(exc))
         return ws
     requester = Requester(host=request.host, origin=request.headers.get("Origin"))
     try:
+        await authorize_relay(node.auth, node.counters, request_credentials(request, "tcp"))
         backend = await proxy.open(target, requester, peer, session)
     except ProxyError as exc:
         log.info("tcp proxy: %s -> %s refused: %s", peer, target, exc.reason)
