@@ -206,9 +206,21 @@ def test_a_send_or_recovery_past_max_channels_is_an_error_naming_the_limit():
         )
         error = refused(got_rec, "too many channels")
         assert "limits.max_channels" in error["body"]
-        assert stats(srv)["counters"]["limit_channels"] == 2
+        # Subscribers on two channels: a plain SUBSCRIBE to a third is refused too.
+        listener, got_listener = connect(port)
+        listener.subscribe("/topic/chat:a", id="a", receipt="sa")
+        listener.subscribe("/topic/chat:b", id="b", receipt="sb")
+        assert got_listener.wait(lambda: len(got_listener.receipts) == 2)
+        late, got_late = connect(port)
+        late.subscribe("/topic/chat:e", id="1", receipt="se")
+        error = refused(got_late, "too many channels")
+        assert error["receipt-id"] == "se"
+        assert "limits.max_channels" in error["body"]
+        assert stats(srv)["counters"]["limit_channels"] == 3
         still_works(app, got_app, "/topic/chat:a")
         assert history(srv, "chat:a") == ["a", "still here"]
+        assert [m.body for m in got_listener.wait_messages(1)] == ["still here"]
+        listener.disconnect()
         assert srv.wait_for_log("too many channels")
         app.disconnect()
     finally:
