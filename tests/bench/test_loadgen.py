@@ -21,7 +21,9 @@ from orbiter.bench.runner import Target, run
 from orbiter.bench.scenarios import Scenario
 from orbiter.bench.spawn import Spawned, _wait_listening, free_port, spawn
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc for the loadgen")
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="needs gcc (scripts/system-packages installs it)"
+)
 
 SMALL = Scenario("small", subscribers=20, channels=1, messages=50, timeout=30, settle=1.0)
 
