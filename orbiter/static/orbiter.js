@@ -1392,6 +1392,7 @@
    * A proxied TCP connection behind the WebSocket interface (readyState, binaryType,
    * send, close, onopen, onmessage({data: ArrayBuffer}), onclose({code, reason})),
    * for clients written against WebSocket: `STOMPClient({transport: "tcp"})` uses it.
+   * `options.token` (else `Orbited.settings.token`): the proxy's connection token.
    */
   class TCPWebSocket {
     constructor(host, port, options) {
@@ -1399,7 +1400,9 @@
       this.readyState = 0;
       this.binaryType = "arraybuffer";
       this.onopen = this.onmessage = this.onclose = this.onerror = null;
-      const base = opts.url != null ? opts.url : settingsBase(root.Orbited && root.Orbited.settings);
+      const settings = (root.Orbited && root.Orbited.settings) || {};
+      const base = opts.url != null ? opts.url : settingsBase(settings);
+      const token = opts.token != null ? opts.token : settings.token;
       this._channel = new TCPChannel(base, host, port, {
         open: () => {
           this.readyState = 1;
@@ -1413,7 +1416,7 @@
           this.readyState = 3;
           if (this.onclose) this.onclose({ code, reason, wasClean: code === 1000 });
         },
-      }, opts.transports);
+      }, opts.transports, token);
     }
 
     get bufferedAmount() {
@@ -1662,7 +1665,11 @@
     /** STOMP straight to connect()'s host:port through orbiter's /tcp proxy. */
     _tcpSocket() {
       const [host, port] = this._args || [];
-      return new root.Orbiter.TCPWebSocket(host, port, { url: this.options.url, transports: this.options.transports });
+      return new root.Orbiter.TCPWebSocket(host, port, {
+        url: this.options.url,
+        transports: this.options.transports,
+        token: this.options.tcpToken, // the proxy's token (the STOMP passcode goes to the broker)
+      });
     }
 
     _openSocket(socket) {

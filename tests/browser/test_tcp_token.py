@@ -12,7 +12,7 @@ from playwright.sync_api import Page
 from tests.auth.keys import SECRET, token
 from tests.page_server import PageServer
 from tests.server import RunningServer
-from tests.tcp_servers import ThreadedEcho
+from tests.tcp_servers import ThreadedEcho, free_port
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><script src="@ORBITER@/static/orbiter.js"></script></head>
@@ -73,3 +73,54 @@ def test_a_token_function_opens_the_relay_and_none_is_refused(
         "([port, transports]) => echo(port, undefined, transports)", [echo.port, transports]
     )
     assert without == {"code": 4401, "got": ""}
+
+
+STOMP_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><script src="@ORBITER@/static/orbiter.js"></script></head>
+<body><script>
+window.result = { messages: [], errors: [], closeCode: null };
+window.startStomp = (port, options) => {
+  const stomp = new STOMPClient(Object.assign({ transport: "tcp", url: "@ORBITER@" }, options));
+  stomp.onconnectedframe = () => {
+    stomp.subscribe("/topic/chat:tcp", { receipt: "sub" });
+  };
+  stomp.onreceiptframe = () => stomp.send("over the proxy", "/topic/chat:tcp");
+  stomp.onmessageframe = (frame) => result.messages.push(frame.body);
+  stomp.onerrorframe = (frame) => result.errors.push(frame.body);
+  stomp.onclose = (code) => { result.closeCode = code; };
+  stomp.connect("127.0.0.1", port, "", options.passcode);
+};
+</script></body></html>
+"""
+
+
+def test_stomp_client_over_the_proxy_sends_its_tcp_token(
+    new_page: Callable[[], Page],
+) -> None:
+    """STOMPClient({transport: "tcp", tcpToken}): the token opens the relay; the STOMP
+    passcode (the same token here) is the embedded broker's own check."""
+    stomp_port = free_port()
+    site = PageServer({})
+    orbiter = RunningServer(
+        f'[auth]\nsecret = "{SECRET}"\n[origins]\nallow = ["{site.url}"]\n'
+        f'[stomp]\nlisten = "127.0.0.1:{stomp_port}"\n'
+        f'[[tcp.access]]\nto = "127.0.0.1:{stomp_port}"\n'
+    )
+    try:
+        site.pages["/s.html"] = STOMP_PAGE.replace("@ORBITER@", orbiter.url)
+        page = new_page()
+        page.goto(site.url + "/s.html")
+        jwt = token("alice")
+        page.evaluate(
+            "([port, t]) => startStomp(port, { tcpToken: t, passcode: t })", [stomp_port, jwt]
+        )
+        page.wait_for_function("result.messages.length || result.closeCode !== null")
+        assert page.evaluate("result.messages") == ["over the proxy"]
+        refused = new_page()
+        refused.goto(site.url + "/s.html")
+        refused.evaluate("([port, t]) => startStomp(port, { passcode: t })", [stomp_port, jwt])
+        refused.wait_for_function("result.closeCode !== null")
+        assert refused.evaluate("result.closeCode") == 4401
+    finally:
+        site.close()
+        orbiter.stop()
