@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
         ("batch", int),
         ("payload", int),
         ("timeout", float),
+        ("churn", float),
     ):
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {name}")
     p.add_argument("--route", choices=["http", "batch", "native"])
@@ -97,6 +98,7 @@ def main(argv: list[str]) -> int:
             "batch",
             "payload",
             "timeout",
+            "churn",
             "route",
             "transport",
         )

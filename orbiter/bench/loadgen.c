@@ -103,6 +103,8 @@ static long wcount[MAX_WINDOWS];
 static long wmax[MAX_WINDOWS];
 static long nwindows;
 static long pub_reconnects;
+static long churn_ms, churn_cycles, churn_failures;
+static int churning;
 static long total_unique, total_dup, total_bad, pub_sent, pub_acked, pub_errors;
 static long lat_max;
 static uint64_t first_send_us, last_recv_us, last_pub_us;
@@ -621,6 +623,7 @@ static void load_config(const char *file) {
         else if (!strcmp(line, "port")) port = atoi(val);
         else if (!strcmp(line, "timeout_ms")) timeout_ms = atol(val);
         else if (!strcmp(line, "settle_ms")) settle_ms = atol(val);
+        else if (!strcmp(line, "churn_ms")) churn_ms = atol(val);
         else if (!strcmp(line, "nmsgs")) nmsgs = atol(val);
         else if (!strcmp(line, "expected")) expected = atol(val);
         else if (!strcmp(line, "padding")) padding = atoi(val);
@@ -668,7 +671,8 @@ static void load_config(const char *file) {
 }
 
 static void dump_json(void) {
-    printf("{\"publisher_reconnects\":%ld,", pub_reconnects);
+    printf("{\"publisher_reconnects\":%ld,\"churn_cycles\":%ld,\"churn_failures\":%ld,", pub_reconnects,
+           churn_cycles, churn_failures);
     printf("\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,\"unique\":%ld,\"duplicates\":%ld,"
            "\"bad\":%ld,\"first_send_us\":%llu,\"last_pub_us\":%llu,\"last_recv_us\":%llu,\"latency_max_us\":%ld,",
            pub_sent, pub_acked, pub_errors, total_unique, total_dup, total_bad,
@@ -716,6 +720,48 @@ static void add_fd(int fd, uint64_t tag, uint32_t events) {
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
 }
 
+static void recycle(uint64_t idx);
+
+/* One epoll event on subscriber ``idx``: connect finished, or data. */
+static void conn_event(uint64_t idx, uint32_t events) {
+    conn_t *c = &conns[idx];
+    if (c->state == S_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            fprintf(stderr, "loadgen: connect: %s\n", strerror(err));
+            conn_close(c);
+        } else {
+            c->state = S_HANDSHAKE;
+            struct epoll_event ev = {.events = EPOLLIN, .data.u64 = idx};
+            epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+            send_request(c->fd, c->path, c->kind == K_WS);
+        }
+    } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        on_readable(c);
+    }
+    if (churning) recycle(idx);
+}
+
+/* churn: a subscriber that is ready (or was refused) disconnects and connects again */
+static void recycle(uint64_t idx) {
+    conn_t *c = &conns[idx];
+    if (c->ready || c->state == S_CLOSED) {
+        if (c->ready) churn_cycles++;
+        else churn_failures++;
+        if (c->state != S_CLOSED) {
+            epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+            close(c->fd);
+        }
+        c->ready = c->ready_got = c->failed = 0;
+        c->nleft = 0, c->chunk_left = -1, c->chunk_crlf = 0, c->nsz = 0;
+        c->fd = open_socket();
+        c->state = S_CONNECTING;
+        add_fd(c->fd, idx, EPOLLIN | EPOLLOUT);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: loadgen CONFIG\n");
@@ -750,22 +796,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             conn_t *c = &conns[evs[i].data.u64];
             int was_ready = c->ready, was_closed = c->state == S_CLOSED;
-            if (c->state == S_CONNECTING && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-                int err = 0;
-                socklen_t el = sizeof err;
-                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-                if (err) {
-                    fprintf(stderr, "loadgen: connect: %s\n", strerror(err));
-                    conn_close(c);
-                } else {
-                    c->state = S_HANDSHAKE;
-                    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = evs[i].data.u64};
-                    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-                    send_request(c->fd, c->path, c->kind == K_WS);
-                }
-            } else if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                on_readable(c);
-            }
+            conn_event(evs[i].data.u64, evs[i].events);
             if (!was_ready && !was_closed && (c->ready || c->failed || c->state == S_CLOSED)) {
                 pending--;
                 if (c->failed || (c->state == S_CLOSED && !c->ready)) c->failed = 1, nfailed++;
@@ -817,6 +848,9 @@ int main(int argc, char **argv) {
     }
     epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
     uint64_t start = now_us(), last_progress = start, settle_until = 0;
+    churning = churn_ms > 0;
+    if (churning)
+        for (int i = 0; i < nconns; i++) recycle(i);
     deadline = start + timeout_ms * 1000;
     double interval = pub_rate > 0 ? 1e6 / pub_rate : 0;
     long scheduled = 0;
@@ -858,7 +892,7 @@ int main(int argc, char **argv) {
                 if (evs[i].events & EPOLLIN) pub_readable(p);
                 if (p->state != S_CLOSED) pub_flush(p);
             } else {
-                on_readable(&conns[tag]);
+                conn_event(tag, evs[i].events);
             }
         }
         now = now_us();
@@ -866,6 +900,11 @@ int main(int argc, char **argv) {
             printf("P %ld %ld %ld\n", pub_sent, total_unique, total_dup);
             fflush(stdout);
             last_progress = now;
+        }
+        if (churning) {
+            if (now < start + (uint64_t)churn_ms * 1000) continue;
+            churning = 0;
+            break;
         }
         long inflight = 0;
         for (int i = 0; i < npubconns; i++) inflight += pubs[i].inflight;

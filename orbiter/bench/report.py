@@ -16,7 +16,7 @@ from typing import Any
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -63,6 +63,10 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "rss_kib_per_subscriber": med(server("rss_per_subscriber_kib")),
         "subscribers_failed": med(lambda r: r["subscribers_failed"]),
     }
+    if "connects_per_s" in runs[0]:
+        out["connects_per_s"] = med(lambda r: r["connects_per_s"])
+        out["cpu_ms_per_connect"] = med(server("cpu_ms_per_connect"))
+        out["churn_failures"] = med(lambda r: r["churn_failures"])
     if "keeps_up" in runs[0]:
         out["keeps_up"] = sum(bool(r["keeps_up"]) for r in runs) * 2 > len(runs)
     return out
@@ -82,6 +86,9 @@ COLUMNS = [
     ("delivered_pct", "delivered %"),
     ("duplicates", "dups"),
     ("rss_kib_per_subscriber", "RSS KiB/conn"),
+    ("connects_per_s", "connects/s"),
+    ("cpu_ms_per_connect", "CPU ms/connect"),
+    ("churn_failures", "refused"),
 ]
 
 

@@ -56,6 +56,7 @@ def loadgen_config(scenario: Scenario, target: Target) -> tuple[str, list[int]]:
         f"port {port}",
         f"timeout_ms {int(scenario.timeout * 1000)}",
         f"settle_ms {int(scenario.settle * 1000)}",
+        f"churn_ms {int(scenario.churn * 1000)}",
         f"nmsgs {scenario.messages}",
         f"padding {max(0, scenario.payload - MARKER_BYTES)}",
         f"pub_rate {scenario.rate}",
@@ -209,6 +210,10 @@ def _result(
         "histogram": hist,
         "loadgen_errors": errors.strip().splitlines()[-20:],
     }
+    if scenario.churn:
+        result["churn_cycles"] = report["churn_cycles"]
+        result["churn_failures"] = report["churn_failures"]
+        result["connects_per_s"] = report["churn_cycles"] / scenario.churn
     if scenario.rate and scenario.messages:
         span_us = (scenario.messages - 1) / scenario.rate * 1e6
         late = (last_recv - first) - span_us
@@ -229,6 +234,9 @@ def _result(
             else 0.0,
             "cpu_s_per_million_deliveries": cpu / delivered * 1e6 if delivered else None,
             "cpu_s_per_million_publishes": cpu / publications * 1e6 if publications else None,
+            "cpu_ms_per_connect": cpu / report["churn_cycles"] * 1e3
+            if report.get("churn_cycles")
+            else None,
         }
     return result
 

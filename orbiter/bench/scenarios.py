@@ -30,6 +30,9 @@ class Scenario:
     payload: int = 100
     timeout: float = 120.0
     settle: float = 5.0
+    #: Seconds during which every subscriber, once subscribed, disconnects and
+    #: connects again (``churn``); 0: subscribers stay.
+    churn: float = 0.0
 
     @property
     def expected_deliveries(self) -> int:
@@ -60,6 +63,7 @@ PRESETS: dict[str, Scenario] = {
             route="native",
             depth=64,
         ),
+        Scenario("churn", subscribers=200, channels=50, messages=0, churn=10.0),
         Scenario("sse-fanout", subscribers=2_000, channels=1, messages=2_000, transport="sse"),
     )
 }

@@ -131,3 +131,12 @@ def test_html_plot_is_self_contained(orbiter_server: Spawned) -> None:
     assert page.count("<svg") == 2
     assert "<script" not in page
     assert "polyline" in page
+
+
+def test_churn_counts_connect_subscribe_disconnect_cycles(orbiter_server: Spawned) -> None:
+    scenario = replace(SMALL, subscribers=5, channels=2, messages=0, churn=1.0)
+    result = run(scenario, orbiter_server.target, progress=None)
+    assert result["churn_failures"] == 0
+    assert result["churn_cycles"] >= 5  # each subscriber at least once round in a second
+    assert result["connects_per_s"] == result["churn_cycles"] / 1.0
+    assert result["server"]["cpu_ms_per_connect"] is not None
