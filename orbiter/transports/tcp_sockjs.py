@@ -43,12 +43,12 @@ from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.sockjs.endpoint import (
     Connection,
-    EndpointOptions,
     LiveSession,
     SessionApp,
     SockJSServer,
 )
 from orbiter.transports.sockjs.handlers import SockJSHandler
+from orbiter.transports.sockjs.mount import endpoint_options
 
 log = logging.getLogger("orbiter.tcp")
 
@@ -190,15 +190,7 @@ class _Browser:
 def add_tcp_sockjs_routes(app: web.Application, node: Node, proxy: TcpProxy) -> None:
     """Mount ``/tcp/sockjs`` (before ``/tcp/{target}``); close its sessions on shutdown."""
     config = node.config
-    options = EndpointOptions(
-        heartbeat=config.sockjs.heartbeat,
-        disconnect_delay=config.sockjs.disconnect_delay,
-        response_limit=config.sockjs.response_limit,
-        max_message_size=config.limits.max_message_size,
-        max_body=config.limits.max_http_body,
-        max_queued_bytes=config.limits.outgoing_buffer,
-        client_url=config.sockjs.client_url,
-    )
+    options = endpoint_options(node)
     watermark = max(config.limits.outgoing_buffer // 4, 1)
     server = SockJSServer()
 
