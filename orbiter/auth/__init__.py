@@ -11,6 +11,6 @@
 """
 
 from orbiter.auth.authenticator import Authenticator
-from orbiter.auth.identity import AuthError, Credentials, Failure, Identity
+from orbiter.auth.identity import OPEN, AuthError, Credentials, Failure, Identity
 
-__all__ = ["AuthError", "Authenticator", "Credentials", "Failure", "Identity"]
+__all__ = ["OPEN", "AuthError", "Authenticator", "Credentials", "Failure", "Identity"]

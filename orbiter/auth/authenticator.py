@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from orbiter.auth.hooks import AppHooks, HookDenied
-from orbiter.auth.identity import AuthError, Credentials, Failure, Identity
+from orbiter.auth.identity import OPEN, AuthError, Credentials, Failure, Identity
 from orbiter.auth.permissions import Permissions
 from orbiter.auth.tokens import (
     ConnectionClaims,
@@ -35,7 +35,6 @@ from orbiter.config import Config
 
 log = logging.getLogger("orbiter.auth")
 
-OPEN = Identity(user=None)
 #: A connection without a token where ``auth.anonymous`` lets it in.
 ANONYMOUS = Identity(user=None, method="anonymous")
 

@@ -85,3 +85,7 @@ class Identity:
         if self.keys is not None:
             return key in self.keys
         return self.user is not None and key.user == self.user
+
+
+#: The identity of every connection while auth is off (nothing was checked).
+OPEN = Identity(user=None)

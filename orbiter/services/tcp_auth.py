@@ -20,16 +20,11 @@ from orbiter.services.tcp_proxy import CloseCode, ProxyError
 
 log = logging.getLogger("orbiter.tcp")
 
-#: The identity of a relay opened on a server that needs no auth.
-OPEN = Identity(user=None)
-
 
 async def authorize_relay(
     auth: Authenticator, counters: Counter[str], credentials: Credentials
 ) -> Identity:
     """The identity that may open a relay with ``credentials``, or :class:`ProxyError`."""
-    if not auth.required:
-        return OPEN
     try:
         identity = await auth.authenticate_connection(credentials)
         if identity.method == "anonymous":

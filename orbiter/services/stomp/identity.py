@@ -22,10 +22,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from orbiter.auth import Authenticator, AuthError, Credentials, Identity
+from orbiter.auth import OPEN, Authenticator, AuthError, Credentials, Identity
 from orbiter.config import Config
-
-OPEN = Identity(user=None)
 
 
 @dataclass(frozen=True, slots=True)
