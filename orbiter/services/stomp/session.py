@@ -80,6 +80,15 @@ class Subscription:
     unacked: OrderedDict[str, QueuedMessage | None] = field(default_factory=OrderedDict)
     #: Live publications held back while a recovery from history is read.
     pending: list[Publication] | None = None
+    #: Every MESSAGE's first lines up to its message-id (the same for all its messages).
+    head: bytes = b""
+    #: MESSAGEs carry an ``ack`` header (STOMP 1.2, acknowledged modes).
+    ack_header: bool = False
+
+    def __post_init__(self) -> None:
+        version = self.session.version or "1.0"
+        self.head = f"MESSAGE\nsubscription:{escape(self.id, version)}\nmessage-id:".encode()
+        self.ack_header = self.ack != "auto" and version == "1.2"
 
     # Consumer (queues)
     def has_room(self) -> bool:
@@ -648,11 +657,10 @@ class StompSession:
                     queue.dispatch()
 
     def _message_head(self, sub: Subscription, message_id: str) -> bytes:
-        version = self.version or "1.0"
-        head = f"MESSAGE\nsubscription:{escape(sub.id, version)}\nmessage-id:{message_id}\n"
-        if sub.ack != "auto" and version == "1.2":
-            head += f"ack:{message_id}\n"
-        return head.encode()
+        mid = message_id.encode()
+        if sub.ack_header:
+            return sub.head + mid + b"\nack:" + mid + b"\n"
+        return sub.head + mid + b"\n"
 
     def _next_message_id(self) -> str:
         self._deliveries += 1
