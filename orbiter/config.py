@@ -17,16 +17,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from orbiter.config_stomp import StompSettings, StompSettingsError, stomp_settings_from
+from orbiter.config_stomp import StompSettings, stomp_settings_from
 from orbiter.config_tcp import (
     DevProxySettings,
     PyorbitedSettings,
-    SettingsError,
     TcpSettings,
     dev_proxy_settings_from,
     pyorbited_settings_from,
     tcp_settings_from,
 )
+from orbiter.config_values import SettingsError, kinds_of, scalars, typed
 
 
 class ConfigError(ValueError):
@@ -304,7 +304,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
     try:
         kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
-    except StompSettingsError as exc:
+    except SettingsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):
         kwargs[name] = _positive(settings_class, _table(raw, name, source), name, source)
@@ -481,19 +481,15 @@ def _table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
 def _dataclass_from(
     cls: Any, table: dict[str, Any], where: str, source: str, base: Any = None
 ) -> Any:
-    types = {f.name: f.type for f in fields(cls)}
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in types:
-            raise ConfigError(f"{source}: unknown key '{where}.{key}'")
-        kind = {"int": int, "float": float, "bool": bool, "str": str}[str(types[key])]
-        values[key] = _typed(f"{where}.{key}", value, kind, source)
+    try:
+        values = scalars(table, where, kinds_of(cls))
+    except SettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return replace(base, **values) if base is not None else cls(**values)
 
 
 def _typed(name: str, value: Any, kind: type, source: str) -> Any:
-    if kind is float and type(value) in (int, float):
-        return float(value)
-    if type(value) is not kind:
-        raise ConfigError(f"{source}: '{name}' must be of type {kind.__name__}")
-    return value
+    try:
+        return typed(name, value, kind)
+    except SettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from orbiter.config_values import SettingsError, kinds_of, scalars
 
-class StompSettingsError(ValueError):
+
+class StompSettingsError(SettingsError):
     """A ``[stomp]`` setting is invalid; the message names the key."""
 
 
@@ -51,24 +53,12 @@ class StompSettings:
     anonymous: bool = True
 
 
-_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
-
-
 def stomp_settings_from(table: dict[str, Any]) -> StompSettings:
     """Build settings from a parsed ``[stomp]`` table."""
-    types = {f.name: str(f.type) for f in fields(StompSettings)}
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in types:
-            raise StompSettingsError(f"unknown key 'stomp.{key}'")
-        if key == "listen" and type(value) is int:
-            value = str(value)
-        kind = _TYPES[types[key]]
-        if kind is float and type(value) in (int, float):
-            value = float(value)
-        elif type(value) is not kind:
-            raise StompSettingsError(f"'stomp.{key}' must be of type {kind.__name__}")
-        values[key] = value
+    table = dict(table)
+    if type(table.get("listen")) is int:
+        table["listen"] = str(table["listen"])
+    values = scalars(table, "stomp", kinds_of(StompSettings))
     settings = replace(StompSettings(), **values)
     if settings.listen:
         parse_listen(settings.listen, "127.0.0.1")

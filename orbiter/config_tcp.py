@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from orbiter.config_values import SettingsError, kinds_of, scalars
 from orbiter.services.tcp_access import AccessRule, BadTarget
 
 #: A ``[dev_proxy]`` route target meaning "orbiter itself" (the seed's ``ORBITED``).
 ORBITED = "ORBITED"
-
-
-class SettingsError(ValueError):
-    """A setting is invalid; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +67,10 @@ class DevProxySettings:
     routes: tuple[DevRoute, ...] = ()
 
 
-_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
-
-
-def _typed(where: str, value: Any, kind: type) -> Any:
-    if kind is float and type(value) in (int, float):
-        return float(value)
-    if type(value) is not kind:
-        raise SettingsError(f"'{where}' must be of type {_TYPES[kind]}")
-    return value
-
-
-def _scalars(table: dict[str, Any], name: str, kinds: dict[str, type]) -> dict[str, Any]:
-    values = {}
-    for key, value in table.items():
-        if key not in kinds:
-            raise SettingsError(f"unknown key '{name}.{key}'")
-        values[key] = _typed(f"{name}.{key}", value, kinds[key])
-    return values
-
-
 def tcp_settings_from(table: dict[str, Any]) -> TcpSettings:
     table = dict(table)
     rules_raw = table.pop("access", [])
-    values = _scalars(
+    values = scalars(
         table,
         "tcp",
         {
@@ -115,7 +92,7 @@ def tcp_settings_from(table: dict[str, Any]) -> TcpSettings:
         where = f"tcp.access[{i}]"
         if not isinstance(rule, dict):
             raise SettingsError(f"'{where}' must be a table")
-        fields = _scalars(rule, where, {"to": str, "via": str, "origin": str})
+        fields = scalars(rule, where, {"to": str, "via": str, "origin": str})
         if "to" not in fields:
             raise SettingsError(f"'{where}.to' is required: the destination 'host:port'")
         try:
@@ -126,9 +103,7 @@ def tcp_settings_from(table: dict[str, Any]) -> TcpSettings:
 
 
 def pyorbited_settings_from(table: dict[str, Any]) -> PyorbitedSettings:
-    values = _scalars(
-        table, "pyorbited", {"enabled": bool, "host": str, "port": int, "max_body": int}
-    )
+    values = scalars(table, "pyorbited", kinds_of(PyorbitedSettings))
     settings = PyorbitedSettings(**values)
     if not 0 <= settings.port <= 65535:
         raise SettingsError("'pyorbited.port' must be between 0 and 65535")
@@ -140,7 +115,7 @@ def pyorbited_settings_from(table: dict[str, Any]) -> PyorbitedSettings:
 def dev_proxy_settings_from(table: dict[str, Any]) -> DevProxySettings:
     table = dict(table)
     routes_raw = table.pop("route", [])
-    values = _scalars(table, "dev_proxy", {"enabled": bool, "keepalive": bool})
+    values = scalars(table, "dev_proxy", {"enabled": bool, "keepalive": bool})
     if not isinstance(routes_raw, list):
         raise SettingsError("'dev_proxy.route' must be an array of tables ([[dev_proxy.route]])")
     routes = []
@@ -148,7 +123,7 @@ def dev_proxy_settings_from(table: dict[str, Any]) -> DevProxySettings:
         where = f"dev_proxy.route[{i}]"
         if not isinstance(route, dict):
             raise SettingsError(f"'{where}' must be a table")
-        fields = _scalars(route, where, {"prefix": str, "to": str})
+        fields = scalars(route, where, {"prefix": str, "to": str})
         if set(fields) != {"prefix", "to"}:
             raise SettingsError(f"'{where}' needs both 'prefix' and 'to'")
         routes.append(dev_route(fields["prefix"], fields["to"], where))
