@@ -8,7 +8,7 @@ matched against the routes, longest prefix first: ``ORBITED`` means orbiter
 answers it; a URL means it is forwarded there with its path and query
 unchanged. Bodies stream both ways (nothing is buffered whole), WebSocket
 upgrades are relayed message by message, and an app server that cannot be
-reached is a 502 naming it.
+reached, or that refuses a WebSocket upgrade, is a 502 naming it.
 """
 
 from __future__ import annotations
@@ -127,6 +127,12 @@ class DevProxy:
         except aiohttp.ClientConnectionError as exc:
             log.warning("dev proxy: %s %s: %s", request.method, url, exc)
             return web.Response(status=502, text=f"dev proxy: cannot reach {route.to}: {exc}\n")
+        except aiohttp.WSServerHandshakeError as exc:  # the app answered, but not with 101
+            log.warning("dev proxy: WebSocket %s: the app answered %d", url, exc.status)
+            return web.Response(
+                status=502,
+                text=f"dev proxy: {route.to} refused the WebSocket upgrade (HTTP {exc.status})\n",
+            )
 
     async def _http(self, request: web.Request, url: str) -> web.StreamResponse:
         assert self.client is not None

@@ -149,3 +149,22 @@ async def test_app_server_down_is_502(start_server: Callable[..., RunningServer]
     async with aiohttp.ClientSession() as http, http.get(server.url + "/chat") as r:
         assert r.status == 502
         assert f"127.0.0.1:{port}" in await r.text()
+
+
+async def test_websocket_upgrade_the_app_refuses_is_502(
+    proxied: RunningServer, app_server: AppServer
+) -> None:
+    # /hello is a plain page: the app answers the upgrade with 200, not 101.
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(proxied.url + "/hello")
+        assert refused.value.status == 502
+        upgrade = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        async with http.get(proxied.url + "/hello", headers=upgrade) as r:
+            assert r.status == 502
+            assert "refused the WebSocket upgrade" in await r.text()
