@@ -7,8 +7,10 @@ recipient key's channel, the same path as ``POST /api/event``. The answer
 is ``Success``, or ``Failure`` naming the recipients that are malformed or
 had no subscriber on this node at that moment (the publication is still
 kept in the key channel's history, so a browser that reconnects within the
-disconnect delay gets it). A request that breaks the protocol is answered
-``Failure`` and the connection closed. No authentication: bind it to loopback.
+disconnect delay gets it), or whose channel would be one past
+``limits.max_channels`` (the message then says so; counted). A request
+that breaks the protocol is answered ``Failure`` and the connection
+closed. No authentication: bind it to loopback.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from orbiter.config_tcp import PyorbitedSettings
+from orbiter.engine.base import TooManyStreams
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.pyorbited import (
@@ -110,10 +113,22 @@ class PyorbitedListener:
                 unreachable.append(text)
         pubsub = self.node.pubsub
         present = {key for key in keys if pubsub.subscriber_count(key.channel) > 0}
-        await pubsub.event(keys, _body(request.body))
+        data = _body(request.body)
+        refused: TooManyStreams | None = None
+        for key in keys:  # PubSub.event, one key at a time: a refused key stops no other
+            try:
+                await pubsub.publish(key.channel, data)
+            except TooManyStreams as exc:
+                self.node.counters["limit_channels"] += 1
+                present.discard(key)
+                refused = exc
         unreachable += [str(key) for key in keys if key not in present]
         if unreachable:
-            return failure(request.id, "Failed to reach one or more recipients", tuple(unreachable))
+            message = "Failed to reach one or more recipients"
+            if refused is not None:
+                log.warning("pyorbited event %s: %s", request.id, refused)
+                message += f" ({refused})"
+            return failure(request.id, message, tuple(unreachable))
         return success(request.id)
 
 

@@ -74,3 +74,25 @@ def test_busy_orbit_port_is_one_clear_line(tmp_path) -> None:
     assert "orbiter: cannot start:" in done.stderr
     assert "address already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_event_past_max_channels_is_a_failure_answer_not_a_dropped_connection(
+    start_server,
+) -> None:
+    orbit_port = free_port()
+    server: RunningServer = start_server(
+        f"[pyorbited]\nenabled = true\nport = {orbit_port}\n[limits]\nmax_channels = 2\n"
+    )
+    assert server.wait_for_log("pyorbited listening")
+    orbit = SimpleClient("127.0.0.1", orbit_port)
+    try:
+        keys = ["a, 0, /x", "b, 0, /x", "c, 0, /x"]  # a third key channel is one too many
+        answer = await asyncio.to_thread(orbit.event, keys, "hi")
+        assert answer.startswith(b"Failure\r\nid: 1\r\nmsg: Failed to reach one or more recipients")
+        assert b"limits.max_channels" in answer
+        assert b"recipient: (c, 0, /x)\r\n" in answer
+        # The connection is still in step: the next request is answered too.
+        answer = await asyncio.to_thread(orbit.event, ["a, 0, /x"], "again")
+        assert answer.startswith(b"Failure\r\nid: 2\r\n")  # nobody subscribed, but answered
+    finally:
+        orbit.close()
