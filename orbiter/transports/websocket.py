@@ -57,7 +57,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     if transport is not None:
 
         def on_close() -> None:
-            closer.append(asyncio.ensure_future(_close(ws, session)))
+            if session.close_code is not None and not ws.closed:  # closed by the server
+                closer.append(asyncio.ensure_future(_close(ws, session)))
 
         session.outbox.attach(_WebSocketSink(transport), node.flusher, on_close)
     else:  # the peer went away during the handshake
