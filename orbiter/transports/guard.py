@@ -1,15 +1,19 @@
-"""What every push route checks before its transport runs: the page's origin.
+"""What every push route checks before its transport runs: origin, peer, credentials.
 
 :func:`check_origin` is the one origin check: WebSocket, SockJS (all its
 transports), SSE, long polls and the Orbited URLs call it, through
 :func:`origin_guard` (a middleware on every push route). A refused origin
 gets ``403`` with a JSON error naming it, a log line and a counter. Allowed
 cross-origin requests get CORS headers naming the origin, with credentials
-(:func:`add_cors_headers`); refused ones get none.
+(:func:`add_cors_headers`); refused ones get none. The same middleware turns
+a request that would open a channel past ``limits.max_channels``
+(:class:`TooManyStreams`) into a ``503`` with ``Retry-After``, counted.
 
 :func:`request_credentials` collects what a request presents for
 :meth:`orbiter.auth.Authenticator.authenticate_connection`: a token from
 ``?token=`` or ``Authorization: Bearer``, and the headers app hooks receive.
+:func:`authorize_read` applies a session's subscribe rules to routes that
+have no session (long polls): 401/403 naming the problem, counted.
 
 :func:`forwarded_peer` (a middleware on every route) takes the client's
 address from ``X-Forwarded-For`` when, and only when, the request comes from
