@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from orbiter.http.keys import NODE
 from orbiter.protocol.tcp_websockify import (
@@ -62,7 +62,11 @@ class _WebSocketBrowser:
                     self.error = Ending(CloseCode.BAD_REQUEST, str(exc))
                     return None
             return str(msg.data).encode()
-        if msg.type is WSMsgType.ERROR and "too big" in str(msg.data).lower():
+        if (
+            msg.type is WSMsgType.ERROR
+            and isinstance(msg.data, WebSocketError)
+            and msg.data.code == WSCloseCode.MESSAGE_TOO_BIG
+        ):  # aiohttp has already closed the WebSocket with 1009
             self.error = Ending(CloseCode.TOO_BIG, "message too big")
         return None
 

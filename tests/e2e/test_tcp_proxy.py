@@ -473,3 +473,20 @@ async def test_shutdown_closes_relays_with_1001(start_server, http: aiohttp.Clie
         assert await stopping == 0
     finally:
         await backend.stop()
+
+
+async def test_browser_message_over_the_limit_ends_the_relay_as_too_big(
+    proxy_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    backend = await Echo(PORTS["echo"]).start()
+    try:
+        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+        await opened(ws)
+        await ws.send_bytes(b"x" * 70_000)  # over limits.max_message_size (65536)
+        code, _ = await closing(ws)
+        assert code == 1009
+        # The relay knows why it ended (not "the browser closed the connection").
+        assert proxy_server.wait_for_log(f"127.0.0.1:{PORTS['echo']} ended: message too big")
+        await asyncio.wait_for(backend.closed.wait(), 10)
+    finally:
+        await backend.stop()
