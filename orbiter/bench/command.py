@@ -103,7 +103,11 @@ def main(argv: list[str]) -> int:
             "transport",
         )
     }
-    scenario = preset(args.preset, **overrides)
+    try:
+        scenario = preset(args.preset, **overrides)
+    except ValueError as exc:
+        print(f"orbiter bench: {exc}", file=sys.stderr)
+        return 2
     try:
         targets = [parse_target(t) for t in args.target]
     except BenchError as exc:

@@ -462,11 +462,12 @@ static size_t expand(char *dst, const char *tpl, const char *ch, const char *pay
 static long next_seq;
 
 static void publish_one(pubconn_t *p, uint64_t stamp) {
-    static char body[1 << 20], item[65536], payload[8192], req[1 << 20];
+    static char body[4 << 20], item[65536], payload[8192], req[(4 << 20) + 16];
     size_t nb = 0;
     nb = expand(body, pub_prefix, "", "", 0);
     int k;
-    for (k = 0; k < pub_batch && next_seq < nmsgs; k++) {
+    /* an item is at most the payload plus the template: stop well before the end */
+    for (k = 0; k < pub_batch && next_seq < nmsgs && nb < sizeof body - 20000; k++) {
         long seq = next_seq++;
         int n = sprintf(payload, "#B%ld.%llu#", seq, (unsigned long long)stamp);
         memset(payload + n, 'x', padding), payload[n + padding] = 0;
@@ -626,7 +627,7 @@ static void load_config(const char *file) {
         else if (!strcmp(line, "churn_ms")) churn_ms = atol(val);
         else if (!strcmp(line, "nmsgs")) nmsgs = atol(val);
         else if (!strcmp(line, "expected")) expected = atol(val);
-        else if (!strcmp(line, "padding")) padding = atoi(val);
+        else if (!strcmp(line, "padding")) padding = atoi(val) > 8000 ? 8000 : atoi(val);
         else if (!strcmp(line, "max_connecting")) max_connecting = atoi(val);
         else if (!strcmp(line, "pub_rate")) pub_rate = atof(val);
         else if (!strcmp(line, "pub_depth")) pub_depth = atoi(val);

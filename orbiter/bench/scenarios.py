@@ -34,6 +34,14 @@ class Scenario:
     #: connects again (``churn``); 0: subscribers stay.
     churn: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 20 <= self.payload <= 8000:
+            raise ValueError("payload must be between 20 and 8000 bytes")
+        if self.subscribers < 0 or self.channels < 1 or self.messages < 0:
+            raise ValueError("subscribers and messages must not be negative, channels at least 1")
+        if self.depth < 1 or not 1 <= self.batch <= 10_000:
+            raise ValueError("depth must be at least 1 and batch between 1 and 10000")
+
     @property
     def expected_deliveries(self) -> int:
         return self.messages * self.subscribers // max(self.channels, 1) if self.channels else 0

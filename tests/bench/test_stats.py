@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orbiter.bench import stats
+from orbiter.bench.scenarios import preset
 
 
 def test_percentile_picks_the_bucket_holding_the_rank() -> None:
@@ -43,3 +44,14 @@ def test_loss_counts_missing_publications_and_lossy_subscribers() -> None:
 def test_per_second() -> None:
     assert stats.per_second(1000, 0, 500_000) == 2000
     assert stats.per_second(1000, 5, 5) == 0.0
+
+
+def test_presets_and_overrides_are_checked() -> None:
+    assert preset("fanout-rate").rate == 200
+    assert preset("fanout", subscribers=10).subscribers == 10
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nosuch")
+    with pytest.raises(ValueError, match="payload"):
+        preset("fanout", payload=5)
+    with pytest.raises(ValueError, match="batch"):
+        preset("many-channels-batch", batch=20_000)
