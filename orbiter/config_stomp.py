@@ -87,7 +87,8 @@ def parse_listen(listen: str, default_host: str) -> tuple[str, int]:
     if not sep:
         host = ""
     host = host.strip("[]") or default_host
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not digits or not 0 <= int(port_text) <= 65535:
         raise StompSettingsError(
             f"'stomp.listen' {listen!r} must be 'host:port', ':port' or a port (0-65535)"
         )

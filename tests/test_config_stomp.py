@@ -60,3 +60,10 @@ def test_listen_forms():
     assert parse_listen("[::1]:0", "127.0.0.1") == ("::1", 0)
     with pytest.raises(StompSettingsError, match="must be"):
         parse_listen("nope", "127.0.0.1")
+
+
+# ², Arabic-Indic 10, more digits than int() takes
+@pytest.mark.parametrize("listen", ["\u00b2", ":\u0661\u0660", "9" * 5000])
+def test_listen_port_is_ascii_digits_only(listen):
+    with pytest.raises(StompSettingsError, match="must be"):
+        parse_listen(listen, "127.0.0.1")

@@ -122,15 +122,15 @@ class OrbitParser:
                     raise OrbitProtocolError(f"more than {MAX_RECIPIENTS} recipients", pending.id)
                 pending.recipients.append(value)
             elif name == "length":
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise OrbitProtocolError(f"length {value[:20]!r} is not a number", pending.id)
-                length = int(value)
-                if length > self.max_body:
+                if len(value) > 18 or int(value) > self.max_body:  # (int() takes 4300 digits)
+                    shown = value if len(value) <= 20 else value[:20] + "..."
                     raise OrbitProtocolError(
-                        f"length {length} is more than the limit ({self.max_body} bytes)",
+                        f"length {shown} is more than the limit ({self.max_body} bytes)",
                         pending.id,
                     )
-                pending.length = length
+                pending.length = int(value)
             # Other headers are carried by later Orbit versions; 1.0 has none.
 
     def _finish(self, body: bytes) -> EventRequest:

@@ -256,7 +256,7 @@ class FrameParser:
         length: int | None = None
         for name, value in headers:
             if name == "content-length":
-                if not value.isdigit() or len(value) > 12:
+                if not (value.isascii() and value.isdigit()) or len(value) > 12:
                     raise FrameError(f"content-length {value!r} is not a number of octets")
                 length = int(value)
                 if length > limits.max_body:
@@ -290,9 +290,10 @@ def parse_heart_beat(value: str | None) -> tuple[int, int]:
     if value is None:
         return 0, 0
     parts = value.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    numbers = [p.strip() for p in parts]
+    if len(parts) != 2 or not all(n.isascii() and n.isdigit() and len(n) <= 12 for n in numbers):
         raise FrameError(f"heart-beat {value!r} is not two numbers of milliseconds 'cx,cy'")
-    return int(parts[0]), int(parts[1])
+    return int(numbers[0]), int(numbers[1])
 
 
 def heart_beat_intervals(client: tuple[int, int], server: tuple[int, int]) -> tuple[int, int]:

@@ -79,3 +79,11 @@ def test_any_bytes_parse_or_fail_cleanly(data: bytes) -> None:
             parser.feed(data[i : i + 7])
     except OrbitProtocolError:
         pass
+
+
+# ², Arabic-Indic 10, more digits than int() takes
+@pytest.mark.parametrize("digits", ["\u00b2", "\u0661\u0660", "9" * 5000])
+def test_length_is_ascii_digits_only(digits: str) -> None:
+    data = f"Orbit 1.0\r\nEvent\r\nid: 1\r\nlength: {digits}\r\n".encode()
+    with pytest.raises(OrbitProtocolError, match=r"not a number|more than the limit"):
+        OrbitParser(1024).feed(data)

@@ -276,3 +276,13 @@ def test_pause_after_connect_leaves_the_rest_for_the_negotiated_version():
     parser.version = "1.2"
     (subscribe,) = parser.feed(b"")
     assert subscribe.get("id") == "a:b"
+
+
+# ², 1¹, Arabic-Indic 10, more digits than int() takes
+@pytest.mark.parametrize("digits", ["\u00b2", "1\u00b9", "\u0661\u0660", "9" * 5000])
+def test_numbers_are_ascii_digits_only(digits):
+    data = f"SEND\ncontent-length:{digits}\n\n\x00".encode()
+    with pytest.raises(FrameError, match="content-length"):
+        FrameParser().feed(data)
+    with pytest.raises(FrameError, match="heart-beat"):
+        parse_heart_beat(f"{digits},0")

@@ -159,3 +159,23 @@ async def test_publications_during_a_recovery_come_after_it_once_each():
     messages = [(f.get("orbiter-offset"), f.body) for f in frames if f.command == "MESSAGE"]
     assert messages == [("1", b"m1"), ("2", b"m2"), ("3", b"m3"), ("4", b"m4")]
     assert [f.get("orbiter-recovered") for f in frames if f.command == "RECEIPT"] == ["true"]
+
+
+async def test_recovery_offset_of_non_ascii_digits_is_an_error_frame():
+    broker = await _broker()
+    session = await _connect(broker)
+    await session.receive(
+        encode_frame(
+            "SUBSCRIBE",
+            [
+                ("id", "1"),
+                ("destination", "/topic/chat:a"),
+                ("orbiter-since", "\u00b2"),
+                ("orbiter-epoch", "e"),
+            ],
+        )
+    )
+    errors = [f for f in await _written(session) if f.command == "ERROR"]
+    assert [f.get("message") for f in errors] == ["bad recovery headers"]
+    assert session.closed
+    await broker.end_session(session)

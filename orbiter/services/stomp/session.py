@@ -754,7 +754,12 @@ def _since(frame: Frame) -> StreamPosition | None:
     offset, epoch = frame.get("orbiter-since"), frame.get("orbiter-epoch")
     if offset is None and epoch is None:
         return None
-    if offset is None or epoch is None or not offset.isdigit() or len(offset) > 18:
+    if (
+        offset is None
+        or epoch is None
+        or not (offset.isascii() and offset.isdigit())
+        or len(offset) > 18
+    ):
         raise StompError(
             "bad recovery headers",
             "orbiter-since (an offset) and orbiter-epoch must be given together",
