@@ -43,7 +43,7 @@ from orbiter.config import Config, ConfigError, config_from_dict, load_config
 #: Suffixes read as INI; anything else is TOML unless it starts like an INI file.
 INI_SUFFIXES = (".ini", ".cfg", ".conf")
 _SECTIONS = ("listen", "access", "global", "proxy")
-_LISTEN = re.compile(r"(?P<scheme>[a-z]+)://(?P<host>\[[^\]]*\]|[^:/\s]*)(?::(?P<port>\d+))?/?")
+_LISTEN = re.compile(r"(?P<scheme>[a-z]+)://(?P<host>\[[^\]]*\]|[^:/\s]*)(?::(?P<port>[0-9]+))?/?")
 _GLOBAL_KEYS: dict[str, tuple[str, str, type]] = {
     "session.ping_interval": ("session", "ping_interval", float),
     "session.ping_timeout": ("session", "pong_timeout", float),
@@ -74,7 +74,7 @@ class _Reader:
         scheme, host, port_text = match["scheme"], match["host"].strip("[]"), match["port"]
         if port_text is None:
             raise self.error(lineno, line, "the listener needs a port")
-        port = int(port_text)
+        port = int(port_text) if len(port_text) <= 5 else -1
         if not 0 <= port <= 65535:
             raise self.error(lineno, line, "the port must be between 0 and 65535")
         if scheme == "http":

@@ -3,11 +3,12 @@
 Every table reader (``orbiter.config``, ``orbiter.config_tcp``,
 ``orbiter.config_stomp``) goes through :func:`scalars`, so an unknown key
 or a wrong type gets the same :class:`SettingsError` naming the key
-wherever it is (an int is accepted for a float).
+wherever it is (an int is accepted for a float; nan and inf are not).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from typing import Any
 
@@ -19,8 +20,11 @@ class SettingsError(ValueError):
 
 
 def typed(where: str, value: Any, kind: type) -> Any:
-    """``value`` if it is a ``kind`` (an int is taken as a float), else SettingsError."""
+    """``value`` if it is a ``kind`` (an int is taken as a float; nan and inf are not), else
+    SettingsError."""
     if kind is float and type(value) in (int, float):
+        if not math.isfinite(value):  # TOML has nan and inf; nan passes every "> 0" check
+            raise SettingsError(f"'{where}' must be a finite number")
         return float(value)
     if type(value) is not kind:
         raise SettingsError(f"'{where}' must be of type {kind.__name__}")

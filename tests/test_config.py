@@ -184,3 +184,19 @@ def test_serve_flag_turns_on_the_sockjs_test_services() -> None:
 
     assert _parser().parse_args(["serve", "--sockjs-test-services"]).sockjs_test_services
     assert not _parser().parse_args(["serve"]).sockjs_test_services
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        lambda v: {"session": {"ping_interval": v}},
+        lambda v: {"limits": {"publish_rate": v}},
+        lambda v: {"tcp": {"idle_timeout": v}},
+        lambda v: {"stomp": {"heartbeat_send": v}},
+    ],
+)
+def test_non_finite_numbers_are_refused(raw, value) -> None:
+    # TOML has nan and inf; no setting means them (nan passes every "> 0" check).
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        config_from_dict(raw(value))

@@ -112,3 +112,17 @@ def test_cli_convert(tmp_path: Path) -> None:
     assert failed.returncode == 2
     assert "line 3" in failed.stderr
     assert "unknown section [static]" in failed.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[global]\nsession.ping_interval = nan\n", "finite"),
+        ("[global]\nsession.ping_interval = inf\n", "finite"),
+        ("[listen]\nhttp://:" + "9" * 5000 + "\n", "between 0 and 65535"),
+        ("[listen]\nhttp://:\u0669\u0660\u0660\u0660\n", "scheme://host:port"),  # Arabic-Indic 9000
+    ],
+)
+def test_numbers_that_are_not_plain_are_refused(text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        config_from_ini(text, "bad.ini")
