@@ -48,6 +48,10 @@ class Frame:
     def __contains__(self, name: str) -> bool:
         return name in self._first
 
+    def first_headers(self) -> list[Header]:
+        """Each header once, with its first value, in the order they came."""
+        return list(self._first.items())
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:

@@ -286,3 +286,8 @@ def test_numbers_are_ascii_digits_only(digits):
         FrameParser().feed(data)
     with pytest.raises(FrameError, match="heart-beat"):
         parse_heart_beat(f"{digits},0")
+
+
+def test_first_headers_keeps_each_name_once_in_order():
+    frame = Frame("SEND", [("b", "1"), ("a", "2"), ("b", "3")])
+    assert frame.first_headers() == [("b", "1"), ("a", "2")]

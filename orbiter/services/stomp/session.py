@@ -354,7 +354,7 @@ class StompSession:
             except TooManyStreams as exc:
                 raise self._too_many_channels(exc) from None
             return
-        headers = tuple((k, v) for k, v in _first_headers(frame) if k not in _NOT_FORWARDED)
+        headers = tuple((k, v) for k, v in frame.first_headers() if k not in _NOT_FORWARDED)
         message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body)
         queue = self._queue(target)
         if not queue.put(message):
@@ -765,17 +765,6 @@ def _since(frame: Frame) -> StreamPosition | None:
             "orbiter-since (an offset) and orbiter-epoch must be given together",
         )
     return StreamPosition(int(offset), epoch)
-
-
-def _first_headers(frame: Frame) -> list[Header]:
-    """Each header once, its first value (repeated headers: the first wins)."""
-    seen: set[str] = set()
-    out: list[Header] = []
-    for name, value in frame.headers:
-        if name not in seen:
-            seen.add(name)
-            out.append((name, value))
-    return out
 
 
 __all__ = ["MessageQueue", "StompError", "StompSession", "Subscription"]
