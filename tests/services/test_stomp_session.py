@@ -179,3 +179,33 @@ async def test_recovery_offset_of_non_ascii_digits_is_an_error_frame():
     assert [f.get("message") for f in errors] == ["bad recovery headers"]
     assert session.closed
     await broker.end_session(session)
+
+
+async def test_a_burst_is_encoded_once_for_all_stomp_subscribers(monkeypatch):
+    import orbiter.services.stomp.broker as broker_module
+
+    encoded: list[object] = []
+    body_of = broker_module.body_of
+
+    def counting_body_of(data):
+        encoded.append(data)
+        return body_of(data)
+
+    monkeypatch.setattr(broker_module, "body_of", counting_body_of)
+    broker = await _broker()
+    sessions = [await _connect(broker) for _ in range(3)]
+    for session in sessions:
+        await _written(session)  # CONNECTED
+        await session.receive(
+            encode_frame("SUBSCRIBE", [("id", "s"), ("destination", "/topic/chat:burst")])
+        )
+    # Two publications in one loop iteration: PubSub hands them over as one batch.
+    await asyncio.gather(
+        broker.pubsub.publish("chat:burst", "one"), broker.pubsub.publish("chat:burst", "two")
+    )
+    for session in sessions:
+        bodies = [f.body for f in await _written(session) if f.command == "MESSAGE"]
+        assert bodies == [b"one", b"two"]
+    assert encoded == ["one", "two"]  # once each, not once per subscriber
+    for session in sessions:
+        await broker.end_session(session)

@@ -11,7 +11,8 @@ Connections count in the node's ``limits.max_connections`` /
 sessions do: one mechanism, one set of counters.
 
 A publication is encoded once per escaping (1.0, or 1.1/1.2) for all the
-STOMP subscribers it reaches; each subscriber adds only its few headers.
+STOMP subscribers it reaches (a channel's batch once for all of them:
+:meth:`StompBroker.message_tails`); each subscriber adds only its few headers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from orbiter.model import Publication
 from orbiter.node import TooManyConnections
 from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub
+from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import body_of
 from orbiter.services.stomp.queues import QueueBook
 from orbiter.services.stomp.session import StompSession
@@ -83,6 +85,8 @@ class StompBroker:
         self._ids = itertools.count(1)
         self._cached: Publication | None = None
         self._cached_tails: dict[bool, bytes] = {}
+        self._cached_batch: SharedBatch | None = None
+        self._cached_batch_tails: dict[bool, list[bytes]] = {}
 
     # ----------------------------------------------------------------- sessions
 
@@ -165,14 +169,32 @@ class StompBroker:
             self._cached_tails = {}
         tail = self._cached_tails.get(escaped)
         if tail is None:
-            version = "1.2" if escaped else "1.0"
-            content_type, body = body_of(pub.data)
-            head = (
-                f"destination:{escape(self.topic_name(pub.channel), version)}\n"
-                f"content-type:{escape(content_type, version)}\n"
-                f"orbiter-offset:{pub.offset}\n"
-                f"orbiter-epoch:{escape(pub.epoch, version)}\n"
-                f"content-length:{len(body)}\n\n"
-            )
-            tail = self._cached_tails[escaped] = head.encode() + body + b"\x00"
+            tail = self._cached_tails[escaped] = self._encode_tail(pub, escaped)
         return tail
+
+    def message_tails(self, batch: SharedBatch, escaped: bool) -> list[bytes]:
+        """:meth:`message_tail` of each publication of ``batch``, once per batch (and escaping).
+
+        PubSub hands the same batch to every subscriber of its channel in turn.
+        """
+        if batch is not self._cached_batch:
+            self._cached_batch = batch
+            self._cached_batch_tails = {}
+        tails = self._cached_batch_tails.get(escaped)
+        if tails is None:
+            tails = self._cached_batch_tails[escaped] = [
+                self._encode_tail(pub, escaped) for pub in batch.pubs
+            ]
+        return tails
+
+    def _encode_tail(self, pub: Publication, escaped: bool) -> bytes:
+        version = "1.2" if escaped else "1.0"
+        content_type, body = body_of(pub.data)
+        head = (
+            f"destination:{escape(self.topic_name(pub.channel), version)}\n"
+            f"content-type:{escape(content_type, version)}\n"
+            f"orbiter-offset:{pub.offset}\n"
+            f"orbiter-epoch:{escape(pub.epoch, version)}\n"
+            f"content-length:{len(body)}\n\n"
+        )
+        return head.encode() + body + b"\x00"

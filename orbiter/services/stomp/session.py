@@ -41,6 +41,7 @@ from orbiter.protocol.stomp import (
     negotiate_version,
     parse_heart_beat,
 )
+from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
@@ -161,20 +162,35 @@ class StompSession:
         return None
 
     def deliver(self, pub: Publication, message: bytes) -> None:
-        """Fan-out hot path: one MESSAGE per subscription of this session to the channel."""
+        """One publication (PubSub hands this session batches: :meth:`deliver_batch`)."""
+        self._deliver_live(pub, None)
+
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        """Fan-out hot path: a channel's batch, its MESSAGE tails encoded once for all sessions."""
+        if self.closed or batch.channel not in self._topics:
+            return
+        tails = self.broker.message_tails(batch, self.version != "1.0")
+        for pub, tail in zip(batch.pubs, tails, strict=True):
+            self._deliver_live(pub, tail)
+
+    def _deliver_live(self, pub: Publication, tail: bytes | None) -> None:
+        """One MESSAGE per subscription of this session to the channel."""
         subs = self._topics.get(pub.channel)
         if not subs or self.closed:
             return
         for sub in subs:
             if sub.pending is None:
-                self._deliver_publication(sub, pub)
+                self._deliver_publication(sub, pub, tail)
             elif len(sub.pending) < self.settings.max_queue_length:
                 sub.pending.append(pub)
             else:
                 self.fail("slow consumer", "too many publications during a recovery")
 
-    def _deliver_publication(self, sub: Subscription, pub: Publication) -> None:
-        tail = self.broker.message_tail(pub, self.version != "1.0")
+    def _deliver_publication(
+        self, sub: Subscription, pub: Publication, tail: bytes | None = None
+    ) -> None:
+        if tail is None:
+            tail = self.broker.message_tail(pub, self.version != "1.0")
         message_id = self._next_message_id()
         head = self._message_head(sub, message_id)
         if sub.ack != "auto":
