@@ -183,9 +183,9 @@ async def test_recovery_offset_of_non_ascii_digits_is_an_error_frame():
 
 async def test_a_burst_is_encoded_once_for_all_stomp_subscribers(monkeypatch):
     import orbiter.services.stomp.broker as broker_module
+    from orbiter.services.stomp.bodies import body_of
 
     encoded: list[object] = []
-    body_of = broker_module.body_of
 
     def counting_body_of(data):
         encoded.append(data)
