@@ -209,3 +209,31 @@ async def test_a_burst_is_encoded_once_for_all_stomp_subscribers(monkeypatch):
     assert encoded == ["one", "two"]  # once each, not once per subscriber
     for session in sessions:
         await broker.end_session(session)
+
+
+async def test_acking_topic_messages_past_max_unacked_does_not_end_the_connection():
+    broker = await _broker()  # stomp.max_unacked = 3
+    session = await _connect(broker)
+    await _written(session)  # CONNECTED
+    await session.receive(
+        encode_frame(
+            "SUBSCRIBE",
+            [("id", "s"), ("destination", "/topic/chat:acks"), ("ack", "client-individual")],
+        )
+    )
+    for n in range(5):
+        await broker.pubsub.publish("chat:acks", f"m{n}")
+    messages = [f for f in await _written(session) if f.command == "MESSAGE"]
+    assert [f.body for f in messages] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+    for n, message in enumerate(messages):  # the two oldest are no longer held: still fine
+        await session.receive(
+            encode_frame("ACK", [("id", message.get("ack") or ""), ("receipt", f"r{n}")])
+        )
+    frames = await _written(session)
+    assert [f.command for f in frames] == ["RECEIPT"] * 5
+    assert not session.closed
+    # An id this connection was never sent is still an error.
+    await session.receive(encode_frame("ACK", [("id", "nope-1")]))
+    errors = [f for f in await _written(session) if f.command == "ERROR"]
+    assert [f.get("message") for f in errors] == ["unknown message"]
+    await broker.end_session(session)

@@ -587,6 +587,10 @@ class StompSession:
             )
         sub = self._unacked.get(message_id)
         if sub is None:
+            if self._was_sent(message_id):
+                # Sent here, no longer held: a topic's past stomp.max_unacked (only the
+                # newest are kept, never redelivered) or one already acknowledged.
+                return
             raise StompError(
                 "unknown message",
                 f"{frame.command} of {message_id!r}: no message with that id awaits "
@@ -677,6 +681,17 @@ class StompSession:
         if sub.ack_header:
             return sub.head + mid + b"\nack:" + mid + b"\n"
         return sub.head + mid + b"\n"
+
+    def _was_sent(self, message_id: str) -> bool:
+        """``message_id`` is one this connection delivered (see :meth:`_next_message_id`)."""
+        prefix, _, number = message_id.rpartition("-")
+        return (
+            prefix == self._id
+            and number.isascii()
+            and number.isdigit()
+            and len(number) <= 18
+            and 0 < int(number) <= self._deliveries
+        )
 
     def _next_message_id(self) -> str:
         self._deliveries += 1
