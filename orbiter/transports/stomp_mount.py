@@ -20,8 +20,7 @@ from orbiter.config_stomp import parse_listen
 from orbiter.node import Node
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.transports.sockjs.endpoint import Connection, SessionApp, SockJSServer
-from orbiter.transports.sockjs.handlers import SockJSHandler
-from orbiter.transports.sockjs.mount import endpoint_options
+from orbiter.transports.sockjs.mount import endpoint_options, mount
 from orbiter.transports.stomp_tcp import start_tcp_listener
 from orbiter.transports.stomp_websocket import SockJSStompApp, websocket_handler
 
@@ -49,9 +48,7 @@ def add_stomp(app: web.Application, node: Node) -> StompBroker:
             return SockJSStompApp(broker, conn)
 
         sockjs.add("", options, stomp_app)
-        handler = SockJSHandler(sockjs, path + "/sockjs")
-        app.router.add_route("*", path + "/sockjs", handler)
-        app.router.add_route("*", path + "/sockjs/{tail:.*}", handler)
+        mount(app, node, sockjs, path + "/sockjs")
 
     listener: list[asyncio.Server] = []
 

@@ -47,8 +47,7 @@ from orbiter.transports.sockjs.endpoint import (
     SessionApp,
     SockJSServer,
 )
-from orbiter.transports.sockjs.handlers import SockJSHandler
-from orbiter.transports.sockjs.mount import endpoint_options
+from orbiter.transports.sockjs.mount import endpoint_options, mount
 
 log = logging.getLogger("orbiter.tcp")
 
@@ -198,9 +197,7 @@ def add_tcp_sockjs_routes(app: web.Application, node: Node, proxy: TcpProxy) -> 
         return SockJSTcpApp(node, proxy, conn, watermark)
 
     server.add("", options, tcp_app)
-    handler = SockJSHandler(server, "/tcp/sockjs")
-    app.router.add_route("*", "/tcp/sockjs", handler)
-    app.router.add_route("*", "/tcp/sockjs/{tail:.*}", handler)
+    mount(app, node, server, "/tcp/sockjs")
 
     async def shutdown(app: web.Application) -> None:
         await server.close(int(CloseCode.SHUTDOWN), "server shutting down")

@@ -90,6 +90,26 @@ def build_server(node: Node) -> SockJSServer:
     return server
 
 
+def mount(
+    app: web.Application,
+    node: Node,
+    server: SockJSServer,
+    prefix: str,
+    *,
+    unguarded: set[str] | frozenset[str] = frozenset(),
+) -> SockJSHandler:
+    """Route ``prefix`` and everything under it to ``server``'s endpoints, hixie-76 included.
+
+    Every SockJS mount (native, STOMP, TCP) goes through here; closing its
+    sessions at shutdown is the caller's, whose order matters to it.
+    """
+    handler = SockJSHandler(server, prefix)
+    app.router.add_route("*", prefix, handler)
+    app.router.add_route("*", prefix + "/{tail:.*}", handler)
+    app[RAW_ROUTERS].append(hixie76_router(handler, node, unguarded=set(unguarded)))
+    return handler
+
+
 def add_sockjs_routes(app: web.Application, node: Node) -> None:
     """Route everything under the prefix to SockJS; close its sessions on shutdown.
 
@@ -98,11 +118,8 @@ def add_sockjs_routes(app: web.Application, node: Node) -> None:
     """
     prefix = node.config.sockjs.prefix
     server = build_server(node)
-    handler = SockJSHandler(server, prefix)
-    app.router.add_route("*", prefix, handler)
-    app.router.add_route("*", prefix + "/{tail:.*}", handler)
     unguarded = set(TEST_SERVICES) if node.config.sockjs.test_services else set()
-    app[RAW_ROUTERS].append(hixie76_router(handler, node, unguarded=unguarded))
+    mount(app, node, server, prefix, unguarded=unguarded)
     if node.config.sockjs.test_services:
         names = ", ".join(f"{prefix}/{name}" for name in server.endpoints if name)
         log.warning("SockJS test services mounted: %s", names)

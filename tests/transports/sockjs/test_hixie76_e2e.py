@@ -158,3 +158,13 @@ async def test_a_head_split_across_packets_is_still_taken(sockjs: SockJSUrls) ->
         assert await conn.read_exactly(16) == CHALLENGE
     finally:
         await conn.close()
+
+
+async def test_every_sockjs_mount_speaks_it(sockjs: SockJSUrls) -> None:
+    for base in ("/stomp/sockjs", "/tcp/sockjs"):
+        url = SockJSUrls.session(sockjs.server.url + base) + "/websocket"
+        conn = await open_hixie(url, sockjs.server.url)
+        try:
+            assert await read_frame(conn) == b"o", base
+        finally:
+            await conn.close()
