@@ -51,10 +51,6 @@ from orbiter.transports.sockjs.mount import endpoint_options, mount
 
 log = logging.getLogger("orbiter.tcp")
 
-#: Seconds between looks at a slow browser's outgoing queue.
-_DRAIN_POLL = 0.01
-
-
 def parse_connect(message: str) -> tuple[Target, str | None, str | None]:
     """The target, page session and token of the first message, or :class:`BadTarget`."""
     try:
@@ -132,11 +128,11 @@ class SockJSTcpApp:
         if self._closed:
             raise ConnectionResetError("the SockJS session is closed")
         self._conn.send(encode_base64(data))
-        session = self._conn.session if isinstance(self._conn, LiveSession) else None
-        while session is not None and session.queued_bytes > self._watermark:
-            if self._closed or not session.is_open:
+        if isinstance(self._conn, LiveSession):
+            # Flow control: the backend is read no faster than the browser takes it.
+            await self._conn.until_queued_at_most(self._watermark)
+            if self._closed or not self._conn.session.is_open:
                 raise ConnectionResetError("the SockJS session is closed")
-            await asyncio.sleep(_DRAIN_POLL)
 
     async def receive_bytes(self) -> bytes | None:
         return await self._incoming.get()

@@ -27,6 +27,7 @@ from orbiter.transports.sockjs.frames import (
     OPEN,
     Close,
     Frame,
+    Messages,
 )
 from orbiter.transports.sockjs.session import Attach, SockJSSession, State
 
@@ -114,6 +115,8 @@ class LiveSession:
             now=self._loop.time(),
         )
         self._ready = asyncio.Event()
+        #: Set each time the receiver has taken the queue, and once the session closes.
+        self._drained = asyncio.Event()
         self.session.on_ready = self._ready.set
         self._receiver: Receiver | None = None
         self._app = endpoint.factory(self)
@@ -205,10 +208,21 @@ class LiveSession:
                     async with asyncio.timeout(max(delay, 0.0)):
                         await self._ready.wait()
                 continue
-            if frame is OPEN:
+            if isinstance(frame, Messages):
+                self._drained.set()  # the queue is taken: paced producers may go on
+            elif frame is OPEN:
                 await self._start_app()
             if not await receiver.write(frame) or isinstance(frame, Close):
                 return
+
+    async def until_queued_at_most(self, limit: int) -> None:
+        """Return once at most ``limit`` bytes wait for the client, or the session is not open.
+
+        For applications that pace a producer by the client (the TCP relay).
+        """
+        while self.session.is_open and self.session.queued_bytes > limit:
+            self._drained.clear()
+            await self._drained.wait()
 
     def end(self) -> None:
         """The session's only connection (a WebSocket) is gone: end it now."""
@@ -249,6 +263,7 @@ class LiveSession:
         """Act on the session's state: stop the application, forget the session."""
         if not self.session.is_open:
             self._app_ready.set()
+            self._drained.set()
         if not self.session.is_open and self._app_started and not self._app_stopping:
             self._app_stopping = True
             self.endpoint.server.spawn(self._stop_app())
