@@ -51,6 +51,7 @@ from orbiter.transports.sockjs.mount import endpoint_options, mount
 
 log = logging.getLogger("orbiter.tcp")
 
+
 def parse_connect(message: str) -> tuple[Target, str | None, str | None]:
     """The target, page session and token of the first message, or :class:`BadTarget`."""
     try:
