@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.relay import Relay
 from tests.server import RunningServer
+from tests.tcp_servers import ThreadedEcho
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -64,3 +65,11 @@ def relay(server: RunningServer) -> Iterator[Relay]:
     relay = Relay(host, int(port))
     yield relay
     relay.close()
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[ThreadedEcho]:
+    """A TCP echo backend for pages that reach it through the TCP proxy."""
+    server = ThreadedEcho()
+    yield server
+    server.stop()

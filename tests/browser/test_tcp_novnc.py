@@ -43,13 +43,6 @@ window.ready = true;
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[ThreadedEcho]:
-    server = ThreadedEcho()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def orbiter(echo: ThreadedEcho) -> Iterator[RunningServer]:
     srv = RunningServer(f'[[tcp.access]]\nto = "127.0.0.1:{echo.port}"\n')
     yield srv

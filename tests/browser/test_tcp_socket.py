@@ -34,13 +34,6 @@ window.echo = (port, data, binary, expected) => new Promise((resolve, reject) =>
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[ThreadedEcho]:
-    server = ThreadedEcho()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def page_url(echo: ThreadedEcho) -> Iterator[str]:
     orbiter = RunningServer(f'[[tcp.access]]\nto = "127.0.0.1:{echo.port}"\n')
     port = orbiter.url.rsplit(":", 1)[1]

@@ -37,13 +37,6 @@ window.echo = (port, options, transports) => new Promise((resolve) => {
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[ThreadedEcho]:
-    server = ThreadedEcho()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def page_url(echo: ThreadedEcho) -> Iterator[str]:
     site = PageServer({})
     orbiter = RunningServer(
