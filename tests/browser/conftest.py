@@ -22,6 +22,23 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+#: A WebSocket that fails the way one does behind a proxy that blocks it.
+BLOCK_WEBSOCKET = """
+window.WebSocket = class {
+  constructor(url) {
+    window.__blockedWebSockets = (window.__blockedWebSockets || 0) + 1;
+    this.readyState = 0;
+    setTimeout(() => {
+      this.readyState = 3;
+      if (this.onerror) this.onerror({});
+      if (this.onclose) this.onclose({code: 1006, reason: ""});
+    }, 20);
+  }
+  send() { throw new Error("WebSocket is blocked"); }
+  close() {}
+};
+"""
+
 #: Milliseconds: generous, for a slow 2-core machine.
 WAIT = 15_000
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page
 
+from tests.browser.conftest import BLOCK_WEBSOCKET
 from tests.page_server import PageServer
 from tests.server import RunningServer
 from tests.tcp_servers import Ngircd
@@ -76,23 +77,6 @@ def pages(irc_server: RunningServer) -> Iterator[PageServer]:
     server = PageServer({"/irc.html": html})
     yield server
     server.close()
-
-
-#: A WebSocket that fails the way one does behind a proxy that blocks it.
-BLOCK_WEBSOCKET = """
-window.WebSocket = class {
-  constructor(url) {
-    this.readyState = 0;
-    setTimeout(() => {
-      this.readyState = 3;
-      if (this.onerror) this.onerror({});
-      if (this.onclose) this.onclose({code: 1006, reason: ""});
-    }, 20);
-  }
-  send() { throw new Error("WebSocket is blocked"); }
-  close() {}
-};
-"""
 
 
 def irc_page(new_page: Callable[[], Page], pages: PageServer, *, block_ws: bool = False) -> Page:

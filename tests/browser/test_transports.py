@@ -12,28 +12,11 @@ from playwright.sync_api import Page, expect
 
 from orbiter.client import Client
 from tests.browser.chat_page import CHANNEL, lines, open_chat, say, unique, wait_for_line
-from tests.browser.conftest import WAIT
+from tests.browser.conftest import BLOCK_WEBSOCKET, WAIT
 from tests.relay import Relay
 from tests.server import RunningServer
 
 TRANSPORTS = ["websocket", "xhr-streaming", "eventsource", "xhr-polling", "jsonp-polling"]
-
-#: A WebSocket that fails the way one does behind a proxy that blocks it.
-BLOCK_WEBSOCKET = """
-window.WebSocket = class {
-  constructor(url) {
-    window.__blockedWebSockets = (window.__blockedWebSockets || 0) + 1;
-    this.readyState = 0;
-    setTimeout(() => {
-      this.readyState = 3;
-      if (this.onerror) this.onerror({});
-      if (this.onclose) this.onclose({code: 1006, reason: ""});
-    }, 20);
-  }
-  send() { throw new Error("WebSocket is blocked"); }
-  close() {}
-};
-"""
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

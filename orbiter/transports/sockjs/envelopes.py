@@ -9,6 +9,7 @@ name. Sessions, heartbeats and timeouts are the session layer's business.
 
 from __future__ import annotations
 
+import abc
 import re
 from typing import ClassVar
 
@@ -20,7 +21,7 @@ from orbiter.transports.sockjs.frames import Frame, encode_frame
 CALLBACK = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
-class Envelope:
+class Envelope(abc.ABC):
     """One HTTP transport's framing (the base is never used on its own)."""
 
     name: ClassVar[str]
@@ -34,9 +35,9 @@ class Envelope:
         """What is written once, before any frame."""
         return b""
 
+    @abc.abstractmethod
     def wrap(self, frame: Frame, callback: str) -> bytes:
         """One frame, ready to write."""
-        raise NotImplementedError
 
 
 class XhrPolling(Envelope):

@@ -5,7 +5,7 @@ Pure functions, no I/O. Frames are ``str``; each transport envelope turns
 them into bytes. JSON is written with SockJS's escaping: besides what JSON
 itself escapes, the code points that browsers mangle in transit
 (``U+200C..U+200F``, ``U+2028..U+202F``, ``U+2060..U+206F``,
-``U+FFF0..U+FFFF``) go out as ``\\uXXXX``. What the client sends is a JSON
+``U+FFF0..U+FFFF``) go out as ``\\u`` escapes. What the client sends is a JSON
 array of strings (or, on a WebSocket, also one JSON string); the client
 escapes a longer list of code points, which plain JSON decoding undoes.
 """
