@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from orbiter.auth.origins import origin_allowed
-from orbiter.http.sniffing import RawHandler, RawRouter
+from orbiter.http.sniffing import Claim, RawHandler, RawRouter, stream_claim
 from orbiter.protocol import hixie76
 from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 from orbiter.transports.sockjs.frames import (
@@ -50,7 +50,9 @@ def hixie76_router(handler: SockJSHandler, node: Node, *, unguarded: set[str]) -
     skip the origin check, as on every other transport.
     """
 
-    def route(head: bytes, peer: str) -> RawHandler | None:
+    def route(head: bytes, peer: str) -> Claim | None:
+        if not hixie76.is_hixie76(head):
+            return None
         try:
             request = hixie76.parse_head(head)
         except hixie76.HandshakeError:
@@ -61,7 +63,7 @@ def hixie76_router(handler: SockJSHandler, node: Node, *, unguarded: set[str]) -
         try:
             hixie76.validate(request)
         except hixie76.HandshakeError as exc:
-            return _refuse(400, str(exc))
+            return stream_claim(_refuse(400, str(exc)))
         config = node.config
         origin = request.headers.get("origin")
         if endpoint.name not in unguarded and not origin_allowed(
@@ -73,12 +75,12 @@ def hixie76_router(handler: SockJSHandler, node: Node, *, unguarded: set[str]) -
         ):
             node.counters["origin_refused"] += 1
             log.warning("hixie-76 websocket from %s: origin %r refused", peer, origin)
-            return _refuse(403, f"origin {origin!r} may not connect to this server")
+            return stream_claim(_refuse(403, f"origin {origin!r} may not connect to this server"))
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await serve_hixie76(reader, writer, request, endpoint, peer=peer)
 
-        return serve
+        return stream_claim(serve)
 
     return route
 
