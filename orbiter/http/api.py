@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -21,6 +21,10 @@ from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel
+
+if TYPE_CHECKING:
+    from orbiter.node import Node
+    from orbiter.services.pubsub import PubSub
 
 log = logging.getLogger("orbiter.api")
 
@@ -75,21 +79,34 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(exc.status, exc.reason)
 
 
-def _check_api_key(request: web.Request) -> None:
-    expected = request.app[NODE].config.api_key
+def check_api_key(node: Node, x_api_key: str | None, authorization: str | None) -> None:
+    """Raise 401 unless the call carries the node's API key (when one is set).
+
+    ``x_api_key`` and ``authorization`` are the first ``X-API-Key`` and
+    ``Authorization`` headers, if sent.
+    """
+    expected = node.config.api_key
     if expected is None:
         return
-    given = request.headers.get("X-API-Key")
+    given = x_api_key
     if given is None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, value = (authorization or "").partition(" ")
         given = value.strip() if scheme.lower() == "apikey" else None
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        request.app[NODE].counters["api_key_refused"] += 1
+        node.counters["api_key_refused"] += 1
         raise ApiError(401, "missing or wrong API key (send it in the X-API-Key header)")
 
 
+def _check_api_key(request: web.Request) -> None:
+    headers = request.headers
+    check_api_key(request.app[NODE], headers.get("X-API-Key"), headers.get("Authorization"))
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
+    return _json_object(await request.read())
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise ApiError(400, "request body is empty; send a JSON object")
     try:
@@ -135,17 +152,26 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 async def publish(request: web.Request) -> web.Response:
     _check_api_key(request)
-    body = await _json_body(request)
-    if "publications" in body:
-        return await _publish_batch(request, body["publications"])
-    channel = _channel(body.get("channel"))
-    if "data" not in body:
+    return json_response(await publish_body(request.app[NODE].pubsub, await request.read()))
+
+
+async def publish_body(pubsub: PubSub, body: bytes) -> dict[str, Any]:
+    """``POST /api/publish`` after its API key check: the body in, the JSON answer out (200).
+
+    Raises :class:`ApiError` naming the problem. The aiohttp handler and the
+    fast path (:mod:`orbiter.http.fast_publish`) both call this.
+    """
+    payload = _json_object(body)
+    if "publications" in payload:
+        return await _publish_batch(pubsub, payload["publications"])
+    channel = _channel(payload.get("channel"))
+    if "data" not in payload:
         raise ApiError(400, "'data' is missing")
-    pub = await request.app[NODE].pubsub.publish(channel, body["data"])
-    return json_response({"offset": pub.offset, "epoch": pub.epoch})
+    pub = await pubsub.publish(channel, payload["data"])
+    return {"offset": pub.offset, "epoch": pub.epoch}
 
 
-async def _publish_batch(request: web.Request, items: object) -> web.Response:
+async def _publish_batch(pubsub: PubSub, items: object) -> dict[str, Any]:
     """``{"publications": [{"channel", "data"}, ...]}``: all checked, then published in order."""
     if not isinstance(items, list) or not items:
         raise ApiError(400, "'publications' must be a non-empty list of {channel, data} objects")
@@ -159,12 +185,11 @@ async def _publish_batch(request: web.Request, items: object) -> web.Response:
             batch.append((validate_channel(item.get("channel")), item["data"]))
         except ValueError as exc:
             raise ApiError(400, f"publications[{i}]: {exc}") from None
-    pubsub = request.app[NODE].pubsub
     results = []
     for channel, data in batch:
         pub = await pubsub.publish(channel, data)
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
-    return json_response({"results": results})
+    return {"results": results}
 
 
 async def event(request: web.Request) -> web.Response:
