@@ -50,6 +50,8 @@ class ClaimedProtocol(asyncio.Protocol, ABC):
     it to aiohttp releases it too).
     """
 
+    __slots__ = ()
+
     @abstractmethod
     def close_when_idle(self) -> None:
         """Server shutdown: finish the request in progress, if any, then close."""
