@@ -22,7 +22,7 @@ import orjson
 from orbiter.bench import report
 from orbiter.bench.flavors import FLAVORS, FlavorError
 from orbiter.bench.runner import BenchError, Target, run
-from orbiter.bench.scenarios import PRESETS, preset
+from orbiter.bench.scenarios import PRESETS, TRANSPORTS, preset
 from orbiter.bench.spawn import SPAWNABLE, Spawned, Unavailable, spawn
 
 
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     ):
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {name}")
     p.add_argument("--route", choices=["http", "batch", "native"])
-    p.add_argument("--transport", choices=["ws", "sse"])
+    p.add_argument("--transport", choices=TRANSPORTS)
     return p
 
 

@@ -1,9 +1,16 @@
 """How the load generator talks to each kind of server: subscribe and publish.
 
 - ``orbiter``: the native protocol on ``/connection/websocket`` (connect,
-  subscribe; ready after both replies), plain SSE on ``/connection/sse``;
-  publishing by ``POST /api/publish`` (one publication, or a batch), or by
-  ``publish`` commands over a WebSocket.
+  subscribe; ready after both replies), plain SSE on ``/connection/sse``
+  (ready at ``subscribed``), long polls on ``GET /poll?channel=C`` (ready
+  once the first poll, without ``since``, has answered with the channel's
+  position: every poll after it asks from there, so nothing published
+  after ``READY`` can be missed even before the server parks the next
+  poll), or the native protocol over SockJS's WebSocket transport
+  (``/sockjs/0/<session>/websocket``: commands sent as SockJS JSON arrays
+  once the ``o`` frame arrives, ready after both replies); publishing by
+  ``POST /api/publish`` (one publication, or a batch), or by ``publish``
+  commands over a WebSocket.
 - ``broadcast``: the bench's own peer servers (``orbiter/bench/peers``:
   aiohttp, websockets, node ``ws``): ``/ws?channel=C`` subscribes, ``POST
   /pub?channel=C`` (raw body) or a WebSocket on ``/pub`` sending
@@ -32,17 +39,37 @@ def channel_name(index: int) -> str:
     return f"bench{index}"
 
 
-def subscriber_lines(flavor: str, scenario: Scenario, channel: str) -> Iterator[str]:
-    """Config lines for one subscriber connection."""
+def _sockjs_array(command: dict[str, object]) -> str:
+    """A native command as a SockJS client frame: a JSON array holding the command's JSON."""
+    return orjson.dumps([orjson.dumps(command).decode()]).decode()
+
+
+def subscriber_lines(
+    flavor: str, scenario: Scenario, channel: str, index: int = 0
+) -> Iterator[str]:
+    """Config lines for subscriber connection number ``index``."""
     if flavor == "orbiter":
+        connect = {"id": 1, "op": "connect"}
+        subscribe = {"id": 2, "op": "subscribe", "channel": channel}
         if scenario.transport == "sse":
             yield f"sse /connection/sse?channel={channel}"
             yield "ready 1"
-            return
-        yield "ws /connection/websocket"
-        yield 'send {"id":1,"op":"connect"}'
-        yield "send " + orjson.dumps({"id": 2, "op": "subscribe", "channel": channel}).decode()
-        yield "ready 2"
+        elif scenario.transport == "longpoll":
+            yield f"lp /poll?channel={channel}"
+            yield "ready 0"
+        elif scenario.transport == "sockjs":
+            if scenario.churn:
+                raise FlavorError("churn reconnects with the same SockJS session; use ws")
+            yield f"ws /sockjs/0/s{index}/websocket"
+            yield "framing sockjs"
+            yield "send " + _sockjs_array(connect)
+            yield "send " + _sockjs_array(subscribe)
+            yield "ready 2"
+        else:
+            yield "ws /connection/websocket"
+            yield "send " + orjson.dumps(connect).decode()
+            yield "send " + orjson.dumps(subscribe).decode()
+            yield "ready 2"
         return
     if scenario.transport != "ws":
         raise FlavorError(f"flavor {flavor!r} is only benchmarked over WebSocket")
@@ -58,8 +85,12 @@ def subscriber_lines(flavor: str, scenario: Scenario, channel: str) -> Iterator[
 def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
     """Config lines for markers and the publisher."""
     if flavor == "orbiter":
-        yield "ready_marker " + ("subscribed" if scenario.transport == "sse" else '"result"')
-        yield 'fail_marker "error"'
+        if scenario.transport == "sockjs":  # the reply is a JSON string inside a["..."]
+            yield 'ready_marker \\"result\\"'
+            yield 'fail_marker \\"error\\"'
+        else:
+            yield "ready_marker " + ("subscribed" if scenario.transport == "sse" else '"result"')
+            yield 'fail_marker "error"'
         item = '{"channel":"@C","data":"@P"}'
         if scenario.route == "http":
             yield "pub_path /api/publish"

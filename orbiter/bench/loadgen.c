@@ -9,6 +9,12 @@
  *                           publishes, prints "P <published> <unique> <dup>" every
  *                           200 ms, then "DONE" and one JSON object with the results.
  *
+ * Subscribers ("ws", "sse" or "lp" config lines): WebSocket (plain, SockJS or
+ * Engine.IO v4 framing, see enum framing), SSE (chunked or not), or orbiter's
+ * long polls (see "long poll" below). The publisher speaks HTTP/1.1 (pipelined
+ * POSTs) or WebSocket, to the subscribers' host and port or to its own
+ * ("pub_host", "pub_port").
+ *
  * Every published payload holds a marker "#B<seq>.<usec>#": the publication's
  * sequence number and its send time (scheduled time in rate mode) in
  * microseconds on this process's monotonic clock, so latency is receive time
@@ -39,7 +45,13 @@
 #define HBUCKETS 4608
 #define WBUCKETS 576
 
-enum kind { K_WS, K_SSE };
+enum kind { K_WS, K_SSE, K_LP };
+/* What a WebSocket subscriber's frames are wrapped in: plain (commands sent at
+ * the 101), SockJS (commands sent, already as JSON arrays, once the "o" frame
+ * arrives; "h" frames carry no marker and are ignored), Engine.IO v4 (commands
+ * sent once the "0{...}" open packet arrives, not scanned; a ping "2" is
+ * answered "3"). */
+enum framing { F_PLAIN, F_SOCKJS, F_EIO };
 enum state { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
 
 typedef struct {
@@ -60,6 +72,13 @@ typedef struct {
     int chunked;
     char sz[32];
     int nsz;
+    int framing;
+    int opened; /* SockJS / Engine.IO: the open frame has arrived */
+    /* long poll: the response being read, and where the next poll starts */
+    unsigned char *in;
+    size_t nin, capin;
+    char lp_epoch[128];
+    long lp_offset;
     uint8_t *seen;
     long unique, dup;
 } conn_t;
@@ -81,6 +100,8 @@ static pubconn_t *pubs;
 static int npubconns = 1;
 static char host[256] = "127.0.0.1";
 static int port = 8000;
+static char pub_host[256] = ""; /* publisher's own host and port (default: the subscribers') */
+static int pub_port = 0;
 static long timeout_ms = 60000, settle_ms = 5000;
 static long nmsgs = 0, expected = 0;
 static double pub_rate = 0;
@@ -103,6 +124,7 @@ static long wcount[MAX_WINDOWS];
 static long wmax[MAX_WINDOWS];
 static long nwindows;
 static long pub_reconnects;
+static long lp_polls, lp_unrecoverable, lp_errors;
 static long churn_ms, churn_cycles, churn_failures;
 static int churning;
 static long total_unique, total_dup, total_bad, pub_sent, pub_acked, pub_errors;
@@ -238,18 +260,24 @@ static int write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-static int open_socket(void) {
+static int open_socket_to(const char *h, int p) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (fd < 0) die("socket");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    inet_pton(AF_INET, host, &a.sin_addr);
+    a.sin_port = htons(p);
+    if (inet_pton(AF_INET, h, &a.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: host %s is not an IPv4 address\n", h);
+        exit(2);
+    }
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) die("connect");
     return fd;
 }
+
+static int open_socket(void) { return open_socket_to(host, port); }
+static int open_pub_socket(void) { return open_socket_to(pub_host, pub_port); }
 
 static void send_request(int fd, const char *path, int ws) {
     char req[8192];
@@ -259,6 +287,8 @@ static void send_request(int fd, const char *path, int ws) {
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
                      path, host, port);
+    else if (ws == 2) /* a long poll: plain keep-alive GET */
+        n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, host, port);
     else
         n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n", path, host,
@@ -284,6 +314,44 @@ static void keep(unsigned char **store, size_t *nstore, const unsigned char *p, 
     *nstore = n;
 }
 
+/* The subscriber's configured commands, each as one text frame. */
+static void send_commands(conn_t *c) {
+    for (int i = 0; i < c->nsends; i++) {
+        size_t len = strlen(c->sends[i]);
+        unsigned char *out = malloc(len + 16);
+        size_t m = ws_frame(out, 1, c->sends[i], len);
+        write_all(c->fd, out, m);
+        free(out);
+    }
+}
+
+/* A SockJS or Engine.IO text frame: the open frame sends the commands; pings are answered. */
+static int framed_message(conn_t *c, const unsigned char *d, size_t len) {
+    if (c->framing == F_SOCKJS && !c->opened) {
+        if (len == 1 && d[0] == 'o') {
+            c->opened = 1;
+            send_commands(c);
+        }
+        return 1;
+    }
+    if (c->framing == F_EIO) {
+        if (!c->opened) {
+            if (len >= 1 && d[0] == '0') {
+                c->opened = 1;
+                send_commands(c);
+            }
+            return 1;
+        }
+        if (len == 1 && d[0] == '2') {
+            unsigned char out[16];
+            size_t m = ws_frame(out, 1, "3", 1);
+            write_all(c->fd, out, m);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Parse whole WebSocket frames from p[0..n); returns bytes consumed. */
 static size_t ws_frames(conn_t *c, unsigned char *p, size_t n, uint64_t now) {
     size_t off = 0;
@@ -305,7 +373,7 @@ static size_t ws_frames(conn_t *c, unsigned char *p, size_t n, uint64_t now) {
         if (n - off < h + len) break;
         unsigned char *d = f + h;
         if (op == 1 || op == 2 || op == 0) {
-            scan(c, d, len, now);
+            if (c->framing == F_PLAIN || !framed_message(c, d, len)) scan(c, d, len, now);
         } else if (op == 9) {
             unsigned char out[256];
             size_t m = ws_frame(out, 10, (const char *)d, len < 125 ? len : 125);
@@ -368,9 +436,122 @@ static void sse_body(conn_t *c, unsigned char *p, size_t n, uint64_t now) {
     keep(&c->leftover, &c->nleft, last, dec + nd - last);
 }
 
+/* ----------------------------------------------------------------- long poll
+ *
+ * orbiter's GET /poll (docs/protocol.md, "Long polling"): the first request,
+ * the configured path without "since", is answered at once with the channel's
+ * position ({"channel":..,"epoch":E,"offset":N,...}); that makes the
+ * subscriber ready, and it polls "PATH&since=N&epoch=E" at once. Every answer
+ * is {"channel","epoch","offset","recoverable","publications":[...]} in that
+ * key order: the position (before "publications") is where the next poll
+ * starts, every marker in the body is counted, and "recoverable":false (what
+ * was asked for is gone from history) is counted too. One request is in
+ * flight per connection, on one keep-alive connection. Any answer but a 200,
+ * or one without a position, ends the subscriber (reported as closed). */
+
+static void lp_send(conn_t *c) {
+    char path[8192], ep[3 * sizeof c->lp_epoch];
+    size_t k = 0;
+    for (const char *e = c->lp_epoch; *e; e++) {
+        unsigned char ch = (unsigned char)*e;
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_')
+            ep[k++] = ch;
+        else
+            k += sprintf(ep + k, "%%%02X", ch);
+    }
+    ep[k] = 0;
+    if (c->lp_offset < 0)
+        snprintf(path, sizeof path, "%s", c->path);
+    else
+        snprintf(path, sizeof path, "%s&since=%ld&epoch=%s", c->path, c->lp_offset, ep);
+    send_request(c->fd, path, 2);
+    lp_polls++;
+}
+
+static void lp_fail(conn_t *c, const char *why, const unsigned char *p, size_t n) {
+    if (lp_errors++ < 3) fprintf(stderr, "loadgen: long poll %s %s: %.*s\n", c->path, why, (int)(n > 300 ? 300 : n), p);
+    c->failed = !c->ready;
+    conn_close(c);
+}
+
+/* The value of top-level key ``key`` (quoted) in p[0..n): past the colon and any blanks. */
+static const unsigned char *json_value(const unsigned char *p, size_t n, const char *key) {
+    size_t kl = strlen(key);
+    const unsigned char *end = p + n, *q = memmem(p, n, key, kl);
+    if (!q) return NULL;
+    for (q += kl; q < end && (*q == ' ' || *q == ':'); q++) continue;
+    return q < end ? q : NULL;
+}
+
+/* One whole answer (head and body): take the position, count the markers, poll again. */
+static int lp_answer(conn_t *c, const unsigned char *head, size_t nhead, const unsigned char *body, size_t n, uint64_t now) {
+    int status = 0;
+    sscanf((const char *)head, "HTTP/1.%*d %d", &status);
+    if (status != 200) {
+        lp_fail(c, "answered", head, nhead);
+        return 0;
+    }
+    const unsigned char *pubs = memmem(body, n, "\"publications\"", 14);
+    size_t top = pubs ? (size_t)(pubs - body) : n;
+    const unsigned char *o = json_value(body, top, "\"offset\"");
+    const unsigned char *e = json_value(body, top, "\"epoch\"");
+    const unsigned char *r = json_value(body, top, "\"recoverable\"");
+    if (!o || *o < '0' || *o > '9' || !e || *e != '"') {
+        lp_fail(c, "answer has no position", body, n);
+        return 0;
+    }
+    c->lp_offset = strtol((const char *)o, NULL, 10);
+    size_t k = 0;
+    for (e++; e < body + top && *e != '"' && k < sizeof c->lp_epoch - 1; e++) c->lp_epoch[k++] = *e;
+    c->lp_epoch[k] = 0;
+    if (r && *r == 'f') lp_unrecoverable++;
+    c->ready = 1;
+    if (pubs) scan(c, pubs, body + n - pubs, now);
+    lp_send(c);
+    return 1;
+}
+
+static void lp_readable(conn_t *c) {
+    for (;;) {
+        if (c->capin - c->nin < 65536) c->capin = c->capin * 2 + 65536, c->in = realloc(c->in, c->capin);
+        ssize_t r = read(c->fd, c->in + c->nin, c->capin - c->nin);
+        if (r <= 0) {
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+            conn_close(c);
+            return;
+        }
+        c->nin += r;
+    }
+    uint64_t now = now_us();
+    size_t off = 0;
+    while (off < c->nin) {
+        unsigned char *s = c->in + off;
+        size_t n = c->nin - off;
+        unsigned char *e = memmem(s, n, "\r\n\r\n", 4);
+        if (!e) break;
+        size_t nhead = e + 4 - s;
+        unsigned char *cl = memmem(s, nhead, "ontent-Length:", 14);
+        if (!cl) cl = memmem(s, nhead, "ontent-length:", 14);
+        if (!cl) {
+            lp_fail(c, "answer has no Content-Length", s, nhead);
+            return;
+        }
+        size_t len = (size_t)strtol((char *)cl + 14, NULL, 10);
+        if (n < nhead + len) break;
+        if (!lp_answer(c, s, nhead, s + nhead, len, now)) return;
+        off += nhead + len;
+    }
+    memmove(c->in, c->in + off, c->nin - off);
+    c->nin -= off;
+}
+
 static unsigned char rbuf[RBUF * 2];
 
 static void on_readable(conn_t *c) {
+    if (c->kind == K_LP) {
+        lp_readable(c);
+        return;
+    }
     for (;;) {
         size_t have = 0;
         if (c->kind == K_WS || c->state == S_HANDSHAKE) {
@@ -401,13 +582,7 @@ static void on_readable(conn_t *c) {
             c->chunked = memmem(rbuf, e - rbuf, "hunked", 6) != NULL;
             c->state = S_OPEN;
             if (c->ready_need == 0) c->ready = 1;
-            for (int i = 0; i < c->nsends; i++) {
-                size_t len = strlen(c->sends[i]);
-                unsigned char *out = malloc(len + 16);
-                size_t m = ws_frame(out, 1, c->sends[i], len);
-                write_all(c->fd, out, m);
-                free(out);
-            }
+            if (c->framing == F_PLAIN) send_commands(c);
             off = e + 4 - rbuf;
         }
         if (c->kind == K_WS) {
@@ -485,7 +660,7 @@ static void publish_one(pubconn_t *p, uint64_t stamp) {
         int h = sprintf(req,
                         "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
                         "Content-Length: %zu\r\n\r\n",
-                        path, host, port, nb);
+                        path, pub_host, pub_port, nb);
         out_append(p, req, h);
         out_append(p, body, nb);
     }
@@ -512,7 +687,7 @@ static void pub_readable(pubconn_t *p) {
             pub_reconnects++;
             pub_errors += p->inflight;
             p->inflight = 0, p->nin = 0, p->nout = p->offout = 0;
-            p->fd = open_socket();
+            p->fd = open_pub_socket();
             struct pollfd pfd = {p->fd, POLLOUT, 0};
             poll(&pfd, 1, 5000);
             add_fd(p->fd, (1ull << 32) | (p - pubs), EPOLLIN);
@@ -622,6 +797,8 @@ static void load_config(const char *file) {
         if (sp) *sp = 0;
         if (!strcmp(line, "host")) snprintf(host, sizeof host, "%s", val);
         else if (!strcmp(line, "port")) port = atoi(val);
+        else if (!strcmp(line, "pub_host")) snprintf(pub_host, sizeof pub_host, "%s", val);
+        else if (!strcmp(line, "pub_port")) pub_port = atoi(val);
         else if (!strcmp(line, "timeout_ms")) timeout_ms = atol(val);
         else if (!strcmp(line, "settle_ms")) settle_ms = atol(val);
         else if (!strcmp(line, "churn_ms")) churn_ms = atol(val);
@@ -646,14 +823,22 @@ static void load_config(const char *file) {
         else if (!strcmp(line, "channel")) {
             if (nchannels == capchannels) capchannels = capchannels * 2 + 16, channels = realloc(channels, capchannels * sizeof *channels);
             channels[nchannels++] = strdup(val);
-        } else if (!strcmp(line, "ws") || !strcmp(line, "sse")) {
+        } else if (!strcmp(line, "ws") || !strcmp(line, "sse") || !strcmp(line, "lp")) {
             if (nconns == capconns) capconns = capconns * 2 + 64, conns = realloc(conns, capconns * sizeof *conns);
             cur = &conns[nconns++];
             memset(cur, 0, sizeof *cur);
-            cur->kind = line[0] == 'w' ? K_WS : K_SSE;
+            cur->kind = line[0] == 'w' ? K_WS : line[0] == 's' ? K_SSE : K_LP;
             cur->path = strdup(val);
             cur->chunk_left = -1;
+            cur->lp_offset = -1;
             cur->fd = -1;
+        } else if (!strcmp(line, "framing") && cur) {
+            if (!strcmp(val, "sockjs")) cur->framing = F_SOCKJS;
+            else if (!strcmp(val, "eio")) cur->framing = F_EIO;
+            else if (strcmp(val, "plain")) {
+                fprintf(stderr, "loadgen: unknown framing %s\n", val);
+                exit(2);
+            }
         } else if (!strcmp(line, "send") && cur) {
             cur->sends = realloc(cur->sends, (cur->nsends + 1) * sizeof *cur->sends);
             cur->sends[cur->nsends++] = strdup(val);
@@ -665,6 +850,8 @@ static void load_config(const char *file) {
         }
     }
     fclose(f);
+    if (!*pub_host) snprintf(pub_host, sizeof pub_host, "%s", host);
+    if (!pub_port) pub_port = port;
     if (nmsgs && !nchannels) {
         fprintf(stderr, "loadgen: nmsgs without channels\n");
         exit(2);
@@ -674,6 +861,7 @@ static void load_config(const char *file) {
 static void dump_json(void) {
     printf("{\"publisher_reconnects\":%ld,\"churn_cycles\":%ld,\"churn_failures\":%ld,", pub_reconnects,
            churn_cycles, churn_failures);
+    printf("\"polls\":%ld,\"polls_unrecoverable\":%ld,\"poll_errors\":%ld,", lp_polls, lp_unrecoverable, lp_errors);
     printf("\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,\"unique\":%ld,\"duplicates\":%ld,"
            "\"bad\":%ld,\"first_send_us\":%llu,\"last_pub_us\":%llu,\"last_recv_us\":%llu,\"latency_max_us\":%ld,",
            pub_sent, pub_acked, pub_errors, total_unique, total_dup, total_bad,
@@ -737,7 +925,12 @@ static void conn_event(uint64_t idx, uint32_t events) {
             c->state = S_HANDSHAKE;
             struct epoll_event ev = {.events = EPOLLIN, .data.u64 = idx};
             epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-            send_request(c->fd, c->path, c->kind == K_WS);
+            if (c->kind == K_LP) {
+                c->state = S_OPEN;
+                lp_send(c);
+            } else {
+                send_request(c->fd, c->path, c->kind == K_WS);
+            }
         }
     } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         on_readable(c);
@@ -755,8 +948,9 @@ static void recycle(uint64_t idx) {
             epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
             close(c->fd);
         }
-        c->ready = c->ready_got = c->failed = 0;
+        c->ready = c->ready_got = c->failed = c->opened = 0;
         c->nleft = 0, c->chunk_left = -1, c->chunk_crlf = 0, c->nsz = 0;
+        c->nin = 0, c->lp_offset = -1;
         c->fd = open_socket();
         c->state = S_CONNECTING;
         add_fd(c->fd, idx, EPOLLIN | EPOLLOUT);
@@ -813,7 +1007,7 @@ int main(int argc, char **argv) {
     pubs = calloc(npubconns, sizeof *pubs);
     if (nmsgs) {
         for (int i = 0; i < npubconns; i++) {
-            pubs[i].fd = open_socket();
+            pubs[i].fd = open_pub_socket();
             struct pollfd pfd = {pubs[i].fd, POLLOUT, 0};
             poll(&pfd, 1, 5000);
             add_fd(pubs[i].fd, (1ull << 32) | i, EPOLLIN);

@@ -67,8 +67,8 @@ def loadgen_config(scenario: Scenario, target: Target) -> tuple[str, list[int]]:
     subscriber_channels = [i % channels for i in range(scenario.subscribers)]
     expected = stats.expected_per_subscriber(subscriber_channels, channels, scenario.messages)
     lines.append(f"expected {sum(expected)}")
-    for ch in subscriber_channels:
-        lines += subscriber_lines(target.flavor, scenario, channel_name(ch))
+    for i, ch in enumerate(subscriber_channels):
+        lines += subscriber_lines(target.flavor, scenario, channel_name(ch), i)
     return "\n".join(lines) + "\n", subscriber_channels
 
 
@@ -210,6 +210,10 @@ def _result(
         "histogram": hist,
         "loadgen_errors": errors.strip().splitlines()[-20:],
     }
+    if scenario.transport == "longpoll":
+        result["polls"] = report["polls"]
+        result["polls_unrecoverable"] = report["polls_unrecoverable"]
+        result["poll_errors"] = report["poll_errors"]
     if scenario.churn:
         result["churn_cycles"] = report["churn_cycles"]
         result["churn_failures"] = report["churn_failures"]

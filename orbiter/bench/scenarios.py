@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-Transport = Literal["ws", "sse"]
+#: ``ws``: WebSocket; ``sse``: Server-Sent Events; ``longpoll``: orbiter's ``GET /poll``;
+#: ``sockjs``: orbiter's native protocol over SockJS's WebSocket transport.
+Transport = Literal["ws", "sse", "longpoll", "sockjs"]
+TRANSPORTS: tuple[Transport, ...] = ("ws", "sse", "longpoll", "sockjs")
 Route = Literal["http", "batch", "native"]
 
 
@@ -73,6 +76,16 @@ PRESETS: dict[str, Scenario] = {
         ),
         Scenario("churn", subscribers=200, channels=50, messages=0, churn=10.0),
         Scenario("sse-fanout", subscribers=2_000, channels=1, messages=2_000, transport="sse"),
+        # At a fixed rate: published as fast as accepted, the publisher waits
+        # behind 1,000 polls per publication and the run measures the queue.
+        Scenario(
+            "longpoll",
+            subscribers=1_000,
+            channels=1,
+            messages=40,
+            rate=2,
+            transport="longpoll",
+        ),
     )
 }
 

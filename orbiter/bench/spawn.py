@@ -102,11 +102,13 @@ def spawn(
     orbiter_args: tuple[str, ...] = (),
     baseline: str | None = None,
     write_delay: float = 0.005,
+    orbiter_config: str = "",
 ) -> Spawned:
     """Start server ``name`` (one of :data:`SPAWNABLE`) on a free port, pinned to ``cpu``.
 
     ``orbiter-before`` is orbiter run from the source tree ``baseline`` (say a
     ``git worktree`` of an older commit), to measure a change side by side.
+    ``orbiter_config`` is TOML appended to the spawned orbiters' config.
     """
     if name not in SPAWNABLE:
         raise BenchError(f"unknown server {name!r}; known: {', '.join(SPAWNABLE)}")
@@ -125,7 +127,7 @@ def spawn(
         conf = Path(tmp.name) / "orbiter.toml"
         # The baseline may predate session.write_delay.
         session = "" if name == "orbiter-before" else f"[session]\nwrite_delay = {write_delay}\n"
-        conf.write_text(BENCH_CONFIG.format(session=session))
+        conf.write_text(BENCH_CONFIG.format(session=session) + orbiter_config)
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(port), "--config", str(conf)]
         cmd += ["--log-level", "warning", *orbiter_args]
     elif name == "aiohttp":

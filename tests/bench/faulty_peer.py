@@ -6,12 +6,20 @@
 N-th publication (``--drop``), gets every N-th twice (``--duplicate``),
 every delivery waits ``--delay`` seconds, and each publish is answered only
 after ``--publish-delay`` seconds.
+
+It also speaks orbiter's long polls (``GET /poll?channel=C[&since=N&epoch=E]``,
+published to by ``POST /api/publish`` with ``{"channel", "data"}``), with
+the same faults for the first connection that polls: ``--drop`` leaves
+publications out of its answers (the position still moves past them),
+``--duplicate`` answers a position one short once, so the next poll gets
+that publication again; ``--refuse-polls`` answers every poll 503.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from aiohttp import web
 
@@ -19,6 +27,13 @@ SUBS = web.AppKey("subs", list[web.WebSocketResponse])
 ARGS = web.AppKey("args", argparse.Namespace)
 COUNT = web.AppKey("count", list[int])
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+#: Long polls: every publication's payload (offset i + 1), a condition woken by each,
+#: the first polling connection's transport, and the offsets already answered twice.
+LOG = web.AppKey("log", list[str])
+NEWS = web.AppKey("news", asyncio.Condition)
+FIRST = web.AppKey("first", list[object])
+DOUBLED = web.AppKey("doubled", set[int])
+EPOCH = "e1"
 
 
 async def subscribe(request: web.Request) -> web.WebSocketResponse:
@@ -56,6 +71,59 @@ async def publish(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def api_publish(request: web.Request) -> web.Response:
+    app = request.app
+    body = await request.json()
+    app[LOG].append(body["data"])
+    async with app[NEWS]:
+        app[NEWS].notify_all()
+    return web.json_response({"result": {}})
+
+
+def _page(channel: str, offset: int, publications: list[dict[str, object]]) -> web.Response:
+    text = json.dumps(
+        {
+            "channel": channel,
+            "epoch": EPOCH,
+            "offset": offset,
+            "recoverable": True,
+            "publications": publications,
+        }
+    )
+    return web.Response(text=text, content_type="application/json")
+
+
+async def poll(request: web.Request) -> web.Response:
+    app = request.app
+    args = app[ARGS]
+    channel = request.query["channel"]
+    if args.refuse_polls:
+        return web.Response(status=503, text="busy", headers={"Retry-After": "1"})
+    log = app[LOG]
+    if "since" not in request.query:
+        return _page(channel, len(log), [])
+    since = int(request.query["since"])
+    if not app[FIRST]:
+        app[FIRST].append(request.transport)
+    faulty = app[FIRST][0] is request.transport
+    async with app[NEWS]:
+        try:
+            await asyncio.wait_for(app[NEWS].wait_for(lambda: len(log) > since), 25)
+        except TimeoutError:
+            return _page(channel, since, [])
+    offset = len(log)
+    pubs = []
+    for n in range(since + 1, offset + 1):
+        if faulty and args.drop and n % args.drop == 0:
+            continue
+        pubs.append({"offset": n, "data": log[n - 1], "time": 0.0})
+        if faulty and args.duplicate and n % args.duplicate == 0 and n not in app[DOUBLED]:
+            app[DOUBLED].add(n)
+            offset = n - 1  # the next poll asks from before n: n comes again
+            break
+    return _page(channel, offset, pubs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("port", type=int)
@@ -63,15 +131,24 @@ def main() -> None:
     p.add_argument("--duplicate", type=int, default=0)
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--publish-delay", type=float, default=0.0)
+    p.add_argument("--refuse-polls", action="store_true")
     args = p.parse_args()
     app = web.Application()
     app[SUBS] = []
     app[ARGS] = args
     app[COUNT] = [0]
     app[TASKS] = set()
+    app[LOG] = []
+    app[NEWS] = asyncio.Condition()
+    app[FIRST] = []
+    app[DOUBLED] = set()
     app.router.add_get("/ws", subscribe)
     app.router.add_post("/pub", publish)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    app.router.add_post("/api/publish", api_publish)
+    app.router.add_get("/poll", poll)
+    web.run_app(
+        app, host="127.0.0.1", port=args.port, access_log=None, print=None, shutdown_timeout=0.5
+    )
 
 
 if __name__ == "__main__":

@@ -71,9 +71,11 @@ def test_fanout_counts_every_delivery_once(orbiter_server: Spawned) -> None:
         {"route": "batch", "batch": 7},
         {"route": "native", "batch": 3},
         {"transport": "sse"},
+        {"transport": "longpoll"},
+        {"transport": "sockjs"},
         {"rate": 200.0},
     ],
-    ids=["batch", "native", "sse", "rate"],
+    ids=["batch", "native", "sse", "longpoll", "sockjs", "rate"],
 )
 def test_routes_and_transports(orbiter_server: Spawned, changes: dict[str, object]) -> None:
     result = run(replace(SMALL, **changes), orbiter_server.target, progress=None)  # type: ignore[arg-type]
@@ -140,3 +142,64 @@ def test_churn_counts_connect_subscribe_disconnect_cycles(orbiter_server: Spawne
     assert result["churn_cycles"] >= 5  # each subscriber at least once round in a second
     assert result["connects_per_s"] == result["churn_cycles"] / 1.0
     assert result["server"]["cpu_ms_per_connect"] is not None
+
+
+@pytest.mark.parametrize(
+    "faults", [(), ("--drop", "5", "--duplicate", "7")], ids=["exact", "faulty"]
+)
+def test_long_polls_count_what_the_answers_hold(faults: tuple[str, ...]) -> None:
+    # The faulty peer answers orbiter's long polls; its first polling
+    # connection misses publications 5, 10, ..., 50 and gets 7, 14, ..., 49
+    # twice (35 is dropped), as the WebSocket case above.
+    scenario = replace(SMALL, transport="longpoll")
+    for target in faulty(*faults):
+        result = run(scenario, replace(target, flavor="orbiter"), progress=None)
+    assert result["subscribers_failed"] == result["subscribers_closed"] == 0
+    assert result["poll_errors"] == result["polls_unrecoverable"] == 0
+    if faults:
+        assert (result["lost"], result["subscribers_with_loss"], result["duplicates"]) == (10, 1, 6)
+        assert result["deliveries"] == 1000 - 10
+    else:
+        assert result["deliveries"] == 1000
+        assert result["lost"] == result["duplicates"] == 0
+    # One position poll each, then at least one held poll per answer seen.
+    assert result["polls"] >= 20 + 50
+
+
+def test_long_polls_against_orbiter_resume_from_each_answers_position(
+    orbiter_server: Spawned,
+) -> None:
+    scenario = replace(SMALL, transport="longpoll", messages=200, rate=400.0)
+    result = run(scenario, orbiter_server.target, progress=None)
+    assert result["subscribers_failed"] == 0
+    assert result["deliveries"] == result["expected_deliveries"] == 20 * 200
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
+    assert result["poll_errors"] == result["polls_unrecoverable"] == 0
+    # Publications arriving while a subscriber re-polls come in one answer:
+    # fewer polls than publications per subscriber are possible, never more
+    # than one per publication plus the position poll and the last held one.
+    assert 20 * 2 <= result["polls"] <= 20 * (200 + 2)
+
+
+def test_a_refused_long_poll_is_reported() -> None:
+    scenario = replace(SMALL, transport="longpoll", subscribers=5, messages=5, timeout=5)
+    for target in faulty("--refuse-polls"):
+        result = run(scenario, replace(target, flavor="orbiter"), progress=None)
+    assert result["subscribers_failed"] == 5
+    assert result["poll_errors"] == 5
+    assert result["deliveries"] == 0
+    assert any("503" in line for line in result["loadgen_errors"])
+
+
+def test_sockjs_heartbeats_and_pings_are_ignored() -> None:
+    # Heartbeat frames ("h") and WebSocket pings every 50 ms while 20
+    # publications arrive over a second: counted exactly, nothing else.
+    server = spawn("orbiter", None, orbiter_config="\n[sockjs]\nheartbeat = 0.05\n")
+    try:
+        scenario = replace(SMALL, transport="sockjs", messages=20, rate=20.0)
+        result = run(scenario, server.target, progress=None)
+    finally:
+        server.stop()
+    assert result["subscribers_failed"] == 0
+    assert result["deliveries"] == 20 * 20
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
