@@ -45,8 +45,13 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
 
 
+def error_payload(status: int, message: str) -> dict[str, Any]:
+    """The JSON body of every API failure."""
+    return {"error": {"status": status, "message": message}}
+
+
 def error_response(status: int, message: str) -> web.Response:
-    return json_response({"error": {"status": status, "message": message}}, status)
+    return json_response(error_payload(status, message), status)
 
 
 @web.middleware

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from orbiter.http import api
 from orbiter.http.dev_proxy import add_dev_proxy
+from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.keys import NODE, RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
@@ -17,7 +18,7 @@ from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
 from orbiter.transports.tcp_pyorbited import add_pyorbited_listener
 from orbiter.transports.tcp_websocket import add_tcp_routes
-from orbiter.transports.websocket import websocket_handler
+from orbiter.transports.websocket import add_native_websocket
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -35,12 +36,15 @@ def build_app(node: Node) -> web.Application:
     app[RAW_ROUTERS] = []
     # Origin checks and CORS for every push route (transports/guard.py).
     app.on_response_prepare.append(add_cors_headers)
-    app.router.add_get("/connection/websocket", websocket_handler)
+    # /connection/websocket: taken from aiohttp after the handshake (transports/websocket.py).
+    add_native_websocket(app, node)
     # The browser TCP proxy (/tcp, /tcp/host:port); deny by default ([tcp] access rules).
     add_tcp_routes(app, TcpProxy(node.config.tcp))
     # SSE, long polling, Orbited 0.3 URLs; held polls are answered first at shutdown.
     add_comet_routes(app, node)
     api.add_routes(app)
+    # Keep-alive POST /api/publish connections are served below aiohttp (http/fast_publish.py).
+    app[RAW_ROUTERS].append(fast_publish_router(node))
     app.router.add_get("/", chat_page)
     app.router.add_static("/static", STATIC_DIR)
 

@@ -1,0 +1,369 @@
+"""The HTTP publish fast path: keep-alive, pipelined ``POST /api/publish`` without aiohttp.
+
+An app server that publishes one HTTP request per message pays aiohttp's
+request machinery (parser, request and response objects, middleware, a task
+per request: ~100 µs) for ~20 µs of orbiter's own work. :func:`fast_publish_router`
+claims (see :mod:`orbiter.http.sniffing`) connections whose first request is
+a plain ``POST /api/publish HTTP/1.1`` with a ``Content-Length`` body, and
+:class:`FastPublishProtocol` serves them on a bare :class:`asyncio.Protocol`:
+each request is judged by the strict parser :mod:`orbiter.protocol.http_publish`,
+checked and published by the same functions as aiohttp's handler
+(:func:`orbiter.http.api.check_api_key`, :func:`orbiter.http.api.publish_body`),
+and answered in order; the answers to one read go out in one write.
+
+The publish coroutine is driven with ``send(None)``: the memory engine never
+suspends, so no task is made. If an engine does suspend, the rest runs in a
+task while reading pauses, and later requests wait in the buffer, so answers
+stay in order.
+
+Any request the parser does not take (another method or path, HTTP/1.0,
+``Transfer-Encoding``, ``Expect``, an odd header, a body over the limit...)
+goes to aiohttp from its first byte, after every earlier answer was written,
+with the connection: aiohttp answers it, and everything after it, as it
+answers any request. Fan-out is not touched: publications reach
+:class:`~orbiter.services.pubsub.PubSub` exactly as from the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Generator
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+from aiohttp.http import SERVER_SOFTWARE
+
+from orbiter.engine.base import TooManyStreams
+from orbiter.http.api import ApiError, check_api_key, error_payload, publish_body
+from orbiter.http.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
+from orbiter.protocol.http_publish import REQUEST_LINE, Handover, PublishRequest, parse_publish
+from orbiter.transports.guard import client_address
+
+if TYPE_CHECKING:
+    from orbiter.node import Node
+
+api_log = logging.getLogger("orbiter.api")
+origin_log = logging.getLogger("orbiter.origin")
+log = logging.getLogger("orbiter.http")
+
+#: Seconds an idle keep-alive connection stays open (aiohttp's default, as for its own).
+KEEPALIVE_TIMEOUT = 3630.0
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+_SERVER = b"Server: " + SERVER_SOFTWARE.encode("ascii") + b"\r\n"
+_JSON_LENGTH = b"Content-Type: application/json\r\nContent-Length: "
+_INTERNAL_ERROR_HEAD = (
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: "
+)
+_INTERNAL_ERROR = b"500 Internal Server Error\n\nServer got itself in trouble"
+
+
+class _DateHeader:
+    """The ``Date`` and ``Server`` lines, formatted once a second."""
+
+    __slots__ = ("_lines", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._lines = b""
+
+    def lines(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._lines = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n" + _SERVER
+        return self._lines
+
+
+def fast_publish_router(node: Node) -> RawRouter:
+    """Claims connections whose first request is one :func:`parse_publish` takes."""
+    dates = _DateHeader()
+    max_body = node.config.limits.max_http_body
+
+    def take(takeover: Takeover) -> None:
+        takeover.to_protocol(FastPublishProtocol(takeover, node, dates), takeover.data)
+
+    def route(head: bytes, peer: str) -> Claim | None:
+        if not head.startswith(REQUEST_LINE):
+            return None
+        if isinstance(parse_publish(head, 0, max_body), Handover):
+            return None
+        return take
+
+    return route
+
+
+class _Rest:
+    """Awaits the rest of a coroutine that suspended on its first step.
+
+    The coroutine already yielded ``first`` (a future it waits on) to whoever
+    called ``send(None)``; a task awaiting this carries on as if it had
+    driven the coroutine from the start.
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, dict[str, Any]], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, dict[str, Any]]:
+        coro, pending = self._coro, self._first
+        while True:
+            try:
+                sent = yield pending
+            except BaseException as exc:  # cancellation thrown into the task
+                try:
+                    pending = coro.throw(exc)
+                except StopIteration as stop:
+                    return cast(dict[str, Any], stop.value)
+                continue
+            try:
+                pending = coro.send(sent)
+            except StopIteration as stop:
+                return cast(dict[str, Any], stop.value)
+
+
+class FastPublishProtocol(ClaimedProtocol):
+    """Serves one claimed connection's publish requests, until one is not (then aiohttp does)."""
+
+    __slots__ = (
+        "_buffer",
+        "_busy",
+        "_closing",
+        "_dates",
+        "_eof",
+        "_idle_timer",
+        "_last_read",
+        "_loop",
+        "_max_body",
+        "_node",
+        "_takeover",
+        "_task",
+        "_transport",
+        "_write_paused",
+    )
+
+    def __init__(self, takeover: Takeover, node: Node, dates: _DateHeader) -> None:
+        self._takeover = takeover
+        self._transport = takeover.transport
+        self._node = node
+        self._dates = dates
+        self._max_body = node.config.limits.max_http_body
+        self._loop = asyncio.get_running_loop()
+        self._buffer = b""
+        #: A publish suspended (not the memory engine): its task answers, then serving resumes.
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._closing = False
+        self._eof = False
+        self._last_read = self._loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._idle_timer = self._loop.call_later(KEEPALIVE_TIMEOUT, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self._loop.time()
+        if self._busy:
+            self._buffer += data
+            return
+        self._serve(self._buffer + data if self._buffer else data)
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        if self._busy:
+            return True  # the suspended publish still answers; then the connection closes
+        return self._end_of_input()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._buffer = b""
+        self._stop_timer()
+        self._takeover.release(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    # ClaimedProtocol
+
+    def close_when_idle(self) -> None:
+        if self._busy:
+            self._closing = True
+        else:
+            self._transport.close()
+
+    # Serving
+
+    def _serve(self, buffer: bytes) -> None:
+        """Answer every whole request in ``buffer``; keep the rest for the next read."""
+        transport = self._transport
+        out: list[bytes] = []
+        pos, size, max_body = 0, len(buffer), self._max_body
+        while pos < size:
+            parsed = parse_publish(buffer, pos, max_body)
+            if parsed is None:
+                break
+            if isinstance(parsed, Handover):
+                if out:
+                    transport.write(b"".join(out))
+                self._hand_over(buffer[pos:])
+                return
+            request, pos = parsed
+            response = self._answer(request)
+            if response is None:  # the publish suspended; its task answers and resumes
+                if out:
+                    transport.write(b"".join(out))
+                self._buffer = buffer[pos:]
+                return
+            out.append(response)
+            if request.close:
+                transport.write(b"".join(out))
+                self._buffer = b""
+                transport.close()
+                return
+        self._buffer = buffer[pos:] if pos else buffer
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _answer(self, request: PublishRequest) -> bytes | None:
+        """The response to ``request``, or None if its publish suspended (then a task answers)."""
+        try:
+            check_api_key(self._node, request.x_api_key, request.authorization)
+            coro = publish_body(self._node.pubsub, request.body)
+            try:
+                first = coro.send(None)
+            except StopIteration as stop:
+                return self._ok(stop.value, request.close)
+        except Exception as exc:
+            return self._failure(exc, request)
+        self._busy = True
+        self._update_reading()
+        self._task = self._loop.create_task(self._finish(request, coro, first))
+        return None
+
+    async def _finish(
+        self, request: PublishRequest, coro: Coroutine[Any, Any, dict[str, Any]], first: Any
+    ) -> None:
+        """The rest of a publish that suspended: answer it, then serve what came meanwhile."""
+        try:
+            response = self._ok(await _Rest(coro, first), request.close)
+        except Exception as exc:
+            response = self._failure(exc, request)
+        self._busy = False
+        self._task = None
+        transport = self._transport
+        if transport.is_closing():
+            return
+        transport.write(response)
+        if request.close or self._closing:
+            transport.close()
+            return
+        self._update_reading()
+        buffer, self._buffer = self._buffer, b""
+        if buffer:
+            self._serve(buffer)
+        if self._eof and not self._busy and not transport.is_closing() and not self._end_of_input():
+            transport.close()
+
+    def _ok(self, payload: dict[str, Any], close: bool) -> bytes:
+        body = orjson.dumps(payload)
+        connection = b"Connection: close\r\n\r\n" if close else b"\r\n"
+        return b"%s%d\r\n%s%s%s" % (_OK_HEAD, len(body), self._dates.lines(), connection, body)
+
+    def _failure(self, exc: Exception, request: PublishRequest) -> bytes:
+        """The answer aiohttp's error middleware gives for ``exc``."""
+        if isinstance(exc, ApiError):
+            api_log.info(
+                "POST /api/publish from %s: %d %s", self._peer(request), exc.status, exc.message
+            )
+            return self._error(exc.status, exc.message, request.close)
+        if isinstance(exc, TooManyStreams):
+            self._node.counters["limit_channels"] += 1
+            origin_log.warning("POST /api/publish from %s: %s", self._peer(request), exc)
+            return self._error(503, str(exc), request.close, b"Retry-After: 5\r\n")
+        log.exception("POST /api/publish from %s failed", self._peer(request))
+        self._closing = True
+        return self._response(
+            b"500 Internal Server Error", b"text/plain; charset=utf-8", _INTERNAL_ERROR, True
+        )
+
+    def _error(self, status: int, message: str, close: bool, extra: bytes = b"") -> bytes:
+        body = orjson.dumps(error_payload(status, message))
+        status_line = b"%d %s" % (status, HTTPStatus(status).phrase.encode())
+        return self._response(status_line, b"application/json", body, close, extra)
+
+    def _response(
+        self, status: bytes, content_type: bytes, body: bytes, close: bool, extra: bytes = b""
+    ) -> bytes:
+        connection = b"Connection: close\r\n" if close else b""
+        return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s" % (
+            status,
+            content_type,
+            len(body),
+            self._dates.lines(),
+            extra,
+            connection,
+            body,
+        )
+
+    def _peer(self, request: PublishRequest) -> str:
+        """The client, for logs: the forwarded one when the peer is a trusted proxy."""
+        peer = self._takeover.peer
+        proxies = self._node.config.trusted_proxies
+        if proxies and peer in proxies:
+            return client_address(request.forwarded_for, proxies) or peer
+        return peer
+
+    # The connection
+
+    def _hand_over(self, data: bytes) -> None:
+        """Give the connection to aiohttp from the first byte of the request in ``data``."""
+        self._buffer = b""
+        self._stop_timer()
+        inner = self._takeover.to_aiohttp(self, data)
+        if self._eof and not inner.eof_received():
+            self._transport.close()
+
+    def _end_of_input(self) -> bool:
+        """The client sent EOF and nothing is in progress: True to keep the socket half-open."""
+        if self._buffer:  # a request cut short: aiohttp answers it as it would have
+            buffer, self._buffer = self._buffer, b""
+            self._stop_timer()
+            return bool(self._takeover.to_aiohttp(self, buffer).eof_received())
+        return False
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport.is_closing():
+            return
+        if self._busy or self._write_paused:
+            if transport.is_reading():
+                transport.pause_reading()
+        elif not transport.is_reading():
+            transport.resume_reading()
+
+    def _check_idle(self) -> None:
+        idle = self._loop.time() - self._last_read
+        if idle >= KEEPALIVE_TIMEOUT and not self._busy:
+            self._idle_timer = None
+            self._transport.close()
+        else:
+            wait = KEEPALIVE_TIMEOUT - idle if idle < KEEPALIVE_TIMEOUT else KEEPALIVE_TIMEOUT
+            self._idle_timer = self._loop.call_later(wait, self._check_idle)
+
+    def _stop_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
