@@ -18,7 +18,7 @@ from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
 from orbiter.transports.tcp_pyorbited import add_pyorbited_listener
 from orbiter.transports.tcp_websocket import add_tcp_routes
-from orbiter.transports.websocket import websocket_handler
+from orbiter.transports.websocket import add_native_websocket
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
@@ -36,7 +36,8 @@ def build_app(node: Node) -> web.Application:
     app[RAW_ROUTERS] = []
     # Origin checks and CORS for every push route (transports/guard.py).
     app.on_response_prepare.append(add_cors_headers)
-    app.router.add_get("/connection/websocket", websocket_handler)
+    # /connection/websocket: taken from aiohttp after the handshake (transports/websocket.py).
+    add_native_websocket(app, node)
     # The browser TCP proxy (/tcp, /tcp/host:port); deny by default ([tcp] access rules).
     add_tcp_routes(app, TcpProxy(node.config.tcp))
     # SSE, long polling, Orbited 0.3 URLs; held polls are answered first at shutdown.

@@ -1,5 +1,10 @@
 """What every push route checks before its transport runs: origin, peer, credentials.
 
+The checks read a :class:`RequestHead`: aiohttp's ``web.Request`` is one, and
+so is the handshake head the native WebSocket reads itself, before aiohttp
+(:mod:`orbiter.protocol.websocket_handshake`), so both paths apply the same
+rules from this one place.
+
 :func:`check_origin` is the one origin check: WebSocket, SockJS (all its
 transports), SSE, long polls and the Orbited URLs call it, through
 :func:`origin_guard` (a middleware on every push route). A refused origin
@@ -17,22 +22,27 @@ have no session (long polls): 401/403 naming the problem, counted.
 
 :func:`forwarded_peer` (a middleware on every route) takes the client's
 address from ``X-Forwarded-For`` when, and only when, the request comes from
-one of ``server.trusted_proxies``, so per-IP limits and logs see the client.
+one of ``server.trusted_proxies`` (:func:`peer_address`), so per-IP limits
+and logs see the client.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from orbiter.auth import AuthError, Credentials, Failure
+from orbiter.auth.hooks import forwarded
 from orbiter.auth.origins import normalise_origin, origin_allowed
 from orbiter.engine.base import TooManyStreams
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
+from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey
 from orbiter.transports.sockjs.mount import is_test_service_path
 
@@ -44,7 +54,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNGUARDED = ("/api/", "/static/")
 
 
-def page_origin(request: web.Request) -> str | None:
+class RequestHead(Protocol):
+    """What the checks here read of a request (``web.Request`` is one)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def remote(self) -> str | None: ...
+    @property
+    def headers(self) -> MultiMapping[str]: ...
+    @property
+    def query(self) -> Mapping[str, str]: ...
+
+
+def page_origin(request: RequestHead) -> str | None:
     """The origin of the page that made ``request``, if the browser says.
 
     ``Origin`` when sent; else the origin of ``Referer`` for a request the
@@ -62,8 +89,8 @@ def page_origin(request: web.Request) -> str | None:
     return None
 
 
-def _allowed(request: web.Request) -> tuple[str | None, bool]:
-    node = request.app[NODE]
+def origin_verdict(request: RequestHead, node: Node) -> tuple[str | None, bool]:
+    """The request's page origin, and whether it may use this server."""
     origin = page_origin(request)
     allowed = origin_allowed(
         origin,
@@ -77,7 +104,7 @@ def _allowed(request: web.Request) -> tuple[str | None, bool]:
 
 def check_origin(request: web.Request) -> web.Response | None:
     """None if the request's page origin may use this server, else the 403 to answer."""
-    origin, allowed = _allowed(request)
+    origin, allowed = origin_verdict(request, request.app[NODE])
     if allowed:
         return None
     request.app[NODE].counters["origin_refused"] += 1
@@ -93,11 +120,15 @@ def check_origin(request: web.Request) -> web.Response | None:
     )
 
 
-def _guarded(request: web.Request) -> bool:
-    path = request.path
+def is_guarded(path: str, node: Node) -> bool:
+    """Is ``path`` a push route (origin checked, CORS answered)?"""
     if path == "/" or path.startswith(_UNGUARDED):
         return False
-    return not is_test_service_path(request.app[NODE].config, path)
+    return not is_test_service_path(node.config, path)
+
+
+def _guarded(request: web.Request) -> bool:
+    return is_guarded(request.path, request.app[NODE])
 
 
 @web.middleware
@@ -121,16 +152,23 @@ async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResp
         return response
 
 
+def cors_headers(request: RequestHead, node: Node) -> dict[str, str]:
+    """The CORS headers for a push request: naming its origin if allowed, else none."""
+    origin = request.headers.get("Origin")
+    if origin is None or not is_guarded(request.path, node) or not origin_verdict(request, node)[1]:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+
+
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: CORS for allowed cross-origin push requests."""
-    origin = request.headers.get("Origin")
-    if origin is None or not _guarded(request):
+    if "Origin" not in request.headers or "Access-Control-Allow-Origin" in response.headers:
         return
-    if "Access-Control-Allow-Origin" in response.headers or not _allowed(request)[1]:
-        return
-    response.headers["Access-Control-Allow-Origin"] = origin
-    response.headers["Access-Control-Allow-Credentials"] = "true"
-    response.headers["Vary"] = "Origin"
+    response.headers.update(cors_headers(request, request.app[NODE]))
 
 
 def client_address(forwarded_for: list[str], proxies: tuple[str, ...]) -> str | None:
@@ -146,19 +184,31 @@ def client_address(forwarded_for: list[str], proxies: tuple[str, ...]) -> str | 
     return None
 
 
+def peer_address(remote: str | None, headers: MultiMapping[str], node: Node) -> str | None:
+    """The client's address: ``remote``, or behind a trusted proxy the forwarded client."""
+    proxies = node.config.trusted_proxies
+    if proxies and remote in proxies:
+        client = client_address(headers.getall("X-Forwarded-For", []), proxies)
+        if client is not None:
+            return client
+    return remote
+
+
 @web.middleware
 async def forwarded_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Behind a trusted proxy (``server.trusted_proxies``), the peer is the forwarded client."""
-    proxies = request.app[NODE].config.trusted_proxies
-    if proxies and request.remote in proxies:
-        client = client_address(request.headers.getall("X-Forwarded-For", []), proxies)
-        if client is not None:
-            request = request.clone(remote=client)
+    peer = peer_address(request.remote, request.headers, request.app[NODE])
+    if peer is not None and peer != request.remote:
+        request = request.clone(remote=peer)
     return await handler(request)
 
 
-def request_credentials(request: web.Request, transport: str) -> Credentials:
-    """What ``request`` presents: its token (``?token=`` or a Bearer header) and headers."""
+def request_credentials(request: RequestHead, transport: str) -> Credentials:
+    """What ``request`` presents: its token (``?token=`` or a Bearer header) and headers.
+
+    Only the headers app hooks receive are kept (:data:`~orbiter.auth.hooks.FORWARDED_HEADERS`):
+    a session holds its credentials for its whole life.
+    """
     token = request.query.get("token")
     if token is None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -167,7 +217,7 @@ def request_credentials(request: web.Request, transport: str) -> Credentials:
     return Credentials(
         peer=request.remote or "?",
         token=token,
-        headers=request.headers,
+        headers=forwarded(request.headers),
         transport=transport,
     )
 

@@ -6,134 +6,395 @@ newline-separated commands. The adapter is pushed to (an
 event-loop iteration goes out as one text frame, its messages separated by
 newlines, and a channel's batch of publications is framed once
 (:meth:`SharedBatch.framed`) and those same bytes are written straight to
-every subscriber's transport, bypassing aiohttp's per-send framing.
+every subscriber's transport.
 
-Heartbeats are WebSocket ping frames (browsers answer them by themselves):
-one after ``session.ping_interval`` seconds without traffic; a connection
-whose pong does not come within ``session.pong_timeout`` is closed, so a
-client that vanished without a FIN is freed within interval + timeout.
+**Below aiohttp.** The connection sniffer (``http/sniffing.py``) shows this
+module each connection's first request head; a WebSocket handshake for
+``/connection/websocket`` that passes every check is taken from aiohttp
+there: orbiter answers ``101`` itself and serves the connection with a bare
+:class:`NativeWebSocket` protocol (``__slots__``) over the sans-I/O frame
+core :class:`~orbiter.protocol.websocket.ServerConnection`. An idle
+connection holds no aiohttp object, no coroutine frame, no task and no timer
+of its own (docs/benchmarks.md, "idle", says what it costs).
+The checks are the ones the aiohttp route applies, from the same functions:
+the handshake (aiohttp's rules, :mod:`orbiter.protocol.websocket_handshake`),
+the origin (:func:`~orbiter.transports.guard.origin_verdict`), the trusted
+proxy's ``X-Forwarded-For`` (:func:`~orbiter.transports.guard.peer_address`),
+credentials (:func:`~orbiter.transports.guard.request_credentials`), CORS
+headers, and the connection limits (``node.new_session``: a ``101`` and then
+close 3003, as before). A head that fails any check is not answered here:
+it goes on to aiohttp, whose route answers as it always has (``403`` from the
+origin guard, ``400`` from aiohttp's handshake naming the problem). That
+route (:func:`websocket_handler`) therefore only refuses; a handshake it
+would accept reaches it only when the app is served without the sniffer
+(``orbiter serve`` always has it), and is answered ``400`` saying so, since
+keeping a second WebSocket implementation for that case would mean two.
+
+Why not let aiohttp do the handshake and take the transport afterwards
+(``transport.set_protocol``)? aiohttp's request handler would still own the
+connection: it closes the WebSocket when the handler returns, keeps the
+connection in its server's bookkeeping until ``connection_lost`` (which it
+would never see), and its keep-alive and heartbeat timers; undoing that
+needs its private internals.
+
+**Heartbeats** are WebSocket ping frames (browsers answer them by
+themselves), driven by one :class:`~orbiter.transports.deadlines.DeadlineWheel`
+per node rather than a timer per connection: one ping after
+``session.ping_interval`` seconds without a byte from the client; a
+connection that sends nothing within ``session.pong_timeout`` of it is cut,
+so a client that vanished without a FIN is freed within interval + timeout.
+The same wheel cuts a connection whose client does not answer orbiter's
+close frame within ``session.pong_timeout`` (a slow consumer's close frame
+waits behind what it does not read).
+
+Commands of one connection run in order: while ``session.receive`` of one
+message is pending (a task, only then), reading is paused and later
+messages wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import struct
+import time
+from dataclasses import replace
+from typing import cast
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from orbiter.http.keys import NODE
-from orbiter.node import TooManyConnections
+from orbiter.http.api import error_response
+from orbiter.http.keys import RAW_ROUTERS
+from orbiter.http.sniffing import Claim, ClaimedProtocol, Takeover
+from orbiter.node import Node, TooManyConnections
 from orbiter.protocol.native import DisconnectCode
+from orbiter.protocol.websocket import (
+    MESSAGE_TOO_BIG,
+    Failed,
+    Message,
+    PeerClosed,
+    ServerConnection,
+    text_frame,
+)
+from orbiter.protocol.websocket_handshake import (
+    HandshakeHead,
+    parse_head,
+    refusal,
+    switching_protocols,
+)
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
-from orbiter.transports.guard import request_credentials
+from orbiter.transports.deadlines import DeadlineWheel
+from orbiter.transports.guard import (
+    cors_headers,
+    is_guarded,
+    origin_verdict,
+    peer_address,
+    request_credentials,
+)
+
+__all__ = ["PATH", "NativeWebSocket", "add_native_websocket", "text_frame", "websocket_handler"]
 
 log = logging.getLogger("orbiter.websocket")
 
-
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    node = request.app[NODE]
-    timing = node.config.session
-    ws = web.WebSocketResponse(
-        # aiohttp refuses a message of max_msg_size bytes or more; the limit is inclusive.
-        max_msg_size=node.config.limits.max_message_size + 1,
-        autoping=True,
-        compress=False,
-        heartbeat=timing.ping_interval,
-    )
-    # aiohttp waits heartbeat/2 for the pong; orbiter makes that wait configurable.
-    ws._pong_heartbeat = timing.pong_timeout
-    await ws.prepare(request)
-    try:
-        session = node.new_session(request.remote or "?", request_credentials(request, "websocket"))
-    except TooManyConnections as exc:
-        await ws.close(code=DisconnectCode.TOO_MANY_CONNECTIONS, message=str(exc).encode()[:120])
-        return ws
-    session.on_slow_consumer = lambda: cut_later(request, timing.pong_timeout)
-    closer: list[asyncio.Task[None]] = []
-    transport = request.transport
-    if transport is not None:
-
-        def on_close() -> None:
-            if session.close_code is not None and not ws.closed:  # closed by the server
-                closer.append(asyncio.ensure_future(_close(ws, session)))
-
-        session.outbox.attach(_WebSocketSink(transport), node.flusher, on_close)
-    else:  # the peer went away during the handshake
-        session.close(DisconnectCode.SHUTDOWN, "connection lost")
-    try:
-        async for msg in ws:
-            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                await session.receive(msg.data)
-                if session.closed:
-                    break
-            elif msg.type is WSMsgType.ERROR:
-                # aiohttp closes with 1009 for a frame over max_msg_size.
-                node.counters["limit_message_size"] += 1
-                log.info("websocket from %s: %s", request.remote, ws.exception())
-    finally:
-        await node.end_session(session)
-        for task in closer:
-            await task
-    return ws
-
-
-def cut_later(request: web.Request, delay: float) -> None:
-    """Abort the connection in ``delay`` seconds unless it has closed by then.
-
-    For a slow consumer: its close frame waits behind what it does not read.
-    """
-
-    def cut() -> None:
-        if request.transport is not None:
-            log.info("websocket from %s: cut (slow consumer)", request.remote)
-            request.transport.abort()
-
-    asyncio.get_running_loop().call_later(delay, cut)
-
+PATH = "/connection/websocket"
+_HEAD_START = b"GET " + PATH.encode()
 
 #: The key under which a batch caches its WebSocket framing.
 _FRAMING = "websocket-text"
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, final WebSocket text frame (RFC 6455 section 5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 def _frame_batch(messages: list[bytes]) -> bytes:
     return text_frame(b"\n".join(messages))
 
 
-class _WebSocketSink:
-    """Writes pre-framed text frames to the connection's transport."""
+def add_native_websocket(app: web.Application, node: Node) -> None:
+    """Serve ``/connection/websocket``: the sniffer's router, and aiohttp's route for refusals."""
+    endpoint = _Endpoint(node)
+    app[RAW_ROUTERS].append(endpoint.route)
+    app.router.add_get(PATH, websocket_handler)
 
-    __slots__ = ("_transport",)
+    async def stop(app: web.Application) -> None:
+        endpoint.wheel.close()
 
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
+    app.on_cleanup.append(stop)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """What aiohttp does with a ``/connection/websocket`` request the sniffer left to it: refuse.
+
+    aiohttp's own handshake check answers a bad handshake (``400`` naming the
+    problem); the origin guard has already answered a refused origin.
+    """
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        await ws.prepare(request)  # raises aiohttp's 400
+    log.warning("websocket from %s: a handshake orbiter did not take", request.remote)
+    return error_response(
+        400,
+        "orbiter did not take this WebSocket handshake: send it as an HTTP/1.1 GET of "
+        f"{PATH} without a body (orbiter serve reads these before aiohttp)",
+    )
+
+
+class _Endpoint:
+    """One node's native WebSocket: takes handshakes, holds the shared wheel."""
+
+    __slots__ = ("_ending", "max_message_size", "node", "ping_interval", "pong_timeout", "wheel")
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        timing = node.config.session
+        self.ping_interval = timing.ping_interval
+        self.pong_timeout = timing.pong_timeout
+        self.max_message_size = node.config.limits.max_message_size
+        resolution = min(self.ping_interval, self.pong_timeout) / 8
+        self.wheel = DeadlineWheel(min(1.0, max(0.05, resolution)))
+        #: ``node.end_session`` of connections that went away, while it runs.
+        self._ending: set[asyncio.Task[None]] = set()
+
+    def route(self, head: bytes, peer: str) -> Claim | None:
+        """Claim a WebSocket handshake for :data:`PATH` that passes every check."""
+        if not head.startswith(_HEAD_START):
+            return None
+        parsed = parse_head(head, peer)
+        if parsed is None or parsed.path != PATH or refusal(parsed) is not None:
+            return None
+        node = self.node
+        if is_guarded(PATH, node) and not origin_verdict(parsed, node)[1]:
+            return None  # aiohttp's origin guard answers 403, counts and logs it
+        return lambda takeover: self._take(takeover, parsed)
+
+    def _take(self, takeover: Takeover, head: HandshakeHead) -> None:
+        node = self.node
+        head = replace(head, remote=peer_address(head.remote, head.headers, node) or "?")
+        peer = head.remote or "?"
+        rest = takeover.data[len(takeover.head) :]
+        # The protocol keeps the takeover (to release it), not the bytes it was claimed with.
+        takeover.data = takeover.head = b""
+        takeover.transport.write(switching_protocols(head, cors_headers(head, node)))
+        session: ClientSession | None
+        try:
+            session = node.new_session(peer, request_credentials(head, "websocket"))
+        except TooManyConnections as exc:
+            session, full = None, str(exc)
+        protocol = NativeWebSocket(self, takeover, session, peer)
+        takeover.to_protocol(protocol, rest)
+        if session is None:
+            reason = full.encode()[:120].decode(errors="ignore")
+            protocol.close(DisconnectCode.TOO_MANY_CONNECTIONS, reason)
+
+    def end(self, session: ClientSession) -> None:
+        """The connection is gone: unsubscribe and forget its session."""
+        task = asyncio.get_running_loop().create_task(self.node.end_session(session))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+
+class NativeWebSocket(ClaimedProtocol):
+    """One native WebSocket connection, after orbiter's own handshake."""
+
+    __slots__ = (
+        "_closing_at",
+        "_core",
+        "_endpoint",
+        "_paused",
+        "_peer",
+        "_ping_at",
+        "_receiving",
+        "_seen",
+        "_session",
+        "_takeover",
+        "_transport",
+        "wheel_bucket",
+    )
+
+    def __init__(
+        self,
+        endpoint: _Endpoint,
+        takeover: Takeover | None,
+        session: ClientSession | None,
+        peer: str,
+    ) -> None:
+        self._endpoint = endpoint
+        self._takeover = takeover
+        self._session = session
+        self._peer = peer
+        self._core: ServerConnection | None = ServerConnection(endpoint.max_message_size)
+        self._transport: asyncio.Transport | None = None
+        self._receiving: asyncio.Task[None] | None = None
+        self._paused = False
+        #: When the client was last heard from, a ping went unanswered since, orbiter's
+        #: close frame went out (``time.monotonic()``; 0: not).
+        self._seen = 0.0
+        self._ping_at = 0.0
+        self._closing_at = 0.0
+        self.wheel_bucket = 0
+
+    # ------------------------------------------------------------------ asyncio
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, transport)
+        self._seen = time.monotonic()
+        endpoint = self._endpoint
+        endpoint.wheel.wake_at(self, self._seen + endpoint.ping_interval)
+        session = self._session
+        if session is not None:
+            session.outbox.attach(self, endpoint.node.flusher, self._session_closed)
+
+    def data_received(self, data: bytes) -> None:
+        self._seen = time.monotonic()
+        core = self._core
+        if core is None:
+            return
+        core.receive_data(data)
+        if self._receiving is None:
+            self._process()
+        elif not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a WebSocket ends with a close frame, a FIN alone ends it too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._core = None
+        self._endpoint.wheel.forget(self)
+        takeover, self._takeover = self._takeover, None
+        if takeover is not None:
+            takeover.release(self)
+        if self._receiving is None:
+            self._end()
+
+    def close_when_idle(self) -> None:
+        """Server shutdown: close with the node's reason (or cut, if already closing)."""
+        session = self._session
+        if session is not None and not session.closed:
+            session.close(DisconnectCode.SHUTDOWN, "server shutting down")
+        elif self._transport is not None:
+            self._transport.abort()
+
+    # ------------------------------------------------------------------ input
+
+    def _process(self) -> None:
+        """Handle what was received, up to a message whose commands must run first."""
+        core, transport = self._core, self._transport
+        while core is not None and transport is not None:
+            event = core.next_event()
+            out = core.data_to_send()
+            if out:
+                transport.write(out)
+            if event is None:
+                break
+            if isinstance(event, Message):
+                session = self._session
+                if session is not None and not session.closed:
+                    task = asyncio.get_running_loop().create_task(session.receive(event.data))
+                    self._receiving = task
+                    task.add_done_callback(self._received)
+                    return
+            elif isinstance(event, PeerClosed):
+                transport.close()  # after the reply to its close frame
+                return
+            else:
+                self._failed(event, core, transport)
+                if core.closed:
+                    transport.close()
+                    return
+        if self._paused and transport is not None:
+            self._paused = False
+            transport.resume_reading()
+
+    def _received(self, task: asyncio.Task[None]) -> None:
+        self._receiving = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("websocket from %s: receive failed", self._peer, exc_info=task.exception())
+        if self._transport is None:
+            self._end()
+        else:
+            self._process()
+
+    def _failed(self, event: Failed, core: ServerConnection, transport: asyncio.Transport) -> None:
+        if event.code == MESSAGE_TOO_BIG:
+            self._endpoint.node.counters["limit_message_size"] += 1
+        log.info("websocket from %s: %s (close %d)", self._peer, event.reason, event.code)
+        if not core.closed:  # the closing handshake goes on
+            self._closing(time.monotonic())
+
+    # ------------------------------------------------------------------ output (Sink)
 
     def backlog(self) -> int:
-        return self._transport.get_write_buffer_size()
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     def write(self, messages: list[bytes]) -> None:
-        if not self._transport.is_closing():
-            self._transport.write(_frame_batch(messages))
+        transport, core = self._transport, self._core
+        if transport is not None and core is not None and core.open and not transport.is_closing():
+            transport.write(_frame_batch(messages))
 
     def write_batch(self, batch: SharedBatch) -> None:
-        if not self._transport.is_closing():
-            self._transport.write(batch.framed(_FRAMING, _frame_batch))
+        transport, core = self._transport, self._core
+        if transport is not None and core is not None and core.open and not transport.is_closing():
+            transport.write(batch.framed(_FRAMING, _frame_batch))
 
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame; the client has ``session.pong_timeout`` to answer it."""
+        transport, core = self._transport, self._core
+        if transport is None or core is None:
+            return
+        frame = core.close(code, reason)
+        if frame:
+            transport.write(frame)
+            self._closing(time.monotonic())
 
-async def _close(ws: web.WebSocketResponse, session: ClientSession) -> None:
-    """Close with the session's code (a slow consumer is cut by :func:`cut_later`)."""
-    if not ws.closed and session.close_code is not None:
-        with contextlib.suppress(ConnectionError):
-            await ws.close(code=session.close_code, message=session.close_reason.encode())
+    def _session_closed(self) -> None:
+        """The session's outbox closed (after what it queued was written)."""
+        session = self._session
+        if session is not None and session.close_code is not None:  # closed by the server
+            self.close(session.close_code, session.close_reason)
+
+    def _closing(self, now: float) -> None:
+        self._closing_at = now
+        self._endpoint.wheel.wake_at(self, now + self._endpoint.pong_timeout)
+
+    # ------------------------------------------------------------------ deadlines
+
+    def on_deadline(self, now: float) -> float | None:
+        """The wheel's call: ping an idle client, cut one that does not answer."""
+        transport, core = self._transport, self._core
+        if transport is None or core is None:
+            return None
+        endpoint = self._endpoint
+        timeout = endpoint.pong_timeout
+        if self._closing_at:
+            if now < self._closing_at + timeout:
+                return self._closing_at + timeout
+            log.info("websocket from %s: no close frame back in %g s; cut", self._peer, timeout)
+            transport.abort()
+            return None
+        if self._receiving is not None:
+            # Reading is paused while commands run, so a pong may be waiting unread.
+            self._ping_at = 0.0
+            return now + endpoint.ping_interval
+        if self._ping_at:
+            if self._seen >= self._ping_at:
+                self._ping_at = 0.0
+            elif now < self._ping_at + timeout:
+                return self._ping_at + timeout
+            else:
+                log.info("websocket from %s: no pong in %g s; cut", self._peer, timeout)
+                transport.abort()
+                return None
+        idle_until = self._seen + endpoint.ping_interval
+        if now < idle_until:
+            return idle_until
+        transport.write(core.ping())
+        self._ping_at = now
+        return now + timeout
+
+    # ------------------------------------------------------------------ end
+
+    def _end(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            self._endpoint.end(session)

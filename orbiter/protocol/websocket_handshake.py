@@ -1,0 +1,126 @@
+"""The RFC 6455 opening handshake, without I/O: read a request head, check it, answer ``101``.
+
+orbiter answers native WebSocket handshakes itself, before aiohttp parses
+them (``transports/websocket.py``). :func:`parse_head` reads a request head
+into a :class:`HandshakeHead`, which carries what ``transports/guard.py``'s
+checks read of a request (method, path, scheme, peer, headers, query), so
+the origin, proxy and credential rules are applied from that one place.
+
+:func:`refusal` applies aiohttp 3.14's handshake checks, in its order
+(``Upgrade: websocket``, a ``Connection: upgrade`` token, version 13, 8 or 7,
+a key of 16 bytes), and also refuses what orbiter does not take here (not
+HTTP/1.1, a request body). A refused head is not answered here: it goes to
+aiohttp, which answers it as it always has (``400`` naming the problem).
+:func:`switching_protocols` is the ``101`` answer to an accepted one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote
+
+from multidict import CIMultiDict, MultiDict
+
+#: The GUID of RFC 6455 section 1.3.
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: The request line: method, origin-form target, version.
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (/[^ \x00-\x20\x7f]*) HTTP/(1\.[01])")
+#: A header line (no obs-fold; no control characters but tab in the value).
+_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
+#: WebSocket versions aiohttp accepts (13 is RFC 6455; 8 and 7 are its last drafts).
+_VERSIONS = ("13", "8", "7")
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeHead:
+    """A parsed request head, as the checks in ``transports/guard.py`` read a request."""
+
+    method: str
+    #: The decoded path of the target; :attr:`query` is its query string, parsed.
+    path: str
+    query: MultiDict[str]
+    version: str
+    headers: CIMultiDict[str]
+    #: The peer's address (the forwarded client's, once the trusted-proxy rule applied).
+    remote: str | None
+    #: orbiter serves plain HTTP; TLS is a proxy's job.
+    scheme: str = "http"
+
+
+def parse_head(head: bytes, remote: str | None) -> HandshakeHead | None:
+    """Parse a request head (through its blank line); None if it is not well-formed."""
+    lines = head.split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        return None
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in lines[1:]:
+        if not line:
+            continue
+        header = _HEADER.fullmatch(line)
+        if header is None:
+            return None
+        # As aiohttp decodes them.
+        headers.add(
+            header.group(1).decode("ascii"), header.group(2).decode("utf-8", "surrogateescape")
+        )
+    target = match.group(2).decode("ascii")
+    raw_path, _, query_string = target.partition("?")
+    return HandshakeHead(
+        method=match.group(1).decode("ascii"),
+        path=unquote(raw_path),
+        query=MultiDict(parse_qsl(query_string, keep_blank_values=True)),
+        version=match.group(3).decode("ascii"),
+        headers=headers,
+        remote=remote,
+    )
+
+
+def refusal(head: HandshakeHead) -> str | None:
+    """None if ``head`` is a WebSocket handshake to accept, else what is wrong with it."""
+    if head.method != "GET":
+        return f"{head.method} is not GET"
+    if head.version != "1.1":
+        return f"HTTP/{head.version} is not HTTP/1.1"
+    headers = head.headers
+    if headers.get("Upgrade", "").lower().strip() != "websocket":
+        return "no 'Upgrade: websocket' header"
+    tokens = {
+        t.strip().lower() for value in headers.getall("Connection", ()) for t in value.split(",")
+    }
+    if "upgrade" not in tokens:
+        return "no 'Connection: upgrade' header"
+    if headers.get("Sec-WebSocket-Version", "") not in _VERSIONS:
+        return "unsupported Sec-WebSocket-Version"
+    key = headers.get("Sec-WebSocket-Key")
+    try:
+        if not key or len(base64.b64decode(key)) != 16:
+            return "bad Sec-WebSocket-Key"
+    except binascii.Error:
+        return "bad Sec-WebSocket-Key"
+    if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+        return "a request body"
+    return None
+
+
+def accept_value(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for the client's ``Sec-WebSocket-Key`` (RFC 6455 section 4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+
+
+def switching_protocols(head: HandshakeHead, extra: Mapping[str, str]) -> bytes:
+    """The ``101`` answer to an accepted ``head`` (no subprotocol, no extension), with ``extra``."""
+    key = head.headers["Sec-WebSocket-Key"]
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: upgrade",
+        f"Sec-WebSocket-Accept: {accept_value(key)}",
+    ]
+    lines += [f"{name}: {value}" for name, value in extra.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")

@@ -1,0 +1,115 @@
+"""The RFC 6455 opening handshake orbiter answers itself: parsing, checks, the 101."""
+
+from __future__ import annotations
+
+from orbiter.protocol.websocket_handshake import (
+    accept_value,
+    parse_head,
+    refusal,
+    switching_protocols,
+)
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+GOOD = (
+    "GET /connection/websocket?token=t%20k&x=1&x=2 HTTP/1.1\r\n"
+    "Host: 127.0.0.1:8000\r\n"
+    "Upgrade: WebSocket\r\n"
+    "Connection: keep-alive, Upgrade\r\n"
+    f"Sec-WebSocket-Key: {KEY}\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "X-Forwarded-For: 10.0.0.1\r\n"
+    "x-forwarded-for: 10.0.0.2\r\n"
+    "Origin: http://app.example\r\n"
+    "\r\n"
+)
+
+
+def head_with(*, drop: str = "", add: str = "", line: str = "") -> bytes:
+    lines = GOOD.split("\r\n")
+    if line:
+        lines[0] = line
+    lines = [entry for entry in lines if not (drop and entry.lower().startswith(drop.lower()))]
+    if add:
+        lines.insert(1, add)
+    return "\r\n".join(lines).encode()
+
+
+def test_a_browser_handshake_is_parsed_as_the_guard_reads_requests() -> None:
+    head = parse_head(GOOD.encode(), "127.0.0.1")
+    assert head is not None
+    assert (head.method, head.path, head.version, head.scheme) == (
+        "GET",
+        "/connection/websocket",
+        "1.1",
+        "http",
+    )
+    assert head.query["token"] == "t k"
+    assert head.query.getall("x") == ["1", "2"]
+    assert head.headers["origin"] == "http://app.example"
+    assert head.headers.getall("X-Forwarded-For") == ["10.0.0.1", "10.0.0.2"]
+    assert head.remote == "127.0.0.1"
+    assert refusal(head) is None
+
+
+def test_the_accept_value_of_rfc_6455() -> None:
+    assert accept_value(KEY) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_the_101_answer() -> None:
+    head = parse_head(GOOD.encode(), "127.0.0.1")
+    assert head is not None
+    answer = switching_protocols(head, {"Vary": "Origin"})
+    assert answer == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nVary: Origin\r\n\r\n"
+    )
+
+
+def test_malformed_heads_are_not_parsed() -> None:
+    for bad in (
+        b"GET /connection/websocket HTTP/2\r\n\r\n",
+        b"GET connection/websocket HTTP/1.1\r\n\r\n",
+        b"GET http://h/connection/websocket HTTP/1.1\r\n\r\n",
+        b"GET /connection/websocket HTTP/1.1\r\nNo colon\r\n\r\n",
+        b"GET /connection/websocket HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
+        b"GET /connection/websocket HTTP/1.1\r\nA: b\x00c\r\n\r\n",
+        b"GET /a b HTTP/1.1\r\n\r\n",
+    ):
+        assert parse_head(bad, "p") is None, bad
+
+
+def test_what_aiohttp_refuses_is_refused() -> None:
+    cases = {
+        head_with(line="POST /connection/websocket HTTP/1.1"): "not GET",
+        head_with(line="GET /connection/websocket HTTP/1.0"): "HTTP/1.1",
+        head_with(drop="Upgrade"): "Upgrade",
+        head_with(drop="Upgrade", add="Upgrade: h2c"): "Upgrade",
+        head_with(drop="Connection"): "Connection",
+        head_with(drop="Connection", add="Connection: keep-alive"): "Connection",
+        head_with(drop="Sec-WebSocket-Version"): "Version",
+        head_with(drop="Sec-WebSocket-Version", add="Sec-WebSocket-Version: 12"): "Version",
+        head_with(drop="Sec-WebSocket-Key"): "Key",
+        head_with(drop="Sec-WebSocket-Key", add="Sec-WebSocket-Key: c2hvcnQ="): "Key",
+        head_with(drop="Sec-WebSocket-Key", add="Sec-WebSocket-Key: ====="): "Key",
+        head_with(add="Content-Length: 5"): "body",
+        head_with(add="Transfer-Encoding: chunked"): "body",
+    }
+    for raw, why in cases.items():
+        head = parse_head(raw, "p")
+        assert head is not None, raw
+        reason = refusal(head)
+        assert reason is not None, raw
+        assert why in reason, (raw, reason)
+
+
+def test_drafts_8_and_7_and_a_second_connection_header_are_accepted_as_aiohttp_does() -> None:
+    for version in ("8", "7"):
+        raw = head_with(drop="Sec-WebSocket-Version", add=f"Sec-WebSocket-Version: {version}")
+        head = parse_head(raw, "p")
+        assert head is not None
+        assert refusal(head) is None
+    raw = head_with(drop="Connection", add="Connection: keep-alive\r\nConnection: upgrade")
+    head = parse_head(raw, "p")
+    assert head is not None
+    assert refusal(head) is None
