@@ -18,6 +18,12 @@
   ``websockets`` peer, which serves no POST) always publishes over the WebSocket.
 - ``nchan``: nginx with nchan (``peers/nchan.conf``): WebSocket subscriber
   on ``/sub/C``, ``POST /pub/C``.
+- ``socketio``: python-socketio (``peers/socketio_broadcast.py``): Engine.IO
+  v4 over WebSocket on ``/socket.io/?EIO=4&transport=websocket&channel=C``;
+  ``40`` (connect to the default namespace) is sent once the ``0{...}`` open
+  packet arrives, ready at the server's ``40{...}`` (the room is joined
+  before it is sent), pings ``2`` answered ``3``; ``POST /pub?channel=C``
+  (raw body) publishes, arriving as ``42["message","<body>"]``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import orjson
 
 from orbiter.bench.scenarios import Scenario
 
-FLAVORS = ("orbiter", "broadcast", "broadcast-ws", "nchan")
+FLAVORS = ("orbiter", "broadcast", "broadcast-ws", "nchan", "socketio")
 
 
 class FlavorError(ValueError):
@@ -77,6 +83,12 @@ def subscriber_lines(
         yield f"ws /ws?channel={channel}"
     elif flavor == "nchan":
         yield f"ws /sub/{channel}"
+    elif flavor == "socketio":
+        yield f"ws /socket.io/?EIO=4&transport=websocket&channel={channel}"
+        yield "framing eio"
+        yield "send 40"
+        yield "ready 1"
+        return
     else:
         raise FlavorError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
     yield "ready 0"
@@ -110,6 +122,8 @@ def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
             yield 'pub_item {"id":@I,"op":"publish","channel":"@C","data":"@P"}'
             yield 'pub_ack "result"'
         return
+    # socketio: the load generator tells "40{...}" (connected) and "44{...}"
+    # (refused) by the start of the frame itself.
     yield "ready_marker "
     yield "fail_marker "
     if scenario.route == "batch":
@@ -118,6 +132,11 @@ def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
         if scenario.route != "http":
             raise FlavorError("nchan is published to over HTTP only here")
         yield "pub_path /pub/@C"
+        yield "pub_item @P"
+    elif flavor == "socketio":
+        if scenario.route != "http":
+            raise FlavorError("the socketio peer is published to over HTTP only")
+        yield "pub_path /pub?channel=@C"
         yield "pub_item @P"
     elif scenario.route == "http" and flavor == "broadcast":
         yield "pub_path /pub?channel=@C"

@@ -50,7 +50,8 @@ enum kind { K_WS, K_SSE, K_LP };
  * the 101), SockJS (commands sent, already as JSON arrays, once the "o" frame
  * arrives; "h" frames carry no marker and are ignored), Engine.IO v4 (commands
  * sent once the "0{...}" open packet arrives, not scanned; a ping "2" is
- * answered "3"). */
+ * answered "3"; the subscriber is ready at the namespace's "40{...}" answer,
+ * refused at "44{...}"; those are told by the frame's start, not by markers). */
 enum framing { F_PLAIN, F_SOCKJS, F_EIO };
 enum state { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
 
@@ -346,6 +347,15 @@ static int framed_message(conn_t *c, const unsigned char *d, size_t len) {
             unsigned char out[16];
             size_t m = ws_frame(out, 1, "3", 1);
             write_all(c->fd, out, m);
+            return 1;
+        }
+        if (!c->ready && len >= 2 && d[0] == '4' && (d[1] == '0' || d[1] == '4')) {
+            if (d[1] == '0') {
+                c->ready = 1;
+            } else {
+                c->failed = 1;
+                fprintf(stderr, "loadgen: subscriber %s refused: %.*s\n", c->path, (int)(len > 300 ? 300 : len), d);
+            }
             return 1;
         }
     }

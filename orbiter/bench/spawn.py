@@ -31,6 +31,7 @@ SPAWNABLE = {
     "node-ws": "broadcast",
     "nchan-1": "nchan",
     "nchan-2": "nchan",
+    "socketio": "socketio",
 }
 
 BENCH_CONFIG = """\
@@ -138,6 +139,14 @@ def spawn(
         except ImportError:
             raise Unavailable("websockets is not installed (pip install websockets)") from None
         cmd = [sys.executable, "-m", "orbiter.bench.peers.websockets_broadcast", str(port)]
+    elif name == "socketio":
+        try:
+            import socketio  # noqa: F401
+        except ImportError:
+            raise Unavailable(
+                "python-socketio is not installed (pip install -e '.[bench]')"
+            ) from None
+        cmd = [sys.executable, "-m", "orbiter.bench.peers.socketio_broadcast", str(port)]
     elif name == "node-ws":
         node = shutil.which("node")
         if node is None or not (PEERS_DIR / "node_modules" / "ws").exists():

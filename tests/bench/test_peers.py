@@ -1,0 +1,75 @@
+"""The bench's peer servers measured for real on small N: python-socketio, Pushpin.
+
+Each runs only where its server is installed (python-socketio is in the
+``bench`` extra, Pushpin is a Debian package); CI installs neither, so there
+these tests are skipped and say why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from orbiter.bench.runner import Target, run
+from orbiter.bench.scenarios import Scenario
+from orbiter.bench.spawn import _wait_listening, free_port
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("gcc") is None, reason="needs gcc (scripts/system-packages installs it)"
+)
+
+SMALL = Scenario("small", subscribers=20, channels=2, messages=50, timeout=30, settle=1.0)
+
+needs_socketio = pytest.mark.skipif(
+    importlib.util.find_spec("socketio") is None,
+    reason="python-socketio is not installed (pip install -e '.[bench]')",
+)
+
+
+def socketio_peer(ping_interval: float) -> Iterator[Target]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orbiter.bench.peers.socketio_broadcast",
+            str(port),
+            str(ping_interval),
+        ]
+    )
+    try:
+        _wait_listening(port, None)
+        yield Target("socketio", "socketio", f"http://127.0.0.1:{port}", proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@needs_socketio
+def test_socketio_rooms_get_their_share_of_the_publications() -> None:
+    # Two rooms: publication seq goes to room seq % 2, 25 each; 10 clients per room.
+    for target in socketio_peer(25.0):
+        result = run(SMALL, target, progress=None)
+    assert result["subscribers_failed"] == 0
+    assert result["published"] == result["publish_acked"] == 50
+    assert result["deliveries"] == result["expected_deliveries"] == 20 * 25
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
+    assert result["server"]["cpu_s"] >= 0
+
+
+@needs_socketio
+def test_socketio_pings_are_answered() -> None:
+    # Pings every 0.2 s, each to be answered within 0.2 s, while 30 publications
+    # arrive over 1.5 s: a client that did not answer would be dropped and lose them.
+    scenario = replace(SMALL, messages=30, rate=20.0)
+    for target in socketio_peer(0.2):
+        result = run(scenario, target, progress=None)
+    assert result["subscribers_failed"] == result["subscribers_closed"] == 0
+    assert result["deliveries"] == result["expected_deliveries"] == 20 * 15
+    assert result["lost"] == 0
