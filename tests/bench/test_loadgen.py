@@ -62,7 +62,11 @@ def test_fanout_counts_every_delivery_once(orbiter_server: Spawned) -> None:
     assert sum(w[1] for w in result["windows"]) == 1000
     server = result["server"]
     assert server["cpu_s"] >= 0
-    assert server["rss_per_subscriber_kib"] > 0
+    # 20 connections may fit in memory the server already had: RSS is
+    # measured, its growth may be 0.
+    assert server["rss_base_kib"] > 0
+    assert server["rss_ready_kib"] > 0
+    assert server["rss_per_subscriber_kib"] >= 0
 
 
 @pytest.mark.parametrize(
