@@ -40,7 +40,13 @@ from aiohttp.http import SERVER_SOFTWARE
 from orbiter.engine.base import TooManyStreams
 from orbiter.http.api import ApiError, check_api_key, error_payload, publish_body
 from orbiter.http.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
-from orbiter.protocol.http_publish import REQUEST_LINE, Handover, PublishRequest, parse_publish
+from orbiter.protocol.http_publish import (
+    REQUEST_LINE,
+    Handover,
+    PublishHead,
+    PublishParser,
+    judge_head,
+)
 from orbiter.transports.guard import client_address
 
 if TYPE_CHECKING:
@@ -80,7 +86,7 @@ class _DateHeader:
 
 
 def fast_publish_router(node: Node) -> RawRouter:
-    """Claims connections whose first request is one :func:`parse_publish` takes."""
+    """Claims connections whose first request head is one :func:`judge_head` takes."""
     dates = _DateHeader()
     max_body = node.config.limits.max_http_body
 
@@ -90,7 +96,7 @@ def fast_publish_router(node: Node) -> RawRouter:
     def route(head: bytes, peer: str) -> Claim | None:
         if not head.startswith(REQUEST_LINE):
             return None
-        if isinstance(parse_publish(head, 0, max_body), Handover):
+        if isinstance(judge_head(head, max_body), Handover):
             return None
         return take
 
@@ -140,8 +146,8 @@ class FastPublishProtocol(ClaimedProtocol):
         "_idle_timer",
         "_last_read",
         "_loop",
-        "_max_body",
         "_node",
+        "_parser",
         "_takeover",
         "_task",
         "_transport",
@@ -153,7 +159,7 @@ class FastPublishProtocol(ClaimedProtocol):
         self._transport = takeover.transport
         self._node = node
         self._dates = dates
-        self._max_body = node.config.limits.max_http_body
+        self._parser = PublishParser(node.config.limits.max_http_body)
         self._loop = asyncio.get_running_loop()
         self._buffer = b""
         #: A publish suspended (not the memory engine): its task answers, then serving resumes.
@@ -210,9 +216,9 @@ class FastPublishProtocol(ClaimedProtocol):
         """Answer every whole request in ``buffer``; keep the rest for the next read."""
         transport = self._transport
         out: list[bytes] = []
-        pos, size, max_body = 0, len(buffer), self._max_body
+        pos, size, parse = 0, len(buffer), self._parser.parse
         while pos < size:
-            parsed = parse_publish(buffer, pos, max_body)
+            parsed = parse(buffer, pos)
             if parsed is None:
                 break
             if isinstance(parsed, Handover):
@@ -220,15 +226,15 @@ class FastPublishProtocol(ClaimedProtocol):
                     transport.write(b"".join(out))
                 self._hand_over(buffer[pos:])
                 return
-            request, pos = parsed
-            response = self._answer(request)
+            head, body, pos = parsed
+            response = self._answer(head, body)
             if response is None:  # the publish suspended; its task answers and resumes
                 if out:
                     transport.write(b"".join(out))
                 self._buffer = buffer[pos:]
                 return
             out.append(response)
-            if request.close:
+            if head.close:
                 transport.write(b"".join(out))
                 self._buffer = b""
                 transport.close()
@@ -237,37 +243,37 @@ class FastPublishProtocol(ClaimedProtocol):
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _answer(self, request: PublishRequest) -> bytes | None:
-        """The response to ``request``, or None if its publish suspended (then a task answers)."""
+    def _answer(self, head: PublishHead, body: bytes) -> bytes | None:
+        """The response to a request, or None if its publish suspended (then a task answers)."""
         try:
-            check_api_key(self._node, request.x_api_key, request.authorization)
-            coro = publish_body(self._node.pubsub, request.body)
+            check_api_key(self._node, head.x_api_key, head.authorization)
+            coro = publish_body(self._node.pubsub, body)
             try:
                 first = coro.send(None)
             except StopIteration as stop:
-                return self._ok(stop.value, request.close)
+                return self._ok(stop.value, head.close)
         except Exception as exc:
-            return self._failure(exc, request)
+            return self._failure(exc, head)
         self._busy = True
         self._update_reading()
-        self._task = self._loop.create_task(self._finish(request, coro, first))
+        self._task = self._loop.create_task(self._finish(head, coro, first))
         return None
 
     async def _finish(
-        self, request: PublishRequest, coro: Coroutine[Any, Any, dict[str, Any]], first: Any
+        self, head: PublishHead, coro: Coroutine[Any, Any, dict[str, Any]], first: Any
     ) -> None:
         """The rest of a publish that suspended: answer it, then serve what came meanwhile."""
         try:
-            response = self._ok(await _Rest(coro, first), request.close)
+            response = self._ok(await _Rest(coro, first), head.close)
         except Exception as exc:
-            response = self._failure(exc, request)
+            response = self._failure(exc, head)
         self._busy = False
         self._task = None
         transport = self._transport
         if transport.is_closing():
             return
         transport.write(response)
-        if request.close or self._closing:
+        if head.close or self._closing:
             transport.close()
             return
         self._update_reading()
@@ -282,18 +288,18 @@ class FastPublishProtocol(ClaimedProtocol):
         connection = b"Connection: close\r\n\r\n" if close else b"\r\n"
         return b"%s%d\r\n%s%s%s" % (_OK_HEAD, len(body), self._dates.lines(), connection, body)
 
-    def _failure(self, exc: Exception, request: PublishRequest) -> bytes:
+    def _failure(self, exc: Exception, head: PublishHead) -> bytes:
         """The answer aiohttp's error middleware gives for ``exc``."""
         if isinstance(exc, ApiError):
             api_log.info(
-                "POST /api/publish from %s: %d %s", self._peer(request), exc.status, exc.message
+                "POST /api/publish from %s: %d %s", self._peer(head), exc.status, exc.message
             )
-            return self._error(exc.status, exc.message, request.close)
+            return self._error(exc.status, exc.message, head.close)
         if isinstance(exc, TooManyStreams):
             self._node.counters["limit_channels"] += 1
-            origin_log.warning("POST /api/publish from %s: %s", self._peer(request), exc)
-            return self._error(503, str(exc), request.close, b"Retry-After: 5\r\n")
-        log.exception("POST /api/publish from %s failed", self._peer(request))
+            origin_log.warning("POST /api/publish from %s: %s", self._peer(head), exc)
+            return self._error(503, str(exc), head.close, b"Retry-After: 5\r\n")
+        log.exception("POST /api/publish from %s failed", self._peer(head))
         self._closing = True
         return self._response(
             b"500 Internal Server Error", b"text/plain; charset=utf-8", _INTERNAL_ERROR, True
@@ -318,12 +324,12 @@ class FastPublishProtocol(ClaimedProtocol):
             body,
         )
 
-    def _peer(self, request: PublishRequest) -> str:
+    def _peer(self, head: PublishHead) -> str:
         """The client, for logs: the forwarded one when the peer is a trusted proxy."""
         peer = self._takeover.peer
         proxies = self._node.config.trusted_proxies
         if proxies and peer in proxies:
-            return client_address(request.forwarded_for, proxies) or peer
+            return client_address(list(head.forwarded_for), proxies) or peer
         return peer
 
     # The connection

@@ -95,20 +95,21 @@ class Handover:
         return f"Handover({self.reason!r})"
 
 
-class PublishRequest:
-    """One ``POST /api/publish`` request, whole."""
+class PublishHead:
+    """What the head of a request the fast path takes says."""
 
-    __slots__ = ("authorization", "body", "close", "forwarded_for", "x_api_key")
+    __slots__ = ("authorization", "close", "forwarded_for", "length", "x_api_key")
 
     def __init__(
         self,
-        body: bytes,
+        length: int,
         x_api_key: str | None,
         authorization: str | None,
-        forwarded_for: list[str],
+        forwarded_for: tuple[str, ...],
         close: bool,
     ) -> None:
-        self.body = body
+        #: The body's length (``Content-Length``).
+        self.length = length
         #: The ``X-API-Key`` and ``Authorization`` values, if sent (spaces around removed).
         self.x_api_key = x_api_key
         self.authorization = authorization
@@ -121,31 +122,69 @@ class PublishRequest:
 #: More bytes are needed before the request at this position can be judged.
 INCOMPLETE: Final = None
 
-Parsed = tuple[PublishRequest, int] | Handover | None
+#: A request taken: its head, its body, and where the next request starts.
+Parsed = tuple[PublishHead, bytes, int] | Handover | None
+#: Distinct heads a :class:`PublishParser` remembers.
+MEMO_SIZE: Final = 32
+
+
+class PublishParser:
+    """Judges a connection's requests in turn, remembering the heads it judged.
+
+    A client sends the same few heads again and again (only
+    ``Content-Length`` changes, if anything), so a head seen before, byte for
+    byte, is not parsed again.
+    """
+
+    __slots__ = ("_heads", "_max_body")
+
+    def __init__(self, max_body: int) -> None:
+        #: The largest body taken; a longer one is handed over (aiohttp answers it 413).
+        self._max_body = max_body
+        self._heads: dict[bytes, PublishHead | Handover] = {}
+
+    def parse(self, data: bytes, start: int) -> Parsed:
+        """Judge the request starting at ``data[start]``.
+
+        Returns ``(head, body, end)`` (the next request starts at ``data[end]``),
+        :data:`INCOMPLETE`, or a :class:`Handover`.
+        """
+        blank = data.find(b"\r\n\r\n", start)
+        if blank < 0:
+            available = data[start : start + len(REQUEST_LINE)]
+            if not REQUEST_LINE.startswith(available):
+                return Handover("not POST /api/publish HTTP/1.1")
+            if len(data) - start >= MAX_HEAD:
+                return Handover("head too long")
+            return INCOMPLETE
+        head_end = blank + 4
+        if head_end - start > MAX_HEAD:
+            return Handover("head too long")
+        raw = data[start:head_end]
+        head = self._heads.get(raw)
+        if head is None:
+            head = judge_head(raw, self._max_body)
+            if len(self._heads) >= MEMO_SIZE:
+                self._heads.clear()
+            self._heads[raw] = head
+        if isinstance(head, Handover):
+            return head
+        end = head_end + head.length
+        if len(data) < end:
+            return INCOMPLETE
+        return head, data[head_end:end], end
 
 
 def parse_publish(data: bytes, start: int, max_body: int) -> Parsed:
-    """Judge the request starting at ``data[start]``.
+    """:meth:`PublishParser.parse` with nothing remembered."""
+    return PublishParser(max_body).parse(data, start)
 
-    Returns ``(request, end)`` (the next request starts at ``data[end]``),
-    :data:`INCOMPLETE`, or a :class:`Handover`. ``max_body`` is the largest
-    body taken; a longer one is handed over (aiohttp answers it 413).
-    """
-    blank = data.find(b"\r\n\r\n", start)
-    if blank < 0:
-        available = data[start : start + len(REQUEST_LINE)]
-        if not REQUEST_LINE.startswith(available):
-            return Handover("not POST /api/publish HTTP/1.1")
-        if len(data) - start >= MAX_HEAD:
-            return Handover("head too long")
-        return INCOMPLETE
-    head_end = blank + 4
-    if head_end - start > MAX_HEAD:
-        return Handover("head too long")
-    line_end = start + len(REQUEST_LINE)
-    if data[start:line_end] != REQUEST_LINE:
+
+def judge_head(head: bytes, max_body: int) -> PublishHead | Handover:
+    """Judge a whole head (request line through the blank line, at most MAX_HEAD bytes)."""
+    if not head.startswith(REQUEST_LINE):
         return Handover("not POST /api/publish HTTP/1.1")
-    fields = data[line_end : blank + 2]
+    fields = head[len(REQUEST_LINE) : -2]
     length: int | None = None
     x_api_key: str | None = None
     authorization: str | None = None
@@ -206,8 +245,4 @@ def parse_publish(data: bytes, start: int, max_body: int) -> Parsed:
         return Handover("no Host")
     if length > max_body:
         return Handover("body over the limit")
-    end = head_end + length
-    if len(data) < end:
-        return INCOMPLETE
-    request = PublishRequest(data[head_end:end], x_api_key, authorization, forwarded_for, close)
-    return request, end
+    return PublishHead(length, x_api_key, authorization, tuple(forwarded_for), close)

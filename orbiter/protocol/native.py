@@ -17,6 +17,7 @@ socket or an event loop.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,13 +238,16 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
     raise Refusal(ErrorCode.METHOD_NOT_FOUND, f"unknown op {op[:40]!r}")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def validate_channel(channel: object) -> str:
     """Return ``channel`` if it is a well-formed channel name, else raise ValueError."""
     if not isinstance(channel, str) or not channel:
         raise ValueError("'channel' must be a non-empty string")
     if len(channel) > MAX_CHANNEL_LENGTH:
         raise ValueError(f"'channel' is longer than {MAX_CHANNEL_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in channel):
+    if _CONTROL.search(channel) is not None:
         raise ValueError("'channel' contains a control character")
     return channel
 

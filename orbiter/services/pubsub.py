@@ -29,6 +29,8 @@ from orbiter.protocol.native import encode_presence, encode_publication
 from orbiter.services.shared_batch import SharedBatch
 
 BatchHandler = Callable[[SharedBatch], None]
+#: Channels whose history policy :meth:`PubSub.policy` remembers.
+_POLICY_MEMO = 65_536
 
 
 class Subscriber(Protocol):
@@ -88,13 +90,23 @@ class PubSub:
         self._presence = presence
         self._channels: dict[str, _Channel] = {}
         self._write_delay = config.session.write_delay
+        #: Each recent channel's history policy (the config does not change while running).
+        self._policies: dict[str, HistoryPolicy] = {}
         #: Channels with publications waiting for the next flush (one timer for all).
         self._dirty: list[_Channel] = []
         broker.set_handlers(self._fan_out, self._fan_out_presence)
 
     def policy(self, channel: str) -> HistoryPolicy:
-        rule = self._config.rule_for(channel)
-        return HistoryPolicy(rule.history_size, rule.history_ttl, self._config.history_meta_ttl)
+        policy = self._policies.get(channel)
+        if policy is None:
+            rule = self._config.rule_for(channel)
+            policy = HistoryPolicy(
+                rule.history_size, rule.history_ttl, self._config.history_meta_ttl
+            )
+            if len(self._policies) >= _POLICY_MEMO:
+                self._policies.clear()
+            self._policies[channel] = policy
+        return policy
 
     async def subscribe(self, sub: Subscriber, channel: str) -> None:
         """Deliver ``channel``'s publications to ``sub`` from now on."""

@@ -89,13 +89,13 @@ def connect(srv: RunningServer) -> socket.socket:
 
 
 def read_responses(sock: socket.socket, count: int, timeout: float = 5.0) -> list[Response]:
-    """Read until ``count`` whole responses arrived (or the server closed)."""
+    """Read until ``count`` whole final (not 1xx) responses arrived (or the server closed)."""
     data = b""
     deadline = time.monotonic() + timeout
     while True:
         try:
             responses = parse_responses(data)
-            if len(responses) >= count:
+            if len([r for r in responses if r.status >= 200]) >= count:
                 return responses
         except (ValueError, AssertionError, KeyError):
             pass

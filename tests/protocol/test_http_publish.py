@@ -10,8 +10,10 @@ from orbiter.protocol.http_publish import (
     INCOMPLETE,
     MAX_HEAD,
     MAX_HEADERS,
+    MEMO_SIZE,
     Handover,
-    PublishRequest,
+    PublishHead,
+    PublishParser,
     parse_publish,
 )
 
@@ -32,7 +34,7 @@ def request(
     return line + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + body
 
 
-def taken(data: bytes, start: int = 0) -> tuple[PublishRequest, int]:
+def taken(data: bytes, start: int = 0) -> tuple[PublishHead, bytes, int]:
     parsed = parse_publish(data, start, LIMIT)
     assert isinstance(parsed, tuple), parsed
     return parsed
@@ -47,13 +49,14 @@ def test_one_request_and_its_fields() -> None:
         b"Content-Type: application/json",
         b"Connection: keep-alive",
     )
-    req, end = taken(data)
+    head, body, end = taken(data)
     assert end == len(data)
-    assert req.body == BODY
-    assert req.x_api_key == "k1"
-    assert req.authorization == "apikey k2"
-    assert req.forwarded_for == ["10.0.0.1", "10.0.0.2, 10.0.0.3"]
-    assert req.close is False
+    assert body == BODY
+    assert head.length == len(BODY)
+    assert head.x_api_key == "k1"
+    assert head.authorization == "apikey k2"
+    assert head.forwarded_for == ("10.0.0.1", "10.0.0.2, 10.0.0.3")
+    assert head.close is False
 
 
 def test_pipelined_requests_follow_each_other() -> None:
@@ -61,8 +64,8 @@ def test_pipelined_requests_follow_each_other() -> None:
     data = b"".join(request(body=b) for b in bodies)
     pos, seen = 0, []
     while pos < len(data):
-        req, pos = taken(data, pos)
-        seen.append(req.body)
+        _, body, pos = taken(data, pos)
+        seen.append(body)
     assert seen == bodies
 
 
@@ -70,8 +73,8 @@ def test_pipelined_requests_follow_each_other() -> None:
     "value", [b"close", b"Close", b"keep-alive, close", b"close ,keep-alive", b"CLOSE"]
 )
 def test_connection_close_is_noticed(value: bytes) -> None:
-    req, _ = taken(request(b"Connection: " + value))
-    assert req.close is True
+    head, _, _ = taken(request(b"Connection: " + value))
+    assert head.close is True
 
 
 def test_every_prefix_is_incomplete() -> None:
@@ -82,12 +85,12 @@ def test_every_prefix_is_incomplete() -> None:
 
 
 def test_an_empty_body_is_taken_for_the_api_to_refuse() -> None:
-    req, _ = taken(request(body=b""))
-    assert req.body == b""
+    _, body, _ = taken(request(body=b""))
+    assert body == b""
 
 
 def test_a_body_at_the_limit_is_taken_one_over_is_not() -> None:
-    assert taken(request(body=b"x" * LIMIT))[0].body == b"x" * LIMIT
+    assert taken(request(body=b"x" * LIMIT))[1] == b"x" * LIMIT
     assert isinstance(parse_publish(request(body=b"x" * (LIMIT + 1)), 0, LIMIT), Handover)
     # Judged from the head alone: the body is not waited for.
     head = request(body=b"x" * (LIMIT + 1))[: -(LIMIT + 1)]
@@ -151,7 +154,7 @@ def test_what_is_not_fully_understood_is_handed_over(data: bytes) -> None:
     assert isinstance(parse_publish(data, 0, LIMIT), Handover)
     # Also when it follows a request that was taken: from its own first byte.
     first = request()
-    _req, end = taken(first + data)
+    _, _, end = taken(first + data)
     assert end == len(first)
     assert isinstance(parse_publish(first + data, end, LIMIT), Handover)
 
@@ -169,16 +172,17 @@ def test_an_unfinished_head_of_another_request_is_handed_over_at_once() -> None:
 
 def test_headers_up_to_the_limit_are_taken() -> None:
     data = request(*[b"X-H%d: v" % i for i in range(MAX_HEADERS - 2)])
-    assert taken(data)[1] == len(data)
+    assert taken(data)[2] == len(data)
 
 
 @given(st.binary(max_size=400), st.integers(min_value=0, max_value=50))
 def test_any_bytes_are_judged_without_error(data: bytes, start: int) -> None:
     parsed = parse_publish(data, min(start, len(data)), LIMIT)
     if isinstance(parsed, tuple):
-        req, end = parsed
+        head, body, end = parsed
         assert end <= len(data)
-        assert data[end - len(req.body) : end] == req.body
+        assert len(body) == head.length
+        assert data[end - len(body) : end] == body
 
 
 @given(
@@ -194,9 +198,31 @@ def test_any_bytes_are_judged_without_error(data: bytes, start: int) -> None:
 )
 def test_generated_requests_are_taken_whole(headers: list[tuple[bytes, str]], body: bytes) -> None:
     data = request(*[name + b": " + value.encode() for name, value in headers], body=body)
-    req, end = taken(data + b"POST")
+    head, got, end = taken(data + b"POST")
     assert end == len(data)
-    assert req.body == body
+    assert got == body
     keys = dict(headers)
-    assert req.x_api_key == keys.get(b"X-API-Key")
-    assert req.authorization == keys.get(b"Authorization")
+    assert head.x_api_key == keys.get(b"X-API-Key")
+    assert head.authorization == keys.get(b"Authorization")
+
+
+def test_a_remembered_head_gives_the_same_verdict() -> None:
+    parser = PublishParser(LIMIT)
+    good, bad = request(b"X-API-Key: a"), request(b"Expect: 100-continue")
+    data = (good + bad) * 3
+    first = parser.parse(data, 0)
+    assert isinstance(first, tuple)
+    for _ in range(3):
+        again = parser.parse(data, 0)
+        assert isinstance(again, tuple)
+        assert again[0] is first[0]
+        assert again[1:] == first[1:]
+        assert isinstance(parser.parse(data, len(good)), Handover)
+
+
+def test_the_memory_is_bounded() -> None:
+    parser = PublishParser(LIMIT)
+    for i in range(MEMO_SIZE * 3):
+        data = request(b"X-N: %d" % i)
+        assert isinstance(parser.parse(data, 0), tuple)
+    assert len(parser._heads) <= MEMO_SIZE
