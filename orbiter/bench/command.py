@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
         "--target",
         action="append",
         default=[],
-        help="a running server: name=N,flavor=orbiter|broadcast|nchan,url=http://H:P[,pid=PID]",
+        help="a running server: name=N,flavor=F,url=http://H:P[,pid=PID][,pub=http://H:P] "
+        "(pub: where to publish, if not url)",
     )
     p.add_argument("--server-cpu", default="0", help="core for spawned servers (taskset)")
     p.add_argument("--loadgen-cpu", type=int, default=1, help="core for the load generator")
@@ -82,7 +83,7 @@ def parse_target(text: str) -> Target:
     if flavor not in FLAVORS:
         raise BenchError(f"--target flavor must be one of {', '.join(FLAVORS)}")
     pid = int(fields["pid"]) if "pid" in fields else None
-    return Target(fields.get("name", flavor), flavor, url, pid)
+    return Target(fields.get("name", flavor), flavor, url, pid, fields.get("pub"))
 
 
 def main(argv: list[str]) -> int:

@@ -24,6 +24,12 @@
   packet arrives, ready at the server's ``40{...}`` (the room is joined
   before it is sent), pings ``2`` answered ``3``; ``POST /pub?channel=C``
   (raw body) publishes, arriving as ``42["message","<body>"]``.
+- ``pushpin``: Pushpin with ``peers/pushpin_origin.py`` behind it: WebSocket
+  on ``/ws?channel=C`` (the origin subscribes it over WebSocket-over-HTTP
+  before the handshake is answered); ``POST /publish/`` on Pushpin's control
+  port (the target's ``pub_url``) with one ``ws-message`` item; that API
+  closes the connection after each answer, so ``depth`` connections carry
+  one request each and connect again after it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import orjson
 
 from orbiter.bench.scenarios import Scenario
 
-FLAVORS = ("orbiter", "broadcast", "broadcast-ws", "nchan", "socketio")
+FLAVORS = ("orbiter", "broadcast", "broadcast-ws", "nchan", "socketio", "pushpin")
 
 
 class FlavorError(ValueError):
@@ -79,7 +85,7 @@ def subscriber_lines(
         return
     if scenario.transport != "ws":
         raise FlavorError(f"flavor {flavor!r} is only benchmarked over WebSocket")
-    if flavor in ("broadcast", "broadcast-ws"):
+    if flavor in ("broadcast", "broadcast-ws", "pushpin"):
         yield f"ws /ws?channel={channel}"
     elif flavor == "nchan":
         yield f"ws /sub/{channel}"
@@ -133,6 +139,18 @@ def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
             raise FlavorError("nchan is published to over HTTP only here")
         yield "pub_path /pub/@C"
         yield "pub_item @P"
+    elif flavor == "pushpin":
+        if scenario.route != "http":
+            raise FlavorError("Pushpin is published to over HTTP only here")
+        yield "pub_path /publish/"
+        # Its control API closes the connection after every response: ``depth``
+        # connections with one request each, each connecting again after its answer.
+        yield f"pub_conns {scenario.depth}"
+        yield "pub_depth 1"
+        content = {"ws-message": {"content": "@P"}}
+        yield (
+            "pub_item " + orjson.dumps({"items": [{"channel": "@C", "formats": content}]}).decode()
+        )
     elif flavor == "socketio":
         if scenario.route != "http":
             raise FlavorError("the socketio peer is published to over HTTP only")

@@ -124,7 +124,7 @@ static uint32_t (*whist)[WBUCKETS];
 static long wcount[MAX_WINDOWS];
 static long wmax[MAX_WINDOWS];
 static long nwindows;
-static long pub_reconnects;
+static long pub_reconnects, pub_connects;
 static long lp_polls, lp_unrecoverable, lp_errors;
 static long churn_ms, churn_cycles, churn_failures;
 static int churning;
@@ -680,35 +680,47 @@ static void publish_one(pubconn_t *p, uint64_t stamp) {
 }
 
 /* Count complete HTTP responses (or WS acks) in the publisher's input. */
+/* The publisher's connection ended: the server closed it (``announced``: after a
+ * response saying "Connection: close", as Pushpin's control API does after
+ * every request), or it went away. HTTP publishers connect again; what was
+ * still in flight is lost and counted as errors. */
+static void pub_reconnect(pubconn_t *p, int announced) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, p->fd, NULL);
+    close(p->fd);
+    if (pub_ws || (!announced && pub_reconnects >= 100)) {
+        fprintf(stderr, "loadgen: publisher connection closed by the server\n");
+        p->state = S_CLOSED;
+        return;
+    }
+    if (announced) pub_connects++;
+    else pub_reconnects++;
+    pub_errors += p->inflight;
+    p->inflight = 0, p->nin = 0, p->nout = p->offout = 0;
+    p->fd = open_pub_socket();
+    struct pollfd pfd = {p->fd, POLLOUT, 0};
+    poll(&pfd, 1, 5000);
+    add_fd(p->fd, (1ull << 32) | (p - pubs), EPOLLIN);
+}
+
 static void pub_readable(pubconn_t *p) {
+    int eof = 0, closing = 0;
     for (;;) {
         if (p->capin - p->nin < 65536) p->capin = p->capin * 2 + 65536, p->in = realloc(p->in, p->capin);
         ssize_t r = read(p->fd, p->in + p->nin, p->capin - p->nin);
         if (r <= 0) {
-            if (r < 0 && errno == EAGAIN) break;
-            epoll_ctl(epfd, EPOLL_CTL_DEL, p->fd, NULL);
-            close(p->fd);
-            if (pub_ws || pub_reconnects >= 100) {
-                fprintf(stderr, "loadgen: publisher connection closed by the server\n");
-                p->state = S_CLOSED;
-                return;
-            }
-            /* HTTP keep-alive ended: reconnect; what was in flight is lost */
-            pub_reconnects++;
-            pub_errors += p->inflight;
-            p->inflight = 0, p->nin = 0, p->nout = p->offout = 0;
-            p->fd = open_pub_socket();
-            struct pollfd pfd = {p->fd, POLLOUT, 0};
-            poll(&pfd, 1, 5000);
-            add_fd(p->fd, (1ull << 32) | (p - pubs), EPOLLIN);
-            return;
+            if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+            eof = 1;
+            break;
         }
         p->nin += r;
     }
     size_t off = 0;
     if (p->state == S_HANDSHAKE) {
         unsigned char *e = memmem(p->in, p->nin, "\r\n\r\n", 4);
-        if (!e) return;
+        if (!e) {
+            if (eof) pub_reconnect(p, 0);
+            return;
+        }
         if (!memmem(p->in, e - p->in, " 101 ", 5)) {
             fprintf(stderr, "loadgen: publisher handshake: %.*s\n", (int)(e - p->in), p->in);
             exit(2);
@@ -773,6 +785,7 @@ static void pub_readable(pubconn_t *p) {
             if (n < total) break;
             int status = 0;
             sscanf((char *)s, "HTTP/1.%*d %d", &status);
+            if (memmem(s, e - s, "onnection: close", 16) || memmem(s, e - s, "onnection: Close", 16)) closing = 1;
             if (status < 200 || status >= 300) {
                 pub_errors++;
                 if (pub_errors <= 3) fprintf(stderr, "loadgen: publish answered %.*s\n", (int)(total > 400 ? 400 : total), s);
@@ -785,6 +798,7 @@ static void pub_readable(pubconn_t *p) {
     }
     memmove(p->in, p->in + off, p->nin - off);
     p->nin -= off;
+    if (eof || closing) pub_reconnect(p, closing);
 }
 
 /* ------------------------------------------------------------------ config */
@@ -869,8 +883,8 @@ static void load_config(const char *file) {
 }
 
 static void dump_json(void) {
-    printf("{\"publisher_reconnects\":%ld,\"churn_cycles\":%ld,\"churn_failures\":%ld,", pub_reconnects,
-           churn_cycles, churn_failures);
+    printf("{\"publisher_reconnects\":%ld,\"publisher_connects\":%ld,\"churn_cycles\":%ld,\"churn_failures\":%ld,",
+           pub_reconnects, pub_connects, churn_cycles, churn_failures);
     printf("\"polls\":%ld,\"polls_unrecoverable\":%ld,\"poll_errors\":%ld,", lp_polls, lp_unrecoverable, lp_errors);
     printf("\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,\"unique\":%ld,\"duplicates\":%ld,"
            "\"bad\":%ld,\"first_send_us\":%llu,\"last_pub_us\":%llu,\"last_recv_us\":%llu,\"latency_max_us\":%ld,",

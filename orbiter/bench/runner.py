@@ -38,22 +38,35 @@ class Target:
     flavor: str
     url: str
     pid: int | None = None
+    #: Where the publisher connects, when not to ``url`` (Pushpin's control port).
+    pub_url: str | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.url)
-        if parts.hostname is None or parts.port is None:
-            raise BenchError(f"target URL {self.url!r} needs a host and a port")
-        return parts.hostname, parts.port
+        return _host_port(self.url)
+
+    @property
+    def pub_host_port(self) -> tuple[str, int]:
+        return _host_port(self.pub_url or self.url)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    if parts.hostname is None or parts.port is None:
+        raise BenchError(f"target URL {url!r} needs a host and a port")
+    return parts.hostname, parts.port
 
 
 def loadgen_config(scenario: Scenario, target: Target) -> tuple[str, list[int]]:
     """The load generator's config text, and each subscriber's channel index."""
     host, port = target.host_port
+    pub_host, pub_port = target.pub_host_port
     channels = max(scenario.channels, 1)
     lines = [
         f"host {host}",
         f"port {port}",
+        f"pub_host {pub_host}",
+        f"pub_port {pub_port}",
         f"timeout_ms {int(scenario.timeout * 1000)}",
         f"settle_ms {int(scenario.settle * 1000)}",
         f"churn_ms {int(scenario.churn * 1000)}",
@@ -192,6 +205,7 @@ def _result(
         "publish_acked": report["acked"],
         "publish_errors": report["publish_errors"],
         "publisher_reconnects": report.get("publisher_reconnects", 0),
+        "publisher_connects": report.get("publisher_connects", 0),
         "deliveries": delivered,
         "expected_deliveries": sum(expected),
         "lost": lost,

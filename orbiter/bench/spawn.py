@@ -32,7 +32,14 @@ SPAWNABLE = {
     "nchan-1": "nchan",
     "nchan-2": "nchan",
     "socketio": "socketio",
+    "pushpin": "pushpin",
 }
+
+#: Pushpin's handler sends at most ``message_rate`` messages per second and
+#: queues ``message_hwm`` beyond that (its defaults: 2,500 and 25,000, which
+#: would make a fan-out benchmark measure the limit); raised for the bench.
+PUSHPIN_MESSAGE_RATE = 100_000_000
+PUSHPIN_MESSAGE_HWM = 100_000_000
 
 BENCH_CONFIG = """\
 [limits]
@@ -78,6 +85,8 @@ class Spawned:
     tmp: tempfile.TemporaryDirectory[str]
     pidfile: Path | None = None
     log: Path = field(default_factory=Path)
+    #: Helper processes (Pushpin's origin) stopped after the server.
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stop(self) -> None:
         if self.pidfile is not None:  # nginx daemonizes: stop its master by the pid it wrote
@@ -94,6 +103,13 @@ class Spawned:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for helper in self.helpers:
+            helper.terminate()
+            try:
+                helper.wait(10)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
         self.tmp.cleanup()
 
 
@@ -120,6 +136,8 @@ def spawn(
     log = Path(tmp.name) / "server.log"
     pidfile = None
     env = None
+    helpers: list[subprocess.Popen[bytes]] = []
+    pub_url = None
     if name == "orbiter-before":
         if baseline is None or not (Path(baseline) / "orbiter" / "__init__.py").exists():
             raise Unavailable("orbiter-before needs --baseline DIR, a source tree of orbiter")
@@ -147,6 +165,8 @@ def spawn(
                 "python-socketio is not installed (pip install -e '.[bench]')"
             ) from None
         cmd = [sys.executable, "-m", "orbiter.bench.peers.socketio_broadcast", str(port)]
+    elif name == "pushpin":
+        cmd, pub_url, helpers = _pushpin(Path(tmp.name), port, pin)
     elif name == "node-ws":
         node = shutil.which("node")
         if node is None or not (PEERS_DIR / "node_modules" / "ws").exists():
@@ -170,9 +190,13 @@ def spawn(
         pin = pin if name == "nchan-1" else []
         cmd = [nginx, "-c", str(conf), "-p", tmp.name]
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*pin, *cmd], stdout=out, stderr=subprocess.STDOUT, cwd=tmp.name, env=env
-        )
+        try:
+            proc = subprocess.Popen(
+                [*pin, *cmd], stdout=out, stderr=subprocess.STDOUT, cwd=tmp.name, env=env
+            )
+        except BaseException:
+            _stop_helpers(helpers)
+            raise
     if pidfile is not None:
         proc.wait(10)
         if proc.returncode != 0:
@@ -186,15 +210,68 @@ def spawn(
     else:
         try:
             _wait_listening(port, proc)
+            if pub_url is not None:
+                _wait_listening(Target(name, name, pub_url).pub_host_port[1], proc)
         except BenchError:
             proc.kill()
             proc.wait()
+            _stop_helpers(helpers)
             raise BenchError(f"{name} did not start: {log.read_text()[-2000:]}") from None
         spawned = Spawned(
-            Target(name, SPAWNABLE[name], f"http://127.0.0.1:{port}", proc.pid),
+            Target(name, SPAWNABLE[name], f"http://127.0.0.1:{port}", proc.pid, pub_url),
             proc,
             tmp,
             None,
             log,
+            helpers,
         )
     return spawned
+
+
+def _stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
+    for helper in helpers:
+        helper.kill()
+        helper.wait()
+
+
+def _pushpin(
+    tmp: Path, port: int, pin: list[str]
+) -> tuple[list[str], str, list[subprocess.Popen[bytes]]]:
+    """Pushpin's command line, its publish URL, and its origin (started here).
+
+    Pushpin runs from its own config in ``tmp`` (``peers/pushpin.conf``) on
+    free ports, with the WebSocket-over-HTTP origin
+    (``peers/pushpin_origin.py``) on another; its runner starts condure,
+    zurl, pushpin-proxy and pushpin-handler as its children.
+    """
+    pushpin = shutil.which("pushpin")
+    if pushpin is None or shutil.which("condure") is None or shutil.which("zurl") is None:
+        raise Unavailable("Pushpin is not installed (apt-get install pushpin)")
+    origin_port, control, pull, sub, command = (free_port() for _ in range(5))
+    values = {
+        "@DIR@": str(tmp),
+        "@PORT@": str(port),
+        "@CONTROL_PORT@": str(control),
+        "@PULL_PORT@": str(pull),
+        "@SUB_PORT@": str(sub),
+        "@COMMAND_PORT@": str(command),
+        "@MESSAGE_RATE@": str(PUSHPIN_MESSAGE_RATE),
+        "@MESSAGE_HWM@": str(PUSHPIN_MESSAGE_HWM),
+    }
+    text = (PEERS_DIR / "pushpin.conf").read_text()
+    for key, value in values.items():
+        text = text.replace(key, value)
+    (tmp / "run").mkdir()
+    (tmp / "pushpin.conf").write_text(text)
+    (tmp / "routes").write_text(f"* 127.0.0.1:{origin_port},over_http\n")
+    origin_cmd = [sys.executable, "-m", "orbiter.bench.peers.pushpin_origin", str(origin_port)]
+    with (tmp / "origin.log").open("wb") as out:
+        origin = subprocess.Popen([*pin, *origin_cmd], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(origin_port, origin)
+    except BenchError:
+        _stop_helpers([origin])
+        log = (tmp / "origin.log").read_text()
+        raise BenchError(f"the Pushpin origin did not start: {log}") from None
+    cmd = [pushpin, "--config", str(tmp / "pushpin.conf"), "--merge-output"]
+    return cmd, f"http://127.0.0.1:{control}", [origin]

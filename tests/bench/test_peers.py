@@ -18,7 +18,7 @@ import pytest
 
 from orbiter.bench.runner import Target, run
 from orbiter.bench.scenarios import Scenario
-from orbiter.bench.spawn import _wait_listening, free_port
+from orbiter.bench.spawn import _wait_listening, free_port, spawn
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="needs gcc (scripts/system-packages installs it)"
@@ -73,3 +73,24 @@ def test_socketio_pings_are_answered() -> None:
     assert result["subscribers_failed"] == result["subscribers_closed"] == 0
     assert result["deliveries"] == result["expected_deliveries"] == 20 * 15
     assert result["lost"] == 0
+
+
+@pytest.mark.skipif(
+    shutil.which("pushpin") is None, reason="Pushpin is not installed (apt-get install pushpin)"
+)
+def test_pushpin_subscribers_get_what_its_control_api_publishes() -> None:
+    server = spawn("pushpin", None)
+    try:
+        assert server.target.pub_url is not None
+        assert server.target.pub_url != server.target.url
+        result = run(SMALL, server.target, progress=None)
+    finally:
+        server.stop()
+    assert result["subscribers_failed"] == 0
+    assert result["published"] == result["publish_acked"] == 50
+    # Its control API closes the connection after each answer.
+    assert result["publisher_connects"] == 50
+    assert result["publish_errors"] == result["publisher_reconnects"] == 0
+    assert result["deliveries"] == result["expected_deliveries"] == 20 * 25
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
+    assert result["server"]["processes"] >= 4  # the runner, condure, zurl, proxy, handler
