@@ -1128,7 +1128,9 @@ int main(int argc, char **argv) {
         long inflight = 0;
         for (int i = 0; i < npubconns; i++) inflight += pubs[i].inflight;
         if (next_seq >= nmsgs && inflight <= 0 && total_unique >= expected) break;
-        if (settle_until && now > settle_until) break;
+        /* after the last publication, wait until nothing has arrived for settle_ms
+         * (a server that queued what it accepted is still delivering), or the timeout */
+        if (settle_until && now > settle_until && now > last_recv_us + settle_ms * 1000) break;
         if (now > deadline) {
             fprintf(stderr, "loadgen: timed out after %ld ms\n", timeout_ms);
             break;

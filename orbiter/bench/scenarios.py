@@ -32,6 +32,8 @@ class Scenario:
     #: Bytes of payload per publication (the marker plus padding).
     payload: int = 100
     timeout: float = 120.0
+    #: Once everything is published, the run ends when every expected delivery
+    #: has arrived, or nothing has for ``settle`` seconds, or at ``timeout``.
     settle: float = 5.0
     #: Seconds during which every subscriber, once subscribed, disconnects and
     #: connects again (``churn``); 0: subscribers stay.
