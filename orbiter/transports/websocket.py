@@ -15,7 +15,11 @@ there: orbiter answers ``101`` itself and serves the connection with a bare
 :class:`NativeWebSocket` protocol (``__slots__``) over the sans-I/O frame
 core :class:`~orbiter.protocol.websocket.ServerConnection`. An idle
 connection holds no aiohttp object, no coroutine frame, no task and no timer
-of its own (docs/benchmarks.md, "idle", says what it costs).
+of its own. Measured (``orbiter bench idle``, 10,000 connections, 3 runs):
+4.95 KiB of RSS per connection, against 18.2 on aiohttp's WebSocket the
+commit before and 10.2 for nginx + nchan in the same run; by tracemalloc,
+5.1 KiB: wsproto 1.6, uvloop's transport 1.0, the session and its
+subscription 0.9, this protocol, the claim and the wheel 0.7.
 The checks are the ones the aiohttp route applies, from the same functions:
 the handshake (aiohttp's rules, :mod:`orbiter.protocol.websocket_handshake`),
 the origin (:func:`~orbiter.transports.guard.origin_verdict`), the trusted
@@ -32,10 +36,13 @@ keeping a second WebSocket implementation for that case would mean two.
 
 Why not let aiohttp do the handshake and take the transport afterwards
 (``transport.set_protocol``)? aiohttp's request handler would still own the
-connection: it closes the WebSocket when the handler returns, keeps the
+connection: it closes the WebSocket when the handler returns (so the
+handler, the frame we want gone, would have to stay suspended), keeps the
 connection in its server's bookkeeping until ``connection_lost`` (which it
-would never see), and its keep-alive and heartbeat timers; undoing that
-needs its private internals.
+would never see: a leak per connection), and its keep-alive and heartbeat
+timers; undoing that needs its private internals. Taking the head before
+aiohttp also takes aiohttp's request machinery off every connect (``churn``:
+0.63 CPU ms per connect against 0.80 before, same run).
 
 **Heartbeats** are WebSocket ping frames (browsers answer them by
 themselves), driven by one :class:`~orbiter.transports.deadlines.DeadlineWheel`
