@@ -207,3 +207,13 @@ def test_sockjs_heartbeats_and_pings_are_ignored() -> None:
     assert result["subscribers_failed"] == 0
     assert result["deliveries"] == 20 * 20
     assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_many_complaints_from_the_load_generator_do_not_stall_the_run() -> None:
+    # 3,000 refused connections are ~120 KiB of complaints: more than a pipe holds.
+    target = Target("nobody", "broadcast", f"http://127.0.0.1:{free_port()}", None)
+    scenario = replace(SMALL, subscribers=3_000, messages=0, timeout=10, settle=0.5)
+    result = run(scenario, target, progress=None)
+    assert result["subscribers_failed"] == 3_000
+    assert result["loadgen_errors"], "the complaints are reported"
