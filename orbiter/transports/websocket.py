@@ -54,9 +54,10 @@ The same wheel cuts a connection whose client does not answer orbiter's
 close frame within ``session.pong_timeout`` (a slow consumer's close frame
 waits behind what it does not read).
 
-Commands of one connection run in order: while ``session.receive`` of one
-message is pending (a task, only then), reading is paused and later
-messages wait.
+Commands of one connection run in order: a message that arrives starts a
+task that runs ``session.receive`` for it and then for each message already
+received after it, and ends when none is left (so an idle connection has
+none); while it runs, reading is paused.
 """
 
 from __future__ import annotations
@@ -284,33 +285,48 @@ class NativeWebSocket(ClaimedProtocol):
     # ------------------------------------------------------------------ input
 
     def _process(self) -> None:
-        """Handle what was received, up to a message whose commands must run first."""
-        core, transport = self._core, self._transport
-        while core is not None and transport is not None:
+        """Handle what was received; a message starts the task that runs it and those after it."""
+        data = self._next_message()
+        if data is not None:
+            task = asyncio.get_running_loop().create_task(self._run(data))
+            self._receiving = task
+            task.add_done_callback(self._received)
+        elif self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def _next_message(self) -> str | bytes | None:
+        """Handle control events up to the next message to run; None if none has come."""
+        while True:
+            core, transport = self._core, self._transport
+            if core is None or transport is None:
+                return None
             event = core.next_event()
             out = core.data_to_send()
             if out:
                 transport.write(out)
             if event is None:
-                break
+                return None
             if isinstance(event, Message):
                 session = self._session
                 if session is not None and not session.closed:
-                    task = asyncio.get_running_loop().create_task(session.receive(event.data))
-                    self._receiving = task
-                    task.add_done_callback(self._received)
-                    return
+                    return event.data
             elif isinstance(event, PeerClosed):
                 transport.close()  # after the reply to its close frame
-                return
+                return None
             else:
                 self._failed(event, core, transport)
                 if core.closed:
                     transport.close()
-                    return
-        if self._paused and transport is not None:
-            self._paused = False
-            transport.resume_reading()
+                    return None
+
+    async def _run(self, data: str | bytes) -> None:
+        """Run the commands of each message received, in order, until none is left."""
+        session = self._session
+        message: str | bytes | None = data
+        while message is not None and session is not None:
+            await session.receive(message)
+            message = self._next_message()
 
     def _received(self, task: asyncio.Task[None]) -> None:
         self._receiving = None
@@ -319,7 +335,7 @@ class NativeWebSocket(ClaimedProtocol):
         if self._transport is None:
             self._end()
         else:
-            self._process()
+            self._process()  # what came since the task's last look
 
     def _failed(self, event: Failed, core: ServerConnection, transport: asyncio.Transport) -> None:
         if event.code == MESSAGE_TOO_BIG:
