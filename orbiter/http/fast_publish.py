@@ -138,8 +138,9 @@ class FastPublishProtocol(ClaimedProtocol):
     """Serves one claimed connection's publish requests, until one is not (then aiohttp does)."""
 
     __slots__ = (
-        "_buffer",
+        "_buffered",
         "_busy",
+        "_chunks",
         "_closing",
         "_dates",
         "_eof",
@@ -151,6 +152,7 @@ class FastPublishProtocol(ClaimedProtocol):
         "_takeover",
         "_task",
         "_transport",
+        "_wanted",
         "_write_paused",
     )
 
@@ -161,7 +163,12 @@ class FastPublishProtocol(ClaimedProtocol):
         self._dates = dates
         self._parser = PublishParser(node.config.limits.max_http_body)
         self._loop = asyncio.get_running_loop()
-        self._buffer = b""
+        #: What was read and not yet answered (the start of a request), in pieces, and its size;
+        #: it is judged again once ``_wanted`` bytes are here (a long body is not re-joined
+        #: on every read).
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._wanted = 0
         #: A publish suspended (not the memory engine): its task answers, then serving resumes.
         self._busy = False
         self._task: asyncio.Task[None] | None = None
@@ -178,10 +185,11 @@ class FastPublishProtocol(ClaimedProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
-        if self._busy:
-            self._buffer += data
+        if self._busy or self._buffered + len(data) < self._wanted:
+            self._chunks.append(data)
+            self._buffered += len(data)
             return
-        self._serve(self._buffer + data if self._buffer else data)
+        self._serve(self._unread(data))
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -190,7 +198,7 @@ class FastPublishProtocol(ClaimedProtocol):
         return self._end_of_input()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._buffer = b""
+        self._unread()
         self._stop_timer()
         self._takeover.release(self)
 
@@ -231,15 +239,15 @@ class FastPublishProtocol(ClaimedProtocol):
             if response is None:  # the publish suspended; its task answers and resumes
                 if out:
                     transport.write(b"".join(out))
-                self._buffer = buffer[pos:]
+                self._keep(buffer[pos:], 0)
                 return
             out.append(response)
             if head.close:
                 transport.write(b"".join(out))
-                self._buffer = b""
                 transport.close()
                 return
-        self._buffer = buffer[pos:] if pos else buffer
+        if pos < size:
+            self._keep(buffer[pos:] if pos else buffer, self._parser.wanted)
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -277,7 +285,7 @@ class FastPublishProtocol(ClaimedProtocol):
             transport.close()
             return
         self._update_reading()
-        buffer, self._buffer = self._buffer, b""
+        buffer = self._unread()
         if buffer:
             self._serve(buffer)
         if self._eof and not self._busy and not transport.is_closing() and not self._end_of_input():
@@ -336,7 +344,6 @@ class FastPublishProtocol(ClaimedProtocol):
 
     def _hand_over(self, data: bytes) -> None:
         """Give the connection to aiohttp from the first byte of the request in ``data``."""
-        self._buffer = b""
         self._stop_timer()
         inner = self._takeover.to_aiohttp(self, data)
         if self._eof and not inner.eof_received():
@@ -344,11 +351,27 @@ class FastPublishProtocol(ClaimedProtocol):
 
     def _end_of_input(self) -> bool:
         """The client sent EOF and nothing is in progress: True to keep the socket half-open."""
-        if self._buffer:  # a request cut short: aiohttp answers it as it would have
-            buffer, self._buffer = self._buffer, b""
+        buffer = self._unread()
+        if buffer:  # a request cut short: aiohttp answers it as it would have
             self._stop_timer()
             return bool(self._takeover.to_aiohttp(self, buffer).eof_received())
         return False
+
+    def _keep(self, rest: bytes, wanted: int) -> None:
+        """Keep ``rest`` (the start of a request) until ``wanted`` bytes of it are here."""
+        self._chunks = [rest]
+        self._buffered = len(rest)
+        self._wanted = wanted
+
+    def _unread(self, data: bytes = b"") -> bytes:
+        """Everything kept, then ``data``, as one piece; nothing is kept after."""
+        chunks = self._chunks
+        if chunks:
+            chunks.append(data)
+            data = b"".join(chunks)
+            self._chunks = []
+        self._buffered = self._wanted = 0
+        return data
 
     def _update_reading(self) -> None:
         transport = self._transport

@@ -139,12 +139,15 @@ class PublishParser:
     byte, is not parsed again.
     """
 
-    __slots__ = ("_heads", "_max_body")
+    __slots__ = ("_heads", "_max_body", "wanted")
 
     def __init__(self, max_body: int) -> None:
         #: The largest body taken; a longer one is handed over (aiohttp answers it 413).
         self._max_body = max_body
         self._heads: dict[bytes, PublishHead | Handover] = {}
+        #: After :data:`INCOMPLETE`: the bytes from ``start`` needed before judging again
+        #: is worth it (the whole request, once its head is known; else 0, any more).
+        self.wanted = 0
 
     def parse(self, data: bytes, start: int) -> Parsed:
         """Judge the request starting at ``data[start]``.
@@ -159,6 +162,7 @@ class PublishParser:
                 return Handover("not POST /api/publish HTTP/1.1")
             if len(data) - start >= MAX_HEAD:
                 return Handover("head too long")
+            self.wanted = 0
             return INCOMPLETE
         head_end = blank + 4
         if head_end - start > MAX_HEAD:
@@ -174,6 +178,7 @@ class PublishParser:
             return head
         end = head_end + head.length
         if len(data) < end:
+            self.wanted = end - start
             return INCOMPLETE
         return head, data[head_end:end], end
 

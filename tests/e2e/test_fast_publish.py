@@ -295,6 +295,14 @@ def test_a_body_in_many_segments(srv: RunningServer) -> None:
     assert offsets(srv, "fast:segments") == 1
 
 
+def test_a_large_body_in_many_reads(start_server: Callable[..., RunningServer]) -> None:
+    srv = start_server(f'[server]\napi_key = "{KEY}"\n\n[limits]\nmax_http_body = 4000000\n')
+    request = publish(message("fast:large", "y" * 2_000_000)) + publish(message("fast:large", 2))
+    pieces = [request[i : i + 16384] for i in range(0, len(request), 16384)]
+    responses = exchange(srv, pieces, 2)
+    assert [r.json()["offset"] for r in responses] == [1, 2]
+
+
 def test_a_head_byte_by_byte(srv: RunningServer) -> None:
     request = publish(message("fast:bytes", 1)) * 2
     responses = exchange(srv, [bytes([b]) for b in request], 2, pause=0.0005)

@@ -226,3 +226,12 @@ def test_the_memory_is_bounded() -> None:
         data = request(b"X-N: %d" % i)
         assert isinstance(parser.parse(data, 0), tuple)
     assert len(parser._heads) <= MEMO_SIZE
+
+
+def test_an_incomplete_request_says_how_much_it_wants() -> None:
+    parser = PublishParser(LIMIT)
+    data = request(body=b"x" * 500)
+    assert parser.parse(data[:10], 0) is INCOMPLETE
+    assert parser.wanted == 0  # the head is not whole: any byte may finish it
+    assert parser.parse(b"junk" + data[:-100], 4) is INCOMPLETE
+    assert parser.wanted == len(data)
