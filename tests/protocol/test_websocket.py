@@ -291,3 +291,30 @@ def test_garbage_never_raises(data: bytes, splits: list[int]) -> None:
     failures = [e for e in events if isinstance(e, Failed)]
     if failures:
         assert failures[0].code in (1002, 1007, 1009)
+
+
+def test_close_codes_a_client_may_not_send_are_protocol_errors() -> None:
+    for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535):
+        events, _ = feed(ServerConnection(1024), frame(CLOSE, close_payload(code)))
+        assert [e.code for e in events if isinstance(e, Failed)] == [1002], code
+    for code in (1000, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999):
+        events, _ = feed(ServerConnection(1024), frame(CLOSE, close_payload(code)))
+        assert summary(events) == [("PeerClosed", (code, ""))], code
+
+
+def test_a_64_bit_length_with_its_top_bit_set_is_a_protocol_error() -> None:
+    events, _ = feed(ServerConnection(1024), struct.pack("!BBQ", 0x82, 0x80 | 127, 1 << 63) + MASK)
+    assert [e.code for e in events if isinstance(e, Failed)] == [1002]
+
+
+def test_an_oversize_frame_is_dropped_unread_and_what_follows_still_parsed() -> None:
+    conn = ServerConnection(10)
+    big = frame(BINARY, bytes(1000))
+    events, out = feed(conn, big[:7], big[7:300])
+    assert [e.code for e in events if isinstance(e, Failed)] == [1009]
+    assert server_close_code(out) == 1009
+    # The rest of that frame, a message (dropped: closing) and the client's close.
+    events, out = feed(conn, big[300:] + frame(TEXT, b"late"), frame(CLOSE, close_payload(1000)))
+    assert summary(events) == [("PeerClosed", (1000, ""))]
+    assert out == b""
+    assert conn.closed
