@@ -1,11 +1,14 @@
 """A broadcast server that misbehaves on purpose, to check that the bench notices.
 
 ``python -m tests.bench.faulty_peer PORT [--drop N] [--duplicate N] [--delay S]
-[--publish-delay S]``: the bench's ``broadcast`` flavor (``/ws?channel=C``,
-``POST /pub?channel=C``), except that the first subscriber misses every
-N-th publication (``--drop``), gets every N-th twice (``--duplicate``),
-every delivery waits ``--delay`` seconds, and each publish is answered only
-after ``--publish-delay`` seconds.
+[--pace S] [--publish-delay S] [--close]``: the bench's ``broadcast`` flavor
+(``/ws?channel=C``, ``POST /pub?channel=C``), except that the first
+subscriber misses every N-th publication (``--drop``), gets every N-th
+twice (``--duplicate``), every delivery waits ``--delay`` seconds (and the
+n-th another n times ``--pace`` seconds: a server that accepts at once and
+delivers slowly), each publish is answered only after ``--publish-delay``
+seconds, and with ``Connection: close`` (``--close``, as Pushpin's control
+API does).
 
 It also speaks orbiter's long polls (``GET /poll?channel=C[&since=N&epoch=E]``,
 published to by ``POST /api/publish`` with ``{"channel", "data"}``), with
@@ -47,8 +50,8 @@ async def subscribe(request: web.Request) -> web.WebSocketResponse:
 
 async def _deliver(app: web.Application, n: int, payload: str) -> None:
     args = app[ARGS]
-    if args.delay:
-        await asyncio.sleep(args.delay)
+    if args.delay or args.pace:
+        await asyncio.sleep(args.delay + args.pace * n)
     subs = app[SUBS].copy()
     for i, ws in enumerate(subs):
         if i == 0 and args.drop and n % args.drop == 0:
@@ -68,7 +71,10 @@ async def publish(request: web.Request) -> web.Response:
     task = asyncio.ensure_future(_deliver(app, n, payload))
     app[TASKS].add(task)
     task.add_done_callback(app[TASKS].discard)
-    return web.Response(text="ok")
+    response = web.Response(text="ok")
+    if app[ARGS].close:
+        response.force_close()
+    return response
 
 
 async def api_publish(request: web.Request) -> web.Response:
@@ -130,7 +136,9 @@ def main() -> None:
     p.add_argument("--drop", type=int, default=0)
     p.add_argument("--duplicate", type=int, default=0)
     p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--pace", type=float, default=0.0)
     p.add_argument("--publish-delay", type=float, default=0.0)
+    p.add_argument("--close", action="store_true")
     p.add_argument("--refuse-polls", action="store_true")
     args = p.parse_args()
     app = web.Application()

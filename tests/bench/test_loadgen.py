@@ -131,6 +131,34 @@ def test_rate_mode_counts_latency_from_the_scheduled_time() -> None:
     assert result["keeps_up"] is False
 
 
+def test_a_run_waits_for_a_server_still_delivering() -> None:
+    # Every publish is accepted at once; publication n arrives n * 50 ms
+    # later, so deliveries go on for 2.5 s after the last publish, longer
+    # than settle (1 s): the run waits while they keep coming.
+    for target in faulty("--pace", "0.05"):
+        result = run(SMALL, target, progress=None)
+    assert result["deliveries"] == 1000
+    assert result["lost"] == 0
+    assert result["latency_ms"]["max"] >= 2000
+
+
+def test_a_publisher_told_connection_close_connects_again() -> None:
+    # One request at a time: each answer says Connection: close, the next
+    # publication goes on a new connection, nothing is lost.
+    for target in faulty("--close"):
+        result = run(replace(SMALL, depth=1), target, progress=None)
+    assert result["published"] == result["publish_acked"] == 50
+    assert result["publisher_connects"] == 50
+    assert result["publish_errors"] == result["publisher_reconnects"] == 0
+    assert result["deliveries"] == 1000
+    # Pipelined (4 in flight): what was sent behind a closing answer is lost, and counted.
+    for target in faulty("--close"):
+        result = run(SMALL, target, progress=None)
+    assert result["publish_errors"] > 0
+    assert result["publish_acked"] + result["publish_errors"] == result["published"] == 50
+    assert result["deliveries"] == 20 * result["publish_acked"]
+
+
 def test_html_plot_is_self_contained(orbiter_server: Spawned) -> None:
     result = run(replace(SMALL, messages=10), orbiter_server.target, progress=None)
     page = html_plot("t", [result])
