@@ -62,7 +62,7 @@ _part = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters=",/ "),
     min_size=1,
     max_size=30,
-)
+).filter(str.strip)  # a part of only whitespace (say U+00A0) is empty, and refused
 
 
 @given(user=_part, session=_part, location=_part)
