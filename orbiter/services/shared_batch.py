@@ -10,8 +10,11 @@ same bytes to every connection.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 from orbiter.model import Publication
+
+T = TypeVar("T")
 
 
 class SharedBatch:
@@ -29,7 +32,7 @@ class SharedBatch:
         self.pubs = pubs
         self.messages = messages
         self.size = sum(map(len, messages))
-        self._framed: dict[object, bytes] = {}
+        self._framed: dict[object, object] = {}
 
     @property
     def first_offset(self) -> int:
@@ -39,9 +42,12 @@ class SharedBatch:
     def last_offset(self) -> int:
         return self.pubs[-1].offset
 
-    def framed(self, kind: object, frame: Callable[[list[bytes]], bytes]) -> bytes:
-        """``frame(messages)``, computed once per ``kind`` for all subscribers."""
+    def framed(self, kind: object, frame: Callable[[list[bytes]], T]) -> T:
+        """``frame(messages)``, computed once per ``kind`` for all subscribers.
+
+        Each ``kind`` must always be framed by the same function (its result type).
+        """
         data = self._framed.get(kind)
         if data is None:
             data = self._framed[kind] = frame(self.messages)
-        return data
+        return cast(T, data)

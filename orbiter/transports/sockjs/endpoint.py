@@ -26,6 +26,7 @@ from orbiter.transports.sockjs.frames import (
     INTERRUPTED,
     OPEN,
     Close,
+    Encoded,
     Frame,
     Messages,
 )
@@ -49,6 +50,10 @@ class Connection(Protocol):
         ...
 
     def send(self, message: str) -> None: ...
+
+    def send_encoded(self, messages: Encoded) -> None:
+        """Send messages encoded once for many sessions (:func:`encode_messages`)."""
+        ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -138,12 +143,19 @@ class LiveSession:
 
     def send(self, message: str) -> None:
         if not self.session.send(message):
-            log.warning(
-                "sockjs session from %s: closed, more than %d bytes queued",
-                self._peer,
-                self.session.max_queued_bytes,
-            )
-            self._settle()
+            self._too_slow()
+
+    def send_encoded(self, messages: Encoded) -> None:
+        if not self.session.send_encoded(messages):
+            self._too_slow()
+
+    def _too_slow(self) -> None:
+        log.warning(
+            "sockjs session from %s: closed, more than %d bytes queued",
+            self._peer,
+            self.session.max_queued_bytes,
+        )
+        self._settle()
 
     def close(self, code: int, reason: str) -> None:
         if self.session.close(code, reason):

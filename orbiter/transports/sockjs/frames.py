@@ -8,6 +8,10 @@ itself escapes, the code points that browsers mangle in transit
 ``U+FFF0..U+FFFF``) go out as ``\\u`` escapes. What the client sends is a JSON
 array of strings (or, on a WebSocket, also one JSON string); the client
 escapes a longer list of code points, which plain JSON decoding undoes.
+
+A channel's batch of publications goes to many sessions: :func:`encode_messages`
+turns it into :class:`Encoded` array elements once, and every session's
+``a[...]`` frame joins those with whatever else it queued.
 """
 
 from __future__ import annotations
@@ -45,11 +49,42 @@ class Heartbeat:
     """Nothing to say, but the connection is alive."""
 
 
-@dataclass(frozen=True, slots=True)
-class Messages:
-    """Messages for the client, oldest first."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Encoded:
+    """Messages already JSON-encoded as the elements of an ``a[...]`` array.
+
+    ``text`` is ``encode_json(list(messages))`` without its brackets (SockJS
+    escaping included), so it joins other elements with a comma; ``size`` is
+    the messages' UTF-8 bytes. One object is shared by every session that
+    sends these messages.
+    """
 
     messages: tuple[str, ...]
+    text: str
+    size: int
+
+
+def encode_messages(messages: Sequence[bytes]) -> Encoded:
+    """UTF-8 ``messages`` (a shared batch's) as :class:`Encoded` elements."""
+    strings = tuple(m.decode() for m in messages)
+    return Encoded(strings, encode_json(strings)[1:-1], sum(map(len, messages)))
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """Messages for the client, oldest first: single ones, and pre-encoded runs."""
+
+    messages: tuple[str | Encoded, ...]
+
+    def strings(self) -> list[str]:
+        """Every message, in order, as its own string."""
+        out: list[str] = []
+        for part in self.messages:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.extend(part.messages)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +110,31 @@ MESSAGE_TOO_BIG = Close(1009, "message too big")
 def encode_frame(frame: Frame) -> str:
     """The frame's text: ``o``, ``h``, ``a[...]`` or ``c[code,"reason"]``."""
     if isinstance(frame, Messages):
-        return "a" + encode_json(frame.messages)
+        return "a[" + _elements(frame.messages) + "]"
     if isinstance(frame, Close):
         return "c" + encode_json([frame.code, frame.reason])
     if isinstance(frame, Heartbeat):
         return "h"
     return "o"
+
+
+def _elements(parts: tuple[str | Encoded, ...]) -> str:
+    """The JSON array elements of ``parts``: runs of single messages encoded here,
+    :class:`Encoded` ones as they are."""
+    texts: list[str] = []
+    run: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            run.append(part)
+            continue
+        if run:
+            texts.append(encode_json(run)[1:-1])
+            run = []
+        if part.text:
+            texts.append(part.text)
+    if run:
+        texts.append(encode_json(run)[1:-1])
+    return ",".join(texts)
 
 
 # --------------------------------------------------------------------------- client input

@@ -4,29 +4,37 @@
 from the client is one native message for a :class:`ClientSession`, and
 each message the session queues goes back as one SockJS message; when the
 client session closes (slow consumer, failed connect, server shutdown) the
-SockJS session closes with the same code and reason. :class:`EchoApp` and
+SockJS session closes with the same code and reason. It is the client
+session's outbox :class:`~orbiter.session.outbox.Sink`: single messages
+are pushed to it once per loop iteration, and a channel's
+:class:`SharedBatch` is JSON-encoded once (:func:`encode_messages`, cached
+on the batch) for every SockJS session subscribed to the channel. :class:`EchoApp` and
 :class:`CloseApp` are the services the SockJS protocol test suite expects.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from orbiter.auth import Credentials
 from orbiter.node import Node, TooManyConnections
 from orbiter.protocol.native import DisconnectCode
+from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
 from orbiter.transports.sockjs.endpoint import Connection
+from orbiter.transports.sockjs.frames import encode_messages
+
+#: The :meth:`SharedBatch.framed` kind of a batch's SockJS encoding (an ``Encoded``).
+_SOCKJS_MESSAGES = "sockjs-messages"
 
 
 class NativeApp:
-    """The native protocol over one SockJS session."""
+    """The native protocol over one SockJS session, pushed to by its outbox."""
+
+    __slots__ = ("_client", "_conn", "_node")
 
     def __init__(self, node: Node, conn: Connection) -> None:
         self._node = node
         self._conn = conn
         self._client: ClientSession | None = None
-        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         credentials = Credentials(
@@ -37,7 +45,7 @@ class NativeApp:
         except TooManyConnections as exc:
             self._conn.close(int(DisconnectCode.TOO_MANY_CONNECTIONS), str(exc))
             return
-        self._writer = asyncio.create_task(self._write(self._client))
+        self._client.outbox.attach(self, self._node.flusher, self._closed)
 
     async def receive(self, message: str) -> None:
         if self._client is not None:
@@ -46,14 +54,26 @@ class NativeApp:
     async def stop(self) -> None:
         if self._client is not None:
             await self._node.end_session(self._client)
-        if self._writer is not None:
-            await self._writer
 
-    async def _write(self, client: ClientSession) -> None:
-        while batch := await client.outbox.take():
-            for message in batch:
-                self._conn.send(message.decode())
-        if client.close_code is not None:
+    # ------------------------------------------------------------ output (Sink)
+
+    def backlog(self) -> int:
+        # The SockJS session bounds what it queues itself (its max_queued_bytes,
+        # closing a slow consumer): the outbox does not count it again.
+        return 0
+
+    def write(self, messages: list[bytes]) -> None:
+        conn = self._conn
+        for message in messages:
+            conn.send(message.decode())
+
+    def write_batch(self, batch: SharedBatch) -> None:
+        self._conn.send_encoded(batch.framed(_SOCKJS_MESSAGES, encode_messages))
+
+    def _closed(self) -> None:
+        """The outbox closed, after what it queued was handed over."""
+        client = self._client
+        if client is not None and client.close_code is not None:  # closed by the server
             self._conn.close(int(client.close_code), client.close_reason)
 
 

@@ -30,6 +30,7 @@ from orbiter.transports.sockjs.frames import (
     INTERRUPTED,
     OPEN,
     Close,
+    Encoded,
     Frame,
     Messages,
 )
@@ -82,7 +83,7 @@ class SockJSSession:
         #: Called (without arguments) when an attached receiver has something to
         #: write: messages were queued or the session was closed.
         self.on_ready: Callable[[], None] | None = None
-        self._queue: list[str] = []
+        self._queue: list[str | Encoded] = []
         self._queued_bytes = 0
         self._attached = False
         self._last_frame = now
@@ -105,11 +106,20 @@ class SockJSSession:
         """
         if not self.is_open:
             return True
-        size = self._queued_bytes + len(message.encode())
+        return self._append(message, len(message.encode()))
+
+    def send_encoded(self, messages: Encoded) -> bool:
+        """Queue already encoded ``messages`` (shared with other sessions), like :meth:`send`."""
+        if not self.is_open:
+            return True
+        return self._append(messages, messages.size)
+
+    def _append(self, part: str | Encoded, size: int) -> bool:
+        size += self._queued_bytes
         if size > self.max_queued_bytes:
             self.close(SLOW_CONSUMER.code, SLOW_CONSUMER.reason, discard=True)
             return False
-        self._queue.append(message)
+        self._queue.append(part)
         self._queued_bytes = size
         self._notify()
         return True

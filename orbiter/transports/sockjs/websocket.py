@@ -72,7 +72,7 @@ class _RawReceiver(_FramedReceiver):
 
     async def write(self, frame: Frame) -> bool:
         if isinstance(frame, Messages):
-            for message in frame.messages:
+            for message in frame.strings():
                 await self._ws.send_str(message)
         elif isinstance(frame, Close):
             await self._ws.close(
