@@ -121,6 +121,8 @@ def encode_frame(frame: Frame) -> str:
 def _elements(parts: tuple[str | Encoded, ...]) -> str:
     """The JSON array elements of ``parts``: runs of single messages encoded here,
     :class:`Encoded` ones as they are."""
+    if len(parts) == 1 and isinstance(parts[0], Encoded):  # a batch alone: the usual case
+        return parts[0].text
     texts: list[str] = []
     run: list[str] = []
     for part in parts:
