@@ -16,10 +16,12 @@ there: orbiter answers ``101`` itself and serves the connection with a bare
 core :class:`~orbiter.protocol.websocket.ServerConnection`. An idle
 connection holds no aiohttp object, no coroutine frame, no task and no timer
 of its own. Measured (``orbiter bench idle``, 10,000 connections, 3 runs):
-4.95 KiB of RSS per connection, against 18.2 on aiohttp's WebSocket the
-commit before and 10.2 for nginx + nchan in the same run; by tracemalloc,
-5.1 KiB: wsproto 1.6, uvloop's transport 1.0, the session and its
-subscription 0.9, this protocol, the claim and the wheel 0.7.
+3.41 KiB of RSS per connection, against 18.1 on aiohttp's WebSocket the
+commit before and 10.2 for nginx + nchan in the same run. By tracemalloc
+(2,000 connections, with wsproto as the frame parser then): 5.1 KiB, of
+which wsproto 1.6 (now ~0.17 for ``protocol/websocket.py``), uvloop's
+transport 1.0, the session and its subscription 0.9, this protocol, the
+claim and the wheel 0.7.
 The checks are the ones the aiohttp route applies, from the same functions:
 the handshake (aiohttp's rules, :mod:`orbiter.protocol.websocket_handshake`),
 the origin (:func:`~orbiter.transports.guard.origin_verdict`), the trusted
@@ -42,7 +44,7 @@ connection in its server's bookkeeping until ``connection_lost`` (which it
 would never see: a leak per connection), and its keep-alive and heartbeat
 timers; undoing that needs its private internals. Taking the head before
 aiohttp also takes aiohttp's request machinery off every connect (``churn``:
-0.63 CPU ms per connect against 0.80 before, same run).
+0.45 CPU ms per connect against 0.69 before, same run).
 
 **Heartbeats** are WebSocket ping frames (browsers answer them by
 themselves), driven by one :class:`~orbiter.transports.deadlines.DeadlineWheel`
