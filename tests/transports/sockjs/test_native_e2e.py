@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import uuid
@@ -129,3 +130,27 @@ async def test_shutdown_closes_sockjs_sessions_with_a_close_frame(
         assert await conn.read_chunk() == b""
         await conn.close()
     assert server.process.wait(10) == 0
+
+
+async def test_bursts_and_replies_arrive_in_order_over_xhr_polling(server: RunningServer) -> None:
+    """Publications (fanned out as shared batches) and replies come in order, none lost."""
+    clients = [PollingClient(server.url) for _ in range(3)]
+    for client in clients:
+        await client.open()
+        await client.call("connect")
+        await client.call("subscribe", channel="sockjs:burst")
+    async with AsyncClient(server.url) as api:
+        results = await asyncio.gather(*(api.publish("sockjs:burst", i) for i in range(40)))
+        asking = [await client.send("presence", channel="sockjs:burst") for client in clients]
+        more = await asyncio.gather(*(api.publish("sockjs:burst", i) for i in range(40, 60)))
+    offsets = sorted(r["offset"] for r in (*results, *more))
+    for client, id_ in zip(clients, asking, strict=True):
+        for _ in range(40):
+            pubs = [m for m in client.inbox if m.get("push") == "pub"]
+            if len(pubs) >= 60 and any(m.get("id") == id_ for m in client.inbox):
+                break
+            await client.poll()
+        pubs = [m for m in client.inbox if m.get("push") == "pub"]
+        assert [m["offset"] for m in pubs] == offsets
+        assert sorted(m["data"] for m in pubs) == list(range(60))
+        assert any(m.get("id") == id_ for m in client.inbox)
