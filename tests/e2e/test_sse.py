@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import quote
@@ -187,3 +188,79 @@ async def test_bad_requests_get_a_clear_error(
         assert response.status == status
         body = await response.json()
     assert problem in body["error"]["message"]
+
+
+async def test_one_channel_streams_share_the_channel_position_as_id(
+    server: RunningServer,
+) -> None:
+    channel = "e2e:sse:alone"
+    streams = [await EventStream.open(sse_url(server.url, channel)) for _ in range(2)]
+    for stream in streams:
+        await stream.next()
+    async with AsyncClient(server.url) as api:
+        published = [await api.publish(channel, n) for n in range(3)]
+    for stream in streams:
+        assert [p["data"] for p in await stream.messages(3)] == [0, 1, 2]
+        last = published[-1]
+        assert stream.last_id == encode_positions([StreamPosition(last["offset"], last["epoch"])])
+        await stream.close()
+
+
+async def _read_until(reader: asyncio.StreamReader, marker: bytes, seen: bytes = b"") -> bytes:
+    async with asyncio.timeout(5):
+        while marker not in seen:
+            more = await reader.read(65536)
+            assert more, f"the stream ended before {marker!r}: {seen!r}"
+            seen += more
+    return seen
+
+
+async def test_an_http_1_0_client_gets_events_without_chunks(server: RunningServer) -> None:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /connection/sse?channel=e2e:sse:old HTTP/1.0\r\n\r\n")
+    seen = await _read_until(reader, b"event: subscribed")
+    head, _, body = seen.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert body.startswith(b"event: subscribed\n")
+    async with AsyncClient(server.url) as api:
+        await api.publish("e2e:sse:old", "hi")
+    body = await _read_until(reader, b'"data":"hi"}]\n\n', body)
+    last = body.split(b"\n\n")[-2]
+    assert last.startswith(b"id: ")
+    assert b"\r\n" not in last
+    writer.close()
+
+
+STALL_CONFIG = """
+[session]
+ping_interval = 1
+
+[limits]
+outgoing_buffer = 33554432
+"""
+
+
+async def test_a_client_that_stopped_reading_is_cut(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """Its buffers hold less than the outgoing limit, so only the stall check frees it."""
+    srv = start_server(STALL_CONFIG)
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall(f"GET /connection/sse?channel=e2e:stall HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    sock.settimeout(5)
+    assert b"200" in sock.recv(4096)
+    try:
+        async with AsyncClient(srv.url) as api:
+            for _ in range(150):  # 9 MB: more than loopback's socket buffers hold
+                await api.publish("e2e:stall", "x" * 60_000)
+            assert srv.wait_for_log("the client stopped reading; cut", timeout=10)
+            deadline = time.monotonic() + 5
+            while "e2e:stall" in await api.channels():
+                assert time.monotonic() < deadline, "the stalled stream's session outlived it"
+                await asyncio.sleep(0.1)
+    finally:
+        sock.close()
