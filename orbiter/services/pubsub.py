@@ -4,7 +4,7 @@
 native protocol, the HTTP API, Orbited ``event``) ends in
 :meth:`PubSub.publish`; every publication the broker delivers is encoded
 once in :meth:`PubSub._fan_out` and queued on its channel. Once per
-event-loop iteration (or after ``session.write_delay`` seconds) a channel's
+event-loop iteration (or, for a busy channel, after ``session.write_delay``) a channel's
 queued publications go to every subscriber as one :class:`SharedBatch`,
 without awaiting: a burst costs each subscriber one call, and each
 transport frames the batch once for all of its connections.
@@ -13,6 +13,7 @@ transport frames the batch once for all of its connections.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -58,7 +59,7 @@ class Subscriber(Protocol):
 
 
 class _Channel:
-    __slots__ = ("messages", "name", "pubs", "ready", "subscribers")
+    __slots__ = ("flushed_at", "messages", "name", "pubs", "ready", "subscribers")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -69,6 +70,8 @@ class _Channel:
         #: Publications waiting for the next flush, and their encodings.
         self.pubs: list[Publication] = []
         self.messages: list[bytes] = []
+        #: ``time.monotonic()`` when its last batch had been written (-inf: none yet).
+        self.flushed_at = float("-inf")
 
 
 def _batch_handler(sub: Subscriber) -> BatchHandler:
@@ -92,8 +95,11 @@ class PubSub:
         self._write_delay = config.session.write_delay
         #: Each recent channel's history policy (the config does not change while running).
         self._policies: dict[str, HistoryPolicy] = {}
-        #: Channels with publications waiting for the next flush (one timer for all).
+        #: Channels with publications waiting: for the end of this loop iteration, and
+        #: (busy channels, see :meth:`_fan_out`) for ``write_delay`` (one timer for all).
         self._dirty: list[_Channel] = []
+        self._delayed: list[_Channel] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         broker.set_handlers(self._fan_out, self._fan_out_presence)
 
     def policy(self, channel: str) -> HistoryPolicy:
@@ -180,24 +186,49 @@ class PubSub:
         return len(self._channels)
 
     def _fan_out(self, pub: Publication) -> None:
+        """Queue a publication for its channel's next batch.
+
+        The batch goes out at the end of this loop iteration, unless the
+        channel is busy: one whose last batch was written less than
+        ``2 * write_delay`` seconds ago waits ``write_delay`` for more publications to join its
+        batch. Waiting pays only where publications come that often (a
+        subscriber then gets several in one write); on a quiet channel it
+        would only add latency, and bunch many channels' writes into one
+        burst, which costs more per write than writes spread over the loop's
+        iterations (``orbiter bench many-channels``: 29 CPU s per million
+        publications with every channel waiting 5 ms, 20.5 flushed at once).
+        """
         entry = self._channels.get(pub.channel)
         if entry is None:
             return
         if not entry.pubs:
-            if not self._dirty:
-                loop = asyncio.get_running_loop()
-                if self._write_delay > 0:
-                    loop.call_later(self._write_delay, self._flush_all)
-                else:
-                    loop.call_soon(self._flush_all)
-            self._dirty.append(entry)
+            loop = self._loop
+            if loop is None:  # asyncio.get_running_loop() costs a getpid() system call
+                loop = self._loop = asyncio.get_running_loop()
+            delay = self._write_delay
+            if delay > 0 and time.monotonic() - entry.flushed_at < 2 * delay:
+                if not self._delayed:
+                    loop.call_later(delay, self._flush_delayed)
+                self._delayed.append(entry)
+            else:
+                if not self._dirty:
+                    loop.call_soon(self._flush_dirty)
+                self._dirty.append(entry)
         entry.pubs.append(pub)
         entry.messages.append(encode_publication(pub))
 
-    def _flush_all(self) -> None:
+    def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
-        for entry in dirty:
+        self._flush_all(dirty)
+
+    def _flush_delayed(self) -> None:
+        delayed, self._delayed = self._delayed, []
+        self._flush_all(delayed)
+
+    def _flush_all(self, entries: list[_Channel]) -> None:
+        for entry in entries:
             self._flush(entry)
+            entry.flushed_at = time.monotonic()
 
     def _flush(self, entry: _Channel) -> None:
         """Hand a channel's queued publications to every subscriber, as one shared batch."""
