@@ -44,7 +44,7 @@ from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey
-from orbiter.transports.sockjs.mount import is_test_service_path
+from orbiter.transports.sockjs.suite_services import is_test_service_path
 
 log = logging.getLogger("orbiter.origin")
 
@@ -102,12 +102,12 @@ def origin_verdict(request: RequestHead, node: Node) -> tuple[str | None, bool]:
     return origin, allowed
 
 
-def check_origin(request: web.Request) -> web.Response | None:
-    """None if the request's page origin may use this server, else the 403 to answer."""
-    origin, allowed = origin_verdict(request, request.app[NODE])
+def origin_refusal(request: RequestHead, node: Node) -> str | None:
+    """None if the request's page origin may use this server, else why not (counted, logged)."""
+    origin, allowed = origin_verdict(request, node)
     if allowed:
         return None
-    request.app[NODE].counters["origin_refused"] += 1
+    node.counters["origin_refused"] += 1
     log.warning(
         "%s %s from %s: origin %r refused",
         request.method,
@@ -115,9 +115,13 @@ def check_origin(request: web.Request) -> web.Response | None:
         request.remote,
         origin,
     )
-    return error_response(
-        403, f"origin {origin!r} may not connect to this server (see [origins] allow)"
-    )
+    return f"origin {origin!r} may not connect to this server (see [origins] allow)"
+
+
+def check_origin(request: web.Request) -> web.Response | None:
+    """None if the request's page origin may use this server, else the 403 to answer."""
+    refusal = origin_refusal(request, request.app[NODE])
+    return None if refusal is None else error_response(403, refusal)
 
 
 def is_guarded(path: str, node: Node) -> bool:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from orbiter.auth.origins import origin_allowed
 from orbiter.http.sniffing import Claim, RawHandler, RawRouter, stream_claim
 from orbiter.protocol import hixie76
+from orbiter.protocol.websocket_handshake import parse_head as parse_http_head
+from orbiter.transports.guard import is_guarded, origin_refusal
 from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 from orbiter.transports.sockjs.frames import (
     MESSAGE_TOO_BIG,
@@ -40,14 +41,14 @@ KEY3_TIMEOUT = 10.0
 _READ_SIZE = 65_536
 
 
-def hixie76_router(handler: SockJSHandler, node: Node, *, unguarded: set[str]) -> RawRouter:
+def hixie76_router(handler: SockJSHandler, node: Node) -> RawRouter:
     """Claims hixie-76 handshakes on ``handler``'s session WebSocket URLs.
 
     Others (another path, a service without WebSocket) are left to aiohttp,
     which refuses them. A claimed handshake that is incomplete, or comes
     from a page whose origin may not connect, is answered 400 or 403 with
-    the reason; ``unguarded`` endpoints (the protocol suite's test services)
-    skip the origin check, as on every other transport.
+    the reason; the origin check is :mod:`orbiter.transports.guard`'s, as on
+    every other transport (the protocol suite's test services skip it).
     """
 
     def route(head: bytes, peer: str) -> Claim | None:
@@ -57,6 +58,9 @@ def hixie76_router(handler: SockJSHandler, node: Node, *, unguarded: set[str]) -
             request = hixie76.parse_head(head)
         except hixie76.HandshakeError:
             return None
+        head_fields = parse_http_head(head, peer)  # as the origin checks read a request
+        if head_fields is None:
+            return None
         endpoint = handler.websocket_endpoint(request.target.partition("?")[0])
         if endpoint is None:
             return None
@@ -64,18 +68,10 @@ def hixie76_router(handler: SockJSHandler, node: Node, *, unguarded: set[str]) -
             hixie76.validate(request)
         except hixie76.HandshakeError as exc:
             return stream_claim(_refuse(400, str(exc)))
-        config = node.config
-        origin = request.headers.get("origin")
-        if endpoint.name not in unguarded and not origin_allowed(
-            origin,
-            host=request.headers.get("host"),
-            scheme="http",
-            settings=config.origins,
-            running_open=not config.auth_required,
-        ):
-            node.counters["origin_refused"] += 1
-            log.warning("hixie-76 websocket from %s: origin %r refused", peer, origin)
-            return stream_claim(_refuse(403, f"origin {origin!r} may not connect to this server"))
+        if is_guarded(head_fields.path, node):
+            refusal = origin_refusal(head_fields, node)
+            if refusal is not None:
+                return stream_claim(_refuse(403, refusal))
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await serve_hixie76(reader, writer, request, endpoint, peer=peer)

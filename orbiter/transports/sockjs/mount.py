@@ -15,7 +15,6 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from orbiter.config import Config
 from orbiter.http.keys import RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
@@ -33,26 +32,6 @@ log = logging.getLogger("orbiter.sockjs")
 
 #: The response limit the protocol suite expects of its test services.
 TEST_RESPONSE_LIMIT = 4096
-
-#: The services ``sockjs.test_services`` mounts under the prefix.
-TEST_SERVICES = ("echo", "close", "disabled_websocket_echo", "cookie_needed_echo")
-
-
-def is_test_service_path(config: Config, path: str) -> bool:
-    """Is ``path`` under one of the protocol suite's test services, and are they mounted?
-
-    The suite sends made-up origins (``Origin: test``, ``Origin: null``) and
-    expects them answered with CORS, as sockjs-node's test server does. These
-    services only echo and hold no data, so origin checks may leave them out.
-    """
-    settings = config.sockjs
-    if not settings.test_services:
-        return False
-    for name in TEST_SERVICES:
-        base = f"{settings.prefix}/{name}"
-        if path == base or path.startswith(base + "/"):
-            return True
-    return False
 
 
 def endpoint_options(node: Node) -> EndpointOptions:
@@ -95,8 +74,6 @@ def mount(
     node: Node,
     server: SockJSServer,
     prefix: str,
-    *,
-    unguarded: set[str] | frozenset[str] = frozenset(),
 ) -> SockJSHandler:
     """Route ``prefix`` and everything under it to ``server``'s endpoints, hixie-76 included.
 
@@ -106,7 +83,7 @@ def mount(
     handler = SockJSHandler(server, prefix)
     app.router.add_route("*", prefix, handler)
     app.router.add_route("*", prefix + "/{tail:.*}", handler)
-    app[RAW_ROUTERS].append(hixie76_router(handler, node, unguarded=set(unguarded)))
+    app[RAW_ROUTERS].append(hixie76_router(handler, node))
     return handler
 
 
@@ -118,8 +95,7 @@ def add_sockjs_routes(app: web.Application, node: Node) -> None:
     """
     prefix = node.config.sockjs.prefix
     server = build_server(node)
-    unguarded = set(TEST_SERVICES) if node.config.sockjs.test_services else set()
-    mount(app, node, server, prefix, unguarded=unguarded)
+    mount(app, node, server, prefix)
     if node.config.sockjs.test_services:
         names = ", ".join(f"{prefix}/{name}" for name in server.endpoints if name)
         log.warning("SockJS test services mounted: %s", names)
