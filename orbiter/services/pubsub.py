@@ -4,8 +4,8 @@
 native protocol, the HTTP API, Orbited ``event``) ends in
 :meth:`PubSub.publish`; every publication the broker delivers is encoded
 once in :meth:`PubSub._fan_out` and queued on its channel. Once per
-event-loop iteration (or, for a busy channel, after ``session.write_delay``) a channel's
-queued publications go to every subscriber as one :class:`SharedBatch`,
+event-loop iteration (or, for a busy channel, after ``session.write_delay``)
+a channel's queued publications go to every subscriber as one :class:`SharedBatch`,
 without awaiting: a burst costs each subscriber one call, and each
 transport frames the batch once for all of its connections.
 """
@@ -190,8 +190,8 @@ class PubSub:
 
         The batch goes out at the end of this loop iteration, unless the
         channel is busy: one whose last batch was written less than
-        ``2 * write_delay`` seconds ago waits ``write_delay`` for more publications to join its
-        batch. Waiting pays only where publications come that often (a
+        ``2 * write_delay`` seconds ago waits ``write_delay`` for more
+        publications to join its batch. Waiting pays only where publications come that often (a
         subscriber then gets several in one write); on a quiet channel it
         would only add latency, and bunch many channels' writes into one
         burst, which costs more per write than writes spread over the loop's

@@ -159,17 +159,20 @@ class EventStream:
         self._wrote = False
 
     def _transport(self) -> asyncio.Transport | None:
+        """The connection, while this stream is on it (never after its end)."""
+        done = self._done
+        if done.done():
+            return None
         transport = self._request.transport
         if transport is None or transport.is_closing():
-            if not self._done.done():
-                self._done.set_result(None)
+            done.set_result(None)
             return None
         return transport
 
     def send(self, data: bytes) -> None:
         """Write ``data`` (whole events) unless the client is gone."""
         transport = self._transport()
-        if transport is not None:
+        if transport is not None and data:
             transport.write(_chunk(data) if self._chunked else data)
             self._wrote = True
 

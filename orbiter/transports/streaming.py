@@ -1,10 +1,11 @@
 """Writes a client session's outbox to a long-lived HTTP response.
 
-The streaming adapters (plain SSE, the Orbited ``iframe`` and ``sse`` URLs)
-differ only in how they frame a batch of the session's messages; this is
-the loop they share. A :class:`Framer` frames each batch right after it is
-taken from the outbox, so it may read the session's positions, which then
-match exactly what the batch holds. After ``session.ping_interval`` seconds
+The Orbited ``iframe`` and ``sse`` URLs differ only in how they frame a
+batch of the session's messages; this is the loop they share (plain SSE is
+pushed to instead: :class:`orbiter.transports.sse.EventStream`). A
+:class:`Framer` frames each batch right after it is taken from the outbox,
+so it may read the session's positions, which then match exactly what the
+batch holds. After ``session.ping_interval`` seconds
 without a write, a keepalive goes out: proxies keep the stream open, and a
 client that has gone is noticed by the failed write. A write that cannot
 finish within ``ping_interval + pong_timeout`` (a client that stopped
