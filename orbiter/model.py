@@ -22,9 +22,14 @@ class StreamPosition:
     epoch: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publication:
-    """One message published to a channel, with its place in the stream."""
+    """One message published to a channel, with its place in the stream.
+
+    Treated as immutable, but not ``frozen``: a frozen dataclass sets each
+    field through ``object.__setattr__``, and one is made per publication
+    (0.51 µs against 0.12 here).
+    """
 
     channel: str
     offset: int

@@ -95,7 +95,8 @@ class MemoryBroker(Broker):
             pubs.append(pub)
             while len(pubs) > policy.size:
                 pubs.popleft()
-            stream.expire(now)
+            if pubs[0].time < now - policy.ttl:
+                stream.expire(now)
         if self._on_publication is not None and channel in self._subscribed:
             self._on_publication(pub)
         return pub

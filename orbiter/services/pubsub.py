@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from orbiter.config import Config
@@ -150,8 +150,9 @@ class PubSub:
         if left is not None and self._config.rule_for(channel).presence:
             await self._broker.publish_presence(PresenceEvent(channel, False, left))
 
-    async def publish(self, channel: str, data: JSON) -> Publication:
-        return await self._broker.publish(channel, data, self.policy(channel))
+    def publish(self, channel: str, data: JSON) -> Coroutine[Any, Any, Publication]:
+        """Publish to ``channel`` (await the result): the broker's own coroutine, not one more."""
+        return self._broker.publish(channel, data, self.policy(channel))
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel."""
