@@ -3,16 +3,21 @@
 :class:`PubSub` is the one delivery path. Every route that publishes (the
 native protocol, the HTTP API, Orbited ``event``) ends in
 :meth:`PubSub.publish`; every publication the broker delivers is encoded
-once in :meth:`PubSub._fan_out` and queued on its channel. Once per
-event-loop iteration (or, for a busy channel, after ``session.write_delay``)
-a channel's queued publications go to every subscriber as one :class:`SharedBatch`,
-without awaiting: a burst costs each subscriber one call, and each
-transport frames the batch once for all of its connections.
+once in :meth:`PubSub._fan_out` and queued on its channel. At the end of
+the event-loop iteration (or, for a busy channel, after
+``session.write_delay``) a pass hands the channel's queued publications to
+every subscriber as one :class:`SharedBatch`, without awaiting: a burst
+costs each subscriber one call, and each transport frames the batch once
+for all of its connections. A channel of more than :data:`STEP`
+subscribers is written to a step at a time, one step per loop iteration,
+and what is published meanwhile joins the batches of the subscribers not
+reached yet (:meth:`PubSub._step`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
@@ -59,7 +64,22 @@ class Subscriber(Protocol):
 
 
 class _Channel:
-    __slots__ = ("flushed_at", "messages", "name", "pubs", "ready", "subscribers")
+    __slots__ = (
+        "base",
+        "batches",
+        "cursor",
+        "flushed_at",
+        "given",
+        "messages",
+        "name",
+        "pass_head",
+        "pass_started",
+        "pubs",
+        "ready",
+        "scheduled",
+        "snapshot",
+        "subscribers",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -67,11 +87,39 @@ class _Channel:
         self.subscribers: dict[Subscriber, BatchHandler] = {}
         #: Resolved once the broker delivers this channel to the node.
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        #: Publications waiting for the next flush, and their encodings.
+        #: Publications not yet handed to every subscriber, and their encodings; ``base``
+        #: counts those before them (the channel's publications are numbered from 1 on
+        #: this node: ``pubs[i]`` is number ``base + i + 1``).
         self.pubs: list[Publication] = []
         self.messages: list[bytes] = []
+        self.base = 0
+        #: A step of a pass is due (queued, on a timer or next in the loop).
+        self.scheduled = False
+        #: The pass under way (see :meth:`PubSub._step`): the subscribers it goes through,
+        #: how far it is, the number of the newest publication when it started, and when.
+        self.snapshot: list[tuple[Subscriber, BatchHandler]] | None = None
+        self.cursor = 0
+        self.pass_head = 0
+        self.pass_started = 0.0
+        #: While passes take more than one step: the number of the newest publication
+        #: handed to each subscriber (one missing has everything up to ``base``).
+        self.given: dict[Subscriber, int] | None = None
+        #: The pass's batches so far, by what their subscribers had been given; for
+        #: as long as no publication is added (a batch runs up to the newest one).
+        self.batches: dict[int, SharedBatch] = {}
         #: ``time.monotonic()`` when its last batch had been written (-inf: none yet).
         self.flushed_at = float("-inf")
+
+
+#: How many subscribers of a channel one step of a pass writes to; a larger channel
+#: is written to over several loop iterations (see :meth:`PubSub._step`).
+STEP = 256
+
+
+class _Progress(enum.Enum):
+    CAUGHT_UP = 1
+    MID_PASS = 2
+    BEHIND = 3
 
 
 def _batch_handler(sub: Subscriber) -> BatchHandler:
@@ -142,6 +190,8 @@ class PubSub:
         if entry is None or sub not in entry.subscribers:
             return
         del entry.subscribers[sub]
+        if entry.given is not None:
+            entry.given.pop(sub, None)
         if not entry.subscribers:
             del self._channels[channel]
             if entry.ready.done() and entry.ready.exception() is None:
@@ -187,65 +237,157 @@ class PubSub:
         return len(self._channels)
 
     def _fan_out(self, pub: Publication) -> None:
-        """Queue a publication for its channel's next batch.
+        """Queue a publication for its channel's subscribers.
 
-        The batch goes out at the end of this loop iteration, unless the
-        channel is busy: one whose last batch was written less than
-        ``2 * write_delay`` seconds ago waits ``write_delay`` for more
-        publications to join its batch. Waiting pays only where publications come that often (a
-        subscriber then gets several in one write); on a quiet channel it
-        would only add latency, and bunch many channels' writes into one
-        burst, which costs more per write than writes spread over the loop's
-        iterations (``orbiter bench many-channels``: 29 CPU s per million
-        publications with every channel waiting 5 ms, 20.5 flushed at once).
+        The channel's first step goes at the end of this loop iteration,
+        unless the channel is busy: one whose last batch was written less
+        than ``2 * write_delay`` seconds ago waits ``write_delay`` for more
+        publications to join its batch. Waiting pays only where publications
+        come that often (a subscriber then gets several in one write); on a
+        quiet channel it would only add latency, and bunch many channels'
+        writes into one burst, which costs more per write than writes spread
+        over the loop's iterations (``orbiter bench many-channels``: 29 CPU s
+        per million publications with every channel waiting 5 ms, 20.5
+        flushed at once).
         """
         entry = self._channels.get(pub.channel)
         if entry is None:
             return
-        if not entry.pubs:
-            loop = self._loop
-            if loop is None:  # asyncio.get_running_loop() costs a getpid() system call
-                loop = self._loop = asyncio.get_running_loop()
-            delay = self._write_delay
-            if delay > 0 and time.monotonic() - entry.flushed_at < 2 * delay:
-                if not self._delayed:
-                    loop.call_later(delay, self._flush_delayed)
-                self._delayed.append(entry)
-            else:
-                if not self._dirty:
-                    loop.call_soon(self._flush_dirty)
-                self._dirty.append(entry)
         entry.pubs.append(pub)
         entry.messages.append(encode_publication(pub))
+        if entry.scheduled:
+            return
+        entry.scheduled = True
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() costs a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
+        delay = self._write_delay
+        if delay > 0 and time.monotonic() - entry.flushed_at < 2 * delay:
+            if not self._delayed:
+                loop.call_later(delay, self._flush_delayed)
+            self._delayed.append(entry)
+        else:
+            if not self._dirty:
+                loop.call_soon(self._flush_dirty)
+            self._dirty.append(entry)
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
-        self._flush_all(dirty)
+        for entry in dirty:
+            self._run_step(entry)
 
     def _flush_delayed(self) -> None:
         delayed, self._delayed = self._delayed, []
-        self._flush_all(delayed)
+        for entry in delayed:
+            self._run_step(entry)
 
-    def _flush_all(self, entries: list[_Channel]) -> None:
-        for entry in entries:
-            self._flush(entry)
+    def _run_step(self, entry: _Channel) -> None:
+        """A due step: run it, and schedule the next one while subscribers are behind."""
+        progress = self._step(entry, STEP)
+        if progress is _Progress.CAUGHT_UP:
+            entry.scheduled = False
             entry.flushed_at = time.monotonic()
-
-    def _flush(self, entry: _Channel) -> None:
-        """Hand a channel's queued publications to every subscriber, as one shared batch."""
-        if not entry.pubs:
             return
-        batch = SharedBatch(entry.name, entry.pubs, entry.messages)
+        loop = self._loop or asyncio.get_running_loop()
+        if progress is _Progress.MID_PASS:
+            loop.call_soon(self._run_step, entry)
+            return
+        # Publications came during the pass: the next pass starts ``write_delay`` after
+        # this one did, or at once if this one took longer.
+        wait = entry.pass_started + self._write_delay - time.monotonic()
+        if wait > 0:
+            loop.call_later(wait, self._run_step, entry)
+        else:
+            loop.call_soon(self._run_step, entry)
+
+    def _step(self, entry: _Channel, limit: int | None) -> _Progress:
+        """Hand the channel's publications to the next ``limit`` subscribers (None: all).
+
+        A pass goes through the channel's subscribers in order, giving each
+        what it has not been given, as one :class:`SharedBatch` shared by
+        every subscriber that has been given the same. A channel of at most
+        :data:`STEP` subscribers is written to in one go; a larger one over
+        several loop iterations, so that publications arriving meanwhile
+        (read between steps) join the batches of the subscribers the pass
+        has not reached yet, and those it has passed get them in the next
+        pass. A publication then waits for at most about one pass, instead
+        of the end of the pass under way and then a whole pass of its own.
+        Subscribers who join during a pass are in the next one.
+        """
+        subscribers = entry.subscribers
+        if not entry.pubs or not subscribers:
+            self._end_passes(entry)
+            return _Progress.CAUGHT_UP
+        head = entry.base + len(entry.pubs)
+        if entry.snapshot is None:
+            if entry.given is None and (limit is None or len(subscribers) <= limit):
+                # The whole pass in one go: every subscriber has everything up to ``base``.
+                batch = SharedBatch(entry.name, entry.pubs, entry.messages)
+                entry.pubs, entry.messages, entry.base = [], [], head
+                # A handler never unsubscribes synchronously (closing only marks the session).
+                for handler in subscribers.values():
+                    handler(batch)
+                return _Progress.CAUGHT_UP
+            entry.snapshot = list(subscribers.items())
+            entry.cursor = 0
+            entry.pass_head = head
+            entry.pass_started = time.monotonic()
+            if entry.given is None:
+                entry.given = {}
+        snapshot, given, base = entry.snapshot, entry.given, entry.base
+        assert given is not None
+        start = entry.cursor
+        end = len(snapshot) if limit is None else min(len(snapshot), start + limit)
+        batches = entry.batches
+        if batches and next(iter(batches.values())).pubs[-1] is not entry.pubs[-1]:
+            batches.clear()  # publications came since: batches now run further
+        for sub, handler in snapshot[start:end]:
+            if subscribers.get(sub) is not handler:
+                continue  # left since the pass started
+            have = given.get(sub, base)
+            if have >= head:
+                continue
+            shared = batches.get(have)
+            if shared is None:
+                skip = have - base
+                shared = batches[have] = SharedBatch(
+                    entry.name, entry.pubs[skip:], entry.messages[skip:]
+                )
+            handler(shared)
+            given[sub] = head
+        entry.cursor = end
+        if end < len(snapshot):
+            return _Progress.MID_PASS
+        # The pass is over: every subscriber has at least what there was when it started.
+        entry.snapshot = None
+        batches.clear()
+        done = entry.pass_head - base
+        del entry.pubs[:done], entry.messages[:done]
+        entry.base = entry.pass_head
+        if entry.pubs:
+            return _Progress.BEHIND
+        self._end_passes(entry)
+        return _Progress.CAUGHT_UP
+
+    @staticmethod
+    def _end_passes(entry: _Channel) -> None:
+        """Everyone has everything (or nobody is left): forget the passes' bookkeeping."""
+        entry.snapshot, entry.given = None, None
+        entry.batches.clear()
+        entry.base += len(entry.pubs)
         entry.pubs, entry.messages = [], []
-        # A handler never unsubscribes synchronously (closing only marks the session).
-        for handler in entry.subscribers.values():
-            handler(batch)
+
+    def _catch_up(self, entry: _Channel) -> None:
+        """Hand every subscriber everything now (a step already due stays due, and finds
+        nothing left to do)."""
+        while self._step(entry, None) is not _Progress.CAUGHT_UP:
+            pass
 
     def _fan_out_presence(self, event: PresenceEvent) -> None:
         entry = self._channels.get(event.channel)
         if entry is None:
             return
-        self._flush(entry)  # publications before the join/leave stay before it
+        self._catch_up(entry)  # publications before the join/leave stay before it
         message = encode_presence(event)
         for sub in entry.subscribers:
             sub.deliver_presence(event.channel, message)

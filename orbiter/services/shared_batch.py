@@ -1,10 +1,10 @@
-"""A channel's publications of one event-loop iteration, encoded once, framed once per transport.
+"""Publications of one channel, encoded once, framed once per transport, for many subscribers.
 
-:class:`orbiter.services.pubsub.PubSub` collects what a channel publishes
-during one loop iteration (or ``session.write_delay``) into one
-:class:`SharedBatch` and hands the same object to every subscriber; each
-transport kind frames it once (:meth:`SharedBatch.framed`) and writes the
-same bytes to every connection.
+:class:`orbiter.services.pubsub.PubSub` hands the publications a channel's
+subscribers have not been given yet to all of them as one
+:class:`SharedBatch` (those a pass over a large channel reached at
+different times get different ones); each transport kind frames it once
+(:meth:`SharedBatch.framed`) and writes the same bytes to every connection.
 """
 
 from __future__ import annotations
