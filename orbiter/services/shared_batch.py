@@ -25,22 +25,17 @@ class SharedBatch:
     reuse the bytes.
     """
 
-    __slots__ = ("_framed", "channel", "messages", "pubs", "size")
+    __slots__ = ("_framed", "channel", "first_offset", "last_offset", "messages", "pubs", "size")
 
     def __init__(self, channel: str, pubs: list[Publication], messages: list[bytes]) -> None:
         self.channel = channel
         self.pubs = pubs
         self.messages = messages
         self.size = sum(map(len, messages))
+        #: The offsets of the first and the last publication (read once per subscriber).
+        self.first_offset = pubs[0].offset
+        self.last_offset = pubs[-1].offset
         self._framed: dict[object, object] = {}
-
-    @property
-    def first_offset(self) -> int:
-        return self.pubs[0].offset
-
-    @property
-    def last_offset(self) -> int:
-        return self.pubs[-1].offset
 
     def framed(self, kind: object, frame: Callable[[list[bytes]], T]) -> T:
         """``frame(messages)``, computed once per ``kind`` for all subscribers.
