@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPo
 from orbiter.protocol.keys import ConnectionKey
 from orbiter.protocol.native import encode_presence, encode_publication
 from orbiter.services.shared_batch import SharedBatch
+
+log = logging.getLogger("orbiter.pubsub")
 
 BatchHandler = Callable[[SharedBatch], None]
 #: Channels whose history policy :meth:`PubSub.policy` remembers.
@@ -114,6 +117,14 @@ class _Channel:
 #: How many subscribers of a channel one step of a pass writes to; a larger channel
 #: is written to over several loop iterations (see :meth:`PubSub._step`).
 STEP = 256
+
+
+def _hand(sub: Subscriber, handler: BatchHandler, batch: SharedBatch) -> None:
+    """Give ``sub`` a batch; one that fails (a bug) is logged, and the pass goes on."""
+    try:
+        handler(batch)
+    except Exception:
+        log.exception("subscriber %s failed to take a batch of %r", sub.client_id, batch.channel)
 
 
 class _Progress(enum.Enum):
@@ -325,8 +336,8 @@ class PubSub:
                 batch = SharedBatch(entry.name, entry.pubs, entry.messages)
                 entry.pubs, entry.messages, entry.base = [], [], head
                 # A handler never unsubscribes synchronously (closing only marks the session).
-                for handler in subscribers.values():
-                    handler(batch)
+                for sub, handler in subscribers.items():
+                    _hand(sub, handler, batch)
                 return _Progress.CAUGHT_UP
             entry.snapshot = list(subscribers.items())
             entry.cursor = 0
@@ -353,7 +364,7 @@ class PubSub:
                 shared = batches[have] = SharedBatch(
                     entry.name, entry.pubs[skip:], entry.messages[skip:]
                 )
-            handler(shared)
+            _hand(sub, handler, shared)
             given[sub] = head
         entry.cursor = end
         if end < len(snapshot):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from orbiter.model import ClientInfo, PresenceEvent
 from orbiter.services import pubsub as pubsub_module
+from orbiter.services.shared_batch import SharedBatch
 from tests.services.test_pubsub_batches import Batched, make
 
 
@@ -106,7 +107,8 @@ _OPS = st.lists(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=_OPS)
 def test_every_subscriber_gets_each_publication_once_in_order(ops: list[tuple[str, int]]) -> None:
-    """Whatever the interleaving: no gap, nothing twice, everything published while in."""
+    """Whatever the interleaving, in each membership: no gap, nothing twice, and everything
+    published while subscribed."""
 
     async def run() -> None:
         saved, pubsub_module.STEP = pubsub_module.STEP, 3
@@ -114,10 +116,13 @@ def test_every_subscriber_gets_each_publication_once_in_order(ops: list[tuple[st
             pubsub, _ = make()
             subs = [Batched() for _ in range(10)]
             joined_at: dict[int, int] = {}
+            #: Where each subscriber's current membership starts in what it got.
+            since: dict[int, int] = {}
             published = 0
             for i in range(5):
                 await pubsub.subscribe(subs[i], "ch")
                 joined_at[i] = 0
+                since[i] = 0
             for op, n in ops:
                 if op == "publish":
                     published += 1
@@ -127,13 +132,14 @@ def test_every_subscriber_gets_each_publication_once_in_order(ops: list[tuple[st
                 elif op == "join" and n not in joined_at:
                     await pubsub.subscribe(subs[n], "ch")
                     joined_at[n] = published
+                    since[n] = len(subs[n].got)
                 elif op == "leave" and n in joined_at:
                     await pubsub.unsubscribe(subs[n], "ch")
                     del joined_at[n]
             for _ in range(40):
                 await asyncio.sleep(0)
             for i, sub in enumerate(subs):
-                got = [g for g in sub.got if isinstance(g, int)]
+                got = [g for g in sub.got[since.get(i, 0) :] if isinstance(g, int)]
                 assert got == sorted(set(got)), f"subscriber {i}: out of order or twice: {got}"
                 if got:
                     assert got == list(range(got[0], got[-1] + 1)), f"subscriber {i}: gap"
@@ -145,3 +151,25 @@ def test_every_subscriber_gets_each_publication_once_in_order(ops: list[tuple[st
             pubsub_module.STEP = saved
 
     asyncio.run(run())
+
+
+class Broken(Batched):
+    client_id = "broken"
+
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        raise RuntimeError("a bug in a subscriber")
+
+
+@pytest.mark.usefixtures("step_of_3")
+@pytest.mark.parametrize("count", [2, 7])
+async def test_a_subscriber_that_fails_does_not_stall_the_channel(
+    count: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    pubsub, subs = await _subscribed(count)
+    await pubsub.subscribe(Broken(), "ch")
+    for data in ("a", "b"):
+        await pubsub.publish("ch", data)
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert [s.got for s in subs] == [["a", "b"]] * count
+    assert "subscriber broken failed to take a batch" in caplog.text
