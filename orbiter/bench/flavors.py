@@ -148,6 +148,9 @@ def global_lines(flavor: str, scenario: Scenario) -> Iterator[str]:
         # Past a few dozen handshakes at once its proxy answers some with 502
         # at once, before its origin sees them (measured: 110 of 500 with 256 at once).
         yield f"max_connecting {PUSHPIN_MAX_CONNECTING}"
+        # Its handler takes the origin's subscribe some 60 ms after the 101 and tells
+        # nobody: what is published before is dropped (receivers=0 in its log).
+        yield "probe_subscriptions 1"
         yield "pub_path /publish/"
         # Its control API closes the connection after every response: ``depth``
         # connections with one request each, each connecting again after its answer.

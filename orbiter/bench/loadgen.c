@@ -82,6 +82,7 @@ typedef struct {
     long lp_offset;
     uint8_t *seen;
     long unique, dup;
+    int probed; /* a probe publication (see probe_subscriptions) has arrived */
 } conn_t;
 
 typedef struct {
@@ -117,6 +118,13 @@ static char **channels;
 static int nchannels, capchannels;
 static int padding = 60;
 static int max_connecting = 256;
+/* Servers that subscribe a connection some time after its handshake, with
+ * nothing telling the client when (Pushpin: its handler takes the origin's
+ * GRIP subscribe ~60 ms after the 101): before READY, every channel gets a
+ * probe publication ("#PROBE#", no "#B" marker, so never counted) until every
+ * ready subscriber has received one. */
+static int probe_subscriptions = 0;
+#define PROBE_MARKER "#PROBE#"
 
 static uint64_t t0;
 static long long hist[HBUCKETS];
@@ -207,6 +215,8 @@ static void scan(conn_t *c, const unsigned char *p, size_t n, uint64_t now) {
         while (q < end && *q >= '0' && *q <= '9') ts = ts * 10 + (*q++ - '0');
         if (ok && q < end && *q == '#') record(c, seq, (uint64_t)ts, now);
     }
+    if (probe_subscriptions && !c->probed && memmem(p, n, PROBE_MARKER, strlen(PROBE_MARKER)))
+        c->probed = 1;
     if (!c->ready) {
         size_t rl = strlen(ready_marker), fl = strlen(fail_marker);
         for (q = p; rl && q < end && (q = memmem(q, end - q, ready_marker, rl)); q += rl)
@@ -646,8 +656,26 @@ static size_t expand(char *dst, const char *tpl, const char *ch, const char *pay
 
 static long next_seq;
 
+/* One publish request (HTTP POST to pub_path, or a WebSocket frame) carrying ``body``. */
+static void send_body(pubconn_t *p, const char *channel, const char *body, size_t nb) {
+    static char req[(4 << 20) + 16];
+    if (pub_ws) {
+        size_t m = ws_frame((unsigned char *)req, 1, body, nb);
+        out_append(p, req, m);
+    } else {
+        char path[8192];
+        expand(path, pub_path, channel, "", 0);
+        int h = sprintf(req,
+                        "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+                        path, pub_host, pub_port, nb);
+        out_append(p, req, h);
+        out_append(p, body, nb);
+    }
+}
+
 static void publish_one(pubconn_t *p, uint64_t stamp) {
-    static char body[4 << 20], item[65536], payload[8192], req[(4 << 20) + 16];
+    static char body[4 << 20], item[65536], payload[8192];
     size_t nb = 0;
     nb = expand(body, pub_prefix, "", "", 0);
     int k;
@@ -661,22 +689,20 @@ static void publish_one(pubconn_t *p, uint64_t stamp) {
         memcpy(body + nb, item, ni), nb += ni;
     }
     nb += expand(body + nb, pub_suffix, "", "", 0);
-    if (pub_ws) {
-        size_t m = ws_frame((unsigned char *)req, 1, body, nb);
-        out_append(p, req, m);
-    } else {
-        char path[8192];
-        expand(path, pub_path, channels[(next_seq - 1) % nchannels], "", 0);
-        int h = sprintf(req,
-                        "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\n\r\n",
-                        path, pub_host, pub_port, nb);
-        out_append(p, req, h);
-        out_append(p, body, nb);
-    }
+    send_body(p, channels[(next_seq - 1) % nchannels], body, nb);
     if (!first_send_us) first_send_us = now_us();
     p->inflight += pub_ws ? k : 1; /* native: one reply per command */
     pub_sent += k;
+}
+
+/* A publication on ``channel`` whose payload is the probe marker. */
+static void probe_one(pubconn_t *p, const char *channel) {
+    static char body[65536];
+    size_t nb = expand(body, pub_prefix, "", "", 0);
+    nb += expand(body + nb, pub_item, channel, PROBE_MARKER, 999);
+    nb += expand(body + nb, pub_suffix, "", "", 0);
+    send_body(p, channel, body, nb);
+    p->inflight++;
 }
 
 /* Count complete HTTP responses (or WS acks) in the publisher's input. */
@@ -830,6 +856,7 @@ static void load_config(const char *file) {
         else if (!strcmp(line, "expected")) expected = atol(val);
         else if (!strcmp(line, "padding")) padding = atoi(val) > 8000 ? 8000 : atoi(val);
         else if (!strcmp(line, "max_connecting")) max_connecting = atoi(val);
+        else if (!strcmp(line, "probe_subscriptions")) probe_subscriptions = atoi(val);
         else if (!strcmp(line, "pub_rate")) pub_rate = atof(val);
         else if (!strcmp(line, "pub_depth")) pub_depth = atoi(val);
         else if (!strcmp(line, "pub_batch")) pub_batch = atoi(val);
@@ -962,6 +989,57 @@ static void conn_event(uint64_t idx, uint32_t events) {
     if (churning) recycle(idx);
 }
 
+static int unprobed(void) {
+    int n = 0;
+    for (int i = 0; i < nconns; i++) {
+        conn_t *c = &conns[i];
+        if (c->ready && !c->failed && c->state != S_CLOSED && !c->probed) n++;
+    }
+    return n;
+}
+
+/* Rounds of one probe per channel, 100 ms or more apart, until every ready
+ * subscriber has had one (see probe_subscriptions); then the publisher's
+ * counters start from zero, so the probes count nowhere in the report. */
+static void probe(uint64_t deadline) {
+    struct epoll_event evs[1024];
+    int next_channel = nchannels; /* nchannels: no round under way */
+    uint64_t round_at = 0;
+    long rounds = 0;
+    for (;;) {
+        uint64_t now = now_us();
+        int waiting = unprobed();
+        long inflight = 0;
+        for (int i = 0; i < npubconns; i++) inflight += pubs[i].inflight;
+        int between = next_channel >= nchannels && inflight <= 0;
+        if (!waiting && between) break;
+        if (now > deadline) {
+            fprintf(stderr, "loadgen: %d subscribers got no probe publication in %ld rounds\n", waiting, rounds);
+            break;
+        }
+        if (waiting && between && now >= round_at) next_channel = 0, round_at = now + 100000, rounds++;
+        for (int i = 0; i < npubconns && next_channel < nchannels; i++) {
+            pubconn_t *p = &pubs[i];
+            if (!p->ready || p->state == S_CLOSED) continue;
+            int sent = 0;
+            while (next_channel < nchannels && p->inflight < pub_depth) probe_one(p, channels[next_channel++]), sent = 1;
+            if (sent) pub_flush(p);
+        }
+        int n = epoll_wait(epfd, evs, 1024, 10);
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = evs[i].data.u64;
+            if (tag >> 32) {
+                pubconn_t *p = &pubs[tag & 0xffffffff];
+                if (evs[i].events & EPOLLIN) pub_readable(p);
+                if (p->state != S_CLOSED) pub_flush(p);
+            } else {
+                conn_event(tag, evs[i].events);
+            }
+        }
+    }
+    pub_acked = pub_errors = pub_connects = pub_reconnects = 0;
+}
+
 /* churn: a subscriber that is ready (or was refused) disconnects and connects again */
 static void recycle(uint64_t idx) {
     conn_t *c = &conns[idx];
@@ -1043,6 +1121,7 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (probe_subscriptions && nmsgs) probe(deadline);
     printf("READY %d %d\n", nready, nfailed);
     fflush(stdout);
     /* wait for GO, serving the subscribers meanwhile */

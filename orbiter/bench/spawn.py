@@ -61,10 +61,25 @@ class Unavailable(Exception):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(n: int, taken: tuple[int, ...] = ()) -> list[int]:
+    """``n`` distinct free ports, none of them in ``taken``.
+
+    The sockets are held open together while the kernel picks, so it cannot
+    hand out one port twice (it does, now and then, to sockets opened and
+    closed one after another).
+    """
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < n:
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+            if port not in taken:
+                ports.append(port)
+        return ports
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
@@ -76,6 +91,37 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None, timeout: fl
             return
         time.sleep(0.05)
     raise BenchError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+def _wait_pushpin_routes(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Until a WebSocket handshake through Pushpin reaches the origin (answers 101).
+
+    Pushpin's front (condure) listens before its proxy has connected to the
+    other processes; a client that came then would get 502 Bad Gateway.
+    """
+    request = (
+        f"GET /ws?channel=orbiter-bench-probe HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    deadline = time.monotonic() + timeout
+    status = b"no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"pushpin exited with {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(request)
+            answer = b""
+            while b"\r\n" not in answer and len(answer) < 4096:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            status = answer.partition(b"\r\n")[0] or b"the connection closed"
+            if status.split(b" ")[1:2] == [b"101"]:
+                return
+        time.sleep(0.1)
+    raise BenchError(f"pushpin does not reach its origin after {timeout:.0f} s: {status!r}")
 
 
 @dataclass
@@ -212,6 +258,8 @@ def spawn(
             _wait_listening(port, proc)
             if pub_url is not None:
                 _wait_listening(Target(name, name, pub_url).pub_host_port[1], proc)
+            if name == "pushpin":
+                _wait_pushpin_routes(port, proc)
         except BenchError:
             proc.kill()
             proc.wait()
@@ -247,7 +295,7 @@ def _pushpin(
     pushpin = shutil.which("pushpin")
     if pushpin is None or shutil.which("condure") is None or shutil.which("zurl") is None:
         raise Unavailable("Pushpin is not installed (apt-get install pushpin)")
-    origin_port, control, pull, sub, command = (free_port() for _ in range(5))
+    origin_port, control, pull, sub, command = free_ports(5, taken=(port,))
     values = {
         "@DIR@": str(tmp),
         "@PORT@": str(port),

@@ -8,7 +8,12 @@ twice (``--duplicate``), every delivery waits ``--delay`` seconds (and the
 n-th another n times ``--pace`` seconds: a server that accepts at once and
 delivers slowly), each publish is answered only after ``--publish-delay``
 seconds, and with ``Connection: close`` (``--close``, as Pushpin's control
-API does).
+API does). ``--subscribe-after S`` joins each subscriber to the broadcast
+only S seconds after its handshake, with nothing to tell the client (as
+Pushpin's handler does with its origin's GRIP subscribe); ``POST /publish/``
+takes Pushpin's control API format (``{"items": [{"channel",
+"formats": {"ws-message": {"content"}}}]}``), so the bench's ``pushpin``
+flavor runs against this server too.
 
 It also speaks orbiter's long polls (``GET /poll?channel=C[&since=N&epoch=E]``,
 published to by ``POST /api/publish`` with ``{"channel", "data"}``), with
@@ -42,7 +47,11 @@ EPOCH = "e1"
 async def subscribe(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
-    request.app[SUBS].append(ws)
+    after = request.app[ARGS].subscribe_after
+    if after:
+        asyncio.get_running_loop().call_later(after, request.app[SUBS].append, ws)
+    else:
+        request.app[SUBS].append(ws)
     async for _ in ws:
         pass
     return ws
@@ -62,8 +71,16 @@ async def _deliver(app: web.Application, n: int, payload: str) -> None:
 
 
 async def publish(request: web.Request) -> web.Response:
+    return await _publish(request, await request.text())
+
+
+async def pushpin_publish(request: web.Request) -> web.Response:
+    body = await request.json()
+    return await _publish(request, body["items"][0]["formats"]["ws-message"]["content"])
+
+
+async def _publish(request: web.Request, payload: str) -> web.Response:
     app = request.app
-    payload = await request.text()
     if app[ARGS].publish_delay:
         await asyncio.sleep(app[ARGS].publish_delay)
     app[COUNT][0] += 1
@@ -140,6 +157,7 @@ def main() -> None:
     p.add_argument("--publish-delay", type=float, default=0.0)
     p.add_argument("--close", action="store_true")
     p.add_argument("--refuse-polls", action="store_true")
+    p.add_argument("--subscribe-after", type=float, default=0.0)
     args = p.parse_args()
     app = web.Application()
     app[SUBS] = []
@@ -152,6 +170,7 @@ def main() -> None:
     app[DOUBLED] = set()
     app.router.add_get("/ws", subscribe)
     app.router.add_post("/pub", publish)
+    app.router.add_post("/publish/", pushpin_publish)
     app.router.add_post("/api/publish", api_publish)
     app.router.add_get("/poll", poll)
     web.run_app(

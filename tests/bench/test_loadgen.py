@@ -35,7 +35,7 @@ def orbiter_server() -> Iterator[Spawned]:
     server.stop()
 
 
-def faulty(*args: str) -> Iterator[Target]:
+def faulty(*args: str, flavor: str = "broadcast") -> Iterator[Target]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.faulty_peer", str(port), *args],
@@ -43,7 +43,7 @@ def faulty(*args: str) -> Iterator[Target]:
     )
     try:
         _wait_listening(port, None)
-        yield Target("faulty", "broadcast", f"http://127.0.0.1:{port}", proc.pid)
+        yield Target("faulty", flavor, f"http://127.0.0.1:{port}", proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -157,6 +157,25 @@ def test_a_publisher_told_connection_close_connects_again() -> None:
     assert result["publish_errors"] > 0
     assert result["publish_acked"] + result["publish_errors"] == result["published"] == 50
     assert result["deliveries"] == 20 * result["publish_acked"]
+
+
+def test_subscribers_joined_late_are_probed_before_the_run_starts() -> None:
+    # The server joins each subscriber 0.5 s after its 101 and says nothing. Published
+    # to at once (the broadcast flavor), the first publications reach nobody ...
+    scenario = replace(SMALL, depth=1)
+    for target in faulty("--subscribe-after", "0.5", "--close"):
+        result = run(scenario, target, progress=None)
+    assert result["lost"] > 0
+    # ... the pushpin flavor probes every channel until each subscriber has heard a
+    # probe, and only then starts: nothing is lost and the probes count nowhere.
+    for target in faulty("--subscribe-after", "0.5", "--close", flavor="pushpin"):
+        result = run(scenario, target, progress=None)
+    assert result["subscribers_failed"] == 0
+    assert result["published"] == result["publish_acked"] == 50
+    assert result["publisher_connects"] == 50
+    assert result["publish_errors"] == result["publisher_reconnects"] == 0
+    assert result["deliveries"] == result["expected_deliveries"] == 1000
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
 
 
 def test_html_plot_is_self_contained(orbiter_server: Spawned) -> None:
