@@ -81,8 +81,10 @@ def mount(
     sessions at shutdown is the caller's, whose order matters to it.
     """
     handler = SockJSHandler(server, prefix)
-    app.router.add_route("*", prefix, handler)
-    app.router.add_route("*", prefix + "/{tail:.*}", handler)
+    # The bound coroutine method, not the object: aiohttp wraps (and warns about)
+    # a handler it does not see as a coroutine function, one more call per request.
+    app.router.add_route("*", prefix, handler.__call__)
+    app.router.add_route("*", prefix + "/{tail:.*}", handler.__call__)
     app[RAW_ROUTERS].append(hixie76_router(handler, node))
     return handler
 
