@@ -83,6 +83,7 @@ typedef struct {
     uint8_t *seen;
     long unique, dup;
     int probed; /* a probe publication (see probe_subscriptions) has arrived */
+    int channel; /* index in channels of what it subscribes to ("subscribes" line) */
 } conn_t;
 
 typedef struct {
@@ -895,6 +896,8 @@ static void load_config(const char *file) {
             cur->sends[cur->nsends++] = strdup(val);
         } else if (!strcmp(line, "ready") && cur) {
             cur->ready_need = atoi(val);
+        } else if (!strcmp(line, "subscribes") && cur) {
+            cur->channel = atoi(val);
         } else if (*line) {
             fprintf(stderr, "loadgen: unknown config line %s\n", line);
             exit(2);
@@ -907,6 +910,11 @@ static void load_config(const char *file) {
         fprintf(stderr, "loadgen: nmsgs without channels\n");
         exit(2);
     }
+    for (int i = 0; i < nconns; i++)
+        if (conns[i].channel < 0 || (conns[i].channel && conns[i].channel >= nchannels)) {
+            fprintf(stderr, "loadgen: subscriber %d subscribes to channel %d of %d\n", i, conns[i].channel, nchannels);
+            exit(2);
+        }
 }
 
 static void dump_json(void) {
@@ -989,40 +997,50 @@ static void conn_event(uint64_t idx, uint32_t events) {
     if (churning) recycle(idx);
 }
 
-static int unprobed(void) {
-    int n = 0;
-    for (int i = 0; i < nconns; i++) {
-        conn_t *c = &conns[i];
-        if (c->ready && !c->failed && c->state != S_CLOSED && !c->probed) n++;
-    }
-    return n;
-}
-
-/* Rounds of one probe per channel, 100 ms or more apart, until every ready
- * subscriber has had one (see probe_subscriptions); then the publisher's
- * counters start from zero, so the probes count nowhere in the report. */
+/* Rounds of probes (see probe_subscriptions) until every ready subscriber has
+ * had one: each round probes the channels that have a ready subscriber still
+ * waiting, once all of the previous round's probes are answered and at least
+ * ``wait`` after it began; ``wait`` starts at 200 ms and doubles up to 3.2 s,
+ * so a server slow to deliver is not flooded with probes. Then the
+ * publisher's counters start from zero: the probes count nowhere in the report. */
 static void probe(uint64_t deadline) {
     struct epoll_event evs[1024];
+    char *wanted = calloc(nchannels, 1);
     int next_channel = nchannels; /* nchannels: no round under way */
-    uint64_t round_at = 0;
+    uint64_t round_at = 0, wait = 200000;
     long rounds = 0;
     for (;;) {
         uint64_t now = now_us();
-        int waiting = unprobed();
         long inflight = 0;
         for (int i = 0; i < npubconns; i++) inflight += pubs[i].inflight;
         int between = next_channel >= nchannels && inflight <= 0;
-        if (!waiting && between) break;
-        if (now > deadline) {
-            fprintf(stderr, "loadgen: %d subscribers got no probe publication in %ld rounds\n", waiting, rounds);
+        if (between) {
+            int waiting = 0;
+            memset(wanted, 0, nchannels);
+            for (int i = 0; i < nconns; i++) {
+                conn_t *c = &conns[i];
+                if (c->ready && !c->failed && c->state != S_CLOSED && !c->probed)
+                    waiting++, wanted[c->channel] = 1;
+            }
+            if (!waiting) break;
+            if (now > deadline) {
+                fprintf(stderr, "loadgen: %d subscribers got no probe publication in %ld rounds\n", waiting, rounds);
+                break;
+            }
+            if (now >= round_at) {
+                next_channel = 0, round_at = now + wait, rounds++;
+                if (wait < 3200000) wait *= 2;
+            }
+        } else if (now > deadline + 5000000) {
+            fprintf(stderr, "loadgen: %ld probe publications still unanswered\n", inflight);
             break;
         }
-        if (waiting && between && now >= round_at) next_channel = 0, round_at = now + 100000, rounds++;
         for (int i = 0; i < npubconns && next_channel < nchannels; i++) {
             pubconn_t *p = &pubs[i];
             if (!p->ready || p->state == S_CLOSED) continue;
             int sent = 0;
-            while (next_channel < nchannels && p->inflight < pub_depth) probe_one(p, channels[next_channel++]), sent = 1;
+            for (; next_channel < nchannels && p->inflight < pub_depth; next_channel++)
+                if (wanted[next_channel]) probe_one(p, channels[next_channel]), sent = 1;
             if (sent) pub_flush(p);
         }
         int n = epoll_wait(epfd, evs, 1024, 10);
@@ -1037,6 +1055,7 @@ static void probe(uint64_t deadline) {
             }
         }
     }
+    free(wanted);
     pub_acked = pub_errors = pub_connects = pub_reconnects = 0;
 }
 

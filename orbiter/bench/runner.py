@@ -82,6 +82,7 @@ def loadgen_config(scenario: Scenario, target: Target) -> tuple[str, list[int]]:
     lines.append(f"expected {sum(expected)}")
     for i, ch in enumerate(subscriber_channels):
         lines += subscriber_lines(target.flavor, scenario, channel_name(ch), i)
+        lines.append(f"subscribes {ch}")
     return "\n".join(lines) + "\n", subscriber_channels
 
 
