@@ -121,9 +121,9 @@ static int padding = 60;
 static int max_connecting = 256;
 /* Servers that subscribe a connection some time after its handshake, with
  * nothing telling the client when (Pushpin: its handler takes the origin's
- * GRIP subscribe ~60 ms after the 101): before READY, every channel gets a
- * probe publication ("#PROBE#", no "#B" marker, so never counted) until every
- * ready subscriber has received one. */
+ * GRIP subscribe ~60 ms after the 101): before READY, channels get probe
+ * publications ("#PROBE#", no "#B" marker, so never counted) until every
+ * ready subscriber has received one (see probe()). */
 static int probe_subscriptions = 0;
 #define PROBE_MARKER "#PROBE#"
 
