@@ -1,8 +1,9 @@
 """The bench's peer servers measured for real on small N: python-socketio, Pushpin.
 
 Each runs only where its server is installed (python-socketio is in the
-``bench`` extra, Pushpin is a Debian package); CI installs neither, so there
-these tests are skipped and say why.
+``bench`` extra, Pushpin is a Debian package); ``.ci/run`` installs neither,
+so where they are missing these tests are skipped and say why (a CI
+machine that has Pushpin runs its test, as one did).
 """
 
 from __future__ import annotations
