@@ -997,6 +997,22 @@ static void conn_event(uint64_t idx, uint32_t events) {
     if (churning) recycle(idx);
 }
 
+/* Wait up to ``timeout_ms`` for events and serve them: publishers' answers, subscribers' data. */
+static void serve_events(int timeout_ms) {
+    struct epoll_event evs[1024];
+    int n = epoll_wait(epfd, evs, 1024, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        uint64_t tag = evs[i].data.u64;
+        if (tag >> 32) {
+            pubconn_t *p = &pubs[tag & 0xffffffff];
+            if (evs[i].events & EPOLLIN) pub_readable(p);
+            if (p->state != S_CLOSED) pub_flush(p);
+        } else {
+            conn_event(tag, evs[i].events);
+        }
+    }
+}
+
 /* Rounds of probes (see probe_subscriptions) until every ready subscriber has
  * had one: each round probes the channels that have a ready subscriber still
  * waiting, once all of the previous round's probes are answered and at least
@@ -1004,7 +1020,6 @@ static void conn_event(uint64_t idx, uint32_t events) {
  * so a server slow to deliver is not flooded with probes. Then the
  * publisher's counters start from zero: the probes count nowhere in the report. */
 static void probe(uint64_t deadline) {
-    struct epoll_event evs[1024];
     char *wanted = calloc(nchannels, 1);
     int next_channel = nchannels; /* nchannels: no round under way */
     uint64_t round_at = 0, wait = 200000;
@@ -1043,17 +1058,7 @@ static void probe(uint64_t deadline) {
                 if (wanted[next_channel]) probe_one(p, channels[next_channel]), sent = 1;
             if (sent) pub_flush(p);
         }
-        int n = epoll_wait(epfd, evs, 1024, 10);
-        for (int i = 0; i < n; i++) {
-            uint64_t tag = evs[i].data.u64;
-            if (tag >> 32) {
-                pubconn_t *p = &pubs[tag & 0xffffffff];
-                if (evs[i].events & EPOLLIN) pub_readable(p);
-                if (p->state != S_CLOSED) pub_flush(p);
-            } else {
-                conn_event(tag, evs[i].events);
-            }
-        }
+        serve_events(10);
     }
     free(wanted);
     pub_acked = pub_errors = pub_connects = pub_reconnects = 0;
@@ -1201,17 +1206,7 @@ int main(int argc, char **argv) {
         }
         int timeout = 1;
         if (interval == 0 || next_seq >= nmsgs) timeout = 50;
-        int n = epoll_wait(epfd, evs, 1024, timeout);
-        for (int i = 0; i < n; i++) {
-            uint64_t tag = evs[i].data.u64;
-            if (tag >> 32) {
-                pubconn_t *p = &pubs[tag & 0xffffffff];
-                if (evs[i].events & EPOLLIN) pub_readable(p);
-                if (p->state != S_CLOSED) pub_flush(p);
-            } else {
-                conn_event(tag, evs[i].events);
-            }
-        }
+        serve_events(timeout);
         now = now_us();
         if (now - last_progress >= 200000) {
             printf("P %ld %ld %ld\n", pub_sent, total_unique, total_dup);
