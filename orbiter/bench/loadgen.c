@@ -911,7 +911,7 @@ static void load_config(const char *file) {
         exit(2);
     }
     for (int i = 0; i < nconns; i++)
-        if (conns[i].channel < 0 || (conns[i].channel && conns[i].channel >= nchannels)) {
+        if (conns[i].channel < 0 || (nchannels && conns[i].channel >= nchannels)) {
             fprintf(stderr, "loadgen: subscriber %d subscribes to channel %d of %d\n", i, conns[i].channel, nchannels);
             exit(2);
         }
