@@ -84,6 +84,18 @@ class Broker(abc.ABC):
     async def publish(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
         """Append to the channel's stream and deliver; returns the publication."""
 
+    def publish_at_once(
+        self, channel: str, data: JSON, policy: HistoryPolicy
+    ) -> Publication | None:
+        """:meth:`publish` without suspending, if this engine can: the publication, or None.
+
+        None means nothing was published and :meth:`publish` must be awaited
+        (an engine that talks to a server always answers None; the memory
+        engine never does). A route that publishes many messages from one
+        read calls this first, so that it makes no coroutine per message.
+        """
+        return None
+
     @abc.abstractmethod
     async def publish_presence(self, event: PresenceEvent) -> None:
         """Deliver a join or leave to every node subscribed to the channel (no history)."""

@@ -39,10 +39,17 @@ class _Stream:
     def __init__(self, policy: HistoryPolicy, now: float) -> None:
         self.epoch = new_epoch()
         self.offset = 0
-        self.publications: deque[Publication] = deque()
+        #: The newest ``policy.size`` publications (an append past it drops the oldest).
+        self.publications: deque[Publication] = deque(maxlen=policy.size)
         self.touched = now
         #: The policy last used on this stream, for the periodic sweep.
         self.policy = policy
+
+    def adopt(self, policy: HistoryPolicy) -> None:
+        """Keep history by ``policy`` from now on (the newest publications stay)."""
+        self.policy = policy
+        if self.publications.maxlen != policy.size:
+            self.publications = deque(self.publications, maxlen=policy.size)
 
     def expire(self, now: float) -> None:
         pubs = self.publications
@@ -86,15 +93,16 @@ class MemoryBroker(Broker):
         self._subscribed.discard(channel)
 
     async def publish(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
+        return self.publish_at_once(channel, data, policy)
+
+    def publish_at_once(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
         now = time.time()
         stream = self._stream(channel, policy, now)
-        stream.offset += 1
-        pub = Publication(channel, stream.offset, stream.epoch, data, now)
-        if policy.size > 0:
+        offset = stream.offset = stream.offset + 1
+        pub = Publication(channel, offset, stream.epoch, data, now)
+        if policy.size:
             pubs = stream.publications
-            pubs.append(pub)
-            while len(pubs) > policy.size:
-                pubs.popleft()
+            pubs.append(pub)  # the oldest past policy.size falls out
             if pubs[0].time < now - policy.ttl:
                 stream.expire(now)
         if self._on_publication is not None and channel in self._subscribed:
@@ -141,7 +149,8 @@ class MemoryBroker(Broker):
                     )
             stream = self._streams[channel] = _Stream(policy, now)
         stream.touched = now
-        stream.policy = policy
+        if stream.policy is not policy:
+            stream.adopt(policy)
         return stream
 
     def sweep(self, now: float | None = None) -> None:

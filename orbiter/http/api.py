@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from orbiter.http.keys import NODE
-from orbiter.model import StreamPosition
+from orbiter.model import JSON, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel
 
@@ -112,11 +112,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        raise ApiError(400, "request body is empty; send a JSON object")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if not body.strip():
+            raise ApiError(400, "request body is empty; send a JSON object") from None
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "request body must be a JSON object")
@@ -157,27 +157,43 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 async def publish(request: web.Request) -> web.Response:
     _check_api_key(request)
-    return json_response(await publish_body(request.app[NODE].pubsub, await request.read()))
+    answer = publish_body(request.app[NODE].pubsub, await request.read())
+    return json_response(answer if isinstance(answer, dict) else await answer)
 
 
-async def publish_body(pubsub: PubSub, body: bytes) -> dict[str, Any]:
-    """``POST /api/publish`` after its API key check: the body in, the JSON answer out (200).
+#: An answer to a publish request, or (the engine must wait) the coroutine that returns it.
+Answer = dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]
 
-    Raises :class:`ApiError` naming the problem. The aiohttp handler and the
-    fast path (:mod:`orbiter.http.fast_publish`) both call this.
+
+def publish_body(pubsub: PubSub, body: bytes) -> Answer:
+    """``POST /api/publish`` after its API key check: the body in, the JSON answer (200) out.
+
+    The engine publishes at once if it can (the memory engine always can), and
+    the answer is returned; else what is left is returned as a coroutine to
+    await, which returns the answer. Raises :class:`ApiError` naming the
+    problem, before anything is published. The aiohttp handler and the fast
+    path (:mod:`orbiter.http.fast_publish`) both call this.
     """
     payload = _json_object(body)
     if "publications" in payload:
-        return await _publish_batch(pubsub, payload["publications"])
+        return _publish_batch(pubsub, _batch_items(payload["publications"]))
     channel = _channel(payload.get("channel"))
     if "data" not in payload:
         raise ApiError(400, "'data' is missing")
-    pub = await pubsub.publish(channel, payload["data"])
+    data = payload["data"]
+    pub = pubsub.publish_at_once(channel, data)
+    if pub is None:
+        return _publish_later(pubsub, channel, data)
     return {"offset": pub.offset, "epoch": pub.epoch}
 
 
-async def _publish_batch(pubsub: PubSub, items: object) -> dict[str, Any]:
-    """``{"publications": [{"channel", "data"}, ...]}``: all checked, then published in order."""
+async def _publish_later(pubsub: PubSub, channel: str, data: JSON) -> dict[str, Any]:
+    pub = await pubsub.publish(channel, data)
+    return {"offset": pub.offset, "epoch": pub.epoch}
+
+
+def _batch_items(items: object) -> list[tuple[str, JSON]]:
+    """``{"publications": [{"channel", "data"}, ...]}``, every item checked."""
     if not isinstance(items, list) or not items:
         raise ApiError(400, "'publications' must be a non-empty list of {channel, data} objects")
     if len(items) > MAX_BATCH:
@@ -190,8 +206,25 @@ async def _publish_batch(pubsub: PubSub, items: object) -> dict[str, Any]:
             batch.append((validate_channel(item.get("channel")), item["data"]))
         except ValueError as exc:
             raise ApiError(400, f"publications[{i}]: {exc}") from None
-    results = []
-    for channel, data in batch:
+    return batch
+
+
+def _publish_batch(pubsub: PubSub, batch: list[tuple[str, JSON]]) -> Answer:
+    """Publish the batch in order, at once while the engine can."""
+    results: list[dict[str, Any]] = []
+    for index, (channel, data) in enumerate(batch):
+        pub = pubsub.publish_at_once(channel, data)
+        if pub is None:
+            return _publish_batch_later(pubsub, batch, index, results)
+        results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
+    return {"results": results}
+
+
+async def _publish_batch_later(
+    pubsub: PubSub, batch: list[tuple[str, JSON]], start: int, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The rest of :func:`_publish_batch`, from the first the engine could not publish at once."""
+    for channel, data in batch[start:]:
         pub = await pubsub.publish(channel, data)
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
     return {"results": results}

@@ -11,10 +11,10 @@ checked and published by the same functions as aiohttp's handler
 (:func:`orbiter.http.api.check_api_key`, :func:`orbiter.http.api.publish_body`),
 and answered in order; the answers to one read go out in one write.
 
-The publish coroutine is driven with ``send(None)``: the memory engine never
-suspends, so no task is made. If an engine does suspend, the rest runs in a
-task while reading pauses, and later requests wait in the buffer, so answers
-stay in order.
+The memory engine publishes at once (:meth:`~orbiter.engine.base.Broker.publish_at_once`),
+so no coroutine or task is made per request. If an engine must wait, the
+rest of the publish runs in a task while reading pauses, and later requests
+wait in the buffer, so answers stay in order.
 
 Any request the parser does not take (another method or path, HTTP/1.0,
 ``Transfer-Encoding``, ``Expect``, an odd header, a body over the limit...)
@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp.http import SERVER_SOFTWARE
@@ -101,37 +101,6 @@ def fast_publish_router(node: Node) -> RawRouter:
         return take
 
     return route
-
-
-class _Rest:
-    """Awaits the rest of a coroutine that suspended on its first step.
-
-    The coroutine already yielded ``first`` (a future it waits on) to whoever
-    called ``send(None)``; a task awaiting this carries on as if it had
-    driven the coroutine from the start.
-    """
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, dict[str, Any]], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, dict[str, Any]]:
-        coro, pending = self._coro, self._first
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:  # cancellation thrown into the task
-                try:
-                    pending = coro.throw(exc)
-                except StopIteration as stop:
-                    return cast(dict[str, Any], stop.value)
-                continue
-            try:
-                pending = coro.send(sent)
-            except StopIteration as stop:
-                return cast(dict[str, Any], stop.value)
 
 
 class FastPublishProtocol(ClaimedProtocol):
@@ -255,24 +224,20 @@ class FastPublishProtocol(ClaimedProtocol):
         """The response to a request, or None if its publish suspended (then a task answers)."""
         try:
             check_api_key(self._node, head.x_api_key, head.authorization)
-            coro = publish_body(self._node.pubsub, body)
-            try:
-                first = coro.send(None)
-            except StopIteration as stop:
-                return self._ok(stop.value, head.close)
+            answer = publish_body(self._node.pubsub, body)
         except Exception as exc:
             return self._failure(exc, head)
+        if isinstance(answer, dict):
+            return self._ok(answer, head.close)
         self._busy = True
         self._update_reading()
-        self._task = self._loop.create_task(self._finish(head, coro, first))
+        self._task = self._loop.create_task(self._finish(head, answer))
         return None
 
-    async def _finish(
-        self, head: PublishHead, coro: Coroutine[Any, Any, dict[str, Any]], first: Any
-    ) -> None:
-        """The rest of a publish that suspended: answer it, then serve what came meanwhile."""
+    async def _finish(self, head: PublishHead, rest: Coroutine[Any, Any, dict[str, Any]]) -> None:
+        """A publish the engine could not do at once: answer it, then serve what came meanwhile."""
         try:
-            response = self._ok(await _Rest(coro, first), head.close)
+            response = self._ok(await rest, head.close)
         except Exception as exc:
             response = self._failure(exc, head)
         self._busy = False

@@ -139,12 +139,15 @@ class PublishParser:
     byte, is not parsed again.
     """
 
-    __slots__ = ("_heads", "_max_body", "wanted")
+    __slots__ = ("_heads", "_last", "_max_body", "wanted")
 
     def __init__(self, max_body: int) -> None:
         #: The largest body taken; a longer one is handed over (aiohttp answers it 413).
         self._max_body = max_body
         self._heads: dict[bytes, PublishHead | Handover] = {}
+        #: The last head taken, byte for byte, and what it says. It holds no blank line
+        #: but its last, so a request that starts with it has that head: one compare.
+        self._last: tuple[bytes, PublishHead] | None = None
         #: After :data:`INCOMPLETE`: the bytes from ``start`` needed before judging again
         #: is worth it (the whole request, once its head is known; else 0, any more).
         self.wanted = 0
@@ -155,6 +158,23 @@ class PublishParser:
         Returns ``(head, body, end)`` (the next request starts at ``data[end]``),
         :data:`INCOMPLETE`, or a :class:`Handover`.
         """
+        last = self._last
+        if last is not None and data.startswith(last[0], start):
+            head = last[1]
+            head_end = start + len(last[0])
+        else:
+            found = self._find_head(data, start)
+            if found is None or isinstance(found, Handover):
+                return found
+            head, head_end = found
+        end = head_end + head.length
+        if len(data) < end:
+            self.wanted = end - start
+            return INCOMPLETE
+        return head, data[head_end:end], end
+
+    def _find_head(self, data: bytes, start: int) -> tuple[PublishHead, int] | Handover | None:
+        """The head starting at ``data[start]`` and where it ends, judged (or remembered)."""
         blank = data.find(b"\r\n\r\n", start)
         if blank < 0:
             available = data[start : start + len(REQUEST_LINE)]
@@ -176,11 +196,8 @@ class PublishParser:
             self._heads[raw] = head
         if isinstance(head, Handover):
             return head
-        end = head_end + head.length
-        if len(data) < end:
-            self.wanted = end - start
-            return INCOMPLETE
-        return head, data[head_end:end], end
+        self._last = (raw, head)
+        return head, head_end
 
 
 def parse_publish(data: bytes, start: int, max_body: int) -> Parsed:

@@ -119,12 +119,9 @@ class _Channel:
 STEP = 256
 
 
-def _hand(sub: Subscriber, handler: BatchHandler, batch: SharedBatch) -> None:
-    """Give ``sub`` a batch; one that fails (a bug) is logged, and the pass goes on."""
-    try:
-        handler(batch)
-    except Exception:
-        log.exception("subscriber %s failed to take a batch of %r", sub.client_id, batch.channel)
+def _log_failed(sub: Subscriber, batch: SharedBatch) -> None:
+    """A subscriber failed to take a batch (a bug): logged, and the pass goes on."""
+    log.exception("subscriber %s failed to take a batch of %r", sub.client_id, batch.channel)
 
 
 class _Progress(enum.Enum):
@@ -214,6 +211,10 @@ class PubSub:
     def publish(self, channel: str, data: JSON) -> Coroutine[Any, Any, Publication]:
         """Publish to ``channel`` (await the result): the broker's own coroutine, not one more."""
         return self._broker.publish(channel, data, self.policy(channel))
+
+    def publish_at_once(self, channel: str, data: JSON) -> Publication | None:
+        """Publish without suspending, if the engine can; else None (then await :meth:`publish`)."""
+        return self._broker.publish_at_once(channel, data, self.policy(channel))
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel."""
@@ -337,7 +338,10 @@ class PubSub:
                 entry.pubs, entry.messages, entry.base = [], [], head
                 # A handler never unsubscribes synchronously (closing only marks the session).
                 for sub, handler in subscribers.items():
-                    _hand(sub, handler, batch)
+                    try:
+                        handler(batch)
+                    except Exception:
+                        _log_failed(sub, batch)
                 return _Progress.CAUGHT_UP
             entry.snapshot = list(subscribers.items())
             entry.cursor = 0
@@ -364,7 +368,10 @@ class PubSub:
                 shared = batches[have] = SharedBatch(
                     entry.name, entry.pubs[skip:], entry.messages[skip:]
                 )
-            _hand(sub, handler, shared)
+            try:
+                handler(shared)
+            except Exception:
+                _log_failed(sub, shared)
             given[sub] = head
         entry.cursor = end
         if end < len(snapshot):

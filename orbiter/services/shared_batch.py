@@ -25,24 +25,54 @@ class SharedBatch:
     reuse the bytes.
     """
 
-    __slots__ = ("_framed", "channel", "first_offset", "last_offset", "messages", "pubs", "size")
+    __slots__ = (
+        "_frame",
+        "_kind",
+        "_more",
+        "channel",
+        "first_offset",
+        "last_offset",
+        "messages",
+        "pubs",
+        "size",
+    )
 
-    def __init__(self, channel: str, pubs: list[Publication], messages: list[bytes]) -> None:
+    def __init__(
+        self,
+        channel: str,
+        pubs: list[Publication],
+        messages: list[bytes],
+        size: int | None = None,
+    ) -> None:
         self.channel = channel
         self.pubs = pubs
         self.messages = messages
-        self.size = sum(map(len, messages))
+        #: The messages' total length (given when the caller has kept count).
+        self.size = sum(map(len, messages)) if size is None else size
         #: The offsets of the first and the last publication (read once per subscriber).
         self.first_offset = pubs[0].offset
         self.last_offset = pubs[-1].offset
-        self._framed: dict[object, object] = {}
+        #: The first kind's framing in slots (a channel's subscribers are mostly of one
+        #: kind), any other kinds' in a dict made when needed.
+        self._kind: object = None
+        self._frame: object = None
+        self._more: dict[object, object] | None = None
 
     def framed(self, kind: object, frame: Callable[[list[bytes]], T]) -> T:
         """``frame(messages)``, computed once per ``kind`` for all subscribers.
 
         Each ``kind`` must always be framed by the same function (its result type).
         """
-        data = self._framed.get(kind)
-        if data is None:
-            data = self._framed[kind] = frame(self.messages)
-        return cast(T, data)
+        if kind is self._kind:
+            return cast(T, self._frame)
+        if self._kind is None:
+            self._kind = kind
+            data = self._frame = frame(self.messages)
+            return data
+        more = self._more
+        if more is None:
+            more = self._more = {}
+        found = more.get(kind)
+        if found is None:
+            found = more[kind] = frame(self.messages)
+        return cast(T, found)

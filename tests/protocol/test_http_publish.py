@@ -235,3 +235,29 @@ def test_an_incomplete_request_says_how_much_it_wants() -> None:
     assert parser.wanted == 0  # the head is not whole: any byte may finish it
     assert parser.parse(b"junk" + data[:-100], 4) is INCOMPLETE
     assert parser.wanted == len(data)
+
+
+_HEADS = st.sampled_from(
+    [(), (b"X-API-Key: a",), (b"X-API-Key: a", b"X-A: 1"), (b"Expect: 100-continue",)]
+)
+
+
+@given(st.lists(st.tuples(_HEADS, st.binary(max_size=12)), min_size=1, max_size=8))
+def test_a_parser_that_remembers_judges_each_request_as_a_fresh_one(
+    requests: list[tuple[tuple[bytes, ...], bytes]],
+) -> None:
+    """The remembered heads (the last one, compared byte for byte) change no verdict:
+    bodies of other lengths change ``Content-Length``, other headers the head."""
+    parser = PublishParser(LIMIT)
+    data = b"".join(request(*headers, body=body) for headers, body in requests)
+    pos = 0
+    for _ in requests:
+        remembered, fresh = parser.parse(data, pos), parse_publish(data, pos, LIMIT)
+        if not isinstance(fresh, tuple):
+            assert isinstance(remembered, Handover) and isinstance(fresh, Handover)
+            break
+        assert isinstance(remembered, tuple)
+        head, body, end = remembered
+        assert (body, end) == fresh[1:]
+        assert (head.length, head.x_api_key) == (fresh[0].length, fresh[0].x_api_key)
+        pos = end
