@@ -33,6 +33,7 @@ SPAWNABLE = {
     "nchan-2": "nchan",
     "socketio": "socketio",
     "pushpin": "pushpin",
+    "uvloop-raw": "broadcast",
 }
 
 #: Pushpin's handler sends at most ``message_rate`` messages per second and
@@ -197,6 +198,8 @@ def spawn(
         cmd += ["--log-level", "warning", *orbiter_args]
     elif name == "aiohttp":
         cmd = [sys.executable, "-m", "orbiter.bench.peers.aiohttp_broadcast", str(port)]
+    elif name == "uvloop-raw":
+        cmd = [sys.executable, "-m", "orbiter.bench.peers.raw_broadcast", str(port)]
     elif name == "websockets":
         try:
             import websockets  # noqa: F401
