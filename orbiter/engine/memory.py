@@ -97,7 +97,11 @@ class MemoryBroker(Broker):
 
     def publish_at_once(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
         now = time.time()
-        stream = self._stream(channel, policy, now)
+        stream = self._streams.get(channel)
+        if stream is None or stream.policy is not policy:
+            stream = self._stream(channel, policy, now)
+        else:
+            stream.touched = now
         offset = stream.offset = stream.offset + 1
         pub = Publication(channel, offset, stream.epoch, data, now)
         if policy.size:

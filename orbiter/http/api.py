@@ -177,7 +177,10 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
     payload = _json_object(body)
     if "publications" in payload:
         return _publish_batch(pubsub, _batch_items(payload["publications"]))
-    channel = _channel(payload.get("channel"))
+    try:
+        channel = validate_channel(payload.get("channel"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
     if "data" not in payload:
         raise ApiError(400, "'data' is missing")
     data = payload["data"]

@@ -247,7 +247,8 @@ def validate_channel(channel: object) -> str:
         raise ValueError("'channel' must be a non-empty string")
     if len(channel) > MAX_CHANNEL_LENGTH:
         raise ValueError(f"'channel' is longer than {MAX_CHANNEL_LENGTH} characters")
-    if _CONTROL.search(channel) is not None:
+    # A printable name has no control character; only others need the search.
+    if not channel.isprintable() and _CONTROL.search(channel) is not None:
         raise ValueError("'channel' contains a control character")
     return channel
 

@@ -214,7 +214,8 @@ class PubSub:
 
     def publish_at_once(self, channel: str, data: JSON) -> Publication | None:
         """Publish without suspending, if the engine can; else None (then await :meth:`publish`)."""
-        return self._broker.publish_at_once(channel, data, self.policy(channel))
+        policy = self._policies.get(channel) or self.policy(channel)
+        return self._broker.publish_at_once(channel, data, policy)
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel."""
@@ -285,20 +286,25 @@ class PubSub:
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
+        now = time.monotonic()
         for entry in dirty:
-            self._run_step(entry)
+            self._run_step(entry, now)
 
     def _flush_delayed(self) -> None:
         delayed, self._delayed = self._delayed, []
+        now = time.monotonic()
         for entry in delayed:
-            self._run_step(entry)
+            self._run_step(entry, now)
 
-    def _run_step(self, entry: _Channel) -> None:
-        """A due step: run it, and schedule the next one while subscribers are behind."""
+    def _run_step(self, entry: _Channel, now: float | None = None) -> None:
+        """A due step: run it, and schedule the next one while subscribers are behind.
+
+        ``now`` is when the flush it is part of began (one clock read for many channels).
+        """
         progress = self._step(entry, STEP)
         if progress is _Progress.CAUGHT_UP:
             entry.scheduled = False
-            entry.flushed_at = time.monotonic()
+            entry.flushed_at = time.monotonic() if now is None else now
             return
         loop = self._loop or asyncio.get_running_loop()
         if progress is _Progress.MID_PASS:
