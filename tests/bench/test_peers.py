@@ -1,9 +1,10 @@
-"""The bench's peer servers measured for real on small N: python-socketio, Pushpin.
+"""The bench's peer servers measured for real on small N: uvloop-raw, python-socketio, Pushpin.
 
-Each runs only where its server is installed (python-socketio is in the
-``bench`` extra, Pushpin is a Debian package); ``.ci/run`` installs neither,
-so where they are missing these tests are skipped and say why (a CI
-machine that has Pushpin runs its test, as one did).
+uvloop-raw needs only what the tests install. The others run only where
+their server is installed (python-socketio is in the ``bench`` extra,
+Pushpin is a Debian package); ``.ci/run`` installs neither, so where they
+are missing these tests are skipped and say why (a CI machine that has
+Pushpin runs its test, as one did).
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ def socketio_peer(ping_interval: float) -> Iterator[Target]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_raw_uvloop_floor_delivers_every_publication_once() -> None:
+    server = spawn("uvloop-raw", None)
+    try:
+        result = run(SMALL, server.target, progress=None)
+    finally:
+        server.stop()
+    assert result["subscribers_failed"] == 0
+    assert result["published"] == result["publish_acked"] == 50
+    assert result["deliveries"] == result["expected_deliveries"] == 20 * 25
+    assert result["lost"] == result["duplicates"] == result["unexpected"] == 0
 
 
 @needs_socketio
