@@ -254,7 +254,8 @@ def test_a_parser_that_remembers_judges_each_request_as_a_fresh_one(
     for _ in requests:
         remembered, fresh = parser.parse(data, pos), parse_publish(data, pos, LIMIT)
         if not isinstance(fresh, tuple):
-            assert isinstance(remembered, Handover) and isinstance(fresh, Handover)
+            assert isinstance(remembered, Handover)
+            assert isinstance(fresh, Handover)
             break
         assert isinstance(remembered, tuple)
         head, body, end = remembered
