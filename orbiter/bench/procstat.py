@@ -12,22 +12,25 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True)
 class ProcSample:
+    #: User plus system CPU seconds, and the user part alone.
     cpu_s: float
+    user_s: float
     rss_bytes: int
     processes: int
 
 
-def _stat(pid: int) -> tuple[int, float, int] | None:
-    """(ppid, user+system CPU seconds, RSS bytes) of ``pid``, None if it is gone."""
+def _stat(pid: int) -> tuple[int, float, float, int] | None:
+    """(ppid, user CPU seconds, system CPU seconds, RSS bytes) of ``pid``, None if it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2 :].split()
     ppid = int(fields[1])
-    cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+    user = int(fields[11]) / _TICKS
+    system = int(fields[12]) / _TICKS
     rss = int(fields[21]) * _PAGE
-    return ppid, cpu, rss
+    return ppid, user, system, rss
 
 
 def process_tree(pid: int) -> list[int]:
@@ -42,15 +45,16 @@ def process_tree(pid: int) -> list[int]:
 
 
 def sample(pid: int) -> ProcSample:
-    cpu = 0.0
+    user = system = 0.0
     rss = 0
     count = 0
     for p in process_tree(pid):
         st = _stat(p)
         if st is not None:
-            cpu += st[1]
-            rss += st[2]
+            user += st[1]
+            system += st[2]
+            rss += st[3]
             count += 1
     if count == 0:
         raise ProcessLookupError(f"no process {pid}")
-    return ProcSample(cpu, rss, count)
+    return ProcSample(user + system, user, rss, count)

@@ -28,6 +28,14 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _user_pct(run: dict[str, Any]) -> float | None:
+    """The share of the server's CPU time spent in user space (the rest is the kernel's)."""
+    server = run.get("server", {})
+    if not server.get("cpu_s") or "cpu_user_s" not in server:
+        return None
+    return 100.0 * float(server["cpu_user_s"]) / float(server["cpu_s"])
+
+
 def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Medians over repeated runs of one scenario against one target."""
 
@@ -60,6 +68,7 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "duplicates": med(lambda r: r["duplicates"]),
         "cpu_s_per_1m_deliveries": med(server("cpu_s_per_million_deliveries")),
         "cpu_s_per_1m_publishes": med(server("cpu_s_per_million_publishes")),
+        "cpu_user_pct": med(_user_pct),
         "rss_kib_per_subscriber": med(server("rss_per_subscriber_kib")),
         "subscribers_failed": med(lambda r: r["subscribers_failed"]),
     }
@@ -79,6 +88,7 @@ COLUMNS = [
     ("publish_per_s", "publish/s"),
     ("cpu_s_per_1m_deliveries", "CPU s/1M deliveries"),
     ("cpu_s_per_1m_publishes", "CPU s/1M publishes"),
+    ("cpu_user_pct", "user CPU %"),
     ("p50_ms", "p50 ms"),
     ("p99_ms", "p99 ms"),
     ("max_ms", "max ms"),

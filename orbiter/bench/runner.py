@@ -248,6 +248,7 @@ def _result(
         result["server"] = {
             "processes": at_done.processes,
             "cpu_s": cpu,
+            "cpu_user_s": at_done.user_s - at_ready.user_s,
             "rss_base_kib": base.rss_bytes / 1024,
             "rss_ready_kib": at_ready.rss_bytes / 1024,
             "rss_per_subscriber_kib": (at_ready.rss_bytes - base.rss_bytes) / 1024 / len(conns)

@@ -62,6 +62,7 @@ def test_fanout_counts_every_delivery_once(orbiter_server: Spawned) -> None:
     assert sum(w[1] for w in result["windows"]) == 1000
     server = result["server"]
     assert server["cpu_s"] >= 0
+    assert 0 <= server["cpu_user_s"] <= server["cpu_s"]
     # 20 connections may fit in memory the server already had: RSS is
     # measured, its growth may be 0.
     assert server["rss_base_kib"] > 0

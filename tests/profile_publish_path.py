@@ -1,0 +1,139 @@
+"""Python CPU per HTTP publish, in one process, without the kernel: a profiling aid.
+
+Run: ``.venv/bin/python -m tests.profile_publish_path [--subscribers 2000]
+[--publishes 100000] [--depth 8]`` (under ``py-spy record`` to see where it goes).
+
+The real publish path, as in ``orbiter bench many-channels``: a
+:class:`~orbiter.http.fast_publish.FastPublishProtocol` fed ``depth``
+pipelined ``POST /api/publish`` requests per read, each to another
+subscriber's channel, published by the node's memory engine and written by
+each subscriber's :class:`~orbiter.transports.websocket.NativeWebSocket`
+after the loop iteration, as the server does. The transports are stand-ins
+that count what is written, so the figure is the interpreter's share alone:
+no system call, no uvloop. What the kernel and uvloop add is what the bench
+measures against a real server. Not a test: pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import tomllib
+
+import orjson
+import uvloop
+
+from orbiter.bench.spawn import BENCH_CONFIG
+from orbiter.config import config_from_dict
+from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
+from orbiter.node import Node
+from orbiter.transports.websocket import NativeWebSocket, _Endpoint
+
+
+class CountingTransport:
+    """What the protocols call on a transport; writes are counted, never sent."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def is_reading(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class StandInTakeover:
+    peer = "127.0.0.1"
+
+    def __init__(self, transport: CountingTransport) -> None:
+        self.transport = transport
+
+    def release(self, protocol: object) -> None:
+        pass
+
+
+def requests(subscribers: int, publishes: int, depth: int) -> list[bytes]:
+    """The reads: ``depth`` requests each, as the load generator sends them."""
+    stamp = int(time.time() * 1e6)
+    reads = []
+    for first in range(0, publishes, depth):
+        parts = []
+        for seq in range(first, min(first + depth, publishes)):
+            body = b'{"channel":"bench%d","data":"#B%d.%d#%s"}' % (
+                seq % subscribers,
+                seq,
+                stamp,
+                b"x" * 70,
+            )
+            parts.append(
+                b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+        reads.append(b"".join(parts))
+    return reads
+
+
+async def measure(subscribers: int, publishes: int, depth: int) -> None:
+    config = config_from_dict(
+        tomllib.loads(BENCH_CONFIG.format(session="[session]\nwrite_delay = 0.005\n"))
+    )
+    node = Node(config)
+    endpoint = _Endpoint(node)
+    sinks = []
+    for index in range(subscribers):
+        session = node.new_session("127.0.0.1")
+        transport = CountingTransport()
+        NativeWebSocket(endpoint, None, session, "127.0.0.1").connection_made(transport)  # type: ignore[arg-type]
+        await session.receive('{"id":1,"op":"connect"}')
+        subscribe = {"id": 2, "op": "subscribe", "channel": f"bench{index}"}
+        await session.receive(orjson.dumps(subscribe).decode())
+        sinks.append(transport)
+    await asyncio.sleep(0.05)
+    for transport in sinks:
+        transport.writes = 0
+    publisher = CountingTransport()
+    protocol = FastPublishProtocol(StandInTakeover(publisher), node, _DateHeader())  # type: ignore[arg-type]
+    protocol.connection_made(publisher)  # type: ignore[arg-type]
+    reads = requests(subscribers, publishes, depth)
+    started = time.process_time()
+    for data in reads:
+        protocol.data_received(data)
+        await asyncio.sleep(0)  # the loop iteration's end: the fan-out's flush
+    spent = time.process_time() - started
+    written = sum(t.writes for t in sinks)
+    print(
+        f"{spent / publishes * 1e6:.2f} µs of CPU per publish; {written} subscriber writes, "
+        f"{publisher.writes} answer writes"
+    )
+    endpoint.wheel.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--publishes", type=int, default=100_000)
+    parser.add_argument("--depth", type=int, default=8)
+    args = parser.parse_args()
+    uvloop.run(measure(args.subscribers, args.publishes, args.depth))
+
+
+if __name__ == "__main__":
+    main()
