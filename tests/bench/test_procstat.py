@@ -30,7 +30,8 @@ def test_busy_python_is_user_time_and_writes_are_system_time() -> None:
 
 
 def test_the_summary_gives_the_user_share_of_the_servers_cpu() -> None:
-    run = {
+    server: dict[str, float] = {"cpu_s": 2.0, "cpu_user_s": 0.5}
+    run: dict[str, object] = {
         "target": {"name": "t"},
         "deliveries_per_s": 1.0,
         "publish_per_s": 1.0,
@@ -40,8 +41,8 @@ def test_the_summary_gives_the_user_share_of_the_servers_cpu() -> None:
         "lost": 0,
         "duplicates": 0,
         "subscribers_failed": 0,
-        "server": {"cpu_s": 2.0, "cpu_user_s": 0.5},
+        "server": server,
     }
     assert summarize([run])["cpu_user_pct"] == 25.0
-    del run["server"]["cpu_user_s"]  # a result from before the split
+    del server["cpu_user_s"]  # a result from before the split
     assert summarize([run])["cpu_user_pct"] is None
