@@ -221,7 +221,7 @@ class FastPublishProtocol(ClaimedProtocol):
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _answer(self, head: PublishHead, body: bytes) -> bytes | None:
-        """The response to a request, or None if its publish suspended (then a task answers)."""
+        """The response to a request, or None if the engine must wait (then a task answers)."""
         try:
             check_api_key(self._node, head.x_api_key, head.authorization)
             answer = publish_body(self._node.pubsub, body)

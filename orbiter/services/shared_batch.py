@@ -37,18 +37,11 @@ class SharedBatch:
         "size",
     )
 
-    def __init__(
-        self,
-        channel: str,
-        pubs: list[Publication],
-        messages: list[bytes],
-        size: int | None = None,
-    ) -> None:
+    def __init__(self, channel: str, pubs: list[Publication], messages: list[bytes]) -> None:
         self.channel = channel
         self.pubs = pubs
         self.messages = messages
-        #: The messages' total length (given when the caller has kept count).
-        self.size = sum(map(len, messages)) if size is None else size
+        self.size = sum(map(len, messages))
         #: The offsets of the first and the last publication (read once per subscriber).
         self.first_offset = pubs[0].offset
         self.last_offset = pubs[-1].offset
