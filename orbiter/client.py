@@ -39,8 +39,11 @@ class _Call:
     body: bytes | None = None
 
 
-def _publish(channel: str, data: JSON) -> _Call:
-    return _Call("POST", "/api/publish", orjson.dumps({"channel": channel, "data": data}))
+def _publish(channel: str, data: JSON, tags: dict[str, str] | None) -> _Call:
+    body: dict[str, Any] = {"channel": channel, "data": data}
+    if tags:
+        body["tags"] = tags
+    return _Call("POST", "/api/publish", orjson.dumps(body))
 
 
 def _event(keys: str | list[str], message: JSON) -> _Call:
@@ -100,9 +103,11 @@ class Client:
         self.api_key = api_key if api_key is not None else os.environ.get("ORBITER_API_KEY")
         self.timeout = timeout
 
-    def publish(self, channel: str, data: JSON) -> dict[str, Any]:
-        """Publish ``data`` to ``channel``; returns ``{"offset", "epoch"}``."""
-        result: dict[str, Any] = self._call(_publish(channel, data))
+    def publish(
+        self, channel: str, data: JSON, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Publish ``data`` (and ``tags``) to ``channel``; returns ``{"offset", "epoch"}``."""
+        result: dict[str, Any] = self._call(_publish(channel, data, tags))
         return result
 
     def event(self, keys: str | list[str], message: JSON) -> list[dict[str, Any]]:
@@ -173,8 +178,10 @@ class AsyncClient:
             await self._session.close()
             self._session = None
 
-    async def publish(self, channel: str, data: JSON) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(_publish(channel, data))
+    async def publish(
+        self, channel: str, data: JSON, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(_publish(channel, data, tags))
         return result
 
     async def event(self, keys: str | list[str], message: JSON) -> list[dict[str, Any]]:

@@ -36,6 +36,8 @@ class Publication:
     epoch: str
     data: JSON
     time: float
+    #: Name-value pairs the publisher attached (a STOMP SEND's own headers, say), if any.
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

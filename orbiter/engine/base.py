@@ -81,11 +81,13 @@ class Broker(abc.ABC):
         """Stop delivering ``channel``'s publications to this node."""
 
     @abc.abstractmethod
-    async def publish(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
+    async def publish(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> Publication:
         """Append to the channel's stream and deliver; returns the publication."""
 
     def publish_at_once(
-        self, channel: str, data: JSON, policy: HistoryPolicy
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
     ) -> Publication | None:
         """:meth:`publish` without suspending, if this engine can: the publication, or None.
 

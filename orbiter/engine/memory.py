@@ -92,10 +92,14 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
-    async def publish(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
-        return self.publish_at_once(channel, data, policy)
+    async def publish(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> Publication:
+        return self.publish_at_once(channel, data, policy, tags)
 
-    def publish_at_once(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
+    def publish_at_once(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> Publication:
         now = time.time()
         stream = self._streams.get(channel)
         if stream is None or stream.policy is not policy:
@@ -103,7 +107,7 @@ class MemoryBroker(Broker):
         else:
             stream.touched = now
         offset = stream.offset = stream.offset + 1
-        pub = Publication(channel, offset, stream.epoch, data, now)
+        pub = Publication(channel, offset, stream.epoch, data, now, tags)
         if policy.size:
             pubs = stream.publications
             pubs.append(pub)  # the oldest past policy.size falls out

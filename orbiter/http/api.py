@@ -20,7 +20,7 @@ from aiohttp import web
 from orbiter.http.keys import NODE
 from orbiter.model import JSON, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
-from orbiter.protocol.native import publication_fields, validate_channel
+from orbiter.protocol.native import publication_fields, validate_channel, validate_tags
 
 if TYPE_CHECKING:
     from orbiter.node import Node
@@ -179,24 +179,33 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
         return _publish_batch(pubsub, _batch_items(payload["publications"]))
     try:
         channel = validate_channel(payload.get("channel"))
+        tags = payload.get("tags")
+        if tags is not None:
+            tags = validate_tags(tags)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     if "data" not in payload:
         raise ApiError(400, "'data' is missing")
     data = payload["data"]
-    pub = pubsub.publish_at_once(channel, data)
+    pub = pubsub.publish_at_once(channel, data, tags)
     if pub is None:
-        return _publish_later(pubsub, channel, data)
+        return _publish_later(pubsub, channel, data, tags)
     return {"offset": pub.offset, "epoch": pub.epoch}
 
 
-async def _publish_later(pubsub: PubSub, channel: str, data: JSON) -> dict[str, Any]:
-    pub = await pubsub.publish(channel, data)
+async def _publish_later(
+    pubsub: PubSub, channel: str, data: JSON, tags: dict[str, str] | None
+) -> dict[str, Any]:
+    pub = await pubsub.publish(channel, data, tags)
     return {"offset": pub.offset, "epoch": pub.epoch}
 
 
-def _batch_items(items: object) -> list[tuple[str, JSON]]:
-    """``{"publications": [{"channel", "data"}, ...]}``, every item checked."""
+#: One publication of a batch: its channel, data and tags.
+_Item = tuple[str, JSON, dict[str, str] | None]
+
+
+def _batch_items(items: object) -> list[_Item]:
+    """``{"publications": [{"channel", "data", "tags"?}, ...]}``, every item checked."""
     if not isinstance(items, list) or not items:
         raise ApiError(400, "'publications' must be a non-empty list of {channel, data} objects")
     if len(items) > MAX_BATCH:
@@ -206,17 +215,18 @@ def _batch_items(items: object) -> list[tuple[str, JSON]]:
         if not isinstance(item, dict) or "data" not in item:
             raise ApiError(400, f"publications[{i}] must be an object with 'channel' and 'data'")
         try:
-            batch.append((validate_channel(item.get("channel")), item["data"]))
+            channel = validate_channel(item.get("channel"))
+            batch.append((channel, item["data"], validate_tags(item.get("tags"))))
         except ValueError as exc:
             raise ApiError(400, f"publications[{i}]: {exc}") from None
     return batch
 
 
-def _publish_batch(pubsub: PubSub, batch: list[tuple[str, JSON]]) -> Answer:
+def _publish_batch(pubsub: PubSub, batch: list[_Item]) -> Answer:
     """Publish the batch in order, at once while the engine can."""
     results: list[dict[str, Any]] = []
-    for index, (channel, data) in enumerate(batch):
-        pub = pubsub.publish_at_once(channel, data)
+    for index, (channel, data, tags) in enumerate(batch):
+        pub = pubsub.publish_at_once(channel, data, tags)
         if pub is None:
             return _publish_batch_later(pubsub, batch, index, results)
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
@@ -224,11 +234,11 @@ def _publish_batch(pubsub: PubSub, batch: list[tuple[str, JSON]]) -> Answer:
 
 
 async def _publish_batch_later(
-    pubsub: PubSub, batch: list[tuple[str, JSON]], start: int, results: list[dict[str, Any]]
+    pubsub: PubSub, batch: list[_Item], start: int, results: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The rest of :func:`_publish_batch`, from the first the engine could not publish at once."""
-    for channel, data in batch[start:]:
-        pub = await pubsub.publish(channel, data)
+    for channel, data, tags in batch[start:]:
+        pub = await pubsub.publish(channel, data, tags)
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
     return {"results": results}
 

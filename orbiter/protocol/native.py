@@ -27,6 +27,26 @@ from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
 
 PROTOCOL_VERSION = 1
 MAX_CHANNEL_LENGTH = 255
+#: A publication's tags: at most this many, names and values at most this long.
+MAX_TAGS = 32
+MAX_TAG_NAME = 128
+MAX_TAG_VALUE = 1024
+#: Tag names a STOMP MESSAGE's own headers use (``orbiter-*`` too): a tag may not take them.
+RESERVED_TAGS = frozenset(
+    {
+        "ack",
+        "content-length",
+        "content-type",
+        "destination",
+        "message-id",
+        "receipt",
+        "receipt-id",
+        "redelivered",
+        "subscription",
+        "transaction",
+    }
+)
+RESERVED_TAG_PREFIX = "orbiter-"
 _MAX_ID = 2**53 - 1
 
 
@@ -115,6 +135,7 @@ class Publish:
     id: int
     channel: str
     data: JSON
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +231,11 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
     if op == "publish":
         if "data" not in obj:
             raise Refusal(ErrorCode.BAD_REQUEST, "'publish' needs 'data'")
-        return Publish(id_, _channel(obj), obj["data"])
+        try:
+            tags = validate_tags(obj.get("tags"))
+        except ValueError as exc:
+            raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
+        return Publish(id_, _channel(obj), obj["data"], tags)
     if op == "unsubscribe":
         return Unsubscribe(id_, _channel(obj))
     if op == "ping":
@@ -251,6 +276,38 @@ def validate_channel(channel: object) -> str:
     if not channel.isprintable() and _CONTROL.search(channel) is not None:
         raise ValueError("'channel' contains a control character")
     return channel
+
+
+def validate_tags(tags: object) -> dict[str, str] | None:
+    """Return ``tags`` (None if absent or empty) if they are well-formed, else raise ValueError.
+
+    Tags are name-value strings a publication carries to every subscriber
+    (a STOMP subscriber gets each as a MESSAGE header), so a name holds no
+    ``:`` and neither holds a control character: STOMP 1.0 has no way to
+    escape them.
+    """
+    if tags is None:
+        return None
+    if not isinstance(tags, dict):
+        raise ValueError("'tags' must be an object of strings")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"'tags' holds more than {MAX_TAGS} tags")
+    for name, value in tags.items():
+        if not isinstance(value, str):
+            raise ValueError(f"tag {name[:40]!r} must be a string")
+        if not name or len(name) > MAX_TAG_NAME or ":" in name or _CONTROL.search(name):
+            raise ValueError(
+                f"tag name {name[:40]!r} must be 1 to {MAX_TAG_NAME} characters, "
+                "with no ':' or control character"
+            )
+        if name in RESERVED_TAGS or name.startswith(RESERVED_TAG_PREFIX):
+            raise ValueError(f"tag name {name!r} is reserved (a STOMP MESSAGE header)")
+        if len(value) > MAX_TAG_VALUE or _CONTROL.search(value):
+            raise ValueError(
+                f"tag {name!r} must be at most {MAX_TAG_VALUE} characters, "
+                "with no control character"
+            )
+    return tags or None
 
 
 def _channel(obj: dict[str, Any]) -> str:
@@ -297,9 +354,10 @@ def encode_error(id_: int | None, code: ErrorCode, message: str) -> bytes:
 
 def encode_publication(pub: Publication) -> bytes:
     """The push for one publication; encoded once and sent to every subscriber."""
-    return orjson.dumps(
-        {"push": "pub", "channel": pub.channel, "offset": pub.offset, "data": pub.data}
-    )
+    push = {"push": "pub", "channel": pub.channel, "offset": pub.offset, "data": pub.data}
+    if pub.tags:
+        push["tags"] = pub.tags
+    return orjson.dumps(push)
 
 
 def encode_presence(event: PresenceEvent) -> bytes:
@@ -321,4 +379,7 @@ def encode_unsubscribed(channel: str, reason: str) -> bytes:
 
 def publication_fields(pub: Publication) -> dict[str, Any]:
     """A publication as it appears inside replies (recovery, history)."""
-    return {"offset": pub.offset, "data": pub.data, "time": pub.time}
+    fields = {"offset": pub.offset, "data": pub.data, "time": pub.time}
+    if pub.tags:
+        fields["tags"] = pub.tags
+    return fields

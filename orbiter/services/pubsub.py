@@ -208,14 +208,21 @@ class PubSub:
         if left is not None and self._config.rule_for(channel).presence:
             await self._broker.publish_presence(PresenceEvent(channel, False, left))
 
-    def publish(self, channel: str, data: JSON) -> Coroutine[Any, Any, Publication]:
-        """Publish to ``channel`` (await the result): the broker's own coroutine, not one more."""
-        return self._broker.publish(channel, data, self.policy(channel))
+    def publish(
+        self, channel: str, data: JSON, tags: dict[str, str] | None = None
+    ) -> Coroutine[Any, Any, Publication]:
+        """Publish to ``channel`` (await the result): the broker's own coroutine, not one more.
 
-    def publish_at_once(self, channel: str, data: JSON) -> Publication | None:
+        ``tags`` (checked by :func:`orbiter.protocol.native.validate_tags`) go with it.
+        """
+        return self._broker.publish(channel, data, self.policy(channel), tags)
+
+    def publish_at_once(
+        self, channel: str, data: JSON, tags: dict[str, str] | None = None
+    ) -> Publication | None:
         """Publish without suspending, if the engine can; else None (then await :meth:`publish`)."""
         policy = self._policies.get(channel) or self.policy(channel)
-        return self._broker.publish_at_once(channel, data, policy)
+        return self._broker.publish_at_once(channel, data, policy, tags)
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel."""

@@ -196,7 +196,7 @@ class ClientSession:
     async def _dispatch(self, command: Command) -> tuple[dict[str, Any], Subscription | None]:
         """Run one command: its result, and a subscription to settle after the reply."""
         if isinstance(command, Publish):
-            return await self._publish(command.channel, command.data), None
+            return await self._publish(command.channel, command.data, command.tags), None
         if isinstance(command, Subscribe):
             self._check_subscribable(command.channel)
             await self._check_permission(command.channel, command.token)
@@ -333,7 +333,9 @@ class ClientSession:
             self.counters["subscribe_denied"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
 
-    async def _publish(self, channel: str, data: Any) -> dict[str, Any]:
+    async def _publish(
+        self, channel: str, data: Any, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         if not self._publishes.take(time.monotonic()):
             self.counters["limit_publish_rate"] += 1
             limits = self._config.limits
@@ -360,7 +362,7 @@ class ClientSession:
             self.counters["publish_denied"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         try:
-            pub = await self._pubsub.publish(channel, data)
+            pub = await self._pubsub.publish(channel, data, tags)
         except TooManyStreams as exc:
             raise self._too_many_channels(exc) from None
         return {"offset": pub.offset, "epoch": pub.epoch}

@@ -465,7 +465,8 @@
     /**
      * Receive the publications of `channel` from now on.
      * @param {string} channel
-     * @param {(data: any, meta: {channel: string, offset: number}) => void} onMessage
+     * @param {(data: any, meta: {channel: string, offset: number, tags?: Object<string, string>}) => void} onMessage
+     *   `meta.tags`: the name-value strings the publisher attached, if any
      * @returns {Subscription}
      */
     subscribe(channel, onMessage) {
@@ -483,22 +484,27 @@
     }
 
     /**
-     * Publish `data` (any JSON value) to `channel`.
+     * Publish `data` (any JSON value) to `channel`, with `tags` (name-value strings), if given.
+     * @param {string} channel
+     * @param {any} data
+     * @param {Object<string, string>} [tags]
      * @returns {Promise<{offset: number, epoch: string}>} rejects with an Error whose
      *   `code` is a server error code (e.g. 103: permission denied) or an ErrorCode
      */
-    publish(channel, data) {
+    publish(channel, data, tags) {
       return new Promise((resolve, reject) => {
         if (this._stopped) {
           reject(makeError(ErrorCode.CLOSED, "client is disconnected; call connect() first"));
           return;
         }
-        const size = byteLength(JSON.stringify({ id: 2 ** 53, op: "publish", channel, data }));
+        const size = byteLength(
+          JSON.stringify({ id: 2 ** 53, op: "publish", channel, data, tags }),
+        );
         if (size > this.options.maxMessageSize) {
           reject(makeError(ErrorCode.TOO_BIG, `message of ${size} bytes is too big`));
           return;
         }
-        const item = { channel, data, resolve, reject, timer: null };
+        const item = { channel, data, tags, resolve, reject, timer: null };
         if (this._isOpen()) {
           this._send([this._publishCommand(item)]);
           return;
@@ -795,6 +801,7 @@
 
     _publishCommand(item) {
       const fields = { op: "publish", channel: item.channel, data: item.data };
+      if (item.tags) fields.tags = item.tags;
       return this._command(fields, (err, result) => (err ? item.reject(err) : item.resolve(result)));
     }
 
@@ -865,7 +872,7 @@
 
     _push(msg) {
       const stream = msg.channel === this._key.channel ? this._key : this._streams.get(msg.channel);
-      if (stream && stream.live) this._deliver(stream, msg.offset, msg.data);
+      if (stream && stream.live) this._deliver(stream, msg.offset, msg.data, msg.tags);
     }
 
     /** The server ended a subscription (a refreshed token no longer grants it). */
@@ -895,7 +902,9 @@
         stream.position = position;
         this._emit("unrecoverable", { channel: stream.channel, ...position });
       } else {
-        for (const pub of result.publications || []) this._deliver(stream, pub.offset, pub.data);
+        for (const pub of result.publications || []) {
+          this._deliver(stream, pub.offset, pub.data, pub.tags);
+        }
         const last = stream.position;
         if (!last || last.epoch !== position.epoch || last.offset < position.offset) {
           stream.position = position;
@@ -909,11 +918,11 @@
     }
 
     /** Deliver one publication unless it was already delivered. */
-    _deliver(stream, offset, data) {
+    _deliver(stream, offset, data, tags) {
       const last = stream.position;
       if (last && offset <= last.offset) return;
       stream.position = { offset, epoch: last ? last.epoch : "" };
-      const meta = { channel: stream.channel, offset };
+      const meta = tags ? { channel: stream.channel, offset, tags } : { channel: stream.channel, offset };
       if (stream === this._key) {
         this._emit("message", { data, ...meta });
         return;

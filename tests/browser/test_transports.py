@@ -85,3 +85,37 @@ def test_transport_killed_mid_stream_loses_and_duplicates_nothing(
     got = [line for line in lines(page) if tag in line]
     assert got == [f"app: {tag}-{i:03d}" for i in range(count)]
     assert page.evaluate("window.chatClient.transport") == transport
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_publication_tags_reach_the_page(
+    server: RunningServer, new_page: Callable[[], Page], transport: str
+) -> None:
+    """Tags from the Python client and from orbiter.js's publish arrive in ``meta.tags``."""
+    page = new_page()
+    open_chat(page, server.url, "tagger", f"?transports={transport}")
+    page.evaluate(
+        """(channel) => {
+            window.__tags = [];
+            window.chatClient.subscribe(channel, (data, meta) => {
+                if (data.nick === "tags") window.__tags.push([data.text, meta.tags || null]);
+            });
+        }""",
+        CHANNEL,
+    )
+    first, second, third = unique("api"), unique("page"), unique("none")
+    Client(server.url).publish(CHANNEL, {"nick": "tags", "text": first}, tags={"from": "api"})
+    page.wait_for_function("window.__tags.length === 1", timeout=WAIT)
+    page.evaluate(
+        """([channel, text]) => window.chatClient.publish(
+            channel, {nick: "tags", text}, {from: "page"})""",
+        [CHANNEL, second],
+    )
+    page.wait_for_function("window.__tags.length === 2", timeout=WAIT)
+    Client(server.url).publish(CHANNEL, {"nick": "tags", "text": third})
+    page.wait_for_function("window.__tags.length === 3", timeout=WAIT)
+    assert page.evaluate("window.__tags") == [
+        [first, {"from": "api"}],
+        [second, {"from": "page"}],
+        [third, None],
+    ]

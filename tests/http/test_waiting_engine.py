@@ -28,16 +28,18 @@ class WaitingBroker(MemoryBroker):
         self.waited: list[str] = []
 
     def publish_at_once(  # type: ignore[override]  # the memory engine itself never says None
-        self, channel: str, data: JSON, policy: HistoryPolicy
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
     ) -> Publication | None:
-        return (
-            None if channel.startswith("slow") else super().publish_at_once(channel, data, policy)
-        )
+        if channel.startswith("slow"):
+            return None
+        return super().publish_at_once(channel, data, policy, tags)
 
-    async def publish(self, channel: str, data: JSON, policy: HistoryPolicy) -> Publication:
+    async def publish(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> Publication:
         await asyncio.sleep(0)
         self.waited.append(channel)
-        return MemoryBroker.publish_at_once(self, channel, data, policy)
+        return MemoryBroker.publish_at_once(self, channel, data, policy, tags)
 
 
 async def answer(node: Node, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -190,11 +190,17 @@ class StompBroker:
     def _encode_tail(self, pub: Publication, escaped: bool) -> bytes:
         version = "1.2" if escaped else "1.0"
         content_type, body = body_of(pub.data)
+        # A publication's tags (a topic SEND's own headers) come after the MESSAGE's own.
+        tags = (
+            "".join(f"{escape(k, version)}:{escape(v, version)}\n" for k, v in pub.tags.items())
+            if pub.tags
+            else ""
+        )
         head = (
             f"destination:{escape(self.topic_name(pub.channel), version)}\n"
             f"content-type:{escape(content_type, version)}\n"
             f"orbiter-offset:{pub.offset}\n"
             f"orbiter-epoch:{escape(pub.epoch, version)}\n"
-            f"content-length:{len(body)}\n\n"
+            f"{tags}content-length:{len(body)}\n\n"
         )
         return head.encode() + body + b"\x00"

@@ -28,7 +28,12 @@ from orbiter import __version__
 from orbiter.auth import AuthError
 from orbiter.engine.base import TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
-from orbiter.protocol.native import validate_channel
+from orbiter.protocol.native import (
+    RESERVED_TAG_PREFIX,
+    RESERVED_TAGS,
+    validate_channel,
+    validate_tags,
+)
 from orbiter.protocol.stomp import (
     VERSIONS,
     Frame,
@@ -64,6 +69,21 @@ _NOT_FORWARDED = frozenset(
     {"destination", "receipt", "transaction", "content-length", "message-id", "subscription"}
 )
 RESERVED_PREFIX = "$"
+
+
+def _tags(frame: Frame) -> dict[str, str] | None:
+    """A topic SEND's own headers, which its MESSAGEs carry (STOMP 1.2: "user defined
+    headers MUST be passed through"), as the publication's tags; the headers a MESSAGE
+    sets itself (``destination``, ``content-type``, ``orbiter-offset``...) are not."""
+    tags = {
+        name: value
+        for name, value in frame.first_headers()
+        if name not in RESERVED_TAGS and not name.startswith(RESERVED_TAG_PREFIX)
+    }
+    try:
+        return validate_tags(tags)
+    except ValueError as exc:
+        raise StompError("cannot pass these headers on", str(exc)) from None
 
 
 @dataclass(eq=False, slots=True)
@@ -366,7 +386,7 @@ class StompSession:
                         f"{exc.message} (app servers log in with the API key as passcode)",
                     ) from None
             try:
-                await self.broker.pubsub.publish(channel, data)
+                await self.broker.pubsub.publish(channel, data, _tags(frame))
             except TooManyStreams as exc:
                 raise self._too_many_channels(exc) from None
             return
