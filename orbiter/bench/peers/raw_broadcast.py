@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import struct
 import sys
 from typing import cast
 
 import uvloop
+
+from orbiter.protocol.websocket import text_frame
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -44,15 +45,6 @@ def _channel(head: bytes) -> bytes:
     target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
     _, _, query = target.partition(b"?channel=")
     return query
-
-
-def _text_frame(payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 class Connection(asyncio.Protocol):
@@ -101,7 +93,7 @@ class Connection(asyncio.Protocol):
             body_end = end + 4 + int(length)
             if body_end > len(buffer):
                 break
-            frame = _text_frame(buffer[end + 4 : body_end])
+            frame = text_frame(buffer[end + 4 : body_end])
             for subscriber in self._channels.get(_channel(head), ()):
                 subscriber.write(frame)
             answers.append(_OK)
