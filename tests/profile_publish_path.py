@@ -29,6 +29,7 @@ from orbiter.config import config_from_dict
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
 from orbiter.transports.websocket import NativeWebSocket, _Endpoint
+from tests.http.standins import StandInTakeover
 
 
 class CountingTransport:
@@ -56,16 +57,6 @@ class CountingTransport:
         pass
 
     def close(self) -> None:
-        pass
-
-
-class StandInTakeover:
-    peer = "127.0.0.1"
-
-    def __init__(self, transport: CountingTransport) -> None:
-        self.transport = transport
-
-    def release(self, protocol: object) -> None:
         pass
 
 

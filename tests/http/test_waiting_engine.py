@@ -20,6 +20,7 @@ from orbiter.http.api import publish_body
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.model import JSON, Publication
 from orbiter.node import Node
+from tests.http.standins import StandInTakeover
 
 
 class WaitingBroker(MemoryBroker):
@@ -109,16 +110,6 @@ class Transport:
         self.reading = True
 
 
-class Takeover:
-    peer = "127.0.0.1"
-
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-
-    def release(self, protocol: object) -> None:
-        pass
-
-
 def request(channel: str, data: int) -> bytes:
     body = orjson.dumps({"channel": channel, "data": data})
     return b"POST /api/publish HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -135,7 +126,7 @@ async def test_the_fast_path_answers_in_order_around_a_publish_that_waits() -> N
     """While a publish waits, reading pauses and later requests wait their turn."""
     node = Node(Config(), broker=WaitingBroker())
     transport = Transport()
-    protocol = FastPublishProtocol(Takeover(transport), node, _DateHeader())  # type: ignore[arg-type]
+    protocol = FastPublishProtocol(StandInTakeover(transport), node, _DateHeader())  # type: ignore[arg-type]
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.data_received(request("a", 1) + request("slow", 2) + request("a", 3))
     assert [b["offset"] for b in bodies(bytes(transport.out))] == [1]
