@@ -75,6 +75,12 @@ class Limits:
     max_channels: int = 100_000
     #: The largest ``history_size`` a channel rule may ask for.
     max_history_size: int = 10_000
+    #: Seconds a new connection has to send its whole first request head; past it
+    #: the connection is closed (slowloris).
+    head_timeout: float = 10.0
+    #: Seconds a request body may go without a byte arriving before the request
+    #: is dropped (a ``Content-Length`` that is never sent).
+    body_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,12 @@ class Config:
     #: Addresses of reverse proxies whose ``X-Forwarded-For`` names the real client
     #: (for per-IP limits and logs); requests from anyone else are taken as they come.
     trusted_proxies: tuple[str, ...] = ()
+    #: ``Host`` names (or IP addresses) requests may carry, like Django's
+    #: ``ALLOWED_HOSTS``; a leading ``.`` matches a domain and its subdomains, ``"*"``
+    #: any host. Empty: while running open (no API key, no auth) only the bound
+    #: address and localhost names (so a page elsewhere cannot reach a developer's
+    #: server by DNS rebinding); any host once an API key or auth is set.
+    allowed_hosts: tuple[str, ...] = ()
     #: First matching rule wins; channels matching none use ``channel_defaults``.
     channels: tuple[ChannelRule, ...] = (
         ChannelRule(match="chat:*", client_publish=True, presence=True),
@@ -188,6 +200,9 @@ class Config:
     #: How long a channel's epoch and offset outlive its last publication
     #: and last subscriber before the stream is forgotten.
     history_meta_ttl: float = 86_400.0
+    #: Bytes of publication data the node keeps in history, over every channel;
+    #: past it the oldest publications are dropped first (``history.max_bytes``).
+    history_max_bytes: int = 268_435_456
     limits: Limits = field(default_factory=Limits)
     sockjs: SockJSSettings = field(default_factory=SockJSSettings)
     poll: PollSettings = field(default_factory=PollSettings)
@@ -270,6 +285,8 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     kwargs: dict[str, Any] = {}
     if "trusted_proxies" in server:
         kwargs["trusted_proxies"] = _addresses(server.pop("trusted_proxies"), source)
+    if "allowed_hosts" in server:
+        kwargs["allowed_hosts"] = _hosts(server.pop("allowed_hosts"), source)
     for key, value in server.items():
         kind = _SERVER_KEYS.get(key)
         if kind is None:
@@ -311,12 +328,16 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
 
     history = _table(raw, "history", source)
     for key in history:
-        if key != "meta_ttl":
+        if key not in ("meta_ttl", "max_bytes"):
             raise ConfigError(f"{source}: unknown key 'history.{key}'")
     if "meta_ttl" in history:
         kwargs["history_meta_ttl"] = float(
             _typed("history.meta_ttl", history["meta_ttl"], float, source)
         )
+    if "max_bytes" in history:
+        kwargs["history_max_bytes"] = _typed("history.max_bytes", history["max_bytes"], int, source)
+        if kwargs["history_max_bytes"] <= 0:
+            raise ConfigError(f"{source}: 'history.max_bytes' must be positive")
 
     defaults_table = _table(raw, "channel_defaults", source)
     if "match" in defaults_table:
@@ -353,6 +374,23 @@ def _addresses(value: object, source: str) -> tuple[str, ...]:
                 f"{source}: 'server.trusted_proxies' entry {text!r} is not an IP address"
             ) from None
     return tuple(out)
+
+
+#: A ``Host`` name: DNS labels, an IPv4 address, or a bracketed IPv6 one; a leading
+#: ``.`` for a domain and its subdomains.
+_HOST_PATTERN = re.compile(r"\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\]")
+
+
+def _hosts(value: object, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{source}: 'server.allowed_hosts' must be a list of host names")
+    for text in value:
+        if text != "*" and not _HOST_PATTERN.fullmatch(text):
+            raise ConfigError(
+                f"{source}: 'server.allowed_hosts' entry {text!r} is not a host name "
+                "like 'app.example.com', '.example.com', '[::1]' or '*' (no port, no scheme)"
+            )
+    return tuple(v.lower() for v in value)
 
 
 def _auth(table: dict[str, Any], source: str) -> AuthSettings:

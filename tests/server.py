@@ -58,6 +58,12 @@ class RunningServer:
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/connection/websocket"
 
+    def rss_bytes(self) -> int:
+        """The server process's resident memory now (Linux ``/proc``)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
+
     def wait_for_log(self, text: str, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
