@@ -34,7 +34,12 @@ class Node:
     ) -> None:
         self.config = config
         self.broker = (
-            broker if broker is not None else MemoryBroker(max_streams=config.limits.max_channels)
+            broker
+            if broker is not None
+            else MemoryBroker(
+                max_streams=config.limits.max_channels,
+                max_history_bytes=config.history_max_bytes,
+            )
         )
         self.presence = presence if presence is not None else MemoryPresenceStore()
         self.pubsub = PubSub(config, self.broker, self.presence)

@@ -47,7 +47,7 @@ class HistoryPage:
 
 class TooManyStreams(Exception):
     """The engine keeps as many channel streams as it may (``limits.max_channels``):
-    opening another one (a first publish, subscribe or history read) is refused."""
+    opening another one (a first publication) is refused."""
 
 
 #: Called by the broker, on the event loop, for each publication on a
@@ -98,6 +98,12 @@ class Broker(abc.ABC):
         """
         return None
 
+    def stats(self) -> dict[str, int]:
+        """What the engine keeps now, for ``GET /api/stats``: ``channels`` (streams
+        stored) and ``history_bytes`` (counted against ``history.max_bytes``),
+        where the engine knows them cheaply."""
+        return {}
+
     @abc.abstractmethod
     async def publish_presence(self, event: PresenceEvent) -> None:
         """Deliver a join or leave to every node subscribed to the channel (no history)."""
@@ -112,8 +118,10 @@ class Broker(abc.ABC):
     ) -> HistoryPage:
         """Publications after ``since`` (or the newest ``limit`` if ``since`` is None).
 
-        Oldest first. Also reports the stream's current position, creating
-        the stream (with a new epoch) if it does not exist yet.
+        Oldest first. Also reports the stream's current position. Reading
+        never creates a stream: a channel never published to reads as offset 0
+        of an epoch that its first publication keeps (unless the engine lost
+        streams meanwhile), so readers store nothing.
         """
 
 

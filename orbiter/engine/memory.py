@@ -1,12 +1,21 @@
 """The embedded engine: channel streams and presence in this process's memory.
 
 Publications are delivered synchronously to the node's handler, so within
-one process the order of delivery is the order of offsets. History is
-bounded per channel by size and age; a channel's stream (its epoch and
-offset) is forgotten once it has no history, no subscriber on this node,
-and no publication for ``meta_ttl`` seconds. A forgotten stream, like one
-lost to a restart, comes back with a new epoch, so clients can tell that
-they cannot recover.
+one process the order of delivery is the order of offsets.
+
+Only a publication creates a stream: reading or subscribing to a channel
+that was never published stores nothing, so readers cannot fill
+``limits.max_channels``. Such a channel reads as offset 0 of the broker's
+*void epoch*, and the stream a first publication creates takes that epoch,
+so a reader's position stays valid. The void epoch changes whenever a stream
+is forgotten (and on restart), so a position read before a forgotten
+stream is never taken for one in its successor.
+
+History is bounded per channel (size and age) and over the node
+(``history.max_bytes``): past the node's budget the oldest publications go
+first, whatever their channel, and a client asking to recover past them is
+told it cannot. A stream (epoch, offset) is forgotten once it has no
+history, no subscriber on this node, and no activity for ``meta_ttl``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ import contextlib
 import secrets
 import time
 from collections import deque
+
+import orjson
 
 from orbiter.engine.base import (
     Broker,
@@ -28,48 +39,78 @@ from orbiter.engine.base import (
 )
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
+#: Bytes a kept publication costs besides its data (the object, its offset, time
+#: and places in two queues), so that a flood of tiny ones counts too.
+PUBLICATION_OVERHEAD = 128
+
 
 def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
-class _Stream:
-    __slots__ = ("epoch", "offset", "policy", "publications", "touched")
+def kept_size(data: JSON, tags: dict[str, str] | None) -> int:
+    """What keeping a publication of ``data`` counts against ``history.max_bytes``.
 
-    def __init__(self, policy: HistoryPolicy, now: float) -> None:
-        self.epoch = new_epoch()
+    The data's JSON length (a string's without escapes) plus
+    :data:`PUBLICATION_OVERHEAD` and the tags' characters.
+    """
+    ascii_text = type(data) is str and data.isascii()
+    size = len(data) + 2 if ascii_text else len(orjson.dumps(data))
+    if tags:
+        size += sum(len(name) + len(value) for name, value in tags.items())
+    return size + PUBLICATION_OVERHEAD
+
+
+class _Stream:
+    __slots__ = ("epoch", "offset", "policy", "publications", "sizes", "touched")
+
+    def __init__(self, epoch: str, policy: HistoryPolicy, now: float) -> None:
+        self.epoch = epoch
         self.offset = 0
-        #: The newest ``policy.size`` publications (an append past it drops the oldest).
-        self.publications: deque[Publication] = deque(maxlen=policy.size)
+        #: The newest publications kept, oldest first, and what each counts
+        #: against the node's budget.
+        self.publications: deque[Publication] = deque()
+        self.sizes: deque[int] = deque()
         self.touched = now
         #: The policy last used on this stream, for the periodic sweep.
         self.policy = policy
-
-    def adopt(self, policy: HistoryPolicy) -> None:
-        """Keep history by ``policy`` from now on (the newest publications stay)."""
-        self.policy = policy
-        if self.publications.maxlen != policy.size:
-            self.publications = deque(self.publications, maxlen=policy.size)
-
-    def expire(self, now: float) -> None:
-        pubs = self.publications
-        while pubs and pubs[0].time < now - self.policy.ttl:
-            pubs.popleft()
 
 
 class MemoryBroker(Broker):
     """Streams and delivery for a single orbiter process."""
 
-    def __init__(self, *, sweep_interval: float = 5.0, max_streams: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        sweep_interval: float = 5.0,
+        max_streams: int | None = None,
+        max_history_bytes: int | None = None,
+    ) -> None:
         self._streams: dict[str, _Stream] = {}
         #: At most this many streams (None: no bound); past it new ones raise TooManyStreams.
         self._max_streams = max_streams
         self._full_sweep_at = 0.0
+        #: At most this many bytes of history (:func:`kept_size`) over all streams.
+        self._max_history_bytes = max_history_bytes
+        #: Every publication kept, and those dropped from their stream since the
+        #: last compaction, in the order published (so the oldest goes first).
+        self._kept: deque[Publication] = deque()
+        self._kept_sizes: deque[int] = deque()
+        #: Bytes of the publications in ``_kept`` still in their streams, and of those not.
+        self._live_bytes = 0
+        self._dead_bytes = 0
+        self._node_epoch = new_epoch()
+        self._forgets = 0
+        #: The epoch of a channel with no stream (see the module docstring).
+        self.void_epoch = self._node_epoch
         self._subscribed: set[str] = set()
         self._on_publication: PublicationHandler | None = None
         self._on_presence: PresenceHandler | None = None
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, int]:
+        return {"channels": len(self._streams), "history_bytes": self._live_bytes}
 
     def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
         self._on_publication = publication
@@ -102,17 +143,18 @@ class MemoryBroker(Broker):
     ) -> Publication:
         now = time.time()
         stream = self._streams.get(channel)
-        if stream is None or stream.policy is not policy:
-            stream = self._stream(channel, policy, now)
+        if stream is None:
+            stream = self._new_stream(channel, policy, now)
         else:
             stream.touched = now
+            stream.policy = policy
         offset = stream.offset = stream.offset + 1
         pub = Publication(channel, offset, stream.epoch, data, now, tags)
         if policy.size:
-            pubs = stream.publications
-            pubs.append(pub)  # the oldest past policy.size falls out
-            if pubs[0].time < now - policy.ttl:
-                stream.expire(now)
+            self._keep(stream, pub, kept_size(data, tags))
+        pubs = stream.publications
+        if pubs and (len(pubs) > policy.size or pubs[0].time < now - policy.ttl):
+            self._trim(stream, now)
         if self._on_publication is not None and channel in self._subscribed:
             self._on_publication(pub)
         return pub
@@ -128,9 +170,14 @@ class MemoryBroker(Broker):
         policy: HistoryPolicy,
         limit: int | None = None,
     ) -> HistoryPage:
+        stream = self._streams.get(channel)
+        if stream is None:  # never published (or forgotten): nothing to keep for a reader
+            position = StreamPosition(0, self.void_epoch)
+            return HistoryPage(position, [], since is None or since == position)
         now = time.time()
-        stream = self._stream(channel, policy, now)
-        stream.expire(now)
+        stream.touched = now
+        stream.policy = policy
+        self._trim(stream, now)
         position = StreamPosition(stream.offset, stream.epoch)
         pubs = stream.publications
         if since is None:
@@ -143,38 +190,102 @@ class MemoryBroker(Broker):
         missed = list(pubs)[start:]
         return HistoryPage(position, missed, oldest <= since.offset + 1)
 
-    def _stream(self, channel: str, policy: HistoryPolicy, now: float) -> _Stream:
-        stream = self._streams.get(channel)
-        if stream is None:
-            if self._max_streams is not None and len(self._streams) >= self._max_streams:
-                if now >= self._full_sweep_at + 1.0:  # forget idle streams, at most once a second
-                    self._full_sweep_at = now
-                    self.sweep(now)
-                if len(self._streams) >= self._max_streams:
-                    raise TooManyStreams(
-                        f"the server keeps {self._max_streams} channels (limits.max_channels); "
-                        f"cannot open {channel!r}"
-                    )
-            stream = self._streams[channel] = _Stream(policy, now)
-        stream.touched = now
-        if stream.policy is not policy:
-            stream.adopt(policy)
+    # ------------------------------------------------------------ streams
+
+    def _new_stream(self, channel: str, policy: HistoryPolicy, now: float) -> _Stream:
+        if self._max_streams is not None and len(self._streams) >= self._max_streams:
+            if now >= self._full_sweep_at + 1.0:  # forget idle streams, at most once a second
+                self._full_sweep_at = now
+                self.sweep(now)
+            if len(self._streams) >= self._max_streams:
+                raise TooManyStreams(
+                    f"the server keeps {self._max_streams} channels (limits.max_channels); "
+                    f"cannot open {channel!r}"
+                )
+        stream = self._streams[channel] = _Stream(self.void_epoch, policy, now)
         return stream
+
+    def _forget(self, channels: list[str]) -> None:
+        for channel in channels:
+            del self._streams[channel]
+        if channels:
+            # Positions read from the void epoch before this point may name one of
+            # these streams: a stream created from now on must not honour them.
+            self._forgets += 1
+            self.void_epoch = f"{self._node_epoch}-{self._forgets}"
+
+    # ------------------------------------------------------------ history bytes
+
+    def _keep(self, stream: _Stream, pub: Publication, size: int) -> None:
+        stream.publications.append(pub)
+        stream.sizes.append(size)
+        self._kept.append(pub)
+        self._kept_sizes.append(size)
+        self._live_bytes += size
+        limit = self._max_history_bytes
+        if limit is not None and self._live_bytes + self._dead_bytes > limit:
+            self._make_room(limit)
+
+    def _trim(self, stream: _Stream, now: float) -> None:
+        """Drop the stream's publications past its policy's size or age."""
+        pubs, sizes = stream.publications, stream.sizes
+        size, oldest_kept = stream.policy.size, now - stream.policy.ttl
+        while pubs and (len(pubs) > size or pubs[0].time < oldest_kept):
+            pubs.popleft()
+            dropped = sizes.popleft()
+            self._live_bytes -= dropped
+            self._dead_bytes += dropped  # still in ``_kept`` until it reaches the front
+
+    def _is_kept(self, pub: Publication) -> bool:
+        stream = self._streams.get(pub.channel)
+        if stream is None or stream.epoch != pub.epoch or not stream.publications:
+            return False
+        return stream.publications[0].offset <= pub.offset
+
+    def _make_room(self, limit: int) -> None:
+        """Drop the oldest publications until history fits in ``limit`` bytes."""
+        kept, sizes = self._kept, self._kept_sizes
+        while self._live_bytes + self._dead_bytes > limit and kept:
+            if 2 * self._dead_bytes >= self._live_bytes + self._dead_bytes:
+                self._compact()
+                continue
+            pub, size = kept.popleft(), sizes.popleft()
+            if not self._is_kept(pub):
+                self._dead_bytes -= size
+                continue
+            stream = self._streams[pub.channel]
+            stream.publications.popleft()  # the oldest kept anywhere is its stream's oldest
+            stream.sizes.popleft()
+            self._live_bytes -= size
+
+    def _compact(self) -> None:
+        """Forget the publications no stream keeps any more (half of ``_kept`` or more)."""
+        pubs: deque[Publication] = deque()
+        sizes: deque[int] = deque()
+        for pub, size in zip(self._kept, self._kept_sizes, strict=True):
+            if self._is_kept(pub):
+                pubs.append(pub)
+                sizes.append(size)
+        self._kept, self._kept_sizes = pubs, sizes
+        self._dead_bytes = 0
+
+    # ------------------------------------------------------------ upkeep
 
     def sweep(self, now: float | None = None) -> None:
         """Drop expired history and forget idle streams; runs periodically."""
         now = time.time() if now is None else now
         forget = []
         for channel, stream in self._streams.items():
-            stream.expire(now)
+            self._trim(stream, now)
             if (
                 not stream.publications
                 and channel not in self._subscribed
                 and stream.touched < now - stream.policy.meta_ttl
             ):
                 forget.append(channel)
-        for channel in forget:
-            del self._streams[channel]
+        self._forget(forget)
+        if self._dead_bytes and 2 * self._dead_bytes >= self._live_bytes + self._dead_bytes:
+            self._compact()
 
     async def _sweep_forever(self) -> None:
         while True:

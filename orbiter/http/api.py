@@ -302,7 +302,8 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(
         {
             "connections": node.connection_count,  # native sessions and STOMP
-            "channels": node.pubsub.channel_count,
+            "subscribed_channels": node.pubsub.channel_count,  # with a subscriber here
+            **node.broker.stats(),  # channels (streams stored), history_bytes
             "counters": dict(sorted(node.counters.items())),
         }
     )

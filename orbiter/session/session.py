@@ -267,10 +267,6 @@ class ClientSession:
         self._schedule_expiry()
         return identity
 
-    def _too_many_channels(self, exc: TooManyStreams) -> Refusal:
-        self.counters["limit_channels"] += 1
-        return Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc))
-
     def _check_key(self, key: ConnectionKey) -> None:
         assert self.identity is not None
         if not self.identity.may_be_key(key):
@@ -364,7 +360,8 @@ class ClientSession:
         try:
             pub = await self._pubsub.publish(channel, data, tags)
         except TooManyStreams as exc:
-            raise self._too_many_channels(exc) from None
+            self.counters["limit_channels"] += 1
+            raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
 
     async def _presence(self, channel: str) -> dict[str, Any]:
@@ -392,17 +389,6 @@ class ClientSession:
                 ErrorCode.LIMIT_EXCEEDED,
                 f"a connection may hold at most {limit} subscriptions (limits.max_subscriptions)",
             )
-        max_channels = self._config.limits.max_channels
-        if (
-            self._pubsub.subscriber_count(channel) == 0
-            and self._pubsub.channel_count >= max_channels
-        ):
-            self.counters["limit_channels"] += 1
-            raise Refusal(
-                ErrorCode.LIMIT_EXCEEDED,
-                f"the server has {max_channels} channels in use (limits.max_channels); "
-                f"cannot open {channel!r}",
-            )
 
     async def _subscribe(
         self, channel: str, since: StreamPosition | None
@@ -418,11 +404,9 @@ class ClientSession:
         try:
             await self._pubsub.subscribe(self, channel)
             page = await self._pubsub.history(channel, since, limit=0)
-        except BaseException as exc:
+        except BaseException:
             self._subs.pop(channel, None)
             await self._pubsub.unsubscribe(self, channel)
-            if isinstance(exc, TooManyStreams):
-                raise self._too_many_channels(exc) from None
             raise
         sub.offset = page.position.offset
         sub.epoch = page.position.epoch
