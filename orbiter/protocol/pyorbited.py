@@ -19,17 +19,27 @@ naming the recipients it could not reach. Requests may be pipelined.
 :class:`OrbitParser` turns received bytes into :class:`EventRequest`
 objects (or :class:`OrbitProtocolError` naming the problem, after which the
 connection cannot be trusted to be in step and is closed);
-:func:`success` and :func:`failure` make the answers.
+:func:`success` and :func:`failure` make the answers. The parser holds at
+most one request: its whole size (lines with their CRLFs, and the body) is
+bounded by ``max_request``, its body by ``max_body`` (the errors name the
+``[pyorbited]`` keys they come from). Lines with control characters are
+refused, so nothing read can split an answer that echoes it (the ``id``,
+the recipients).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 #: The longest request line (version, type or header) accepted.
 MAX_LINE = 8192
 #: Recipients one request may name.
 MAX_RECIPIENTS = 10_000
+#: C0 controls (CR and LF among them), DEL and C1 controls: never in a line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Headers a control character is reported by name for.
+_KNOWN_HEADERS = ("id", "recipient", "length")
 
 
 class OrbitProtocolError(ValueError):
@@ -58,13 +68,21 @@ class _Pending:
 
 
 class OrbitParser:
-    """Bytes in, :class:`EventRequest` objects out; bounded in every dimension."""
+    """Bytes in, :class:`EventRequest` objects out; bounded in every dimension.
 
-    def __init__(self, max_body: int) -> None:
+    ``max_request`` bounds a whole request (every line with its CRLF, and the
+    body); ``max_body`` its ``length``. Both are refused as soon as they are
+    known to be exceeded, before the bytes arrive.
+    """
+
+    def __init__(self, max_body: int, max_request: int) -> None:
         self.max_body = max_body
+        self.max_request = max_request
         self._buffer = bytearray()
         self._pending = _Pending()
         self._in_body = False
+        #: Bytes of the request being read, up to the end of its last complete line.
+        self._size = 0
 
     def feed(self, data: bytes) -> list[EventRequest]:
         """Take received bytes; the requests they complete. Raises OrbitProtocolError."""
@@ -82,20 +100,44 @@ class OrbitParser:
             end = self._buffer.find(b"\r\n")
             if end < 0:
                 if len(self._buffer) > MAX_LINE:
-                    raise OrbitProtocolError(f"a line is longer than {MAX_LINE} bytes")
+                    raise OrbitProtocolError(
+                        f"a line is longer than {MAX_LINE} bytes", self._pending.id
+                    )
+                if self._size + len(self._buffer) > self.max_request:
+                    raise self._too_large()
                 return requests
             if end > MAX_LINE:
-                raise OrbitProtocolError(f"a line is longer than {MAX_LINE} bytes")
+                raise OrbitProtocolError(
+                    f"a line is longer than {MAX_LINE} bytes", self._pending.id
+                )
             raw = bytes(self._buffer[:end])
             del self._buffer[: end + 2]
+            self._size += end + 2
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise OrbitProtocolError("a line is not UTF-8", self._pending.id) from None
             self._line(line)
+            if self._size + (self._pending.length or 0) > self.max_request:
+                raise self._too_large()
+
+    def _too_large(self) -> OrbitProtocolError:
+        return OrbitProtocolError(
+            f"the request is more than {self.max_request} bytes (pyorbited.max_request)",
+            self._pending.id,
+        )
 
     def _line(self, line: str) -> None:
         pending = self._pending
+        control = _CONTROL.search(line)
+        if control is not None:
+            name = line.partition(":")[0].lower()
+            where = f"the '{name}' header" if name in _KNOWN_HEADERS else "a line"
+            raise OrbitProtocolError(
+                f"{where} contains a control character ({ord(control.group()):#04x}); "
+                "lines end with CRLF and may not contain CR, LF or other control characters",
+                pending.id,  # only ever a checked id
+            )
         if pending.version is None:
             if not line.startswith("Orbit"):
                 raise OrbitProtocolError(f"expected a version line like 'Orbit 1.0', got {line!r}")
@@ -127,7 +169,7 @@ class OrbitParser:
                 if len(value) > 18 or int(value) > self.max_body:  # (int() takes 4300 digits)
                     shown = value if len(value) <= 20 else value[:20] + "..."
                     raise OrbitProtocolError(
-                        f"length {shown} is more than the limit ({self.max_body} bytes)",
+                        f"length {shown} is more than {self.max_body} bytes (pyorbited.max_body)",
                         pending.id,
                     )
                 pending.length = int(value)
@@ -140,6 +182,7 @@ class OrbitParser:
         request = EventRequest(pending.version, pending.id, tuple(pending.recipients), body)
         self._pending = _Pending()
         self._in_body = False
+        self._size = 0
         return request
 
 
