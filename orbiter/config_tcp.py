@@ -8,6 +8,7 @@ and :func:`dev_proxy_settings_from`. Each checks every key and raises
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,13 +41,28 @@ class TcpSettings:
 
 @dataclass(frozen=True, slots=True)
 class PyorbitedSettings:
-    """The listener for pyorbited's ``Orbit 1.0`` event protocol (the seed's ``orbit://``)."""
+    """The listener for pyorbited's ``Orbit 1.0`` event protocol (the seed's ``orbit://``).
+
+    The protocol has no authentication: whoever reaches the port publishes
+    to any channel. So ``host`` must be a loopback address unless
+    ``allow_remote`` says otherwise.
+    """
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 9000
+    #: Bind ``host`` even when it is not a loopback address (warned about at start-up).
+    allow_remote: bool = False
     #: Largest event body accepted (the ``length:`` header), in bytes.
     max_body: int = 1_048_576
+    #: Largest request (every line with its CRLF, and the body): a max_body event
+    #: and 64 KiB of headers.
+    max_request: int = 1_114_112
+    #: Connections open at once; past it a new one is answered Failure and closed.
+    max_connections: int = 64
+    #: Seconds without a byte from the app server (or without its reading our
+    #: answers) after which its connection is closed.
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +123,32 @@ def pyorbited_settings_from(table: dict[str, Any]) -> PyorbitedSettings:
     settings = PyorbitedSettings(**values)
     if not 0 <= settings.port <= 65535:
         raise SettingsError("'pyorbited.port' must be between 0 and 65535")
-    if settings.max_body <= 0:
-        raise SettingsError("'pyorbited.max_body' must be positive")
+    for key in ("max_body", "max_request", "max_connections", "idle_timeout"):
+        if getattr(settings, key) <= 0:
+            raise SettingsError(f"'pyorbited.{key}' must be positive")
+    if settings.max_body > settings.max_request:
+        raise SettingsError(
+            f"'pyorbited.max_body' ({settings.max_body}) is more than 'pyorbited.max_request' "
+            f"({settings.max_request}), which bounds the whole request: raise both"
+        )
+    if settings.enabled and not settings.allow_remote and not is_loopback(settings.host):
+        raise SettingsError(
+            f"'pyorbited.host' is {settings.host!r}, not a loopback address: the Orbit protocol "
+            "has no authentication, so anyone who can reach the port could publish to every "
+            "channel. Bind it to 127.0.0.1, or set 'pyorbited.allow_remote = true' (TOML) to "
+            "accept that"
+        )
     return settings
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` a loopback address (127.0.0.0/8, ::1) or ``localhost``? No DNS is asked."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def dev_proxy_settings_from(table: dict[str, Any]) -> DevProxySettings:

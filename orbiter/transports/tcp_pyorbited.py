@@ -10,20 +10,30 @@ kept in the key channel's history, so a browser that reconnects within the
 disconnect delay gets it), or whose channel would be one past
 ``limits.max_channels`` (the message then says so; counted). A request
 that breaks the protocol is answered ``Failure`` and the connection
-closed. No authentication: bind it to loopback.
+closed.
+
+The protocol has no authentication, so the listener binds off loopback
+only with ``pyorbited.allow_remote`` (and then warns at start-up). Each
+connection is bounded: ``max_connections`` open at once (past it a new one
+is answered ``Failure`` and closed, counted as ``limit_pyorbited_connections``),
+``idle_timeout`` seconds without a byte from the peer, or without the peer
+reading our answers, closes it (``pyorbited_idle_closed``), and the parser
+holds at most one request of ``max_request`` bytes. Refusals are logged at
+most once a second per kind, with a count of the ones in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
+from collections import Counter
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from orbiter.config_tcp import PyorbitedSettings
+from orbiter.config_tcp import PyorbitedSettings, is_loopback
 from orbiter.engine.base import TooManyStreams
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
@@ -38,6 +48,8 @@ from orbiter.protocol.pyorbited import (
 log = logging.getLogger("orbiter.pyorbited")
 
 READ_SIZE = 65_536
+#: Seconds a closing connection's last answer may take to be read before it is dropped.
+CLOSE_TIMEOUT = 5.0
 
 
 def _body(data: bytes) -> Any:
@@ -48,6 +60,46 @@ def _body(data: bytes) -> Any:
         return data.decode("utf-8", errors="replace")
 
 
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close after a refusal and discard what the peer still sends, for a bounded time.
+
+    Closing with unread bytes would reset the connection, and the peer could
+    lose the answer that says why.
+    """
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            while await reader.read(READ_SIZE):
+                pass
+    except (TimeoutError, ConnectionError):
+        pass
+
+
+class RefusalLog:
+    """Warnings that a peer can cause at will, at most one line per ``interval`` per kind.
+
+    A line says how many of its kind were not logged since the previous one.
+    """
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._unlogged: Counter[str] = Counter()
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.interval) < self.interval:
+            self._unlogged[kind] += 1
+            return
+        self._last[kind] = now
+        unlogged = self._unlogged.pop(kind, 0)
+        if unlogged:
+            message += " (and %d more since the last such line)"
+            args += (unlogged,)
+        log.warning(message, *args)
+
+
 class PyorbitedListener:
     """Accepts pyorbited connections and turns their events into publications."""
 
@@ -56,6 +108,7 @@ class PyorbitedListener:
         self.settings = settings
         self.server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._refusals = RefusalLog()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
@@ -64,6 +117,14 @@ class PyorbitedListener:
         for sock in self.server.sockets:
             host, port = sock.getsockname()[:2]
             log.info("pyorbited listening on %s:%d (Orbit 1.0 events)", host, port)
+            if not is_loopback(host):
+                log.warning(
+                    "pyorbited is listening on %s:%d, off loopback (pyorbited.allow_remote = "
+                    "true): the Orbit protocol has no authentication, so anyone who can reach "
+                    "this port can publish to every channel and Orbited key without a key",
+                    host,
+                    port,
+                )
 
     async def close(self) -> None:
         if self.server is not None:
@@ -76,33 +137,82 @@ class PyorbitedListener:
             await self.server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        limit = self.settings.max_connections
+        if len(self._connections) >= limit:
+            self.node.counters["limit_pyorbited_connections"] += 1
+            self._refusals.warning(
+                "full",
+                "pyorbited connection from %s refused: %d open (pyorbited.max_connections)",
+                peer,
+                limit,
+            )
+            writer.write(
+                failure(None, f"too many connections ({limit}, pyorbited.max_connections)")
+            )
+            writer.close()  # a small answer: it goes out with the FIN, or the peer resets
+            return
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, peer)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self._connections.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = OrbitParser(self.settings.max_body)
-        peer = writer.get_extra_info("peername")
-        while data := await reader.read(READ_SIZE):
             try:
-                requests = parser.feed(data)
-            except OrbitProtocolError as exc:
-                log.warning("pyorbited connection from %s: %s", peer, exc)
-                writer.write(failure(exc.request_id, str(exc)))
-                await writer.drain()
-                return
-            for request in requests:
-                writer.write(await self._handle(request))
-            await writer.drain()
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await writer.wait_closed()
+            except TimeoutError:  # the peer reads nothing: drop what it did not read
+                writer.transport.abort()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> None:
+        """Answer requests until EOF, a protocol error (answered, then closed) or idleness."""
+        settings = self.settings
+        parser = OrbitParser(settings.max_body, settings.max_request)
+        idle = settings.idle_timeout
+        loop = asyncio.get_running_loop()
+        reading = True
+        try:
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    reading = True
+                    deadline.reschedule(loop.time() + idle)
+                    data = await reader.read(READ_SIZE)
+                    if not data:
+                        return
+                    deadline.reschedule(None)  # an engine that takes its time is not idleness
+                    try:
+                        requests = parser.feed(data)
+                    except OrbitProtocolError as exc:
+                        self._refusals.warning(
+                            "protocol", "pyorbited connection from %s: %s", peer, exc
+                        )
+                        writer.write(failure(exc.request_id, str(exc)))
+                        break
+                    for request in requests:
+                        writer.write(await self._handle(request))
+                    reading = False
+                    deadline.reschedule(loop.time() + idle)
+                    await writer.drain()
+        except TimeoutError:
+            self.node.counters["pyorbited_idle_closed"] += 1
+            if reading:
+                log.info("pyorbited connection from %s closed: idle for %g s", peer, idle)
+                writer.write(
+                    failure(None, f"closed: no byte for {idle:g} s (pyorbited.idle_timeout)")
+                )
+            else:
+                log.info("pyorbited connection from %s dropped: not reading answers", peer)
+                writer.transport.abort()
+            return
+        await _linger(reader, writer)
 
     async def _handle(self, request: EventRequest) -> bytes:
         keys, unreachable = [], []

@@ -52,7 +52,7 @@ async def test_protocol_errors_are_answered_then_closed(start_server) -> None:
     writer.write(b"Orbit 1.0\r\nEvent\r\nid: 9\r\nlength: 5000\r\n")
     answer = await asyncio.wait_for(reader.read(), 10)  # then EOF
     assert (
-        answer == b"Failure\r\nid: 9\r\nmsg: length 5000 is more than the limit (100 bytes)\r\n\r\n"
+        answer == b"Failure\r\nid: 9\r\nmsg: length 5000 is more than 100 bytes (pyorbited.max_body)\r\n\r\n"
     )
     writer.close()
 
