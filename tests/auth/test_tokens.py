@@ -8,6 +8,9 @@ import time
 import jwt
 import orjson
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,6 +77,52 @@ def test_public_key_tokens(make, algorithm) -> None:
     assert verifier.connection(token(key=key, algorithm=algorithm)).user == "alice"
     with pytest.raises(InvalidToken):
         verifier.connection(token(key=SECRET))  # HS256 where a public key is configured
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # signing it
+@pytest.mark.parametrize("algorithm", ["HS384", "HS512"])
+def test_another_hmac_algorithm_with_the_configured_secret_is_refused(algorithm: str) -> None:
+    """Only HS256 is accepted with ``auth.secret``, not the rest of its family."""
+    with pytest.raises(InvalidToken) as err:
+        HS.connection(token(algorithm=algorithm))
+    assert err.value.message == "the connection token is not signed with HS256"
+    with pytest.raises(InvalidToken) as err:
+        HS.subscription(token(algorithm=algorithm, channel="c"), channel="c", user="alice")
+    assert err.value.message == "the subscription token is not signed with HS256"
+
+
+@pytest.mark.parametrize("algorithm", ["RS384", "RS512", "PS256", "PS384", "PS512"])
+def test_another_rsa_algorithm_with_the_configured_key_is_refused(algorithm: str) -> None:
+    """Only RS256 is accepted with an RSA ``auth.public_key``: a token the same key
+    signed under another RSA algorithm is refused, and the message says why."""
+    key = rsa_key()
+    verifier = TokenVerifier(AuthSettings(public_key=public_pem(key)))
+    with pytest.raises(InvalidToken) as err:
+        verifier.connection(token(key=key, algorithm=algorithm))
+    assert err.value.message == "the connection token is not signed with RS256"
+
+
+@pytest.mark.parametrize("algorithm", ["ES384", "ES512"])
+def test_another_ec_algorithm_with_the_configured_key_is_refused(algorithm: str) -> None:
+    key = ec_key()
+    verifier = TokenVerifier(AuthSettings(public_key=public_pem(key)))
+    with pytest.raises(InvalidToken) as err:
+        verifier.connection(_ec_signed(key, algorithm))
+    assert err.value.message == "the connection token is not signed with ES256"
+
+
+def _ec_signed(key: ec.EllipticCurvePrivateKey, algorithm: str) -> str:
+    """A token the P-256 key signs under ``algorithm`` (PyJWT refuses to make one)."""
+    digest = {"ES384": hashes.SHA384(), "ES512": hashes.SHA512()}[algorithm]
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = orjson.dumps({"alg": algorithm, "typ": "JWT"})
+    claims = orjson.dumps({"sub": "admin", "exp": int(time.time()) + 60})
+    signing = b64(header) + "." + b64(claims)
+    r, s = decode_dss_signature(key.sign(signing.encode(), ec.ECDSA(digest)))
+    return signing + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
 def test_hmac_with_the_public_key_as_secret_is_refused() -> None:
