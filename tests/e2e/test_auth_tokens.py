@@ -99,6 +99,18 @@ async def test_bad_tokens_are_refused_and_closed_with_a_code(
     assert code == close
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # signing it
+async def test_the_secret_under_another_hmac_algorithm_is_refused_with_the_reason(
+    authed: RunningServer,
+) -> None:
+    reply, code = await (await Raw.open(authed)).connect(token=token(algorithm="HS512"))
+    assert reply["error"] == {
+        "code": 101,
+        "message": "the connection token is not signed with HS256",
+    }
+    assert code == 3502
+
+
 async def test_identity_comes_from_the_token_never_from_the_browser(
     authed: RunningServer, api: AsyncClient
 ) -> None:
