@@ -4,7 +4,11 @@ Every answer is JSON. Every failure is ``{"error": {"status", "message"}}``
 with a 4xx status naming the problem (5xx only for orbiter's own faults).
 When ``api_key`` is configured, each call must carry it in ``X-API-Key`` or
 ``Authorization: apikey <key>``; without it the answer is 401 and nothing
-happens.
+happens. Without one, a POST must say ``Content-Type: application/json``
+(else 415): a page elsewhere can send a cross-site ``text/plain`` POST with
+no preflight, but not a JSON one, nor a key header. A POST that asks
+``Expect: 100-continue`` is judged on its head first (key, type, declared
+length) and refused before its body is sent.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from orbiter.auth.origins import host_allow_list
 from orbiter.http.keys import NODE
 from orbiter.model import JSON, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
@@ -62,26 +67,34 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except ApiError as exc:
-        log.info(
-            "%s %s from %s: %d %s",
-            request.method,
-            request.path,
-            request.remote,
-            exc.status,
-            exc.message,
-        )
-        return error_response(exc.status, exc.message)
+        return _refused(request, exc)
     except web.HTTPRequestEntityTooLarge:
-        request.app[NODE].counters["limit_http_body"] += 1
-        limit = request.app[NODE].config.limits.max_http_body
-        log.info(
-            "%s %s from %s: body over %d bytes", request.method, request.path, request.remote, limit
-        )
-        return error_response(413, f"request body is larger than the limit of {limit} bytes")
+        return _refused(request, _body_too_large(request.app[NODE]))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error_response(exc.status, exc.reason)
+
+
+def _refused(request: web.Request, exc: ApiError) -> web.Response:
+    """The JSON answer to a refused call, logged."""
+    log.info(
+        "%s %s from %s: %d %s",
+        request.method,
+        request.path[:200],
+        request.remote,
+        exc.status,
+        exc.message,
+    )
+    return error_response(exc.status, exc.message)
+
+
+def _body_too_large(node: Node) -> ApiError:
+    node.counters["limit_http_body"] += 1
+    limit = node.config.limits.max_http_body
+    return ApiError(
+        413, f"request body is larger than the limit of {limit} bytes (limits.max_http_body)"
+    )
 
 
 def check_api_key(node: Node, x_api_key: str | None, authorization: str | None) -> None:
@@ -97,7 +110,11 @@ def check_api_key(node: Node, x_api_key: str | None, authorization: str | None) 
     if given is None:
         scheme, _, value = (authorization or "").partition(" ")
         given = value.strip() if scheme.lower() == "apikey" else None
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+    # A header aiohttp could not decode as UTF-8 holds lone surrogates: "surrogatepass"
+    # encodes any string, and never as the UTF-8 of a configured key (a wrong key, 401).
+    if given is None or not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode()
+    ):
         node.counters["api_key_refused"] += 1
         raise ApiError(401, "missing or wrong API key (send it in the X-API-Key header)")
 
@@ -105,6 +122,63 @@ def check_api_key(node: Node, x_api_key: str | None, authorization: str | None) 
 def _check_api_key(request: web.Request) -> None:
     headers = request.headers
     check_api_key(request.app[NODE], headers.get("X-API-Key"), headers.get("Authorization"))
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """Is ``content_type`` (a ``Content-Type`` value) ``application/json``, parameters aside?"""
+    if content_type is None:
+        return False
+    media_type = content_type.partition(";")[0].strip(" \t")
+    return media_type.lower() == "application/json"
+
+
+def json_type_refusal(node: Node, content_type: str | None) -> str | None:
+    """Why a POST of ``content_type`` is refused (415), or None.
+
+    When the API needs no key (see above), a POST must say it is JSON.
+    """
+    if node.config.api_key is not None or is_json_type(content_type):
+        return None
+    shown = "none" if content_type is None else repr(content_type[:100])
+    return (
+        f"send the body as JSON with 'Content-Type: application/json' (got {shown}); "
+        "without server.api_key the API takes no other type"
+    )
+
+
+def _check_post(request: web.Request) -> None:
+    """What a POST's head must pass: its API key, its type, its declared length."""
+    _check_api_key(request)
+    node = request.app[NODE]
+    refusal = json_type_refusal(node, request.headers.get("Content-Type"))
+    if refusal is not None:
+        raise ApiError(415, refusal)
+    length = request.content_length
+    if length is not None and length > node.config.limits.max_http_body:
+        raise _body_too_large(node)
+
+
+async def _expect_body(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` on a POST: refuse before the body is sent, else ask for it.
+
+    A refused ``Host`` gets no ``100 Continue``: the host guard answers it
+    (400), without reading the body.
+    """
+    if request.version < (1, 1):
+        return None
+    node = request.app[NODE]
+    if not host_allow_list(node.config).allows(request.headers.get("Host")):
+        return None
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        return _refused(request, ApiError(417, f"unknown Expect: {expect[:100]!r}"))
+    try:
+        _check_post(request)
+    except ApiError as exc:
+        return _refused(request, exc)
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # as aiohttp's own expect handler: no body yet
+    return None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -156,7 +230,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 
 async def publish(request: web.Request) -> web.Response:
-    _check_api_key(request)
+    _check_post(request)
     answer = publish_body(request.app[NODE].pubsub, await request.read())
     return json_response(answer if isinstance(answer, dict) else await answer)
 
@@ -244,7 +318,7 @@ async def _publish_batch_later(
 
 
 async def event(request: web.Request) -> web.Response:
-    _check_api_key(request)
+    _check_post(request)
     body = await _json_body(request)
     keys = _keys(body.get("keys"))
     if "data" not in body:
@@ -311,8 +385,8 @@ async def stats(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/stats", stats)
-    app.router.add_post("/api/publish", publish)
-    app.router.add_post("/api/event", event)
+    app.router.add_post("/api/publish", publish, expect_handler=_expect_body)
+    app.router.add_post("/api/event", event, expect_handler=_expect_body)
     app.router.add_get("/api/channels", channels)
     app.router.add_get("/api/history", history)
     app.router.add_get("/api/presence", presence)

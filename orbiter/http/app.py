@@ -13,7 +13,7 @@ from orbiter.http.keys import NODE, RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.comet import add_comet_routes
-from orbiter.transports.guard import add_cors_headers, forwarded_peer, origin_guard
+from orbiter.transports.guard import add_cors_headers, forwarded_peer, host_guard, origin_guard
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
 from orbiter.transports.tcp_pyorbited import add_pyorbited_listener
@@ -30,7 +30,7 @@ async def chat_page(request: web.Request) -> web.FileResponse:
 def build_app(node: Node) -> web.Application:
     app = web.Application(
         client_max_size=node.config.limits.max_http_body,
-        middlewares=[forwarded_peer, api.api_errors, origin_guard],
+        middlewares=[forwarded_peer, host_guard, api.api_errors, origin_guard],
     )
     app[NODE] = node
     app[RAW_ROUTERS] = []

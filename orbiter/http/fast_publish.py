@@ -17,7 +17,8 @@ rest of the publish runs in a task while reading pauses, and later requests
 wait in the buffer, so answers stay in order.
 
 Any request the parser does not take (another method or path, HTTP/1.0,
-``Transfer-Encoding``, ``Expect``, an odd header, a body over the limit...)
+``Transfer-Encoding``, ``Expect``, an odd header, a body over the limit, a
+``Host`` or ``Content-Type`` aiohttp's routes refuse: :func:`admit_rule`)
 goes to aiohttp from its first byte, after every earlier answer was written,
 with the connection: aiohttp answers it, and everything after it, as it
 answers any request. Fan-out is not touched: publications reach
@@ -38,16 +39,23 @@ import orjson
 from aiohttp.http import SERVER_SOFTWARE
 
 from orbiter.engine.base import TooManyStreams
-from orbiter.http.api import ApiError, check_api_key, error_payload, publish_body
+from orbiter.http.api import (
+    ApiError,
+    check_api_key,
+    error_payload,
+    json_type_refusal,
+    publish_body,
+)
 from orbiter.http.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
 from orbiter.protocol.http_publish import (
     REQUEST_LINE,
+    Admit,
     Handover,
     PublishHead,
     PublishParser,
     judge_head,
 )
-from orbiter.transports.guard import client_address
+from orbiter.transports.guard import client_address, host_allowed
 
 if TYPE_CHECKING:
     from orbiter.node import Node
@@ -85,10 +93,23 @@ class _DateHeader:
         return self._lines
 
 
+def admit_rule(node: Node) -> Admit:
+    """The heads the fast path serves: a ``Host`` and ``Content-Type`` aiohttp's routes allow.
+
+    Others go to aiohttp, whose host guard and API answer them (400, 415).
+    """
+
+    def admit(head: PublishHead) -> bool:
+        return host_allowed(head.host, node) and json_type_refusal(node, head.content_type) is None
+
+    return admit
+
+
 def fast_publish_router(node: Node) -> RawRouter:
-    """Claims connections whose first request head is one :func:`judge_head` takes."""
+    """Claims connections whose first request head is one :func:`judge_head` takes and admits."""
     dates = _DateHeader()
     max_body = node.config.limits.max_http_body
+    admit = admit_rule(node)
 
     def take(takeover: Takeover) -> None:
         takeover.to_protocol(FastPublishProtocol(takeover, node, dates), takeover.data)
@@ -96,7 +117,8 @@ def fast_publish_router(node: Node) -> RawRouter:
     def route(head: bytes, peer: str) -> Claim | None:
         if not head.startswith(REQUEST_LINE):
             return None
-        if isinstance(judge_head(head, max_body), Handover):
+        judged = judge_head(head, max_body)
+        if isinstance(judged, Handover) or not admit(judged):
             return None
         return take
 
@@ -130,7 +152,7 @@ class FastPublishProtocol(ClaimedProtocol):
         self._transport = takeover.transport
         self._node = node
         self._dates = dates
-        self._parser = PublishParser(node.config.limits.max_http_body)
+        self._parser = PublishParser(node.config.limits.max_http_body, admit_rule(node))
         self._loop = asyncio.get_running_loop()
         #: What was read and not yet answered (the start of a request), in pieces, and its size;
         #: it is judged again once ``_wanted`` bytes are here (a long body is not re-joined

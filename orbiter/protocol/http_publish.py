@@ -23,7 +23,10 @@ would have meant the same to aiohttp:
   (``Host``, ``Content-Type``, ``User-Agent``...) or that the API reads
   (``Connection``, ``X-API-Key``, ``Authorization``);
 - the head, through its blank line, is at most :data:`MAX_HEAD` bytes and
-  :data:`MAX_HEADERS` header lines.
+  :data:`MAX_HEADERS` header lines;
+- the server admits it (its ``admit`` check, given the :class:`PublishHead`:
+  the fast path's ``Host`` and ``Content-Type`` rules), judged once per
+  distinct head.
 
 Anything else is a :class:`Handover`. The request boundary is the head's
 blank line plus ``Content-Length``, the one framing every HTTP/1.1 parser
@@ -45,6 +48,7 @@ Python anyway. The strict subset is what keeps the handover rule simple.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 #: The longest head (request line, headers, blank line) taken; longer ones go to aiohttp.
@@ -101,7 +105,15 @@ class Handover:
 class PublishHead:
     """What the head of a request the fast path takes says."""
 
-    __slots__ = ("authorization", "close", "forwarded_for", "length", "x_api_key")
+    __slots__ = (
+        "authorization",
+        "close",
+        "content_type",
+        "forwarded_for",
+        "host",
+        "length",
+        "x_api_key",
+    )
 
     def __init__(
         self,
@@ -110,6 +122,8 @@ class PublishHead:
         authorization: str | None,
         forwarded_for: tuple[str, ...],
         close: bool,
+        host: str = "",
+        content_type: str | None = None,
     ) -> None:
         #: The body's length (``Content-Length``).
         self.length = length
@@ -120,6 +134,9 @@ class PublishHead:
         self.forwarded_for = forwarded_for
         #: The client sent ``Connection: close``: answer, then close.
         self.close = close
+        #: The ``Host`` and ``Content-Type`` values (spaces around removed), if sent.
+        self.host = host
+        self.content_type = content_type
 
 
 #: More bytes are needed before the request at this position can be judged.
@@ -129,6 +146,13 @@ INCOMPLETE: Final = None
 Parsed = tuple[PublishHead, bytes, int] | Handover | None
 #: Distinct heads a :class:`PublishParser` remembers.
 MEMO_SIZE: Final = 32
+#: Whether the server answers a request with this head here (else aiohttp does).
+Admit = Callable[[PublishHead], bool]
+
+
+def admit_all(head: PublishHead) -> bool:
+    """The ``admit`` check that admits every head."""
+    return True
 
 
 class PublishParser:
@@ -139,11 +163,13 @@ class PublishParser:
     byte, is not parsed again.
     """
 
-    __slots__ = ("_heads", "_last", "_max_body", "wanted")
+    __slots__ = ("_admit", "_heads", "_last", "_max_body", "wanted")
 
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, admit: Admit = admit_all) -> None:
         #: The largest body taken; a longer one is handed over (aiohttp answers it 413).
         self._max_body = max_body
+        #: The server's own rules for a head (checked once per distinct head).
+        self._admit = admit
         self._heads: dict[bytes, PublishHead | Handover] = {}
         #: The last head taken, byte for byte, and what it says. It holds no blank line
         #: but its last, so a request that starts with it has that head: one compare.
@@ -191,6 +217,8 @@ class PublishParser:
         head = self._heads.get(raw)
         if head is None:
             head = judge_head(raw, self._max_body)
+            if not isinstance(head, Handover) and not self._admit(head):
+                head = Handover("not admitted (Host or Content-Type)")
             if len(self._heads) >= MEMO_SIZE:
                 self._heads.clear()
             self._heads[raw] = head
@@ -215,6 +243,8 @@ def judge_head(head: bytes, max_body: int) -> PublishHead | Handover:
     authorization: str | None = None
     forwarded_for: list[str] = []
     close = False
+    host = ""
+    content_type: str | None = None
     seen_connection = False
     covered = 0
     lines = _LINE.findall(fields)
@@ -231,6 +261,10 @@ def judge_head(head: bytes, max_body: int) -> PublishHead | Handover:
             if lower in singletons:
                 return Handover(f"repeated {name.decode()}")
             singletons.append(lower)
+            if lower == b"host":
+                host = raw.rstrip(_OWS).decode("ascii")
+            elif lower == b"content-type":
+                content_type = raw.rstrip(_OWS).decode("ascii")
             continue
         value = raw.rstrip(_OWS)
         if kind == _CONTENT_LENGTH:
@@ -270,4 +304,6 @@ def judge_head(head: bytes, max_body: int) -> PublishHead | Handover:
         return Handover("no Host")
     if length > max_body:
         return Handover("body over the limit")
-    return PublishHead(length, x_api_key, authorization, tuple(forwarded_for), close)
+    return PublishHead(
+        length, x_api_key, authorization, tuple(forwarded_for), close, host, content_type
+    )

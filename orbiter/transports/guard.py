@@ -1,9 +1,16 @@
-"""What every push route checks before its transport runs: origin, peer, credentials.
+"""What every route checks before its handler runs: host, origin, peer, credentials.
 
 The checks read a :class:`RequestHead`: aiohttp's ``web.Request`` is one, and
 so is the handshake head the native WebSocket reads itself, before aiohttp
 (:mod:`orbiter.protocol.websocket_handshake`), so both paths apply the same
 rules from this one place.
+
+:func:`host_refusal` is the one ``Host`` check (``server.allowed_hosts``,
+decided by :class:`orbiter.auth.origins.HostAllowList`): :func:`host_guard`
+(a middleware on every route) answers a refused ``Host`` ``400`` naming it,
+logged and counted; the sniffed fast paths check it through
+:func:`host_allowed` (publish) and :func:`origin_verdict` (WebSocket
+handshakes), and leave refused requests to aiohttp, which answers them so.
 
 :func:`check_origin` is the one origin check: WebSocket, SockJS (all its
 transports), SSE, long polls and the Orbited URLs call it, through
@@ -38,7 +45,7 @@ from multidict import MultiMapping
 
 from orbiter.auth import AuthError, Credentials, Failure
 from orbiter.auth.hooks import forwarded
-from orbiter.auth.origins import normalise_origin, origin_allowed
+from orbiter.auth.origins import host_allow_list, normalise_origin, origin_allowed
 from orbiter.engine.base import TooManyStreams
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
@@ -89,9 +96,48 @@ def page_origin(request: RequestHead) -> str | None:
     return None
 
 
+def host_allowed(host: str | None, node: Node) -> bool:
+    """May a request with this ``Host`` header value (None: none sent) be answered?"""
+    return host_allow_list(node.config).allows(host)
+
+
+def host_refusal(request: RequestHead, node: Node) -> str | None:
+    """None if the request's ``Host`` may be answered, else why not (counted, logged)."""
+    host = request.headers.get("Host")
+    allow_list = host_allow_list(node.config)
+    if allow_list.allows(host):
+        return None
+    shown = repr((host or "")[:200])
+    node.counters["host_refused"] += 1
+    log.warning(
+        "%s %s from %s: Host %s refused", request.method, request.path[:200], request.remote, shown
+    )
+    if allow_list.default:
+        return (
+            f"Host {shown} is not in server.allowed_hosts (running open, with no API key and "
+            "no auth, orbiter answers only its own address and localhost names)"
+        )
+    return f"Host {shown} is not in server.allowed_hosts"
+
+
+@web.middleware
+async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer ``400`` to a request whose ``Host`` is not allowed (``server.allowed_hosts``)."""
+    refusal = host_refusal(request, request.app[NODE])
+    if refusal is not None:
+        return error_response(400, refusal)
+    return await handler(request)
+
+
 def origin_verdict(request: RequestHead, node: Node) -> tuple[str | None, bool]:
-    """The request's page origin, and whether it may use this server."""
+    """The request's page origin, and whether it may use this server.
+
+    A request whose ``Host`` is not allowed may not, whatever its origin: so
+    ``Origin`` equal to such a ``Host`` is never "same origin" (DNS rebinding).
+    """
     origin = page_origin(request)
+    if not host_allowed(request.headers.get("Host"), node):
+        return origin, False
     allowed = origin_allowed(
         origin,
         host=request.headers.get("Host"),
@@ -103,7 +149,13 @@ def origin_verdict(request: RequestHead, node: Node) -> tuple[str | None, bool]:
 
 
 def origin_refusal(request: RequestHead, node: Node) -> str | None:
-    """None if the request's page origin may use this server, else why not (counted, logged)."""
+    """None if the request's page origin may use this server, else why not (counted, logged).
+
+    A refused ``Host`` is named as such (:func:`host_refusal`).
+    """
+    host = host_refusal(request, node)
+    if host is not None:
+        return host
     origin, allowed = origin_verdict(request, node)
     if allowed:
         return None

@@ -20,6 +20,9 @@ async def request(
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """``method path`` with ``data``, sent as JSON unless ``headers`` say otherwise."""
+    if data is not None:
+        headers = {"Content-Type": "application/json", **(headers or {})}
     async with (
         aiohttp.ClientSession() as http,
         http.request(method, srv.url + path, data=data, headers=headers) as resp,

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 
 from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
@@ -30,7 +29,7 @@ def unique(name: str) -> str:
 async def publish(srv: RunningServer, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as http,
-        http.post(srv.url + "/api/publish", data=orjson.dumps(body)) as resp,
+        http.post(srv.url + "/api/publish", json=body) as resp,
     ):
         return resp.status, await resp.json()
 

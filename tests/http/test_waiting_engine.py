@@ -112,9 +112,9 @@ class Transport:
 
 def request(channel: str, data: int) -> bytes:
     body = orjson.dumps({"channel": channel, "data": data})
-    return b"POST /api/publish HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s" % (
-        len(body),
-        body,
+    return (
+        b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
 
 
