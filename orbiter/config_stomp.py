@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from orbiter.config_values import SettingsError, kinds_of, scalars
+from orbiter.protocol.stomp import HEART_BEAT_MAX, HEART_BEAT_MIN
 
 
 class StompSettingsError(SettingsError):
@@ -32,6 +33,13 @@ class StompSettings:
     queue_prefix: str = "/queue/"
     #: Messages a queue holds while it has no consumer with room; past it SEND is refused.
     max_queue_length: int = 10_000
+    #: Bytes one queue holds (messages waiting, and held unacknowledged by consumers),
+    #: and all queues together; a SEND past either is refused (an ERROR naming the key).
+    max_queue_bytes: int = 4 * 1024 * 1024
+    max_total_queue_bytes: int = 64 * 1024 * 1024
+    #: Seconds a queue message waits for a consumer before it is dropped; its own
+    #: ``expires`` (epoch ms) or ``expiration`` (ms to live) header may make it shorter.
+    message_ttl: float = 3600.0
     #: Queues (with messages or consumers) at once; a SEND or SUBSCRIBE that would add one more
     #: is refused.
     max_queues: int = 10_000
@@ -45,6 +53,7 @@ class StompSettings:
     max_header_line: int = 8_192
     #: The CONNECTED ``heart-beat`` (seconds): how often the broker can beat, and
     #: how often it wants the client to; a client silent for twice that is dropped.
+    #: 0 (none) or within the range a CONNECT's values are held to (``HEART_BEAT_RANGE``).
     heartbeat_send: float = 10.0
     heartbeat_receive: float = 10.0
     #: Seconds a connection may take to send CONNECT before it is dropped.
@@ -75,9 +84,25 @@ def stomp_settings_from(table: dict[str, Any]) -> StompSettings:
         value = getattr(settings, f.name)
         if type(value) in (int, float) and value < 0:
             raise StompSettingsError(f"'stomp.{f.name}' must not be negative")
-    for name in ("max_queue_length", "max_queues", "max_unacked", "max_headers", "max_header_line"):
+    for name in (
+        "max_queue_length",
+        "max_queue_bytes",
+        "max_total_queue_bytes",
+        "max_queues",
+        "max_unacked",
+        "max_headers",
+        "max_header_line",
+        "message_ttl",
+    ):
         if getattr(settings, name) == 0:
             raise StompSettingsError(f"'stomp.{name}' must be positive")
+    low, high = HEART_BEAT_MIN / 1000, HEART_BEAT_MAX / 1000
+    for name in ("heartbeat_send", "heartbeat_receive"):
+        value = getattr(settings, name)
+        if value and not low <= value <= high:
+            raise StompSettingsError(
+                f"'stomp.{name}' must be 0 (none) or from {low:g} to {high:g} seconds"
+            )
     return settings
 
 

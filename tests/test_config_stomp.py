@@ -46,11 +46,31 @@ def test_a_full_table():
         ({"topic_prefix": "topic/"}, "'stomp.topic_prefix' must start with '/'"),
         ({"queue_prefix": "/topic/"}, "must differ"),
         ({"channel_prefix": "$key:"}, "'stomp.channel_prefix'"),
+        ({"max_queue_bytes": 0}, "'stomp.max_queue_bytes' must be positive"),
+        ({"max_total_queue_bytes": -1}, "'stomp.max_total_queue_bytes' must not be negative"),
+        ({"message_ttl": 0}, "'stomp.message_ttl' must be positive"),
+        ({"heartbeat_send": 0.05}, "'stomp.heartbeat_send' must be 0 \\(none\\) or from 0.1 to"),
+        ({"heartbeat_receive": 3601}, "'stomp.heartbeat_receive' must be 0 \\(none\\) or from"),
     ],
 )
 def test_bad_values_name_the_key(table, problem):
     with pytest.raises(ConfigError, match=problem.replace("$", r"\$")):
         config_from_dict({"stomp": table})
+
+
+def test_queue_budgets_and_ttl_have_safe_defaults():
+    settings = StompSettings()
+    assert settings.max_queue_bytes == 4 * 1024 * 1024
+    assert settings.max_total_queue_bytes == 64 * 1024 * 1024
+    assert settings.message_ttl == 3600.0
+    config = config_from_dict(
+        {"stomp": {"max_queue_bytes": 1000, "max_total_queue_bytes": 5000, "message_ttl": 2}}
+    )
+    assert (config.stomp.max_queue_bytes, config.stomp.max_total_queue_bytes) == (1000, 5000)
+    assert config.stomp.message_ttl == 2.0
+    # Heart-beats of the range's ends, and none, are fine.
+    for value in (0, 0.1, 3600):
+        config_from_dict({"stomp": {"heartbeat_send": value, "heartbeat_receive": value}})
 
 
 def test_listen_forms():

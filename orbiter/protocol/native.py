@@ -31,7 +31,8 @@ MAX_CHANNEL_LENGTH = 255
 MAX_TAGS = 32
 MAX_TAG_NAME = 128
 MAX_TAG_VALUE = 1024
-#: Tag names a STOMP MESSAGE's own headers use (``orbiter-*`` too): a tag may not take them.
+#: Tag names a STOMP MESSAGE's own headers use (``orbiter-*`` too): a tag may not take
+#: them, in any letter case (:func:`is_reserved_tag`).
 RESERVED_TAGS = frozenset(
     {
         "ack",
@@ -278,6 +279,16 @@ def validate_channel(channel: object) -> str:
     return channel
 
 
+def is_reserved_tag(name: str) -> bool:
+    """True if no tag may be called ``name``: a STOMP MESSAGE's own header or ``orbiter-*``.
+
+    Matched in any letter case: clients that fold header names (many do) would
+    otherwise read ``Content-Length`` or ``Destination`` as the real one.
+    """
+    folded = name.lower()
+    return folded in RESERVED_TAGS or folded.startswith(RESERVED_TAG_PREFIX)
+
+
 def validate_tags(tags: object) -> dict[str, str] | None:
     """Return ``tags`` (None if absent or empty) if they are well-formed, else raise ValueError.
 
@@ -300,8 +311,10 @@ def validate_tags(tags: object) -> dict[str, str] | None:
                 f"tag name {name[:40]!r} must be 1 to {MAX_TAG_NAME} characters, "
                 "with no ':' or control character"
             )
-        if name in RESERVED_TAGS or name.startswith(RESERVED_TAG_PREFIX):
-            raise ValueError(f"tag name {name!r} is reserved (a STOMP MESSAGE header)")
+        if is_reserved_tag(name):
+            raise ValueError(
+                f"tag name {name!r} is reserved (a STOMP MESSAGE header, in any letter case)"
+            )
         if len(value) > MAX_TAG_VALUE or _CONTROL.search(value):
             raise ValueError(
                 f"tag {name!r} must be at most {MAX_TAG_VALUE} characters, "

@@ -10,11 +10,17 @@ that send it are understood too). Header escapes (``\\n``, ``\\c``,
 ``\\\\``, and ``\\r`` in 1.2) are decoded for 1.1 and 1.2 frames other than
 ``CONNECT``/``STOMP``/``CONNECTED``, and an undefined escape is an error.
 The first of repeated headers wins. A ``content-length`` body may hold NUL
-octets. Limits bound the header count, each header line, and the body.
+octets; the command and headers may not, and a header name (once unescaped)
+holds no control character. Limits bound the header count, each header line,
+and the body.
+
+A CONNECT's ``heart-beat`` values are held to :data:`HEART_BEAT_MIN` ..
+:data:`HEART_BEAT_MAX` milliseconds (0 stays "none").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +30,15 @@ VERSIONS = ("1.0", "1.1", "1.2")
 UNESCAPED_COMMANDS = frozenset({"CONNECT", "STOMP", "CONNECTED"})
 
 Header = tuple[str, str]
+
+#: The shortest heart-beat interval a CONNECT may ask for (ms); a smaller nonzero value is
+#: raised to it, so that no connection has the broker beat (or watch) every millisecond.
+HEART_BEAT_MIN = 100
+#: The longest (ms): one hour; a larger value is lowered to it.
+HEART_BEAT_MAX = 3_600_000
+
+#: C0 controls and DEL: none may be part of a header name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FrameError(ValueError):
@@ -244,6 +259,8 @@ class FrameParser:
         command = text[0]
         if not command:
             raise FrameError("frame has no command")
+        if b"\x00" in raw:
+            raise FrameError("a NUL octet in the frame's command or headers")
         if len(command) > 32:
             raise FrameError(f"unknown command {command[:32]!r}...")
         escaped = self.version != "1.0" and command not in UNESCAPED_COMMANDS
@@ -256,6 +273,8 @@ class FrameParser:
                 name, value = unescape(name, self.version), unescape(value, self.version)
             if not name:
                 raise FrameError("a header with an empty name")
+            if not name.isprintable() and _CONTROL.search(name) is not None:
+                raise FrameError(f"header name {name[:64]!r} holds a control character")
             headers.append((name, value))
         length: int | None = None
         for name, value in headers:
@@ -290,14 +309,20 @@ def negotiate_version(accept_version: str | None) -> str | None:
 
 
 def parse_heart_beat(value: str | None) -> tuple[int, int]:
-    """``cx,cy`` in milliseconds; ``0,0`` when absent. Raises FrameError when malformed."""
+    """``cx,cy`` in milliseconds; ``0,0`` when absent. Raises FrameError when malformed.
+
+    Each nonzero value is held to :data:`HEART_BEAT_MIN` .. :data:`HEART_BEAT_MAX`.
+    """
     if value is None:
         return 0, 0
     parts = value.split(",")
     numbers = [p.strip() for p in parts]
     if len(parts) != 2 or not all(n.isascii() and n.isdigit() and len(n) <= 12 for n in numbers):
-        raise FrameError(f"heart-beat {value!r} is not two numbers of milliseconds 'cx,cy'")
-    return int(numbers[0]), int(numbers[1])
+        raise FrameError(
+            f"heart-beat {value[:40]!r} is not two whole numbers of milliseconds 'cx,cy'"
+        )
+    cx, cy = (min(max(int(n), HEART_BEAT_MIN), HEART_BEAT_MAX) if int(n) else 0 for n in numbers)
+    return cx, cy
 
 
 def heart_beat_intervals(client: tuple[int, int], server: tuple[int, int]) -> tuple[int, int]:

@@ -551,7 +551,10 @@ def test_connections_per_ip_are_limited():
 
 
 def test_queues_wait_for_consumers_that_do_not_read_and_lose_nothing():
-    srv, port = start_stomp_server("[limits]\noutgoing_buffer = 65536\n")
+    # 300 messages of 32 KiB (about 10 MB) fit the queue's byte budget, raised for the test.
+    srv, port = start_stomp_server(
+        "[limits]\noutgoing_buffer = 65536\n", stomp_toml="max_queue_bytes = 16777216\n"
+    )
     try:
         queue = "/queue/slow"
         slow = RawClient(port)

@@ -22,6 +22,8 @@ from orbiter.protocol.native import (
     encode_error,
     encode_publication,
     encode_reply,
+    is_reserved_tag,
+    validate_tags,
 )
 
 
@@ -192,3 +194,18 @@ def test_arbitrary_objects_never_raise(obj: dict[str, object]) -> None:
     # stdlib json, which (unlike orjson) also writes integers beyond 64 bits
     [event] = connected().receive(json.dumps(obj))
     assert isinstance(event, CommandError | Command)
+
+
+@pytest.mark.parametrize(
+    "name", ["Content-Length", "DESTINATION", "Message-Id", "Orbiter-Offset", "ORBITER-x", "Ack"]
+)
+def test_reserved_tag_names_are_matched_in_any_letter_case(name: str) -> None:
+    assert is_reserved_tag(name)
+    with pytest.raises(ValueError, match="is reserved"):
+        validate_tags({name: "x"})
+
+
+def test_tag_names_that_only_resemble_reserved_ones_pass() -> None:
+    tags = {"content-lengths": "1", "x-destination": "2", "orbiter": "3", "kind": "4"}
+    assert not any(is_reserved_tag(name) for name in tags)
+    assert validate_tags(tags) == tags

@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orbiter.protocol.stomp import (
+    HEART_BEAT_MAX,
+    HEART_BEAT_MIN,
     Frame,
     FrameError,
     FrameParser,
@@ -227,12 +229,14 @@ def test_negotiation():
 header_text = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20
 )
+#: Header names hold no control character (the parser refuses them).
+name_text = st.text(st.characters(exclude_categories=["Cs", "Cc"]), min_size=1, max_size=20)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     command=st.sampled_from(["SEND", "MESSAGE", "ERROR", "SUBSCRIBE"]),
-    headers=st.lists(st.tuples(header_text.filter(bool), header_text), max_size=6),
+    headers=st.lists(st.tuples(name_text, header_text), max_size=6),
     body=st.binary(max_size=200),
     version=st.sampled_from(["1.1", "1.2"]),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=5),
@@ -291,3 +295,60 @@ def test_numbers_are_ascii_digits_only(digits):
 def test_first_headers_keeps_each_name_once_in_order():
     frame = Frame("SEND", [("b", "1"), ("a", "2"), ("b", "3")])
     assert frame.first_headers() == [("b", "1"), ("a", "2")]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"SEND\ndestination:/queue/a\nna\x00me:v\n\n",  # NUL in a header name
+        b"SEND\ndestination:/queue/a\nname:v\x00\n\n",  # NUL in a header value
+        b"SE\x00ND\ndestination:/queue/a\n\n",  # NUL in the command
+    ],
+)
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+def test_a_nul_octet_before_the_body_is_refused(head, version):
+    with pytest.raises(FrameError, match="a NUL octet in the frame's command or headers"):
+        FrameParser(version=version).feed(head + b"\x00")
+
+
+@pytest.mark.parametrize("name", ["a\x01b", "tab\tname", "esc\x1b", "del\x7f", "bell\x07"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+def test_a_control_character_in_a_header_name_is_refused(name, version):
+    data = f"SEND\ndestination:/queue/a\n{name}:v\n\n\x00".encode()
+    with pytest.raises(FrameError, match="holds a control character"):
+        FrameParser(version=version).feed(data)
+
+
+def test_an_escaped_line_feed_in_a_header_name_is_refused_once_decoded():
+    with pytest.raises(FrameError, match="holds a control character"):
+        FrameParser(version="1.2").feed(b"SEND\na\\nb:v\n\n\x00")
+    # In a value it is what the escape is for.
+    (frame,) = FrameParser(version="1.2").feed(b"SEND\nname:a\\nb\tc\n\n\x00")
+    assert frame.get("name") == "a\nb\tc"
+
+
+def test_what_real_clients_send_still_parses():
+    # Headers as stomp.py and @stomp/stompjs write them: non-ASCII names and values,
+    # escaped colons, a value with a tab, CRLF line ends.
+    data = (
+        "SEND\r\ndestination:/queue/caf\u00e9\r\nx-\u00fcml\u00e4ut:\u00e9t\u00e9\r\n"
+        "time:12\\c30\r\nnote:a\tb\r\ncontent-length:2\r\n\r\nhi\x00"
+    ).encode()
+    (frame,) = FrameParser(version="1.2").feed(data)
+    assert frame.get("x-\u00fcml\u00e4ut") == "\u00e9t\u00e9"
+    assert frame.get("time") == "12:30"
+    assert frame.get("note") == "a\tb"
+    assert frame.body == b"hi"
+
+
+def test_heart_beats_are_held_to_a_range():
+    assert (HEART_BEAT_MIN, HEART_BEAT_MAX) == (100, 3_600_000)
+    assert parse_heart_beat("999999999999,1") == (3_600_000, 100)
+    assert parse_heart_beat("3600001,99") == (3_600_000, 100)
+    assert parse_heart_beat("3600000,100") == (3_600_000, 100)
+    assert parse_heart_beat("0,0") == (0, 0)  # none stays none
+    assert parse_heart_beat("1,0") == (100, 0)
+    assert parse_heart_beat(" 5000 , 10000 ") == (5000, 10000)
+    for bad in ("-1,0", "0,-5", "a,b", "1.5,2", "10000", "1,2,3", ""):
+        with pytest.raises(FrameError, match="heart-beat"):
+            parse_heart_beat(bad)

@@ -4,7 +4,9 @@ Topics are channels: a STOMP subscription to ``<topic_prefix><name>`` is a
 :class:`PubSub` subscription to ``<channel_prefix><name>``, and a ``SEND``
 there is :meth:`PubSub.publish`, so STOMP, the HTTP API and the native
 protocol share one delivery path and one order per channel. Queues are the
-broker's own (:mod:`.queues`), local to this node.
+broker's own (:mod:`.queues`), local to this node, within the byte budgets of
+``[stomp]``; while they hold messages, one timer sweeps out those past their
+deadline every :data:`SWEEP_INTERVAL` seconds.
 
 Connections count in the node's ``limits.max_connections`` /
 ``max_connections_per_ip`` (:meth:`orbiter.node.Node.admit`), as native
@@ -40,6 +42,9 @@ log = logging.getLogger("orbiter.stomp")
 
 Destination = tuple[Literal["topic", "queue"], str]
 
+#: Seconds between two sweeps of the queues for messages past their deadline.
+SWEEP_INTERVAL = 1.0
+
 
 class DestinationError(ValueError):
     """A destination that names no topic or queue; the message says what would."""
@@ -72,7 +77,16 @@ class StompBroker:
         self.auth = auth
         self.settings = config.stomp
         self.pubsub = pubsub
-        self.queues = QueueBook(self.settings.max_queue_length, self.settings.max_queues)
+        settings = self.settings
+        self.queues = QueueBook(
+            max_length=settings.max_queue_length,
+            max_queues=settings.max_queues,
+            max_queue_bytes=settings.max_queue_bytes,
+            max_total_bytes=settings.max_total_queue_bytes,
+            ttl=settings.message_ttl,
+        )
+        #: The queue sweep's next run, set while queues hold bytes.
+        self._sweep: asyncio.TimerHandle | None = None
         self.sessions: set[StompSession] = set()
         self.frame_limits = Limits(
             max_headers=self.settings.max_headers,
@@ -124,6 +138,9 @@ class StompBroker:
 
     async def shutdown(self, reason: str, grace: float = 2.0) -> None:
         """ERROR every connection with ``reason``; cut those still open after ``grace`` s."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self.close_all(reason)
         for cut in (False, True):
             if cut:
@@ -138,6 +155,21 @@ class StompBroker:
 
     def next_id(self) -> str:
         return str(next(self._ids))
+
+    # -------------------------------------------------------------------- queues
+
+    def queued(self) -> None:
+        """A queue took a message: make sure the sweep runs while queues hold bytes."""
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(SWEEP_INTERVAL, self._sweep_queues)
+
+    def _sweep_queues(self) -> None:
+        self._sweep = None
+        freed = self.queues.sweep()
+        if freed:
+            log.debug("stomp queues: %d bytes of expired messages dropped", freed)
+        if self.queues.bytes:
+            self.queued()
 
     # -------------------------------------------------------------- destinations
 

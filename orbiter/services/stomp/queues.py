@@ -1,20 +1,50 @@
-"""STOMP queues without I/O: each message goes to one consumer, round-robin.
+"""STOMP queues without I/O: each message goes to one consumer, round-robin, within budgets.
 
 A :class:`MessageQueue` holds messages that wait for a consumer with room
-(bounded by ``limit``: past it :meth:`MessageQueue.put` refuses), and hands
-each to the next consumer in turn that has room. Consumers (subscriptions)
-hold what they took until it is acknowledged; what they give back (NACK,
-unsubscribe, disconnect) goes to the front of the queue, marked redelivered.
+and hands each to the next consumer in turn that has room. Consumers
+(subscriptions) hold what they took until it is acknowledged; what they give
+back (NACK, unsubscribe, disconnect) goes to the front of the queue, marked
+redelivered.
+
+A :class:`QueueBook` holds the queues of one broker and their budgets: the
+messages waiting in one queue (``stomp.max_queue_length``), the bytes one
+queue holds (``stomp.max_queue_bytes``) and the bytes all queues hold
+(``stomp.max_total_queue_bytes``). A message's bytes (:attr:`QueuedMessage.size`)
+count from its SEND until it is consumed: while it waits, and while a
+consumer holds it unacknowledged. A SEND past a budget is refused
+(:class:`QueueFull`); an accepted message is never dropped to make room.
+
+Every message has a deadline (``stomp.message_ttl``, shortened by its
+``expires`` or ``expiration`` header: :meth:`QueueBook.deadline`). A message
+past it is never delivered; :meth:`QueueBook.sweep`, run now and then by the
+broker, drops such messages and frees their bytes, a bounded number of
+messages per call, and forgets queues left with no message and no consumer.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from orbiter.protocol.stomp import Header
+
+#: What a message costs besides its body and headers (the objects that hold it), in bytes.
+MESSAGE_OVERHEAD = 256
+#: What each header costs besides its name and value (its tuple and two strings), in bytes.
+HEADER_OVERHEAD = 160
+#: Messages one :meth:`QueueBook.sweep` looks at, about (each queue it visits counts one more).
+SWEEP_BUDGET = 20_000
+#: The longest ``expires``/``expiration`` number read (ms): more digits are refused.
+_MAX_DIGITS = 18
+
+
+def _text_size(text: str) -> int:
+    """Bytes a header string is counted as: its length, or four bytes a character if not ASCII."""
+    return len(text) if text.isascii() else 4 * len(text)
 
 
 @dataclass(slots=True)
@@ -23,10 +53,34 @@ class QueuedMessage:
     #: The SEND's headers that go on to the consumer (content-type, user headers).
     headers: tuple[Header, ...]
     body: bytes
+    #: When the message is dropped if no consumer has taken it (the book's clock, seconds).
+    expires: float = math.inf
     redelivered: bool = False
+    #: The bytes it counts in its queue's budgets (body, headers and overhead).
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = (
+            MESSAGE_OVERHEAD
+            + len(self.body)
+            + sum(HEADER_OVERHEAD + _text_size(n) + _text_size(v) for n, v in self.headers)
+        )
+
+
+class QueueFull(Exception):
+    """A message no queue took: its text names the limit and its config key."""
+
+    def __init__(self, counter: str, detail: str) -> None:
+        super().__init__(detail)
+        #: The name the refusal is counted under (``GET /api/stats``).
+        self.counter = counter
 
 
 class Consumer(Protocol):
+    @property
+    def acknowledges(self) -> bool:
+        """True if the consumer holds what it takes until it ACKs (else it is consumed)."""
+
     def has_room(self) -> bool:
         """True if the consumer can take another message now."""
 
@@ -35,35 +89,89 @@ class Consumer(Protocol):
 
 
 class MessageQueue:
-    __slots__ = ("_next", "consumers", "limit", "name", "pending")
+    __slots__ = ("_book", "_next", "bytes", "consumers", "earliest", "name", "pending")
 
-    def __init__(self, name: str, limit: int) -> None:
+    def __init__(self, name: str, book: QueueBook) -> None:
         self.name = name
-        self.limit = limit
+        self._book = book
         self.pending: deque[QueuedMessage] = deque()
         self.consumers: list[Consumer] = []
+        #: Bytes of the messages waiting here and of those consumers hold unacknowledged.
+        self.bytes = 0
+        #: No waiting message expires before this (it may be earlier than the first that does).
+        self.earliest = math.inf
         self._next = 0
 
     @property
     def idle(self) -> bool:
         return not self.pending and not self.consumers
 
-    def put(self, message: QueuedMessage) -> bool:
-        """Queue ``message`` and dispatch; False (nothing queued) when the queue is full."""
-        if len(self.pending) >= self.limit:
-            return False
+    def put(self, message: QueuedMessage) -> None:
+        """Queue ``message`` and dispatch; :class:`QueueFull` (nothing queued) past a budget.
+
+        A message whose deadline has already passed is taken and dropped.
+        """
+        book = self._book
+        now = book.clock()
+        if message.expires <= now:
+            return
+        if self.earliest <= now and self._refusal(message) is not None:
+            self.expire(now)  # what is due makes room before anything is refused
+        refusal = self._refusal(message)
+        if refusal is not None:
+            raise refusal
         self.pending.append(message)
+        self.bytes += message.size
+        book.bytes += message.size
+        if message.expires < self.earliest:
+            self.earliest = message.expires
         self.dispatch()
-        return True
+
+    def _refusal(self, message: QueuedMessage) -> QueueFull | None:
+        book = self._book
+        if len(self.pending) >= book.max_length:
+            return QueueFull(
+                "limit_queue_length",
+                f"queue {self.name!r} holds {book.max_length} messages waiting for a consumer "
+                "(stomp.max_queue_length)",
+            )
+        if self.bytes + message.size > book.max_queue_bytes:
+            return QueueFull(
+                "limit_queue_bytes",
+                f"queue {self.name!r} holds {self.bytes} bytes and this message counts "
+                f"{message.size}: a queue holds at most {book.max_queue_bytes} bytes "
+                "(stomp.max_queue_bytes)",
+            )
+        if book.bytes + message.size > book.max_total_bytes:
+            return QueueFull(
+                "limit_total_queue_bytes",
+                f"the broker's queues hold {book.bytes} bytes and this message counts "
+                f"{message.size}: all queues together hold at most {book.max_total_bytes} "
+                "bytes (stomp.max_total_queue_bytes)",
+            )
+        return None
 
     def put_back(self, messages: Iterable[QueuedMessage]) -> None:
         """Messages a consumer held but did not consume: first in line again, redelivered.
 
-        They were accepted once, so the limit does not apply to them.
+        They were accepted once (their bytes still count), so no budget refuses
+        them; those past their deadline are dropped.
         """
+        now = self._book.clock()
         for message in reversed(list(messages)):
+            if message.expires <= now:
+                self._release(message)
+                continue
             message.redelivered = True
             self.pending.appendleft(message)
+            if message.expires < self.earliest:
+                self.earliest = message.expires
+        self.dispatch()
+
+    def settle(self, messages: Iterable[QueuedMessage]) -> None:
+        """Messages a consumer acknowledged: consumed, their bytes free; then dispatch."""
+        for message in messages:
+            self._release(message)
         self.dispatch()
 
     def add(self, consumer: Consumer) -> None:
@@ -78,28 +186,89 @@ class MessageQueue:
                 self._next -= 1
 
     def dispatch(self) -> None:
-        """Hand waiting messages to consumers with room, in turn."""
-        while self.pending and self.consumers:
-            count = len(self.consumers)
+        """Hand waiting messages to consumers with room, in turn; drop those past their time."""
+        pending = self.pending
+        if not pending or not self.consumers:
+            return
+        now = self._book.clock()
+        refused = 0
+        while pending and self.consumers:
+            message = pending[0]
+            if message.expires <= now:
+                pending.popleft()
+                self._release(message)
+                continue
+            consumers = self.consumers
+            count = len(consumers)
             for step in range(count):
-                consumer = self.consumers[(self._next + step) % count]
+                consumer = consumers[(self._next + step) % count]
                 if consumer.has_room():
-                    message = self.pending.popleft()
+                    pending.popleft()
                     self._next = (self._next + step + 1) % count
                     if not consumer.offer(message):
-                        self.pending.appendleft(message)
+                        pending.appendleft(message)
+                        refused += 1
+                        if refused >= count:
+                            return  # every consumer turned it down: wait for room
+                    elif not consumer.acknowledges:
+                        self._release(message)
                     break
             else:
                 return
 
+    def expire(self, now: float) -> int:
+        """Drop the waiting messages past their deadline; how many messages were looked at."""
+        if self.earliest > now:
+            return 0
+        pending = self.pending
+        looked = len(pending)
+        earliest = math.inf
+        for _ in range(looked):
+            message = pending.popleft()
+            if message.expires <= now:
+                self._release(message)
+            else:
+                pending.append(message)
+                earliest = min(earliest, message.expires)
+        self.earliest = earliest
+        return looked
+
+    def _release(self, message: QueuedMessage) -> None:
+        self.bytes -= message.size
+        self._book.bytes -= message.size
+
 
 class QueueBook:
-    """The queues of one broker, by name; a queue with no message and no consumer is dropped."""
+    """The queues of one broker, by name, and their budgets.
 
-    def __init__(self, limit: int, max_queues: int = 10_000) -> None:
-        self.limit = limit
+    A queue with no message and no consumer is forgotten (:meth:`tidy`).
+    ``clock`` (seconds, monotonic) times deadlines; ``wall`` (epoch seconds)
+    reads ``expires`` headers.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_length: int,
+        max_queues: int,
+        max_queue_bytes: int,
+        max_total_bytes: int,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_length = max_length
         self.max_queues = max_queues
+        self.max_queue_bytes = max_queue_bytes
+        self.max_total_bytes = max_total_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self.wall = wall
+        #: Bytes all queues hold (the sum of their :attr:`MessageQueue.bytes`).
+        self.bytes = 0
         self._queues: dict[str, MessageQueue] = {}
+        #: Queues the current round of sweeps has still to visit.
+        self._to_sweep: list[MessageQueue] = []
 
     def get(self, name: str) -> MessageQueue | None:
         """The queue ``name``, created if need be; None if that would pass ``max_queues``."""
@@ -107,7 +276,7 @@ class QueueBook:
         if queue is None:
             if len(self._queues) >= self.max_queues:
                 return None
-            queue = self._queues[name] = MessageQueue(name, self.limit)
+            queue = self._queues[name] = MessageQueue(name, self)
         return queue
 
     def find(self, name: str) -> MessageQueue | None:
@@ -119,3 +288,47 @@ class QueueBook:
 
     def __len__(self) -> int:
         return len(self._queues)
+
+    def deadline(self, expires: str | None, expiration: str | None) -> float:
+        """When a message sent now with these headers is dropped unconsumed (``clock`` time).
+
+        ``expires`` is a time in milliseconds since the epoch (ActiveMQ's and
+        Artemis's header; ``0`` = no deadline of its own), ``expiration`` a
+        time to live in milliseconds (RabbitMQ's). The earliest of them and
+        ``stomp.message_ttl`` wins: a header can shorten a message's life, not
+        lengthen it. ValueError if a header is not a number of milliseconds.
+        """
+        now = self.clock()
+        deadline = now + self.ttl
+        if expires is not None:
+            at = _milliseconds("expires", expires, "milliseconds since the epoch; 0 = none")
+            if at:
+                deadline = min(deadline, now + at / 1000 - self.wall())
+        if expiration is not None:
+            ttl = _milliseconds("expiration", expiration, "milliseconds to live")
+            deadline = min(deadline, now + ttl / 1000)
+        return deadline
+
+    def sweep(self, budget: int = SWEEP_BUDGET) -> int:
+        """Drop messages past their deadline, queue after queue, and forget idle queues.
+
+        Looks at about ``budget`` messages, then stops; the next call goes on
+        where this one stopped. Returns the bytes freed.
+        """
+        now = self.clock()
+        before = self.bytes
+        if not self._to_sweep:
+            self._to_sweep = list(self._queues.values())
+        looked = 0
+        while self._to_sweep and looked < budget:
+            queue = self._to_sweep.pop()
+            looked += 1 + queue.expire(now)
+            self.tidy(queue)
+        return before - self.bytes
+
+
+def _milliseconds(name: str, value: str, meaning: str) -> int:
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
+        raise ValueError(f"header {name} {value[:40]!r} is not a whole number of {meaning}")
+    return int(text)

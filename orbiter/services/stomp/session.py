@@ -28,12 +28,7 @@ from orbiter import __version__
 from orbiter.auth import AuthError
 from orbiter.engine.base import TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
-from orbiter.protocol.native import (
-    RESERVED_TAG_PREFIX,
-    RESERVED_TAGS,
-    validate_channel,
-    validate_tags,
-)
+from orbiter.protocol.native import is_reserved_tag, validate_channel, validate_tags
 from orbiter.protocol.stomp import (
     VERSIONS,
     Frame,
@@ -50,7 +45,7 @@ from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
-from orbiter.services.stomp.queues import MessageQueue, QueuedMessage
+from orbiter.services.stomp.queues import MessageQueue, QueuedMessage, QueueFull
 from orbiter.services.stomp.transactions import Transactions
 from orbiter.session.outbox import Outbox
 from orbiter.session.rate import TokenBucket
@@ -75,11 +70,7 @@ def _tags(frame: Frame) -> dict[str, str] | None:
     """A topic SEND's own headers, which its MESSAGEs carry (STOMP 1.2: "user defined
     headers MUST be passed through"), as the publication's tags; the headers a MESSAGE
     sets itself (``destination``, ``content-type``, ``orbiter-offset``...) are not."""
-    tags = {
-        name: value
-        for name, value in frame.first_headers()
-        if name not in RESERVED_TAGS and not name.startswith(RESERVED_TAG_PREFIX)
-    }
+    tags = {name: value for name, value in frame.first_headers() if not is_reserved_tag(name)}
     try:
         return validate_tags(tags)
     except ValueError as exc:
@@ -112,6 +103,10 @@ class Subscription:
         self.ack_header = self.ack != "auto" and version == "1.2"
 
     # Consumer (queues)
+    @property
+    def acknowledges(self) -> bool:
+        return self.ack != "auto"
+
     def has_room(self) -> bool:
         session = self.session
         if session.closed or not session.can_take_queued():
@@ -390,16 +385,22 @@ class StompSession:
             except TooManyStreams as exc:
                 raise self._too_many_channels(exc) from None
             return
+        queues = self.broker.queues
+        try:
+            deadline = queues.deadline(frame.get("expires"), frame.get("expiration"))
+        except ValueError as exc:
+            raise StompError("bad expiry header", str(exc)) from None
         headers = tuple((k, v) for k, v in frame.first_headers() if k not in _NOT_FORWARDED)
-        message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body)
+        message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body, deadline)
         queue = self._queue(target)
-        if not queue.put(message):
-            self.broker.queues.tidy(queue)
-            raise StompError(
-                "queue full",
-                f"queue {target!r} holds {queue.limit} messages waiting for a consumer "
-                "(stomp.max_queue_length); the message was not accepted",
-            )
+        try:
+            queue.put(message)
+        except QueueFull as exc:
+            self.broker.counters[exc.counter] += 1
+            raise StompError("queue full", f"{exc}; the message was not accepted") from None
+        finally:
+            queues.tidy(queue)
+        self.broker.queued()
 
     def _take_publish(self) -> None:
         """One ``limits.publish_rate`` token for a SEND, or the StompError refusing it."""
@@ -419,6 +420,12 @@ class StompSession:
         return StompError("too many channels", str(exc))
 
     def _queue(self, name: str) -> MessageQueue:
+        try:
+            validate_channel(name)
+        except ValueError as exc:
+            raise StompError(
+                "bad destination", str(exc).replace("'channel'", f"queue name {name[:64]!r}")
+            ) from None
         queue = self.broker.queues.get(name)
         if queue is None:
             raise StompError(
@@ -636,10 +643,11 @@ class StompSession:
         queue = self.broker.queues.find(sub.target)
         if queue is None:
             return
+        held = [m for m in done if m is not None]
         if nack:
-            queue.put_back(m for m in done if m is not None)
+            queue.put_back(held)
         else:
-            queue.dispatch()
+            queue.settle(held)
 
     def _hold(self, sub: Subscription, message_id: str, message: QueuedMessage | None) -> None:
         sub.unacked[message_id] = message
