@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -22,6 +23,36 @@ log = logging.getLogger("orbiter.node")
 
 class TooManyConnections(Exception):
     """``limits.max_connections`` or ``limits.max_connections_per_ip`` is reached."""
+
+
+#: Seconds between two log lines of one kind of refusal; those in between are only counted.
+REFUSAL_LOG_INTERVAL = 10.0
+
+
+class _RefusalLog:
+    """Logs one kind of refusal at most once per :data:`REFUSAL_LOG_INTERVAL`.
+
+    A flood of refused sockets costs one WARNING per interval, which says how
+    many were refused since the last one (each is counted on the node too).
+    """
+
+    __slots__ = ("_next", "_unlogged")
+
+    def __init__(self) -> None:
+        self._next = 0.0
+        self._unlogged = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._unlogged += 1
+            return
+        self._next = now + REFUSAL_LOG_INTERVAL
+        if self._unlogged:
+            message += " (and %d more like it since the last such line)"
+            args = (*args, self._unlogged)
+            self._unlogged = 0
+        log.warning(message, *args)
 
 
 class Node:
@@ -54,31 +85,81 @@ class Node:
         self._per_ip: Counter[str] = Counter()
         #: Connections that are not native sessions (STOMP), counted in the same limits.
         self.other_connections = 0
+        #: New connections still sending their first request head (``http/sniffing.py``).
+        self.pending_connections = 0
+        self._refusal_logs: dict[str, _RefusalLog] = {}
 
     @property
     def connection_count(self) -> int:
-        """Every open connection the connection limits count: sessions and others (STOMP)."""
-        return len(self.sessions) + self.other_connections
+        """Every open connection the connection limits count: sessions, others (STOMP)
+        and new connections still sending their first request head."""
+        return len(self.sessions) + self.other_connections + self.pending_connections
 
-    def _check_room(self, peer: str) -> None:
-        """:class:`TooManyConnections` (counted) if ``peer`` may not open one more."""
+    def refused(self, counter: str, message: str, *args: object) -> None:
+        """Count a refusal under ``counter`` and log ``message % args`` (a WARNING,
+        at most one per :data:`REFUSAL_LOG_INTERVAL` for each counter)."""
+        self.counters[counter] += 1
+        refusal_log = self._refusal_logs.get(counter)
+        if refusal_log is None:
+            refusal_log = self._refusal_logs[counter] = _RefusalLog()
+        refusal_log.warn(message, *args)
+
+    def _check_room(self, peer: str, *, per_ip: bool = True, spare: int = 0) -> None:
+        """:class:`TooManyConnections` (counted) if ``peer`` may not open one more.
+
+        ``per_ip=False`` checks the total only (a trusted proxy's new connections);
+        ``spare`` connections more than the limits are let in.
+        """
         limits = self.config.limits
-        if self.connection_count >= limits.max_connections:
-            self.counters["limit_connections"] += 1
-            log.warning("connection from %s refused: %d connections", peer, self.connection_count)
+        if self.connection_count >= limits.max_connections + spare:
+            self.refused(
+                "limit_connections",
+                "connection from %s refused: %d connections (limits.max_connections)",
+                peer,
+                self.connection_count,
+            )
             raise TooManyConnections(
                 f"the server is full ({limits.max_connections} connections, "
                 "limits.max_connections); retry later"
             )
-        if self._per_ip[peer] >= limits.max_connections_per_ip:
-            self.counters["limit_connections_per_ip"] += 1
-            log.warning(
-                "connection from %s refused: %d from that address", peer, self._per_ip[peer]
+        if per_ip and self._per_ip[peer] >= limits.max_connections_per_ip + spare:
+            self.refused(
+                "limit_connections_per_ip",
+                "connection from %s refused: %d from that address (limits.max_connections_per_ip)",
+                peer,
+                self._per_ip[peer],
             )
             raise TooManyConnections(
                 f"too many connections from {peer} (limits.max_connections_per_ip = "
                 f"{limits.max_connections_per_ip})"
             )
+
+    def open_pending(self, peer: str) -> str | None:
+        """Count a new connection that has not sent its first request head yet.
+
+        The refusal (counted and logged as for sessions) past the connection
+        limits, else None; then :meth:`close_pending` must follow once the head
+        is whole or the connection is gone. One connection more than the limits
+        is let in, so that a client at its limit is told why by its route (a
+        WebSocket close 3003, a 503 naming the limit) rather than refused unheard.
+        A trusted proxy's connections count in the total only, not against its
+        address.
+        """
+        trusted = peer in self.config.trusted_proxies
+        try:
+            self._check_room(peer, per_ip=not trusted, spare=1)
+        except TooManyConnections as exc:
+            return str(exc)
+        self.pending_connections += 1
+        self._per_ip[peer] += 1
+        return None
+
+    def close_pending(self, peer: str) -> None:
+        """An :meth:`open_pending` connection sent its head, or closed."""
+        self.pending_connections -= 1
+        self._per_ip[peer] -= 1
+        if self._per_ip[peer] <= 0:
+            del self._per_ip[peer]
 
     def admit(self, peer: str) -> None:
         """Count a connection that is not a native session (a STOMP one) in the limits.
@@ -121,8 +202,12 @@ class Node:
         """
         limit = self.config.limits.max_connections_per_ip
         if self._per_ip[peer] >= limit:
-            self.counters["limit_connections_per_ip"] += 1
-            log.warning("poll from %s refused: %d from that address", peer, self._per_ip[peer])
+            self.refused(
+                "limit_connections_per_ip",
+                "poll from %s refused: %d from that address (limits.max_connections_per_ip)",
+                peer,
+                self._per_ip[peer],
+            )
             raise TooManyConnections(
                 f"too many connections from {peer} (limits.max_connections_per_ip = {limit})"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import signal
 
 from aiohttp import web
@@ -43,13 +44,34 @@ class _OneLineBadRequests(logging.Filter):
         return True
 
 
+def _raise_descriptor_limit() -> None:
+    """Let the process open as many files as its hard limit allows (as Go programs do):
+    each connection is one, and the soft limit is often a low 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # pragma: no cover - depends on the system
+            log.info("file descriptor limit stays %d (%s)", soft, exc)
+
+
 async def run_server(config: Config) -> None:
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
+    _raise_descriptor_limit()
     node = Node(config)
     app = build_app(node)
-    # Connections aiohttp cannot parse (hixie-76 WebSockets) are taken before it sees them.
+    # Connections aiohttp cannot parse (hixie-76 WebSockets) are taken before it sees them;
+    # until its first head is whole a connection counts in the node's connection limits.
+    # aiohttp closes a kept-alive connection whose next head is not whole within
+    # head_timeout of the last answer (its keepalive_timeout counts exactly that).
     runner = SniffingRunner(
-        app, first_claim(app[RAW_ROUTERS]), handle_signals=False, access_log=None
+        app,
+        first_claim(app[RAW_ROUTERS]),
+        gate=node,
+        head_timeout=config.limits.head_timeout,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=config.limits.head_timeout,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)

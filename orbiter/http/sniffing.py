@@ -10,6 +10,13 @@ The sniffer buffers only until the first request head is complete (at most
 handler in with ``transport.set_protocol`` and hands it every byte: later
 requests and WebSocket frames never pass through it.
 
+Until its head is whole a connection is *pending*: it counts against the
+node's connection limits (:class:`ConnectionGate`; past them it is answered
+503 and closed at once) and has ``limits.head_timeout`` seconds to finish the
+head (one timer per connection, cancelled when the head is whole; then 408 and
+closed). A connection accepted when the process is near its file-descriptor
+limit is refused too, so the last descriptors stay for the server's own use.
+
 A router claims a connection by returning a :data:`Claim`, which is given a
 :class:`Takeover`: the transport and every byte received so far, from the
 first byte of the request. The new owner either serves the connection with
@@ -24,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from aiohttp import web
 
@@ -41,6 +49,49 @@ Claim = Callable[["Takeover"], None]
 #: Given a connection's first request head and the peer's address, the claim that
 #: takes the connection, or None to leave it to aiohttp.
 RawRouter = Callable[[bytes, str], Claim | None]
+
+#: File descriptors kept for the server's own use (engine, hooks, backends, files): a
+#: connection accepted into one of the last of them is refused. At most a quarter of
+#: the limit.
+DESCRIPTOR_RESERVE = 32
+
+
+class ConnectionGate(Protocol):
+    """Counts connections still sending their first request head (the node)."""
+
+    def open_pending(self, peer: str) -> str | None:
+        """Count one more from ``peer``: None, or why it is refused (past the limits)."""
+
+    def close_pending(self, peer: str) -> None:
+        """An :meth:`open_pending` connection sent its head or closed."""
+
+    def refused(self, counter: str, message: str, *args: object) -> None:
+        """Count a refusal and log it (rate-limited)."""
+
+
+def _descriptor_limits() -> tuple[int, int]:
+    """The soft ``RLIMIT_NOFILE`` now (it can change while running), and the reserve in it."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 62, 0
+    return soft, min(DESCRIPTOR_RESERVE, soft // 4)
+
+
+def descriptor_ceiling() -> int:
+    """The lowest descriptor number a new connection may not have.
+
+    Descriptors are allocated lowest first, so a connection given number ``n``
+    means ``n`` others are open.
+    """
+    soft, reserve = _descriptor_limits()
+    return soft - reserve
+
+
+def _refusal(status: bytes, message: str, extra: bytes = b"") -> bytes:
+    """A whole ``Connection: close`` answer with a plain-text ``message``."""
+    body = message.encode() + b"\n"
+    head = b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+    return head % (status, len(body)) + extra + b"Connection: close\r\n\r\n" + body
 
 
 class ClaimedProtocol(asyncio.Protocol, ABC):
@@ -139,15 +190,40 @@ def _peer(transport: asyncio.BaseTransport) -> str:
 class _HeadSniffer(asyncio.Protocol):
     """Holds a new connection until its first request head is whole, then hands it on."""
 
-    __slots__ = ("_buffer", "_factory", "_transport")
+    __slots__ = ("_buffer", "_factory", "_peer", "_timer", "_transport")
 
     def __init__(self, factory: _SniffingServer) -> None:
         self._factory = factory
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
+        self._peer = ""
+        #: Closes the connection at its head deadline; None once it is not pending.
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
+        self._transport = transport = cast(asyncio.Transport, transport)
+        self._peer = peer = _peer(transport)
+        factory = self._factory
+        gate = factory.gate
+        if gate is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= descriptor_ceiling():
+            gate.refused(
+                "limit_descriptors",
+                "connection from %s refused: out of file descriptors (this one is number %d; "
+                "ulimit -n is %d, of which the last %d are kept for the server's own use)",
+                peer,
+                sock.fileno(),
+                *_descriptor_limits(),
+            )
+            _refuse(transport, _OUT_OF_DESCRIPTORS)
+            return
+        refusal = gate.open_pending(peer)
+        if refusal is not None:
+            _refuse(transport, _refusal(b"503 Service Unavailable", refusal, b"Retry-After: 5\r\n"))
+            return
+        self._timer = factory.loop.call_later(factory.head_timeout, self._head_too_slow)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -158,9 +234,10 @@ class _HeadSniffer(asyncio.Protocol):
             self._buffer = buffer
             return
         self._buffer = b""
+        self._not_pending()
         claim = None
         if end is not None:
-            claim = self._factory.route(buffer[:end], _peer(transport))
+            claim = self._factory.route(buffer[:end], self._peer)
         if claim is None:
             self._factory.to_aiohttp(transport, buffer)
         else:
@@ -169,19 +246,73 @@ class _HeadSniffer(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # A head cut short: let aiohttp answer what it has, as it would have.
         assert self._transport is not None
+        self._not_pending()
         inner = self._factory.to_aiohttp(self._transport, self._buffer)
         return inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._not_pending()
         self._transport = None
+
+    def _not_pending(self) -> None:
+        """The head is whole or the connection gone: it leaves the pending count."""
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+            gate = self._factory.gate
+            assert gate is not None
+            gate.close_pending(self._peer)
+
+    def _head_too_slow(self) -> None:
+        self._timer = None
+        factory = self._factory
+        assert factory.gate is not None
+        factory.gate.close_pending(self._peer)
+        factory.gate.refused(
+            "limit_head_timeout",
+            "connection from %s closed: no whole request head within %g s (limits.head_timeout)",
+            self._peer,
+            factory.head_timeout,
+        )
+        if self._transport is not None:
+            self._buffer = b""
+            _refuse(self._transport, factory.head_timeout_answer)
+
+
+_OUT_OF_DESCRIPTORS = _refusal(
+    b"503 Service Unavailable",
+    "the server is out of file descriptors (ulimit -n); retry later",
+    b"Retry-After: 5\r\n",
+)
+
+
+def _refuse(transport: asyncio.Transport, answer: bytes) -> None:
+    """Answer a connection that is not served, and close it."""
+    transport.write(answer)
+    transport.close()
 
 
 class _SniffingServer:
     """aiohttp's :class:`web.Server` with a sniffer in front of each connection."""
 
-    def __init__(self, inner: web.Server, router: RawRouter) -> None:
+    def __init__(
+        self,
+        inner: web.Server,
+        router: RawRouter,
+        gate: ConnectionGate | None = None,
+        head_timeout: float = 10.0,
+    ) -> None:
         self._inner = inner
         self.route = router
+        #: Counts and limits pending connections; None: no limits, no deadline.
+        self.gate = gate
+        self.head_timeout = head_timeout
+        self.head_timeout_answer = _refusal(
+            b"408 Request Timeout",
+            f"no whole request head within {head_timeout:g} s (limits.head_timeout)",
+        )
+        self.loop = asyncio.get_running_loop()
         self._taken: set[asyncio.Task[None]] = set()
         #: Connections served by a claimed protocol now.
         self._claimed: set[ClaimedProtocol] = set()
@@ -239,12 +370,27 @@ class _SniffingServer:
 
 
 class SniffingRunner(web.AppRunner):
-    """An AppRunner whose connections ``router`` may take before aiohttp parses them."""
+    """An AppRunner whose connections ``router`` may take before aiohttp parses them.
 
-    def __init__(self, app: web.Application, router: RawRouter, **kwargs: Any) -> None:
+    With a ``gate``, each new connection counts in its limits until its first
+    request head is whole, which it must be within ``head_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        router: RawRouter,
+        *,
+        gate: ConnectionGate | None = None,
+        head_timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
         self._router = router
+        self._gate = gate
+        self._head_timeout = head_timeout
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return cast(web.Server, _SniffingServer(server, self._router))
+        sniffing = _SniffingServer(server, self._router, self._gate, self._head_timeout)
+        return cast(web.Server, sniffing)
