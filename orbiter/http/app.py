@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orbiter.http import api
+from orbiter.http.client_input import client_input
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.keys import NODE, RAW_ROUTERS
@@ -30,7 +31,16 @@ async def chat_page(request: web.Request) -> web.FileResponse:
 def build_app(node: Node) -> web.Application:
     app = web.Application(
         client_max_size=node.config.limits.max_http_body,
-        middlewares=[forwarded_peer, host_guard, api.api_errors, origin_guard],
+        # Bodies must keep arriving (limits.body_timeout); a client gone mid-request is one
+        # line (http/client_input.py). Request heads are timed in http/sniffing.py and by
+        # aiohttp's keepalive_timeout (server.py).
+        middlewares=[
+            forwarded_peer,
+            client_input(node.config.limits.body_timeout),
+            host_guard,
+            api.api_errors,
+            origin_guard,
+        ],
     )
     app[NODE] = node
     app[RAW_ROUTERS] = []

@@ -1,0 +1,137 @@
+"""Request bodies that stop arriving, and clients that leave mid-request, on aiohttp routes.
+
+:func:`client_input` is a middleware. A request whose body is not all here
+when its handler starts is watched: once no byte of it has arrived for
+``limits.body_timeout`` seconds (while the handler has read all there is),
+its next read fails with :class:`BodyTimedOut` and the request is answered 408
+and the connection closed (or only closed, if an answer was already begun).
+Requests whose body came with the head, as almost all do, are not watched.
+
+A client that disconnects while its request is read (``ConnectionResetError``
+or aiohttp's "Connection closed." from the body reader) is one INFO line,
+not aiohttp's ERROR with a traceback: anyone can cause it, so it must not be
+able to fill the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import StreamReader, web
+from aiohttp.typedefs import Handler, Middleware
+
+from orbiter.http.api import error_response
+from orbiter.http.keys import NODE
+
+log = logging.getLogger("orbiter.http")
+
+#: Checks per ``body_timeout``: a stalled body is cut between 1 and 1.25 times it after its
+#: last byte.
+_CHECKS_PER_TIMEOUT = 4
+
+
+class BodyTimedOut(TimeoutError):
+    """No byte of a request body arrived for ``limits.body_timeout`` seconds.
+
+    A :class:`TimeoutError`, so that aiohttp's own reads of what is left of a
+    body after its handler (lingering) end quietly on it.
+    """
+
+
+class _BodyWatch:
+    """Fails a request body's reads once it has stalled for ``timeout`` seconds."""
+
+    __slots__ = ("_handle", "_interval", "_loop", "_payload", "_quiet_since", "_seen", "_timeout")
+
+    def __init__(self, payload: StreamReader, timeout: float) -> None:
+        self._payload = payload
+        self._timeout = timeout
+        self._interval = timeout / _CHECKS_PER_TIMEOUT
+        self._loop = asyncio.get_running_loop()
+        self._seen = payload.total_bytes
+        self._quiet_since = self._loop.time()
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(
+            self._interval, self._check
+        )
+
+    @property
+    def fired(self) -> bool:
+        return isinstance(self._payload.exception(), BodyTimedOut)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        payload = self._payload
+        if payload.is_eof() or payload.exception() is not None:
+            return
+        now = self._loop.time()
+        # Bytes arrived, or some wait unread (the handler, not the client, is behind).
+        if payload.total_bytes != self._seen or payload._size:
+            self._seen = payload.total_bytes
+            self._quiet_since = now
+        elif now - self._quiet_since >= self._timeout - 1e-3:
+            payload.set_exception(
+                BodyTimedOut(
+                    f"no byte of the request body for {self._timeout:g} s (limits.body_timeout)"
+                )
+            )
+            return
+        self._handle = self._loop.call_later(self._interval, self._check)
+
+
+def client_input(body_timeout: float) -> Middleware:
+    """The middleware: bodies must keep arriving; a client gone mid-request is one line."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        payload = request.content
+        watch = None if payload.is_eof() else _BodyWatch(payload, body_timeout)
+        try:
+            return await handler(request)
+        except BodyTimedOut as exc:
+            if watch is None or not watch.fired:
+                raise
+            return _timed_out(request, str(exc))
+        except (ConnectionResetError, RuntimeError) as exc:
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                raise
+            log.info(
+                "%s %s from %s: the client left before the request was read (%s)",
+                request.method,
+                request.path[:200],
+                request.remote,
+                exc,
+            )
+            return web.Response(status=400)  # not sent: the connection is gone
+        finally:
+            if watch is not None:
+                watch.stop()
+
+    return guard
+
+
+def _timed_out(request: web.Request, reason: str) -> web.StreamResponse:
+    """408 and close, for a request whose body stalled; only close if an answer was begun."""
+    request.app[NODE].refused(
+        "limit_body_timeout",
+        "%s %s from %s: %s; dropped",
+        request.method,
+        request.path[:200],
+        request.remote,
+        reason,
+    )
+    transport = request.transport
+    if request.writer.output_size > 0 and transport is not None:
+        transport.close()  # the answer already begun cannot be finished
+    if request.path.startswith("/api/"):
+        response = error_response(408, reason)
+    else:
+        response = web.Response(status=408, text=reason + "\n")
+    response.force_close()
+    return response
