@@ -172,7 +172,9 @@ class FastPublishProtocol(ClaimedProtocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._idle_timer = self._loop.call_later(KEEPALIVE_TIMEOUT, self._check_idle)
+        self._idle_timer = self._loop.call_later(
+            self._node.config.limits.body_timeout, self._check_idle
+        )
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
@@ -371,12 +373,30 @@ class FastPublishProtocol(ClaimedProtocol):
             transport.resume_reading()
 
     def _check_idle(self) -> None:
+        """Close an idle connection, and one whose request stopped arriving midway.
+
+        Woken at least every ``limits.body_timeout``, and exactly that long after
+        the last read, so a stalled request is cut on time with no work per read.
+        """
         idle = self._loop.time() - self._last_read
-        if idle >= KEEPALIVE_TIMEOUT and not self._busy:
+        stall = self._node.config.limits.body_timeout
+        if not self._busy and self._buffered and idle >= stall:
+            self._idle_timer = None
+            self._node.refused(
+                "limit_body_timeout",
+                "POST /api/publish from %s: no byte of the request for %g s "
+                "(limits.body_timeout); dropped",
+                self._takeover.peer,
+                stall,
+            )
+            message = f"no byte of the request for {stall:g} s (limits.body_timeout)"
+            self._transport.write(self._error(408, message, True))
+            self._transport.close()
+        elif idle >= KEEPALIVE_TIMEOUT and not self._busy:
             self._idle_timer = None
             self._transport.close()
         else:
-            wait = KEEPALIVE_TIMEOUT - idle if idle < KEEPALIVE_TIMEOUT else KEEPALIVE_TIMEOUT
+            wait = stall - idle if idle < stall else stall
             self._idle_timer = self._loop.call_later(wait, self._check_idle)
 
     def _stop_timer(self) -> None:
