@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbiter.auth.origins import origin_allowed
-from orbiter.config import OriginSettings
+from orbiter.auth.origins import HostAllowList, host_allow_list, host_name, origin_allowed
+from orbiter.config import AuthSettings, Config, OriginSettings
 
 
 def allowed(
@@ -81,3 +81,96 @@ def test_the_client_is_the_last_hop_that_is_not_a_trusted_proxy() -> None:
     assert client_address(["10.0.0.1"], proxies) is None
     assert client_address(["not-an-ip, 10.0.0.1"], proxies) is None
     assert client_address([], proxies) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("Example.COM:8000", "example.com"),
+        ("localhost.", "localhost"),
+        ("host:", "host"),
+        ("[0:0::1]:80", "[::1]"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("", None),
+        (":80", None),
+        ("[::1]80", None),
+        ("[zz::1]", None),
+        ("a b", None),
+        ("h:8o", None),
+        ("h\u00e9.example", None),
+        ("\udcff.example", None),
+        ("user@host", None),
+    ],
+)
+def test_host_names(value: str, name: str | None) -> None:
+    assert host_name(value) == name
+
+
+OPEN_DEFAULT = HostAllowList((), bound="127.0.0.1", running_open=True)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1:8000", True),
+        ("localhost", True),
+        ("LOCALHOST:3000", True),
+        ("app.localhost:1", True),
+        ("[::1]:8", True),
+        (None, True),  # no Host (HTTP/1.0): nothing to refuse
+        ("rebound.example", False),
+        ("localhost.rebound.example", False),
+        ("127.0.0.2", False),
+        ("10.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_an_open_server_answers_its_address_and_localhost_names(
+    host: str | None, expected: bool
+) -> None:
+    assert OPEN_DEFAULT.allows(host) is expected
+    assert OPEN_DEFAULT.default
+
+
+def test_bound_to_every_interface_any_ip_literal_but_no_other_name() -> None:
+    for bound in ("0.0.0.0", "::", ""):
+        hosts = HostAllowList((), bound=bound, running_open=True)
+        assert hosts.allows("10.1.2.3:8000")
+        assert hosts.allows("[fe80::1]")
+        assert hosts.allows("localhost")
+        assert not hosts.allows("rebound.example")
+        assert not hosts.allows("10.1.2.3.rebound.example")
+
+
+def test_a_bound_address_or_name_is_answered() -> None:
+    assert HostAllowList((), bound="::1", running_open=True).allows("[::1]:9")
+    assert HostAllowList((), bound="fd00::5", running_open=True).allows("[fd00:0::5]")
+    named = HostAllowList((), bound="Dev.Box", running_open=True)
+    assert named.allows("dev.box:8000")
+    assert not named.allows("x.dev.box")
+
+
+def test_an_explicit_list_is_the_whole_list_in_every_mode() -> None:
+    for running_open in (True, False):
+        hosts = HostAllowList(
+            ("push.example", ".apps.example", "[::1]"), bound="0.0.0.0", running_open=running_open
+        )
+        assert not hosts.default
+        assert hosts.allows("push.example:443")
+        assert hosts.allows("apps.example")
+        assert hosts.allows("a.b.apps.example")
+        assert hosts.allows("[0::1]")
+        assert not hosts.allows("localhost")
+        assert not hosts.allows("127.0.0.1")  # no "any IP" once a list is given
+        assert not hosts.allows("x.push.example")
+        assert not hosts.allows("evilapps.example")
+    assert HostAllowList(("*",), bound="127.0.0.1", running_open=True).allows("any.example")
+
+
+def test_any_host_once_a_key_or_auth_is_set() -> None:
+    assert HostAllowList((), bound="127.0.0.1", running_open=False).allows("any.example")
+    assert host_allow_list(Config(api_key="k")).allows("any.example")
+    secret = AuthSettings(secret="0123456789abcdef0123456789abcdef")
+    assert host_allow_list(Config(auth=secret)).allows("any.example")
+    assert not host_allow_list(Config()).allows("any.example")
+    assert not host_allow_list(Config(api_key="k", allowed_hosts=("a",))).allows("b")

@@ -57,6 +57,10 @@ def test_one_request_and_its_fields() -> None:
     assert head.authorization == "apikey k2"
     assert head.forwarded_for == ("10.0.0.1", "10.0.0.2, 10.0.0.3")
     assert head.close is False
+    assert head.host == "x"
+    assert head.content_type == "application/json"
+    assert taken(request(b"Host:  a.example:80 "))[0].host == "a.example:80"
+    assert taken(request())[0].content_type is None
 
 
 def test_pipelined_requests_follow_each_other() -> None:
@@ -262,3 +266,23 @@ def test_a_parser_that_remembers_judges_each_request_as_a_fresh_one(
         assert (body, end) == fresh[1:]
         assert (head.length, head.x_api_key) == (fresh[0].length, fresh[0].x_api_key)
         pos = end
+
+
+def test_a_head_not_admitted_is_handed_over_every_time() -> None:
+    """The server's ``admit`` check runs on each distinct head, its verdict remembered."""
+    seen: list[str] = []
+
+    def admit(head: PublishHead) -> bool:
+        seen.append(head.host)
+        return head.host == "ok"
+
+    parser = PublishParser(LIMIT, admit)
+    good, bad = request(b"Host: ok"), request(b"Host: no")
+    assert isinstance(parser.parse(good + good, 0), tuple)
+    assert isinstance(parser.parse(good + good, len(good)), tuple)
+    for _ in range(3):
+        parsed = parser.parse(good + bad, len(good))
+        assert isinstance(parsed, Handover)
+        assert "not admitted" in parsed.reason
+    assert isinstance(parser.parse(bad + good, 0), Handover)
+    assert seen == ["ok", "no"]  # each head judged once
