@@ -59,7 +59,7 @@ async def connect(port: int, i: int) -> tuple[asyncio.StreamReader, asyncio.Stre
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
-            "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            "GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
