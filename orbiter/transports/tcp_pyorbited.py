@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -50,6 +51,8 @@ log = logging.getLogger("orbiter.pyorbited")
 READ_SIZE = 65_536
 #: Seconds a closing connection's last answer may take to be read before it is dropped.
 CLOSE_TIMEOUT = 5.0
+#: Seconds of quiet after which a refused peer is taken to have stopped sending.
+LINGER_QUIET = 1.0
 
 
 def _body(data: bytes) -> Any:
@@ -64,14 +67,17 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     """Half-close after a refusal and discard what the peer still sends, for a bounded time.
 
     Closing with unread bytes would reset the connection, and the peer could
-    lose the answer that says why.
+    lose the answer that says why. A peer that stops sending for
+    :data:`LINGER_QUIET` seconds is done.
     """
     try:
         if writer.can_write_eof():
             writer.write_eof()
         async with asyncio.timeout(CLOSE_TIMEOUT):
-            while await reader.read(READ_SIZE):
-                pass
+            while True:
+                async with asyncio.timeout(LINGER_QUIET):
+                    if not await reader.read(READ_SIZE):
+                        return
     except (TimeoutError, ConnectionError):
         pass
 
@@ -89,7 +95,7 @@ class RefusalLog:
 
     def warning(self, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()
-        if now - self._last.get(kind, -self.interval) < self.interval:
+        if now - self._last.get(kind, -math.inf) < self.interval:
             self._unlogged[kind] += 1
             return
         self._last[kind] = now
@@ -202,6 +208,8 @@ class PyorbitedListener:
                     deadline.reschedule(loop.time() + idle)
                     await writer.drain()
         except TimeoutError:
+            if not deadline.expired():  # raised by the engine, not our deadline
+                raise
             self.node.counters["pyorbited_idle_closed"] += 1
             if reading:
                 log.info("pyorbited connection from %s closed: idle for %g s", peer, idle)
