@@ -10,7 +10,7 @@ kept in the key channel's history, so a browser that reconnects within the
 disconnect delay gets it), or whose channel would be one past
 ``limits.max_channels`` (the message then says so; counted). A request
 that breaks the protocol is answered ``Failure`` and the connection
-closed.
+closed (counted as ``pyorbited_protocol_errors``).
 
 The protocol has no authentication, so the listener binds off loopback
 only with ``pyorbited.allow_remote`` (and then warns at start-up). Each
@@ -197,6 +197,7 @@ class PyorbitedListener:
                     try:
                         requests = parser.feed(data)
                     except OrbitProtocolError as exc:
+                        self.node.counters["pyorbited_protocol_errors"] += 1
                         self._refusals.warning(
                             "protocol", "pyorbited connection from %s: %s", peer, exc
                         )

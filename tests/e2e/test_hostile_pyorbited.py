@@ -363,6 +363,8 @@ async def test_control_characters_are_refused_and_never_echoed(
     assert all(b"\n" not in line and b"\r" not in line for line in lines)
     assert b"Success" not in answer
     assert b"id: 2" not in answer
+    assert (await stats(server))["pyorbited_protocol_errors"] == 1
+    assert server.wait_for_log("contains a control character")
     # and nothing was published
     writer2 = SimpleClient("127.0.0.1", port)
     try:
