@@ -29,6 +29,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -88,13 +89,14 @@ class RefusalLog:
     A line says how many of its kind were not logged since the previous one.
     """
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
+        self._clock = clock
         self._last: dict[str, float] = {}
         self._unlogged: Counter[str] = Counter()
 
     def warning(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last.get(kind, -math.inf) < self.interval:
             self._unlogged[kind] += 1
             return

@@ -8,7 +8,6 @@ import pytest
 
 from orbiter.config import ConfigError, config_from_dict
 from orbiter.config_tcp import PyorbitedSettings, is_loopback
-from orbiter.transports import tcp_pyorbited
 from orbiter.transports.tcp_pyorbited import RefusalLog
 
 
@@ -57,11 +56,10 @@ def test_max_body_cannot_exceed_max_request() -> None:
 
 
 def test_refusal_log_writes_one_line_per_interval_and_counts_the_rest(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(tcp_pyorbited.time, "monotonic", lambda: now[0])
-    refusals = RefusalLog(interval=1.0)
+    refusals = RefusalLog(interval=1.0, clock=lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="orbiter.pyorbited"):
         for _ in range(50):
             refusals.warning("full", "refused %s", "peer")
