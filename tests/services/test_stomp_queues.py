@@ -392,3 +392,25 @@ def test_deadlines_from_the_ttl_and_the_expires_and_expiration_headers():
             book.deadline(bad, None)
         with pytest.raises(ValueError, match="expiration"):
             book.deadline(None, bad)
+
+
+def test_a_consumer_that_takes_at_once_gets_messages_whatever_the_budgets():
+    size = msg(0).size
+    book = make_book(max_queue_bytes=size, max_total_bytes=size)
+    full = make_queue(book, "full")
+    full.put(msg(0))  # the whole broker budget
+    with pytest.raises(QueueFull, match=r"stomp\.max_total_queue_bytes"):
+        make_queue(book, "other").put(msg(1))
+    served = make_queue(book, "served")
+    a, b = FakeConsumer(), FakeConsumer()
+    served.add(a)
+    served.add(b)
+    for i in range(4):
+        served.put(msg(i))  # handed over, never stored: nothing to refuse
+    assert (bodies(a), bodies(b)) == ([b"0", b"2"], [b"1", b"3"])
+    assert book.bytes == size
+    # A consumer that holds what it takes until ACK holds bytes: the budget applies.
+    held = make_queue(book, "held")
+    held.add(FakeConsumer(acknowledges=True))
+    with pytest.raises(QueueFull, match=r"stomp\.max_total_queue_bytes"):
+        held.put(msg(5))

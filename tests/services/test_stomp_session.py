@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -236,4 +237,166 @@ async def test_acking_topic_messages_past_max_unacked_does_not_end_the_connectio
     await session.receive(encode_frame("ACK", [("id", "nope-1")]))
     errors = [f for f in await _written(session) if f.command == "ERROR"]
     assert [f.get("message") for f in errors] == ["unknown message"]
+    await broker.end_session(session)
+
+
+async def _broker_with(**stomp: Any) -> StompBroker:
+    config = replace(Config(), stomp=replace(StompSettings(), **stomp))
+    engine = MemoryBroker()
+    await engine.start()
+    return StompBroker(config, PubSub(config, engine, MemoryPresenceStore()), Authenticator(config))
+
+
+async def test_a_send_past_a_queue_budget_is_an_error_naming_the_key_and_keeps_the_rest():
+    size = 256 + 1000  # a message's overhead and body (a raw SEND forwards no header)
+    broker = await _broker_with(max_queue_bytes=3 * size, max_total_queue_bytes=5 * size)
+    sender = await _connect(broker)
+    for n in range(3):
+        await sender.receive(
+            encode_frame("SEND", [("destination", "/queue/a"), ("receipt", f"r{n}")], b"x" * 1000)
+        )
+    await sender.receive(
+        encode_frame("SEND", [("destination", "/queue/a"), ("receipt", "r3")], b"x" * 1000)
+    )
+    frames = await _written(sender)
+    assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "RECEIPT", "RECEIPT", "ERROR"]
+    error = frames[-1]
+    assert error.get("message") == "queue full"
+    assert error.get("receipt-id") == "r3"
+    assert "stomp.max_queue_bytes" in error.body.decode()
+    assert sender.closed
+    assert broker.counters["limit_queue_bytes"] == 1
+    await broker.end_session(sender)
+    other = await _connect(broker)
+    for n in range(3):
+        await other.receive(encode_frame("SEND", [("destination", f"/queue/b{n}")], b"x" * 1000))
+    frames = await _written(other)
+    assert frames[-1].command == "ERROR"
+    assert "stomp.max_total_queue_bytes" in frames[-1].body.decode()
+    assert broker.queues.bytes == 5 * size
+    await broker.end_session(other)
+    # Everything acknowledged is still there for a consumer.
+    consumer = await _connect(broker)
+    await consumer.receive(encode_frame("SUBSCRIBE", [("id", "1"), ("destination", "/queue/a")]))
+    messages = [f for f in await _written(consumer) if f.command == "MESSAGE"]
+    assert len(messages) == 3
+    assert broker.queues.bytes == 2 * size
+    await broker.end_session(consumer)
+    await broker.shutdown("done", grace=0.1)
+
+
+async def test_expiry_headers_are_read_and_malformed_ones_are_errors():
+    broker = await _broker_with()
+    session = await _connect(broker)
+    await session.receive(
+        encode_frame("SEND", [("destination", "/queue/e"), ("expiration", "soon")], b"x")
+    )
+    frames = await _written(session)
+    assert frames[-1].command == "ERROR"
+    assert frames[-1].get("message") == "bad expiry header"
+    assert "expiration 'soon' is not a whole number of milliseconds" in frames[-1].body.decode()
+    await broker.end_session(session)
+    session = await _connect(broker)
+    await session.receive(
+        encode_frame("SEND", [("destination", "/queue/e"), ("expires", "1")], b"gone")
+    )  # 1 ms after the epoch: long past, dropped
+    await session.receive(
+        encode_frame("SEND", [("destination", "/queue/e"), ("expiration", "60000")], b"kept")
+    )
+    await session.receive(encode_frame("SUBSCRIBE", [("id", "1"), ("destination", "/queue/e")]))
+    messages = [f for f in await _written(session) if f.command == "MESSAGE"]
+    assert [m.body for m in messages] == [b"kept"]
+    assert messages[0].get("expiration") == "60000"  # passed on, as brokers do
+    await broker.end_session(session)
+    await broker.shutdown("done", grace=0.1)
+
+
+async def test_queue_names_with_control_characters_are_refused():
+    broker = await _broker_with()
+    for command, headers in [
+        ("SEND", [("destination", "/queue/a\x01b")]),
+        ("SUBSCRIBE", [("id", "1"), ("destination", "/queue/a\tb")]),
+        ("SEND", [("destination", "/queue/" + "q" * 256)]),
+    ]:
+        session = await _connect(broker)
+        await session.receive(encode_frame(command, headers, b"x"))
+        error = (await _written(session))[-1]
+        assert error.command == "ERROR"
+        assert error.get("message") == "bad destination"
+        assert "queue name" in error.body.decode()
+        assert session.closed
+        await broker.end_session(session)
+    assert len(broker.queues) == 0
+
+
+async def test_reserved_header_names_in_any_case_are_not_passed_on_as_tags():
+    broker = await _broker_with()
+    session = await _connect(broker)
+    await session.receive(
+        encode_frame("SUBSCRIBE", [("id", "s"), ("destination", "/topic/chat:tags")])
+    )
+    await session.receive(
+        encode_frame(
+            "SEND",
+            [
+                ("destination", "/topic/chat:tags"),
+                ("Content-Length", "999"),
+                ("Destination", "/topic/chat:elsewhere"),
+                ("ORBITER-OFFSET", "7"),
+                ("kind", "mine"),
+            ],
+            b"hi",
+        )
+    )
+    (message,) = [f for f in await _written(session) if f.command == "MESSAGE"]
+    names = [name for name, _ in message.headers]
+    assert "kind" in names
+    assert not {"Content-Length", "Destination", "ORBITER-OFFSET"} & set(names)
+    assert message.get("destination") == "/topic/chat:tags"
+    assert message.body == b"hi"
+    await broker.end_session(session)
+
+
+async def test_acknowledged_queue_messages_free_their_bytes_and_nacked_ones_keep_them():
+    broker = await _broker_with()
+    producer = await _connect(broker)
+    for n in range(4):
+        await producer.receive(encode_frame("SEND", [("destination", "/queue/acks")], b"m%d" % n))
+    size = 256 + 2
+    assert broker.queues.bytes == 4 * size
+    consumer = await _connect(broker)
+    await consumer.receive(
+        encode_frame("SUBSCRIBE", [("id", "1"), ("destination", "/queue/acks"), ("ack", "client")])
+    )
+    messages = [f for f in await _written(consumer) if f.command == "MESSAGE"]
+    assert len(messages) == 4
+    assert broker.queues.bytes == 4 * size  # held until acknowledged
+    await consumer.receive(encode_frame("ACK", [("id", messages[1].get("ack") or "")]))
+    assert broker.queues.bytes == 2 * size  # "client" mode: up to and including it
+    await consumer.receive(encode_frame("NACK", [("id", messages[2].get("ack") or "")]))
+    assert broker.queues.bytes == 2 * size  # back in the queue, still counted
+    await broker.end_session(consumer)
+    assert broker.queues.bytes == 2 * size
+    await broker.end_session(producer)
+    await broker.shutdown("done", grace=0.1)
+
+
+async def test_one_timer_sweeps_while_queues_hold_bytes_and_stops_after(monkeypatch):
+    import orbiter.services.stomp.broker as broker_module
+
+    monkeypatch.setattr(broker_module, "SWEEP_INTERVAL", 0.05)
+    broker = await _broker_with()
+    session = await _connect(broker)
+    for n in range(3):
+        await session.receive(
+            encode_frame(
+                "SEND", [("destination", f"/queue/t{n}"), ("expiration", "200")], b"x" * 100
+            )
+        )
+    assert broker.queues.bytes > 0
+    assert len(broker.queues) == 3
+    await asyncio.sleep(0.5)  # several sweeps: the first ones find nothing due yet
+    assert broker.queues.bytes == 0
+    assert len(broker.queues) == 0
+    assert broker._sweep is None  # nothing held: no timer
     await broker.end_session(session)

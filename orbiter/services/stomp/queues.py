@@ -11,8 +11,9 @@ messages waiting in one queue (``stomp.max_queue_length``), the bytes one
 queue holds (``stomp.max_queue_bytes``) and the bytes all queues hold
 (``stomp.max_total_queue_bytes``). A message's bytes (:attr:`QueuedMessage.size`)
 count from its SEND until it is consumed: while it waits, and while a
-consumer holds it unacknowledged. A SEND past a budget is refused
-(:class:`QueueFull`); an accepted message is never dropped to make room.
+consumer holds it unacknowledged; one that a consumer takes at once is never
+stored and counts nothing. A SEND past a budget is refused (:class:`QueueFull`);
+an accepted message is never dropped to make room.
 
 Every message has a deadline (``stomp.message_ttl``, shortened by its
 ``expires`` or ``expiration`` header: :meth:`QueueBook.deadline`). A message
@@ -109,11 +110,16 @@ class MessageQueue:
     def put(self, message: QueuedMessage) -> None:
         """Queue ``message`` and dispatch; :class:`QueueFull` (nothing queued) past a budget.
 
-        A message whose deadline has already passed is taken and dropped.
+        A message that no other waits before, and that the next consumer in turn
+        takes at once without holding it (``ack: auto``), is never stored, so no
+        budget refuses it. A message whose deadline has already passed is taken
+        and dropped.
         """
         book = self._book
         now = book.clock()
         if message.expires <= now:
+            return
+        if not self.pending and self.consumers and self._hand_over(message):
             return
         if self.earliest <= now and self._refusal(message) is not None:
             self.expire(now)  # what is due makes room before anything is refused
@@ -126,6 +132,19 @@ class MessageQueue:
         if message.expires < self.earliest:
             self.earliest = message.expires
         self.dispatch()
+
+    def _hand_over(self, message: QueuedMessage) -> bool:
+        """Give ``message`` to the next consumer in turn with room if it does not hold it."""
+        consumers = self.consumers
+        count = len(consumers)
+        for step in range(count):
+            consumer = consumers[(self._next + step) % count]
+            if consumer.has_room():
+                if consumer.acknowledges or not consumer.offer(message):
+                    return False
+                self._next = (self._next + step + 1) % count
+                return True
+        return False
 
     def _refusal(self, message: QueuedMessage) -> QueueFull | None:
         book = self._book

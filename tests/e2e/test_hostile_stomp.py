@@ -1,0 +1,348 @@
+"""Hostile STOMP input against a real server process: what a client without credentials
+sends cannot grow the broker's memory past its budgets, keep bytes forever, smuggle control
+characters into names, forge MESSAGE headers through tags, or set absurd heart-beats.
+
+Each refusal is an ERROR naming the problem (and the config key of a limit), then the end
+of that connection only: other clients, a consumer of another queue and topic subscribers
+go on receiving everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
+from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
+from tests.server import RunningServer
+
+#: How the broker counts a queue message (see orbiter.services.stomp.queues): its body and
+#: 256 bytes, plus each forwarded header (a raw SEND with destination and receipt has none).
+BODY = 16_000
+MESSAGE_BYTES = 256 + BODY
+QUEUE_BUDGET = 256 * 1024
+TOTAL_BUDGET = 2 * 1024 * 1024
+
+FLOOD_TOML = f"""
+max_queue_bytes = {QUEUE_BUDGET}
+max_total_queue_bytes = {TOTAL_BUDGET}
+heartbeat_send = 0.2
+heartbeat_receive = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[tuple[RunningServer, int]]:
+    srv, port = start_stomp_server(stomp_toml=FLOOD_TOML)
+    yield srv, port
+    srv.stop()
+
+
+def error_of(raw: RawClient) -> Frame:
+    """The next frame, which must be an ERROR, and then the end of the connection."""
+    frame = raw.next()
+    assert frame.command == "ERROR", (frame.command, frame.headers)
+    assert raw.wait_closed(), "the connection stayed open after the ERROR"
+    return frame
+
+
+def send_until_refused(raw: RawClient, queues: list[str], limit: int = 1000) -> tuple[int, Frame]:
+    """SEND BODY bytes with a receipt to each queue in turn until an ERROR comes back.
+
+    Returns how many were acknowledged, and the ERROR.
+    """
+    for n in range(limit):
+        raw.frame(
+            "SEND",
+            [("destination", queues[n % len(queues)]), ("receipt", f"r{n}")],
+            b"%05d" % n + b"x" * (BODY - 5),
+        )
+        frame = raw.next()
+        if frame.command == "ERROR":
+            assert frame.get("receipt-id") == f"r{n}"
+            assert raw.wait_closed()
+            return n, frame
+        assert frame.get("receipt-id") == f"r{n}"
+    raise AssertionError(f"{limit} messages accepted: no budget")
+
+
+def blast(port: int, megabytes: int) -> None:
+    """A client that pipelines SENDs to many queues without waiting for anything."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        sock.sendall(encode_frame("CONNECT", [("accept-version", "1.2"), ("host", "x")]))
+        frames = b"".join(
+            encode_frame("SEND", [("destination", f"/queue/blast-{n}")], b"y" * BODY)
+            for n in range(megabytes * 1024 * 1024 // BODY)
+        )
+        sock.sendall(frames)
+    except OSError:
+        pass  # cut after its ERROR: expected
+    finally:
+        sock.close()
+
+
+def test_a_queue_flood_is_refused_at_the_budgets_and_nobody_else_notices(broker):
+    srv, port = broker
+    # Legitimate clients: a consumer of a work queue, a topic subscriber, a producer.
+    worker, got_work = connect(port)
+    worker.subscribe("/queue/work", id="w", receipt="w")
+    reader, got_topic = connect(port)
+    reader.subscribe("/topic/chat:live", id="t", receipt="t")
+    producer, got_producer = connect(port)
+    assert got_work.wait(lambda: "w" in got_work.receipts)
+    assert got_topic.wait(lambda: "t" in got_topic.receipts)
+    producer.send("/queue/work", "warm-up")
+    got_work.wait_messages(1)
+    before = srv.rss_bytes()
+
+    # One queue: refused once its own budget is full.
+    one = RawClient(port)
+    one.connect()
+    accepted_one, error = send_until_refused(one, ["/queue/flood-one"])
+    assert accepted_one == QUEUE_BUDGET // MESSAGE_BYTES
+    assert error.get("message") == "queue full"
+    body = error.body.decode()
+    assert "stomp.max_queue_bytes" in body
+    assert f"at most {QUEUE_BUDGET} bytes" in body
+    assert "the message was not accepted" in body
+
+    # Many queues: refused once all queues together hold the total budget.
+    queues = [f"/queue/flood-{n}" for n in range(20)]
+    many = RawClient(port)
+    many.connect()
+    accepted, error = send_until_refused(many, queues)
+    assert accepted == (TOTAL_BUDGET - accepted_one * MESSAGE_BYTES) // MESSAGE_BYTES
+    assert error.get("message") == "queue full"
+    assert "stomp.max_total_queue_bytes" in error.body.decode()
+
+    # The same over /stomp on the HTTP port, and a blast of 24 MB more over TCP.
+    async def over_websocket() -> Frame:
+        url = srv.url.replace("http://", "ws://") + "/stomp"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(url, protocols=("v12.stomp",)) as ws,
+        ):
+            parser = FrameParser(version="1.2")
+            await ws.send_bytes(encode_frame("CONNECT", [("accept-version", "1.2")]))
+            await ws.send_bytes(encode_frame("SEND", [("destination", "/queue/ws")], b"z" * BODY))
+            frames: list[Frame] = []
+            while len(frames) < 2:
+                msg = await ws.receive(timeout=5)
+                assert msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), msg
+                data = msg.data.encode() if isinstance(msg.data, str) else msg.data
+                frames += parser.feed(data)
+            return frames[1]
+
+    ws_error = asyncio.run(over_websocket())
+    assert ws_error.command == "ERROR"
+    assert "stomp.max_total_queue_bytes" in ws_error.body.decode()
+    for _ in range(12):
+        blast(port, 2)
+
+    # Memory: the budget (2 MiB) and some slack, not the 30 MB thrown at it.
+    time.sleep(0.5)
+    grown = srv.rss_bytes() - before
+    assert grown < 16 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB"
+
+    # Everyone else: the work queue (its consumer takes at once) and the topic go on.
+    for n in range(20):
+        producer.send("/queue/work", f"job {n}")
+        producer.send("/topic/chat:live", f"news {n}")
+    got_work.wait_messages(21)
+    assert got_work.bodies() == ["warm-up", *(f"job {n}" for n in range(20))]
+    got_topic.wait_messages(20)
+    assert got_topic.bodies() == [f"news {n}" for n in range(20)]
+    assert not got_work.errors
+    assert not got_topic.errors
+    assert not got_producer.errors
+
+    # Acknowledged means kept: every accepted message is there, in order, nothing evicted.
+    consumer, got = connect(port)
+    consumer.subscribe("/queue/flood-0", id="c")
+    expected = [n for n in range(accepted) if n % len(queues) == 0]
+    got.wait_messages(len(expected))
+    assert [int(body[:5]) for body in got.bodies()] == expected
+    consumer.subscribe("/queue/flood-one", id="d")
+    got.wait_messages(len(expected) + accepted_one)
+    for c in (worker, reader, producer, consumer):
+        c.disconnect()
+    assert srv.wait_for_log("queue full")
+
+
+def test_expired_messages_are_not_delivered_and_their_bytes_and_queues_are_freed():
+    # Two with ActiveMQ's expires (epoch ms, 13 digits), two with RabbitMQ's expiration (ms);
+    # the header is passed on, so it counts (160 bytes and its name and value).
+    four = 2 * (MESSAGE_BYTES + 160 + len("expiration500")) + 2 * (
+        MESSAGE_BYTES + 160 + len("expires") + 13
+    )
+    srv, port = start_stomp_server(
+        stomp_toml=f"max_total_queue_bytes = {four}\nmax_queues = 5\nmessage_ttl = 30\n"
+    )
+    try:
+        raw = RawClient(port)
+        raw.connect()
+        in_half_a_second = str(int(time.time() * 1000) + 500)
+        assert len(in_half_a_second) == 13
+        expiries = [("expiration", "500"), ("expires", in_half_a_second)] * 2
+        for n, expiry in enumerate(expiries):
+            raw.frame(
+                "SEND",
+                [("destination", f"/queue/old-{n}"), expiry, ("receipt", f"r{n}")],
+                b"o" * BODY,
+            )
+            assert raw.next().get("receipt-id") == f"r{n}"
+        # Full: a fifth message is refused.
+        probe = RawClient(port)
+        probe.connect()
+        probe.frame("SEND", [("destination", "/queue/new-0")], b"n" * BODY)
+        assert "stomp.max_total_queue_bytes" in error_of(probe).body.decode()
+        time.sleep(1.8)  # past the deadline, and a sweep (every second) after it
+        # The bytes are back, and the four old queues are forgotten (max_queues = 5).
+        for n in range(4):
+            raw.frame("SEND", [("destination", f"/queue/new-{n}"), ("receipt", f"n{n}")], b"n")
+            frame = raw.next()
+            assert frame.command == "RECEIPT", frame.body
+        # Nothing expired is delivered late.
+        consumer, got = connect(port)
+        consumer.subscribe("/queue/old-0", id="old")  # the fifth queue: the last that fits
+        consumer.subscribe("/queue/new-0", id="new", receipt="s")
+        assert got.wait(lambda: "s" in got.receipts)
+        got.wait_messages(1)
+        time.sleep(0.3)
+        assert got.bodies() == ["n"]
+        consumer.disconnect()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "problem"),
+    [
+        (
+            b"SEND\ndestination:/queue/a\x01b\n\nx\x00",
+            "bad destination",
+            "queue name 'a\\x01b' contains a control character",
+        ),
+        (
+            b"SUBSCRIBE\nid:1\ndestination:/queue/line\\nbreak\n\n\x00",
+            "bad destination",
+            "contains a control character",
+        ),
+        (
+            b"SEND\ndestination:/topic/chat:a\x7f\n\nx\x00",
+            "bad destination",
+            "contains a control character",
+        ),
+        (
+            b"SEND\ndestination:/queue/a\nna\x00me:v\n\nx\x00",
+            "malformed frame received",
+            "a NUL octet in the frame's command or headers",
+        ),
+        (
+            b"SEND\ndestination:/queue/a\nna\x1bme:v\n\nx\x00",
+            "malformed frame received",
+            "header name 'na\\x1bme' holds a control character",
+        ),
+        (
+            b"SEND\ndestination:/queue/a\nname:v\x00alue\n\nx\x00",
+            "malformed frame received",
+            "a NUL octet in the frame's command or headers",
+        ),
+    ],
+)
+def test_control_characters_in_names_are_refused(broker, data, message, problem):
+    _, port = broker
+    raw = RawClient(port)
+    raw.connect()
+    raw.send(data)
+    error = error_of(raw)
+    assert error.get("message") == message
+    assert problem in error.body.decode()
+    # A client with non-ASCII names and escaped values is served as before.
+    conn, got = connect(port)
+    conn.subscribe("/queue/caf\u00e9", id="1")
+    conn.send("/queue/caf\u00e9", "ok", headers={"x-\u00fcml\u00e4ut": "a:b\nc"})
+    (msg,) = got.wait_messages(1)
+    assert msg.headers["x-\u00fcml\u00e4ut"] == "a:b\nc"
+    conn.disconnect()
+
+
+def test_reserved_names_in_any_letter_case_are_not_tags(broker):
+    srv, port = broker
+    reader, got = connect(port)
+    reader.subscribe("/topic/chat:tags", id="1", receipt="s")
+    assert got.wait(lambda: "s" in got.receipts)
+    raw = RawClient(port)
+    raw.connect()
+    raw.frame(
+        "SEND",
+        [
+            ("destination", "/topic/chat:tags"),
+            ("Content-Length", "999"),
+            ("Destination", "/topic/chat:elsewhere"),
+            ("Message-Id", "forged"),
+            ("Orbiter-Offset", "7"),
+            ("kind", "real"),
+            ("receipt", "r"),
+        ],
+        b"hello",
+    )
+    assert raw.next().command == "RECEIPT"
+    (msg,) = got.wait_messages(1)
+    assert msg.body == "hello"
+    assert msg.headers["kind"] == "real"
+    names = set(msg.headers)
+    assert not {"Content-Length", "Destination", "Message-Id", "Orbiter-Offset"} & names
+    assert msg.headers["destination"] == "/topic/chat:tags"
+    assert msg.headers["message-id"] != "forged"
+    reader.disconnect()
+
+    async def api_publish() -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                srv.url + "/api/publish",
+                json={"channel": "chat:tags", "data": 1, "tags": {"Content-Length": "1"}},
+            ) as resp,
+        ):
+            return resp.status, (await resp.json())["error"]["message"]
+
+    status, problem = asyncio.run(api_publish())
+    assert status == 400
+    assert "tag name 'Content-Length' is reserved" in problem
+
+
+def test_heart_beats_are_held_to_a_range(broker):
+    _, port = broker
+    # Absurdly long: accepted (held to an hour), and the connection works.
+    raw = RawClient(port)
+    connected = raw.connect(heart_beat="999999999999,1")
+    assert connected.command == "CONNECTED"
+    assert connected.get("heart-beat") == "200,0"
+    # Asked for a beat every millisecond: the broker beats at most every 200 ms (its own).
+    start, beats = time.monotonic(), raw.beats
+    raw.frame("SUBSCRIBE", [("id", "1"), ("destination", "/queue/hb"), ("receipt", "r")])
+    assert raw.next().command == "RECEIPT"
+    deadline = start + 1.0
+    while time.monotonic() < deadline:
+        raw.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            data = raw.sock.recv(65536)
+        except TimeoutError:
+            break
+        if data.strip(b"\n") == b"":
+            raw.beats += data.count(b"\n")
+    assert 2 <= raw.beats - beats <= 7
+    raw.close()
+    for value in ("-1,0", "0,-5", "ten,0", "1000", "1.5,0"):
+        bad = RawClient(port)
+        bad.frame("CONNECT", [("accept-version", "1.2"), ("heart-beat", value)])
+        error = error_of(bad)
+        assert error.get("message") == "malformed heart-beat header"
+        assert "is not two whole numbers of milliseconds" in error.body.decode()
