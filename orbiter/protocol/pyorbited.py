@@ -84,6 +84,11 @@ class OrbitParser:
         #: Bytes of the request being read, up to the end of its last complete line.
         self._size = 0
 
+    @property
+    def mid_request(self) -> bool:
+        """Part of a request has arrived, and not all of it."""
+        return bool(self._buffer) or self._pending.version is not None
+
     def feed(self, data: bytes) -> list[EventRequest]:
         """Take received bytes; the requests they complete. Raises OrbitProtocolError."""
         self._buffer += data

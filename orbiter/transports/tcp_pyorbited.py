@@ -16,8 +16,11 @@ The protocol has no authentication, so the listener binds off loopback
 only with ``pyorbited.allow_remote`` (and then warns at start-up). Each
 connection is bounded: ``max_connections`` open at once (past it a new one
 is answered ``Failure`` and closed, counted as ``limit_pyorbited_connections``),
-``idle_timeout`` seconds without a byte from the peer, or without the peer
-reading our answers, closes it (``pyorbited_idle_closed``), and the parser
+``idle_timeout`` seconds without a byte from the peer before its first
+request or within one, or without the peer reading our answers, closes it
+(``pyorbited_idle_closed``); between requests a connection that was served
+may wait as long as it likes (pyorbited's ``Client()`` is made once per
+process and kept, however rarely it sends), and the parser
 holds at most one request of ``max_request`` bytes. Refusals are logged at
 most once a second per kind, with a count of the ones in between.
 """
@@ -187,11 +190,13 @@ class PyorbitedListener:
         idle = settings.idle_timeout
         loop = asyncio.get_running_loop()
         reading = True
+        served = False
         try:
             async with asyncio.timeout(None) as deadline:
                 while True:
                     reading = True
-                    deadline.reschedule(loop.time() + idle)
+                    waiting = not served or parser.mid_request
+                    deadline.reschedule(loop.time() + idle if waiting else None)
                     data = await reader.read(READ_SIZE)
                     if not data:
                         return
@@ -207,6 +212,7 @@ class PyorbitedListener:
                         break
                     for request in requests:
                         writer.write(await self._handle(request))
+                        served = True
                     reading = False
                     deadline.reschedule(loop.time() + idle)
                     await writer.drain()

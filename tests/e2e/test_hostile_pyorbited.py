@@ -214,6 +214,26 @@ async def test_idle_timeout_counts_from_the_last_byte_not_the_first(start_server
     writer.close()
 
 
+async def test_a_served_connection_may_wait_between_requests_past_idle_timeout(
+    start_server: Any,
+) -> None:
+    """pyorbited's ``Client()`` is made once and kept: after a request it may stay quiet."""
+    server, port = start_orbit(start_server, "idle_timeout = 1\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(EVENT)
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(FAILURE_ID_1)
+    await asyncio.sleep(2.5)  # quiet for more than twice idle_timeout, between requests
+    writer.write(EVENT)
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(FAILURE_ID_1)
+    writer.write(EVENT[:20])  # within a request, the timeout holds again
+    started = time.monotonic()
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert b"pyorbited.idle_timeout" in answer
+    assert 0.8 <= time.monotonic() - started <= 2.5
+    writer.close()
+    assert server.wait_for_log("closed: idle for 1 s")
+
+
 def test_a_peer_that_never_reads_answers_is_dropped(start_server: Any) -> None:
     """Pipelined requests whose answers are never read: cut within idle_timeout, RSS flat."""
     server, port = start_orbit(start_server, "idle_timeout = 2\n")
