@@ -60,7 +60,7 @@ async def test_refusals_are_logged_once_per_interval(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr(node_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("orbiter.node.time.monotonic", lambda: now[0])
     node = _node()
     caplog.set_level(logging.WARNING, "orbiter.node")
     for _ in range(50):
