@@ -98,7 +98,9 @@ class ServerConnection:
         "_buf",
         "_fragment",
         "_limit",
+        "_need",
         "_out",
+        "_partial",
         "_parts",
         "_pos",
         "_size",
@@ -111,6 +113,10 @@ class ServerConnection:
         #: Received bytes not parsed yet: ``_buf[_pos:]``.
         self._buf = b""
         self._pos = 0
+        #: A frame whose header is read but whose payload is still coming, while it
+        #: comes: ``_buf`` is then empty, and the frame is whole at ``_need`` bytes.
+        self._partial: bytearray | None = None
+        self._need = 0
         #: Payload bytes still to drop (of a data frame over the limit, after its 1009).
         self._skip = 0
         #: The opcode of the fragmented message being received, its parts and their size.
@@ -141,6 +147,12 @@ class ServerConnection:
             dropped = min(skip, len(data))
             self._skip = skip - dropped
             data = data[dropped:]
+        partial = self._partial
+        if partial is not None:  # each byte copied once, however the frame is cut up
+            partial += data
+            if len(partial) >= self._need:
+                self._buf, self._partial = bytes(partial), None
+            return
         if self._pos:
             self._buf = self._buf[self._pos :] + data
             self._pos = 0
@@ -218,6 +230,11 @@ class ServerConnection:
                 )
             end = start + 4 + length
             if len(buf) < end:
+                # Gather the rest apart (not by joining each read to what came before,
+                # which would copy a frame sent in small pieces once per piece).
+                self._partial = bytearray(memoryview(buf)[pos:])
+                self._need = end - pos
+                self._buf, self._pos = b"", 0
                 return None
             payload = _unmask(buf[start + 4 : end], buf[start : start + 4])
             self._pos = end
@@ -232,7 +249,9 @@ class ServerConnection:
     def _control(self, opcode: int, payload: bytes) -> Event | None:
         if opcode == 0x9:  # ping
             if self.open:
-                self._out += bytes((0x8A, len(payload))) + payload
+                # While open, ``_out`` holds nothing but a pong not yet taken: RFC 6455
+                # (section 5.5.3) lets it be replaced by the pong of the latest ping.
+                self._out = bytes((0x8A, len(payload))) + payload
             return None
         if opcode == 0xA:  # pong: any byte received already shows the client is there
             return None
@@ -282,7 +301,7 @@ class ServerConnection:
             self._state = _CLOSING
         self._broken = self._broken or broken
         if broken:
-            self._buf, self._pos = b"", 0
+            self._buf, self._pos, self._partial = b"", 0, None
         return Failed(code, reason)
 
 

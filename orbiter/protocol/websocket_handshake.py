@@ -12,28 +12,49 @@ a key of 16 bytes), and also refuses what orbiter does not take here (not
 HTTP/1.1, a request body). A refused head is not answered here: it goes to
 aiohttp, which answers it as it always has (``400`` naming the problem).
 :func:`switching_protocols` is the ``101`` answer to an accepted one.
+
+Bytes that cannot be what a header says are answered here, since aiohttp
+fails on them (a non-ASCII byte in ``Sec-WebSocket-Key`` is a ``500`` there):
+:func:`undecodable` names a header of the handshake (those of
+:data:`ASCII_HEADERS`, whose grammars are ASCII) holding a byte that is not
+ASCII, and :func:`bad_request` is the ``400`` answer naming it. A request
+target with such a byte is not parsed (aiohttp answers it ``400``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
+import orjson
 from multidict import CIMultiDict, MultiDict
 
 #: The GUID of RFC 6455 section 1.3.
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#: The request line: method, origin-form target, version.
-_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (/[^ \x00-\x20\x7f]*) HTTP/(1\.[01])")
+#: The request line: method, origin-form target (visible ASCII), version.
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) (/[\x21-\x7e]*) HTTP/(1\.[01])")
 #: A header line (no obs-fold; no control characters but tab in the value).
 _HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
 #: WebSocket versions aiohttp accepts (13 is RFC 6455; 8 and 7 are its last drafts).
 _VERSIONS = ("13", "8", "7")
+#: Headers the handshake reads whose values are ASCII by their grammar (base64,
+#: tokens, a host, a serialized origin, a bearer token, addresses).
+ASCII_HEADERS = (
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+    "Upgrade",
+    "Connection",
+    "Host",
+    "Origin",
+    "Authorization",
+    "X-Forwarded-For",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +122,30 @@ def refusal(head: HandshakeHead) -> str | None:
     try:
         if not key or len(base64.b64decode(key)) != 16:
             return "bad Sec-WebSocket-Key"
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not ASCII
         return "bad Sec-WebSocket-Key"
     if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
         return "a request body"
     return None
+
+
+def undecodable(head: HandshakeHead) -> str | None:
+    """None, or the ``400`` answer's message: a header of :data:`ASCII_HEADERS` not all ASCII."""
+    headers = head.headers
+    for name in ASCII_HEADERS:
+        for value in headers.getall(name, ()):
+            if not value.isascii():
+                return f"the {name} header holds a byte that is not ASCII"
+    return None
+
+
+def bad_request(message: str) -> bytes:
+    """A whole ``400`` answer with orbiter's JSON error body; the connection is closed after it."""
+    body = orjson.dumps({"error": {"status": 400, "message": message}})
+    return (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    ) + body
 
 
 def accept_value(key: str) -> str:

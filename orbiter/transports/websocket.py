@@ -56,6 +56,18 @@ The same wheel cuts a connection whose client does not answer orbiter's
 close frame within ``session.pong_timeout`` (a slow consumer's close frame
 waits behind what it does not read).
 
+**What orbiter writes on its own** is bounded like publications: a pong
+(one per read at most: the core answers only the latest ping of what a read
+brought), a heartbeat ping, and the native replies (the session's outbox)
+go out only while the bytes the transport has not sent yet, plus those
+queued, stay within ``limits.outgoing_buffer``; past it the client is cut
+as a slow consumer (3001, a log line, ``limit_outgoing_buffer``). A close
+frame goes out once per connection and is not held back.
+
+**A head with a non-ASCII byte** in a header the handshake reads
+(:func:`~orbiter.protocol.websocket_handshake.undecodable`) is answered
+``400`` naming the header, here, since aiohttp fails on such bytes.
+
 Commands of one connection run in order: a message that arrives starts a
 task that runs ``session.receive`` for it and then for each message already
 received after it, and ends when none is left (so an idle connection has
@@ -87,9 +99,11 @@ from orbiter.protocol.websocket import (
 )
 from orbiter.protocol.websocket_handshake import (
     HandshakeHead,
+    bad_request,
     parse_head,
     refusal,
     switching_protocols,
+    undecodable,
 )
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
@@ -149,7 +163,15 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 class _Endpoint:
     """One node's native WebSocket: takes handshakes, holds the shared wheel."""
 
-    __slots__ = ("_ending", "max_message_size", "node", "ping_interval", "pong_timeout", "wheel")
+    __slots__ = (
+        "_ending",
+        "max_message_size",
+        "node",
+        "outgoing_buffer",
+        "ping_interval",
+        "pong_timeout",
+        "wheel",
+    )
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -157,6 +179,7 @@ class _Endpoint:
         self.ping_interval = timing.ping_interval
         self.pong_timeout = timing.pong_timeout
         self.max_message_size = node.config.limits.max_message_size
+        self.outgoing_buffer = node.config.limits.outgoing_buffer
         resolution = min(self.ping_interval, self.pong_timeout) / 8
         self.wheel = DeadlineWheel(min(1.0, max(0.05, resolution)))
         #: ``node.end_session`` of connections that went away, while it runs.
@@ -167,7 +190,12 @@ class _Endpoint:
         if not head.startswith(_HEAD_START):
             return None
         parsed = parse_head(head, peer)
-        if parsed is None or parsed.path != PATH or refusal(parsed) is not None:
+        if parsed is None or parsed.path != PATH:
+            return None
+        problem = undecodable(parsed)
+        if problem is not None:
+            return lambda takeover: _refuse(takeover, problem)
+        if refusal(parsed) is not None:
             return None
         node = self.node
         if is_guarded(PATH, node) and not origin_verdict(parsed, node)[1]:
@@ -198,6 +226,13 @@ class _Endpoint:
         task = asyncio.get_running_loop().create_task(self.node.end_session(session))
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
+
+
+def _refuse(takeover: Takeover, problem: str) -> None:
+    """Answer a handshake ``400`` naming ``problem``, and close."""
+    log.info("websocket from %s: %s (400)", takeover.peer, problem)
+    takeover.transport.write(bad_request(problem))
+    takeover.transport.close()
 
 
 class NativeWebSocket(ClaimedProtocol):
@@ -305,8 +340,8 @@ class NativeWebSocket(ClaimedProtocol):
                 return None
             event = core.next_event()
             out = core.data_to_send()
-            if out:
-                transport.write(out)
+            if out and not self._write_own(out, transport):
+                return None
             if event is None:
                 return None
             if isinstance(event, Message):
@@ -378,6 +413,33 @@ class NativeWebSocket(ClaimedProtocol):
         if session is not None and session.close_code is not None:  # closed by the server
             self.close(session.close_code, session.close_reason)
 
+    def _write_own(self, data: bytes, transport: asyncio.Transport) -> bool:
+        """Write what orbiter sends on its own (pongs, pings, close replies) within the bound.
+
+        False, and the client cut as a slow consumer, if the bytes not yet sent
+        (the transport's and the outbox's) would pass ``limits.outgoing_buffer``.
+        """
+        session = self._session
+        unsent = transport.get_write_buffer_size() + len(data)
+        if session is not None:
+            unsent += session.outbox.queued_bytes
+        if unsent <= self._endpoint.outgoing_buffer:
+            transport.write(data)
+            return True
+        log.warning(
+            "websocket from %s: %d bytes unsent, over limits.outgoing_buffer (%d): "
+            "the client does not read what it asks for (pongs, replies)",
+            self._peer,
+            unsent,
+            self._endpoint.outgoing_buffer,
+        )
+        if session is not None and not session.closed:
+            session.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
+        else:  # no session to say it: cut
+            self._endpoint.node.counters["limit_outgoing_buffer"] += 1
+            transport.abort()
+        return False
+
     def _closing(self, now: float) -> None:
         self._closing_at = now
         self._endpoint.wheel.wake_at(self, now + self._endpoint.pong_timeout)
@@ -413,7 +475,8 @@ class NativeWebSocket(ClaimedProtocol):
         idle_until = self._seen + endpoint.ping_interval
         if now < idle_until:
             return idle_until
-        transport.write(core.ping())
+        if not self._write_own(core.ping(), transport):
+            return None if transport.is_closing() else max(self._closing_at, now) + timeout
         self._ping_at = now
         return now + timeout
 
