@@ -492,19 +492,6 @@ class StompSession:
                     )
                 except AuthError as exc:
                     raise StompError("permission denied", exc.message) from None
-            max_channels = self.broker.config.limits.max_channels
-            pubsub = self.broker.pubsub
-            if (
-                channel not in self._topics
-                and pubsub.subscriber_count(channel) == 0
-                and pubsub.channel_count >= max_channels
-            ):
-                self.broker.counters["limit_channels"] += 1
-                raise StompError(
-                    "too many channels",
-                    f"the server has {max_channels} channels in use (limits.max_channels); "
-                    f"cannot open {channel!r}",
-                )
             since = _since(frame)
             if since is not None:
                 sub.pending = []
