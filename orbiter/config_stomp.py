@@ -53,7 +53,7 @@ class StompSettings:
     max_header_line: int = 8_192
     #: The CONNECTED ``heart-beat`` (seconds): how often the broker can beat, and
     #: how often it wants the client to; a client silent for twice that is dropped.
-    #: 0 (none) or within the range a CONNECT's values are held to (``HEART_BEAT_RANGE``).
+    #: 0 (none) or within the range a CONNECT's values are held to (0.1 s to one hour).
     heartbeat_send: float = 10.0
     heartbeat_receive: float = 10.0
     #: Seconds a connection may take to send CONNECT before it is dropped.
