@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -318,3 +319,58 @@ def test_an_oversize_frame_is_dropped_unread_and_what_follows_still_parsed() -> 
     assert summary(events) == [("PeerClosed", (1000, ""))]
     assert out == b""
     assert conn.closed
+
+
+def test_the_pings_of_one_read_get_one_pong_for_the_latest() -> None:
+    conn = ServerConnection(1024)
+    pings = b"".join(frame(PING, b"%d" % i) for i in range(1000))
+    events, out = feed(conn, pings)
+    assert events == []
+    assert out == b"\x8a\x03999"
+    # Of each read, its latest ping is answered.
+    events, out = feed(conn, frame(PING, b"a") + frame(PING, b"b"), frame(PING, b"c"))
+    assert out == b"\x8a\x01b\x8a\x01c"
+
+
+def test_a_pong_not_yet_taken_goes_out_before_the_close_frame() -> None:
+    conn = ServerConnection(1024)
+    events, out = feed(conn, frame(PING, b"x") + frame(PING, b"y") + frame(CLOSE))
+    assert summary(events) == [("PeerClosed", (1005, ""))]
+    assert out == b"\x8a\x01y\x88\x00"
+    conn = ServerConnection(1024)
+    events, out = feed(conn, frame(PING, b"z") + frame(TEXT, b"\xff"))
+    assert [e.code for e in events if isinstance(e, Failed)] == [1007]
+    assert out.startswith(b"\x8a\x01z\x88")
+
+
+def test_a_frame_of_a_64_bit_length_fed_a_byte_at_a_time_then_what_follows() -> None:
+    big = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length
+    stream = frame(BINARY, big) + frame(PING, b"p") + frame(TEXT, b"next")
+    conn = ServerConnection(100_000)
+    events, out = feed(conn, *(stream[i : i + 1] for i in range(len(stream))))
+    assert summary(events) == [("message", big), ("message", "next")]
+    assert out == b"\x8a\x01p"
+    # Cut inside the header or the payload (or at its end), then a read that ends
+    # inside the ping or inside the next message.
+    frame_end = len(stream) - 17
+    for cut in (1, 9, 14, 15, 5000, frame_end - 1, frame_end):
+        for end in (frame_end + 3, len(stream) - 5):
+            chunks = stream[:cut], stream[cut:end], stream[end:]
+            events, out = feed(ServerConnection(100_000), *chunks)
+            assert summary(events) == [("message", big), ("message", "next")], (cut, end)
+            assert out == b"\x8a\x01p", (cut, end)
+
+
+def test_a_message_trickled_in_small_pieces_is_gathered_in_time_linear_in_its_size() -> None:
+    payload = b"x" * 2_000_000
+    data = struct.pack("!BBQ", 0x82, 0x80 | 127, len(payload)) + bytes(4) + payload  # mask 0
+    conn = ServerConnection(len(payload))
+    started = time.process_time()
+    for at in range(0, len(data), 64):  # each piece as a read, each read looked at
+        conn.receive_data(data[at : at + 64])
+        event = conn.next_event()
+    spent = time.process_time() - started
+    assert isinstance(event, Message)
+    assert event.data == payload
+    # 31,250 pieces: rejoined to what came before at each, 31 GB would be copied.
+    assert spent < 1.0, spent

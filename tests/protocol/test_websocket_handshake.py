@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import orjson
+
 from orbiter.protocol.websocket_handshake import (
+    ASCII_HEADERS,
     accept_value,
+    bad_request,
     parse_head,
     refusal,
     switching_protocols,
+    undecodable,
 )
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -75,6 +80,8 @@ def test_malformed_heads_are_not_parsed() -> None:
         b"GET /connection/websocket HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
         b"GET /connection/websocket HTTP/1.1\r\nA: b\x00c\r\n\r\n",
         b"GET /a b HTTP/1.1\r\n\r\n",
+        b"GET /connection/websocket\xff HTTP/1.1\r\n\r\n",
+        b"GET /connection/websocket?token=\xc3\xa9 HTTP/1.1\r\n\r\n",
     ):
         assert parse_head(bad, "p") is None, bad
 
@@ -113,3 +120,40 @@ def test_drafts_8_and_7_and_a_second_connection_header_are_accepted_as_aiohttp_d
     head = parse_head(raw, "p")
     assert head is not None
     assert refusal(head) is None
+
+
+def test_a_header_the_handshake_reads_with_a_non_ascii_byte_is_named() -> None:
+    head = parse_head(GOOD.encode(), "p")
+    assert head is not None
+    assert undecodable(head) is None
+    for name in (*ASCII_HEADERS, "sec-websocket-key"):  # named as orbiter spells it
+        raw = head_with(drop=name, add=f"{name}: ab").replace(b": ab", b": a\xffb")
+        head = parse_head(raw, "p")
+        assert head is not None, name
+        canonical = next(known for known in ASCII_HEADERS if known.lower() == name.lower())
+        assert undecodable(head) == f"the {canonical} header holds a byte that is not ASCII"
+    # Headers the handshake does not read may hold any byte (hooks get them as sent).
+    for other in ("Cookie: a=\xc3\xa9", "User-Agent: \xff", "X-Custom: caf\xe9"):
+        head = parse_head(head_with(add="X: y").replace(b"X: y", other.encode("latin-1")), "p")
+        assert head is not None
+        assert undecodable(head) is None
+
+
+def test_a_key_with_a_non_ascii_byte_is_refused_not_raised() -> None:
+    raw = GOOD.encode().replace(KEY.encode(), b"\xff" + KEY[1:].encode())
+    head = parse_head(raw, "p")
+    assert head is not None
+    assert refusal(head) == "bad Sec-WebSocket-Key"
+
+
+def test_the_400_answer_is_whole_and_names_the_problem() -> None:
+    answer = bad_request("the Origin header holds a byte that is not ASCII")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 400 Bad Request"
+    assert b"Connection: close" in lines
+    assert b"Content-Type: application/json" in lines
+    assert f"Content-Length: {len(body)}".encode() in lines
+    assert orjson.loads(body) == {
+        "error": {"status": 400, "message": "the Origin header holds a byte that is not ASCII"}
+    }
