@@ -14,7 +14,11 @@ commands run) and go on later with what was already received:
   nothing more can be read; after 1009 the closing handshake goes on.
 
 Pings are answered and close frames replied to by themselves: what is to be
-written is in :meth:`~ServerConnection.data_to_send` after each call.
+written is in :meth:`~ServerConnection.data_to_send` after each call. Of the
+pings parsed before it is taken, only the latest is answered (RFC 6455
+section 5.5.3 allows it), so a flood of pings costs one pong per read. A
+frame that arrives in pieces is gathered apart, each byte copied once, so
+reassembly costs time linear in the frame's size however it is cut up.
 Outgoing data frames are not made here: orbiter frames a batch once for all
 its subscribers (:func:`text_frame`) and writes those bytes as they are.
 

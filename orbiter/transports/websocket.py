@@ -56,13 +56,15 @@ The same wheel cuts a connection whose client does not answer orbiter's
 close frame within ``session.pong_timeout`` (a slow consumer's close frame
 waits behind what it does not read).
 
-**What orbiter writes on its own** is bounded like publications: a pong
-(one per read at most: the core answers only the latest ping of what a read
-brought), a heartbeat ping, and the native replies (the session's outbox)
-go out only while the bytes the transport has not sent yet, plus those
-queued, stay within ``limits.outgoing_buffer``; past it the client is cut
-as a slow consumer (3001, a log line, ``limit_outgoing_buffer``). A close
-frame goes out once per connection and is not held back.
+**What orbiter writes on its own** is bounded like publications. A pong
+(at most one per read: the core answers only the latest ping of what one
+read brought), the answer to a client's close frame, a heartbeat ping and
+the native replies (through the session's outbox) are written only while
+the bytes not sent yet, the transport's and the outbox's, stay within
+``limits.outgoing_buffer``; past it the client is cut as a slow consumer
+(close 3001, a log line, the ``limit_outgoing_buffer`` counter). The close
+frame that starts orbiter's own closing handshake goes out once per
+connection and is not held back.
 
 **A head with a non-ASCII byte** in a header the handshake reads
 (:func:`~orbiter.protocol.websocket_handshake.undecodable`) is answered
@@ -434,9 +436,8 @@ class NativeWebSocket(ClaimedProtocol):
             self._endpoint.outgoing_buffer,
         )
         if session is not None and not session.closed:
-            session.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
-        else:  # no session to say it: cut
-            self._endpoint.node.counters["limit_outgoing_buffer"] += 1
+            session.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")  # counted
+        else:  # closing already (counted then, if for this): nothing more will be read
             transport.abort()
         return False
 
