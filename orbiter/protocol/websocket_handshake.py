@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
 import orjson
-from multidict import CIMultiDict, MultiDict
+from multidict import CIMultiDict, MultiDict, MultiMapping
 
 #: The GUID of RFC 6455 section 1.3.
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -129,9 +129,12 @@ def refusal(head: HandshakeHead) -> str | None:
     return None
 
 
-def undecodable(head: HandshakeHead) -> str | None:
-    """None, or the ``400`` answer's message: a header of :data:`ASCII_HEADERS` not all ASCII."""
-    headers = head.headers
+def undecodable(headers: MultiMapping[str]) -> str | None:
+    """None, or the ``400`` answer's message: a header of :data:`ASCII_HEADERS` not all ASCII.
+
+    ``headers`` as :func:`parse_head` and aiohttp decode them (UTF-8, bytes that
+    are not escaped as surrogates).
+    """
     for name in ASCII_HEADERS:
         for value in headers.getall(name, ()):
             if not value.isascii():

@@ -151,6 +151,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     aiohttp's own handshake check answers a bad handshake (``400`` naming the
     problem); the origin guard has already answered a refused origin.
     """
+    problem = undecodable(request.headers)
+    if problem is not None:  # aiohttp's check would fail on it (a 500)
+        return error_response(400, problem)
     ws = web.WebSocketResponse()
     if not ws.can_prepare(request).ok:
         await ws.prepare(request)  # raises aiohttp's 400
@@ -194,7 +197,7 @@ class _Endpoint:
         parsed = parse_head(head, peer)
         if parsed is None or parsed.path != PATH:
             return None
-        problem = undecodable(parsed)
+        problem = undecodable(parsed.headers)
         if problem is not None:
             return lambda takeover: _refuse(takeover, problem)
         if refusal(parsed) is not None:
