@@ -85,18 +85,25 @@ def opened(srv: RunningServer, *, rcvbuf: int = 0, target: bytes = b"") -> socke
 
 
 def answer(srv: RunningServer, head: bytes) -> bytes:
-    """Everything the server answers ``head`` with, until it closes (or 3 s pass)."""
+    """What the server answers ``head`` with: one response, or what came in 3 s."""
     with socket.create_connection(address(srv), timeout=3) as sock:
         sock.sendall(head)
         data = b""
         try:
-            while chunk := sock.recv(65536):
-                data += chunk
-                if data.startswith(b"HTTP/1.1 101"):
-                    break
+            while (chunk := sock.recv(65536)) and not whole(data := data + chunk):
+                pass
         except (TimeoutError, ConnectionResetError):
             pass
         return data
+
+
+def whole(answer: bytes) -> bool:
+    """Is ``answer`` a whole response head (of a 101), or head and ``Content-Length`` body?"""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+    return length is None or len(body) >= int(length.group(1))
 
 
 class PeakRss:
