@@ -75,6 +75,10 @@ class Limits:
     max_channels: int = 100_000
     #: The largest ``history_size`` a channel rule may ask for.
     max_history_size: int = 10_000
+    #: WebSocket frames (messages, pings, pongs) one client may send per second; past
+    #: it the server reads no more from that connection until the next second (TCP
+    #: pushes back on the client), so a flood cannot take the server's time.
+    frame_rate: int = 200
     #: Seconds a new connection has to send its whole first request head; past it
     #: the connection is closed (slowloris).
     head_timeout: float = 10.0

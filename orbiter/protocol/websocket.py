@@ -110,6 +110,7 @@ class ServerConnection:
         "_size",
         "_skip",
         "_state",
+        "frame_budget",
     )
 
     def __init__(self, max_message_size: int) -> None:
@@ -131,6 +132,9 @@ class ServerConnection:
         self._state = _OPEN
         #: A protocol error or invalid data: nothing more can be parsed.
         self._broken = False
+        #: Frames :meth:`next_event` may still parse (None: no bound); at 0 it
+        #: returns None until the caller grants more, and :attr:`starved` says so.
+        self.frame_budget: int | None = None
 
     @property
     def open(self) -> bool:
@@ -141,6 +145,11 @@ class ServerConnection:
     def closed(self) -> bool:
         """Are both close frames through, or did the connection fail past reading?"""
         return self._broken or self._state == _CLOSED
+
+    @property
+    def starved(self) -> bool:
+        """Is a received frame waiting for :attr:`frame_budget`?"""
+        return self.frame_budget == 0 and len(self._buf) > self._pos and not self.closed
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the client (ignored once :attr:`closed`)."""
@@ -186,7 +195,7 @@ class ServerConnection:
         while not self.closed and not self._skip:
             buf, pos = self._buf, self._pos
             available = len(buf) - pos
-            if available < 2:
+            if available < 2 or self.frame_budget == 0:
                 return None
             first, second = buf[pos], buf[pos + 1]
             if not second & 0x80:
@@ -242,6 +251,8 @@ class ServerConnection:
                 return None
             payload = _unmask(buf[start + 4 : end], buf[start : start + 4])
             self._pos = end
+            if self.frame_budget is not None:
+                self.frame_budget -= 1
             if opcode >= 0x8:
                 event = self._control(opcode, payload)
             else:

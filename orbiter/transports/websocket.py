@@ -170,6 +170,7 @@ class _Endpoint:
 
     __slots__ = (
         "_ending",
+        "frame_rate",
         "max_message_size",
         "node",
         "outgoing_buffer",
@@ -185,6 +186,7 @@ class _Endpoint:
         self.pong_timeout = timing.pong_timeout
         self.max_message_size = node.config.limits.max_message_size
         self.outgoing_buffer = node.config.limits.outgoing_buffer
+        self.frame_rate = node.config.limits.frame_rate
         resolution = min(self.ping_interval, self.pong_timeout) / 8
         self.wheel = DeadlineWheel(min(1.0, max(0.05, resolution)))
         #: ``node.end_session`` of connections that went away, while it runs.
@@ -254,7 +256,9 @@ class NativeWebSocket(ClaimedProtocol):
         "_seen",
         "_session",
         "_takeover",
+        "_throttled",
         "_transport",
+        "_window_end",
         "wheel_bucket",
     )
 
@@ -272,7 +276,11 @@ class NativeWebSocket(ClaimedProtocol):
         self._core: ServerConnection | None = ServerConnection(endpoint.max_message_size)
         self._transport: asyncio.Transport | None = None
         self._receiving: asyncio.Task[None] | None = None
+        #: Reading is paused while a message runs, and while the client is over
+        #: ``limits.frame_rate`` (until ``_window_end``, when its budget is renewed).
         self._paused = False
+        self._throttled = False
+        self._window_end = 0.0
         #: When the client was last heard from, a ping went unanswered since, orbiter's
         #: close frame went out (``time.monotonic()``; 0: not).
         self._seen = 0.0
@@ -292,10 +300,13 @@ class NativeWebSocket(ClaimedProtocol):
             session.outbox.attach(self, endpoint.node.flusher, self._session_closed)
 
     def data_received(self, data: bytes) -> None:
-        self._seen = time.monotonic()
+        self._seen = now = time.monotonic()
         core = self._core
         if core is None:
             return
+        if now >= self._window_end and not self._throttled:
+            core.frame_budget = self._endpoint.frame_rate
+            self._window_end = now + 1.0
         core.receive_data(data)
         if self._receiving is None:
             self._process()
@@ -335,7 +346,31 @@ class NativeWebSocket(ClaimedProtocol):
             task.add_done_callback(self._received)
         elif self._paused and self._transport is not None:
             self._paused = False
-            self._transport.resume_reading()
+            if not self._throttled:
+                self._transport.resume_reading()
+
+    def _throttle(self, transport: asyncio.Transport) -> None:
+        """Over ``limits.frame_rate``: read nothing more until the second is out."""
+        if self._throttled:
+            return
+        self._throttled = True
+        transport.pause_reading()
+        self._endpoint.node.counters["limit_frame_rate"] += 1
+        wait = max(0.0, self._window_end - time.monotonic())
+        asyncio.get_running_loop().call_later(wait, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        """A new second: a new budget of frames; handle what waited, read again."""
+        self._throttled = False
+        core, transport = self._core, self._transport
+        if core is None or transport is None:
+            return
+        core.frame_budget = self._endpoint.frame_rate
+        self._window_end = time.monotonic() + 1.0
+        if self._receiving is None:
+            self._process()
+        if not self._throttled and not self._paused:
+            transport.resume_reading()
 
     def _next_message(self) -> str | bytes | None:
         """Handle control events up to the next message to run; None if none has come."""
@@ -348,6 +383,8 @@ class NativeWebSocket(ClaimedProtocol):
             if out and not self._write_own(out, transport):
                 return None
             if event is None:
+                if core.starved:
+                    self._throttle(transport)
                 return None
             if isinstance(event, Message):
                 session = self._session
@@ -463,8 +500,9 @@ class NativeWebSocket(ClaimedProtocol):
             log.info("websocket from %s: no close frame back in %g s; cut", self._peer, timeout)
             transport.abort()
             return None
-        if self._receiving is not None:
-            # Reading is paused while commands run, so a pong may be waiting unread.
+        if self._receiving is not None or self._throttled:
+            # Reading is paused while commands run (or the client is over
+            # limits.frame_rate), so a pong may be waiting unread.
             self._ping_at = 0.0
             return now + endpoint.ping_interval
         if self._ping_at:

@@ -1,5 +1,8 @@
 """Hostile native WebSocket clients against a real server: bounded memory, CPU and answers.
 
+- A flood of frames is read at ``limits.frame_rate`` frames a second, the
+  rest waits (TCP pushes back on the client): nothing is lost, and the
+  flood takes no time from other clients.
 - A ping flood from a client that never reads: RFC 6455 pings and the
   native ``{"op": "ping"}`` both make the server write on its own; what it
   holds unsent stays within ``limits.outgoing_buffer``, the client is cut as
@@ -12,7 +15,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import re
 import socket
@@ -21,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import aiohttp
 import orjson
 import pytest
 
@@ -34,6 +40,7 @@ pong_timeout = 1
 
 [limits]
 outgoing_buffer = {FLOOD_BUFFER}
+frame_rate = 100000000  # these tests are of the write bound, not of the read rate
 """
 
 #: A ping with the largest payload a control frame may carry (so a pong of 127 bytes).
@@ -359,3 +366,46 @@ def test_a_large_message_trickled_in_small_segments_costs_cpu_linear_in_its_size
     # only at a size like this one.)
     spent = trickle_cpu(srv, message, 4096, 0.001)
     assert spent < 0.4, spent
+
+
+async def test_frames_past_frame_rate_wait_for_the_next_second_and_lose_nothing(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """300 commands at once, 100 frames a second allowed: all answered, over two seconds."""
+    srv = start_server("[limits]\nframe_rate = 100\n")
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(srv.ws_url)
+        await ws.send_str('{"id": 1000, "op": "connect"}')
+        assert "result" in orjson.loads((await ws.receive(timeout=5)).data)
+        await asyncio.sleep(1.1)  # a fresh second
+        started = time.monotonic()
+        for i in range(1, 301):
+            await ws.send_str(f'{{"id": {i}, "op": "ping"}}')
+        answered: list[int] = []
+        while len(answered) < 300:
+            message = await ws.receive(timeout=5)
+            answered += [orjson.loads(line)["id"] for line in message.data.split("\n")]
+        took = time.monotonic() - started
+        await ws.close()
+    assert answered == list(range(1, 301))
+    assert 1.8 <= took <= 3.5, took  # 100 now, 100 a second later, 100 a second after
+    assert counters(srv)["limit_frame_rate"] >= 2
+
+
+def test_a_ping_flood_is_read_at_frame_rate_and_takes_no_time_from_others(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    srv = start_server()
+    before = cpu_seconds(srv.process.pid)
+    attacker = opened(srv)
+    attacker.settimeout(3)
+    sent = 0
+    with contextlib.suppress(TimeoutError):  # the server stops reading: our sends block
+        while sent < 200_000_000:
+            sent += attacker.send(PING * 500)
+    assert sent < 50_000_000  # read at the frame rate, the flood is held back by TCP
+    bystander = opened(srv)  # served as before, while the attacker still holds its socket
+    bystander.close()
+    attacker.close()
+    assert cpu_seconds(srv.process.pid) - before < 1.0
+    assert counters(srv)["limit_frame_rate"] >= 1
