@@ -51,6 +51,7 @@ from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey
+from orbiter.protocol.websocket_handshake import undecodable
 from orbiter.transports.sockjs.suite_services import is_test_service_path
 
 log = logging.getLogger("orbiter.origin")
@@ -122,8 +123,12 @@ def host_refusal(request: RequestHead, node: Node) -> str | None:
 
 @web.middleware
 async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer ``400`` to a request whose ``Host`` is not allowed (``server.allowed_hosts``)."""
+    """Answer ``400`` to a request whose ``Host`` is not allowed (``server.allowed_hosts``),
+    and to a WebSocket handshake with a header that is not ASCII (aiohttp's own
+    handshake check would fail on it with a 500), on every route."""
     refusal = host_refusal(request, request.app[NODE])
+    if refusal is None and "Upgrade" in request.headers:
+        refusal = undecodable(request.headers)
     if refusal is not None:
         return error_response(400, refusal)
     return await handler(request)

@@ -151,10 +151,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     aiohttp's own handshake check answers a bad handshake (``400`` naming the
     problem); the origin guard has already answered a refused origin.
     """
-    problem = undecodable(request.headers)
-    if problem is not None:  # aiohttp's check would fail on it (a 500)
-        return error_response(400, problem)
-    ws = web.WebSocketResponse()
+    ws = web.WebSocketResponse()  # (a header that is not ASCII: refused by guard.host_guard)
     if not ws.can_prepare(request).ok:
         await ws.prepare(request)  # raises aiohttp's 400
     log.warning("websocket from %s: a handshake orbiter did not take", request.remote)

@@ -298,6 +298,20 @@ def test_a_handshake_left_to_aiohttp_with_a_non_ascii_key_is_a_400_too(
     assert "Traceback" not in server.log
 
 
+@pytest.mark.parametrize(
+    "path", [b"/stomp", b"/sockjs/websocket", b"/sockjs/000/abcd/websocket", b"/tcp"]
+)
+def test_aiohttps_websocket_routes_answer_a_non_ascii_key_with_a_400(
+    server: RunningServer, path: bytes
+) -> None:
+    head = hostile_head(server, None).replace(b"GET /connection/websocket", b"GET " + path)
+    reply = answer(server, head)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply
+    body = orjson.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["message"] == "the Sec-WebSocket-Key header holds a byte that is not ASCII"
+    assert "Traceback" not in server.log
+
+
 @pytest.mark.parametrize("target", [b"\xff", b"?token=\xff\xfe", b"?x=1&token=a\x80b"])
 def test_a_non_ascii_byte_in_the_target_is_a_400(server: RunningServer, target: bytes) -> None:
     reply = answer(server, handshake_head(server, target=target))
