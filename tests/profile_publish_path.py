@@ -84,7 +84,7 @@ def requests(subscribers: int, publishes: int, depth: int) -> list[bytes]:
 
 async def measure(subscribers: int, publishes: int, depth: int) -> None:
     config = config_from_dict(
-        tomllib.loads(BENCH_CONFIG.format(session="[session]\nwrite_delay = 0.005\n"))
+        tomllib.loads(BENCH_CONFIG.format(session="[session]\nwrite_delay = 0.005\n", limits=""))
     )
     node = Node(config)
     endpoint = _Endpoint(node)

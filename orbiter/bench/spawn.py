@@ -49,7 +49,7 @@ max_connections = 1000000
 max_connections_per_ip = 1000000
 publish_rate = 1000000000.0
 publish_burst = 1000000000
-
+{limits}
 {session}
 [[channel]]
 match = "bench*"
@@ -191,9 +191,11 @@ def spawn(
         env = {**os.environ, "PYTHONPATH": str(Path(baseline).resolve())}
     if name.startswith("orbiter"):
         conf = Path(tmp.name) / "orbiter.toml"
-        # The baseline may predate session.write_delay.
-        session = "" if name == "orbiter-before" else f"[session]\nwrite_delay = {write_delay}\n"
-        conf.write_text(BENCH_CONFIG.format(session=session) + orbiter_config)
+        session = f"[session]\nwrite_delay = {write_delay}\n"
+        # One load generator is many clients' worth of frames; the baseline may
+        # predate limits.frame_rate (then it has no such limit).
+        limits = "" if name == "orbiter-before" else "frame_rate = 1000000000\n"
+        conf.write_text(BENCH_CONFIG.format(session=session, limits=limits) + orbiter_config)
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(port), "--config", str(conf)]
         cmd += ["--log-level", "warning", *orbiter_args]
     elif name == "aiohttp":
