@@ -29,35 +29,18 @@ from orbiter.config import config_from_dict
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
 from orbiter.transports.websocket import NativeWebSocket, _Endpoint
-from tests.http.standins import StandInTakeover
+from tests.http.standins import StandInTakeover, StandInTransport
 
 
-class CountingTransport:
-    """What the protocols call on a transport; writes are counted, never sent."""
+class CountingTransport(StandInTransport):
+    """Writes are counted, never kept."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.writes = 0
 
     def write(self, data: bytes) -> None:
         self.writes += 1
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def is_reading(self) -> bool:
-        return True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def requests(subscribers: int, publishes: int, depth: int) -> list[bytes]:

@@ -15,33 +15,9 @@ import pytest
 from orbiter.config import Config
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
-from tests.http.standins import StandInTakeover
+from tests.http.standins import StandInTakeover, StandInTransport
 
 KEY = "s3cret-Key"
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def is_reading(self) -> bool:
-        return True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class _Inner:
@@ -52,7 +28,7 @@ class _Inner:
 class RecordingTakeover(StandInTakeover):
     """Records what the fast path gives to aiohttp."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: StandInTransport) -> None:
         super().__init__(transport)
         self.handed: list[bytes] = []
 
@@ -68,8 +44,8 @@ def request(*headers: bytes, host: bytes = b"127.0.0.1") -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def serve(node: Node, data: bytes) -> tuple[Transport, RecordingTakeover]:
-    transport = Transport()
+def serve(node: Node, data: bytes) -> tuple[StandInTransport, RecordingTakeover]:
+    transport = StandInTransport()
     takeover = RecordingTakeover(transport)
     protocol = FastPublishProtocol(takeover, node, _DateHeader())  # type: ignore[arg-type]
     protocol.connection_made(transport)  # type: ignore[arg-type]

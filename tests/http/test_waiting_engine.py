@@ -20,7 +20,7 @@ from orbiter.http.api import publish_body
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.model import JSON, Publication
 from orbiter.node import Node
-from tests.http.standins import StandInTakeover
+from tests.http.standins import StandInTakeover, StandInTransport
 
 
 class WaitingBroker(MemoryBroker):
@@ -85,31 +85,6 @@ async def test_a_batch_goes_on_in_order_from_the_first_that_must_wait() -> None:
     assert broker.waited == ["slow", "a", "b"]  # after one waited, the rest are awaited too
 
 
-class Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.reading = True
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_reading(self) -> bool:
-        return self.reading
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-
 def request(channel: str, data: int) -> bytes:
     body = orjson.dumps({"channel": channel, "data": data})
     return (
@@ -125,7 +100,7 @@ def bodies(out: bytes) -> list[dict[str, Any]]:
 async def test_the_fast_path_answers_in_order_around_a_publish_that_waits() -> None:
     """While a publish waits, reading pauses and later requests wait their turn."""
     node = Node(Config(), broker=WaitingBroker())
-    transport = Transport()
+    transport = StandInTransport()
     protocol = FastPublishProtocol(StandInTakeover(transport), node, _DateHeader())  # type: ignore[arg-type]
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.data_received(request("a", 1) + request("slow", 2) + request("a", 3))
