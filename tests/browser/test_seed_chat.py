@@ -13,10 +13,10 @@ from playwright.sync_api import Page, expect
 
 from tests.page_server import PageServer
 from tests.seed_server import SeedServer
+from tests.support.npm import npm_file
 from tests.tcp_servers import free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-NODE_MODULES = Path(__file__).resolve().parent.parent / "js" / "node_modules"
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +63,8 @@ def pages(seed: tuple[SeedServer, int]) -> Iterator[PageServer]:
     site = PageServer(
         {
             "/chat": seed_page(server.port, stomp_port),
-            "/jquery.js": (NODE_MODULES / "jquery/dist/jquery.min.js").read_text(),
-            "/jquery-migrate.js": (
-                NODE_MODULES / "jquery-migrate/dist/jquery-migrate.js"
-            ).read_text(),
+            "/jquery.js": npm_file("jquery/dist/jquery.min.js").read_text(),
+            "/jquery-migrate.js": npm_file("jquery-migrate/dist/jquery-migrate.js").read_text(),
         }
     )
     yield site

@@ -9,19 +9,16 @@ script, so the iframe transports load the very same client.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Route
 
 from tests.server import RunningServer
+from tests.support.npm import npm_file
 
-CLIENT = Path(__file__).resolve().parent.parent / "js/node_modules/sockjs-client/dist/sockjs.min.js"
+CLIENT = "sockjs-client/dist/sockjs.min.js"
 SCRIPT_PATH = "/sockjs-client-test/sockjs.min.js"
-
-# scripts/test installs it; a missing client is a failure, not a skip.
-assert CLIENT.exists(), "sockjs-client is not installed: run `npm ci` in tests/js"
 
 TRANSPORTS = [
     "websocket",
@@ -75,7 +72,9 @@ def open_test_page(page: Page, server: RunningServer, origin: str) -> None:
     come from the network, so the page is the server's own; the script is
     put in by Playwright, and so is the copy that ``iframe.html`` loads.
     """
-    script = CLIENT.read_bytes()
+    # scripts/test installs it; a missing client is a failure, not a skip.
+    client = npm_file(CLIENT)
+    script = client.read_bytes()
 
     def serve_script(route: Route) -> None:
         route.fulfill(body=script, content_type="application/javascript; charset=UTF-8")
@@ -83,7 +82,7 @@ def open_test_page(page: Page, server: RunningServer, origin: str) -> None:
     # On the context, so that the iframe transports' frames get it too.
     page.context.route(server.url + SCRIPT_PATH, serve_script)
     page.goto(origin + "/sockjs/echo")
-    page.add_script_tag(path=CLIENT)
+    page.add_script_tag(path=client)
     page.wait_for_function("typeof SockJS === 'function'")
 
 

@@ -5,7 +5,6 @@ with the unmodified npm ``sockjs-client``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +13,10 @@ from playwright.sync_api import Page
 from tests.e2e.stomp_helpers import start_stomp_server
 from tests.e2e.test_stompjs_node import SCENARIO, STOMP_TOML, check_scenario
 from tests.server import RunningServer
+from tests.support.npm import npm_file
 
-JS = Path(__file__).resolve().parent.parent / "js/node_modules"
-STOMPJS_BUNDLE = JS / "@stomp/stompjs/bundles/stomp.umd.js"
-SOCKJS_CLIENT = JS / "sockjs-client/dist/sockjs.min.js"
-assert STOMPJS_BUNDLE.exists(), "@stomp/stompjs is not installed: run `npm ci` in tests/js"
-assert SOCKJS_CLIENT.exists(), "sockjs-client is not installed: run `npm ci` in tests/js"
+STOMPJS_BUNDLE = "@stomp/stompjs/bundles/stomp.umd.js"
+SOCKJS_CLIENT = "sockjs-client/dist/sockjs.min.js"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def open_page(new_page: Callable[[], Page], srv: RunningServer) -> Page:
 
 def test_stompjs_in_chromium(broker: RunningServer, new_page: Callable[[], Page]) -> None:
     page = open_page(new_page, broker)
-    page.add_script_tag(path=STOMPJS_BUNDLE)
+    page.add_script_tag(path=npm_file(STOMPJS_BUNDLE))
     topic = "/topic/chat:stompjs-browser"
     args = {
         "wsUrl": broker.url.replace("http://", "ws://") + "/stomp",
@@ -58,8 +55,8 @@ def test_stompjs_over_sockjs_in_chromium(
 ) -> None:
     """How Spring and RabbitMQ Web-STOMP pages connect: stompjs over sockjs-client."""
     page = open_page(new_page, broker)
-    page.add_script_tag(path=STOMPJS_BUNDLE)
-    page.add_script_tag(path=SOCKJS_CLIENT)
+    page.add_script_tag(path=npm_file(STOMPJS_BUNDLE))
+    page.add_script_tag(path=npm_file(SOCKJS_CLIENT))
     # Force one SockJS transport for this run.
     page.evaluate(
         "(t) => { const S = window.SockJS; window.SockJS = function (url) {"
@@ -138,7 +135,7 @@ def test_seed_stomp_client_over_sockjs(
     broker: RunningServer, new_page: Callable[[], Page], sockjs_transport: str
 ) -> None:
     page = open_page(new_page, broker)
-    page.add_script_tag(path=SOCKJS_CLIENT)
+    page.add_script_tag(path=npm_file(SOCKJS_CLIENT))
     page.wait_for_function("typeof SockJS === 'function'")
     options = {"transport": "sockjs", "sockjs": {"transports": [sockjs_transport]}}
     check_seed_page(page.evaluate(SEED_PAGE, {"options": options, "httpUrl": broker.url}))

@@ -5,16 +5,16 @@ mode, for older websockify clients, is tested from Python in tests/e2e/test_tcp_
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page
 
 from tests.page_server import PageServer
 from tests.server import RunningServer
+from tests.support.npm import npm_file
 from tests.tcp_servers import ThreadedEcho
 
-NOVNC = Path(__file__).resolve().parent.parent / "js" / "node_modules" / "@novnc" / "novnc"
+NOVNC = "@novnc/novnc"
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"></head><body>
@@ -54,8 +54,8 @@ def pages() -> Iterator[PageServer]:
     server = PageServer(
         {
             "/novnc.html": PAGE,
-            "/novnc/core/websock.js": (NOVNC / "core/websock.js").read_text(),
-            "/novnc/core/util/logging.js": (NOVNC / "core/util/logging.js").read_text(),
+            "/novnc/core/websock.js": npm_file(f"{NOVNC}/core/websock.js").read_text(),
+            "/novnc/core/util/logging.js": npm_file(f"{NOVNC}/core/util/logging.js").read_text(),
         }
     )
     yield server
@@ -65,8 +65,6 @@ def pages() -> Iterator[PageServer]:
 def test_novnc_websock_through_tcp(
     orbiter: RunningServer, echo: ThreadedEcho, pages: PageServer, new_page: Callable[[], Page]
 ) -> None:
-    if not (NOVNC / "core/websock.js").exists():
-        pytest.fail("noVNC is missing: run npm ci in tests/js (scripts/test does)")
     page = new_page()
     page.goto(pages.url + "/novnc.html")
     page.wait_for_function("window.ready")

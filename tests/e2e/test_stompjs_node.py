@@ -17,15 +17,14 @@ import pytest
 
 from tests.e2e.stomp_helpers import start_stomp_server
 from tests.server import RunningServer
+from tests.support.npm import npm_file
 
 HERE = Path(__file__).resolve().parent
-STOMPJS = HERE.parent / "js/node_modules/@stomp/stompjs/esm6/index.js"
+STOMPJS = "@stomp/stompjs/esm6/index.js"
 SCENARIO = (HERE / "stompjs_scenario.js").read_text()
 #: The broker's heart-beats for the scenario: it beats every 0.3 s, wants one every 0.5 s.
 STOMP_TOML = "heartbeat_send = 0.3\nheartbeat_receive = 0.5\n"
 
-# scripts/test installs it; a missing client is a failure, not a skip.
-assert STOMPJS.exists(), "@stomp/stompjs is not installed: run `npm ci` in tests/js"
 NODE = shutil.which("node") or "node"
 
 
@@ -59,8 +58,10 @@ def run_node(srv: RunningServer, topic: str, queue: str) -> dict[str, Any]:
         "topic": topic,
         "queue": queue,
     }
+    # scripts/test installs it; a missing client is a failure, not a skip.
+    stompjs = npm_file(STOMPJS)
     program = (
-        f"import {{ Client }} from {json.dumps(STOMPJS.as_uri())};\n"
+        f"import {{ Client }} from {json.dumps(stompjs.as_uri())};\n"
         f"const scenario = {SCENARIO};\n"
         f"const log = await scenario({{Client, ...{json.dumps(args)}}});\n"
         "console.log(JSON.stringify(log));\n"
