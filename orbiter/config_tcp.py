@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orbiter.config_values import SettingsError, kinds_of, scalars
-from orbiter.services.tcp_access import AccessRule, BadTarget
+from orbiter.protocol.tcp_access import AccessRule, BadTarget
 
 #: A ``[dev_proxy]`` route target meaning "orbiter itself" (the seed's ``ORBITED``).
 ORBITED = "ORBITED"

@@ -12,7 +12,7 @@ import pytest
 from orbiter.config import ConfigError, config_from_dict
 from orbiter.config_ini import config_from_ini, load_any_config, looks_like_ini, parse_ini, to_toml
 from orbiter.config_tcp import ORBITED, DevRoute
-from orbiter.services.tcp_access import Target
+from orbiter.protocol.tcp_access import Target
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The TurboGears tutorial's chat.ini, verbatim.

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from orbiter.config import ConfigError, config_from_dict
 from orbiter.config_ini import config_from_ini
-from orbiter.services.tcp_access import AccessRule, BadTarget
+from orbiter.protocol.tcp_access import AccessRule, BadTarget
 
 LINES = st.sampled_from(
     [

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from orbiter.services.tcp_access import BadTarget, Target
+from orbiter.protocol.tcp_access import BadTarget, Target
 
 
 class Framing(enum.Enum):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orbiter.config_tcp import TcpSettings
-from orbiter.services.tcp_access import AccessPolicy, Requester, Target
+from orbiter.protocol.tcp_access import AccessPolicy, Requester, Target
 
 log = logging.getLogger("orbiter.tcp")
 

@@ -31,6 +31,7 @@ from aiohttp import web
 from orbiter.auth import Credentials
 from orbiter.auth.hooks import forwarded
 from orbiter.node import Node
+from orbiter.protocol.tcp_access import BadTarget, Requester, Target
 from orbiter.protocol.tcp_websockify import (
     BadFrame,
     decode_base64,
@@ -38,7 +39,6 @@ from orbiter.protocol.tcp_websockify import (
     open_message,
     session_from,
 )
-from orbiter.services.tcp_access import BadTarget, Requester, Target
 from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.sockjs.endpoint import (

@@ -20,6 +20,7 @@ import logging
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from orbiter.http.keys import NODE
+from orbiter.protocol.tcp_access import BadTarget, Requester
 from orbiter.protocol.tcp_websockify import (
     SUBPROTOCOLS,
     BadFrame,
@@ -30,7 +31,6 @@ from orbiter.protocol.tcp_websockify import (
     session_from,
     target_from,
 )
-from orbiter.services.tcp_access import BadTarget, Requester
 from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.guard import request_credentials
