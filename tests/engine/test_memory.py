@@ -46,11 +46,26 @@ async def test_sweep_keeps_streams_with_subscribers() -> None:
     assert (await broker.history("c", None, policy)).position == StreamPosition(1, pub.epoch)
 
 
-async def test_start_and_close_run_the_sweeper() -> None:
+async def test_start_runs_the_sweeper_and_close_stops_it() -> None:
     broker = MemoryBroker(sweep_interval=0.01)
+    policy = HistoryPolicy(size=0, ttl=1.0, meta_ttl=0.02)
     await broker.start()
-    await broker.close()
-    await broker.close()
+    try:
+        pub = await broker.publish("c", 1, policy)
+        assert broker.stats()["channels"] == 1
+        # Nothing but the background sweep runs here; within 2 s it forgets the idle stream.
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not broker.stats()["channels"]:
+                break
+        assert broker.stats()["channels"] == 0
+        assert (await broker.history("c", None, policy)).position.epoch != pub.epoch
+    finally:
+        await broker.close()
+    await broker.close()  # a second close is harmless
+    await broker.publish("d", 1, policy)
+    await asyncio.sleep(0.1)  # ten sweep intervals, five meta_ttls: no sweep runs any more
+    assert broker.stats()["channels"] == 1
 
 
 async def test_at_most_max_streams_are_kept_and_idle_ones_make_room() -> None:
