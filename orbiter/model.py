@@ -1,4 +1,5 @@
-"""Value types shared by every layer: stream positions, publications, presence."""
+"""Value types shared by every layer: stream positions, publications, presence;
+and the refusal every connection limit raises."""
 
 from __future__ import annotations
 
@@ -57,3 +58,11 @@ class PresenceEvent:
     channel: str
     joined: bool
     client: ClientInfo
+
+
+class TooManyConnections(Exception):
+    """``limits.max_connections`` or ``limits.max_connections_per_ip`` is reached.
+
+    The node raises it; the transports and the STOMP broker answer it, each in
+    its own protocol, so it lives below all of them.
+    """

@@ -13,16 +13,13 @@ from orbiter.auth import Authenticator, Credentials
 from orbiter.config import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.pubsub import PubSub
 from orbiter.session.outbox import Flusher
 from orbiter.session.session import ClientSession
 
 log = logging.getLogger("orbiter.node")
-
-
-class TooManyConnections(Exception):
-    """``limits.max_connections`` or ``limits.max_connections_per_ip`` is reached."""
 
 
 #: Seconds between two log lines of one kind of refusal; those in between are only counted.

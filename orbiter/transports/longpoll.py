@@ -21,8 +21,7 @@ from aiohttp import web
 
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
-from orbiter.model import StreamPosition
-from orbiter.node import TooManyConnections
+from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.native import validate_channel
 from orbiter.protocol.scripts import JAVASCRIPT_CONTENT_TYPE, check_callback, jsonp
 from orbiter.services.polls import Batch, PollHub, TooManyPolls

@@ -35,8 +35,7 @@ from aiohttp import web
 from orbiter.config import OrbitedSettings
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
-from orbiter.model import StreamPosition
-from orbiter.node import TooManyConnections
+from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.eventstream import HEARTBEAT, BadEventId, encode_positions, parse_positions
 from orbiter.protocol.eventstream import event as sse_event
 from orbiter.protocol.keys import ConnectionKey

@@ -40,8 +40,7 @@ from aiohttp import HttpVersion11, web
 
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
-from orbiter.model import StreamPosition
-from orbiter.node import TooManyConnections
+from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.eventstream import (
     CONTENT_TYPE,
     HEARTBEAT,

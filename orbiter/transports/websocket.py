@@ -89,7 +89,8 @@ from aiohttp import web
 from orbiter.http.api import error_response
 from orbiter.http.keys import RAW_ROUTERS
 from orbiter.http.sniffing import Claim, ClaimedProtocol, Takeover
-from orbiter.node import Node, TooManyConnections
+from orbiter.model import TooManyConnections
+from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
 from orbiter.protocol.websocket import (
     MESSAGE_TOO_BIG,

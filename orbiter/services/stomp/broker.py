@@ -29,8 +29,7 @@ from typing import Literal, Protocol
 
 from orbiter.auth import Authenticator
 from orbiter.config import Config
-from orbiter.model import Publication
-from orbiter.node import TooManyConnections
+from orbiter.model import Publication, TooManyConnections
 from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub
 from orbiter.services.shared_batch import SharedBatch

@@ -15,7 +15,8 @@ on the batch) for every SockJS session subscribed to the channel. :class:`EchoAp
 from __future__ import annotations
 
 from orbiter.auth import Credentials
-from orbiter.node import Node, TooManyConnections
+from orbiter.model import TooManyConnections
+from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
