@@ -25,7 +25,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from typing import Literal, Protocol
+from typing import Protocol
 
 from orbiter.auth import Authenticator
 from orbiter.config import Config
@@ -35,11 +35,9 @@ from orbiter.services.pubsub import PubSub
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import body_of
 from orbiter.services.stomp.queues import QueueBook
-from orbiter.services.stomp.session import StompSession
+from orbiter.services.stomp.session import Destination, StompSession
 
 log = logging.getLogger("orbiter.stomp")
-
-Destination = tuple[Literal["topic", "queue"], str]
 
 #: Seconds between two sweeps of the queues for messages past their deadline.
 SWEEP_INTERVAL = 1.0

@@ -10,7 +10,9 @@ connection held of a queue goes back to the queue, marked redelivered.
 
 The session is a PubSub :class:`~orbiter.services.pubsub.Subscriber` of the
 channels its topic subscriptions name (once per channel, however many
-subscriptions), so publications reach it on the one delivery path.
+subscriptions), so publications reach it on the one delivery path. It sees
+its broker as a :class:`SessionBroker` (what :class:`~.broker.StompBroker`
+is), so that the broker, which makes sessions, is the only one importing.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol
 
 from orbiter import __version__
-from orbiter.auth import AuthError
+from orbiter.auth import Authenticator, AuthError
+from orbiter.config import Config
+from orbiter.config_stomp import StompSettings
 from orbiter.engine.base import TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.native import is_reserved_tag, validate_channel, validate_tags
@@ -35,25 +39,27 @@ from orbiter.protocol.stomp import (
     FrameError,
     FrameParser,
     Header,
+    Limits,
     encode_frame,
     escape,
     heart_beat_intervals,
     negotiate_version,
     parse_heart_beat,
 )
+from orbiter.services.pubsub import PubSub
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
-from orbiter.services.stomp.queues import MessageQueue, QueuedMessage, QueueFull
+from orbiter.services.stomp.queues import MessageQueue, QueueBook, QueuedMessage, QueueFull
 from orbiter.services.stomp.transactions import Transactions
 from orbiter.session.outbox import Outbox
 from orbiter.session.rate import TokenBucket
 
-if TYPE_CHECKING:
-    from orbiter.services.stomp.broker import StompBroker
-
 log = logging.getLogger("orbiter.stomp")
+
+#: Where a destination header points: a topic (an orbiter channel) or a queue, and its name.
+Destination = tuple[Literal["topic", "queue"], str]
 
 ACK_MODES = ("auto", "client", "client-individual")
 CLIENT_COMMANDS = frozenset(
@@ -117,10 +123,38 @@ class Subscription:
         return self.session.deliver_queued(self, message)
 
 
+class SessionBroker(Protocol):
+    """What a session uses of the broker that made it (:class:`~.broker.StompBroker`)."""
+
+    config: Config
+    settings: StompSettings
+    auth: Authenticator
+    pubsub: PubSub
+    queues: QueueBook
+    #: Limit violations by name.
+    counters: Counter[str]
+    frame_limits: Limits
+
+    def next_id(self) -> str:
+        """A new id, unique in the broker (sessions, queued messages)."""
+
+    def queued(self) -> None:
+        """A message went into a queue (queues now hold bytes to sweep)."""
+
+    def destination(self, name: str) -> Destination:
+        """What a destination header names; ``ValueError`` saying why if nothing."""
+
+    def message_tail(self, pub: Publication, escaped: bool) -> bytes:
+        """The part of ``pub``'s MESSAGE frame after the subscription header."""
+
+    def message_tails(self, batch: SharedBatch, escaped: bool) -> list[bytes]:
+        """:meth:`message_tail` of each of ``batch``'s publications."""
+
+
 class StompSession:
     def __init__(
         self,
-        broker: StompBroker,
+        broker: SessionBroker,
         *,
         peer: str,
         transport: str,
