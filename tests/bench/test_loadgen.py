@@ -38,7 +38,7 @@ def orbiter_server() -> Iterator[Spawned]:
 def faulty(*args: str, flavor: str = "broadcast") -> Iterator[Target]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.faulty_peer", str(port), *args],
+        [sys.executable, "-m", "tests.support.faulty_peer", str(port), *args],
         cwd=Path(__file__).resolve().parents[2],
     )
     try:

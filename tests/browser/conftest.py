@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.relay import Relay
-from tests.server import RunningServer
-from tests.tcp_servers import ThreadedEcho
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
+from tests.support.tcp_servers import ThreadedEcho
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

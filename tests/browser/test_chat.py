@@ -25,8 +25,8 @@ from tests.browser.chat_page import (
     wait_for_line,
 )
 from tests.browser.conftest import WAIT
-from tests.relay import Relay
-from tests.server import RunningServer
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
 
 # --------------------------------------------------------------------------- tests
 

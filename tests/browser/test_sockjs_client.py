@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, Route
 
-from tests.server import RunningServer
 from tests.support.npm import npm_file
+from tests.support.server import RunningServer
 
 CLIENT = "sockjs-client/dist/sockjs.min.js"
 SCRIPT_PATH = "/sockjs-client-test/sockjs.min.js"

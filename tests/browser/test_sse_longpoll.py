@@ -21,8 +21,8 @@ from playwright.sync_api import Dialog, Page, Route
 
 from orbiter.client import Client
 from tests.browser.conftest import WAIT
-from tests.relay import Relay
-from tests.server import RunningServer
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
 
 ATTACK = "</script><script>alert(1)</script>\u2028<!--"
 

@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.browser.conftest import BLOCK_WEBSOCKET
-from tests.page_server import PageServer
-from tests.server import RunningServer
-from tests.tcp_servers import Ngircd
+from tests.support.page_server import PageServer
+from tests.support.server import RunningServer
+from tests.support.tcp_servers import Ngircd
 
 #: A page with a small IRC client over the seed-era API (Orbited.TCPSocket).
 IRC_PAGE = """<!DOCTYPE html>

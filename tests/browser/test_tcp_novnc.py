@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page
 
-from tests.page_server import PageServer
-from tests.server import RunningServer
 from tests.support.npm import npm_file
-from tests.tcp_servers import ThreadedEcho
+from tests.support.page_server import PageServer
+from tests.support.server import RunningServer
+from tests.support.tcp_servers import ThreadedEcho
 
 NOVNC = "@novnc/novnc"
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page
 
-from tests.page_server import PageServer
-from tests.server import RunningServer
-from tests.tcp_servers import free_port
+from tests.support.page_server import PageServer
+from tests.support.server import RunningServer
+from tests.support.tcp_servers import free_port
 
 STOMP_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><script src="@ORBITER@/static/orbiter.js"></script></head>

@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.auth.keys import SECRET, token
-from tests.page_server import PageServer
-from tests.server import RunningServer
-from tests.tcp_servers import ThreadedEcho, free_port
+from tests.support.page_server import PageServer
+from tests.support.server import RunningServer
+from tests.support.tcp_servers import ThreadedEcho, free_port
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><script src="@ORBITER@/static/orbiter.js"></script></head>

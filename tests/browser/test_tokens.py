@@ -13,7 +13,7 @@ from playwright.sync_api import Page
 from orbiter.client import Client
 from tests.auth.keys import SECRET, token
 from tests.browser.conftest import WAIT
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 CONFIG = f"""
 [server]

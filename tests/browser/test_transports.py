@@ -13,8 +13,8 @@ from playwright.sync_api import Page, expect
 from orbiter.client import Client
 from tests.browser.chat_page import CHANNEL, lines, open_chat, say, unique, wait_for_line
 from tests.browser.conftest import BLOCK_WEBSOCKET, WAIT
-from tests.relay import Relay
-from tests.server import RunningServer
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
 
 TRANSPORTS = ["websocket", "xhr-streaming", "eventsource", "xhr-polling", "jsonp-polling"]
 

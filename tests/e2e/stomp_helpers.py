@@ -14,7 +14,7 @@ import stomp
 from stomp.utils import Frame as StompPyFrame
 
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 _STOMP_PORT = re.compile(r"stomp listening on \S+:(\d+)")
 

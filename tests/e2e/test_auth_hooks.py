@@ -17,7 +17,7 @@ import pytest
 from orbiter import AsyncClient
 from tests.e2e.app_server import AppServer
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 @pytest.fixture(scope="module")

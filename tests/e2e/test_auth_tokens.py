@@ -18,7 +18,7 @@ import pytest
 from orbiter import AsyncClient
 from tests.auth.keys import SECRET, ec_key, public_pem, rsa_key, token
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 CONFIG = f"""
 [server]

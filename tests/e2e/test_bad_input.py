@@ -9,7 +9,7 @@ import aiohttp
 
 from orbiter import AsyncClient
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 async def test_oversize_frame_closes_only_that_connection(

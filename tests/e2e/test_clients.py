@@ -11,7 +11,7 @@ import pytest
 
 from orbiter import AsyncClient, Client, OrbiterError
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 def test_sync_client_covers_the_api(server: RunningServer) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from orbiter import AsyncClient
 from tests.e2e.wsclient import NativeClient
-from tests.relay import Relay
-from tests.server import RunningServer
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
 
 CONFIG = """
 [session]

@@ -17,7 +17,7 @@ import aiohttp
 
 from orbiter import AsyncClient
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 async def _stats(srv: RunningServer) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 StartServer = Callable[..., RunningServer]
 

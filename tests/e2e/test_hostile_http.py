@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 KEY = "s3cret-Key"
 LIMIT = 4096

@@ -21,8 +21,8 @@ import pytest
 
 from tests.e2e.tcp_backends import free_port
 from tests.e2e.wsclient import NativeClient
-from tests.pyorbited_client import SimpleClient
-from tests.server import RunningServer
+from tests.support.pyorbited_client import SimpleClient
+from tests.support.server import RunningServer
 
 #: The defaults of PyorbitedSettings, which some tests check as they ship.
 DEFAULT_MAX_CONNECTIONS = 64

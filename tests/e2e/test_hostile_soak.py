@@ -33,7 +33,7 @@ import orjson
 
 from orbiter import AsyncClient
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 DURATION = 12.0
 #: The server may grow by at most this much over its idle size while under attack.

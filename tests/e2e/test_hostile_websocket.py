@@ -30,7 +30,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 FLOOD_BUFFER = 65_536
 

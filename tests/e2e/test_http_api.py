@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 async def request(

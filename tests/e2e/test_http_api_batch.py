@@ -6,7 +6,7 @@ import orjson
 
 from tests.e2e.test_http_api import request
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 async def test_a_batch_is_published_in_order_and_delivered(server: RunningServer) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from orbiter import AsyncClient, OrbiterError
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 CONFIG = """
 [server]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from orbiter import AsyncClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 TIMEOUT = 1.0
 CONFIG = f"""

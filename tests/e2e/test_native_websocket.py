@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 

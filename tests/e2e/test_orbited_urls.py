@@ -15,7 +15,7 @@ import pytest
 
 from orbiter import AsyncClient
 from tests.e2e.sse_client import EventStream
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 TIMEOUT = 1.0
 CONFIG = f"""

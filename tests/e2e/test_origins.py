@@ -7,7 +7,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 EVIL = "http://evil.example"
 

@@ -9,8 +9,8 @@ import sys
 
 from tests.e2e.tcp_backends import free_port
 from tests.e2e.wsclient import NativeClient
-from tests.pyorbited_client import SimpleClient
-from tests.server import RunningServer
+from tests.support.pyorbited_client import SimpleClient
+from tests.support.server import RunningServer
 
 
 async def test_orbit_event_reaches_the_key_and_answers_like_03(start_server) -> None:

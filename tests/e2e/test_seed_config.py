@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.tcp_backends import free_port
-from tests.seed_server import SeedServer
+from tests.support.seed_server import SeedServer
 
 CHAT_INI = (Path(__file__).parent.parent / "fixtures" / "chat.ini").read_text()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 CHANNEL = "stream:fast"
 MESSAGES = 3000

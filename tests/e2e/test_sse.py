@@ -15,7 +15,7 @@ from orbiter import AsyncClient
 from orbiter.model import StreamPosition
 from orbiter.protocol.eventstream import encode_positions, parse_positions
 from tests.e2e.sse_client import EventStream
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 def sse_url(base: str, *channels: str) -> str:

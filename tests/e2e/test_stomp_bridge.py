@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.sse_client import EventStream
 from tests.e2e.stomp_helpers import connect, start_stomp_server
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 CHANNEL = "chat:bridge"
 TOPIC = "/topic/" + CHANNEL

@@ -25,7 +25,7 @@ import stomp
 
 from tests.e2e.stomp_helpers import Collector, RawClient, connect, start_stomp_server
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 def stats(srv: RunningServer) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import stomp
 from orbiter.protocol.stomp import encode_frame
 from tests.auth.keys import SECRET, token
 from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 STOMP_TOML = """
 max_queue_length = 5

@@ -10,7 +10,7 @@ import pytest
 
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
 from tests.e2e.stomp_helpers import start_stomp_server
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.stomp_helpers import start_stomp_server
-from tests.server import RunningServer
 from tests.support.npm import npm_file
+from tests.support.server import RunningServer
 
 HERE = Path(__file__).resolve().parent
 STOMPJS = "@stomp/stompjs/esm6/index.js"

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.auth.keys import SECRET, token
 from tests.e2e.tcp_backends import Echo, free_port
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 ECHO = free_port()
 

@@ -25,8 +25,8 @@ from tests.e2e.tcp_backends import (
     tcp_sockets,
     wait_for_sockets,
 )
-from tests.relay import Relay
-from tests.server import RunningServer
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
 
 PORTS = {name: free_port() for name in ("echo", "greeter", "stalled", "firehose", "refused")}
 

@@ -6,7 +6,7 @@ import orjson
 
 from orbiter import AsyncClient
 from tests.e2e.wsclient import NativeClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 async def test_api_publication_reaches_websocket_subscribers(server: RunningServer) -> None:

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 
 class SockJSUrls:

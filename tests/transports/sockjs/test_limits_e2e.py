@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import aiohttp
 import pytest
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 from tests.transports.sockjs.conftest import SockJSUrls
 from tests.transports.sockjs.rawhttp import RawConnection, fetch
 

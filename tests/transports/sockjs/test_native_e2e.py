@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from orbiter import AsyncClient
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 from tests.transports.sockjs.rawhttp import RawConnection, fetch
 
 

@@ -1,6 +1,6 @@
 """Python CPU per HTTP publish, in one process, without the kernel: a profiling aid.
 
-Run: ``.venv/bin/python -m tests.profile_publish_path [--subscribers 2000]
+Run: ``.venv/bin/python -m tests.support.profile_publish_path [--subscribers 2000]
 [--publishes 100000] [--depth 8]`` (under ``py-spy record`` to see where it goes).
 
 The real publish path, as in ``orbiter bench many-channels``: a

@@ -1,6 +1,6 @@
 """A broadcast server that misbehaves on purpose, to check that the bench notices.
 
-``python -m tests.bench.faulty_peer PORT [--drop N] [--duplicate N] [--delay S]
+``python -m tests.support.faulty_peer PORT [--drop N] [--duplicate N] [--delay S]
 [--pace S] [--publish-delay S] [--close]``: the bench's ``broadcast`` flavor
 (``/ws?channel=C``, ``POST /pub?channel=C``), except that the first
 subscriber misses every N-th publication (``--drop``), gets every N-th

@@ -1,6 +1,6 @@
 """Relay throughput of the TCP proxy: MB/s through ``/tcp`` vs a direct TCP connection.
 
-Run: ``.venv/bin/python -m tests.bench_tcp_relay [--mib 256] [--chunk 60000] [--runs 3]``
+Run: ``.venv/bin/python -m tests.support.bench_tcp_relay [--mib 256] [--chunk 60000] [--runs 3]``
 
 A backend in its own process sinks (upstream) or sources (downstream) the
 bytes; a real ``orbiter serve`` (its own process) relays them; the client
@@ -19,7 +19,7 @@ import time
 
 import aiohttp
 
-from tests.server import RunningServer
+from tests.support.server import RunningServer
 
 MIB = 1024 * 1024
 
