@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from orbiter.auth.tokens import InvalidToken, TokenVerifier
 from orbiter.config import AuthSettings
 from orbiter.protocol.keys import ConnectionKey
-from tests.auth.keys import SECRET, ec_key, public_pem, rsa_key, token
+from tests.support.keys import SECRET, ec_key, public_pem, rsa_key, token
 
 HS = TokenVerifier(AuthSettings(secret=SECRET))
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from tests.e2e.stomp_helpers import start_stomp_server
 from tests.e2e.test_stompjs_node import SCENARIO, STOMP_TOML, check_scenario
 from tests.support.npm import npm_file
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import start_stomp_server
 
 STOMPJS_BUNDLE = "@stomp/stompjs/bundles/stomp.umd.js"
 SOCKJS_CLIENT = "sockjs-client/dist/sockjs.min.js"

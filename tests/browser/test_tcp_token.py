@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page
 
-from tests.auth.keys import SECRET, token
+from tests.support.keys import SECRET, token
 from tests.support.page_server import PageServer
 from tests.support.server import RunningServer
 from tests.support.tcp_servers import ThreadedEcho, free_port

@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import Page
 
 from orbiter.client import Client
-from tests.auth.keys import SECRET, token
 from tests.browser.conftest import WAIT
+from tests.support.keys import SECRET, token
 from tests.support.server import RunningServer
 
 CONFIG = f"""

@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from orbiter import AsyncClient
-from tests.e2e.app_server import AppServer
-from tests.e2e.wsclient import NativeClient
+from tests.support.app_server import AppServer
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 
 @pytest.fixture(scope="module")

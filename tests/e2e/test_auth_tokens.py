@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from orbiter import AsyncClient
-from tests.auth.keys import SECRET, ec_key, public_pem, rsa_key, token
-from tests.e2e.wsclient import NativeClient
+from tests.support.keys import SECRET, ec_key, public_pem, rsa_key, token
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 CONFIG = f"""
 [server]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import aiohttp
 
 from orbiter import AsyncClient
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 
 async def test_oversize_frame_closes_only_that_connection(

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from orbiter import AsyncClient, Client, OrbiterError
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 
 def test_sync_client_covers_the_api(server: RunningServer) -> None:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.e2e.tcp_backends import free_port
 from tests.support.server import RunningServer
+from tests.support.tcp_backends import free_port
 
 #: Orbited 0.3's orbited.cfg (PylonsChat), as in tests/fixtures.
 ORBITED_03 = (Path(__file__).parent.parent / "fixtures" / "orbited03.cfg").read_text()

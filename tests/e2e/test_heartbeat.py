@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 
 from orbiter import AsyncClient
-from tests.e2e.wsclient import NativeClient
 from tests.support.relay import Relay
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 CONFIG = """
 [session]

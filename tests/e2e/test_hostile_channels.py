@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 
 from orbiter import AsyncClient
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 
 async def _stats(srv: RunningServer) -> dict[str, Any]:

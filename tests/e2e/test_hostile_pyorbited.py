@@ -19,10 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.tcp_backends import free_port
-from tests.e2e.wsclient import NativeClient
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
+from tests.support.tcp_backends import free_port
+from tests.support.wsclient import NativeClient
 
 #: The defaults of PyorbitedSettings, which some tests check as they ship.
 DEFAULT_MAX_CONNECTIONS = 64

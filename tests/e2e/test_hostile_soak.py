@@ -32,8 +32,8 @@ import aiohttp
 import orjson
 
 from orbiter import AsyncClient
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 DURATION = 12.0
 #: The server may grow by at most this much over its idle size while under attack.

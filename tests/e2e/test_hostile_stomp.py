@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
-from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import RawClient, connect, start_stomp_server
 
 #: How the broker counts a queue message (see orbiter.services.stomp.queues): its body and
 #: 256 bytes, plus each forwarded header (a raw SEND with destination and receipt has none).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 
 from tests.e2e.test_http_api import request
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 
 async def test_a_batch_is_published_in_order_and_delivered(server: RunningServer) -> None:

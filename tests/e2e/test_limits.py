@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from orbiter import AsyncClient, OrbiterError
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 CONFIG = """
 [server]

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import aiohttp
 import orjson
 
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 

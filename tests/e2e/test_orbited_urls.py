@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from orbiter import AsyncClient
-from tests.e2e.sse_client import EventStream
 from tests.support.server import RunningServer
+from tests.support.sse_client import EventStream
 
 TIMEOUT = 1.0
 CONFIG = f"""

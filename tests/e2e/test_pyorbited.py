@@ -7,10 +7,10 @@ import socket
 import subprocess
 import sys
 
-from tests.e2e.tcp_backends import free_port
-from tests.e2e.wsclient import NativeClient
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
+from tests.support.tcp_backends import free_port
+from tests.support.wsclient import NativeClient
 
 
 async def test_orbit_event_reaches_the_key_and_answers_like_03(start_server) -> None:

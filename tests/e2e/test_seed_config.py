@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.tcp_backends import free_port
 from tests.support.seed_server import SeedServer
+from tests.support.tcp_backends import free_port
 
 CHAT_INI = (Path(__file__).parent.parent / "fixtures" / "chat.ini").read_text()
 

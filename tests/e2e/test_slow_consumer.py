@@ -21,8 +21,8 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 CHANNEL = "stream:fast"
 MESSAGES = 3000

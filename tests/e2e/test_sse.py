@@ -14,8 +14,8 @@ import pytest
 from orbiter import AsyncClient
 from orbiter.model import StreamPosition
 from orbiter.protocol.eventstream import encode_positions, parse_positions
-from tests.e2e.sse_client import EventStream
 from tests.support.server import RunningServer
+from tests.support.sse_client import EventStream
 
 
 def sse_url(base: str, *channels: str) -> str:

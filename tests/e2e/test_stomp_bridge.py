@@ -12,10 +12,10 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.sse_client import EventStream
-from tests.e2e.stomp_helpers import connect, start_stomp_server
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.sse_client import EventStream
+from tests.support.stomp_helpers import connect, start_stomp_server
+from tests.support.wsclient import NativeClient
 
 CHANNEL = "chat:bridge"
 TOPIC = "/topic/" + CHANNEL

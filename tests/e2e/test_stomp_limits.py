@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 import stomp
 
-from tests.e2e.stomp_helpers import Collector, RawClient, connect, start_stomp_server
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import Collector, RawClient, connect, start_stomp_server
+from tests.support.wsclient import NativeClient
 
 
 def stats(srv: RunningServer) -> dict[str, Any]:

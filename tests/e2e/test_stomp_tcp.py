@@ -13,9 +13,9 @@ import pytest
 import stomp
 
 from orbiter.protocol.stomp import encode_frame
-from tests.auth.keys import SECRET, token
-from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
+from tests.support.keys import SECRET, token
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import RawClient, connect, start_stomp_server
 
 STOMP_TOML = """
 max_queue_length = 5

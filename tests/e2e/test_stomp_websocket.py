@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
-from tests.e2e.stomp_helpers import start_stomp_server
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import start_stomp_server
 
 
 @pytest.fixture(scope="module")

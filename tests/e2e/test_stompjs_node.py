@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stomp_helpers import start_stomp_server
 from tests.support.npm import npm_file
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import start_stomp_server
 
 HERE = Path(__file__).resolve().parent
 STOMPJS = "@stomp/stompjs/esm6/index.js"

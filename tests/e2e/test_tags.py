@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.stomp_helpers import RawClient, connect, start_stomp_server
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.stomp_helpers import RawClient, connect, start_stomp_server
+from tests.support.wsclient import NativeClient
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.auth.keys import SECRET, token
-from tests.e2e.tcp_backends import Echo, free_port
+from tests.support.keys import SECRET, token
 from tests.support.server import RunningServer
+from tests.support.tcp_backends import Echo, free_port
 
 ECHO = free_port()
 

@@ -16,7 +16,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.tcp_backends import (
+from tests.support.relay import Relay
+from tests.support.server import RunningServer
+from tests.support.tcp_backends import (
     Echo,
     Firehose,
     Greeter,
@@ -25,8 +27,6 @@ from tests.e2e.tcp_backends import (
     tcp_sockets,
     wait_for_sockets,
 )
-from tests.support.relay import Relay
-from tests.support.server import RunningServer
 
 PORTS = {name: free_port() for name in ("echo", "greeter", "stalled", "firehose", "refused")}
 

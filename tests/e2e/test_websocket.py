@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 
 from orbiter import AsyncClient
-from tests.e2e.wsclient import NativeClient
 from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
 
 
 async def test_api_publication_reaches_websocket_subscribers(server: RunningServer) -> None:

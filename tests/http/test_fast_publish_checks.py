@@ -15,7 +15,7 @@ import pytest
 from orbiter.config import Config
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
-from tests.http.standins import StandInTakeover, StandInTransport
+from tests.support.standins import StandInTakeover, StandInTransport
 
 KEY = "s3cret-Key"
 

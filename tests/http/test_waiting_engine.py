@@ -20,7 +20,7 @@ from orbiter.http.api import publish_body
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.model import JSON, Publication
 from orbiter.node import Node
-from tests.http.standins import StandInTakeover, StandInTransport
+from tests.support.standins import StandInTakeover, StandInTransport
 
 
 class WaitingBroker(MemoryBroker):

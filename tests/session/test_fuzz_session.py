@@ -16,7 +16,7 @@ from orbiter.config import AuthSettings, ChannelRule, Config, Limits
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession
-from tests.auth.keys import SECRET, token
+from tests.support.keys import SECRET, token
 
 CONFIG = replace(
     Config(),

@@ -29,7 +29,7 @@ from orbiter.config import config_from_dict
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
 from orbiter.transports.websocket import NativeWebSocket, _Endpoint
-from tests.http.standins import StandInTakeover, StandInTransport
+from tests.support.standins import StandInTakeover, StandInTransport
 
 
 class CountingTransport(StandInTransport):
