@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 
 from orbiter import AsyncClient
+from tests.support.rawhttp import RawConnection, fetch
 from tests.support.server import RunningServer
-from tests.transports.sockjs.rawhttp import RawConnection, fetch
 
 
 class PollingClient:

@@ -1,9 +1,9 @@
+"""The URLs of a running server's SockJS test services (``--sockjs-test-services``),
+for the end-to-end SockJS tests and their ``sockjs`` fixture (``tests/e2e/conftest.py``)."""
+
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from tests.support.server import RunningServer
 
@@ -27,11 +27,3 @@ class SockJSUrls:
     @staticmethod
     def ws(url: str) -> str:
         return url.replace("http://", "ws://", 1)
-
-
-@pytest.fixture(scope="module")
-def sockjs() -> Iterator[SockJSUrls]:
-    """A server with the SockJS test services, shared by a module's tests."""
-    server = RunningServer(args=("--sockjs-test-services",))
-    yield SockJSUrls(server)
-    server.stop()

@@ -9,8 +9,8 @@ import hashlib
 import aiohttp
 import pytest
 
-from tests.transports.sockjs.conftest import SockJSUrls
-from tests.transports.sockjs.rawhttp import RawConnection, fetch
+from tests.support.rawhttp import RawConnection, fetch
+from tests.support.sockjs_urls import SockJSUrls
 
 TIMEOUT = 5.0
 

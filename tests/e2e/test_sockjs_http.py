@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from tests.transports.sockjs.conftest import SockJSUrls
-from tests.transports.sockjs.rawhttp import Head, RawConnection, fetch
+from tests.support.rawhttp import Head, RawConnection, fetch
+from tests.support.sockjs_urls import SockJSUrls
 
 NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -10,8 +10,8 @@ import asyncio
 
 import aiohttp
 
-from tests.transports.sockjs.conftest import SockJSUrls
-from tests.transports.sockjs.rawhttp import RawConnection, fetch
+from tests.support.rawhttp import RawConnection, fetch
+from tests.support.sockjs_urls import SockJSUrls
 
 TIMEOUT = 5.0
 KEYS = {"Sec-WebSocket-Key1": "4 @1  46546xW%0l 1 5", "Sec-WebSocket-Key2": "12998 5 Y3 1  .P00"}

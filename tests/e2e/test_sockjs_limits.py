@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 import aiohttp
 import pytest
 
+from tests.support.rawhttp import RawConnection, fetch
 from tests.support.server import RunningServer
-from tests.transports.sockjs.conftest import SockJSUrls
-from tests.transports.sockjs.rawhttp import RawConnection, fetch
+from tests.support.sockjs_urls import SockJSUrls
 
 SMALL = """
 [limits]
