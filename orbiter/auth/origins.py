@@ -112,6 +112,10 @@ def _is_ip_literal(name: str) -> bool:
     return True
 
 
+#: At most this many ``Host`` values' verdicts are remembered.
+_VERDICTS = 256
+
+
 class HostAllowList:
     """Which ``Host`` header names a server answers (``server.allowed_hosts``).
 
@@ -123,7 +127,7 @@ class HostAllowList:
     never a browser) names nothing to refuse and is let through.
     """
 
-    __slots__ = ("any_host", "any_ip", "default", "domains", "names")
+    __slots__ = ("_verdicts", "any_host", "any_ip", "default", "domains", "names")
 
     def __init__(self, allowed: tuple[str, ...], *, bound: str, running_open: bool) -> None:
         #: True when the list is the open server's default (for the refusal message).
@@ -145,11 +149,22 @@ class HostAllowList:
                 names.add(name)
         self.names = frozenset(names)
         self.domains = tuple(domains)
+        #: Verdicts on the ``Host`` values seen lately (a connection sends the same one
+        #: with every request); forgotten all at once when it holds :data:`_VERDICTS`.
+        self._verdicts: dict[str, bool] = {}
 
     def allows(self, host: str | None) -> bool:
         """May a request with this ``Host`` header value (None: none sent) be answered?"""
         if self.any_host or host is None:
             return True
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            if len(self._verdicts) >= _VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[host] = self._judge(host)
+        return verdict
+
+    def _judge(self, host: str) -> bool:
         name = host_name(host)
         if name is None:
             return False

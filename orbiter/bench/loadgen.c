@@ -294,7 +294,7 @@ static int open_pub_socket(void) { return open_socket_to(pub_host, pub_port); }
 static void send_request(int fd, const char *path, int ws) {
     char req[8192];
     int n;
-    if (ws)
+    if (ws == 1)
         n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

@@ -7,14 +7,14 @@ from pathlib import Path
 from aiohttp import web
 
 from orbiter.http import api
-from orbiter.http.client_input import client_input
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
+from orbiter.http.front import front
 from orbiter.http.keys import NODE, RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.comet import add_comet_routes
-from orbiter.transports.guard import add_cors_headers, forwarded_peer, host_guard, origin_guard
+from orbiter.transports.guard import add_cors_headers, origin_guard
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
 from orbiter.transports.tcp_pyorbited import add_pyorbited_listener
@@ -32,12 +32,10 @@ def build_app(node: Node) -> web.Application:
     app = web.Application(
         client_max_size=node.config.limits.max_http_body,
         # Bodies must keep arriving (limits.body_timeout); a client gone mid-request is one
-        # line (http/client_input.py). Request heads are timed in http/sniffing.py and by
+        # line (http/front.py). Request heads are timed in http/sniffing.py and by
         # aiohttp's keepalive_timeout (server.py).
         middlewares=[
-            forwarded_peer,
-            client_input(node.config.limits.body_timeout),
-            host_guard,
+            front(node.config.limits.body_timeout),
             api.api_errors,
             origin_guard,
         ],

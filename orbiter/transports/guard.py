@@ -6,9 +6,9 @@ so is the handshake head the native WebSocket reads itself, before aiohttp
 rules from this one place.
 
 :func:`host_refusal` is the one ``Host`` check (``server.allowed_hosts``,
-decided by :class:`orbiter.auth.origins.HostAllowList`): :func:`host_guard`
-(a middleware on every route) answers a refused ``Host`` ``400`` naming it,
-logged and counted; the sniffed fast paths check it through
+decided by :class:`orbiter.auth.origins.HostAllowList`): :func:`head_refusal`
+(which the front middleware, ``http/front.py``, asks on every route) answers a
+refused ``Host`` ``400`` naming it, logged and counted; the sniffed fast paths check it through
 :func:`host_allowed` (publish) and :func:`origin_verdict` (WebSocket
 handshakes), and leave refused requests to aiohttp, which answers them so.
 
@@ -27,10 +27,10 @@ a request that would open a channel past ``limits.max_channels``
 :func:`authorize_read` applies a session's subscribe rules to routes that
 have no session (long polls): 401/403 naming the problem, counted.
 
-:func:`forwarded_peer` (a middleware on every route) takes the client's
-address from ``X-Forwarded-For`` when, and only when, the request comes from
-one of ``server.trusted_proxies`` (:func:`peer_address`), so per-IP limits
-and logs see the client.
+:func:`peer_address` takes the client's address from ``X-Forwarded-For``
+when, and only when, the request comes from one of ``server.trusted_proxies``,
+so per-IP limits and logs see the client (the front middleware applies it to
+every aiohttp route).
 """
 
 from __future__ import annotations
@@ -121,17 +121,18 @@ def host_refusal(request: RequestHead, node: Node) -> str | None:
     return f"Host {shown} is not in server.allowed_hosts"
 
 
-@web.middleware
-async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer ``400`` to a request whose ``Host`` is not allowed (``server.allowed_hosts``),
-    and to a WebSocket handshake with a header that is not ASCII (aiohttp's own
-    handshake check would fail on it with a 500), on every route."""
-    refusal = host_refusal(request, request.app[NODE])
+def head_refusal(request: web.Request, node: Node) -> str | None:
+    """Why a request may not be answered from its head alone, or None.
+
+    Its ``Host`` is not allowed (``server.allowed_hosts``), or it is a
+    WebSocket handshake with a header that is not ASCII (aiohttp's own
+    handshake check would fail on it with a 500). Answered ``400`` on every
+    route, by the front middleware (``http/front.py``).
+    """
+    refusal = host_refusal(request, node)
     if refusal is None and "Upgrade" in request.headers:
         refusal = undecodable(request.headers)
-    if refusal is not None:
-        return error_response(400, refusal)
-    return await handler(request)
+    return refusal
 
 
 def origin_verdict(request: RequestHead, node: Node) -> tuple[str | None, bool]:
@@ -253,15 +254,6 @@ def peer_address(remote: str | None, headers: MultiMapping[str], node: Node) -> 
         if client is not None:
             return client
     return remote
-
-
-@web.middleware
-async def forwarded_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Behind a trusted proxy (``server.trusted_proxies``), the peer is the forwarded client."""
-    peer = peer_address(request.remote, request.headers, request.app[NODE])
-    if peer is not None and peer != request.remote:
-        request = request.clone(remote=peer)
-    return await handler(request)
 
 
 def request_credentials(request: RequestHead, transport: str) -> Credentials:

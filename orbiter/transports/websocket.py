@@ -152,7 +152,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     aiohttp's own handshake check answers a bad handshake (``400`` naming the
     problem); the origin guard has already answered a refused origin.
     """
-    ws = web.WebSocketResponse()  # (a header that is not ASCII: refused by guard.host_guard)
+    ws = web.WebSocketResponse()  # (a header that is not ASCII: refused by guard.head_refusal)
     if not ws.can_prepare(request).ok:
         await ws.prepare(request)  # raises aiohttp's 400
     log.warning("websocket from %s: a handshake orbiter did not take", request.remote)

@@ -1,16 +1,21 @@
-"""Request bodies that stop arriving, and clients that leave mid-request, on aiohttp routes.
+"""The front middleware: what every aiohttp route does first, in one layer.
 
-:func:`client_input` is a middleware. A request whose body is not all here
-when its handler starts is watched: once no byte of it has arrived for
-``limits.body_timeout`` seconds (while the handler has read all there is),
-its next read fails with :class:`BodyTimedOut` and the request is answered 408
-and the connection closed (or only closed, if an answer was already begun).
-Requests whose body came with the head, as almost all do, are not watched.
+:func:`front` takes the client's address from a trusted proxy's
+``X-Forwarded-For`` (:func:`~orbiter.transports.guard.peer_address`),
+answers ``400`` to a head that may not be answered
+(:func:`~orbiter.transports.guard.head_refusal`: a ``Host`` not allowed, a
+WebSocket handshake header that is not ASCII), and watches the body: a
+request whose body is not all here when its handler starts fails its next
+read with :class:`BodyTimedOut` once no byte has arrived for
+``limits.body_timeout`` seconds, and is answered 408 and closed (or only
+closed, if an answer was begun). Requests whose body came with the head, as
+almost all do, are not watched.
 
 A client that disconnects while its request is read (``ConnectionResetError``
 or aiohttp's "Connection closed." from the body reader) is one INFO line,
 not aiohttp's ERROR with a traceback: anyone can cause it, so it must not be
-able to fill the log.
+able to fill the log. One middleware, not three: each layer costs every
+request a coroutine.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
+from orbiter.transports.guard import head_refusal, peer_address
 
 log = logging.getLogger("orbiter.http")
 
@@ -84,11 +90,18 @@ class _BodyWatch:
         self._handle = self._loop.call_later(self._interval, self._check)
 
 
-def client_input(body_timeout: float) -> Middleware:
-    """The middleware: bodies must keep arriving; a client gone mid-request is one line."""
+def front(body_timeout: float) -> Middleware:
+    """The middleware (see the module docstring)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        node = request.app[NODE]
+        peer = peer_address(request.remote, request.headers, node)
+        if peer is not None and peer != request.remote:
+            request = request.clone(remote=peer)
+        refusal = head_refusal(request, node)
+        if refusal is not None:
+            return error_response(400, refusal)
         payload = request.content
         watch = None if payload.is_eof() else _BodyWatch(payload, body_timeout)
         try:
