@@ -110,7 +110,8 @@ class ServerConnection:
         "_size",
         "_skip",
         "_state",
-        "frame_budget",
+        "frame_limit",
+        "frames",
     )
 
     def __init__(self, max_message_size: int) -> None:
@@ -132,9 +133,12 @@ class ServerConnection:
         self._state = _OPEN
         #: A protocol error or invalid data: nothing more can be parsed.
         self._broken = False
-        #: Frames :meth:`next_event` may still parse (None: no bound); at 0 it
-        #: returns None until the caller grants more, and :attr:`starved` says so.
-        self.frame_budget: int | None = None
+        #: Frames parsed since the caller last set it to 0, and how many it may be
+        #: (None: no bound); at the limit :meth:`next_event` returns None until the
+        #: caller resets ``frames``, and :attr:`starved` says so. (Counting up keeps
+        #: ``frames`` a small, shared int object: no memory per idle connection.)
+        self.frames = 0
+        self.frame_limit: int | None = None
 
     @property
     def open(self) -> bool:
@@ -148,8 +152,14 @@ class ServerConnection:
 
     @property
     def starved(self) -> bool:
-        """Is a received frame waiting for :attr:`frame_budget`?"""
-        return self.frame_budget == 0 and len(self._buf) > self._pos and not self.closed
+        """Is a received frame waiting for :attr:`frames` to be reset?"""
+        limit = self.frame_limit
+        return (
+            limit is not None
+            and self.frames >= limit
+            and len(self._buf) > self._pos
+            and not self.closed
+        )
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the client (ignored once :attr:`closed`)."""
@@ -195,7 +205,10 @@ class ServerConnection:
         while not self.closed and not self._skip:
             buf, pos = self._buf, self._pos
             available = len(buf) - pos
-            if available < 2 or self.frame_budget == 0:
+            if available < 2:
+                return None
+            limit = self.frame_limit
+            if limit is not None and self.frames >= limit:
                 return None
             first, second = buf[pos], buf[pos + 1]
             if not second & 0x80:
@@ -251,8 +264,7 @@ class ServerConnection:
                 return None
             payload = _unmask(buf[start + 4 : end], buf[start : start + 4])
             self._pos = end
-            if self.frame_budget is not None:
-                self.frame_budget -= 1
+            self.frames += 1
             if opcode >= 0x8:
                 event = self._control(opcode, payload)
             else:

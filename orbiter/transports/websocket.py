@@ -256,7 +256,7 @@ class NativeWebSocket(ClaimedProtocol):
         "_takeover",
         "_throttled",
         "_transport",
-        "_window_end",
+        "_window",
         "wheel_bucket",
     )
 
@@ -272,13 +272,17 @@ class NativeWebSocket(ClaimedProtocol):
         self._session = session
         self._peer = peer
         self._core: ServerConnection | None = ServerConnection(endpoint.max_message_size)
+        self._core.frame_limit = endpoint.frame_rate
         self._transport: asyncio.Transport | None = None
         self._receiving: asyncio.Task[None] | None = None
         #: Reading is paused while a message runs, and while the client is over
-        #: ``limits.frame_rate`` (until ``_window_end``, when its budget is renewed).
+        #: ``limits.frame_rate`` (until the next second, when its count starts again).
+        #: ``_window`` names the second the count is of, modulo 256 (a small int: no
+        #: object per connection; a count 256 s stale is taken for fresh, which can
+        #: only throttle a second early).
         self._paused = False
         self._throttled = False
-        self._window_end = 0.0
+        self._window = -1
         #: When the client was last heard from, a ping went unanswered since, orbiter's
         #: close frame went out (``time.monotonic()``; 0: not).
         self._seen = 0.0
@@ -302,9 +306,10 @@ class NativeWebSocket(ClaimedProtocol):
         core = self._core
         if core is None:
             return
-        if now >= self._window_end and not self._throttled:
-            core.frame_budget = self._endpoint.frame_rate
-            self._window_end = now + 1.0
+        window = int(now) & 0xFF
+        if window != self._window and not self._throttled:
+            core.frames = 0
+            self._window = window
         core.receive_data(data)
         if self._receiving is None:
             self._process()
@@ -354,8 +359,7 @@ class NativeWebSocket(ClaimedProtocol):
         self._throttled = True
         transport.pause_reading()
         self._endpoint.node.counters["limit_frame_rate"] += 1
-        wait = max(0.0, self._window_end - time.monotonic())
-        asyncio.get_running_loop().call_later(wait, self._unthrottle)
+        asyncio.get_running_loop().call_later(1.0 - time.monotonic() % 1.0, self._unthrottle)
 
     def _unthrottle(self) -> None:
         """A new second: a new budget of frames; handle what waited, read again."""
@@ -363,8 +367,8 @@ class NativeWebSocket(ClaimedProtocol):
         core, transport = self._core, self._transport
         if core is None or transport is None:
             return
-        core.frame_budget = self._endpoint.frame_rate
-        self._window_end = time.monotonic() + 1.0
+        core.frames = 0
+        self._window = int(time.monotonic()) & 0xFF
         if self._receiving is None:
             self._process()
         if not self._throttled and not self._paused:

@@ -376,28 +376,28 @@ def test_a_message_trickled_in_small_pieces_is_gathered_in_time_linear_in_its_si
     assert spent < 1.0, spent
 
 
-def test_the_frame_budget_stops_parsing_until_more_is_granted() -> None:
+def test_the_frame_limit_stops_parsing_until_the_count_is_reset() -> None:
     conn = ServerConnection(1000)
-    conn.frame_budget = 2
+    conn.frame_limit = 2
     events, out = feed(conn, frame(PING, b"a") + frame(TEXT, b"one") + frame(TEXT, b"two"))
     assert summary(events) == [("message", "one")]  # the ping and "one": two frames
     assert out == bytes((0x8A, 1)) + b"a"
     assert conn.starved
-    assert conn.next_event() is None  # nothing more without a new budget
-    conn.frame_budget = 5
+    assert conn.next_event() is None  # nothing more until the count starts again
+    conn.frames = 0
     assert not conn.starved
     events, _ = feed(conn, b"")
     assert summary(events) == [("message", "two")]
-    assert conn.frame_budget == 4
+    assert conn.frames == 1
     assert not conn.starved
 
 
 def test_a_frame_still_arriving_is_not_starved() -> None:
     conn = ServerConnection(1000)
-    conn.frame_budget = 0
+    conn.frame_limit = 0
     conn.receive_data(frame(TEXT, b"partial")[:4])
     assert conn.next_event() is None
-    assert conn.starved  # its first bytes wait for the budget, not for more bytes
+    assert conn.starved  # its first bytes wait for the count, not for more bytes
     fresh = ServerConnection(1000)
-    fresh.frame_budget = 0
+    fresh.frame_limit = 0
     assert not fresh.starved  # nothing received, nothing waiting
