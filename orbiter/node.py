@@ -70,15 +70,15 @@ class Node:
             )
         )
         self.presence = presence if presence is not None else MemoryPresenceStore()
-        self.pubsub = PubSub(config, self.broker, self.presence)
+        #: Limit violations and refusals by name, for ``GET /api/stats``.
+        self.counters: Counter[str] = Counter()
+        self.pubsub = PubSub(config, self.broker, self.presence, self.counters)
         #: Writes what pushed outboxes (WebSocket sessions) queued, once per loop iteration.
         self.flusher = Flusher()
         self.sessions: set[ClientSession] = set()
         self._sessions_gone = asyncio.Event()
         #: Who connections are and what they may do (tokens, hooks, channel rules).
         self.auth = Authenticator(config)
-        #: Limit violations and refusals by name, for ``GET /api/stats``.
-        self.counters: Counter[str] = Counter()
         self._per_ip: Counter[str] = Counter()
         #: Connections that are not native sessions (STOMP), counted in the same limits.
         self.other_connections = 0

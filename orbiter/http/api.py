@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -55,8 +55,13 @@ def error_payload(status: int, message: str) -> dict[str, Any]:
     return {"error": {"status": status, "message": message}}
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return json_response(error_payload(status, message), status)
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    response = json_response(error_payload(status, message), status)
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 @web.middleware
@@ -78,15 +83,14 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def _refused(request: web.Request, exc: ApiError) -> web.Response:
     """The JSON answer to a refused call, logged."""
-    log.info(
-        "%s %s from %s: %d %s",
-        request.method,
-        request.path[:200],
-        request.remote,
-        exc.status,
-        exc.message,
-    )
-    return error_response(exc.status, exc.message)
+    return error_response(*refusal_answer(exc, request.method, request.path, request.remote))
+
+
+def refusal_answer(exc: ApiError, method: str, path: str, peer: str | None) -> tuple[int, str]:
+    """What :func:`api_errors` (and the publish fast path) answers a refused call, logged:
+    its status and the JSON error's message."""
+    log.info("%s %s from %s: %d %s", method, path[:200], peer, exc.status, exc.message)
+    return exc.status, exc.message
 
 
 def _body_too_large(node: Node) -> ApiError:

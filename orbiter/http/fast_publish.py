@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ from orbiter.http.api import (
     error_payload,
     json_type_refusal,
     publish_body,
+    refusal_answer,
 )
 from orbiter.http.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
 from orbiter.protocol.http_publish import (
@@ -55,13 +56,11 @@ from orbiter.protocol.http_publish import (
     PublishParser,
     judge_head,
 )
-from orbiter.transports.guard import client_address, host_allowed
+from orbiter.transports.guard import channels_full_answer, forwarded_peer, host_allowed
 
 if TYPE_CHECKING:
     from orbiter.node import Node
 
-api_log = logging.getLogger("orbiter.api")
-origin_log = logging.getLogger("orbiter.origin")
 log = logging.getLogger("orbiter.http")
 
 #: Seconds an idle keep-alive connection stays open (aiohttp's default, as for its own).
@@ -74,6 +73,7 @@ _INTERNAL_ERROR_HEAD = (
     b"Content-Length: "
 )
 _INTERNAL_ERROR = b"500 Internal Server Error\n\nServer got itself in trouble"
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class _DateHeader:
@@ -286,25 +286,25 @@ class FastPublishProtocol(ClaimedProtocol):
         return b"%s%d\r\n%s%s%s" % (_OK_HEAD, len(body), self._dates.lines(), connection, body)
 
     def _failure(self, exc: Exception, head: PublishHead) -> bytes:
-        """The answer aiohttp's error middleware gives for ``exc``."""
+        """The answer aiohttp's middleware gives for ``exc``: the same rule functions."""
         if isinstance(exc, ApiError):
-            api_log.info(
-                "POST /api/publish from %s: %d %s", self._peer(head), exc.status, exc.message
-            )
-            return self._error(exc.status, exc.message, head.close)
+            status, message = refusal_answer(exc, "POST", "/api/publish", self._peer(head))
+            return self._error(status, message, close=head.close)
         if isinstance(exc, TooManyStreams):
-            self._node.counters["limit_channels"] += 1
-            origin_log.warning("POST /api/publish from %s: %s", self._peer(head), exc)
-            return self._error(503, str(exc), head.close, b"Retry-After: 5\r\n")
+            answer = channels_full_answer(exc, "POST", "/api/publish", self._peer(head))
+            return self._error(*answer, close=head.close)
         log.exception("POST /api/publish from %s failed", self._peer(head))
         self._closing = True
         return self._response(
             b"500 Internal Server Error", b"text/plain; charset=utf-8", _INTERNAL_ERROR, True
         )
 
-    def _error(self, status: int, message: str, close: bool, extra: bytes = b"") -> bytes:
+    def _error(
+        self, status: int, message: str, headers: Mapping[str, str] = _NO_HEADERS, *, close: bool
+    ) -> bytes:
         body = orjson.dumps(error_payload(status, message))
         status_line = b"%d %s" % (status, HTTPStatus(status).phrase.encode())
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
         return self._response(status_line, b"application/json", body, close, extra)
 
     def _response(
@@ -321,13 +321,9 @@ class FastPublishProtocol(ClaimedProtocol):
             body,
         )
 
-    def _peer(self, head: PublishHead) -> str:
+    def _peer(self, head: PublishHead) -> str | None:
         """The client, for logs: the forwarded one when the peer is a trusted proxy."""
-        peer = self._takeover.peer
-        proxies = self._node.config.trusted_proxies
-        if proxies and peer in proxies:
-            return client_address(list(head.forwarded_for), proxies) or peer
-        return peer
+        return forwarded_peer(self._takeover.peer, head.forwarded_for, self._node)
 
     # The connection
 
@@ -390,7 +386,7 @@ class FastPublishProtocol(ClaimedProtocol):
                 stall,
             )
             message = f"no byte of the request for {stall:g} s (limits.body_timeout)"
-            self._transport.write(self._error(408, message, True))
+            self._transport.write(self._error(408, message, close=True))
             self._transport.close()
         elif idle >= KEEPALIVE_TIMEOUT and not self._busy:
             self._idle_timer = None

@@ -279,6 +279,21 @@ def validate_channel(channel: object) -> str:
     return channel
 
 
+#: Channels whose names start with this are the server's (Orbited key channels,
+#: ``$key:...``, are joined by connecting as the key): no client names one.
+RESERVED_PREFIX = "$"
+
+
+def reserved_refusal(channel: str) -> str | None:
+    """Why a client may not subscribe, publish or read ``channel`` by name, or None.
+
+    The one reserved-name rule of every route (native, STOMP, SSE, long polls).
+    """
+    if channel.startswith(RESERVED_PREFIX):
+        return f"channel {channel!r} is reserved for the server"
+    return None
+
+
 def is_reserved_tag(name: str) -> bool:
     """True if no tag may be called ``name``: a STOMP MESSAGE's own header or ``orbiter-*``.
 

@@ -20,7 +20,8 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from orbiter.config import Config
@@ -29,6 +30,7 @@ from orbiter.engine.base import (
     HistoryPage,
     HistoryPolicy,
     PresenceStore,
+    TooManyStreams,
 )
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey
@@ -143,8 +145,16 @@ def _batch_handler(sub: Subscriber) -> BatchHandler:
 
 
 class PubSub:
-    def __init__(self, config: Config, broker: Broker, presence: PresenceStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        broker: Broker,
+        presence: PresenceStore,
+        counters: Counter[str] | None = None,
+    ) -> None:
         self._config = config
+        #: Refusals by name (the node's, shown at ``/api/stats``): ``limit_channels``.
+        self._counters: Counter[str] = counters if counters is not None else Counter()
         self._broker = broker
         self._presence = presence
         self._channels: dict[str, _Channel] = {}
@@ -208,21 +218,35 @@ class PubSub:
         if left is not None and self._config.rule_for(channel).presence:
             await self._broker.publish_presence(PresenceEvent(channel, False, left))
 
-    def publish(
+    async def publish(
         self, channel: str, data: JSON, tags: dict[str, str] | None = None
-    ) -> Coroutine[Any, Any, Publication]:
-        """Publish to ``channel`` (await the result): the broker's own coroutine, not one more.
+    ) -> Publication:
+        """Publish to ``channel``.
 
         ``tags`` (checked by :func:`orbiter.protocol.native.validate_tags`) go with it.
+        A publication that would open a channel past ``limits.max_channels`` raises
+        :class:`TooManyStreams`, counted here (``limit_channels``) for every route;
+        the routes only answer it in their protocol.
         """
-        return self._broker.publish(channel, data, self.policy(channel), tags)
+        try:
+            return await self._broker.publish(channel, data, self.policy(channel), tags)
+        except TooManyStreams:
+            self._counters["limit_channels"] += 1
+            raise
 
     def publish_at_once(
         self, channel: str, data: JSON, tags: dict[str, str] | None = None
     ) -> Publication | None:
-        """Publish without suspending, if the engine can; else None (then await :meth:`publish`)."""
+        """Publish without suspending, if the engine can; else None (then await :meth:`publish`).
+
+        Refused and counted as :meth:`publish` is.
+        """
         policy = self._policies.get(channel) or self.policy(channel)
-        return self._broker.publish_at_once(channel, data, policy, tags)
+        try:
+            return self._broker.publish_at_once(channel, data, policy, tags)
+        except TooManyStreams:
+            self._counters["limit_channels"] += 1
+            raise
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel."""

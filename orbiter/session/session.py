@@ -56,6 +56,7 @@ from orbiter.protocol.native import (
     encode_reply,
     encode_unsubscribed,
     publication_fields,
+    reserved_refusal,
     validate_channel,
 )
 from orbiter.services.pubsub import PubSub
@@ -64,10 +65,6 @@ from orbiter.session.outbox import Outbox
 from orbiter.session.rate import TokenBucket
 
 log = logging.getLogger("orbiter.session")
-
-#: Channels whose names start with this are bound by the server (Orbited
-#: keys); clients cannot subscribe or publish to them by name.
-RESERVED_PREFIX = "$"
 
 #: The error code of a refusal, by why auth refused it.
 _ERROR_CODES = {
@@ -340,10 +337,9 @@ class ClientSession:
                 f"publishing too fast: at most {limits.publish_rate:g} per second "
                 f"(bursts of {limits.publish_burst}; limits.publish_rate); not published",
             )
-        if channel.startswith(RESERVED_PREFIX):
-            raise Refusal(
-                ErrorCode.PERMISSION_DENIED, f"channel {channel!r} is reserved for the server"
-            )
+        reserved = reserved_refusal(channel)
+        if reserved is not None:
+            raise Refusal(ErrorCode.PERMISSION_DENIED, reserved)
         assert self.identity is not None
         try:
             data = await self._auth.permissions.check_publish(
@@ -359,8 +355,7 @@ class ClientSession:
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         try:
             pub = await self._pubsub.publish(channel, data, tags)
-        except TooManyStreams as exc:
-            self.counters["limit_channels"] += 1
+        except TooManyStreams as exc:  # counted by PubSub
             raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
 
@@ -374,11 +369,12 @@ class ClientSession:
         return await self._pubsub.presence(channel)
 
     def _check_subscribable(self, channel: str) -> None:
-        if channel.startswith(RESERVED_PREFIX):
+        reserved = reserved_refusal(channel)
+        if reserved is not None:
             raise Refusal(
                 ErrorCode.PERMISSION_DENIED,
-                f"channel {channel!r} is reserved: Orbited key channels are joined by "
-                "'connect' with user/session/location",
+                f"{reserved}: Orbited key channels are joined by 'connect' with "
+                "user/session/location",
             )
         if channel in self._subs:
             raise Refusal(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")

@@ -19,7 +19,9 @@ gets ``403`` with a JSON error naming it, a log line and a counter. Allowed
 cross-origin requests get CORS headers naming the origin, with credentials
 (:func:`add_cors_headers`); refused ones get none. The same middleware turns
 a request that would open a channel past ``limits.max_channels``
-(:class:`TooManyStreams`) into a ``503`` with ``Retry-After``, counted.
+(:class:`TooManyStreams`, counted by PubSub) into the ``503`` with
+``Retry-After`` of :func:`channels_full_answer`, which the publish fast path
+gives too.
 
 :func:`request_credentials` collects what a request presents for
 :meth:`orbiter.auth.Authenticator.authenticate_connection`: a token from
@@ -30,15 +32,15 @@ have no session (long polls): 401/403 naming the problem, counted.
 :func:`peer_address` takes the client's address from ``X-Forwarded-For``
 when, and only when, the request comes from one of ``server.trusted_proxies``,
 so per-IP limits and logs see the client (the front middleware applies it to
-every aiohttp route).
+every aiohttp route, the publish fast path through :func:`forwarded_peer`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -60,6 +62,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Path prefixes that are not push routes (no origin check, no CORS).
 _UNGUARDED = ("/api/", "/static/")
+
+
+class ErrorAnswer(NamedTuple):
+    """A refusal as HTTP says it: the status, the JSON error's message, extra headers.
+
+    What a rule decides, for aiohttp's middleware and the publish fast path to write.
+    """
+
+    status: int
+    message: str
+    headers: Mapping[str, str] = {}
+
+
+#: Seconds a request refused for ``limits.max_channels`` is told to wait (``Retry-After``).
+CHANNELS_RETRY_AFTER = 5
 
 
 class RequestHead(Protocol):
@@ -207,11 +224,19 @@ async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResp
     try:
         return await handler(request)
     except TooManyStreams as exc:
-        request.app[NODE].counters["limit_channels"] += 1
-        log.warning("%s %s from %s: %s", request.method, request.path[:200], request.remote, exc)
-        response = error_response(503, str(exc))
-        response.headers["Retry-After"] = "5"
-        return response
+        answer = channels_full_answer(exc, request.method, request.path, request.remote)
+        return error_response(*answer)
+
+
+def channels_full_answer(
+    exc: TooManyStreams, method: str, path: str, peer: str | None
+) -> ErrorAnswer:
+    """The answer to a request that would open a channel past ``limits.max_channels``.
+
+    Logged here; counted by PubSub, which raised it.
+    """
+    log.warning("%s %s from %s: %s", method, path[:200], peer, exc)
+    return ErrorAnswer(503, str(exc), {"Retry-After": str(CHANNELS_RETRY_AFTER)})
 
 
 def cors_headers(request: RequestHead, node: Node) -> dict[str, str]:
@@ -233,7 +258,7 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.update(cors_headers(request, request.app[NODE]))
 
 
-def client_address(forwarded_for: list[str], proxies: tuple[str, ...]) -> str | None:
+def client_address(forwarded_for: Sequence[str], proxies: tuple[str, ...]) -> str | None:
     """The client in ``X-Forwarded-For``: the last hop that is not a trusted proxy."""
     hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
     for hop in reversed(hops):
@@ -248,9 +273,14 @@ def client_address(forwarded_for: list[str], proxies: tuple[str, ...]) -> str | 
 
 def peer_address(remote: str | None, headers: MultiMapping[str], node: Node) -> str | None:
     """The client's address: ``remote``, or behind a trusted proxy the forwarded client."""
+    return forwarded_peer(remote, headers.getall("X-Forwarded-For", ()), node)
+
+
+def forwarded_peer(remote: str | None, forwarded_for: Sequence[str], node: Node) -> str | None:
+    """:func:`peer_address`, given every ``X-Forwarded-For`` value of the request, in order."""
     proxies = node.config.trusted_proxies
     if proxies and remote in proxies:
-        client = client_address(headers.getall("X-Forwarded-For", []), proxies)
+        client = client_address(forwarded_for, proxies)
         if client is not None:
             return client
     return remote

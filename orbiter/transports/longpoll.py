@@ -22,10 +22,9 @@ from aiohttp import web
 from orbiter.http.api import error_response
 from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition, TooManyConnections
-from orbiter.protocol.native import validate_channel
+from orbiter.protocol.native import reserved_refusal, validate_channel
 from orbiter.protocol.scripts import JAVASCRIPT_CONTENT_TYPE, check_callback, jsonp
 from orbiter.services.polls import Batch, PollHub, TooManyPolls
-from orbiter.session.session import RESERVED_PREFIX
 from orbiter.transports.guard import authorize_read
 
 log = logging.getLogger("orbiter.poll")
@@ -78,8 +77,9 @@ def _parse(request: web.Request) -> tuple[str, int | None, str | None, str | Non
         channel = validate_channel(query.get("channel"))
     except ValueError as exc:
         raise _BadQuery(400, str(exc)) from None
-    if channel.startswith(RESERVED_PREFIX):
-        raise _BadQuery(403, f"channel {channel!r} is reserved for the server")
+    reserved = reserved_refusal(channel)
+    if reserved is not None:
+        raise _BadQuery(403, reserved)
     since = _offset(request, "since")
     epoch = query.get("epoch")
     if epoch is not None and (since is None or not epoch):

@@ -245,8 +245,7 @@ class PyorbitedListener:
         for key in keys:  # PubSub.event, one key at a time: a refused key stops no other
             try:
                 await pubsub.publish(key.channel, data)
-            except TooManyStreams as exc:
-                self.node.counters["limit_channels"] += 1
+            except TooManyStreams as exc:  # counted by PubSub
                 present.discard(key)
                 refused = exc
         unreachable += [str(key) for key in keys if key not in present]

@@ -23,6 +23,7 @@ from orbiter.protocol.native import (
     encode_publication,
     encode_reply,
     is_reserved_tag,
+    reserved_refusal,
     validate_tags,
 )
 
@@ -209,3 +210,12 @@ def test_tag_names_that_only_resemble_reserved_ones_pass() -> None:
     tags = {"content-lengths": "1", "x-destination": "2", "orbiter": "3", "kind": "4"}
     assert not any(is_reserved_tag(name) for name in tags)
     assert validate_tags(tags) == tags
+
+
+def test_channels_of_the_server_are_refused_by_name_with_one_message() -> None:
+    assert (
+        reserved_refusal("$key:ann, 0, /x")
+        == "channel '$key:ann, 0, /x' is reserved for the server"
+    )
+    assert reserved_refusal("$anything") is not None
+    assert reserved_refusal("chat:$lobby") is None

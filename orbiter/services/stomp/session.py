@@ -32,7 +32,12 @@ from orbiter.config import Config
 from orbiter.config_stomp import StompSettings
 from orbiter.engine.base import TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
-from orbiter.protocol.native import is_reserved_tag, validate_channel, validate_tags
+from orbiter.protocol.native import (
+    is_reserved_tag,
+    reserved_refusal,
+    validate_channel,
+    validate_tags,
+)
 from orbiter.protocol.stomp import (
     VERSIONS,
     Frame,
@@ -69,7 +74,6 @@ CLIENT_COMMANDS = frozenset(
 _NOT_FORWARDED = frozenset(
     {"destination", "receipt", "transaction", "content-length", "message-id", "subscription"}
 )
-RESERVED_PREFIX = "$"
 
 
 def _tags(frame: Frame) -> dict[str, str] | None:
@@ -270,6 +274,9 @@ class StompSession:
                 except StompError as exc:
                     self.fail(exc.message, exc.detail, frame.get("receipt"))
                     return
+                except TooManyStreams as exc:  # counted by PubSub
+                    self.fail("too many channels", str(exc), frame.get("receipt"))
+                    return
             # The parser paused after CONNECT: parse the rest with the negotiated version.
             if not frames or frames[-1].command not in ("CONNECT", "STOMP") or self.closed:
                 return
@@ -414,10 +421,7 @@ class StompSession:
                         "permission denied",
                         f"{exc.message} (app servers log in with the API key as passcode)",
                     ) from None
-            try:
-                await self.broker.pubsub.publish(channel, data, _tags(frame))
-            except TooManyStreams as exc:
-                raise self._too_many_channels(exc) from None
+            await self.broker.pubsub.publish(channel, data, _tags(frame))
             return
         queues = self.broker.queues
         try:
@@ -448,10 +452,6 @@ class StompSession:
             f"{limits.publish_burst}; limits.publish_rate, limits.publish_burst); "
             "the message was not published",
         )
-
-    def _too_many_channels(self, exc: TooManyStreams) -> StompError:
-        self.broker.counters["limit_channels"] += 1
-        return StompError("too many channels", str(exc))
 
     def _queue(self, name: str) -> MessageQueue:
         try:
@@ -487,8 +487,9 @@ class StompSession:
             raise StompError(
                 "bad destination", str(exc).replace("'channel'", "the channel")
             ) from None
-        if channel.startswith(RESERVED_PREFIX):
-            raise StompError("permission denied", f"channel {channel!r} is reserved for the server")
+        reserved = reserved_refusal(channel)
+        if reserved is not None:
+            raise StompError("permission denied", reserved)
         return channel
 
     # ------------------------------------------------------------ subscribe
@@ -535,9 +536,6 @@ class StompSession:
             if len(subs) == 1:
                 try:
                     await self.broker.pubsub.subscribe(self, channel)
-                except TooManyStreams as exc:
-                    self._drop_topic(sub)
-                    raise self._too_many_channels(exc) from None
                 except BaseException:
                     self._drop_topic(sub)
                     raise
@@ -560,9 +558,6 @@ class StompSession:
         """
         try:
             page = await self.broker.pubsub.history(channel, since)
-        except TooManyStreams as exc:
-            sub.pending = None
-            raise self._too_many_channels(exc) from None
         except BaseException:
             sub.pending = None
             raise
