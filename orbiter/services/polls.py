@@ -28,6 +28,7 @@ from orbiter.engine.base import HistoryPage
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.native import publication_fields
 from orbiter.protocol.scripts import dumps
+from orbiter.services.opening import Opening
 from orbiter.services.pubsub import PubSub
 
 log = logging.getLogger("orbiter.polls")
@@ -115,8 +116,8 @@ class _Watch:
         self.idle_since = now
         #: The last publication seen, to tell whether a waiter's wake-up is the newest.
         self.latest: Publication | None = None
-        #: Resolved once the PubSub subscription is live.
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Open once the PubSub subscription is live.
+        self.ready = Opening()
 
     def deliver(self, pub: Publication, message: bytes) -> None:
         self.latest = pub
@@ -220,18 +221,15 @@ class PollHub:
     async def _watch(self, channel: str) -> _Watch:
         watch = self._watches.get(channel)
         if watch is None:
-            watch = self._watches[channel] = _Watch(channel, asyncio.get_running_loop().time())
-            try:
-                await self._pubsub.subscribe(watch, channel)
-            except BaseException as exc:
-                if self._watches.get(channel) is watch:
+            new = self._watches[channel] = _Watch(channel, asyncio.get_running_loop().time())
+
+            def forget() -> None:
+                if self._watches.get(channel) is new:
                     del self._watches[channel]
-                watch.ready.set_exception(exc)
-                watch.ready.exception()  # retrieved here; waiters re-raise it
-                raise
-            watch.ready.set_result(None)
-        elif not watch.ready.done():
-            await asyncio.shield(watch.ready)
+
+            await new.ready.run(self._pubsub.subscribe(new, channel), forget)
+            return new
+        await watch.ready.wait()
         return watch
 
     async def sweep(self, now: float | None = None) -> None:
@@ -243,7 +241,7 @@ class PollHub:
                     watch.waiters.discard(waiter)
                     waiter.wake(_Release.GONE)
             idle = not watch.waiters and now - watch.idle_since >= self._linger
-            if idle and watch.ready.done() and self._watches.get(channel) is watch:
+            if idle and watch.ready.settled and self._watches.get(channel) is watch:
                 del self._watches[channel]
                 await self._pubsub.unsubscribe(watch, channel)
 
@@ -271,5 +269,5 @@ class PollHub:
             for waiter in waiters:
                 waiter.wake(_Release.CLOSED)
         for channel, watch in watches.items():
-            if watch.ready.done() and watch.ready.exception() is None:
+            if watch.ready.open:
                 await self._pubsub.unsubscribe(watch, channel)

@@ -35,6 +35,7 @@ from orbiter.engine.base import (
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey
 from orbiter.protocol.native import encode_presence, encode_publication
+from orbiter.services.opening import Opening
 from orbiter.services.shared_batch import SharedBatch
 
 log = logging.getLogger("orbiter.pubsub")
@@ -90,8 +91,8 @@ class _Channel:
         self.name = name
         #: Each subscriber and the handler its batches go to.
         self.subscribers: dict[Subscriber, BatchHandler] = {}
-        #: Resolved once the broker delivers this channel to the node.
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Open once the broker delivers this channel to the node.
+        self.ready = Opening()
         #: Publications not yet handed to every subscriber, and their encodings; ``base``
         #: counts those before them (the channel's publications are numbered from 1 on
         #: this node: ``pubs[i]`` is number ``base + i + 1``).
@@ -186,19 +187,15 @@ class PubSub:
         if entry is None:
             entry = self._channels[channel] = _Channel(channel)
             entry.subscribers[sub] = _batch_handler(sub)
-            try:
-                await self._broker.subscribe(channel)
-            except BaseException as exc:
+
+            def forget() -> None:
                 if self._channels.get(channel) is entry:
                     del self._channels[channel]
-                entry.ready.set_exception(exc)
-                entry.ready.exception()  # retrieved here; waiters re-raise it
-                raise
-            entry.ready.set_result(None)
+
+            await entry.ready.run(self._broker.subscribe(channel), forget)
         else:
             entry.subscribers[sub] = _batch_handler(sub)
-            if not entry.ready.done():
-                await asyncio.shield(entry.ready)
+            await entry.ready.wait()
         info = ClientInfo(sub.client_id, sub.user, sub.info)
         if await self._presence.add(channel, info) and self._config.rule_for(channel).presence:
             await self._broker.publish_presence(PresenceEvent(channel, True, info))
@@ -212,7 +209,7 @@ class PubSub:
             entry.given.pop(sub, None)
         if not entry.subscribers:
             del self._channels[channel]
-            if entry.ready.done() and entry.ready.exception() is None:
+            if entry.ready.open:
                 await self._broker.unsubscribe(channel)
         left = await self._presence.remove(channel, sub.client_id)
         if left is not None and self._config.rule_for(channel).presence:
