@@ -20,7 +20,7 @@ class Opening:
     def __init__(self) -> None:
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def run(self, opening: Awaitable[None], undo: Callable[[], None]) -> None:
+    async def run(self, opening: Awaitable[object], undo: Callable[[], None]) -> None:
         """Await ``opening``; if it fails, ``undo()`` (forget the entry), then re-raise."""
         try:
             await opening
