@@ -60,6 +60,7 @@ from orbiter.protocol.native import (
     validate_channel,
 )
 from orbiter.services.pubsub import PubSub
+from orbiter.services.recovery import Recovery
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.outbox import Outbox
 from orbiter.session.rate import TokenBucket
@@ -91,15 +92,14 @@ class ConnectRefused(Refusal):
 class Subscription:
     """One channel a session is subscribed to, and the last offset it was sent."""
 
-    __slots__ = ("epoch", "offset", "pending", "pending_bytes")
+    __slots__ = ("epoch", "offset", "recovery")
 
-    def __init__(self) -> None:
+    def __init__(self, held_bytes: int) -> None:
         self.offset = 0
         self.epoch = ""
         #: While the subscription is being set up, live publications wait
         #: here so that none is lost or sent twice around the history read.
-        self.pending: list[tuple[Publication, bytes]] | None = []
-        self.pending_bytes = 0
+        self.recovery: Recovery[bytes] | None = Recovery(held_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,11 +392,11 @@ class ClientSession:
         """Subscribe, then read history; :meth:`_settle` after the reply is sent.
 
         Live publications that arrive while history is read wait in the
-        subscription's pending list; once the reply (with the recovered
+        subscription's :class:`Recovery`; once the reply (with the recovered
         publications) is out, only those newer than the history's position
         follow, so nothing is lost or duplicated.
         """
-        sub = self._subs[channel] = Subscription()
+        sub = self._subs[channel] = Subscription(self._config.limits.outgoing_buffer)
         try:
             await self._pubsub.subscribe(self, channel)
             page = await self._pubsub.history(channel, since, limit=0)
@@ -409,9 +409,10 @@ class ClientSession:
         return page, sub
 
     def _settle(self, sub: Subscription) -> None:
-        pending, sub.pending, sub.pending_bytes = sub.pending or [], None, 0
-        for pub, message in pending:
-            self.deliver(pub, message)
+        recovery, sub.recovery = sub.recovery, None
+        if recovery is not None:
+            for pub, message in recovery.newer_than(StreamPosition(sub.offset, sub.epoch)):
+                self.deliver(pub, message)
 
     async def _unsubscribe(self, channel: str) -> None:
         if self._subs.pop(channel, None) is not None:
@@ -461,7 +462,7 @@ class ClientSession:
         subscribed to ``channel`` or the subscription is still being set up.
         """
         sub = self._subs.get(channel)
-        if sub is None or sub.pending is not None:
+        if sub is None or sub.recovery is not None:
             return None
         return StreamPosition(sub.offset, sub.epoch)
 
@@ -482,10 +483,8 @@ class ClientSession:
         sub = self._subs.get(pub.channel)
         if sub is None:
             return
-        if sub.pending is not None:
-            sub.pending.append((pub, message))
-            sub.pending_bytes += len(message)
-            if sub.pending_bytes > self._config.limits.outgoing_buffer:
+        if sub.recovery is not None:
+            if not sub.recovery.hold(pub, message, len(message)):
                 self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
             return
         if pub.offset <= sub.offset:
@@ -499,7 +498,7 @@ class ClientSession:
         sub = self._subs.get(batch.channel)
         if sub is None:
             return
-        if sub.pending is not None or batch.first_offset <= sub.offset:
+        if sub.recovery is not None or batch.first_offset <= sub.offset:
             for pub, message in zip(batch.pubs, batch.messages, strict=True):
                 self.deliver(pub, message)
             return
@@ -510,7 +509,7 @@ class ClientSession:
     def deliver_presence(self, channel: str, message: bytes) -> None:
         """Queue a join/leave push, for subscriptions already set up."""
         sub = self._subs.get(channel)
-        if sub is not None and sub.pending is None:
+        if sub is not None and sub.recovery is None:
             self._send(message)
 
     def _send(self, message: bytes) -> None:

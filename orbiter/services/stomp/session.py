@@ -52,6 +52,7 @@ from orbiter.protocol.stomp import (
     parse_heart_beat,
 )
 from orbiter.services.pubsub import PubSub
+from orbiter.services.recovery import Recovery
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.errors import StompError
@@ -100,8 +101,8 @@ class Subscription:
     ack: str
     #: Message-id -> the queued message (None for a topic's: nothing to redeliver).
     unacked: OrderedDict[str, QueuedMessage | None] = field(default_factory=OrderedDict)
-    #: Live publications held back while a recovery from history is read.
-    pending: list[Publication] | None = None
+    #: Live publications (and their MESSAGE tails) held back while history is read.
+    recovery: Recovery[bytes] | None = None
     #: Every MESSAGE's first lines up to its message-id (the same for all its messages).
     head: bytes = b""
     #: MESSAGEs carry an ``ack`` header (STOMP 1.2, acknowledged modes).
@@ -232,12 +233,16 @@ class StompSession:
         if not subs or self.closed:
             return
         for sub in subs:
-            if sub.pending is None:
+            if sub.recovery is None:
                 self._deliver_publication(sub, pub, tail)
-            elif len(sub.pending) < self.settings.max_queue_length:
-                sub.pending.append(pub)
-            else:
-                self.fail("slow consumer", "too many publications during a recovery")
+                continue
+            if tail is None:
+                tail = self.broker.message_tail(pub, self.version != "1.0")
+            if not sub.recovery.hold(pub, tail, len(tail)):
+                self.fail(
+                    "slow consumer",
+                    "the publications held during a recovery passed limits.outgoing_buffer",
+                )
 
     def _deliver_publication(
         self, sub: Subscription, pub: Publication, tail: bytes | None = None
@@ -529,7 +534,7 @@ class StompSession:
                     raise StompError("permission denied", exc.message) from None
             since = _since(frame)
             if since is not None:
-                sub.pending = []
+                sub.recovery = Recovery(self.broker.config.limits.outgoing_buffer)
             self.subscriptions[sub_id] = sub
             subs = self._topics.setdefault(channel, [])
             subs.append(sub)
@@ -552,28 +557,22 @@ class StompSession:
     ) -> list[Header]:
         """Send what ``channel`` published after ``since``, then the live publications.
 
-        Publications that arrive while history is read wait in ``sub.pending``;
-        only those newer than the history's last are sent after it, so none is
+        Publications that arrive while history is read wait in ``sub.recovery``;
+        only those newer than the page's position are sent after it, so none is
         lost or sent twice. The SUBSCRIBE's RECEIPT says whether it could be done.
         """
         try:
             page = await self.broker.pubsub.history(channel, since)
-        except BaseException:
-            sub.pending = None
-            raise
-        pending, sub.pending = sub.pending or [], None
-        last = since.offset
+        finally:
+            recovery, sub.recovery = sub.recovery, None
         if page.recoverable:
             for pub in page.publications:
-                if pub.offset > last:
+                if pub.offset > since.offset:
                     self._deliver_publication(sub, pub)
-                    last = pub.offset
-        else:
-            last = -1
-        for pub in pending:
-            if pub.offset > last:
-                self._deliver_publication(sub, pub)
         position = page.position
+        if recovery is not None:
+            for pub, tail in recovery.newer_than(position):
+                self._deliver_publication(sub, pub, tail)
         return [
             ("orbiter-recovered", "true" if page.recoverable else "false"),
             ("orbiter-offset", str(position.offset)),
