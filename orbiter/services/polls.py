@@ -30,6 +30,7 @@ from orbiter.protocol.native import publication_fields
 from orbiter.protocol.scripts import dumps
 from orbiter.services.opening import Opening
 from orbiter.services.pubsub import PubSub
+from orbiter.services.shared_batch import SharedBatch
 
 log = logging.getLogger("orbiter.polls")
 
@@ -119,14 +120,20 @@ class _Watch:
         #: Open once the PubSub subscription is live.
         self.ready = Opening()
 
-    def deliver(self, pub: Publication, message: bytes) -> None:
-        self.latest = pub
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        """Wake every waiting poll with the batch's first publication (nothing is encoded here).
+
+        A poll answers with that one publication when it is the newest and the
+        next after what it read; else it reads the rest from history.
+        """
+        pub = batch.pubs[0]
+        self.latest = batch.pubs[-1]
         if not self.waiters:
             return
         waiters, self.waiters = self.waiters, set()
-        batch = Batch(pub.channel, StreamPosition(pub.offset, pub.epoch), [pub], True)
+        woken = Batch(pub.channel, StreamPosition(pub.offset, pub.epoch), [pub], True)
         for waiter in waiters:
-            waiter.wake(batch)
+            waiter.wake(woken)
 
     def deliver_presence(self, channel: str, message: bytes) -> None:
         pass

@@ -2,13 +2,15 @@
 
 :class:`PubSub` is the one delivery path. Every route that publishes (the
 native protocol, the HTTP API, Orbited ``event``) ends in
-:meth:`PubSub.publish`; every publication the broker delivers is encoded
-once in :meth:`PubSub._fan_out` and queued on its channel. At the end of
-the event-loop iteration (or, for a busy channel, after
-``session.write_delay``) a pass hands the channel's queued publications to
-every subscriber as one :class:`SharedBatch`, without awaiting: a burst
-costs each subscriber one call, and each transport frames the batch once
-for all of its connections. A channel of more than :data:`STEP`
+:meth:`PubSub.publish`; every publication the broker delivers is queued on
+its channel by :meth:`PubSub._fan_out`. At the end of the event-loop
+iteration (or, for a busy channel, after ``session.write_delay``) a pass
+hands the channel's queued publications to every subscriber as one
+:class:`SharedBatch` (:meth:`Subscriber.deliver_batch`), without awaiting:
+a burst costs each subscriber one call. PubSub encodes nothing: each kind
+of subscriber frames the batch once for all of its kind
+(:meth:`SharedBatch.framed`), so a channel of STOMP subscribers alone is
+never encoded for the native protocol. A channel of more than :data:`STEP`
 subscribers is written to a step at a time, one step per loop iteration,
 and what is published meanwhile joins the batches of the subscribers not
 reached yet (:meth:`PubSub._step`).
@@ -34,7 +36,7 @@ from orbiter.engine.base import (
 )
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey
-from orbiter.protocol.native import encode_presence, encode_publication
+from orbiter.protocol.native import encode_presence
 from orbiter.services.opening import Opening
 from orbiter.services.shared_batch import SharedBatch
 
@@ -58,11 +60,11 @@ class Subscriber(Protocol):
     def info(self) -> JSON:
         """What the app attached to this client, shown in presence."""
 
-    def deliver(self, pub: Publication, message: bytes) -> None:
-        """Take one publication, already encoded; must not block or await.
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        """Take the channel's publications it has not been given yet; must not block or await.
 
-        A subscriber that also has ``deliver_batch(batch: SharedBatch)`` gets
-        each batch in one call instead.
+        The same batch goes to every subscriber it is due to: frame it with
+        :meth:`SharedBatch.framed`, never alone.
         """
 
     def deliver_presence(self, channel: str, message: bytes) -> None:
@@ -76,7 +78,6 @@ class _Channel:
         "cursor",
         "flushed_at",
         "given",
-        "messages",
         "name",
         "pass_head",
         "pass_started",
@@ -93,11 +94,10 @@ class _Channel:
         self.subscribers: dict[Subscriber, BatchHandler] = {}
         #: Open once the broker delivers this channel to the node.
         self.ready = Opening()
-        #: Publications not yet handed to every subscriber, and their encodings; ``base``
-        #: counts those before them (the channel's publications are numbered from 1 on
-        #: this node: ``pubs[i]`` is number ``base + i + 1``).
+        #: Publications not yet handed to every subscriber; ``base`` counts those before
+        #: them (the channel's publications are numbered from 1 on this node: ``pubs[i]``
+        #: is number ``base + i + 1``).
         self.pubs: list[Publication] = []
-        self.messages: list[bytes] = []
         self.base = 0
         #: A step of a pass is due (queued, on a timer or next in the loop).
         self.scheduled = False
@@ -131,18 +131,6 @@ class _Progress(enum.Enum):
     CAUGHT_UP = 1
     MID_PASS = 2
     BEHIND = 3
-
-
-def _batch_handler(sub: Subscriber) -> BatchHandler:
-    handler: BatchHandler | None = getattr(sub, "deliver_batch", None)
-    if handler is not None:
-        return handler
-
-    def one_by_one(batch: SharedBatch) -> None:
-        for pub, message in zip(batch.pubs, batch.messages, strict=True):
-            sub.deliver(pub, message)
-
-    return one_by_one
 
 
 class PubSub:
@@ -186,7 +174,7 @@ class PubSub:
         entry = self._channels.get(channel)
         if entry is None:
             entry = self._channels[channel] = _Channel(channel)
-            entry.subscribers[sub] = _batch_handler(sub)
+            entry.subscribers[sub] = sub.deliver_batch
 
             def forget() -> None:
                 if self._channels.get(channel) is entry:
@@ -194,7 +182,7 @@ class PubSub:
 
             await entry.ready.run(self._broker.subscribe(channel), forget)
         else:
-            entry.subscribers[sub] = _batch_handler(sub)
+            entry.subscribers[sub] = sub.deliver_batch
             await entry.ready.wait()
         info = ClientInfo(sub.client_id, sub.user, sub.info)
         if await self._presence.add(channel, info) and self._config.rule_for(channel).presence:
@@ -295,7 +283,6 @@ class PubSub:
         if entry is None:
             return
         entry.pubs.append(pub)
-        entry.messages.append(encode_publication(pub))
         if entry.scheduled:
             return
         entry.scheduled = True
@@ -368,8 +355,8 @@ class PubSub:
         if entry.snapshot is None:
             if entry.given is None and (limit is None or len(subscribers) <= limit):
                 # The whole pass in one go: every subscriber has everything up to ``base``.
-                batch = SharedBatch(entry.name, entry.pubs, entry.messages)
-                entry.pubs, entry.messages, entry.base = [], [], head
+                batch = SharedBatch(entry.name, entry.pubs)
+                entry.pubs, entry.base = [], head
                 # A handler never unsubscribes synchronously (closing only marks the session).
                 for sub, handler in subscribers.items():
                     try:
@@ -399,9 +386,7 @@ class PubSub:
             shared = batches.get(have)
             if shared is None:
                 skip = have - base
-                shared = batches[have] = SharedBatch(
-                    entry.name, entry.pubs[skip:], entry.messages[skip:]
-                )
+                shared = batches[have] = SharedBatch(entry.name, entry.pubs[skip:])
             try:
                 handler(shared)
             except Exception:
@@ -414,7 +399,7 @@ class PubSub:
         entry.snapshot = None
         batches.clear()
         done = entry.pass_head - base
-        del entry.pubs[:done], entry.messages[:done]
+        del entry.pubs[:done]
         entry.base = entry.pass_head
         if entry.pubs:
             return _Progress.BEHIND
@@ -427,7 +412,7 @@ class PubSub:
         entry.snapshot, entry.given = None, None
         entry.batches.clear()
         entry.base += len(entry.pubs)
-        entry.pubs, entry.messages = [], []
+        entry.pubs = []
 
     def _catch_up(self, entry: _Channel) -> None:
         """Hand every subscriber everything now (a step already due stays due, and finds

@@ -1,10 +1,14 @@
-"""Publications of one channel, encoded once, framed once per transport, for many subscribers.
+"""Publications of one channel for many subscribers, framed once per wire format.
 
 :class:`orbiter.services.pubsub.PubSub` hands the publications a channel's
 subscribers have not been given yet to all of them as one
 :class:`SharedBatch` (those a pass over a large channel reached at
-different times get different ones); each transport kind frames it once
-(:meth:`SharedBatch.framed`) and writes the same bytes to every connection.
+different times get different ones). The batch carries publications only:
+PubSub speaks no wire format. Each kind of subscriber encodes it on first
+use (:meth:`SharedBatch.framed`: the native protocol's JSON pushes, a
+WebSocket text frame, a SockJS array, an SSE event, STOMP MESSAGE tails)
+and every other subscriber of that kind reuses the bytes, so a channel
+whose subscribers all speak STOMP is never encoded as JSON.
 """
 
 from __future__ import annotations
@@ -18,30 +22,18 @@ T = TypeVar("T")
 
 
 class SharedBatch:
-    """Publications on one channel, encoded once, with their framings cached per transport kind.
+    """Publications on one channel, with their framings cached per kind.
 
     The same object goes to every subscriber of the channel; the first
-    transport of a kind to write it frames it (:meth:`framed`), the others
-    reuse the bytes.
+    subscriber of a kind to write it frames it (:meth:`framed`), the others
+    reuse the result.
     """
 
-    __slots__ = (
-        "_frame",
-        "_kind",
-        "_more",
-        "channel",
-        "first_offset",
-        "last_offset",
-        "messages",
-        "pubs",
-        "size",
-    )
+    __slots__ = ("_frame", "_kind", "_more", "channel", "first_offset", "last_offset", "pubs")
 
-    def __init__(self, channel: str, pubs: list[Publication], messages: list[bytes]) -> None:
+    def __init__(self, channel: str, pubs: list[Publication]) -> None:
         self.channel = channel
         self.pubs = pubs
-        self.messages = messages
-        self.size = sum(map(len, messages))
         #: The offsets of the first and the last publication (read once per subscriber).
         self.first_offset = pubs[0].offset
         self.last_offset = pubs[-1].offset
@@ -51,21 +43,28 @@ class SharedBatch:
         self._frame: object = None
         self._more: dict[object, object] | None = None
 
-    def framed(self, kind: object, frame: Callable[[list[bytes]], T]) -> T:
-        """``frame(messages)``, computed once per ``kind`` for all subscribers.
+    def framed(self, kind: object, frame: Callable[[SharedBatch], T]) -> T:
+        """``frame(self)``, computed once per ``kind`` for all subscribers.
 
-        Each ``kind`` must always be framed by the same function (its result type).
+        Each ``kind`` must always be framed by the same function (its result
+        type). A framing may use another one (a WebSocket frame is built from
+        the native pushes): the outer kind keeps the slot.
         """
         if kind is self._kind:
             return cast(T, self._frame)
         if self._kind is None:
             self._kind = kind
-            data = self._frame = frame(self.messages)
+            try:
+                data = frame(self)
+            except BaseException:
+                self._kind = None
+                raise
+            self._frame = data
             return data
         more = self._more
         if more is None:
             more = self._more = {}
         found = more.get(kind)
         if found is None:
-            found = more[kind] = frame(self.messages)
+            found = more[kind] = frame(self)
         return cast(T, found)

@@ -63,6 +63,7 @@ from orbiter.services.pubsub import PubSub
 from orbiter.services.recovery import Recovery
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.outbox import Outbox
+from orbiter.session.pushes import pushes
 from orbiter.session.rate import TokenBucket
 
 log = logging.getLogger("orbiter.session")
@@ -479,7 +480,7 @@ class ClientSession:
     # ------------------------------------------------------------------ output
 
     def deliver(self, pub: Publication, message: bytes) -> None:
-        """Fan-out hot path: queue one encoded publication for this client."""
+        """Queue one publication, ``message`` its native push (a batch's, one at a time)."""
         sub = self._subs.get(pub.channel)
         if sub is None:
             return
@@ -494,12 +495,14 @@ class ClientSession:
             self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
 
     def deliver_batch(self, batch: SharedBatch) -> None:
-        """Fan-out hot path: the publications one channel got in this loop iteration."""
+        """Fan-out hot path (:class:`~orbiter.services.pubsub.Subscriber`): a channel's new
+        publications, framed by the transport from their native pushes
+        (:func:`~orbiter.session.pushes.pushes`, encoded once per batch)."""
         sub = self._subs.get(batch.channel)
         if sub is None:
             return
         if sub.recovery is not None or batch.first_offset <= sub.offset:
-            for pub, message in zip(batch.pubs, batch.messages, strict=True):
+            for pub, message in zip(batch.pubs, pushes(batch).messages, strict=True):
                 self.deliver(pub, message)
             return
         sub.offset = batch.last_offset

@@ -51,6 +51,7 @@ from orbiter.protocol.eventstream import (
 )
 from orbiter.protocol.native import ErrorCode, Refusal, validate_channel
 from orbiter.services.shared_batch import SharedBatch
+from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.guard import request_credentials
 from orbiter.transports.streaming import write
@@ -121,7 +122,13 @@ def _chunk(data: bytes) -> bytes:
 def _batch_event(batch: SharedBatch) -> bytes:
     """A channel's batch as the event a subscriber of that channel alone gets."""
     position = StreamPosition(batch.last_offset, batch.pubs[-1].epoch)
-    return event(b"[" + b",".join(batch.messages) + b"]", id=encode_positions([position]))
+    data = b"[" + b",".join(pushes(batch).messages) + b"]"
+    return event(data, id=encode_positions([position]))
+
+
+def _batch_chunk(batch: SharedBatch) -> bytes:
+    """:func:`_batch_event` as one HTTP/1.1 chunk."""
+    return _chunk(_batch_event(batch))
 
 
 #: The :meth:`SharedBatch.framed` kinds of a batch's event, as a chunk and as it is.
@@ -195,14 +202,14 @@ class EventStream:
 
     def write_batch(self, batch: SharedBatch) -> None:
         if not self._alone:
-            self.send(self._positions_event(batch.messages))
+            self.send(self._positions_event(pushes(batch).messages))
             return
         transport = self._transport()
         if transport is not None:
             if self._chunked:
-                data = batch.framed(_CHUNKED_EVENT, lambda _: _chunk(_batch_event(batch)))
+                data = batch.framed(_CHUNKED_EVENT, _batch_chunk)
             else:
-                data = batch.framed(_PLAIN_EVENT, lambda _: _batch_event(batch))
+                data = batch.framed(_PLAIN_EVENT, _batch_event)
             transport.write(data)
             self._wrote = True
 

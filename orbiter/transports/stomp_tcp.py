@@ -14,6 +14,7 @@ import contextlib
 
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
+from orbiter.session.outbox import Pull
 
 READ_SIZE = 65_536
 #: Seconds a closing connection has to take what was queued for it before it is cut.
@@ -61,7 +62,8 @@ async def _cut_when_closed(session: StompSession, writer: asyncio.StreamWriter) 
 
 async def _write(session: StompSession, writer: asyncio.StreamWriter) -> None:
     try:
-        while batch := await session.outbox.take():
+        output = Pull(session.outbox)
+        while batch := await output.take():
             if writer.is_closing():  # cut (abort) while this batch was queued
                 break
             writer.write(b"".join(batch))

@@ -21,6 +21,7 @@ from aiohttp import WSMsgType, web
 from orbiter.auth.hooks import forwarded
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
+from orbiter.session.outbox import Pull
 from orbiter.transports.sockjs.endpoint import Connection
 
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
@@ -62,8 +63,9 @@ def websocket_handler(
 
 
 async def _write(session: StompSession, ws: web.WebSocketResponse) -> None:
+    output = Pull(session.outbox)
     with contextlib.suppress(ConnectionError):
-        while batch := await session.outbox.take():
+        while batch := await output.take():
             data = b"".join(batch)
             try:
                 await ws.send_str(data.decode())
@@ -104,7 +106,8 @@ class SockJSStompApp:
             await self._tasks[0]
 
     async def _write(self, session: StompSession) -> None:
-        while batch := await session.outbox.take():
+        output = Pull(session.outbox)
+        while batch := await output.take():
             self._conn.send(b"".join(batch).decode("utf-8", errors="replace"))
             session.drained()
         self._conn.close(1000, session.close_reason[:120])

@@ -1,8 +1,9 @@
 """Writes a client session's outbox to a long-lived HTTP response.
 
 The Orbited ``iframe`` and ``sse`` URLs differ only in how they frame a
-batch of the session's messages; this is the loop they share (plain SSE is
-pushed to instead: :class:`orbiter.transports.sse.EventStream`). A
+batch of the session's messages; this is the loop they share, taking them
+from the outbox through a :class:`~orbiter.session.outbox.Pull` sink (plain
+SSE is written to at once instead: :class:`orbiter.transports.sse.EventStream`). A
 :class:`Framer` frames each batch right after it is taken from the outbox,
 so it may read the session's positions, which then match exactly what the
 batch holds. After ``session.ping_interval`` seconds
@@ -20,6 +21,7 @@ from typing import Protocol
 from aiohttp import web
 
 from orbiter.config import SessionTiming
+from orbiter.session.outbox import Pull
 from orbiter.session.session import ClientSession
 
 
@@ -48,10 +50,11 @@ async def pump(
     Raises ConnectionError once the client is gone.
     """
     sent = 0
+    output = Pull(session.outbox)
     while True:
         try:
             async with asyncio.timeout(timing.ping_interval):
-                batch = await session.outbox.take()
+                batch = await output.take()
         except TimeoutError:
             await write(request, response, keepalive, timing)
             continue

@@ -109,6 +109,7 @@ from orbiter.protocol.websocket_handshake import (
     undecodable,
 )
 from orbiter.services.shared_batch import SharedBatch
+from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession
 from orbiter.transports.deadlines import DeadlineWheel
 from orbiter.transports.guard import (
@@ -130,8 +131,13 @@ _HEAD_START = b"GET " + PATH.encode()
 _FRAMING = "websocket-text"
 
 
-def _frame_batch(messages: list[bytes]) -> bytes:
+def _frame_messages(messages: list[bytes]) -> bytes:
     return text_frame(b"\n".join(messages))
+
+
+def _frame_batch(batch: SharedBatch) -> bytes:
+    """A channel's batch as one text frame of its native pushes (once for all connections)."""
+    return text_frame(b"\n".join(pushes(batch).messages))
 
 
 def add_native_websocket(app: web.Application, node: Node) -> None:
@@ -434,7 +440,7 @@ class NativeWebSocket(ClaimedProtocol):
     def write(self, messages: list[bytes]) -> None:
         transport, core = self._transport, self._core
         if transport is not None and core is not None and core.open and not transport.is_closing():
-            transport.write(_frame_batch(messages))
+            transport.write(_frame_messages(messages))
 
     def write_batch(self, batch: SharedBatch) -> None:
         transport, core = self._transport, self._core

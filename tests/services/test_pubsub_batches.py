@@ -14,10 +14,11 @@ from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication
 from orbiter.services.pubsub import PubSub
 from orbiter.services.shared_batch import SharedBatch
+from orbiter.session.pushes import pushes
 
 
 class PerMessage:
-    """A subscriber with only ``deliver`` (as the STOMP and poll services are)."""
+    """A subscriber that reads the batch's publications, encoding nothing (as polls do)."""
 
     client_id = "per-message"
     user: str | None = None
@@ -26,14 +27,16 @@ class PerMessage:
     def __init__(self) -> None:
         self.got: list[object] = []
 
-    def deliver(self, pub: Publication, message: bytes) -> None:
-        self.got.append(orjson.loads(message)["data"])
+    def deliver_batch(self, batch: SharedBatch) -> None:
+        self.got += [pub.data for pub in batch.pubs]
 
     def deliver_presence(self, channel: str, message: bytes) -> None:
         self.got.append(orjson.loads(message)["push"])
 
 
 class Batched(PerMessage):
+    """A native subscriber: reads the batch's native pushes (encoded once per batch)."""
+
     client_id = "batched"
 
     def __init__(self) -> None:
@@ -42,7 +45,7 @@ class Batched(PerMessage):
 
     def deliver_batch(self, batch: SharedBatch) -> None:
         self.batches.append(batch)
-        self.got += [orjson.loads(m)["data"] for m in batch.messages]
+        self.got += [orjson.loads(m)["data"] for m in pushes(batch).messages]
 
 
 def make(config: Config | None = None) -> tuple[PubSub, MemoryBroker]:
@@ -63,6 +66,29 @@ async def test_one_iterations_publications_are_one_shared_batch() -> None:
     assert len(a.batches) == 1
     assert a.batches[0] is b.batches[0]
     assert [p.offset for p in a.batches[0].pubs] == [1, 2, 3]
+
+
+async def test_a_channel_without_native_subscribers_is_never_json_encoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[Publication] = []
+
+    def encode(pub: Publication) -> bytes:
+        encoded.append(pub)
+        return b"{}"
+
+    monkeypatch.setattr("orbiter.session.pushes.encode_publication", encode)
+    pubsub, _ = make()
+    only = PerMessage()
+    await pubsub.subscribe(only, "quiet")
+    native = [Batched(), Batched()]
+    for sub in native:
+        await pubsub.subscribe(sub, "mixed")
+    await pubsub.publish("quiet", 1)
+    await pubsub.publish("mixed", 2)
+    await asyncio.sleep(0)
+    assert only.got == [1]
+    assert [pub.channel for pub in encoded] == ["mixed"]  # once, for both subscribers
 
 
 async def test_publications_before_a_presence_event_stay_before_it() -> None:

@@ -5,6 +5,7 @@ ERROR nothing more is handled; queue messages survive whatever a consumer does."
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
 from orbiter.services.pubsub import PubSub
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
+from orbiter.session.outbox import Pull
 
 CONFIG = replace(Config(), stomp=StompSettings(max_queue_length=50, max_unacked=3))
 
@@ -57,10 +59,17 @@ async def _broker() -> StompBroker:
     return StompBroker(CONFIG, PubSub(CONFIG, engine, MemoryPresenceStore()), Authenticator(CONFIG))
 
 
+#: Each session's outbox reader (a transport's, as STOMP over TCP has).
+_PULLS: weakref.WeakKeyDictionary[StompSession, Pull] = weakref.WeakKeyDictionary()
+
+
 async def _written(session: StompSession) -> list[Frame]:
     """The frames the session queued for its client so far."""
+    pull = _PULLS.get(session)
+    if pull is None:
+        pull = _PULLS[session] = Pull(session.outbox)
     try:
-        batch = await asyncio.wait_for(session.outbox.take(), 0.1)
+        batch = await asyncio.wait_for(pull.take(), 0.1)
     except TimeoutError:
         batch = []
     return FrameParser(version="1.2").feed(b"".join(batch))

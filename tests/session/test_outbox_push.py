@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from orbiter.model import Publication
+from orbiter.protocol.native import encode_publication
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.outbox import Flusher, Outbox
+from orbiter.session.pushes import pushes
 from orbiter.transports.websocket import text_frame
 
 
@@ -25,9 +27,17 @@ class RecordingSink:
         self.writes.append(batch)
 
 
+def pub(offset: int) -> Publication:
+    return Publication("c", offset, "e", offset, 0.0)
+
+
 def batch(*offsets: int) -> SharedBatch:
-    pubs = [Publication("c", o, "e", o, 0.0) for o in offsets]
-    return SharedBatch("c", pubs, [f"m{o}".encode() for o in offsets])
+    return SharedBatch("c", [pub(o) for o in offsets])
+
+
+def m(offset: int) -> bytes:
+    """The native push of publication ``offset``."""
+    return encode_publication(pub(offset))
 
 
 def pushed(limit: int = 100, backlog: int = 0) -> tuple[Outbox, RecordingSink, list[int]]:
@@ -56,11 +66,11 @@ async def test_a_batch_to_an_empty_outbox_is_written_at_once_and_shared() -> Non
 
 
 async def test_a_batch_behind_queued_messages_keeps_their_order() -> None:
-    box, sink, _ = pushed()
-    box.put(b"reply")
-    box.put_batch(batch(1, 2))
+    box, sink, _ = pushed(limit=1000)
+    assert box.put(b"reply")
+    assert box.put_batch(batch(1, 2))
     await asyncio.sleep(0)
-    assert sink.writes == [[b"reply", b"m1", b"m2"]]
+    assert sink.writes == [[b"reply", m(1), m(2)]]
 
 
 async def test_the_limit_counts_what_the_transport_has_not_sent() -> None:
@@ -89,13 +99,14 @@ async def test_a_shared_batch_is_framed_once_per_kind() -> None:
     b = batch(1, 2)
     calls: list[int] = []
 
-    def frame(messages: list[bytes]) -> bytes:
+    def frame(shared: SharedBatch) -> bytes:
         calls.append(1)
-        return b"|".join(messages)
+        return b"|".join(pushes(shared).messages)
 
-    assert [b.framed("ws", frame) for _ in range(3)] == [b"m1|m2"] * 3
+    assert [b.framed("ws", frame) for _ in range(3)] == [m(1) + b"|" + m(2)] * 3
     assert calls == [1]
-    assert (b.first_offset, b.last_offset, b.size) == (1, 2, 4)
+    assert (b.first_offset, b.last_offset) == (1, 2)
+    assert pushes(b).size == len(m(1)) + len(m(2))
 
 
 def test_text_frame_lengths() -> None:

@@ -13,8 +13,9 @@ Connections count in the node's ``limits.max_connections`` /
 sessions do: one mechanism, one set of counters.
 
 A publication is encoded once per escaping (1.0, or 1.1/1.2) for all the
-STOMP subscribers it reaches (a channel's batch once for all of them:
-:meth:`StompBroker.message_tails`); each subscriber adds only its few headers.
+STOMP subscribers it reaches (a channel's batch once for all of them, as one
+of the batch's own framings: :meth:`StompBroker.message_tails`); each
+subscriber adds only its few headers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Protocol
 
 from orbiter.auth import Authenticator
@@ -96,8 +98,11 @@ class StompBroker:
         self._ids = itertools.count(1)
         self._cached: Publication | None = None
         self._cached_tails: dict[bool, bytes] = {}
-        self._cached_batch: SharedBatch | None = None
-        self._cached_batch_tails: dict[bool, list[bytes]] = {}
+        #: A batch's MESSAGE tails per escaping; each framing is its own
+        #: :meth:`SharedBatch.framed` kind (this broker's topic names are in the bytes).
+        self._tail_framings: dict[bool, Callable[[SharedBatch], list[bytes]]] = {
+            escaped: partial(self._encode_tails, escaped) for escaped in (False, True)
+        }
 
     # ----------------------------------------------------------------- sessions
 
@@ -206,15 +211,11 @@ class StompBroker:
 
         PubSub hands the same batch to every subscriber of its channel in turn.
         """
-        if batch is not self._cached_batch:
-            self._cached_batch = batch
-            self._cached_batch_tails = {}
-        tails = self._cached_batch_tails.get(escaped)
-        if tails is None:
-            tails = self._cached_batch_tails[escaped] = [
-                self._encode_tail(pub, escaped) for pub in batch.pubs
-            ]
-        return tails
+        frame = self._tail_framings[escaped]
+        return batch.framed(frame, frame)
+
+    def _encode_tails(self, escaped: bool, batch: SharedBatch) -> list[bytes]:
+        return [self._encode_tail(pub, escaped) for pub in batch.pubs]
 
     def _encode_tail(self, pub: Publication, escaped: bool) -> bytes:
         version = "1.2" if escaped else "1.0"

@@ -215,12 +215,12 @@ class StompSession:
     def info(self) -> JSON:
         return None
 
-    def deliver(self, pub: Publication, message: bytes) -> None:
-        """One publication (PubSub hands this session batches: :meth:`deliver_batch`)."""
-        self._deliver_live(pub, None)
-
     def deliver_batch(self, batch: SharedBatch) -> None:
-        """Fan-out hot path: a channel's batch, its MESSAGE tails encoded once for all sessions."""
+        """Fan-out hot path: a channel's batch, its MESSAGE tails encoded once for all sessions.
+
+        Only STOMP's framing of the batch is made: a channel of STOMP subscribers
+        alone is never encoded for the native protocol.
+        """
         if self.closed or batch.channel not in self._topics:
             return
         tails = self.broker.message_tails(batch, self.version != "1.0")

@@ -19,12 +19,18 @@ from orbiter.model import TooManyConnections
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.shared_batch import SharedBatch
+from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession
 from orbiter.transports.sockjs.endpoint import Connection
-from orbiter.transports.sockjs.frames import encode_messages
+from orbiter.transports.sockjs.frames import Encoded, encode_messages
 
 #: The :meth:`SharedBatch.framed` kind of a batch's SockJS encoding (an ``Encoded``).
 _SOCKJS_MESSAGES = "sockjs-messages"
+
+
+def _encode_batch(batch: SharedBatch) -> Encoded:
+    """A channel's batch of native pushes as SockJS message elements."""
+    return encode_messages(pushes(batch).messages)
 
 
 class NativeApp:
@@ -69,7 +75,7 @@ class NativeApp:
             conn.send(message.decode())
 
     def write_batch(self, batch: SharedBatch) -> None:
-        self._conn.send_encoded(batch.framed(_SOCKJS_MESSAGES, encode_messages))
+        self._conn.send_encoded(batch.framed(_SOCKJS_MESSAGES, _encode_batch))
 
     def _closed(self) -> None:
         """The outbox closed, after what it queued was handed over."""

@@ -1,0 +1,37 @@
+"""A channel's batch as native-protocol pushes: the native framing of a :class:`SharedBatch`.
+
+PubSub hands subscribers publications, not bytes. The native session and
+every transport that carries the native protocol (WebSocket, SockJS, SSE,
+the Orbited streams) need each publication as its JSON ``pub`` push;
+:func:`pushes` encodes a batch's once, on first use, for all of them, and
+their own framings (a WebSocket text frame, a SockJS array) are built from
+it. A batch no native subscriber takes is never JSON-encoded.
+"""
+
+from __future__ import annotations
+
+from orbiter.protocol.native import encode_publication
+from orbiter.services.shared_batch import SharedBatch
+
+
+class Pushes:
+    """A batch's publications as encoded native pushes, and their total size in bytes."""
+
+    __slots__ = ("messages", "size")
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = messages
+        self.size = sum(map(len, messages))
+
+
+#: The :meth:`SharedBatch.framed` kind of :func:`pushes`.
+_PUSHES = "native-pushes"
+
+
+def _encode(batch: SharedBatch) -> Pushes:
+    return Pushes([encode_publication(pub) for pub in batch.pubs])
+
+
+def pushes(batch: SharedBatch) -> Pushes:
+    """``batch``'s native pushes, encoded once for every subscriber."""
+    return batch.framed(_PUSHES, _encode)
