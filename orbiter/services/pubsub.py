@@ -262,7 +262,9 @@ class PubSub:
 
     @property
     def channel_count(self) -> int:
-        """Channels with at least one subscriber on this node (``limits.max_channels``)."""
+        """Channels with at least one subscriber on this node (``subscribed_channels``
+        at ``GET /api/stats``; the engine's stored streams are what ``limits.max_channels``
+        bounds)."""
         return len(self._channels)
 
     def _fan_out(self, pub: Publication) -> None:

@@ -227,7 +227,7 @@ class StompSession:
         for pub, tail in zip(batch.pubs, tails, strict=True):
             self._deliver_live(pub, tail)
 
-    def _deliver_live(self, pub: Publication, tail: bytes | None) -> None:
+    def _deliver_live(self, pub: Publication, tail: bytes) -> None:
         """One MESSAGE per subscription of this session to the channel."""
         subs = self._topics.get(pub.channel)
         if not subs or self.closed:
@@ -236,8 +236,6 @@ class StompSession:
             if sub.recovery is None:
                 self._deliver_publication(sub, pub, tail)
                 continue
-            if tail is None:
-                tail = self.broker.message_tail(pub, self.version != "1.0")
             if not sub.recovery.hold(pub, tail, len(tail)):
                 self.fail(
                     "slow consumer",
