@@ -82,7 +82,7 @@ class Node:
         self._per_ip: Counter[str] = Counter()
         #: Connections that are not native sessions (STOMP), counted in the same limits.
         self.other_connections = 0
-        #: New connections still sending their first request head (``http/sniffing.py``).
+        #: New connections still sending their first request head (``transports/sniffing.py``).
         self.pending_connections = 0
         self._refusal_logs: dict[str, _RefusalLog] = {}
 

@@ -13,9 +13,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from orbiter.config import Config
 from orbiter.http.app import build_app
-from orbiter.http.keys import RAW_ROUTERS
-from orbiter.http.sniffing import SniffingRunner, first_claim
 from orbiter.node import Node
+from orbiter.transports.app_keys import RAW_ROUTERS
+from orbiter.transports.sniffing import SniffingRunner, first_claim
 
 log = logging.getLogger("orbiter")
 

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from orbiter.auth.origins import host_allow_list
-from orbiter.http.keys import NODE
 from orbiter.model import JSON, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel, validate_tags
+from orbiter.transports.app_keys import NODE
+from orbiter.transports.errors import error_response, json_response
 
 if TYPE_CHECKING:
     from orbiter.node import Node
@@ -44,24 +45,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
-
-
-def error_payload(status: int, message: str) -> dict[str, Any]:
-    """The JSON body of every API failure."""
-    return {"error": {"status": status, "message": message}}
-
-
-def error_response(
-    status: int, message: str, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    response = json_response(error_payload(status, message), status)
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 @web.middleware

@@ -10,9 +10,9 @@ from orbiter.http import api
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
-from orbiter.http.keys import NODE, RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
+from orbiter.transports.app_keys import NODE, RAW_ROUTERS
 from orbiter.transports.comet import add_comet_routes
 from orbiter.transports.guard import add_cors_headers, origin_guard
 from orbiter.transports.sockjs.mount import add_sockjs_routes
@@ -32,7 +32,7 @@ def build_app(node: Node) -> web.Application:
     app = web.Application(
         client_max_size=node.config.limits.max_http_body,
         # Bodies must keep arriving (limits.body_timeout); a client gone mid-request is one
-        # line (http/front.py). Request heads are timed in http/sniffing.py and by
+        # line (http/front.py). Request heads are timed in transports/sniffing.py and by
         # aiohttp's keepalive_timeout (server.py).
         middlewares=[
             front(node.config.limits.body_timeout),

@@ -3,7 +3,7 @@
 An app server that publishes one HTTP request per message pays aiohttp's
 request machinery (parser, request and response objects, middleware, a task
 per request: ~100 µs) for ~20 µs of orbiter's own work. :func:`fast_publish_router`
-claims (see :mod:`orbiter.http.sniffing`) connections whose first request is
+claims (see :mod:`orbiter.transports.sniffing`) connections whose first request is
 a plain ``POST /api/publish HTTP/1.1`` with a ``Content-Length`` body, and
 :class:`FastPublishProtocol` serves them on a bare :class:`asyncio.Protocol`:
 each request is judged by the strict parser :mod:`orbiter.protocol.http_publish`,
@@ -42,12 +42,10 @@ from orbiter.engine.base import TooManyStreams
 from orbiter.http.api import (
     ApiError,
     check_api_key,
-    error_payload,
     json_type_refusal,
     publish_body,
     refusal_answer,
 )
-from orbiter.http.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
 from orbiter.protocol.http_publish import (
     REQUEST_LINE,
     Admit,
@@ -56,7 +54,9 @@ from orbiter.protocol.http_publish import (
     PublishParser,
     judge_head,
 )
+from orbiter.transports.errors import error_payload
 from orbiter.transports.guard import channels_full_answer, forwarded_peer, host_allowed
+from orbiter.transports.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
 
 if TYPE_CHECKING:
     from orbiter.node import Node

@@ -26,8 +26,8 @@ import logging
 from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler, Middleware
 
-from orbiter.http.api import error_response
-from orbiter.http.keys import NODE
+from orbiter.transports.app_keys import NODE
+from orbiter.transports.errors import error_response
 from orbiter.transports.guard import head_refusal, peer_address
 
 log = logging.getLogger("orbiter.http")

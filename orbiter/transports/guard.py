@@ -49,12 +49,12 @@ from orbiter.auth import AuthError, Credentials, Failure
 from orbiter.auth.hooks import forwarded
 from orbiter.auth.origins import host_allow_list, normalise_origin, origin_allowed
 from orbiter.engine.base import TooManyStreams
-from orbiter.http.api import error_response
-from orbiter.http.keys import NODE
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey
 from orbiter.protocol.websocket_handshake import undecodable
-from orbiter.transports.sockjs.suite_services import is_test_service_path
+from orbiter.transports.app_keys import NODE
+from orbiter.transports.errors import error_response
+from orbiter.transports.sockjs_suite import is_test_service_path
 
 log = logging.getLogger("orbiter.origin")
 

@@ -19,12 +19,12 @@ import logging
 
 from aiohttp import web
 
-from orbiter.http.api import error_response
-from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.native import reserved_refusal, validate_channel
 from orbiter.protocol.scripts import JAVASCRIPT_CONTENT_TYPE, check_callback, jsonp
 from orbiter.services.polls import Batch, PollHub, TooManyPolls
+from orbiter.transports.app_keys import NODE
+from orbiter.transports.errors import error_response
 from orbiter.transports.guard import authorize_read
 
 log = logging.getLogger("orbiter.poll")

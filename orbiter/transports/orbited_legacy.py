@@ -33,8 +33,6 @@ import orjson
 from aiohttp import web
 
 from orbiter.config import OrbitedSettings
-from orbiter.http.api import error_response
-from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.eventstream import HEARTBEAT, BadEventId, encode_positions, parse_positions
 from orbiter.protocol.eventstream import event as sse_event
@@ -55,6 +53,8 @@ from orbiter.protocol.scripts import (
 from orbiter.services.polls import TooManyPolls
 from orbiter.session.key_positions import KeyPositions
 from orbiter.session.session import ClientSession, Subscribed
+from orbiter.transports.app_keys import NODE
+from orbiter.transports.errors import error_response
 from orbiter.transports.guard import authorize_read, request_credentials
 from orbiter.transports.longpoll import NO_STORE, POLL_HUB, busy_response, client_connected
 from orbiter.transports.sse import (

@@ -38,8 +38,6 @@ from typing import Any
 import orjson
 from aiohttp import HttpVersion11, web
 
-from orbiter.http.api import error_response
-from orbiter.http.keys import NODE
 from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.eventstream import (
     CONTENT_TYPE,
@@ -53,6 +51,8 @@ from orbiter.protocol.native import ErrorCode, Refusal, validate_channel
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession, Subscribed
+from orbiter.transports.app_keys import NODE
+from orbiter.transports.errors import error_response
 from orbiter.transports.guard import request_credentials
 from orbiter.transports.streaming import write
 

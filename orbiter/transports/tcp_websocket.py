@@ -19,7 +19,6 @@ import logging
 
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from orbiter.http.keys import NODE
 from orbiter.protocol.tcp_access import BadTarget, Requester
 from orbiter.protocol.tcp_websockify import (
     SUBPROTOCOLS,
@@ -33,6 +32,7 @@ from orbiter.protocol.tcp_websockify import (
 )
 from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
+from orbiter.transports.app_keys import NODE
 from orbiter.transports.guard import request_credentials
 from orbiter.transports.tcp_sockjs import add_tcp_sockjs_routes
 

@@ -8,7 +8,7 @@ newlines, and a channel's batch of publications is framed once
 (:meth:`SharedBatch.framed`) and those same bytes are written straight to
 every subscriber's transport.
 
-**Below aiohttp.** The connection sniffer (``http/sniffing.py``) shows this
+**Below aiohttp.** The connection sniffer (``transports/sniffing.py``) shows this
 module each connection's first request head; a WebSocket handshake for
 ``/connection/websocket`` that passes every check is taken from aiohttp
 there: orbiter answers ``101`` itself and serves the connection with a bare
@@ -86,9 +86,6 @@ from typing import cast
 
 from aiohttp import web
 
-from orbiter.http.api import error_response
-from orbiter.http.keys import RAW_ROUTERS
-from orbiter.http.sniffing import Claim, ClaimedProtocol, Takeover
 from orbiter.model import TooManyConnections
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
@@ -111,7 +108,9 @@ from orbiter.protocol.websocket_handshake import (
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession
+from orbiter.transports.app_keys import RAW_ROUTERS
 from orbiter.transports.deadlines import DeadlineWheel
+from orbiter.transports.errors import error_response
 from orbiter.transports.guard import (
     cors_headers,
     is_guarded,
@@ -119,6 +118,7 @@ from orbiter.transports.guard import (
     peer_address,
     request_credentials,
 )
+from orbiter.transports.sniffing import Claim, ClaimedProtocol, Takeover
 
 __all__ = ["PATH", "NativeWebSocket", "add_native_websocket", "text_frame", "websocket_handler"]
 

@@ -1,7 +1,7 @@
 """SockJS over the hixie-76 WebSocket draft, against a real ``orbiter serve``.
 
 aiohttp refuses these handshakes, so the server takes them before aiohttp
-sees them (orbiter/http/sniffing.py); everything else must go on as before.
+sees them (orbiter/transports/sniffing.py); everything else must go on as before.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from orbiter.config import config_from_dict
 from orbiter.http.app import build_app
-from orbiter.http.keys import RAW_ROUTERS
-from orbiter.http.sniffing import SniffingRunner, first_claim
 from orbiter.node import Node
+from orbiter.transports.app_keys import RAW_ROUTERS
+from orbiter.transports.sniffing import SniffingRunner, first_claim
 from orbiter.transports.websocket import NativeWebSocket
 
 N = 40

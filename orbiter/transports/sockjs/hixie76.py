@@ -1,6 +1,6 @@
 """SockJS over the hixie-76 WebSocket draft: ``/<server>/<session>/websocket`` on asyncio streams.
 
-aiohttp refuses hixie-76 handshakes, so :mod:`orbiter.http.sniffing` hands
+aiohttp refuses hixie-76 handshakes, so :mod:`orbiter.transports.sniffing` hands
 such connections here before aiohttp sees them. Framing inside is SockJS's,
 as on RFC 6455 WebSockets (:mod:`orbiter.transports.sockjs.websocket`):
 each text frame carries one SockJS frame going out and a JSON array of
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from orbiter.http.sniffing import Claim, RawHandler, RawRouter, stream_claim
 from orbiter.protocol import hixie76
 from orbiter.protocol.websocket_handshake import parse_head as parse_http_head
 from orbiter.transports.guard import is_guarded, origin_refusal
+from orbiter.transports.sniffing import Claim, RawHandler, RawRouter, stream_claim
 from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 from orbiter.transports.sockjs.frames import (
     MESSAGE_TOO_BIG,

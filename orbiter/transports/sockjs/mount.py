@@ -15,9 +15,9 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from orbiter.http.keys import RAW_ROUTERS
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
+from orbiter.transports.app_keys import RAW_ROUTERS
 from orbiter.transports.sockjs.endpoint import (
     Connection,
     EndpointOptions,

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from orbiter.config import Config
-from orbiter.transports.sockjs.suite_services import is_test_service_path
+from orbiter.transports.sockjs_suite import is_test_service_path
 
 ON = Config()
 ON = replace(ON, sockjs=replace(ON.sockjs, test_services=True))

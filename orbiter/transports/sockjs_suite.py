@@ -1,8 +1,8 @@
 """Which paths are the SockJS protocol suite's test services (``sockjs.test_services``).
 
-Kept apart from :mod:`orbiter.transports.sockjs.mount` so that the origin
-checks (:mod:`orbiter.transports.guard`), which every transport uses, can
-ask without importing the transports.
+Kept beside :mod:`orbiter.transports.sockjs`, not in it, so that the origin
+checks (:mod:`orbiter.transports.guard`), which every transport uses (SockJS
+too), can ask without importing into the SockJS package.
 """
 
 from __future__ import annotations
