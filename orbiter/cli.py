@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from orbiter.client import DEFAULT_URL, Client, OrbiterError
-from orbiter.config import Config, ConfigError
-from orbiter.config_ini import load_any_config
+from orbiter.config.ini import load_any_config
+from orbiter.config.settings import Config, ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and argv[0].startswith("--config"):
         argv = ["serve", *argv]  # the seeds' "orbited --config=chat.ini"
     if argv[:1] == ["config"]:
-        from orbiter.config_ini import convert_main
+        from orbiter.config.ini import convert_main
 
         return convert_main(argv[1:])
     if argv[:1] == ["bench"]:

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from orbiter.auth import Authenticator, Credentials
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import TooManyConnections

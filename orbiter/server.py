@@ -11,7 +11,7 @@ import signal
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.http.app import build_app
 from orbiter.node import Node
 from orbiter.transports.app_keys import RAW_ROUTERS

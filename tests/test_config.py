@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from orbiter.config import (
+from orbiter.config.settings import (
     ChannelRule,
     Config,
     ConfigError,

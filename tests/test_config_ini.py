@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orbiter.config import ConfigError, config_from_dict
-from orbiter.config_ini import config_from_ini, load_any_config, looks_like_ini, parse_ini, to_toml
-from orbiter.config_tcp import ORBITED, DevRoute
+from orbiter.config.ini import config_from_ini, load_any_config, looks_like_ini, parse_ini, to_toml
+from orbiter.config.settings import ConfigError, config_from_dict
+from orbiter.config.tcp import ORBITED, DevRoute
 from orbiter.protocol.tcp_access import Target
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbiter.config import ConfigError, config_from_dict
-from orbiter.config_ini import config_from_ini
+from orbiter.config.ini import config_from_ini
+from orbiter.config.settings import ConfigError, config_from_dict
 from orbiter.protocol.tcp_access import AccessRule, BadTarget
 
 LINES = st.sampled_from(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orbiter.config import Config, ConfigError, config_from_dict
+from orbiter.config.settings import Config, ConfigError, config_from_dict
 
 _value = st.one_of(
     st.none(),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orbiter.config import Config, ConfigError, config_from_dict
-from orbiter.config_stomp import StompSettings, StompSettingsError, parse_listen
+from orbiter.config.settings import Config, ConfigError, config_from_dict
+from orbiter.config.stomp import StompSettings, StompSettingsError, parse_listen
 
 
 def test_defaults_run_no_tcp_listener_but_websocket_endpoints():

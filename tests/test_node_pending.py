@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from orbiter import node as node_module
-from orbiter.config import config_from_dict
+from orbiter.config.settings import config_from_dict
 from orbiter.node import Node
 
 

@@ -31,7 +31,7 @@ from orbiter.auth.tokens import (
     channels_claim,
     keys_claim,
 )
-from orbiter.config import Config
+from orbiter.config.settings import Config
 
 log = logging.getLogger("orbiter.auth")
 

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import aiohttp
 import orjson
 
-from orbiter.config import HookSettings
+from orbiter.config.settings import HookSettings
 from orbiter.model import JSON
 
 log = logging.getLogger("orbiter.hooks")

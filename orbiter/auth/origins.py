@@ -21,7 +21,7 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from orbiter.config import Config, OriginSettings
+from orbiter.config.settings import Config, OriginSettings
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})

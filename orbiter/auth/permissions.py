@@ -1,7 +1,7 @@
 """The per-channel decision: may this identity subscribe, publish, see presence?
 
 The rules come from ``[[channel]]`` (first match wins, else
-``[channel_defaults]``); see :class:`orbiter.config.ChannelRule`:
+``[channel_defaults]``); see :class:`orbiter.config.settings.ChannelRule`:
 
 - ``subscribe = "anyone"``: every connection (authenticated, when auth is on);
 - ``subscribe = "token"``: the connection's token (or connect hook) lists the
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from orbiter.auth.hooks import AppHooks, HookDenied
 from orbiter.auth.identity import AuthError, Failure, Identity
 from orbiter.auth.tokens import InvalidToken, TokenVerifier
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.model import JSON
 
 

@@ -32,7 +32,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from orbiter.config import AuthSettings
+from orbiter.config.settings import AuthSettings
 from orbiter.model import JSON
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
-from orbiter.config_tcp import ORBITED, DevProxySettings, DevRoute
+from orbiter.config.tcp import ORBITED, DevProxySettings, DevRoute
 from orbiter.node import Node
 
 log = logging.getLogger("orbiter.dev_proxy")

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.engine.base import (
     Broker,
     HistoryPage,

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from orbiter.config_tcp import TcpSettings
+from orbiter.config.tcp import TcpSettings
 from orbiter.protocol.tcp_access import AccessPolicy, Requester, Target
 
 log = logging.getLogger("orbiter.tcp")

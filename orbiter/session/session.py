@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPage, TooManyStreams
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey

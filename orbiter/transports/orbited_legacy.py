@@ -32,7 +32,7 @@ from collections.abc import Callable
 import orjson
 from aiohttp import web
 
-from orbiter.config import OrbitedSettings
+from orbiter.config.settings import OrbitedSettings
 from orbiter.model import StreamPosition, TooManyConnections
 from orbiter.protocol.eventstream import HEARTBEAT, BadEventId, encode_positions, parse_positions
 from orbiter.protocol.eventstream import event as sse_event

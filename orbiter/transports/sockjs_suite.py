@@ -7,7 +7,7 @@ too), can ask without importing into the SockJS package.
 
 from __future__ import annotations
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 
 #: The services ``sockjs.test_services`` mounts under the prefix.
 TEST_SERVICES = ("echo", "close", "disabled_websocket_echo", "cookie_needed_echo")

@@ -16,7 +16,7 @@ import logging
 
 from aiohttp import web
 
-from orbiter.config_stomp import parse_listen
+from orbiter.config.stomp import parse_listen
 from orbiter.node import Node
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.transports.sockjs.endpoint import Connection, SessionApp, SockJSServer

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from orbiter.config import SessionTiming
+from orbiter.config.settings import SessionTiming
 from orbiter.session.outbox import Pull
 from orbiter.session.session import ClientSession
 

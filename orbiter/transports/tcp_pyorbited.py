@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from orbiter.config_tcp import PyorbitedSettings, is_loopback
+from orbiter.config.tcp import PyorbitedSettings, is_loopback
 from orbiter.engine.base import TooManyStreams
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey, InvalidKey

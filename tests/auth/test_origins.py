@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orbiter.auth.origins import HostAllowList, host_allow_list, host_name, origin_allowed
-from orbiter.config import AuthSettings, Config, OriginSettings
+from orbiter.config.settings import AuthSettings, Config, OriginSettings
 
 
 def allowed(

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orbiter.auth.tokens import InvalidToken, TokenVerifier
-from orbiter.config import AuthSettings
+from orbiter.config.settings import AuthSettings
 from orbiter.protocol.keys import ConnectionKey
 from tests.support.keys import SECRET, ec_key, public_pem, rsa_key, token
 

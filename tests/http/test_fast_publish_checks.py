@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
 from tests.support.standins import StandInTakeover, StandInTransport

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPolicy
 from orbiter.engine.memory import MemoryBroker
 from orbiter.http.api import publish_body

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orbiter.config_tcp import TcpSettings
+from orbiter.config.tcp import TcpSettings
 from orbiter.protocol.tcp_access import AccessPolicy, AccessRule, BadTarget, Requester, Target
 from orbiter.protocol.tcp_websockify import decode_base64, encode_base64, target_from
 from orbiter.services.tcp_proxy import CloseCode, ProxyError, TcpProxy

@@ -8,7 +8,7 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from orbiter.config import ChannelRule, Config
+from orbiter.config.settings import ChannelRule, Config
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import StreamPosition
 from orbiter.services.polls import Batch, PollHub, TooManyPolls

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from orbiter.config import Config, ConfigError, SessionTiming, load_config
+from orbiter.config.settings import Config, ConfigError, SessionTiming, load_config
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication
 from orbiter.services.pubsub import PubSub

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.engine.base import TooManyStreams
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.services.pubsub import PubSub

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orbiter.auth import Authenticator
-from orbiter.config import Config
-from orbiter.config_stomp import StompSettings
+from orbiter.config.settings import Config
+from orbiter.config.stomp import StompSettings
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
 from orbiter.services.pubsub import PubSub

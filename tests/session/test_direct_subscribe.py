@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from orbiter.config import Config, Limits
+from orbiter.config.settings import Config, Limits
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import StreamPosition
 from orbiter.protocol.keys import ConnectionKey

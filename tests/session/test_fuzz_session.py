@@ -12,7 +12,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orbiter.config import AuthSettings, ChannelRule, Config, Limits
+from orbiter.config.settings import AuthSettings, ChannelRule, Config, Limits
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession

@@ -25,7 +25,7 @@ import orjson
 import uvloop
 
 from orbiter.bench.spawn import BENCH_CONFIG
-from orbiter.config import config_from_dict
+from orbiter.config.settings import config_from_dict
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.node import Node
 from orbiter.transports.websocket import NativeWebSocket, _Endpoint

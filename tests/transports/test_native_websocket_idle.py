@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from orbiter.config import config_from_dict
+from orbiter.config.settings import config_from_dict
 from orbiter.http.app import build_app
 from orbiter.node import Node
 from orbiter.transports.app_keys import RAW_ROUTERS

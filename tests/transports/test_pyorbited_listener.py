@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from orbiter.config import ConfigError, config_from_dict
-from orbiter.config_tcp import PyorbitedSettings, is_loopback
+from orbiter.config.settings import ConfigError, config_from_dict
+from orbiter.config.tcp import PyorbitedSettings, is_loopback
 from orbiter.transports.tcp_pyorbited import RefusalLog
 
 

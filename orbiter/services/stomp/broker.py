@@ -30,7 +30,7 @@ from functools import partial
 from typing import Protocol
 
 from orbiter.auth import Authenticator
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.model import Publication, TooManyConnections
 from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orbiter.auth import OPEN, Authenticator, AuthError, Credentials, Identity
-from orbiter.config import Config
+from orbiter.config.settings import Config
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,8 @@ from typing import Literal, Protocol
 
 from orbiter import __version__
 from orbiter.auth import Authenticator, AuthError
-from orbiter.config import Config
-from orbiter.config_stomp import StompSettings
+from orbiter.config.settings import Config
+from orbiter.config.stomp import StompSettings
 from orbiter.engine.base import TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.native import (

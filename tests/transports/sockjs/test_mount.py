@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from orbiter.config import Config
+from orbiter.config.settings import Config
 from orbiter.transports.sockjs_suite import is_test_service_path
 
 ON = Config()

@@ -14,7 +14,7 @@
 
 and Orbited 0.3's ``[global] proxy.enabled = 1`` / ``[proxy] /orbited -> ORBITED``.
 :func:`parse_ini` maps each line onto the native TOML structure (a dict that
-:func:`orbiter.config.config_from_dict` checks); anything it does not
+:func:`orbiter.config.settings.config_from_dict` checks); anything it does not
 understand is an error naming the line, never skipped. :func:`to_toml`
 writes that structure as TOML (``orbiter config convert``). Pure code, no I/O
 except :func:`load_any_config`, which reads a file of either format.
@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from orbiter.config import Config, ConfigError, config_from_dict, load_config
+from orbiter.config.settings import Config, ConfigError, config_from_dict, load_config
 
 #: Suffixes read as INI; anything else is TOML unless it starts like an INI file.
 INI_SUFFIXES = (".ini", ".cfg", ".conf")

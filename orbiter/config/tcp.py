@@ -1,6 +1,6 @@
 """Settings of the TCP-facing parts: the browser TCP proxy, the pyorbited listener, the dev proxy.
 
-``orbiter.config`` reads the ``[tcp]``, ``[pyorbited]`` and ``[dev_proxy]``
+``orbiter.config.settings`` reads the ``[tcp]``, ``[pyorbited]`` and ``[dev_proxy]``
 tables through :func:`tcp_settings_from`, :func:`pyorbited_settings_from`
 and :func:`dev_proxy_settings_from`. Each checks every key and raises
 :class:`SettingsError` naming the key; ``docs/config.md`` lists them.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from orbiter.config_values import SettingsError, kinds_of, scalars
+from orbiter.config.values import SettingsError, kinds_of, scalars
 from orbiter.protocol.tcp_access import AccessRule, BadTarget
 
 #: A ``[dev_proxy]`` route target meaning "orbiter itself" (the seed's ``ORBITED``).

@@ -1,7 +1,7 @@
 """The one check of a settings table's scalar values: known keys, each of its type.
 
-Every table reader (``orbiter.config``, ``orbiter.config_tcp``,
-``orbiter.config_stomp``) goes through :func:`scalars`, so an unknown key
+Every table reader (``orbiter.config.settings``, ``orbiter.config.tcp``,
+``orbiter.config.stomp``) goes through :func:`scalars`, so an unknown key
 or a wrong type gets the same :class:`SettingsError` naming the key
 wherever it is (an int is accepted for a float; nan and inf are not).
 """

@@ -1,6 +1,6 @@
 """Settings of the embedded STOMP broker (the ``[stomp]`` table).
 
-``orbiter.config`` reads the table through :func:`stomp_settings_from`,
+``orbiter.config.settings`` reads the table through :func:`stomp_settings_from`,
 which checks every key and raises :class:`StompSettingsError` naming it.
 The seed's INI line ``[listen] stomp://:61613`` maps onto
 ``StompSettings(listen=":61613")`` (see :func:`parse_listen`).
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from orbiter.config_values import SettingsError, kinds_of, scalars
+from orbiter.config.values import SettingsError, kinds_of, scalars
 from orbiter.protocol.stomp import HEART_BEAT_MAX, HEART_BEAT_MIN
 
 

@@ -17,8 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from orbiter.config_stomp import StompSettings, stomp_settings_from
-from orbiter.config_tcp import (
+from orbiter.config.stomp import StompSettings, stomp_settings_from
+from orbiter.config.tcp import (
     DevProxySettings,
     PyorbitedSettings,
     TcpSettings,
@@ -26,7 +26,7 @@ from orbiter.config_tcp import (
     pyorbited_settings_from,
     tcp_settings_from,
 )
-from orbiter.config_values import SettingsError, kinds_of, scalars, typed
+from orbiter.config.values import SettingsError, kinds_of, scalars, typed
 
 
 class ConfigError(ValueError):
@@ -215,11 +215,11 @@ class Config:
     auth: AuthSettings = field(default_factory=AuthSettings)
     hooks: HookSettings = field(default_factory=HookSettings)
     origins: OriginSettings = field(default_factory=OriginSettings)
-    #: The browser TCP proxy, the pyorbited listener, the dev proxy (orbiter/config_tcp.py).
+    #: The browser TCP proxy, the pyorbited listener, the dev proxy (orbiter/config/tcp.py).
     tcp: TcpSettings = field(default_factory=TcpSettings)
     pyorbited: PyorbitedSettings = field(default_factory=PyorbitedSettings)
     dev_proxy: DevProxySettings = field(default_factory=DevProxySettings)
-    #: The embedded STOMP broker (orbiter/config_stomp.py).
+    #: The embedded STOMP broker (orbiter/config/stomp.py).
     stomp: StompSettings = field(default_factory=StompSettings)
 
     @property
