@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,41 @@ def descriptor_ceiling() -> int:
     """
     soft, reserve = _descriptor_limits()
     return soft - reserve
+
+
+#: A descriptor held for the process's life, duplicated to learn the lowest free number.
+_probe_descriptor: int | None = None
+
+
+def _lowest_free_descriptor() -> int:
+    """The number a new descriptor would get now (the soft limit when there is none)."""
+    global _probe_descriptor
+    try:
+        if _probe_descriptor is None:
+            _probe_descriptor = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        probe = os.dup(_probe_descriptor)
+    except OSError:
+        return _descriptor_limits()[0]
+    os.close(probe)
+    return probe
+
+
+def reserved_descriptor(transport: asyncio.BaseTransport) -> int | None:
+    """The descriptor number of a just-accepted connection if it is one of the reserve.
+
+    Only near the ceiling is the connection's own number asked for: uvloop keeps
+    the socket object it answers with for as long as the connection lives (72
+    bytes each). Far below it, the lowest free number (learnt by duplicating a
+    descriptor held for the purpose) says no connection can be in the reserve:
+    one can only be accepted there when every number below it was taken.
+    """
+    ceiling = descriptor_ceiling()
+    if _lowest_free_descriptor() < ceiling - DESCRIPTOR_RESERVE:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < ceiling:
+        return None
+    return int(sock.fileno())
 
 
 def _refusal(status: bytes, message: str, extra: bytes = b"") -> bytes:
@@ -207,14 +243,14 @@ class _HeadSniffer(asyncio.Protocol):
         gate = factory.gate
         if gate is None:
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.fileno() >= descriptor_ceiling():
+        descriptor = reserved_descriptor(transport)
+        if descriptor is not None:
             gate.refused(
                 "limit_descriptors",
                 "connection from %s refused: out of file descriptors (this one is number %d; "
                 "ulimit -n is %d, of which the last %d are kept for the server's own use)",
                 peer,
-                sock.fileno(),
+                descriptor,
                 *_descriptor_limits(),
             )
             _refuse(transport, _OUT_OF_DESCRIPTORS)
