@@ -6,6 +6,6 @@ Run it with ``orbiter serve``; publish from an app server with
 """
 
 from orbiter.client import AsyncClient, Client, OrbiterError
+from orbiter.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["AsyncClient", "Client", "OrbiterError", "__version__"]

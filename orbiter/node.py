@@ -15,8 +15,8 @@ from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
+from orbiter.services.outbox import Flusher
 from orbiter.services.pubsub import PubSub
-from orbiter.session.outbox import Flusher
 from orbiter.session.session import ClientSession
 
 log = logging.getLogger("orbiter.node")

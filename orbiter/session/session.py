@@ -59,12 +59,12 @@ from orbiter.protocol.native import (
     reserved_refusal,
     validate_channel,
 )
+from orbiter.services.outbox import Outbox
 from orbiter.services.pubsub import PubSub
+from orbiter.services.pushes import pushes
+from orbiter.services.rate import TokenBucket
 from orbiter.services.recovery import Recovery
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.outbox import Outbox
-from orbiter.session.pushes import pushes
-from orbiter.session.rate import TokenBucket
 
 log = logging.getLogger("orbiter.session")
 
@@ -497,7 +497,7 @@ class ClientSession:
     def deliver_batch(self, batch: SharedBatch) -> None:
         """Fan-out hot path (:class:`~orbiter.services.pubsub.Subscriber`): a channel's new
         publications, framed by the transport from their native pushes
-        (:func:`~orbiter.session.pushes.pushes`, encoded once per batch)."""
+        (:func:`~orbiter.services.pushes.pushes`, encoded once per batch)."""
         sub = self._subs.get(batch.channel)
         if sub is None:
             return

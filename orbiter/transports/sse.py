@@ -48,8 +48,8 @@ from orbiter.protocol.eventstream import (
     parse_positions,
 )
 from orbiter.protocol.native import ErrorCode, Refusal, validate_channel
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.errors import error_response
@@ -136,7 +136,7 @@ _CHUNKED_EVENT, _PLAIN_EVENT = "sse-event-chunked", "sse-event"
 
 
 class EventStream:
-    """One SSE connection's writer: its session's outbox :class:`~orbiter.session.outbox.Sink`.
+    """One SSE connection's writer: its session's outbox :class:`~orbiter.services.outbox.Sink`.
 
     Every batch the outbox hands over is written at once, as one event, to
     the connection's transport, below aiohttp's response writer (as a chunk

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from orbiter.services.outbox import Pull
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
-from orbiter.session.outbox import Pull
 
 READ_SIZE = 65_536
 #: Seconds a closing connection has to take what was queued for it before it is cut.

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import WSMsgType, web
 
 from orbiter.auth.hooks import forwarded
+from orbiter.services.outbox import Pull
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
-from orbiter.session.outbox import Pull
 from orbiter.transports.sockjs.endpoint import Connection
 
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")

@@ -2,7 +2,7 @@
 
 The Orbited ``iframe`` and ``sse`` URLs differ only in how they frame a
 batch of the session's messages; this is the loop they share, taking them
-from the outbox through a :class:`~orbiter.session.outbox.Pull` sink (plain
+from the outbox through a :class:`~orbiter.services.outbox.Pull` sink (plain
 SSE is written to at once instead: :class:`orbiter.transports.sse.EventStream`). A
 :class:`Framer` frames each batch right after it is taken from the outbox,
 so it may read the session's positions, which then match exactly what the
@@ -21,7 +21,7 @@ from typing import Protocol
 from aiohttp import web
 
 from orbiter.config.settings import SessionTiming
-from orbiter.session.outbox import Pull
+from orbiter.services.outbox import Pull
 from orbiter.session.session import ClientSession
 
 

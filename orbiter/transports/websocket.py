@@ -2,7 +2,7 @@
 
 Each text (or binary, UTF-8) frame from the client holds one or more
 newline-separated commands. The adapter is pushed to (an
-:class:`~orbiter.session.outbox.Sink`): what the session queued during one
+:class:`~orbiter.services.outbox.Sink`): what the session queued during one
 event-loop iteration goes out as one text frame, its messages separated by
 newlines, and a channel's batch of publications is framed once
 (:meth:`SharedBatch.framed`) and those same bytes are written straight to
@@ -105,8 +105,8 @@ from orbiter.protocol.websocket_handshake import (
     switching_protocols,
     undecodable,
 )
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession
 from orbiter.transports.app_keys import RAW_ROUTERS
 from orbiter.transports.deadlines import DeadlineWheel

@@ -13,8 +13,8 @@ from orbiter.config.settings import Config, ConfigError, SessionTiming, load_con
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication
 from orbiter.services.pubsub import PubSub
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.pushes import pushes
 
 
 class PerMessage:
@@ -77,7 +77,7 @@ async def test_a_channel_without_native_subscribers_is_never_json_encoded(
         encoded.append(pub)
         return b"{}"
 
-    monkeypatch.setattr("orbiter.session.pushes.encode_publication", encode)
+    monkeypatch.setattr("orbiter.services.pushes.encode_publication", encode)
     pubsub, _ = make()
     only = PerMessage()
     await pubsub.subscribe(only, "quiet")

@@ -17,10 +17,10 @@ from orbiter.config.settings import Config
 from orbiter.config.stomp import StompSettings
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
+from orbiter.services.outbox import Pull
 from orbiter.services.pubsub import PubSub
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
-from orbiter.session.outbox import Pull
 
 CONFIG = replace(Config(), stomp=StompSettings(max_queue_length=50, max_unacked=3))
 

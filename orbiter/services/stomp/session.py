@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from orbiter import __version__
 from orbiter.auth import Authenticator, AuthError
 from orbiter.config.settings import Config
 from orbiter.config.stomp import StompSettings
@@ -51,7 +50,9 @@ from orbiter.protocol.stomp import (
     negotiate_version,
     parse_heart_beat,
 )
+from orbiter.services.outbox import Outbox
 from orbiter.services.pubsub import PubSub
+from orbiter.services.rate import TokenBucket
 from orbiter.services.recovery import Recovery
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import BodyError, data_of
@@ -59,8 +60,7 @@ from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
 from orbiter.services.stomp.queues import MessageQueue, QueueBook, QueuedMessage, QueueFull
 from orbiter.services.stomp.transactions import Transactions
-from orbiter.session.outbox import Outbox
-from orbiter.session.rate import TokenBucket
+from orbiter.version import __version__
 
 log = logging.getLogger("orbiter.stomp")
 

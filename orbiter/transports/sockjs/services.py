@@ -5,7 +5,7 @@ from the client is one native message for a :class:`ClientSession`, and
 each message the session queues goes back as one SockJS message; when the
 client session closes (slow consumer, failed connect, server shutdown) the
 SockJS session closes with the same code and reason. It is the client
-session's outbox :class:`~orbiter.session.outbox.Sink`: single messages
+session's outbox :class:`~orbiter.services.outbox.Sink`: single messages
 are pushed to it once per loop iteration, and a channel's
 :class:`SharedBatch` is JSON-encoded once (:func:`encode_messages`, cached
 on the batch) for every SockJS session subscribed to the channel. :class:`EchoApp` and
@@ -18,8 +18,8 @@ from orbiter.auth import Credentials
 from orbiter.model import TooManyConnections
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.pushes import pushes
 from orbiter.session.session import ClientSession
 from orbiter.transports.sockjs.endpoint import Connection
 from orbiter.transports.sockjs.frames import Encoded, encode_messages

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from orbiter.model import Publication
 from orbiter.protocol.native import DisconnectCode
+from orbiter.services import pushes as pushes_module
+from orbiter.services.outbox import Flusher, Outbox
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session import pushes as pushes_module
-from orbiter.session.outbox import Flusher, Outbox
-from orbiter.session.pushes import pushes
 from orbiter.transports.sockjs import services
 from orbiter.transports.sockjs.envelopes import ENVELOPES
 from orbiter.transports.sockjs.frames import (

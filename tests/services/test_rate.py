@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orbiter.session.rate import TokenBucket
+from orbiter.services.rate import TokenBucket
 
 
 def test_burst_then_rate() -> None:

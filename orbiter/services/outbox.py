@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.pushes import pushes
 
 
 class Sink(Protocol):

@@ -6,8 +6,8 @@ import asyncio
 
 from orbiter.model import Publication
 from orbiter.protocol.native import encode_publication
+from orbiter.services.outbox import Outbox, Pull
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.outbox import Outbox, Pull
 
 
 async def test_take_returns_everything_queued_as_one_batch() -> None:

@@ -6,9 +6,9 @@ import asyncio
 
 from orbiter.model import Publication
 from orbiter.protocol.native import encode_publication
+from orbiter.services.outbox import Flusher, Outbox
+from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
-from orbiter.session.outbox import Flusher, Outbox
-from orbiter.session.pushes import pushes
 from orbiter.transports.websocket import text_frame
 
 
