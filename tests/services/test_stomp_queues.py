@@ -414,3 +414,34 @@ def test_a_consumer_that_takes_at_once_gets_messages_whatever_the_budgets():
     held.add(FakeConsumer(acknowledges=True))
     with pytest.raises(QueueFull, match=r"stomp\.max_total_queue_bytes"):
         held.put(msg(5))
+
+
+def test_each_refusal_names_its_budget_in_the_same_words():
+    size = msg(0, b"x" * 100).size
+    book = make_book(max_length=2, max_queue_bytes=3 * size, max_total_bytes=4 * size)
+    a, b = make_queue(book, "a"), make_queue(book, "b")
+    a.put(msg(0, b"x" * 100))
+    a.put(msg(1, b"x" * 100))
+    with pytest.raises(QueueFull) as full:
+        a.put(msg(2, b"x" * 100))
+    assert (full.value.counter, str(full.value)) == (
+        "limit_queue_length",
+        "queue 'a' holds 2 messages waiting for a consumer (stomp.max_queue_length)",
+    )
+    b.put(msg(3, b"x" * 100))
+    with pytest.raises(QueueFull) as full:
+        b.put(msg(4, b"x" * (2 * size)))
+    big = msg(4, b"x" * (2 * size)).size
+    assert (full.value.counter, str(full.value)) == (
+        "limit_queue_bytes",
+        f"queue 'b' holds {size} bytes and this message counts {big}: "
+        f"a queue holds at most {3 * size} bytes (stomp.max_queue_bytes)",
+    )
+    b.put(msg(5, b"x" * 100))
+    with pytest.raises(QueueFull) as full:
+        make_queue(book, "c").put(msg(6, b"x" * 100))
+    assert (full.value.counter, str(full.value)) == (
+        "limit_total_queue_bytes",
+        f"the broker's queues hold {4 * size} bytes and this message counts {size}: "
+        f"all queues together hold at most {4 * size} bytes (stomp.max_total_queue_bytes)",
+    )

@@ -149,26 +149,26 @@ class MessageQueue:
     def _refusal(self, message: QueuedMessage) -> QueueFull | None:
         book = self._book
         if len(self.pending) >= book.max_length:
-            return QueueFull(
-                "limit_queue_length",
-                f"queue {self.name!r} holds {book.max_length} messages waiting for a consumer "
-                "(stomp.max_queue_length)",
+            return _full(
+                "max_queue_length",
+                f"queue {self.name!r} holds {book.max_length} messages waiting for a consumer",
             )
-        if self.bytes + message.size > book.max_queue_bytes:
-            return QueueFull(
-                "limit_queue_bytes",
-                f"queue {self.name!r} holds {self.bytes} bytes and this message counts "
-                f"{message.size}: a queue holds at most {book.max_queue_bytes} bytes "
-                "(stomp.max_queue_bytes)",
-            )
-        if book.bytes + message.size > book.max_total_bytes:
-            return QueueFull(
-                "limit_total_queue_bytes",
-                f"the broker's queues hold {book.bytes} bytes and this message counts "
-                f"{message.size}: all queues together hold at most {book.max_total_bytes} "
-                "bytes (stomp.max_total_queue_bytes)",
-            )
-        return None
+        size = message.size
+        return _over_bytes(
+            "max_queue_bytes",
+            size,
+            holder=f"queue {self.name!r} holds",
+            held=self.bytes,
+            scope="a queue holds",
+            limit=book.max_queue_bytes,
+        ) or _over_bytes(
+            "max_total_queue_bytes",
+            size,
+            holder="the broker's queues hold",
+            held=book.bytes,
+            scope="all queues together hold",
+            limit=book.max_total_bytes,
+        )
 
     def put_back(self, messages: Iterable[QueuedMessage]) -> None:
         """Messages a consumer held but did not consume: first in line again, redelivered.
@@ -344,6 +344,24 @@ class QueueBook:
             looked += 1 + queue.expire(now)
             self.tidy(queue)
         return before - self.bytes
+
+
+def _full(key: str, detail: str) -> QueueFull:
+    """The refusal of a SEND past ``stomp.<key>``: counted as ``limit_<key less max_>``."""
+    return QueueFull("limit_" + key.removeprefix("max_"), f"{detail} (stomp.{key})")
+
+
+def _over_bytes(
+    key: str, size: int, *, holder: str, held: int, scope: str, limit: int
+) -> QueueFull | None:
+    """The refusal of a message of ``size`` bytes where ``held`` of ``limit`` are taken;
+    None if it fits. ``holder`` and ``scope`` name what holds the bytes, with the verb."""
+    if held + size <= limit:
+        return None
+    return _full(
+        key,
+        f"{holder} {held} bytes and this message counts {size}: {scope} at most {limit} bytes",
+    )
 
 
 def _milliseconds(name: str, value: str, meaning: str) -> int:
