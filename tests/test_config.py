@@ -76,6 +76,11 @@ def test_rules_in_a_file_replace_the_default_chat_rule() -> None:
         ({"server": 3}, "'server' must be a table"),
         ({"limits": {"max_message_size": 0}}, "'limits.max_message_size' must be positive"),
         ({"limits": {"max_message_size": True}}, "'limits.max_message_size' must be of type"),
+        ({"limits": {"body_deadline": 0}}, "'limits.body_deadline' must be positive"),
+        (
+            {"limits": {"body_timeout": 10, "body_deadline": 9.5}},
+            "'limits.body_deadline' .9.5. is less than 'limits.body_timeout' .10.",
+        ),
         ({"channel": {"match": "x"}}, "array of tables"),
         ({"channel": [{"client_publish": True}]}, "'channel[0].match'"),
         ({"channel": [{"match": "a", "publish": True}]}, "'channel[0].publish'"),

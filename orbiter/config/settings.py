@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orbiter.config.stomp import StompSettings, stomp_settings_from
+from orbiter.config.storage import EngineSettings, engine_settings_from
 from orbiter.config.tcp import (
     DevProxySettings,
     PyorbitedSettings,
@@ -85,6 +86,10 @@ class Limits:
     #: Seconds a request body may go without a byte arriving before the request
     #: is dropped (a ``Content-Length`` that is never sent).
     body_timeout: float = 10.0
+    #: Seconds a request body may take in all, however steadily it trickles (a byte
+    #: every few seconds); past it 408. 60 s moves ``max_http_body`` (1 MiB) at
+    #: 17 KiB/s: raise both together.
+    body_deadline: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +226,8 @@ class Config:
     dev_proxy: DevProxySettings = field(default_factory=DevProxySettings)
     #: The embedded STOMP broker (orbiter/config/stomp.py).
     stomp: StompSettings = field(default_factory=StompSettings)
+    #: Where channel streams are kept (orbiter/config/storage.py).
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     @property
     def auth_required(self) -> bool:
@@ -260,6 +267,7 @@ _TOP_LEVEL = {
     "pyorbited",
     "dev_proxy",
     "stomp",
+    "engine",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
@@ -305,6 +313,12 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     for f in fields(Limits):
         if getattr(limits, f.name) <= 0:
             raise ConfigError(f"{source}: 'limits.{f.name}' must be positive")
+    if limits.body_deadline < limits.body_timeout:
+        raise ConfigError(
+            f"{source}: 'limits.body_deadline' ({limits.body_deadline:g}) is less than "
+            f"'limits.body_timeout' ({limits.body_timeout:g}): a body's whole time "
+            "cannot be shorter than its idle time"
+        )
     kwargs["auth"] = _auth(_table(raw, "auth", source), source)
     kwargs["hooks"] = _hooks(_table(raw, "hooks", source), source)
     kwargs["origins"] = _origins(_table(raw, "origins", source), source)
@@ -325,6 +339,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     kwargs["sockjs"] = _sockjs(_table(raw, "sockjs", source), source)
     try:
         kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
+        kwargs["engine"] = engine_settings_from(_table(raw, "engine", source))
     except SettingsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):

@@ -29,13 +29,14 @@ async def chat_page(request: web.Request) -> web.FileResponse:
 
 
 def build_app(node: Node) -> web.Application:
+    limits = node.config.limits
     app = web.Application(
-        client_max_size=node.config.limits.max_http_body,
-        # Bodies must keep arriving (limits.body_timeout); a client gone mid-request is one
-        # line (http/front.py). Request heads are timed in transports/sniffing.py and by
-        # aiohttp's keepalive_timeout (server.py).
+        client_max_size=limits.max_http_body,
+        # Bodies must keep arriving and end in time (limits.body_timeout, body_deadline); a
+        # client gone mid-request is one line (http/front.py). Request heads are timed in
+        # transports/sniffing.py and by aiohttp's keepalive_timeout (server.py).
         middlewares=[
-            front(node.config.limits.body_timeout),
+            front(limits.body_timeout, limits.body_deadline),
             api.api_errors,
             origin_guard,
         ],

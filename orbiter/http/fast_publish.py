@@ -129,6 +129,7 @@ class FastPublishProtocol(ClaimedProtocol):
     """Serves one claimed connection's publish requests, until one is not (then aiohttp does)."""
 
     __slots__ = (
+        "_begun",
         "_buffered",
         "_busy",
         "_chunks",
@@ -160,6 +161,9 @@ class FastPublishProtocol(ClaimedProtocol):
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._wanted = 0
+        #: When the first byte of the request kept unanswered came (``_last_read`` then; 0:
+        #: none is kept), for ``limits.body_deadline``.
+        self._begun = 0.0
         #: A publish suspended (not the memory engine): its task answers, then serving resumes.
         self._busy = False
         self._task: asyncio.Task[None] | None = None
@@ -232,6 +236,7 @@ class FastPublishProtocol(ClaimedProtocol):
             if response is None:  # the publish suspended; its task answers and resumes
                 if out:
                     transport.write(b"".join(out))
+                self._begun = self._last_read if pos < size else 0.0
                 self._keep(buffer[pos:], 0)
                 return
             out.append(response)
@@ -240,7 +245,11 @@ class FastPublishProtocol(ClaimedProtocol):
                 transport.close()
                 return
         if pos < size:
+            if pos or not self._begun:  # a request began in this read
+                self._begun = self._last_read
             self._keep(buffer[pos:] if pos else buffer, self._parser.wanted)
+        else:
+            self._begun = 0.0
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -369,30 +378,42 @@ class FastPublishProtocol(ClaimedProtocol):
             transport.resume_reading()
 
     def _check_idle(self) -> None:
-        """Close an idle connection, and one whose request stopped arriving midway.
+        """Close an idle connection, and one whose request stopped arriving midway or
+        trickles in past ``limits.body_deadline``.
 
-        Woken at least every ``limits.body_timeout``, and exactly that long after
-        the last read, so a stalled request is cut on time with no work per read.
+        Woken at least every ``limits.body_timeout``, exactly that long after the
+        last read, and at a kept request's deadline, so a stalled or trickled
+        request is cut on time with no work per read.
         """
-        idle = self._loop.time() - self._last_read
-        stall = self._node.config.limits.body_timeout
-        if not self._busy and self._buffered and idle >= stall:
+        now = self._loop.time()
+        idle = now - self._last_read
+        limits = self._node.config.limits
+        stall, deadline = limits.body_timeout, limits.body_deadline
+        pending = not self._busy and self._buffered
+        if pending and (idle >= stall or now - self._begun >= deadline - 1e-3):
             self._idle_timer = None
+            if idle >= stall:
+                counter, why = "limit_body_timeout", f"no byte of the request for {stall:g} s"
+                key = "limits.body_timeout"
+            else:
+                counter, key = "limit_body_deadline", "limits.body_deadline"
+                why = f"the request was not all here within {deadline:g} s"
             self._node.refused(
-                "limit_body_timeout",
-                "POST /api/publish from %s: no byte of the request for %g s "
-                "(limits.body_timeout); dropped",
+                counter,
+                "POST /api/publish from %s: %s (%s); dropped",
                 self._takeover.peer,
-                stall,
+                why,
+                key,
             )
-            message = f"no byte of the request for {stall:g} s (limits.body_timeout)"
-            self._transport.write(self._error(408, message, close=True))
+            self._transport.write(self._error(408, f"{why} ({key})", close=True))
             self._transport.close()
         elif idle >= KEEPALIVE_TIMEOUT and not self._busy:
             self._idle_timer = None
             self._transport.close()
         else:
             wait = stall - idle if idle < stall else stall
+            if pending:
+                wait = min(wait, self._begun + deadline - now)
             self._idle_timer = self._loop.call_later(wait, self._check_idle)
 
     def _stop_timer(self) -> None:

@@ -269,6 +269,53 @@ def test_a_body_that_keeps_arriving_is_not_cut(quick: RunningServer) -> None:
     assert _counter(quick, "limit_body_timeout") == 0
 
 
+def test_a_trickled_body_is_cut_at_body_deadline(start_server: StartServer) -> None:
+    """A byte every 0.5 s is never idle for body_timeout, but the whole body has
+    body_deadline: 408 at 2 s (not at 4, the doubled limit), one log line for all."""
+    srv = start_server("[limits]\nbody_timeout = 1\nbody_deadline = 2\n")
+    send = _sockjs_session(srv, "trickled")
+    heads = {
+        "xhr_send": _post(send, b'["a", "b"]' + b" " * 100),
+        "api aiohttp": _post("/api/publish", PUBLISH, b"HTTP/1.0"),
+        "fast path": _post("/api/publish", PUBLISH),
+        # The fast path, a first request answered, then a second one trickled.
+        "fast path later": _post("/api/publish", PUBLISH)
+        + PUBLISH
+        + _post("/api/publish", PUBLISH),
+    }
+    socks = {name: _open(srv, head) for name, head in heads.items()}
+    start = time.monotonic()
+    closed: dict[str, float] = {}
+    answers = {name: b"" for name in socks}
+    sent = 0
+    while len(closed) < len(socks) and time.monotonic() - start < 6:
+        for name, sock in socks.items():
+            if name in closed:
+                continue
+            ready, _, _ = select.select([sock], [], [], 0)
+            chunk = sock.recv(65536) if ready else None
+            if chunk is not None:
+                answers[name] += chunk
+            if chunk == b"":
+                closed[name] = time.monotonic() - start
+            else:
+                sock.sendall(b" ")  # one byte of the body, never its end
+        sent += 1
+        time.sleep(0.5)
+    for sock in socks.values():
+        sock.close()
+    assert set(closed) == set(socks), (closed, answers)
+    for name, answer in answers.items():
+        assert b" 408 Request Timeout\r\n" in answer, (name, answer)
+        assert b"within 2 s (limits.body_deadline)" in answer, (name, answer)
+        assert 1.9 <= closed[name] <= 3.1, (name, closed)
+    assert answers["fast path later"].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert _counter(srv, "limit_body_deadline") == 4
+    assert _counter(srv, "limit_body_timeout") == 0
+    assert len(_lines(srv, "(limits.body_deadline); dropped")) == 1
+    assert "Traceback" not in srv.log
+
+
 def test_a_client_gone_mid_body_is_one_short_line(quick: RunningServer) -> None:
     send = _sockjs_session(quick, "leaving")
     for data in (
