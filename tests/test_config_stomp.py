@@ -48,6 +48,7 @@ def test_a_full_table():
         ({"channel_prefix": "$key:"}, "'stomp.channel_prefix'"),
         ({"max_queue_bytes": 0}, "'stomp.max_queue_bytes' must be positive"),
         ({"max_total_queue_bytes": -1}, "'stomp.max_total_queue_bytes' must not be negative"),
+        ({"max_client_queue_bytes": 0}, "'stomp.max_client_queue_bytes' must be positive"),
         ({"message_ttl": 0}, "'stomp.message_ttl' must be positive"),
         ({"heartbeat_send": 0.05}, "'stomp.heartbeat_send' must be 0 \\(none\\) or from 0.1 to"),
         ({"heartbeat_receive": 3601}, "'stomp.heartbeat_receive' must be 0 \\(none\\) or from"),
@@ -62,6 +63,7 @@ def test_queue_budgets_and_ttl_have_safe_defaults():
     settings = StompSettings()
     assert settings.max_queue_bytes == 4 * 1024 * 1024
     assert settings.max_total_queue_bytes == 64 * 1024 * 1024
+    assert settings.max_client_queue_bytes == settings.max_total_queue_bytes // 4
     assert settings.message_ttl == 3600.0
     config = config_from_dict(
         {"stomp": {"max_queue_bytes": 1000, "max_total_queue_bytes": 5000, "message_ttl": 2}}

@@ -42,6 +42,7 @@ listen = "127.0.0.1:{port}"
 max_queue_length = 1000000
 max_queue_bytes = 1073741824
 max_total_queue_bytes = 1073741824
+max_client_queue_bytes = 1073741824
 [limits]
 max_connections = 1000000
 max_connections_per_ip = 1000000

@@ -37,6 +37,11 @@ class StompSettings:
     #: and all queues together; a SEND past either is refused (an ERROR naming the key).
     max_queue_bytes: int = 4 * 1024 * 1024
     max_total_queue_bytes: int = 64 * 1024 * 1024
+    #: Bytes the messages one connection sent hold in queues (until consumed, acknowledged
+    #: or expired); a SEND past it is refused, so that one connection cannot take the whole
+    #: total from everyone. A quarter of the default total: four connections must fill
+    #: theirs before the total refuses anyone, and one can still fill four queues.
+    max_client_queue_bytes: int = 16 * 1024 * 1024
     #: Seconds a queue message waits for a consumer before it is dropped; its own
     #: ``expires`` (epoch ms) or ``expiration`` (ms to live) header may make it shorter.
     message_ttl: float = 3600.0
@@ -88,6 +93,7 @@ def stomp_settings_from(table: dict[str, Any]) -> StompSettings:
         "max_queue_length",
         "max_queue_bytes",
         "max_total_queue_bytes",
+        "max_client_queue_bytes",
         "max_queues",
         "max_unacked",
         "max_headers",

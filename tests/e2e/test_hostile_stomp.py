@@ -346,3 +346,85 @@ def test_heart_beats_are_held_to_a_range(broker):
         error = error_of(bad)
         assert error.get("message") == "malformed heart-beat header"
         assert "is not two whole numbers of milliseconds" in error.body.decode()
+
+
+#: One connection's share (stomp.max_client_queue_bytes): four messages, a quarter of the
+#: total, and less than one queue's budget, so that only the share can refuse.
+SHARE = 4 * MESSAGE_BYTES
+SHARE_TOML = f"""
+max_queue_bytes = {4 * SHARE}
+max_total_queue_bytes = {4 * SHARE}
+max_client_queue_bytes = {SHARE}
+"""
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[tuple[RunningServer, int]]:
+    srv, port = start_stomp_server(stomp_toml=SHARE_TOML)
+    yield srv, port
+    srv.stop()
+
+
+def send_accepted(raw: RawClient, queue: str, count: int, first: int = 0) -> None:
+    """SEND ``count`` BODY-byte messages to ``queue``, each answered by its RECEIPT."""
+    for n in range(first, first + count):
+        raw.frame("SEND", [("destination", queue), ("receipt", f"r{n}")], b"%05d" % n * (BODY // 5))
+        frame = raw.next()
+        assert frame.command == "RECEIPT", (frame.command, frame.headers, frame.body[:200])
+        assert frame.get("receipt-id") == f"r{n}"
+
+
+def test_one_connection_fills_its_share_of_the_queues_and_others_still_send(shared):
+    srv, port = shared
+    greedy = RawClient(port)
+    greedy.connect()
+    # Its share spans queues: four messages to two queues, then a fifth is refused.
+    accepted, error = send_until_refused(greedy, ["/queue/greedy-a", "/queue/greedy-b"])
+    assert accepted == SHARE // MESSAGE_BYTES == 4
+    assert error.get("message") == "queue full"
+    body = error.body.decode()
+    assert "stomp.max_client_queue_bytes" in body
+    assert f"at most {SHARE} bytes" in body
+    assert "the message was not accepted" in body
+    # The total has room left: another connection's SENDs to the same queues go on.
+    other = RawClient(port)
+    other.connect()
+    send_accepted(other, "/queue/greedy-a", 2, first=100)
+    send_accepted(other, "/queue/greedy-b", 2, first=200)
+    # Nothing accepted was dropped: a consumer gets all of it, in order.
+    consumer = RawClient(port)
+    consumer.connect()
+    consumer.frame("SUBSCRIBE", [("destination", "/queue/greedy-a"), ("id", "a")])
+    got = [int(consumer.next().body[:5]) for _ in range(4)]
+    assert got == [0, 2, 100, 101]
+    for raw in (other, consumer):
+        raw.close()
+    assert srv.wait_for_log("queue full")
+
+
+def test_a_connection_s_share_is_free_again_once_its_messages_are_consumed(shared):
+    _, port = shared
+    sender = RawClient(port)
+    sender.connect()
+    send_accepted(sender, "/queue/share", 4)  # the share is full
+    # A consumer that acknowledges takes them: held unacknowledged, they still count ...
+    consumer = RawClient(port)
+    consumer.connect()
+    consumer.frame(
+        "SUBSCRIBE", [("destination", "/queue/share"), ("id", "s"), ("ack", "client-individual")]
+    )
+    held = [consumer.next() for _ in range(4)]
+    assert [int(m.body[:5]) for m in held] == [0, 1, 2, 3]
+    # ... until acknowledged: then the same connection may send its share again.
+    for n, message in enumerate(held):
+        consumer.frame("ACK", [("id", message.get("ack") or ""), ("receipt", f"a{n}")])
+        assert consumer.next().get("receipt-id") == f"a{n}"
+    send_accepted(sender, "/queue/share", 4, first=4)
+    # Handed to the consumer and held unacknowledged, these fill the share once more.
+    again = [consumer.next() for _ in range(4)]
+    assert [int(m.body[:5]) for m in again] == [4, 5, 6, 7]
+    sender.frame("SEND", [("destination", "/queue/share"), ("receipt", "r8")], b"x" * BODY)
+    error = error_of(sender)
+    assert error.get("message") == "queue full"
+    assert "stomp.max_client_queue_bytes" in error.body.decode()
+    consumer.close()

@@ -14,6 +14,7 @@ from orbiter.services.stomp.queues import (
     QueueBook,
     QueuedMessage,
     QueueFull,
+    Sender,
 )
 
 BIG = 1 << 40
@@ -54,6 +55,7 @@ def make_book(
     max_queues: int = 10_000,
     max_queue_bytes: int = BIG,
     max_total_bytes: int = BIG,
+    max_client_bytes: int = BIG,
     ttl: float = 3600.0,
     clock: Clock | None = None,
     wall: Clock | None = None,
@@ -63,6 +65,7 @@ def make_book(
         max_queues=max_queues,
         max_queue_bytes=max_queue_bytes,
         max_total_bytes=max_total_bytes,
+        max_client_bytes=max_client_bytes,
         ttl=ttl,
         clock=clock or Clock(),
         wall=wall or Clock(1_700_000_000.0),
@@ -75,8 +78,12 @@ def make_queue(book: QueueBook | None = None, name: str = "q") -> MessageQueue:
     return queue
 
 
-def msg(n: int, body: bytes | None = None, expires: float = math.inf) -> QueuedMessage:
-    return QueuedMessage(f"m{n}", (), str(n).encode() if body is None else body, expires)
+def msg(
+    n: int, body: bytes | None = None, expires: float = math.inf, sender: Sender | None = None
+) -> QueuedMessage:
+    """Message ``n``; from a connection of its own unless ``sender`` is given."""
+    data = str(n).encode() if body is None else body
+    return QueuedMessage(f"m{n}", (), data, expires, sender=sender or Sender())
 
 
 def bodies(consumer: FakeConsumer) -> list[bytes]:
@@ -195,14 +202,16 @@ def test_the_number_of_queues_is_bounded():
 
 
 def test_a_message_counts_its_body_its_headers_and_the_overhead():
-    plain = QueuedMessage("m", (("content-type", "text/plain"), ("x", "y")), b"b" * 1000)
+    plain = QueuedMessage(
+        "m", (("content-type", "text/plain"), ("x", "y")), b"b" * 1000, sender=Sender()
+    )
     assert plain.size == MESSAGE_OVERHEAD + 1000 + 2 * HEADER_OVERHEAD + 12 + 10 + 1 + 1
     assert (MESSAGE_OVERHEAD, HEADER_OVERHEAD) == (256, 160)
     # Text that is not ASCII counts four bytes a character (the most it can take).
-    wide = QueuedMessage("m", (("n", "\u00e9\u00e9"),), b"")
+    wide = QueuedMessage("m", (("n", "\u00e9\u00e9"),), b"", sender=Sender())
     assert wide.size == MESSAGE_OVERHEAD + HEADER_OVERHEAD + 1 + 8
     # Many empty headers cost what their objects cost, not nothing.
-    many = QueuedMessage("m", tuple((f"h{i}", "") for i in range(64)), b"")
+    many = QueuedMessage("m", tuple((f"h{i}", "") for i in range(64)), b"", sender=Sender())
     assert many.size >= 64 * HEADER_OVERHEAD
 
 
@@ -445,3 +454,64 @@ def test_each_refusal_names_its_budget_in_the_same_words():
         f"the broker's queues hold {4 * size} bytes and this message counts {size}: "
         f"all queues together hold at most {4 * size} bytes (stomp.max_total_queue_bytes)",
     )
+
+
+def test_one_connection_holds_at_most_its_share_and_others_still_send():
+    size = msg(0, b"x" * 500).size
+    book = make_book(max_client_bytes=3 * size)
+    greedy, other = Sender(), Sender()
+    a, b = make_queue(book, "a"), make_queue(book, "b")
+    a.put(msg(0, b"x" * 500, sender=greedy))
+    a.put(msg(1, b"x" * 500, sender=greedy))
+    b.put(msg(2, b"x" * 500, sender=greedy))  # the share spans queues
+    assert greedy.bytes == 3 * size
+    with pytest.raises(QueueFull) as full:
+        b.put(msg(3, b"x" * 500, sender=greedy))
+    assert (full.value.counter, str(full.value)) == (
+        "limit_client_queue_bytes",
+        f"the messages this connection sent hold {3 * size} bytes and this message counts "
+        f"{size}: one connection's messages hold at most {3 * size} bytes "
+        "(stomp.max_client_queue_bytes)",
+    )
+    assert greedy.bytes == book.bytes == 3 * size  # nothing accepted was dropped
+    a.put(msg(4, b"x" * 500, sender=other))
+    b.put(msg(5, b"x" * 500, sender=other))
+    assert other.bytes == 2 * size
+    assert book.bytes == 5 * size
+
+
+def test_a_share_is_free_again_when_its_messages_leave_the_queues():
+    clock = Clock()
+    size = msg(0, b"x" * 100).size
+    book = make_book(max_client_bytes=2 * size, clock=clock)
+    sender = Sender()
+    queue = make_queue(book)
+    queue.put(msg(0, b"x" * 100, sender=sender))
+    queue.put(msg(1, b"x" * 100, sender=sender, expires=clock.now + 5))
+    with pytest.raises(QueueFull, match=r"stomp\.max_client_queue_bytes"):
+        queue.put(msg(2, b"x" * 100, sender=sender))
+    # Taken unacknowledged: it still counts; acknowledged: it is free.
+    holder = FakeConsumer(room=1, acknowledges=True)
+    queue.add(holder)
+    assert sender.bytes == 2 * size
+    queue.settle(holder.got)
+    assert sender.bytes == size
+    queue.remove(holder)
+    queue.put(msg(2, b"x" * 100, sender=sender))
+    assert sender.bytes == 2 * size
+    # Given back by a consumer: still counted, never refused.
+    taker = FakeConsumer(room=1, acknowledges=True)
+    queue.add(taker)
+    queue.remove(taker)
+    queue.put_back(taker.got)
+    assert sender.bytes == 2 * size
+    # Expired: free.
+    clock.now += 10
+    queue.expire(clock.now)
+    assert sender.bytes == size
+    # Consumed by an auto consumer: free.
+    queue.add(FakeConsumer())
+    assert sender.bytes == book.bytes == 0
+    # A message a consumer takes at once never counted.
+    queue.put(msg(3, b"x" * 100, sender=sender))
+    assert sender.bytes == 0

@@ -82,6 +82,7 @@ class StompBroker:
             max_queues=settings.max_queues,
             max_queue_bytes=settings.max_queue_bytes,
             max_total_bytes=settings.max_total_queue_bytes,
+            max_client_bytes=settings.max_client_queue_bytes,
             ttl=settings.message_ttl,
         )
         #: The queue sweep's next run, set while queues hold bytes.

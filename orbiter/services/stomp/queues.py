@@ -8,12 +8,15 @@ redelivered.
 
 A :class:`QueueBook` holds the queues of one broker and their budgets: the
 messages waiting in one queue (``stomp.max_queue_length``), the bytes one
-queue holds (``stomp.max_queue_bytes``) and the bytes all queues hold
-(``stomp.max_total_queue_bytes``). A message's bytes (:attr:`QueuedMessage.size`)
-count from its SEND until it is consumed: while it waits, and while a
-consumer holds it unacknowledged; one that a consumer takes at once is never
-stored and counts nothing. A SEND past a budget is refused (:class:`QueueFull`);
-an accepted message is never dropped to make room.
+queue holds (``stomp.max_queue_bytes``), the bytes all queues hold
+(``stomp.max_total_queue_bytes``) and the bytes of the messages one
+connection sent (its :class:`Sender`, ``stomp.max_client_queue_bytes``), so
+that one connection cannot take the whole total from the others. A message's
+bytes (:attr:`QueuedMessage.size`) count from its SEND until it is consumed:
+while it waits, and while a consumer holds it unacknowledged; one that a
+consumer takes at once is never stored and counts nothing. A SEND past a
+budget is refused (:class:`QueueFull`); an accepted message is never dropped
+to make room.
 
 Every message has a deadline (``stomp.message_ttl``, shortened by its
 ``expires`` or ``expiration`` header: :meth:`QueueBook.deadline`). A message
@@ -48,6 +51,18 @@ def _text_size(text: str) -> int:
     return len(text) if text.isascii() else 4 * len(text)
 
 
+class Sender:
+    """One connection that sends to queues: the bytes its messages still count in them.
+
+    Its messages keep it after the connection is gone, until the last leaves its queue.
+    """
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 @dataclass(slots=True)
 class QueuedMessage:
     message_id: str
@@ -59,6 +74,8 @@ class QueuedMessage:
     redelivered: bool = False
     #: The bytes it counts in its queue's budgets (body, headers and overhead).
     size: int = field(init=False)
+    #: The connection that sent it, whose share its bytes count in.
+    sender: Sender = field(kw_only=True)
 
     def __post_init__(self) -> None:
         self.size = (
@@ -129,6 +146,7 @@ class MessageQueue:
         self.pending.append(message)
         self.bytes += message.size
         book.bytes += message.size
+        message.sender.bytes += message.size
         if message.expires < self.earliest:
             self.earliest = message.expires
         self.dispatch()
@@ -154,20 +172,31 @@ class MessageQueue:
                 f"queue {self.name!r} holds {book.max_length} messages waiting for a consumer",
             )
         size = message.size
-        return _over_bytes(
-            "max_queue_bytes",
-            size,
-            holder=f"queue {self.name!r} holds",
-            held=self.bytes,
-            scope="a queue holds",
-            limit=book.max_queue_bytes,
-        ) or _over_bytes(
-            "max_total_queue_bytes",
-            size,
-            holder="the broker's queues hold",
-            held=book.bytes,
-            scope="all queues together hold",
-            limit=book.max_total_bytes,
+        return (
+            _over_bytes(
+                "max_queue_bytes",
+                size,
+                holder=f"queue {self.name!r} holds",
+                held=self.bytes,
+                scope="a queue holds",
+                limit=book.max_queue_bytes,
+            )
+            or _over_bytes(
+                "max_client_queue_bytes",
+                size,
+                holder="the messages this connection sent hold",
+                held=message.sender.bytes,
+                scope="one connection's messages hold",
+                limit=book.max_client_bytes,
+            )
+            or _over_bytes(
+                "max_total_queue_bytes",
+                size,
+                holder="the broker's queues hold",
+                held=book.bytes,
+                scope="all queues together hold",
+                limit=book.max_total_bytes,
+            )
         )
 
     def put_back(self, messages: Iterable[QueuedMessage]) -> None:
@@ -253,8 +282,10 @@ class MessageQueue:
         return looked
 
     def _release(self, message: QueuedMessage) -> None:
+        """``message`` left the queue (consumed, acknowledged or expired): its bytes are free."""
         self.bytes -= message.size
         self._book.bytes -= message.size
+        message.sender.bytes -= message.size
 
 
 class QueueBook:
@@ -272,6 +303,7 @@ class QueueBook:
         max_queues: int,
         max_queue_bytes: int,
         max_total_bytes: int,
+        max_client_bytes: int,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -280,6 +312,7 @@ class QueueBook:
         self.max_queues = max_queues
         self.max_queue_bytes = max_queue_bytes
         self.max_total_bytes = max_total_bytes
+        self.max_client_bytes = max_client_bytes
         self.ttl = ttl
         self.clock = clock
         self.wall = wall

@@ -58,7 +58,13 @@ from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.identity import StompAuthError, StompIdentity, authenticate
-from orbiter.services.stomp.queues import MessageQueue, QueueBook, QueuedMessage, QueueFull
+from orbiter.services.stomp.queues import (
+    MessageQueue,
+    QueueBook,
+    QueuedMessage,
+    QueueFull,
+    Sender,
+)
 from orbiter.services.stomp.transactions import Transactions
 from orbiter.version import __version__
 
@@ -183,6 +189,8 @@ class StompSession:
             self.settings.max_transactions, self.settings.max_transaction_frames
         )
         self._deliveries = 0
+        #: The bytes this connection's SENDs hold in queues (stomp.max_client_queue_bytes).
+        self._queue_sender = Sender()
         limits = broker.config.limits
         #: SENDs of a connection held to the channel rules (not an app server): publish_rate.
         self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
@@ -432,7 +440,9 @@ class StompSession:
         except ValueError as exc:
             raise StompError("bad expiry header", str(exc)) from None
         headers = tuple((k, v) for k, v in frame.first_headers() if k not in _NOT_FORWARDED)
-        message = QueuedMessage(f"q{self.broker.next_id()}", headers, frame.body, deadline)
+        message = QueuedMessage(
+            f"q{self.broker.next_id()}", headers, frame.body, deadline, sender=self._queue_sender
+        )
         queue = self._queue(target)
         try:
             queue.put(message)
