@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from orbiter.auth.origins import host_allow_list
 from orbiter.model import JSON, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel, validate_tags
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.errors import error_response, json_response
+from orbiter.transports.expect import expect_handler
 
 if TYPE_CHECKING:
     from orbiter.node import Node
@@ -145,27 +145,21 @@ def _check_post(request: web.Request) -> None:
         raise _body_too_large(node)
 
 
-async def _expect_body(request: web.Request) -> web.StreamResponse | None:
-    """``Expect: 100-continue`` on a POST: refuse before the body is sent, else ask for it.
-
-    A refused ``Host`` gets no ``100 Continue``: the host guard answers it
-    (400), without reading the body.
-    """
-    if request.version < (1, 1):
-        return None
-    node = request.app[NODE]
-    if not host_allow_list(node.config).allows(request.headers.get("Host")):
-        return None
-    expect = request.headers.get("Expect", "")
-    if expect.lower() != "100-continue":
-        return _refused(request, ApiError(417, f"unknown Expect: {expect[:100]!r}"))
+def _judge_post(request: web.Request) -> web.StreamResponse | None:
+    """A POST's head, for ``Expect: 100-continue``: its refusal, or None to take the body."""
     try:
         _check_post(request)
     except ApiError as exc:
         return _refused(request, exc)
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    request.writer.output_size = 0  # as aiohttp's own expect handler: no body yet
     return None
+
+
+def _unknown_expect(request: web.Request, message: str) -> web.StreamResponse:
+    return _refused(request, ApiError(417, message))
+
+
+#: ``Expect: 100-continue`` on a POST: refused before the body is sent, else asked for.
+_expect_body = expect_handler(_judge_post, _unknown_expect)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -325,6 +325,64 @@ def test_an_open_server_refuses_a_foreign_expect_before_the_upload(
     assert_clean_log(open_server)
 
 
+SOCKJS_SENDS = [
+    b"/sockjs/000/%s/xhr_send",
+    b"/sockjs/000/%s/jsonp_send?c=cb",
+    b"/stomp/sockjs/000/%s/xhr_send",
+    b"/tcp/sockjs/000/%s/xhr_send",
+]
+
+
+@pytest.mark.parametrize("via_aiohttp", [False, True])
+@pytest.mark.parametrize("path", SOCKJS_SENDS)
+def test_an_oversize_expect_to_sockjs_gets_413_before_the_upload(
+    open_server: RunningServer, via_aiohttp: bool, path: bytes
+) -> None:
+    head = expect_head(LIMIT + 1, path=path % b"nosuch")
+    conn, answer = expect(open_server, head, via_aiohttp=via_aiohttp)
+    conn.close()
+    assert answer.status == 413, answer
+    assert answer.body == b"Payload too large (at most %d bytes)." % LIMIT
+    assert_clean_log(open_server)
+
+
+@pytest.mark.parametrize("path", SOCKJS_SENDS)
+def test_a_sockjs_expect_within_the_limit_gets_100_continue_then_its_answer(
+    open_server: RunningServer, path: bytes
+) -> None:
+    session = os.urandom(6).hex().encode()
+    opened = one(open_server, http(b"POST", path.split(b"%s")[0] + session + b"/xhr", body=b""))
+    assert opened.body == b"o\n", opened
+    body = b'["' + b"x" * 10 + b'"]'
+    body += b" " * (LIMIT - len(body))  # exactly the limit
+    conn, answer = expect(open_server, expect_head(LIMIT, path=path % session), via_aiohttp=False)
+    try:
+        assert answer.status == 100, answer
+        conn.send(body)
+        final = conn.read_response()
+    finally:
+        conn.close()
+    assert final.status in (200, 204), final  # jsonp_send answers "ok"
+    assert_clean_log(open_server)
+
+
+def test_a_sockjs_expect_with_a_foreign_host_or_expectation_gets_no_100(
+    open_server: RunningServer,
+) -> None:
+    head = expect_head(10, path=b"/sockjs/000/x/xhr_send")
+    conn, answer = expect(
+        open_server, head.replace(b"Host: 127.0.0.1", b"Host: rebound.example"), via_aiohttp=False
+    )
+    conn.close()
+    assert answer.status == 400, answer
+    assert answer.message().startswith("Host 'rebound.example' is not in server.allowed_hosts")
+    conn, answer = expect(open_server, head.replace(b"100-continue", b"x"), via_aiohttp=True)
+    conn.close()
+    assert answer.status == 417, answer
+    assert answer.body == b"unknown Expect: 'x'"
+    assert_clean_log(open_server)
+
+
 # ---------------------------------------------------------------- Host allow-list
 
 REFUSED_HOST = "Host 'rebound.example:80' is not in server.allowed_hosts"

@@ -24,6 +24,7 @@ import orjson
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
+from orbiter.transports.expect import expect_handler
 from orbiter.transports.sockjs import urls
 from orbiter.transports.sockjs.endpoint import Endpoint, SockJSServer
 from orbiter.transports.sockjs.envelopes import CALLBACK, ENVELOPES, Envelope
@@ -71,6 +72,8 @@ class SockJSHandler:
         self.server = server
         self.prefix = prefix
         self._services = frozenset(name for name in server.endpoints if name)
+        #: aiohttp's expect handler for the prefix: a body over the limit is refused first (413).
+        self.expect = expect_handler(self._judge_head, _unknown_expect)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         tail = request.rel_url.raw_path[len(self.prefix) :]
@@ -94,6 +97,11 @@ class SockJSHandler:
         if not endpoint.options.websocket:
             return web.Response(status=404, text="WebSocket is disabled.\n")
         return await raw_websocket(request, endpoint)
+
+    def _judge_head(self, request: web.Request) -> web.StreamResponse | None:
+        tail = request.rel_url.raw_path[len(self.prefix) :]
+        endpoint = self.server.endpoints.get(urls.split_service(tail, self._services)[0])
+        return None if endpoint is None else _too_large(request, endpoint)
 
     def websocket_endpoint(self, path: str) -> Endpoint | None:
         """The endpoint whose session WebSocket URL ``path`` (raw) is, if it offers WebSocket."""
@@ -311,10 +319,9 @@ async def _send(
     if live is None:
         return web.Response(status=404, text="No such session.\n")
     options = endpoint.options
-    if (request.content_length or 0) > options.max_body:
-        options.counters["limit_http_body"] += 1
-        log.info("sockjs send from %s: body over %d bytes", request.remote, options.max_body)
-        return _error(413, f"Payload too large (at most {options.max_body} bytes).")
+    refusal = _too_large(request, endpoint)
+    if refusal is not None:
+        return refusal
     body = await request.read()
     try:
         if jsonp and request.content_type == "application/x-www-form-urlencoded":
@@ -334,6 +341,26 @@ async def _send(
         # Some browsers mishandle a 204 here, so jsonp_send says "ok".
         return web.Response(text="ok", headers=headers)
     return web.Response(status=204, headers=headers)
+
+
+def _too_large(request: web.Request, endpoint: Endpoint) -> web.Response | None:
+    """413 for a request whose declared body is over the endpoint's limit, else None."""
+    options = endpoint.options
+    if (request.content_length or 0) <= options.max_body:
+        return None
+    options.counters["limit_http_body"] += 1
+    log.info(
+        "sockjs %s %s from %s: body over %d bytes",
+        request.method,
+        request.path[:200],
+        request.remote,
+        options.max_body,
+    )
+    return _error(413, f"Payload too large (at most {options.max_body} bytes).")
+
+
+def _unknown_expect(request: web.Request, message: str) -> web.Response:
+    return _error(417, message)
 
 
 def _form_field(body: bytes, name: str) -> str:

@@ -83,8 +83,11 @@ def mount(
     handler = SockJSHandler(server, prefix)
     # The bound coroutine method, not the object: aiohttp wraps (and warns about)
     # a handler it does not see as a coroutine function, one more call per request.
-    app.router.add_route("*", prefix, handler.__call__)
-    app.router.add_route("*", prefix + "/{tail:.*}", handler.__call__)
+    # Its expect handler judges a body's declared length before asking for the body.
+    app.router.add_route("*", prefix, handler.__call__, expect_handler=handler.expect)
+    app.router.add_route(
+        "*", prefix + "/{tail:.*}", handler.__call__, expect_handler=handler.expect
+    )
     app[RAW_ROUTERS].append(hixie76_router(handler, node))
     return handler
 
