@@ -6,9 +6,11 @@
   order agree in every engine.
 - :class:`PresenceStore` knows which clients are subscribed to which channel.
 
-The memory implementation (``engine/memory.py``) serves one process; a Redis
-implementation serves many nodes behind the same interfaces. The contract
-tests in ``tests/engine/`` run against every implementation.
+The memory implementation (``engine/memory.py``) and the SQLite one
+(``engine/sqlite.py``, the same on a data file that survives restarts) serve
+one process; a Redis implementation serves many nodes behind the same
+interfaces. The contract tests in ``tests/engine/`` run against every
+implementation.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ class HistoryPage:
 class TooManyStreams(Exception):
     """The engine keeps as many channel streams as it may (``limits.max_channels``):
     opening another one (a first publication) is refused."""
+
+
+class PublishFailed(Exception):
+    """The engine could not keep a publication (a full disk, an I/O error): it was
+    neither delivered nor kept, and the publisher must be told so, never OK."""
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot start (a damaged or unreadable data file); the message says
+    which file and what to do."""
 
 
 #: Called by the broker, on the event loop, for each publication on a

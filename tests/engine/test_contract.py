@@ -1,30 +1,40 @@
 """The engine contract: every Broker and PresenceStore implementation must pass these.
 
 Implementations are listed in ``ENGINES``; the Redis engine joins the list
-when it exists.
+when it exists. SQLite runs twice: with its default memory window, and with a
+window of one publication, so that nearly every read goes to the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
 from orbiter.engine.base import Broker, HistoryPolicy, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 
-ENGINES: dict[str, Callable[[], tuple[Broker, PresenceStore]]] = {
-    "memory": lambda: (MemoryBroker(), MemoryPresenceStore()),
+ENGINES: dict[str, Callable[[Path], tuple[Broker, PresenceStore]]] = {
+    "memory": lambda _: (MemoryBroker(), MemoryPresenceStore()),
+    "sqlite": lambda tmp: (SqliteBroker(tmp / "data.sqlite3"), MemoryPresenceStore()),
+    "sqlite-file": lambda tmp: (
+        SqliteBroker(tmp / "data.sqlite3", window=1),
+        MemoryPresenceStore(),
+    ),
 }
 
 POLICY = HistoryPolicy(size=5, ttl=60.0, meta_ttl=600.0)
 
 
 @pytest.fixture(params=sorted(ENGINES))
-async def engine(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Broker, PresenceStore]]:
-    broker, presence = ENGINES[request.param]()
+async def engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Broker, PresenceStore]]:
+    broker, presence = ENGINES[request.param](tmp_path)
     await broker.start()
     yield broker, presence
     await broker.close()

@@ -1,0 +1,606 @@
+"""The durable embedded engine: channel streams kept in a SQLite file, the newest in memory.
+
+**Acknowledged means kept.** A publication is queued on the event loop and
+written by one writer thread in a *group commit*: what was queued while the
+previous transaction was under way goes into the next one, one transaction
+in flight at a time (so a busy node writes thousands of publications per
+transaction, a quiet one commits each at once). A publication is delivered
+to this node's subscribers, and returned to its publisher, only once its
+transaction committed; subscribers get them in offset order, as commits
+return in order. So nothing a client saw or was told OK can be forgotten by
+a process crash, and after a crash or a clean stop each stream keeps its
+epoch and offset. A transaction that fails (a full disk, an I/O error)
+fails its publishers with :class:`~orbiter.engine.base.PublishFailed`;
+nothing of it was delivered, and later publications are tried again.
+
+**Offsets are given when a batch is cut**, just before its transaction
+starts, not when :meth:`SqliteBroker.publish` is called: nobody sees an
+offset before its commit anyway, and with one transaction in flight a
+failed one gives its offsets back (no later publication took one), so the
+offsets a stream ever shows have no gaps. Given at publish time, the
+publications queued behind a failed transaction would keep their numbers
+and leave holes that readers could not tell from trimmed history.
+
+**Memory holds each channel's newest publications** (at most
+``window`` of them, and at most the channel's history size), bounded over
+the node by ``history.max_bytes`` (past it the windows of the channels
+published least recently are dropped first; the file still has them). A
+history read the window does not cover reads the file in the reader thread
+(its own connection; WAL lets it read while the writer writes), never on
+the event loop. History is bounded on disk by each channel's rule (size,
+age): reads apply it at once, the periodic sweep deletes what it excludes.
+
+Streams and the *void epoch* of channels never published behave as in the
+memory engine (``engine/memory.py``), and both live in the file, so a
+restart changes neither. The file's format and what a power loss can lose
+under each ``sync`` setting: ``engine/sqlite_store.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import orjson
+
+from orbiter.engine.base import (
+    Broker,
+    EngineUnavailable,
+    HistoryPage,
+    HistoryPolicy,
+    PresenceHandler,
+    PublicationHandler,
+    PublishFailed,
+    TooManyStreams,
+)
+from orbiter.engine.memory import PUBLICATION_OVERHEAD, new_epoch
+from orbiter.engine.sqlite_store import Row, SqliteStore, StoreError, WriteBatch
+from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
+
+log = logging.getLogger("orbiter.engine.sqlite")
+
+#: Publications of each channel kept in memory by default (``engine.memory_window``).
+DEFAULT_WINDOW = 128
+
+
+class _Stream:
+    __slots__ = (
+        "assigned",
+        "channel",
+        "emptied",
+        "epoch",
+        "id",
+        "last_time",
+        "policy",
+        "queued",
+        "sizes",
+        "stored",
+        "top",
+        "touched",
+        "trim_due",
+        "window",
+        "window_bytes",
+    )
+
+    def __init__(self, id_: int, channel: str, epoch: str, policy: HistoryPolicy, now: float):
+        self.id = id_
+        self.channel = channel
+        self.epoch = epoch
+        #: The newest committed offset (what readers and subscribers see), and the newest
+        #: given to a publication in the transaction under way (``top`` when none is).
+        self.top = 0
+        self.assigned = 0
+        #: Publications queued or in flight, not yet committed or failed.
+        self.queued = 0
+        #: The file has the stream's row.
+        self.stored = False
+        self.touched = now
+        #: When its newest publication was made.
+        self.last_time = now
+        self.policy = policy
+        #: Its newest committed publications (offsets without a gap, up to ``top``).
+        self.window: deque[Publication] = deque()
+        self.sizes: deque[int] = deque()
+        self.window_bytes = 0
+        #: Publications committed since the sweep last trimmed it on disk; its last
+        #: publication expired and was trimmed on disk.
+        self.trim_due = False
+        self.emptied = False
+
+
+class _Queued:
+    """A publication waiting for its transaction."""
+
+    __slots__ = (
+        "data",
+        "encoded",
+        "future",
+        "offset",
+        "size",
+        "stream",
+        "tags",
+        "tags_json",
+        "time",
+    )
+
+    def __init__(
+        self,
+        stream: _Stream,
+        data: JSON,
+        tags: dict[str, str] | None,
+        now: float,
+        future: asyncio.Future[Publication],
+    ) -> None:
+        self.stream = stream
+        self.data = data
+        self.tags = tags
+        self.encoded = orjson.dumps(data)
+        self.tags_json = orjson.dumps(tags) if tags else None
+        self.time = now
+        self.future = future
+        self.offset = 0
+        size = len(self.encoded) + PUBLICATION_OVERHEAD
+        if tags:
+            size += sum(len(name) + len(value) for name, value in tags.items())
+        self.size = size
+
+
+def _decode(
+    store: SqliteStore, stream: int, channel: str, epoch: str, after: int, upto: int
+) -> list[Publication]:
+    """Read and decode stored publications (runs in the reader thread)."""
+    rows: list[Row] = store.read_after(stream, after, upto)
+    loads = orjson.loads
+    return [
+        Publication(
+            channel, offset, epoch, loads(data), when, None if tags is None else loads(tags)
+        )
+        for offset, data, tags, when in rows
+    ]
+
+
+class SqliteBroker(Broker):
+    """Streams and delivery for a single orbiter process, kept in ``path``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        sync: str = "normal",
+        window: int = DEFAULT_WINDOW,
+        sweep_interval: float = 5.0,
+        max_streams: int | None = None,
+        max_history_bytes: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._store = SqliteStore(self.path, sync)
+        self._window = window
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._streams: dict[str, _Stream] = {}
+        self._next_id = 1
+        self._max_streams = max_streams
+        self._full_sweep_at = 0.0
+        self._max_history_bytes = max_history_bytes
+        #: Streams with a window, the least recently published first, and their bytes.
+        self._windows: OrderedDict[_Stream, None] = OrderedDict()
+        self._window_bytes = 0
+        #: The epoch of a channel with no stream (see ``engine/memory.py``), kept in the file.
+        self.void_epoch = ""
+        #: Publications waiting for the next transaction, and those of the one in flight.
+        self._pending: list[_Queued] = []
+        self._in_flight: list[_Queued] | None = None
+        #: Forgotten streams and trims for the next transaction.
+        self._upkeep = WriteBatch()
+        self._cut_scheduled = False
+        #: Set when nothing is queued or in flight.
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._subscribed: set[str] = set()
+        self._on_publication: PublicationHandler | None = None
+        self._on_presence: PresenceHandler | None = None
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, int]:
+        return {"channels": len(self._streams), "history_bytes": self._window_bytes}
+
+    def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
+        self._on_publication = publication
+        self._on_presence = presence
+
+    # ------------------------------------------------------------ start and stop
+
+    async def start(self) -> None:
+        """Open the file and read its streams; :class:`EngineUnavailable` if it cannot."""
+        if self._loop is not None:
+            return
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(1, thread_name_prefix="orbiter-sqlite-writer")
+        reader = ThreadPoolExecutor(1, thread_name_prefix="orbiter-sqlite-reader")
+        try:
+            loaded = await loop.run_in_executor(writer, self._store.open)
+            await loop.run_in_executor(reader, self._store.open_reader)
+            if loaded.void_epoch is None:
+                void = WriteBatch(void_epoch=new_epoch())
+                await loop.run_in_executor(writer, self._store.write, void)
+                loaded_void = void.void_epoch
+            else:
+                loaded_void = loaded.void_epoch
+        except (StoreError, OSError) as exc:
+            await loop.run_in_executor(writer, self._store.close)
+            await loop.run_in_executor(reader, self._store.close_reader)
+            writer.shutdown()
+            reader.shutdown()
+            raise EngineUnavailable(str(exc)) from None
+        assert loaded_void is not None
+        self.void_epoch = loaded_void
+        for row in loaded.streams:
+            policy = HistoryPolicy(row.keep, row.ttl, row.meta_ttl)
+            stream = _Stream(row.id, row.channel, row.epoch, policy, row.touched)
+            stream.top = stream.assigned = row.top
+            stream.stored = True
+            stream.trim_due = True
+            self._streams[row.channel] = stream
+            self._next_id = max(self._next_id, row.id + 1)
+        self._loop, self._writer, self._reader = loop, writer, reader
+        self._sweeper = loop.create_task(self._sweep_forever())
+        log.info(
+            "history in %s: %d channel streams (sync %s)",
+            self.path,
+            len(self._streams),
+            self._store.sync,
+        )
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the file."""
+        loop, writer, reader = self._loop, self._writer, self._reader
+        if self._closed or loop is None or writer is None or reader is None:
+            return
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        self._schedule_cut()
+        await self._idle.wait()
+        await loop.run_in_executor(writer, self._store.close)
+        await loop.run_in_executor(reader, self._store.close_reader)
+        writer.shutdown()
+        reader.shutdown()
+
+    # ------------------------------------------------------------ publishing
+
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    async def publish(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> Publication:
+        return await self.publish_soon(channel, data, policy, tags)
+
+    def publish_soon(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> asyncio.Future[Publication]:
+        """Queue a publication: a future for it once committed (or :class:`PublishFailed`).
+
+        :class:`TooManyStreams` at once if it would open a stream past ``max_streams``.
+        """
+        loop = self._loop
+        if loop is None or self._closed:
+            raise PublishFailed(
+                "the history store is closed" if self._closed else "the engine is not started"
+            )
+        now = time.time()
+        stream = self._streams.get(channel)
+        if stream is None:
+            stream = self._new_stream(channel, policy, now)
+        else:
+            stream.touched = now
+            stream.policy = policy
+        future: asyncio.Future[Publication] = loop.create_future()
+        self._pending.append(_Queued(stream, data, tags, now, future))
+        stream.queued += 1
+        self._idle.clear()
+        if self._in_flight is None and not self._cut_scheduled:
+            self._cut_scheduled = True
+            loop.call_soon(self._cut)
+        return future
+
+    def _schedule_cut(self) -> None:
+        if self._loop is None or self._cut_scheduled or self._in_flight is not None:
+            return
+        self._cut_scheduled = True
+        self._idle.clear()
+        self._loop.call_soon(self._cut)
+
+    def _cut(self) -> None:
+        """Give the queued publications their offsets and start their transaction."""
+        self._cut_scheduled = False
+        if self._in_flight is not None:
+            return
+        queued, self._pending = self._pending, []
+        batch, self._upkeep = self._upkeep, WriteBatch()
+        if not queued and not (batch.forgets or batch.trims or batch.void_epoch):
+            self._idle.set()
+            return
+        streams: dict[_Stream, None] = {}
+        for item in queued:
+            stream = item.stream
+            if not stream.stored and stream not in streams:
+                policy = stream.policy
+                batch.new_streams.append(
+                    (
+                        stream.id,
+                        stream.channel,
+                        stream.epoch,
+                        item.time,
+                        policy.size,
+                        policy.ttl,
+                        policy.meta_ttl,
+                    )
+                )
+            stream.assigned += 1
+            item.offset = stream.assigned
+            batch.publications.append(
+                (stream.id, item.offset, item.encoded, item.tags_json, item.time)
+            )
+            streams[stream] = None
+        for stream in streams:
+            policy = stream.policy
+            batch.tops.append(
+                (
+                    stream.assigned,
+                    stream.touched,
+                    policy.size,
+                    policy.ttl,
+                    policy.meta_ttl,
+                    stream.id,
+                )
+            )
+        self._in_flight = queued
+        assert self._loop is not None
+        assert self._writer is not None
+        done = self._loop.run_in_executor(self._writer, self._store.write, batch)
+        done.add_done_callback(partial(self._committed, queued, list(streams), batch))
+
+    def _committed(
+        self,
+        queued: list[_Queued],
+        streams: list[_Stream],
+        batch: WriteBatch,
+        done: asyncio.Future[None],
+    ) -> None:
+        """A transaction returned: deliver and answer its publications, or fail them."""
+        self._in_flight = None
+        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        for item in queued:
+            item.stream.queued -= 1
+        if error is not None:
+            self._failed(queued, streams, batch, error)
+        else:
+            for stream in streams:
+                stream.stored = True
+                stream.trim_due = True
+                stream.emptied = False
+            handler, subscribed = self._on_publication, self._subscribed
+            for item in queued:
+                stream = item.stream
+                pub = Publication(
+                    stream.channel, item.offset, stream.epoch, item.data, item.time, item.tags
+                )
+                stream.top = item.offset
+                stream.last_time = item.time
+                self._remember(stream, pub, item.size)
+                if handler is not None and stream.channel in subscribed:
+                    try:
+                        handler(pub)
+                    except Exception:
+                        log.exception("delivering a publication of %r failed", stream.channel)
+                if not item.future.done():
+                    item.future.set_result(pub)
+        upkeep = self._upkeep
+        if self._pending:
+            self._cut()
+        elif upkeep.forgets or upkeep.trims or upkeep.void_epoch:
+            if error is None:
+                self._cut()
+                return
+            self._idle.set()
+            if self._closed:  # the file refuses writes: what is left of the upkeep waits
+                return  # for the next start (its sweep finds the same streams)
+            assert self._loop is not None
+            self._loop.call_later(1.0, self._schedule_cut)  # not a busy loop on a full disk
+        else:
+            self._idle.set()
+
+    def _failed(
+        self, queued: list[_Queued], streams: list[_Stream], batch: WriteBatch, error: BaseException
+    ) -> None:
+        """Take back the failed transaction's offsets; fail its publishers; keep its upkeep."""
+        log.error(
+            "could not store %d publications in %s: %s (their publishers are told)",
+            len(queued),
+            self.path,
+            error,
+        )
+        for stream in streams:
+            stream.assigned = stream.top
+        upkeep = self._upkeep
+        upkeep.forgets[:0] = batch.forgets
+        upkeep.trims[:0] = batch.trims
+        if upkeep.void_epoch is None:
+            upkeep.void_epoch = batch.void_epoch
+        failure = PublishFailed(f"the server could not store the publication: {error}")
+        for item in queued:
+            if not item.future.done():
+                item.future.set_exception(failure)
+
+    async def publish_presence(self, event: PresenceEvent) -> None:
+        if self._on_presence is not None and event.channel in self._subscribed:
+            self._on_presence(event)
+
+    # ------------------------------------------------------------ reading
+
+    async def history(
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        policy: HistoryPolicy,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        stream = self._streams.get(channel)
+        if stream is None or stream.top == 0:  # nothing committed: nothing to read
+            epoch = self.void_epoch if stream is None else stream.epoch
+            position = StreamPosition(0, epoch)
+            return HistoryPage(position, [], since is None or since == position)
+        now = time.time()
+        stream.touched = now
+        stream.policy = policy
+        top = stream.top
+        position = StreamPosition(top, stream.epoch)
+        floor = max(0, top - policy.size)  # offsets above it are within the size
+        cutoff = now - policy.ttl
+        if since is None:
+            count = policy.size if limit is None else max(0, min(limit, policy.size))
+            if count == 0:
+                return HistoryPage(position, [], True)
+            pubs = await self._read(stream, max(floor, top - count) + 1, top)
+            return HistoryPage(position, [p for p in pubs if p.time >= cutoff], True)
+        if since.epoch != stream.epoch or since.offset > top:
+            return HistoryPage(position, [], False)
+        if since.offset == top:
+            return HistoryPage(position, [], True)
+        first = since.offset + 1
+        pubs = [p for p in await self._read(stream, max(first, floor + 1), top) if p.time >= cutoff]
+        return HistoryPage(position, pubs, bool(pubs) and pubs[0].offset == first)
+
+    async def _read(self, stream: _Stream, first: int, top: int) -> list[Publication]:
+        """The stream's publications from offset ``first`` to ``top``: from memory if its
+        window has them, else from the file."""
+        if first > top:
+            return []
+        window = stream.window
+        if window and window[0].offset <= first:
+            return list(itertools.islice(window, first - window[0].offset, None))
+        assert self._loop is not None
+        assert self._reader is not None
+        return await self._loop.run_in_executor(
+            self._reader,
+            _decode,
+            self._store,
+            stream.id,
+            stream.channel,
+            stream.epoch,
+            first - 1,
+            top,
+        )
+
+    # ------------------------------------------------------------ streams
+
+    def _new_stream(self, channel: str, policy: HistoryPolicy, now: float) -> _Stream:
+        if self._max_streams is not None and len(self._streams) >= self._max_streams:
+            if now >= self._full_sweep_at + 1.0:  # forget idle streams, at most once a second
+                self._full_sweep_at = now
+                self.sweep(now)
+            if len(self._streams) >= self._max_streams:
+                raise TooManyStreams(
+                    f"the server keeps {self._max_streams} channels (limits.max_channels); "
+                    f"cannot open {channel!r}"
+                )
+        stream = _Stream(self._next_id, channel, self.void_epoch, policy, now)
+        self._next_id += 1
+        self._streams[channel] = stream
+        return stream
+
+    def _remember(self, stream: _Stream, pub: Publication, size: int) -> None:
+        """Keep a committed publication in its stream's window, within the node's bytes."""
+        cap = min(stream.policy.size, self._window)
+        window, sizes = stream.window, stream.sizes
+        if window and window[-1].offset != pub.offset - 1:
+            self._drop_window(stream)  # not contiguous (cannot happen): start again
+        window.append(pub)
+        sizes.append(size)
+        stream.window_bytes += size
+        self._window_bytes += size
+        while len(window) > cap:
+            window.popleft()
+            dropped = sizes.popleft()
+            stream.window_bytes -= dropped
+            self._window_bytes -= dropped
+        windows = self._windows
+        if window:
+            windows[stream] = None
+            windows.move_to_end(stream)
+        limit = self._max_history_bytes
+        if limit is not None:
+            while self._window_bytes > limit and windows:
+                self._drop_window(next(iter(windows)))
+
+    def _drop_window(self, stream: _Stream) -> None:
+        self._window_bytes -= stream.window_bytes
+        stream.window.clear()
+        stream.sizes.clear()
+        stream.window_bytes = 0
+        self._windows.pop(stream, None)
+
+    # ------------------------------------------------------------ upkeep
+
+    def sweep(self, now: float | None = None) -> None:
+        """Trim history past each channel's rule (memory now, the file in the next
+        transaction) and forget idle streams; runs periodically."""
+        now = time.time() if now is None else now
+        forget = []
+        upkeep = self._upkeep
+        for channel, stream in self._streams.items():
+            policy = stream.policy
+            cutoff = now - policy.ttl
+            window = stream.window
+            while window and window[0].time < cutoff:
+                window.popleft()
+                dropped = stream.sizes.popleft()
+                stream.window_bytes -= dropped
+                self._window_bytes -= dropped
+            if not window and stream.window_bytes == 0:
+                self._windows.pop(stream, None)
+            expired = policy.size == 0 or stream.last_time < cutoff
+            if stream.stored and (stream.trim_due or (expired and not stream.emptied)):
+                upkeep.trims.append((stream.id, stream.top - policy.size, cutoff))
+                stream.trim_due = False
+                stream.emptied = expired
+            if (
+                expired
+                and not stream.queued
+                and channel not in self._subscribed
+                and stream.touched < now - policy.meta_ttl
+            ):
+                forget.append(channel)
+        for channel in forget:
+            stream = self._streams.pop(channel)
+            self._drop_window(stream)
+            if stream.stored:
+                upkeep.forgets.append(stream.id)
+        if forget:
+            # Positions read from the void epoch before this point may name one of
+            # these streams: a stream created from now on must not honour them.
+            self.void_epoch = upkeep.void_epoch = new_epoch()
+        if upkeep.forgets or upkeep.trims or upkeep.void_epoch:
+            self._schedule_cut()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            self.sweep()

@@ -1,0 +1,295 @@
+"""What only the SQLite engine has: a file that outlives the process, group commits,
+delivery after commit, pages read from the file beyond the memory window, and clear
+failures (a damaged file at start, a full disk on write).
+
+The contract every engine keeps is ``test_contract.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed, TooManyStreams
+from orbiter.engine.sqlite import SqliteBroker
+from orbiter.model import Publication, StreamPosition
+
+POLICY = HistoryPolicy(size=100, ttl=600.0, meta_ttl=3600.0)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "orbiter.sqlite3"
+
+
+@pytest.fixture
+async def broker(path: Path) -> AsyncIterator[SqliteBroker]:
+    broker = SqliteBroker(path)
+    await broker.start()
+    yield broker
+    await broker.close()
+
+
+def _stored(path: Path, channel: str) -> list[tuple[int, bytes]]:
+    """The publications the file has for ``channel``, read on a connection of our own."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT p.offset, p.data FROM publications p JOIN streams s ON s.id = p.stream "
+            "WHERE s.channel = ? ORDER BY p.offset",
+            (channel,),
+        ).fetchall()
+    conn.close()
+    return rows
+
+
+async def test_a_restart_keeps_epochs_offsets_history_and_the_void_epoch(path: Path) -> None:
+    first = SqliteBroker(path)
+    await first.start()
+    pubs = [await first.publish("c", {"n": i}, POLICY, {"k": "v"}) for i in range(5)]
+    void = first.void_epoch
+    await first.close()
+
+    second = SqliteBroker(path)
+    await second.start()
+    try:
+        assert second.void_epoch == void
+        page = await second.history("c", None, POLICY)
+        assert page.position == StreamPosition(5, pubs[0].epoch)
+        assert [(p.offset, p.data, p.tags) for p in page.publications] == [
+            (i + 1, {"n": i}, {"k": "v"}) for i in range(5)
+        ]
+        recovered = await second.history("c", StreamPosition(2, pubs[0].epoch), POLICY)
+        assert recovered.recoverable
+        assert [p.offset for p in recovered.publications] == [3, 4, 5]
+        nxt = await second.publish("c", "after", POLICY)
+        assert (nxt.offset, nxt.epoch) == (6, pubs[0].epoch)
+        never = await second.history("never", None, POLICY)
+        assert never.position == StreamPosition(0, void)
+    finally:
+        await second.close()
+
+
+async def test_what_was_acknowledged_is_in_the_file_without_a_clean_stop(path: Path) -> None:
+    crashed = SqliteBroker(path)  # never closed: as good as killed, for the file
+    await crashed.start()
+    acknowledged = [await crashed.publish("c", i, POLICY) for i in range(3)]
+    survivor = SqliteBroker(path)
+    await survivor.start()
+    try:
+        page = await survivor.history("c", None, POLICY)
+        assert [p.data for p in page.publications] == [0, 1, 2]
+        assert page.position == StreamPosition(3, acknowledged[0].epoch)
+    finally:
+        await survivor.close()
+
+
+async def test_publishers_and_subscribers_see_a_publication_only_once_committed(
+    broker: SqliteBroker, path: Path
+) -> None:
+    seen_in_file: list[bool] = []
+
+    def on_publication(pub: Publication) -> None:
+        seen_in_file.append((pub.offset, b'"x"') in _stored(path, "c"))
+
+    broker.set_handlers(on_publication, lambda _: None)
+    await broker.subscribe("c")
+    pub = await broker.publish("c", "x", POLICY)
+    assert _stored(path, "c") == [(1, b'"x"')]  # in the file when the publisher hears OK
+    assert seen_in_file == [True]  # and before the subscriber got it
+    assert pub.offset == 1
+
+
+async def test_concurrent_publications_share_transactions_and_keep_offset_order(
+    broker: SqliteBroker,
+) -> None:
+    transactions = 0
+    write = broker._store.write
+
+    def counting_write(batch):  # the real write, counted
+        nonlocal transactions
+        transactions += 1
+        write(batch)
+
+    broker._store.write = counting_write  # type: ignore[method-assign]
+    got: list[Publication] = []
+    broker.set_handlers(got.append, lambda _: None)
+    await broker.subscribe("a")
+    await broker.subscribe("b")
+    pubs = await asyncio.gather(*(broker.publish("ab"[i % 2], i, POLICY) for i in range(1000)))
+    assert transactions <= 10  # group commits: not one per publication
+    for channel in "ab":
+        mine = [p for p in pubs if p.channel == channel]
+        assert [p.offset for p in mine] == list(range(1, 501))
+        assert [p.data for p in mine] == sorted(p.data for p in mine)  # in call order
+        delivered = [p for p in got if p.channel == channel]
+        assert [p.offset for p in delivered] == list(range(1, 501))
+
+
+async def test_pages_beyond_the_memory_window_are_read_from_the_file(path: Path) -> None:
+    broker = SqliteBroker(path, window=4)
+    await broker.start()
+    try:
+        pubs = [await broker.publish("c", i, POLICY) for i in range(60)]
+        assert len(broker._streams["c"].window) == 4
+        epoch = pubs[0].epoch
+        page = await broker.history("c", StreamPosition(10, epoch), POLICY)
+        assert page.recoverable
+        assert [p.data for p in page.publications] == list(range(10, 60))
+        newest = await broker.history("c", None, POLICY, limit=20)
+        assert [p.offset for p in newest.publications] == list(range(41, 61))
+        everything = await broker.history("c", None, POLICY)
+        assert len(everything.publications) == 60
+        # What memory has is served from memory (the same objects as published).
+        recent = await broker.history("c", StreamPosition(57, epoch), POLICY)
+        assert recent.publications == pubs[57:]
+        assert recent.publications[0] is pubs[57]
+    finally:
+        await broker.close()
+
+
+async def test_the_node_budget_bounds_memory_but_not_history(path: Path) -> None:
+    broker = SqliteBroker(path, max_history_bytes=2000)
+    await broker.start()
+    try:
+        for i in range(200):
+            await broker.publish(f"c{i % 10}", "x" * 100, POLICY)
+        assert broker.stats()["history_bytes"] <= 2000
+        assert broker.stats()["history_bytes"] > 0
+        for i in range(10):
+            page = await broker.history(f"c{i}", StreamPosition(0, broker.void_epoch), POLICY)
+            assert page.recoverable
+            assert [p.offset for p in page.publications] == list(range(1, 21))
+    finally:
+        await broker.close()
+
+
+async def test_the_sweep_trims_the_file_to_each_channels_rule(
+    broker: SqliteBroker, path: Path
+) -> None:
+    small = HistoryPolicy(size=3, ttl=600.0, meta_ttl=3600.0)
+    for i in range(10):
+        await broker.publish("c", i, small)
+    assert len(_stored(path, "c")) == 10  # reads apply the rule; the sweep deletes
+    assert [p.data for p in (await broker.history("c", None, small)).publications] == [7, 8, 9]
+    broker.sweep()
+    await broker.publish("d", 0, small)  # the trims ride in the next transaction
+    await broker._idle.wait()
+    assert [offset for offset, _ in _stored(path, "c")] == [8, 9, 10]
+
+
+async def test_idle_streams_are_forgotten_in_the_file_too(path: Path) -> None:
+    broker = SqliteBroker(path)
+    await broker.start()
+    policy = HistoryPolicy(size=10, ttl=1.0, meta_ttl=5.0)
+    pub = await broker.publish("gone", 1, policy)
+    broker.sweep(now=pub.time + 60.0)
+    await broker._idle.wait()
+    void = broker.void_epoch
+    assert void != pub.epoch
+    await broker.close()
+    assert _stored(path, "gone") == []
+    again = SqliteBroker(path)
+    await again.start()
+    try:
+        assert again.stats()["channels"] == 0
+        assert again.void_epoch == void
+        page = await again.history("gone", StreamPosition(1, pub.epoch), policy)
+        assert not page.recoverable
+    finally:
+        await again.close()
+
+
+def _write_garbage(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database, " * 1000)
+
+
+async def test_a_damaged_file_is_reported_at_start_naming_it(path: Path) -> None:
+    _write_garbage(path)
+    broker = SqliteBroker(path)
+    with pytest.raises(EngineUnavailable, match=r"damaged or not an orbiter data file") as info:
+        await broker.start()
+    assert str(path) in str(info.value)
+
+
+async def test_a_file_of_another_program_is_refused(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    conn.close()
+    with pytest.raises(EngineUnavailable, match="tables orbiter did not make"):
+        await SqliteBroker(path).start()
+
+
+async def test_a_failed_write_fails_its_publishers_and_gives_back_its_offsets(
+    broker: SqliteBroker, path: Path
+) -> None:
+    got: list[Publication] = []
+    broker.set_handlers(got.append, lambda _: None)
+    await broker.subscribe("c")
+    first = await broker.publish("c", "small", POLICY)
+    writer = broker._store._writer
+    assert writer is not None
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: a full disk
+    failures = await asyncio.gather(
+        *(broker.publish("c", "y" * 20_000, POLICY) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(f, PublishFailed) for f in failures), failures
+    assert "full" in str(failures[0])
+    assert [p.offset for p in got] == [1]  # nobody saw what was not kept
+    writer.execute("PRAGMA max_page_count = 1073741823")
+    after = await broker.publish("c", "after", POLICY)
+    assert after.offset == first.offset + 1  # no hole where the failed ones were
+    page = await broker.history("c", StreamPosition(0, first.epoch), POLICY)
+    assert page.recoverable
+    assert [p.data for p in page.publications] == ["small", "after"]
+    assert [p.offset for p in got] == [1, 2]
+    assert [offset for offset, _ in _stored(path, "c")] == [1, 2]
+
+
+async def test_publishing_after_close_is_refused(path: Path) -> None:
+    broker = SqliteBroker(path)
+    await broker.start()
+    await broker.close()
+    with pytest.raises(PublishFailed, match="closed"):
+        await broker.publish("c", 1, POLICY)
+    await broker.close()  # a second close is harmless
+
+
+async def test_close_commits_what_is_queued(path: Path) -> None:
+    broker = SqliteBroker(path)
+    await broker.start()
+    pending = [asyncio.ensure_future(broker.publish("c", i, POLICY)) for i in range(50)]
+    await asyncio.sleep(0)  # queued, not yet committed
+    await broker.close()
+    assert [p.offset for p in await asyncio.gather(*pending)] == list(range(1, 51))
+    assert len(_stored(path, "c")) == 50
+
+
+async def test_a_cancelled_publisher_does_not_stop_the_others(broker: SqliteBroker) -> None:
+    doomed = asyncio.ensure_future(broker.publish("c", 1, POLICY))
+    kept = asyncio.ensure_future(broker.publish("c", 2, POLICY))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    assert (await kept).offset == 2  # the cancelled one was published all the same
+    assert [p.data for p in (await broker.history("c", None, POLICY)).publications] == [1, 2]
+
+
+async def test_at_most_max_streams_and_reading_stores_nothing(path: Path) -> None:
+    broker = SqliteBroker(path, max_streams=2)
+    await broker.start()
+    try:
+        for i in range(100):
+            await broker.history(f"never-{i}", None, POLICY)
+        await broker.publish("a", 1, POLICY)
+        await broker.publish("b", 1, POLICY)
+        with pytest.raises(TooManyStreams, match="max_channels"):
+            await broker.publish("c", 1, POLICY)
+        assert broker.stats()["channels"] == 2
+    finally:
+        await broker.close()
