@@ -25,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0: any free)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument(
+        "--engine",
+        choices=["sqlite", "memory"],
+        help="where channel history is kept: a SQLite file under the data directory, "
+        "or memory only (forgotten on restart); default: the config's engine.kind",
+    )
+    serve.add_argument("--data-dir", help="the SQLite engine's directory (engine.data_dir)")
+    serve.add_argument(
         "--sockjs-test-services",
         action="store_true",
         help="mount the SockJS protocol suite's test services (echo, close, ...) under the prefix",
@@ -105,14 +112,19 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, host=args.host)
     if args.port is not None:
         config = replace(config, port=args.port)
+    if args.engine is not None:
+        config = replace(config, engine=replace(config.engine, kind=args.engine))
+    if args.data_dir is not None:
+        config = replace(config, engine=replace(config.engine, data_dir=args.data_dir))
     if args.sockjs_test_services:
         config = replace(config, sockjs=replace(config.sockjs, test_services=True))
 
+    from orbiter.engine.base import EngineUnavailable
     from orbiter.server import serve
 
     try:
         serve(config)
-    except OSError as exc:  # a listener's address is taken or not ours: one line, no traceback
-        print(f"orbiter: cannot start: {exc}", file=sys.stderr)
+    except (OSError, EngineUnavailable) as exc:  # an address taken, a damaged data file:
+        print(f"orbiter: cannot start: {exc}", file=sys.stderr)  # one line, no traceback
         return 1
     return 0

@@ -13,6 +13,7 @@ from orbiter.auth import Authenticator, Credentials
 from orbiter.config.settings import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.outbox import Flusher
@@ -52,6 +53,23 @@ class _RefusalLog:
         log.warning(message, *args)
 
 
+def engine_for(config: Config) -> Broker:
+    """The broker ``[engine]`` asks for: SQLite on its data file, or memory."""
+    settings = config.engine
+    if settings.kind == "sqlite":
+        return SqliteBroker(
+            settings.data_file,
+            sync=settings.sync,
+            window=settings.memory_window,
+            max_streams=config.limits.max_channels,
+            max_history_bytes=config.history_max_bytes,
+        )
+    return MemoryBroker(
+        max_streams=config.limits.max_channels,
+        max_history_bytes=config.history_max_bytes,
+    )
+
+
 class Node:
     def __init__(
         self,
@@ -61,14 +79,7 @@ class Node:
         presence: PresenceStore | None = None,
     ) -> None:
         self.config = config
-        self.broker = (
-            broker
-            if broker is not None
-            else MemoryBroker(
-                max_streams=config.limits.max_channels,
-                max_history_bytes=config.history_max_bytes,
-            )
-        )
+        self.broker = broker if broker is not None else engine_for(config)
         self.presence = presence if presence is not None else MemoryPresenceStore()
         #: Limit violations and refusals by name, for ``GET /api/stats``.
         self.counters: Counter[str] = Counter()

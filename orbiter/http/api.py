@@ -13,6 +13,7 @@ length) and refused before its body is sent.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from orbiter.engine.base import PublishFailed
 from orbiter.model import JSON, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel, validate_tags
@@ -251,7 +253,10 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
 async def _publish_later(
     pubsub: PubSub, channel: str, data: JSON, tags: dict[str, str] | None
 ) -> dict[str, Any]:
-    pub = await pubsub.publish(channel, data, tags)
+    try:
+        pub = await pubsub.publish(channel, data, tags)
+    except PublishFailed as exc:
+        raise ApiError(503, str(exc)) from None
     return {"offset": pub.offset, "epoch": pub.epoch}
 
 
@@ -291,9 +296,19 @@ def _publish_batch(pubsub: PubSub, batch: list[_Item]) -> Answer:
 async def _publish_batch_later(
     pubsub: PubSub, batch: list[_Item], start: int, results: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The rest of :func:`_publish_batch`, from the first the engine could not publish at once."""
-    for channel, data, tags in batch[start:]:
-        pub = await pubsub.publish(channel, data, tags)
+    """The rest of :func:`_publish_batch`, from the first the engine could not publish at once.
+
+    Queued all at once (an engine that commits publications in groups commits them
+    together), answered once every one is published; a failure of any is the answer.
+    """
+    pending = [asyncio.ensure_future(pubsub.publish(*item)) for item in batch[start:]]
+    done = await asyncio.gather(*pending, return_exceptions=True)
+    for (channel, _, _), pub in zip(batch[start:], done, strict=True):
+        if isinstance(pub, PublishFailed):
+            ok = len(results) + sum(not isinstance(d, BaseException) for d in done)
+            raise ApiError(503, f"{pub} ({ok} of the {len(batch)} publications were published)")
+        if isinstance(pub, BaseException):
+            raise pub
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
     return {"results": results}
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
 from orbiter.config.settings import Config
-from orbiter.engine.base import HistoryPage, TooManyStreams
+from orbiter.engine.base import HistoryPage, PublishFailed, TooManyStreams
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import (
@@ -358,6 +358,8 @@ class ClientSession:
             pub = await self._pubsub.publish(channel, data, tags)
         except TooManyStreams as exc:  # counted by PubSub
             raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
+        except PublishFailed as exc:  # a full disk: told, never OK
+            raise Refusal(ErrorCode.INTERNAL, str(exc)) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
 
     async def _presence(self, channel: str) -> dict[str, Any]:

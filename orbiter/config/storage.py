@@ -1,0 +1,61 @@
+"""Settings of the engine: which one keeps channel streams, and where and how it stores them.
+
+``orbiter.config.settings`` reads the ``[engine]`` table through
+:func:`engine_settings_from`, which checks every key and raises
+:class:`SettingsError` naming the key; ``docs/config.md`` lists them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orbiter.config.values import SettingsError, kinds_of, scalars
+
+#: The values of ``engine.kind``.
+ENGINE_KINDS = ("sqlite", "memory")
+#: The values of ``engine.sync`` (``PRAGMA synchronous`` in WAL mode).
+SYNC_MODES = ("normal", "full")
+#: The data file's name in ``engine.data_dir``.
+DATA_FILE = "orbiter.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Where channel streams (epochs, offsets, history) are kept."""
+
+    #: ``sqlite``: in a file under ``data_dir``, kept across restarts and crashes;
+    #: ``memory``: in this process only (a restart forgets them).
+    kind: str = "memory"
+    #: The directory of the SQLite data file (created on first start); a relative
+    #: path is taken from the directory orbiter is started in.
+    data_dir: str = "orbiter-data"
+    #: ``normal``: a power loss may lose the last commits since the log was last
+    #: synced (a process crash loses nothing acknowledged); ``full``: the log is
+    #: synced at every commit, so a power loss loses nothing acknowledged either.
+    sync: str = "normal"
+    #: Publications of each channel kept in memory (its newest); older pages are
+    #: read from the file.
+    memory_window: int = 128
+
+    @property
+    def data_file(self) -> Path:
+        return Path(self.data_dir) / DATA_FILE
+
+
+def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
+    settings = EngineSettings(**scalars(table, "engine", kinds_of(EngineSettings)))
+    if settings.kind not in ENGINE_KINDS:
+        raise SettingsError(
+            f"'engine.kind' must be one of {', '.join(ENGINE_KINDS)}, not {settings.kind!r}"
+        )
+    if settings.sync not in SYNC_MODES:
+        raise SettingsError(
+            f"'engine.sync' must be one of {', '.join(SYNC_MODES)}, not {settings.sync!r}"
+        )
+    if not settings.data_dir.strip() or "\0" in settings.data_dir:
+        raise SettingsError("'engine.data_dir' must be a directory path")
+    if settings.memory_window <= 0:
+        raise SettingsError("'engine.memory_window' must be positive")
+    return settings

@@ -1,0 +1,74 @@
+"""The [engine] table: defaults, every key, errors that name the key, and the engine a
+node builds from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orbiter.config.settings import Config, ConfigError, config_from_dict
+from orbiter.config.storage import EngineSettings
+from orbiter.engine.memory import MemoryBroker
+from orbiter.engine.sqlite import SqliteBroker
+from orbiter.node import engine_for
+
+
+def test_defaults():
+    settings = Config().engine
+    assert settings == EngineSettings()
+    assert settings.sync == "normal"
+    assert settings.data_file == Path("orbiter-data") / "orbiter.sqlite3"
+
+
+def test_a_full_table(tmp_path: Path):
+    config = config_from_dict(
+        {
+            "engine": {
+                "kind": "sqlite",
+                "data_dir": str(tmp_path / "d"),
+                "sync": "full",
+                "memory_window": 16,
+            }
+        }
+    )
+    assert config.engine.kind == "sqlite"
+    assert config.engine.data_file == tmp_path / "d" / "orbiter.sqlite3"
+    assert config.engine.sync == "full"
+    assert config.engine.memory_window == 16
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ({"kind": "redis"}, "'engine.kind' must be one of sqlite, memory, not 'redis'"),
+        ({"kind": 1}, "'engine.kind' must be of type str"),
+        ({"sync": "off"}, "'engine.sync' must be one of normal, full, not 'off'"),
+        ({"data_dir": " "}, "'engine.data_dir' must be a directory path"),
+        ({"data_dir": "a\0b"}, "'engine.data_dir' must be a directory path"),
+        ({"memory_window": 0}, "'engine.memory_window' must be positive"),
+        ({"window": 3}, "unknown key 'engine.window'"),
+    ],
+)
+def test_bad_values_name_the_key(table, problem):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"engine": table}, source="x.toml")
+    assert str(info.value) == f"x.toml: {problem}"
+
+
+def test_engine_must_be_a_table():
+    with pytest.raises(ConfigError, match="'engine' must be a table"):
+        config_from_dict({"engine": "sqlite"})
+
+
+def test_the_node_builds_the_engine_the_table_names(tmp_path: Path):
+    memory = engine_for(config_from_dict({"engine": {"kind": "memory"}}))
+    assert isinstance(memory, MemoryBroker)
+    config = config_from_dict(
+        {"engine": {"kind": "sqlite", "data_dir": str(tmp_path)}, "history": {"max_bytes": 5}}
+    )
+    sqlite = engine_for(config)
+    assert isinstance(sqlite, SqliteBroker)
+    assert sqlite.path == tmp_path / "orbiter.sqlite3"
+    assert sqlite._max_history_bytes == 5
+    assert not (tmp_path / "orbiter.sqlite3").exists()  # nothing is written before start
