@@ -88,8 +88,8 @@ async def test_kill_9_loses_no_acknowledged_publication(tmp_path: Path) -> None:
         server = _start(data_dir)
         try:
             # What earlier rounds acknowledged is all still there.
-            for channel, acked in rounds:
-                _check_history(await _history(server.url, channel), acked)
+            for earlier, earlier_acked in rounds:
+                _check_history(await _history(server.url, earlier), earlier_acked)
             channel = f"crash:{round_}"
             watcher = await NativeClient.open(server.ws_url)
             subscribed = (await watcher.call("subscribe", channel=channel))["result"]
