@@ -39,7 +39,7 @@ import orjson
 from aiohttp import web
 
 from orbiter.config.tcp import PyorbitedSettings, is_loopback
-from orbiter.engine.base import TooManyStreams
+from orbiter.engine.base import PublishFailed, TooManyStreams
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.pyorbited import (
@@ -241,11 +241,11 @@ class PyorbitedListener:
         pubsub = self.node.pubsub
         present = {key for key in keys if pubsub.subscriber_count(key.channel) > 0}
         data = _body(request.body)
-        refused: TooManyStreams | None = None
+        refused: TooManyStreams | PublishFailed | None = None
         for key in keys:  # PubSub.event, one key at a time: a refused key stops no other
             try:
                 await pubsub.publish(key.channel, data)
-            except TooManyStreams as exc:  # counted by PubSub
+            except (TooManyStreams, PublishFailed) as exc:  # counted by PubSub; a full disk
                 present.discard(key)
                 refused = exc
         unreachable += [str(key) for key in keys if key not in present]

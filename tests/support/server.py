@@ -10,17 +10,32 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 class RunningServer:
-    """An ``orbiter serve`` child process on a free port, with its log captured."""
+    """An ``orbiter serve`` child process on a free port, with its log captured.
 
-    def __init__(self, config_toml: str | None = None, *, args: tuple[str, ...] = ()) -> None:
+    Each server keeps its history in a data directory of its own (removed when it
+    stops), unless ``args`` name one (``--data-dir``: a test that restarts a server
+    on the same history). ``preexec`` runs in the child before orbiter starts (a
+    resource limit, say).
+    """
+
+    def __init__(
+        self,
+        config_toml: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="orbiter-test-")
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", "0", *args]
+        if "--data-dir" not in args:
+            cmd += ["--data-dir", str(Path(self._dir.name) / "data")]
         if config_toml is not None:
             path = Path(self._dir.name) / "orbiter.toml"
             path.write_text(config_toml)
@@ -31,6 +46,7 @@ class RunningServer:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=preexec,
         )
         self.lines: list[str] = []
         self._found = threading.Event()

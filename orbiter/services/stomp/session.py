@@ -29,7 +29,7 @@ from typing import Literal, Protocol
 from orbiter.auth import Authenticator, AuthError
 from orbiter.config.settings import Config
 from orbiter.config.stomp import StompSettings
-from orbiter.engine.base import TooManyStreams
+from orbiter.engine.base import PublishFailed, TooManyStreams
 from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.native import (
     is_reserved_tag,
@@ -287,6 +287,9 @@ class StompSession:
                     return
                 except TooManyStreams as exc:  # counted by PubSub
                     self.fail("too many channels", str(exc), frame.get("receipt"))
+                    return
+                except PublishFailed as exc:  # a full disk: an ERROR, never a RECEIPT
+                    self.fail("not stored", str(exc), frame.get("receipt"))
                     return
             # The parser paused after CONNECT: parse the rest with the negotiated version.
             if not frames or frames[-1].command not in ("CONNECT", "STOMP") or self.closed:
