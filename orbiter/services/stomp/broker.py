@@ -36,8 +36,9 @@ from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import body_of
+from orbiter.services.stomp.interfaces import Destination
 from orbiter.services.stomp.queues import QueueBook
-from orbiter.services.stomp.session import Destination, StompSession
+from orbiter.services.stomp.session import StompSession
 
 log = logging.getLogger("orbiter.stomp")
 
