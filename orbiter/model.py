@@ -39,6 +39,8 @@ class Publication:
     time: float
     #: Name-value pairs the publisher attached (a STOMP SEND's own headers, say), if any.
     tags: dict[str, str] | None = None
+    #: What keeping it counts against ``history.max_bytes`` (set by the engine that keeps it).
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

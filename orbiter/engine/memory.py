@@ -62,15 +62,13 @@ def kept_size(data: JSON, tags: dict[str, str] | None) -> int:
 
 
 class _Stream:
-    __slots__ = ("epoch", "offset", "policy", "publications", "sizes", "touched")
+    __slots__ = ("epoch", "offset", "policy", "publications", "touched")
 
     def __init__(self, epoch: str, policy: HistoryPolicy, now: float) -> None:
         self.epoch = epoch
         self.offset = 0
-        #: The newest publications kept, oldest first, and what each counts
-        #: against the node's budget.
+        #: The newest publications kept, oldest first.
         self.publications: deque[Publication] = deque()
-        self.sizes: deque[int] = deque()
         self.touched = now
         #: The policy last used on this stream, for the periodic sweep.
         self.policy = policy
@@ -95,7 +93,6 @@ class MemoryBroker(Broker):
         #: Every publication kept, and those dropped from their stream since the
         #: last compaction, in the order published (so the oldest goes first).
         self._kept: deque[Publication] = deque()
-        self._kept_sizes: deque[int] = deque()
         #: Bytes of the publications in ``_kept`` still in their streams, and of those not.
         self._live_bytes = 0
         self._dead_bytes = 0
@@ -149,10 +146,18 @@ class MemoryBroker(Broker):
             stream.touched = now
             stream.policy = policy
         offset = stream.offset = stream.offset + 1
-        pub = Publication(channel, offset, stream.epoch, data, now, tags)
-        if policy.size:
-            self._keep(stream, pub, kept_size(data, tags))
         pubs = stream.publications
+        if policy.size:
+            size = kept_size(data, tags)
+            pub = Publication(channel, offset, stream.epoch, data, now, tags, size)
+            pubs.append(pub)
+            self._kept.append(pub)
+            self._live_bytes += size
+            limit = self._max_history_bytes
+            if limit is not None and self._live_bytes + self._dead_bytes > limit:
+                self._make_room(limit)
+        else:
+            pub = Publication(channel, offset, stream.epoch, data, now, tags)
         if pubs and (len(pubs) > policy.size or pubs[0].time < now - policy.ttl):
             self._trim(stream, now)
         if self._on_publication is not None and channel in self._subscribed:
@@ -216,23 +221,12 @@ class MemoryBroker(Broker):
 
     # ------------------------------------------------------------ history bytes
 
-    def _keep(self, stream: _Stream, pub: Publication, size: int) -> None:
-        stream.publications.append(pub)
-        stream.sizes.append(size)
-        self._kept.append(pub)
-        self._kept_sizes.append(size)
-        self._live_bytes += size
-        limit = self._max_history_bytes
-        if limit is not None and self._live_bytes + self._dead_bytes > limit:
-            self._make_room(limit)
-
     def _trim(self, stream: _Stream, now: float) -> None:
         """Drop the stream's publications past its policy's size or age."""
-        pubs, sizes = stream.publications, stream.sizes
+        pubs = stream.publications
         size, oldest_kept = stream.policy.size, now - stream.policy.ttl
         while pubs and (len(pubs) > size or pubs[0].time < oldest_kept):
-            pubs.popleft()
-            dropped = sizes.popleft()
+            dropped = pubs.popleft().size
             self._live_bytes -= dropped
             self._dead_bytes += dropped  # still in ``_kept`` until it reaches the front
 
@@ -244,29 +238,21 @@ class MemoryBroker(Broker):
 
     def _make_room(self, limit: int) -> None:
         """Drop the oldest publications until history fits in ``limit`` bytes."""
-        kept, sizes = self._kept, self._kept_sizes
-        while self._live_bytes + self._dead_bytes > limit and kept:
+        while self._live_bytes + self._dead_bytes > limit and self._kept:
             if 2 * self._dead_bytes >= self._live_bytes + self._dead_bytes:
                 self._compact()
                 continue
-            pub, size = kept.popleft(), sizes.popleft()
+            pub = self._kept.popleft()
             if not self._is_kept(pub):
-                self._dead_bytes -= size
+                self._dead_bytes -= pub.size
                 continue
             stream = self._streams[pub.channel]
             stream.publications.popleft()  # the oldest kept anywhere is its stream's oldest
-            stream.sizes.popleft()
-            self._live_bytes -= size
+            self._live_bytes -= pub.size
 
     def _compact(self) -> None:
         """Forget the publications no stream keeps any more (half of ``_kept`` or more)."""
-        pubs: deque[Publication] = deque()
-        sizes: deque[int] = deque()
-        for pub, size in zip(self._kept, self._kept_sizes, strict=True):
-            if self._is_kept(pub):
-                pubs.append(pub)
-                sizes.append(size)
-        self._kept, self._kept_sizes = pubs, sizes
+        self._kept = deque(pub for pub in self._kept if self._is_kept(pub))
         self._dead_bytes = 0
 
     # ------------------------------------------------------------ upkeep

@@ -21,17 +21,12 @@ class Pushes:
 
     def __init__(self, messages: list[bytes]) -> None:
         self.messages = messages
-        self.size = sum(map(len, messages))
-
-
-#: The :meth:`SharedBatch.framed` kind of :func:`pushes`.
-_PUSHES = "native-pushes"
-
-
-def _encode(batch: SharedBatch) -> Pushes:
-    return Pushes([encode_publication(pub) for pub in batch.pubs])
+        self.size = len(messages[0]) if len(messages) == 1 else sum(map(len, messages))
 
 
 def pushes(batch: SharedBatch) -> Pushes:
     """``batch``'s native pushes, encoded once for every subscriber."""
-    return batch.framed(_PUSHES, _encode)
+    found = batch.native
+    if found is None:
+        found = batch.native = Pushes(list(map(encode_publication, batch.pubs)))
+    return found

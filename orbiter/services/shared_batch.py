@@ -14,9 +14,12 @@ whose subscribers all speak STOMP is never encoded as JSON.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from orbiter.model import Publication
+
+if TYPE_CHECKING:
+    from orbiter.services.pushes import Pushes
 
 T = TypeVar("T")
 
@@ -29,7 +32,16 @@ class SharedBatch:
     reuse the result.
     """
 
-    __slots__ = ("_frame", "_kind", "_more", "channel", "first_offset", "last_offset", "pubs")
+    __slots__ = (
+        "_frame",
+        "_kind",
+        "_more",
+        "channel",
+        "first_offset",
+        "last_offset",
+        "native",
+        "pubs",
+    )
 
     def __init__(self, channel: str, pubs: list[Publication]) -> None:
         self.channel = channel
@@ -37,6 +49,10 @@ class SharedBatch:
         #: The offsets of the first and the last publication (read once per subscriber).
         self.first_offset = pubs[0].offset
         self.last_offset = pubs[-1].offset
+        #: The native protocol's pushes, encoded on first use by
+        #: :func:`orbiter.services.pushes.pushes`: most framings are built on them
+        #: (so they have a slot of their own rather than a :meth:`framed` kind).
+        self.native: Pushes | None = None
         #: The first kind's framing in slots (a channel's subscribers are mostly of one
         #: kind), any other kinds' in a dict made when needed.
         self._kind: object = None
@@ -47,8 +63,7 @@ class SharedBatch:
         """``frame(self)``, computed once per ``kind`` for all subscribers.
 
         Each ``kind`` must always be framed by the same function (its result
-        type). A framing may use another one (a WebSocket frame is built from
-        the native pushes): the outer kind keeps the slot.
+        type). A framing may use another one: the outer kind keeps the slot.
         """
         if kind is self._kind:
             return cast(T, self._frame)
