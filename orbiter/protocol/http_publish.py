@@ -33,16 +33,13 @@ blank line plus ``Content-Length``, the one framing every HTTP/1.1 parser
 agrees on when there is no ``Transfer-Encoding``, so the fast path and
 aiohttp can never disagree about where a request ends (no smuggling).
 
-Why not ``httptools`` (llhttp), measured on 8 pipelined requests like the
-bench's (three headers, ~100-byte bodies; /tmp micro-benchmark, this 2-core
-machine): ``httptools.HttpRequestParser`` with the header callbacks the
-checks above need takes ~2.7 µs per request; this parser ~4-5 µs on a head
-it has not seen, and ~1.2 µs on one it has (:class:`PublishParser`
-remembers them; a client repeats the same few heads). More to the point,
-httptools reports neither where a request began nor where its head ended,
-and a handover must start exactly there; and llhttp accepts more than the
-list above (obs-fold, duplicate headers), which would be re-checked in
-Python anyway. The strict subset is what keeps the handover rule simple.
+Why not ``httptools`` (llhttp): it reports neither where a request began
+nor where its head ended, and a handover must start exactly there; and
+llhttp accepts more than the list above (obs-fold, duplicate headers),
+which would be re-checked in Python anyway. The strict subset is what
+keeps the handover rule simple; :class:`PublishParser` remembers the few
+heads a client repeats (the timings are in ``docs/benchmarks.md``, "Parts
+chosen by measurement").
 """
 
 from __future__ import annotations

@@ -22,15 +22,9 @@ reassembly costs time linear in the frame's size however it is cut up.
 Outgoing data frames are not made here: orbiter frames a batch once for all
 its subscribers (:func:`text_frame`) and writes those bytes as they are.
 
-Why a parser of our own, not wsproto (``wsproto.connection.Connection``,
-meant for use after one's own handshake)? Measured with wsproto 1.3.2 in
-this place: 1.6 KiB per connection (tracemalloc, 10,000 connections; most
-of it a deque and a parsing generator per connection), which met the idle
-target, but 25 µs of CPU per 105-byte frame (a pure-Python generator
-pipeline and a UTF-8 decoder per message), which made native ``publish``
-commands (``orbiter bench many-channels-native``) cost 129.5 CPU s per
-million against 90 on aiohttp's C frame reader the commit before. This
-one: about 170 bytes per connection and 6 µs per such frame. It checks what
+A parser of our own rather than wsproto, which costs several times more
+memory per connection and CPU per frame (the figures are in
+``docs/benchmarks.md``, "Parts chosen by measurement"). It checks what
 RFC 6455 asks of a server: masking, reserved bits, opcodes, continuation
 order, control frames (at most 125 bytes, not fragmented), close codes and
 UTF-8 of text messages and close reasons; a data frame that would take its

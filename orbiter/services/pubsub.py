@@ -277,9 +277,8 @@ class PubSub:
         come that often (a subscriber then gets several in one write); on a
         quiet channel it would only add latency, and bunch many channels'
         writes into one burst, which costs more per write than writes spread
-        over the loop's iterations (``orbiter bench many-channels``: 29 CPU s
-        per million publications with every channel waiting 5 ms, 20.5
-        flushed at once).
+        over the loop's iterations (measured: ``docs/benchmarks.md``, "Parts
+        chosen by measurement").
         """
         entry = self._channels.get(pub.channel)
         if entry is None:
