@@ -10,8 +10,10 @@ go on receiving everything.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import aiohttp
@@ -400,6 +402,9 @@ def test_one_connection_fills_its_share_of_the_queues_and_others_still_send(shar
     for raw in (other, consumer):
         raw.close()
     assert srv.wait_for_log("queue full")
+    with urllib.request.urlopen(srv.url + "/api/stats", timeout=5) as answer:
+        counters = json.loads(answer.read())["counters"]
+    assert counters["limit_client_queue_bytes"] == 1
 
 
 def test_a_connection_s_share_is_free_again_once_its_messages_are_consumed(shared):

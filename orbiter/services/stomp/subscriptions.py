@@ -73,8 +73,8 @@ class Subscriptions:
             kind,
             target,
             ack,
-            connection.version or "1.0",
-            broker.settings.max_unacked,
+            version=connection.version or "1.0",
+            max_unacked=broker.settings.max_unacked,
         )
         if kind == "topic":
             channel = channel_of(target)
