@@ -78,10 +78,6 @@ class StompSession:
         self.version: str | None = None
         self.identity: StompIdentity | None = None
         self._id = broker.next_id()
-        self._acks = Acks(self._id, self.settings.max_unacked)
-        self._delivery = Delivery(self, self.outbox, broker, self._acks)
-        self.subscriptions = Subscriptions(self, broker, self._delivery, self._acks)
-        self._sending = Sending(self, broker, self.subscriptions)
         self._transactions = Transactions(
             self.settings.max_transactions, self.settings.max_transaction_frames
         )
@@ -99,6 +95,11 @@ class StompSession:
         self._expiry: asyncio.TimerHandle | None = None
         #: Set by a transport that can cut its connection at once (used at shutdown).
         self.abort: Callable[[], None] | None = None
+        # The parts that carry out commands (they keep this session, fully made, as theirs).
+        self._acks = Acks(self._id, self.settings.max_unacked)
+        self._delivery = Delivery(self, self.outbox, broker, self._acks)
+        self.subscriptions = Subscriptions(self, broker, self._delivery, self._acks)
+        self._sending = Sending(self, broker, self.subscriptions)
 
     # ------------------------------------------------------------ Subscriber
 
