@@ -11,17 +11,7 @@ it. A batch no native subscriber takes is never JSON-encoded.
 from __future__ import annotations
 
 from orbiter.protocol.native import encode_publication
-from orbiter.services.shared_batch import SharedBatch
-
-
-class Pushes:
-    """A batch's publications as encoded native pushes, and their total size in bytes."""
-
-    __slots__ = ("messages", "size")
-
-    def __init__(self, messages: list[bytes]) -> None:
-        self.messages = messages
-        self.size = len(messages[0]) if len(messages) == 1 else sum(map(len, messages))
+from orbiter.services.shared_batch import Pushes, SharedBatch
 
 
 def pushes(batch: SharedBatch) -> Pushes:

@@ -14,14 +14,22 @@ whose subscribers all speak STOMP is never encoded as JSON.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 from orbiter.model import Publication
 
-if TYPE_CHECKING:
-    from orbiter.services.pushes import Pushes
-
 T = TypeVar("T")
+
+
+class Pushes:
+    """A batch's publications as encoded native pushes, and their total size in bytes
+    (made by :func:`orbiter.services.pushes.pushes`)."""
+
+    __slots__ = ("messages", "size")
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self.messages = messages
+        self.size = len(messages[0]) if len(messages) == 1 else sum(map(len, messages))
 
 
 class SharedBatch:
