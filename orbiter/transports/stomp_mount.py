@@ -39,7 +39,7 @@ def add_stomp(app: web.Application, node: Node) -> StompBroker:
         path = settings.websocket_path
         app.router.add_get(
             path,
-            websocket_handler(broker, config.limits.max_message_size, config.session.ping_interval),
+            websocket_handler(broker, config.limits, config.session.ping_interval, node.counters),
         )
         sockjs = SockJSServer()
         options = endpoint_options(node)

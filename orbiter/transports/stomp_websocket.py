@@ -14,28 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
 from orbiter.auth.hooks import forwarded
+from orbiter.config.settings import Limits
 from orbiter.services.outbox import Pull
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
+from orbiter.transports.frame_rate import RatedFrames
 from orbiter.transports.sockjs.endpoint import Connection
 
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
 
 def websocket_handler(
-    broker: StompBroker, max_message_size: int, heartbeat: float
+    broker: StompBroker, limits: Limits, heartbeat: float, counters: Counter[str]
 ) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
-    """The aiohttp handler of STOMP over WebSocket."""
+    """The aiohttp handler of STOMP over WebSocket (frames read at ``limits.frame_rate``)."""
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(
             protocols=SUBPROTOCOLS,
-            max_msg_size=max_message_size,
+            max_msg_size=limits.max_message_size,
+            autoping=False,  # pings are answered, and counted, by RatedFrames
             compress=False,
             heartbeat=heartbeat,
         )
@@ -46,7 +50,7 @@ def websocket_handler(
         output = asyncio.create_task(_write(session, ws))
         beats = asyncio.create_task(session.keepalive())
         try:
-            async for msg in ws:
+            async for msg in RatedFrames(ws, limits.frame_rate, counters):
                 if msg.type is WSMsgType.TEXT:
                     await session.receive(msg.data.encode())
                 elif msg.type is WSMsgType.BINARY:

@@ -9,7 +9,8 @@ else it is closed with 4401 before any backend is contacted.
 Every ending is a WebSocket close with a documented code and reason
 (``CloseCode``). The browser's heartbeat is WebSocket pings, so a browser
 that vanished without a FIN is noticed within ``session.ping_interval`` +
-``session.pong_timeout``, and its backend connection is closed.
+``session.pong_timeout``, and its backend connection is closed. Frames are
+read at most ``limits.frame_rate`` a second (:mod:`orbiter.transports.frame_rate`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from orbiter.protocol.tcp_websockify import (
 from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.app_keys import NODE
+from orbiter.transports.frame_rate import RatedFrames
 from orbiter.transports.guard import request_credentials
 from orbiter.transports.tcp_sockjs import add_tcp_sockjs_routes
 
@@ -42,16 +44,17 @@ TCP_PROXY = web.AppKey("tcp_proxy", TcpProxy)
 
 
 class _WebSocketBrowser:
-    """One WebSocket as the browser side of a relay."""
+    """One WebSocket as the browser side of a relay, read at ``limits.frame_rate``."""
 
-    def __init__(self, ws: web.WebSocketResponse, framing: Framing) -> None:
+    def __init__(self, ws: web.WebSocketResponse, framing: Framing, frames: RatedFrames) -> None:
         self.ws = ws
         self.framing = framing
+        self._frames = frames
         #: Set when the browser broke the protocol; the relay then ends with it.
         self.error: Ending | None = None
 
     async def receive(self) -> bytes | None:
-        msg = await self.ws.receive()
+        msg = await self._frames.receive()
         if msg.type is WSMsgType.BINARY:
             return bytes(msg.data)
         if msg.type is WSMsgType.TEXT:
@@ -86,7 +89,7 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,
         max_msg_size=node.config.limits.max_message_size,
-        autoping=True,
+        autoping=False,  # pings are answered, and counted, by RatedFrames
         compress=False,
         heartbeat=timing.ping_interval,
     )
@@ -112,7 +115,8 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
         log.info("tcp proxy: %s -> %s refused: %s", peer, target, exc.reason)
         await _close(ws, exc.code, exc.reason)
         return ws
-    browser = _WebSocketBrowser(ws, framing)
+    frames = RatedFrames(ws, node.config.limits.frame_rate, node.counters)
+    browser = _WebSocketBrowser(ws, framing, frames)
     try:
         if framing is Framing.NATIVE:
             await ws.send_str(open_message(target))

@@ -11,6 +11,9 @@
   aiohttp's ``400`` for the request target), never a traceback.
 - A large message trickled in small TCP segments costs CPU linear in its
   size, not in its size times the number of segments.
+- aiohttp's WebSocket routes (``/stomp``, ``/tcp``, SockJS's ``websocket``
+  URLs) take frames (pings and messages) at ``limits.frame_rate`` too, so a
+  flood on them takes no time from others either.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import WSMsgType
 
 from tests.support.server import RunningServer
+from tests.support.tcp_backends import Echo, free_port
 
 FLOOD_BUFFER = 65_536
 
@@ -425,3 +430,139 @@ def test_a_ping_flood_is_read_at_frame_rate_and_takes_no_time_from_others(
     attacker.close()
     assert cpu_seconds(srv.process.pid) - before < 1.0
     assert counters(srv)["limit_frame_rate"] >= 1
+
+
+# ------------------------------------------------- aiohttp's WebSocket routes: limits.frame_rate
+
+#: The WebSocket routes aiohttp serves; ``{echo}``: the port of an echo backend /tcp may reach.
+AIOHTTP_ROUTES = [
+    "/stomp",
+    "/sockjs/websocket",
+    "/sockjs/000/rated/websocket",
+    "/stomp/sockjs/000/rated/websocket",
+    "/tcp/127.0.0.1:{echo}",
+]
+
+
+@pytest.fixture
+async def echo_port() -> AsyncIterator[int]:
+    backend = await Echo(free_port()).start()
+    yield backend.port
+    await backend.stop()
+
+
+def rated_server(start: Callable[..., RunningServer], echo: int, frame_rate: int) -> RunningServer:
+    return start(
+        f'[limits]\nframe_rate = {frame_rate}\n\n[[tcp.access]]\nto = "127.0.0.1:{echo}"\n'
+    )
+
+
+def ws_route(srv: RunningServer, route: str, echo: int) -> str:
+    return srv.url.replace("http://", "ws://") + route.format(echo=echo)
+
+
+async def answered_at(ws: aiohttp.ClientWebSocketResponse, count: int, kind: str) -> list[float]:
+    """When each of ``count`` pongs (or native replies, ``kind="reply"``) came."""
+    times: list[float] = []
+    while len(times) < count:
+        msg = await ws.receive(timeout=5)
+        assert msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR), msg
+        if kind == "pong" and msg.type is WSMsgType.PONG:
+            times.append(time.monotonic())
+        elif kind == "reply" and msg.type is WSMsgType.TEXT:
+            times += [time.monotonic() for line in msg.data.split("\n") if '"id"' in line]
+    return times
+
+
+@pytest.mark.parametrize("route", AIOHTTP_ROUTES)
+async def test_aiohttps_websocket_routes_take_pings_at_frame_rate(
+    start_server: Callable[..., RunningServer], echo_port: int, route: str
+) -> None:
+    """300 pings at once, 100 frames a second allowed: 100 pongs in the first second
+    (not 101, nor 200), all 300 over two more."""
+    srv = rated_server(start_server, echo_port, 100)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(ws_route(srv, route, echo_port), autoping=False)
+        # Counted per second of the (system-wide) monotonic clock: start just after one begins.
+        await asyncio.sleep(1.05 - time.monotonic() % 1.0)
+        started = time.monotonic()
+        for i in range(300):
+            await ws.ping(b"%d" % i)
+        times = await answered_at(ws, 300, "pong")
+        await ws.close()
+    first_second = sum(t < int(started) + 1 for t in times)
+    assert first_second == 100, (first_second, [round(t - started, 2) for t in times[95:105]])
+    assert 1.8 <= times[-1] - started <= 3.5, times[-1] - started
+    assert counters(srv)["limit_frame_rate"] >= 2
+    assert "Traceback" not in srv.log
+
+
+async def test_commands_over_sockjs_websocket_are_taken_at_frame_rate(
+    start_server: Callable[..., RunningServer], echo_port: int
+) -> None:
+    """Data frames count as pings do: 300 native commands, 100 answered in the first second."""
+    srv = rated_server(start_server, echo_port, 100)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(ws_route(srv, "/sockjs/websocket", echo_port))
+        await ws.send_str('{"id": 1000, "op": "connect"}')
+        assert await answered_at(ws, 1, "reply")
+        await asyncio.sleep(1.05 - time.monotonic() % 1.0)
+        started = time.monotonic()
+        for i in range(1, 301):
+            await ws.send_str(f'{{"id": {i}, "op": "ping"}}')
+        times = await answered_at(ws, 300, "reply")
+        await ws.close()
+    assert sum(t < int(started) + 1 for t in times) == 100
+    assert 1.8 <= times[-1] - started <= 3.5, times[-1] - started
+
+
+def opened_at(srv: RunningServer, path: str) -> socket.socket:
+    """A raw socket past the 101 of a WebSocket handshake for ``path``."""
+    sock = socket.create_connection(address(srv), timeout=5)
+    sock.sendall(handshake_head(srv).replace(b"GET /connection/websocket", b"GET " + path.encode()))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def drain(sock: socket.socket) -> threading.Thread:
+    """Read and drop everything ``sock`` receives (pongs), in a thread, until it closes."""
+
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(1 << 20):
+                pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("route", AIOHTTP_ROUTES)
+def test_a_ping_flood_on_aiohttps_routes_takes_no_time_from_others(
+    start_server: Callable[..., RunningServer], echo_port: int, route: str
+) -> None:
+    """A client that sends pings as fast as the socket takes them and reads every pong:
+    the server reads 200 a second and spends next to no CPU on it (unbounded, it spent
+    all it had), and others are served meanwhile."""
+    srv = rated_server(start_server, echo_port, 200)
+    attacker = opened_at(srv, route.format(echo=echo_port))
+    reader = drain(attacker)
+    before = cpu_seconds(srv.process.pid)
+    attacker.settimeout(0.5)
+    sent = 0
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):  # the server stops reading: our sends block
+            sent += attacker.send(PING * 500)
+    spent = cpu_seconds(srv.process.pid) - before
+    bystander = opened(srv)  # served as before, while the attacker still holds its socket
+    bystander.close()
+    attacker.shutdown(socket.SHUT_RDWR)
+    attacker.close()
+    reader.join(5)
+    assert spent < 0.5, (spent, sent)
+    assert counters(srv)["limit_frame_rate"] >= 2
+    assert "Traceback" not in srv.log

@@ -98,6 +98,8 @@ class EndpointOptions:
     client_url: str
     websocket: bool = True
     cookie_needed: bool = False
+    #: WebSocket frames a client may send per second (``limits.frame_rate``).
+    frame_rate: int = 200
     #: Where limit violations are counted (the node's counters, ``/api/stats``).
     counters: Counter[str] = field(default_factory=Counter, compare=False)
 

@@ -45,6 +45,7 @@ def endpoint_options(node: Node) -> EndpointOptions:
         max_message_size=config.limits.max_message_size,
         max_body=config.limits.max_http_body,
         max_queued_bytes=config.limits.outgoing_buffer,
+        frame_rate=config.limits.frame_rate,
         client_url=settings.client_url,
         counters=node.counters,
     )

@@ -5,8 +5,10 @@ On the session URL each WebSocket text frame carries one SockJS frame
 messages; broken JSON ends the connection. On the raw URL there is no
 SockJS framing: each text frame is one message, and the session's close
 becomes the WebSocket close code and reason. Either way the session lives
-exactly as long as its WebSocket. (The hixie-76 draft, which aiohttp
-refuses, is served by :mod:`orbiter.transports.sockjs.hixie76`.)
+exactly as long as its WebSocket. Frames are read at most
+``limits.frame_rate`` a second (:class:`~orbiter.transports.frame_rate.RatedFrames`).
+(The hixie-76 draft, which aiohttp refuses, is served by
+:mod:`orbiter.transports.sockjs.hixie76`.)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
+from orbiter.transports.frame_rate import RatedFrames
 from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 from orbiter.transports.sockjs.frames import (
     MESSAGE_TOO_BIG,
@@ -88,7 +91,7 @@ async def sockjs_websocket(request: web.Request, endpoint: Endpoint) -> web.Stre
     options = endpoint.options
     ws = web.WebSocketResponse(
         max_msg_size=options.max_body,
-        autoping=True,
+        autoping=False,  # pings are answered, and counted, by RatedFrames
         compress=False,
         # Pings find clients that vanished without a FIN; "h" frames alone would not.
         heartbeat=options.heartbeat,
@@ -98,7 +101,7 @@ async def sockjs_websocket(request: web.Request, endpoint: Endpoint) -> web.Stre
     live.request_headers = request.headers
     writer = asyncio.create_task(_write(ws, live, _FramedReceiver(ws)))
     try:
-        async for msg in ws:
+        async for msg in RatedFrames(ws, options.frame_rate, options.counters):
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
             try:
@@ -136,7 +139,7 @@ async def raw_websocket(request: web.Request, endpoint: Endpoint) -> web.StreamR
     options = endpoint.options
     ws = web.WebSocketResponse(
         max_msg_size=options.max_message_size + 1,  # aiohttp's bound is exclusive
-        autoping=True,
+        autoping=False,
         compress=False,
         heartbeat=options.heartbeat,
     )
@@ -149,7 +152,7 @@ async def raw_websocket(request: web.Request, endpoint: Endpoint) -> web.StreamR
     live.request_headers = request.headers
     writer = asyncio.create_task(_write(ws, live, _RawReceiver(ws)))
     try:
-        async for msg in ws:
+        async for msg in RatedFrames(ws, options.frame_rate, options.counters):
             if msg.type is WSMsgType.TEXT:
                 await live.deliver([msg.data])
             elif msg.type is WSMsgType.BINARY:
