@@ -16,6 +16,7 @@ implementation.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -107,6 +108,19 @@ class Broker(abc.ABC):
         (an engine that talks to a server always answers None; the memory
         engine never does). A route that publishes many messages from one
         read calls this first, so that it makes no coroutine per message.
+        """
+        return None
+
+    def publish_soon(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> asyncio.Future[Publication] | None:
+        """Queue a publication without suspending, if this engine queues them: its future.
+
+        The future's result is the publication once the engine kept it (or
+        :class:`PublishFailed`); publications queued one after another are kept
+        in that order, and may be committed together (the SQLite engine's group
+        commit), so a route with several to publish queues them all before it
+        waits. None means nothing was queued and :meth:`publish` must be awaited.
         """
         return None
 

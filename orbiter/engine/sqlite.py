@@ -255,8 +255,8 @@ class SqliteBroker(Broker):
         self._loop, self._writer, self._reader = loop, writer, reader
         self._sweeper = loop.create_task(self._sweep_forever())
         log.info(
-            "history in %s: %d channel streams (sync %s)",
-            self.path,
+            "channel history in %s: %d streams (sync %s)",
+            self.path.resolve(),
             len(self._streams),
             self._store.sync,
         )
@@ -295,9 +295,10 @@ class SqliteBroker(Broker):
     def publish_soon(
         self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
     ) -> asyncio.Future[Publication]:
-        """Queue a publication: a future for it once committed (or :class:`PublishFailed`).
+        """Queue a publication: a future of it once committed (or :class:`PublishFailed`).
 
-        :class:`TooManyStreams` at once if it would open a stream past ``max_streams``.
+        :class:`TooManyStreams` at once if it would open a stream past ``max_streams``;
+        :class:`PublishFailed` at once if the engine is not running.
         """
         loop = self._loop
         if loop is None or self._closed:

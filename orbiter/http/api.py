@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 
 from orbiter.engine.base import PublishFailed
-from orbiter.model import JSON, StreamPosition
+from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel, validate_tags
 from orbiter.transports.app_keys import NODE
@@ -218,16 +218,20 @@ async def publish(request: web.Request) -> web.Response:
     return json_response(answer if isinstance(answer, dict) else await answer)
 
 
-#: An answer to a publish request, or (the engine must wait) the coroutine that returns it.
-Answer = dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]
+#: An answer to a publish request; or, while the engine must wait, an awaitable of it:
+#: a future when what it publishes is queued already (in order: a later request may be
+#: queued behind it), or a coroutine when nothing is yet (a later request waits for it).
+Answer = dict[str, Any] | asyncio.Future[dict[str, Any]] | Coroutine[Any, Any, dict[str, Any]]
 
 
 def publish_body(pubsub: PubSub, body: bytes) -> Answer:
     """``POST /api/publish`` after its API key check: the body in, the JSON answer (200) out.
 
     The engine publishes at once if it can (the memory engine always can), and
-    the answer is returned; else what is left is returned as a coroutine to
-    await, which returns the answer. Raises :class:`ApiError` naming the
+    the answer is returned; else, if it queues publications (the SQLite engine),
+    they are queued and a future of the answer is returned; else what is left is
+    returned as a coroutine to await, which returns the answer. A publication
+    the engine could not keep is answered 503. Raises :class:`ApiError` naming the
     problem, before anything is published. The aiohttp handler and the fast
     path (:mod:`orbiter.http.fast_publish`) both call this.
     """
@@ -245,9 +249,30 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
         raise ApiError(400, "'data' is missing")
     data = payload["data"]
     pub = pubsub.publish_at_once(channel, data, tags)
-    if pub is None:
+    if pub is not None:
+        return {"offset": pub.offset, "epoch": pub.epoch}
+    queued = pubsub.publish_soon(channel, data, tags)
+    if queued is None:
         return _publish_later(pubsub, channel, data, tags)
-    return {"offset": pub.offset, "epoch": pub.epoch}
+    return _answer_when(queued)
+
+
+def _answer_when(queued: asyncio.Future[Publication]) -> asyncio.Future[dict[str, Any]]:
+    """The answer to a queued publication, once the engine kept it (or 503)."""
+    answer: asyncio.Future[dict[str, Any]] = queued.get_loop().create_future()
+
+    def done(future: asyncio.Future[Publication]) -> None:
+        if answer.done():
+            return
+        exc = future.exception()
+        if exc is None:
+            pub = future.result()
+            answer.set_result({"offset": pub.offset, "epoch": pub.epoch})
+        else:
+            answer.set_exception(ApiError(503, str(exc)) if isinstance(exc, PublishFailed) else exc)
+
+    queued.add_done_callback(done)
+    return answer
 
 
 async def _publish_later(
@@ -283,14 +308,61 @@ def _batch_items(items: object) -> list[_Item]:
 
 
 def _publish_batch(pubsub: PubSub, batch: list[_Item]) -> Answer:
-    """Publish the batch in order, at once while the engine can."""
+    """Publish the batch in order, at once while the engine can, else queued."""
     results: list[dict[str, Any]] = []
     for index, (channel, data, tags) in enumerate(batch):
         pub = pubsub.publish_at_once(channel, data, tags)
         if pub is None:
-            return _publish_batch_later(pubsub, batch, index, results)
+            return _queue_batch(pubsub, batch, index, results)
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
     return {"results": results}
+
+
+def _queue_batch(
+    pubsub: PubSub, batch: list[_Item], start: int, results: list[dict[str, Any]]
+) -> Answer:
+    """Queue the rest of the batch (one group commit takes them all), from ``start``."""
+    queued: list[asyncio.Future[Publication]] = []
+    try:
+        for channel, data, tags in batch[start:]:
+            future = pubsub.publish_soon(channel, data, tags)
+            if future is None:  # an engine that does not queue: one after another
+                return _publish_batch_later(pubsub, batch, start, results)
+            queued.append(future)
+    except BaseException:  # refused midway (limit_channels): those queued still go out
+        for future in queued:
+            future.add_done_callback(_retrieved)
+        raise
+    answer: asyncio.Future[dict[str, Any]] = queued[0].get_loop().create_future()
+    waiting = len(queued)
+
+    def done(_: asyncio.Future[Publication]) -> None:
+        nonlocal waiting
+        waiting -= 1
+        if waiting or answer.done():
+            return
+        failed = [exc for exc in (f.exception() for f in queued) if exc is not None]
+        if failed:
+            ok = len(results) + len(queued) - len(failed)
+            exc = failed[0]
+            if isinstance(exc, PublishFailed):
+                exc = ApiError(503, f"{exc} ({ok} of the {len(batch)} publications were published)")
+            answer.set_exception(exc)
+            return
+        for item, kept in zip(batch[start:], queued, strict=True):
+            pub = kept.result()
+            results.append({"channel": item[0], "offset": pub.offset, "epoch": pub.epoch})
+        answer.set_result({"results": results})
+
+    for future in queued:
+        future.add_done_callback(done)
+    return answer
+
+
+def _retrieved(future: asyncio.Future[Publication]) -> None:
+    """Nobody waits for this future: its failure, if any, is read (and so not logged)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _publish_batch_later(

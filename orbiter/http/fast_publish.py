@@ -12,9 +12,12 @@ checked and published by the same functions as aiohttp's handler
 and answered in order; the answers to one read go out in one write.
 
 The memory engine publishes at once (:meth:`~orbiter.engine.base.Broker.publish_at_once`),
-so no coroutine or task is made per request. If an engine must wait, the
-rest of the publish runs in a task while reading pauses, and later requests
-wait in the buffer, so answers stay in order.
+so no coroutine or task is made per request. An engine that queues
+publications (:meth:`~orbiter.engine.base.Broker.publish_soon`, the SQLite
+engine's group commit) has every request of a read queued at once, so
+pipelined requests share a commit; one task per read waits for their answers
+while reading pauses. If an engine must be awaited, the rest of the publish
+runs in that task, and later requests wait in the buffer. Answers stay in order.
 
 Any request the parser does not take (another method or path, HTTP/1.0,
 ``Transfer-Encoding``, ``Expect``, an odd header, a body over the limit, a
@@ -30,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -65,6 +68,9 @@ log = logging.getLogger("orbiter.http")
 
 #: Seconds an idle keep-alive connection stays open (aiohttp's default, as for its own).
 KEEPALIVE_TIMEOUT = 3630.0
+#: Requests of one connection queued for an engine at once (pipelined ones); reading
+#: pauses until they are answered.
+MAX_WAITING = 64
 _OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
 _SERVER = b"Server: " + SERVER_SOFTWARE.encode("ascii") + b"\r\n"
 _JSON_LENGTH = b"Content-Type: application/json\r\nContent-Length: "
@@ -221,29 +227,43 @@ class FastPublishProtocol(ClaimedProtocol):
         """Answer every whole request in ``buffer``; keep the rest for the next read."""
         transport = self._transport
         out: list[bytes] = []
+        waiting: list[tuple[PublishHead, bytes | Awaitable[dict[str, Any]]]] = []
         pos, size, parse = 0, len(buffer), self._parser.parse
         while pos < size:
             parsed = parse(buffer, pos)
             if parsed is None:
                 break
             if isinstance(parsed, Handover):
+                if waiting:
+                    break  # handed over once the answers before it are out
                 if out:
                     transport.write(b"".join(out))
                 self._hand_over(buffer[pos:])
                 return
             head, body, pos = parsed
             response = self._answer(head, body)
-            if response is None:  # the publish suspended; its task answers and resumes
-                if out:
-                    transport.write(b"".join(out))
-                self._begun = self._last_read if pos < size else 0.0
-                self._keep(buffer[pos:], 0)
-                return
+            if waiting or not isinstance(response, bytes):
+                # The engine must wait: this answer and those after it come from a task.
+                waiting.append((head, response))
+                if head.close or not isinstance(response, bytes | asyncio.Future):
+                    break  # a coroutine publishes when awaited: later requests wait for it
+                if len(waiting) >= MAX_WAITING:
+                    break
+                continue
             out.append(response)
             if head.close:
                 transport.write(b"".join(out))
                 transport.close()
                 return
+        if waiting:  # a task answers them, then serves what is kept and what came meanwhile
+            if out:
+                transport.write(b"".join(out))
+            self._begun = self._last_read if pos < size else 0.0
+            self._keep(buffer[pos:], 0)
+            self._busy = True
+            self._update_reading()
+            self._task = self._loop.create_task(self._finish(waiting))
+            return
         if pos < size:
             if pos or not self._begun:  # a request began in this read
                 self._begun = self._last_read
@@ -253,8 +273,8 @@ class FastPublishProtocol(ClaimedProtocol):
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _answer(self, head: PublishHead, body: bytes) -> bytes | None:
-        """The response to a request, or None if the engine must wait (then a task answers)."""
+    def _answer(self, head: PublishHead, body: bytes) -> bytes | Awaitable[dict[str, Any]]:
+        """The response to a request, or what the engine's answer will be (it must wait)."""
         try:
             check_api_key(self._node, head.x_api_key, head.authorization)
             answer = publish_body(self._node.pubsub, body)
@@ -262,24 +282,29 @@ class FastPublishProtocol(ClaimedProtocol):
             return self._failure(exc, head)
         if isinstance(answer, dict):
             return self._ok(answer, head.close)
-        self._busy = True
-        self._update_reading()
-        self._task = self._loop.create_task(self._finish(head, answer))
-        return None
+        return answer
 
-    async def _finish(self, head: PublishHead, rest: Coroutine[Any, Any, dict[str, Any]]) -> None:
-        """A publish the engine could not do at once: answer it, then serve what came meanwhile."""
-        try:
-            response = self._ok(await rest, head.close)
-        except Exception as exc:
-            response = self._failure(exc, head)
+    async def _finish(
+        self, waiting: list[tuple[PublishHead, bytes | Awaitable[dict[str, Any]]]]
+    ) -> None:
+        """Requests the engine could not answer at once, in order (with those answered at
+        once after them): answer them, then serve what came meanwhile."""
+        responses = []
+        for head, answer in waiting:
+            if isinstance(answer, bytes):
+                responses.append(answer)
+                continue
+            try:
+                responses.append(self._ok(await answer, head.close))
+            except Exception as exc:
+                responses.append(self._failure(exc, head))
         self._busy = False
         self._task = None
         transport = self._transport
         if transport.is_closing():
             return
-        transport.write(response)
-        if head.close or self._closing:
+        transport.write(responses[0] if len(responses) == 1 else b"".join(responses))
+        if waiting[-1][0].close or self._closing:
             transport.close()
             return
         self._update_reading()

@@ -233,6 +233,19 @@ class PubSub:
             self._counters["limit_channels"] += 1
             raise
 
+    def publish_soon(
+        self, channel: str, data: JSON, tags: dict[str, str] | None = None
+    ) -> asyncio.Future[Publication] | None:
+        """Queue a publication if the engine queues them (:meth:`Broker.publish_soon`):
+        its future; else None (then await :meth:`publish`). Refused and counted as
+        :meth:`publish` is."""
+        policy = self._policies.get(channel) or self.policy(channel)
+        try:
+            return self._broker.publish_soon(channel, data, policy, tags)
+        except TooManyStreams:
+            self._counters["limit_channels"] += 1
+            raise
+
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel."""
         return [await self.publish(key.channel, data) for key in keys]
