@@ -8,7 +8,9 @@ The sniffer buffers only until the first request head is complete (at most
 :data:`~orbiter.protocol.hixie76.MAX_HEAD` bytes), then asks the
 :data:`RawRouter`. Unless it claims the head, the sniffer swaps aiohttp's
 handler in with ``transport.set_protocol`` and hands it every byte: later
-requests and WebSocket frames never pass through it.
+requests and WebSocket frames never pass through it. (That handler is a
+:class:`~orbiter.transports.departure.NoticingRequestHandler`, so that long
+responses learn at once that their client left.)
 
 Until its head is whole a connection is *pending*: it counts against the
 node's connection limits (:class:`ConnectionGate`; past them it is answered
@@ -40,6 +42,7 @@ from typing import Any, Protocol, cast
 from aiohttp import web
 
 from orbiter.protocol.hixie76 import MAX_HEAD, head_length
+from orbiter.transports.departure import NoticingRequestHandler
 
 log = logging.getLogger("orbiter.http")
 
@@ -368,7 +371,7 @@ class _SniffingServer:
             self._none_claimed.set()
 
     def to_aiohttp(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol:
-        inner = self._inner()
+        inner = NoticingRequestHandler.made_by(self._inner)  # tells when the client left
         transport.set_protocol(inner)
         inner.connection_made(transport)
         if not transport.is_reading() and not transport.is_closing():

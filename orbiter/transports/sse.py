@@ -19,6 +19,11 @@ as on a WebSocket; this adapter only frames what the session queues:
 - when the server closes the session, a ``disconnect`` event ``{code,
   reason, reconnect}`` before the stream ends (the browser then reconnects).
 
+A client that closes the stream is noticed at once
+(:func:`~orbiter.transports.departure.departure`): its session ends, its
+subscriptions and its place in the connection limits are released then,
+not at the next heartbeat.
+
 After the opening events the session's outbox pushes to an
 :class:`EventStream` (as it does to a WebSocket), which writes each batch
 straight to the connection's transport: fan-out wakes no task per stream,
@@ -52,6 +57,7 @@ from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.app_keys import NODE
+from orbiter.transports.departure import departure
 from orbiter.transports.errors import error_response
 from orbiter.transports.guard import request_credentials
 from orbiter.transports.streaming import write
@@ -150,7 +156,16 @@ class EventStream:
     intervals is cut.
     """
 
-    __slots__ = ("_alone", "_chunked", "_done", "_positions", "_request", "_session", "_wrote")
+    __slots__ = (
+        "_alone",
+        "_chunked",
+        "_departed",
+        "_done",
+        "_positions",
+        "_request",
+        "_session",
+        "_wrote",
+    )
 
     def __init__(
         self, request: web.Request, session: ClientSession, subs: list[Subscribed], chunked: bool
@@ -162,6 +177,8 @@ class EventStream:
         self._positions = {sub.channel: sub.start for sub in subs}
         self._alone = len(subs) == 1
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Resolved the moment the client leaves (None: only a failed write tells).
+        self._departed = departure(request)
         self._wrote = False
 
     def _transport(self) -> asyncio.Transport | None:
@@ -222,11 +239,13 @@ class EventStream:
     # ------------------------------------------------------------ waiting
 
     async def run(self, interval: float) -> None:
-        """Until the outbox closes or the client goes: heartbeats, and cut a stalled client."""
+        """Until the outbox closes or the client goes (at once, not at the next heartbeat):
+        heartbeats, and cut a stalled client."""
         unsent = 0
+        ends = (self._done,) if self._departed is None else (self._done, self._departed)
         while not self._done.done():
-            await asyncio.wait((self._done,), timeout=interval)
-            if self._done.done():
+            await asyncio.wait(ends, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            if self._done.done() or (self._departed is not None and self._departed.done()):
                 return
             transport = self._transport()
             if transport is None:

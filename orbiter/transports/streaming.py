@@ -7,10 +7,11 @@ SSE is written to at once instead: :class:`orbiter.transports.sse.EventStream`).
 :class:`Framer` frames each batch right after it is taken from the outbox,
 so it may read the session's positions, which then match exactly what the
 batch holds. After ``session.ping_interval`` seconds
-without a write, a keepalive goes out: proxies keep the stream open, and a
-client that has gone is noticed by the failed write. A write that cannot
-finish within ``ping_interval + pong_timeout`` (a client that stopped
-reading) aborts the connection.
+without a write, a keepalive goes out: proxies keep the stream open. A
+client that has gone is noticed at once (:func:`~orbiter.transports.departure.departure`;
+else by the next failed write). A write that cannot finish within
+``ping_interval + pong_timeout`` (a client that stopped reading) aborts the
+connection.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiohttp import web
 from orbiter.config.settings import SessionTiming
 from orbiter.services.outbox import Pull
 from orbiter.session.session import ClientSession
+from orbiter.transports.departure import departure
 
 
 class Framer(Protocol):
@@ -51,11 +53,10 @@ async def pump(
     """
     sent = 0
     output = Pull(session.outbox)
+    departed = departure(request)
     while True:
-        try:
-            async with asyncio.timeout(timing.ping_interval):
-                batch = await output.take()
-        except TimeoutError:
+        batch = await _next_batch(output, departed, timing.ping_interval)
+        if batch is None:
             await write(request, response, keepalive, timing)
             continue
         if not batch:
@@ -68,6 +69,27 @@ async def pump(
         sent += len(data)
         if limit is not None and sent >= limit:
             return False
+
+
+async def _next_batch(
+    output: Pull, departed: asyncio.Future[None] | None, timeout: float
+) -> list[bytes] | None:
+    """The next batch; None after ``timeout`` seconds without one. ConnectionResetError the
+    moment the client leaves (when ``departed`` tells)."""
+    if departed is None:
+        try:
+            async with asyncio.timeout(timeout):
+                return await output.take()
+        except TimeoutError:
+            return None
+    taking = asyncio.ensure_future(output.take())
+    await asyncio.wait((taking, departed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if taking.done():
+        return taking.result()
+    taking.cancel()
+    if departed.done():
+        raise ConnectionResetError("the client left")
+    return None
 
 
 async def write(

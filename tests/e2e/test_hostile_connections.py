@@ -335,6 +335,52 @@ def test_a_client_gone_mid_body_is_one_short_line(quick: RunningServer) -> None:
     assert " ERROR " not in quick.log
 
 
+# ----------------------------------------------------------------------- streams
+
+STREAMS = [
+    b"/connection/sse?channel=chat:left",
+    b"/chat|alice,0,sse",  # the Orbited streams
+    b"/chat|bob,0,iframe",
+]
+
+
+def _stream(srv: RunningServer, path: bytes) -> tuple[socket.socket, bytes]:
+    """A stream opened from the attacker's address, and the head of its answer."""
+    sock = _open(srv, b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path, ATTACKER)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        head += chunk
+    return sock, head.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("path", STREAMS)
+def test_a_stream_whose_client_left_stops_counting_at_once(
+    start_server: StartServer, path: bytes
+) -> None:
+    """Not at the next heartbeat (session.ping_interval, 25 s): within a fraction of a second."""
+    srv = start_server("[limits]\nmax_connections_per_ip = 2\n")
+    held = [_stream(srv, path) for _ in range(2)]
+    assert [status for _, status in held] == [b"HTTP/1.1 200 OK"] * 2
+    refused, status = _stream(srv, path)
+    refused.close()
+    assert status == b"HTTP/1.1 503 Service Unavailable", status
+    assert _stats(srv)["connections"] == 2
+    held[0][0].close()
+    left = time.monotonic()
+    while _stats(srv)["connections"] != 1 and time.monotonic() - left < 5:
+        time.sleep(0.02)
+    released = time.monotonic() - left
+    again, status = _stream(srv, path)  # its place is free for another
+    again.close()
+    held[1][0].close()
+    assert released < 0.5, released
+    assert status == b"HTTP/1.1 200 OK", status
+    assert "Traceback" not in srv.log
+
+
 # ----------------------------------------------------------------------- floods
 
 
