@@ -13,6 +13,7 @@ import orjson
 from orbiter.client import DEFAULT_URL, Client, OrbiterError
 from orbiter.config.ini import load_any_config
 from orbiter.config.settings import Config, ConfigError
+from orbiter.config.storage import DEFAULT_DATA_DIR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
         help="where channel history is kept: a SQLite file under the data directory, "
         "or memory only (forgotten on restart); default: the config's engine.kind",
     )
-    serve.add_argument("--data-dir", help="the SQLite engine's directory (engine.data_dir)")
+    serve.add_argument(
+        "--data-dir",
+        help=f"the SQLite engine's directory (engine.data_dir; default ./{DEFAULT_DATA_DIR})",
+    )
     serve.add_argument(
         "--sockjs-test-services",
         action="store_true",
@@ -114,8 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, port=args.port)
     if args.engine is not None:
         config = replace(config, engine=replace(config.engine, kind=args.engine))
-    if args.data_dir is not None:
-        config = replace(config, engine=replace(config.engine, data_dir=args.data_dir))
+    data_dir = args.data_dir or config.engine.data_dir or DEFAULT_DATA_DIR
+    config = replace(config, engine=replace(config.engine, data_dir=data_dir))
     if args.sockjs_test_services:
         config = replace(config, sockjs=replace(config.sockjs, test_services=True))
 

@@ -54,9 +54,10 @@ class _RefusalLog:
 
 
 def engine_for(config: Config) -> Broker:
-    """The broker ``[engine]`` asks for: SQLite on its data file, or memory."""
+    """The broker ``[engine]`` asks for: SQLite on its data file, or memory (also
+    when no ``data_dir`` is configured: see ``orbiter/config/storage.py``)."""
     settings = config.engine
-    if settings.kind == "sqlite":
+    if settings.durable:
         return SqliteBroker(
             settings.data_file,
             sync=settings.sync,
@@ -242,6 +243,8 @@ class Node:
 
     async def start(self) -> None:
         await self.broker.start()
+        if isinstance(self.broker, MemoryBroker):
+            log.info("channel history is kept in memory only: a restart forgets it")
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every session with a reason, and wait (bounded) for them to go."""

@@ -14,11 +14,15 @@ from orbiter.engine.sqlite import SqliteBroker
 from orbiter.node import engine_for
 
 
-def test_defaults():
+def test_defaults_are_sqlite_without_a_directory_so_a_program_s_node_keeps_memory():
     settings = Config().engine
     assert settings == EngineSettings()
-    assert settings.sync == "normal"
-    assert settings.data_file == Path("orbiter-data") / "orbiter.sqlite3"
+    assert (settings.kind, settings.data_dir, settings.sync) == ("sqlite", "", "normal")
+    assert not settings.durable
+    assert isinstance(engine_for(config_from_dict({})), MemoryBroker)
+    named = config_from_dict({"engine": {"data_dir": "d"}})
+    assert named.engine.durable
+    assert named.engine.data_file == Path("d") / "orbiter.sqlite3"
 
 
 def test_a_full_table(tmp_path: Path):
@@ -45,6 +49,7 @@ def test_a_full_table(tmp_path: Path):
         ({"kind": 1}, "'engine.kind' must be of type str"),
         ({"sync": "off"}, "'engine.sync' must be one of normal, full, not 'off'"),
         ({"data_dir": " "}, "'engine.data_dir' must be a directory path"),
+        ({"data_dir": ""}, "'engine.data_dir' must be a directory path"),
         ({"data_dir": "a\0b"}, "'engine.data_dir' must be a directory path"),
         ({"memory_window": 0}, "'engine.memory_window' must be positive"),
         ({"window": 3}, "unknown key 'engine.window'"),
@@ -62,7 +67,7 @@ def test_engine_must_be_a_table():
 
 
 def test_the_node_builds_the_engine_the_table_names(tmp_path: Path):
-    memory = engine_for(config_from_dict({"engine": {"kind": "memory"}}))
+    memory = engine_for(config_from_dict({"engine": {"kind": "memory", "data_dir": "d"}}))
     assert isinstance(memory, MemoryBroker)
     config = config_from_dict(
         {"engine": {"kind": "sqlite", "data_dir": str(tmp_path)}, "history": {"max_bytes": 5}}

@@ -242,6 +242,8 @@ def spawn(
         cmd = [nginx, "-c", str(conf), "-p", tmp.name]
     with log.open("wb") as out:
         try:
+            # In the temporary directory: orbiter's data directory (./orbiter-data, the
+            # SQLite engine's) is the run's own and goes with it.
             proc = subprocess.Popen(
                 [*pin, *cmd], stdout=out, stderr=subprocess.STDOUT, cwd=tmp.name, env=env
             )

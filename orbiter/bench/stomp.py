@@ -212,7 +212,8 @@ def spawn_orbiter() -> Iterator[tuple[int, int]]:
         conf.write_text(ORBITER_CONFIG.format(port=port))
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(free_port())]
         cmd += ["--config", str(conf), "--log-level", "warning"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Run in the temporary directory: orbiter's data directory goes there too.
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
         try:
             _wait_port(port, proc, 20)
             yield port, proc.pid

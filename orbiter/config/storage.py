@@ -3,6 +3,12 @@
 ``orbiter.config.settings`` reads the ``[engine]`` table through
 :func:`engine_settings_from`, which checks every key and raises
 :class:`SettingsError` naming the key; ``docs/config.md`` lists them.
+
+The SQLite engine is the default, and needs a data directory: ``orbiter
+serve`` uses :data:`DEFAULT_DATA_DIR` (in the directory it is started in)
+when the config names none. A node built in a program (tests, an embedding
+app) from a config without ``data_dir`` keeps history in memory, so that
+nothing writes to whatever directory the program runs in unasked.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ ENGINE_KINDS = ("sqlite", "memory")
 SYNC_MODES = ("normal", "full")
 #: The data file's name in ``engine.data_dir``.
 DATA_FILE = "orbiter.sqlite3"
+#: Where ``orbiter serve`` keeps the data file when the config names no ``data_dir``:
+#: relative to the directory it is started in (as every relative path of the config).
+DEFAULT_DATA_DIR = "orbiter-data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +36,12 @@ class EngineSettings:
 
     #: ``sqlite``: in a file under ``data_dir``, kept across restarts and crashes;
     #: ``memory``: in this process only (a restart forgets them).
-    kind: str = "memory"
+    kind: str = "sqlite"
     #: The directory of the SQLite data file (created on first start); a relative
-    #: path is taken from the directory orbiter is started in.
-    data_dir: str = "orbiter-data"
+    #: path is taken from the directory orbiter is started in. Empty: not configured
+    #: (``orbiter serve`` then uses :data:`DEFAULT_DATA_DIR`; a node built in a
+    #: program keeps history in memory).
+    data_dir: str = ""
     #: ``normal``: a power loss may lose the last commits since the log was last
     #: synced (a process crash loses nothing acknowledged); ``full``: the log is
     #: synced at every commit, so a power loss loses nothing acknowledged either.
@@ -38,6 +49,11 @@ class EngineSettings:
     #: Publications of each channel kept in memory (its newest); older pages are
     #: read from the file.
     memory_window: int = 128
+
+    @property
+    def durable(self) -> bool:
+        """History goes to a data file: the SQLite engine, with a data directory."""
+        return self.kind == "sqlite" and bool(self.data_dir)
 
     @property
     def data_file(self) -> Path:
@@ -54,7 +70,7 @@ def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
         raise SettingsError(
             f"'engine.sync' must be one of {', '.join(SYNC_MODES)}, not {settings.sync!r}"
         )
-    if not settings.data_dir.strip() or "\0" in settings.data_dir:
+    if "data_dir" in table and (not settings.data_dir.strip() or "\0" in settings.data_dir):
         raise SettingsError("'engine.data_dir' must be a directory path")
     if settings.memory_window <= 0:
         raise SettingsError("'engine.memory_window' must be positive")

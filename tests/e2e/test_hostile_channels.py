@@ -86,10 +86,13 @@ async def test_history_is_bounded_over_the_node_and_recovery_tells_the_truth(
     start_server: Callable[..., RunningServer],
 ) -> None:
     budget = 8 * 1024 * 1024
+    # The memory engine: history.max_bytes bounds history itself. (With SQLite it bounds
+    # only what memory holds of it: tests/e2e/test_durable_memory.py.)
     srv = start_server(
         f"[history]\nmax_bytes = {budget}\n"
         '[[channel]]\nmatch = "flood:*"\nclient_publish = true\n'
-        "history_size = 1000\nhistory_ttl = 600\n"
+        "history_size = 1000\nhistory_ttl = 600\n",
+        args=("--engine", "memory"),
     )
     watcher = await NativeClient.open(srv.ws_url)
     start = (await watcher.call("subscribe", channel="flood:0"))["result"]

@@ -56,6 +56,7 @@ def run_serve(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProce
     config.write_text(text)
     return subprocess.run(
         [sys.executable, "-m", "orbiter", "serve", "--port", "0", "--config", str(config)],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=15,

@@ -65,6 +65,7 @@ def test_busy_orbit_port_is_one_clear_line(tmp_path) -> None:
         config.write_text(f"[listen]\nhttp://127.0.0.1:0\norbit://127.0.0.1:{port}\n")
         done = subprocess.run(
             [sys.executable, "-m", "orbiter", f"--config={config}"],
+            cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=60,

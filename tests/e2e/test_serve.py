@@ -39,6 +39,7 @@ def test_bad_config_file_exits_with_the_problem(tmp_path: Path) -> None:
     path.write_text("[server]\nprot = 1\n")
     done = subprocess.run(
         [sys.executable, "-m", "orbiter", "serve", "--config", str(path), "--port", "0"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=30,

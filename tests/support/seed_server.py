@@ -22,6 +22,7 @@ class SeedServer:
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=config_path.parent,  # its ./orbiter-data goes beside the config, not here
         )
         self.lines: list[str] = []
         self.port = 0

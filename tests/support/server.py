@@ -21,8 +21,9 @@ class RunningServer:
 
     Each server keeps its history in a data directory of its own (removed when it
     stops), unless ``args`` name one (``--data-dir``: a test that restarts a server
-    on the same history). ``preexec`` runs in the child before orbiter starts (a
-    resource limit, say).
+    on the same history). ``in_own_dir`` runs it in its temporary directory without
+    ``--data-dir``, as a user would run it (``./orbiter-data`` there). ``preexec``
+    runs in the child before orbiter starts (a resource limit, say).
     """
 
     def __init__(
@@ -31,11 +32,14 @@ class RunningServer:
         *,
         args: tuple[str, ...] = (),
         preexec: Callable[[], None] | None = None,
+        in_own_dir: bool = False,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="orbiter-test-")
+        #: The server's temporary directory (removed when it stops).
+        self.dir = Path(self._dir.name)
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", "0", *args]
-        if "--data-dir" not in args:
-            cmd += ["--data-dir", str(Path(self._dir.name) / "data")]
+        if "--data-dir" not in args and not in_own_dir:
+            cmd += ["--data-dir", str(self.dir / "data")]
         if config_toml is not None:
             path = Path(self._dir.name) / "orbiter.toml"
             path.write_text(config_toml)
@@ -47,6 +51,7 @@ class RunningServer:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             preexec_fn=preexec,
+            cwd=self.dir if in_own_dir else None,
         )
         self.lines: list[str] = []
         self._found = threading.Event()
