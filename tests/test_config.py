@@ -136,6 +136,13 @@ def test_poll_and_orbited_settings() -> None:
         ({"orbited": {"disconnect_delay": "5"}}, r"'orbited\.disconnect_delay' must be of type"),
         ({"orbited": {"delay": 1}}, r"unknown key 'orbited\.delay'"),
         ({"sockjs": {"prefix": "/poll"}}, r"'/poll' is used by orbiter"),
+        ({"sockjs": {"heartbeat": 0}}, r"'sockjs\.heartbeat' must be positive"),
+        ({"sockjs": {"response_limit": -1}}, r"'sockjs\.response_limit' must be positive"),
+        ({"session": {"ping_interval": 0}}, r"'session\.ping_interval' must be positive"),
+        ({"limits": {"frame_rate": 0}}, r"'limits\.frame_rate' must be positive"),
+        ({"tcp": {"idle_timeout": 0}}, r"'tcp\.idle_timeout' must be positive"),
+        ({"tcp": {"read_size": -5}}, r"'tcp\.read_size' must be positive"),
+        ({"pyorbited": {"max_request": 0}}, r"'pyorbited\.max_request' must be positive"),
     ],
 )
 def test_bad_poll_and_orbited_settings_name_the_key(raw: dict[str, object], problem: str) -> None:

@@ -12,7 +12,7 @@ import fnmatch
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from orbiter.config.tcp import (
     pyorbited_settings_from,
     tcp_settings_from,
 )
-from orbiter.config.values import SettingsError, kinds_of, scalars, typed
+from orbiter.config.values import SettingsError, check_positive, kinds_of, scalars, typed
 
 
 class ConfigError(ValueError):
@@ -310,9 +310,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
         kwargs["api_key"] = None
 
     limits = _dataclass_from(Limits, _table(raw, "limits", source), "limits", source)
-    for f in fields(Limits):
-        if getattr(limits, f.name) <= 0:
-            raise ConfigError(f"{source}: 'limits.{f.name}' must be positive")
+    _check_positive(limits, "limits", source)
     if limits.body_deadline < limits.body_timeout:
         raise ConfigError(
             f"{source}: 'limits.body_deadline' ({limits.body_deadline:g}) is less than "
@@ -330,9 +328,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {exc}") from None
 
     timing = _dataclass_from(SessionTiming, _table(raw, "session", source), "session", source)
-    for f in fields(SessionTiming):
-        if f.name != "write_delay" and getattr(timing, f.name) <= 0:
-            raise ConfigError(f"{source}: 'session.{f.name}' must be positive")
+    _check_positive(timing, "session", source, ("ping_interval", "pong_timeout"))
     if not 0 <= timing.write_delay <= 1:
         raise ConfigError(f"{source}: 'session.write_delay' must be between 0 and 1 seconds")
 
@@ -502,9 +498,7 @@ def _sockjs(table: dict[str, Any], source: str) -> SockJSSettings:
         )
     if settings.prefix in _RESERVED_PREFIXES:
         raise ConfigError(f"{source}: 'sockjs.prefix' {settings.prefix!r} is used by orbiter")
-    for name in ("heartbeat", "disconnect_delay", "response_limit"):
-        if getattr(settings, name) <= 0:
-            raise ConfigError(f"{source}: 'sockjs.{name}' must be positive")
+    _check_positive(settings, "sockjs", source, ("heartbeat", "disconnect_delay", "response_limit"))
     if not settings.client_url.startswith(("/", "http://", "https://")):
         raise ConfigError(f"{source}: 'sockjs.client_url' must be an absolute path or URL")
     return settings
@@ -513,10 +507,18 @@ def _sockjs(table: dict[str, Any], source: str) -> SockJSSettings:
 def _positive(cls: Any, table: dict[str, Any], where: str, source: str) -> Any:
     """A settings table whose every value must be positive."""
     settings = _dataclass_from(cls, table, where, source)
-    for f in fields(cls):
-        if getattr(settings, f.name) <= 0:
-            raise ConfigError(f"{source}: '{where}.{f.name}' must be positive")
+    _check_positive(settings, where, source)
     return settings
+
+
+def _check_positive(
+    settings: Any, where: str, source: str, keys: tuple[str, ...] | None = None
+) -> None:
+    """ConfigError unless ``keys`` of ``settings`` (all its fields if None) are positive."""
+    try:
+        check_positive(settings, where, keys)
+    except SettingsError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _rule(base: ChannelRule, table: dict[str, Any], where: str, source: str) -> ChannelRule:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from orbiter.config.values import SettingsError, kinds_of, scalars
+from orbiter.config.values import SettingsError, check_positive, kinds_of, scalars
 from orbiter.protocol.tcp_access import AccessRule, BadTarget
 
 #: A ``[dev_proxy]`` route target meaning "orbiter itself" (the seed's ``ORBITED``).
@@ -98,9 +98,7 @@ def tcp_settings_from(table: dict[str, Any]) -> TcpSettings:
             "read_size": int,
         },
     )
-    for key, value in values.items():
-        if value <= 0:
-            raise SettingsError(f"'tcp.{key}' must be positive")
+    check_positive(TcpSettings(**values), "tcp", values)
     if not isinstance(rules_raw, list):
         raise SettingsError("'tcp.access' must be an array of tables ([[tcp.access]])")
     rules = []
@@ -123,9 +121,9 @@ def pyorbited_settings_from(table: dict[str, Any]) -> PyorbitedSettings:
     settings = PyorbitedSettings(**values)
     if not 0 <= settings.port <= 65535:
         raise SettingsError("'pyorbited.port' must be between 0 and 65535")
-    for key in ("max_body", "max_request", "max_connections", "idle_timeout"):
-        if getattr(settings, key) <= 0:
-            raise SettingsError(f"'pyorbited.{key}' must be positive")
+    check_positive(
+        settings, "pyorbited", ("max_body", "max_request", "max_connections", "idle_timeout")
+    )
     if settings.max_body > settings.max_request:
         raise SettingsError(
             f"'pyorbited.max_body' ({settings.max_body}) is more than 'pyorbited.max_request' "

@@ -3,12 +3,14 @@
 Every table reader (``orbiter.config.settings``, ``orbiter.config.tcp``,
 ``orbiter.config.stomp``) goes through :func:`scalars`, so an unknown key
 or a wrong type gets the same :class:`SettingsError` naming the key
-wherever it is (an int is accepted for a float; nan and inf are not).
+wherever it is (an int is accepted for a float; nan and inf are not);
+:func:`check_positive` is the one "must be positive" check.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
@@ -34,6 +36,14 @@ def typed(where: str, value: Any, kind: type) -> Any:
 def kinds_of(cls: Any) -> dict[str, type]:
     """The scalar type of each field of the settings dataclass ``cls``."""
     return {f.name: _KINDS[str(f.type)] for f in fields(cls)}
+
+
+def check_positive(settings: Any, name: str, keys: Iterable[str] | None = None) -> None:
+    """SettingsError naming the first of ``keys`` (every field of the settings dataclass
+    ``settings`` if None) whose value in ``settings`` (table ``name``) is not positive."""
+    for key in (f.name for f in fields(settings)) if keys is None else keys:
+        if getattr(settings, key) <= 0:
+            raise SettingsError(f"'{name}.{key}' must be positive")
 
 
 def scalars(table: dict[str, Any], name: str, kinds: dict[str, type]) -> dict[str, Any]:

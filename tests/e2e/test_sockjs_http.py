@@ -7,8 +7,11 @@ suite checks it) in its own words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -347,68 +350,46 @@ async def test_a_closed_session_keeps_answering_with_its_close_frame(sockjs: Soc
 # --------------------------------------------------------------------------- streaming
 
 
-async def test_xhr_streaming_prelude_frames_and_headers(sockjs: SockJSUrls) -> None:
-    url = SockJSUrls.session(sockjs.echo)
-    conn, head = await open_stream(url + "/xhr_streaming", Origin="test")
-    try:
-        assert head.status == 200
-        assert content_type(head) == "application/javascript;charset=UTF-8"
-        assert_cors(head, "test")
-        assert_not_cached(head)
-        assert await conn.read_chunk() == b"h" * 2048 + b"\n"
-        assert await conn.read_chunk() == b"o\n"
-        assert (await fetch(url + "/xhr_send", "POST", body=b'["x"]'))[0].status == 204
-        assert await conn.read_chunk() == b'a["x"]\n'
-    finally:
-        await conn.close()
+@dataclass(frozen=True)
+class Streaming:
+    """One streaming transport: how it is asked for, what it starts with, how it frames."""
+
+    suffix: str
+    method: str
+    content_type: str
+    #: Checks the prelude (the first chunk).
+    prelude: Callable[[bytes], bool]
+    #: The bytes of a SockJS frame (``o``, ``a[...]``) as this transport sends it.
+    frame: Callable[[bytes], bytes]
 
 
-async def test_xhr_streaming_ends_after_the_response_limit(sockjs: SockJSUrls) -> None:
-    url = SockJSUrls.session(sockjs.echo)
-    conn, _ = await open_stream(url + "/xhr_streaming")
-    try:
-        await conn.read_chunk()
-        assert await conn.read_chunk() == b"o\n"
-        message = '"' + "x" * 128 + '"'
-        # 2 bytes of "o\n" and 30 frames of 134 bytes stay under 4096; the 31st passes it.
-        for _ in range(31):
-            await fetch(url + "/xhr_send", "POST", body=f"[{message}]".encode())
-            assert await conn.read_chunk() == f"a[{message}]\n".encode()
-        assert await conn.read_chunk() == b""
-    finally:
-        await conn.close()
+def _htmlfile_frame(frame: bytes) -> bytes:
+    return b"<script>\np(" + json.dumps(frame.decode()).encode() + b");\n</script>\r\n"
 
 
-async def test_eventsource_frames_and_escaping(sockjs: SockJSUrls) -> None:
-    url = SockJSUrls.session(sockjs.echo)
-    conn, head = await open_stream(url + "/eventsource", "GET")
-    try:
-        assert head.status == 200
-        assert content_type(head) == "text/event-stream"
-        assert_not_cached(head)
-        assert await conn.read_chunk() == b"\r\n"
-        assert await conn.read_chunk() == b"data: o\r\n\r\n"
-        await fetch(url + "/xhr_send", "POST", body=b'["x"]')
-        assert await conn.read_chunk() == b'data: a["x"]\r\n\r\n'
-        await fetch(url + "/xhr_send", "POST", body=rb'["  \u0000\n\r "]')
-        assert await conn.read_chunk() == b'data: a["  \\u0000\\n\\r "]\r\n\r\n'
-    finally:
-        await conn.close()
-
-
-async def test_eventsource_ends_after_the_response_limit(sockjs: SockJSUrls) -> None:
-    url = SockJSUrls.session(sockjs.echo)
-    conn, _ = await open_stream(url + "/eventsource", "GET")
-    try:
-        await conn.read_chunk()
-        await conn.read_chunk()
-        message = '"' + "x" * 4096 + '"'
-        await fetch(url + "/xhr_send", "POST", body=f"[{message}]".encode())
-        assert await conn.read_chunk() == f"data: a[{message}]\r\n\r\n".encode()
-        assert await conn.read_chunk() == b""
-    finally:
-        await conn.close()
-
+STREAMING = [
+    Streaming(
+        "/xhr_streaming",
+        "POST",
+        "application/javascript;charset=UTF-8",
+        lambda prelude: prelude == b"h" * 2048 + b"\n",
+        lambda frame: frame + b"\n",
+    ),
+    Streaming(
+        "/eventsource",
+        "GET",
+        "text/event-stream",
+        lambda prelude: prelude == b"\r\n",
+        lambda frame: b"data: " + frame + b"\r\n\r\n",
+    ),
+    Streaming(
+        "/htmlfile?c=%63allback",
+        "GET",
+        "text/html;charset=UTF-8",
+        lambda prelude: prelude.decode().strip() == HTMLFILE_HEAD and len(prelude) > 1024,
+        _htmlfile_frame,
+    ),
+]
 
 HTMLFILE_HEAD = """<!doctype html>
 <html><head>
@@ -424,50 +405,74 @@ HTMLFILE_HEAD = """<!doctype html>
   </script>"""
 
 
-async def test_htmlfile_page_and_script_frames(sockjs: SockJSUrls) -> None:
-    url = SockJSUrls.session(sockjs.echo)
-    conn, head = await open_stream(url + "/htmlfile?c=%63allback", "GET")
+@contextlib.asynccontextmanager
+async def stream(
+    url: str, method: str = "POST", **headers: str
+) -> AsyncIterator[tuple[RawConnection, Head]]:
+    """A streaming response, open for the block, closed after it."""
+    conn, head = await open_stream(url, method, **headers)
     try:
+        yield conn, head
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("streaming", STREAMING, ids=lambda s: s.suffix)
+async def test_streaming_prelude_frames_and_headers(
+    sockjs: SockJSUrls, streaming: Streaming
+) -> None:
+    url = SockJSUrls.session(sockjs.echo)
+    async with stream(url + streaming.suffix, streaming.method, Origin="test") as (conn, head):
         assert head.status == 200
-        assert content_type(head) == "text/html;charset=UTF-8"
+        assert content_type(head) == streaming.content_type
+        assert_cors(head, "test")
         assert_not_cached(head)
-        prelude = await conn.read_chunk()
-        assert prelude.decode().strip() == HTMLFILE_HEAD
-        assert len(prelude) > 1024
-        assert await conn.read_chunk() == b'<script>\np("o");\n</script>\r\n'
-        await fetch(url + "/xhr_send", "POST", body=b'["x"]')
-        assert await conn.read_chunk() == b'<script>\np("a[\\"x\\"]");\n</script>\r\n'
-    finally:
-        await conn.close()
+        assert streaming.prelude(await conn.read_chunk())
+        assert await conn.read_chunk() == streaming.frame(b"o")
+        assert (await fetch(url + "/xhr_send", "POST", body=b'["x"]'))[0].status == 204
+        assert await conn.read_chunk() == streaming.frame(b'a["x"]')
 
 
-async def test_htmlfile_ends_after_the_response_limit(sockjs: SockJSUrls) -> None:
+@pytest.mark.parametrize("streaming", STREAMING, ids=lambda s: s.suffix)
+async def test_streaming_ends_after_the_response_limit(
+    sockjs: SockJSUrls, streaming: Streaming
+) -> None:
+    """The test services' limit is 4096 bytes of frames (the prelude aside): the frame that
+    reaches it is the last, the one before it is not."""
     url = SockJSUrls.session(sockjs.echo)
-    conn, _ = await open_stream(url + "/htmlfile?c=callback", "GET")
-    try:
+    message = '"' + "x" * 128 + '"'
+    frame = streaming.frame(f"a[{message}]".encode())
+    opened = len(streaming.frame(b"o"))
+    last = -(-(4096 - opened) // len(frame))  # the frame that takes it to 4096 or past
+    async with stream(url + streaming.suffix, streaming.method) as (conn, _):
         await conn.read_chunk()
-        await conn.read_chunk()
-        await fetch(url + "/xhr_send", "POST", body=b'["' + b"x" * 4096 + b'"]')
-        frame = await conn.read_chunk()
-        assert frame == b'<script>\np("a[\\"' + b"x" * 4096 + b'\\"]");\n</script>\r\n'
+        assert await conn.read_chunk() == streaming.frame(b"o")
+        for _ in range(last):
+            await fetch(url + "/xhr_send", "POST", body=f"[{message}]".encode())
+            assert await conn.read_chunk() == frame
         assert await conn.read_chunk() == b""
-    finally:
-        await conn.close()
+
+
+async def echoed(sockjs: SockJSUrls, suffix: str, body: bytes) -> bytes:
+    """The frame that carries the echo of ``body`` (an ``xhr_send``) on a new stream."""
+    url = SockJSUrls.session(sockjs.echo)
+    async with stream(url + suffix, "GET") as (conn, _):
+        await conn.read_chunk()  # the prelude
+        await conn.read_chunk()  # the open frame
+        await fetch(url + "/xhr_send", "POST", body=body)
+        return await conn.read_chunk()
+
+
+async def test_eventsource_escapes_line_breaks(sockjs: SockJSUrls) -> None:
+    frame = await echoed(sockjs, "/eventsource", rb'["  \u0000\n\r "]')
+    assert frame == b'data: a["  \\u0000\\n\\r "]\r\n\r\n'
 
 
 async def test_htmlfile_frames_cannot_end_the_script_early(sockjs: SockJSUrls) -> None:
-    url = SockJSUrls.session(sockjs.echo)
-    conn, _ = await open_stream(url + "/htmlfile?c=cb", "GET")
-    try:
-        await conn.read_chunk()
-        await conn.read_chunk()
-        await fetch(url + "/xhr_send", "POST", body=b'["</script><b>"]')
-        frame = await conn.read_chunk()
-        assert b"</script><b>" not in frame
-        inner = frame.removeprefix(b"<script>\np(").removesuffix(b");\n</script>\r\n")
-        assert json.loads(json.loads(inner)[1:]) == ["</script><b>"]
-    finally:
-        await conn.close()
+    frame = await echoed(sockjs, "/htmlfile?c=cb", b'["</script><b>"]')
+    assert b"</script><b>" not in frame
+    inner = frame.removeprefix(b"<script>\np(").removesuffix(b");\n</script>\r\n")
+    assert json.loads(json.loads(inner)[1:]) == ["</script><b>"]
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -625,36 +630,26 @@ async def test_closing_unlinks_the_receiver_and_later_ones_get_the_close_frame(
     sockjs: SockJSUrls,
 ) -> None:
     url = SockJSUrls.session(sockjs.close)
-    first, _ = await open_stream(url + "/xhr_streaming")
-    second = None
-    try:
+    async with stream(url + "/xhr_streaming") as (first, _):
         await first.read_chunk()
         assert await first.read_chunk() == b"o\n"
         assert await first.read_chunk() == b'c[3000,"Go away!"]\n'
-        second, _ = await open_stream(url + "/xhr_streaming")
-        await second.read_chunk()
-        assert await second.read_chunk() == b'c[3000,"Go away!"]\n'
-        assert await first.read_chunk() == b""
-        assert await second.read_chunk() == b""
-    finally:
-        await first.close()
-        if second is not None:
-            await second.close()
+        async with stream(url + "/xhr_streaming") as (second, _):
+            await second.read_chunk()
+            assert await second.read_chunk() == b'c[3000,"Go away!"]\n'
+            assert await first.read_chunk() == b""
+            assert await second.read_chunk() == b""
 
 
 async def test_second_streaming_receiver_gets_2010_and_ends(sockjs: SockJSUrls) -> None:
     url = SockJSUrls.session(sockjs.echo)
-    first, _ = await open_stream(url + "/xhr_streaming")
-    try:
+    async with stream(url + "/xhr_streaming") as (first, _):
         await first.read_chunk()
         assert await first.read_chunk() == b"o\n"
-        second, _ = await open_stream(url + "/xhr_streaming")
-        await second.read_chunk()
-        assert await second.read_chunk() == b'c[2010,"Another connection still open"]\n'
-        assert await second.read_chunk() == b""
-        await second.close()
-    finally:
-        await first.close()
+        async with stream(url + "/xhr_streaming") as (second, _):
+            await second.read_chunk()
+            assert await second.read_chunk() == b'c[2010,"Another connection still open"]\n'
+            assert await second.read_chunk() == b""
 
 
 @pytest.mark.parametrize("suffix", ["/xhr_streaming", "/xhr"])
