@@ -37,10 +37,12 @@ class StompSettings:
     #: and all queues together; a SEND past either is refused (an ERROR naming the key).
     max_queue_bytes: int = 4 * 1024 * 1024
     max_total_queue_bytes: int = 64 * 1024 * 1024
-    #: Bytes the messages one connection sent hold in queues (until consumed, acknowledged
-    #: or expired); a SEND past it is refused, so that one connection cannot take the whole
-    #: total from everyone. A quarter of the default total: four connections must fill
-    #: theirs before the total refuses anyone, and one can still fill four queues.
+    #: Bytes the messages one client address sent hold in queues (until consumed,
+    #: acknowledged or expired), over all its connections, past and present (the address
+    #: as ``limits.max_connections_per_ip`` sees it); a SEND past it is refused, so that
+    #: one client cannot take the whole total from everyone by reconnecting or opening
+    #: more connections. A quarter of the default total: four addresses must fill theirs
+    #: before the total refuses anyone, and one can still fill four queues.
     max_client_queue_bytes: int = 16 * 1024 * 1024
     #: Seconds a queue message waits for a consumer before it is dropped; its own
     #: ``expires`` (epoch ms) or ``expiration`` (ms to live) header may make it shorter.

@@ -350,8 +350,8 @@ def test_heart_beats_are_held_to_a_range(broker):
         assert "is not two whole numbers of milliseconds" in error.body.decode()
 
 
-#: One connection's share (stomp.max_client_queue_bytes): four messages, a quarter of the
-#: total, and less than one queue's budget, so that only the share can refuse.
+#: One client address's share (stomp.max_client_queue_bytes): four messages, a quarter of
+#: the total, and less than one queue's budget, so that only the share can refuse.
 SHARE = 4 * MESSAGE_BYTES
 SHARE_TOML = f"""
 max_queue_bytes = {4 * SHARE}
@@ -376,7 +376,73 @@ def send_accepted(raw: RawClient, queue: str, count: int, first: int = 0) -> Non
         assert frame.get("receipt-id") == f"r{n}"
 
 
-def test_one_connection_fills_its_share_of_the_queues_and_others_still_send(shared):
+async def sends_over_websocket(
+    srv: RunningServer,
+    count: int,
+    *,
+    sockjs: bool = False,
+    source: str = "127.0.0.1",
+    forwarded_for: str | None = None,
+) -> list[str]:
+    """CONNECT over ``/stomp`` (or SockJS's websocket URL under it) from ``source``, then
+    up to ``count`` SENDs of BODY bytes to ``/queue/ws-share``, each waiting for its answer.
+
+    Returns the commands answering the SENDs: RECEIPTs, then an ERROR naming the share if
+    one came (and then nothing more).
+    """
+    base = srv.url.replace("http://", "ws://") + "/stomp"
+    url = base + "/sockjs/000/share/websocket" if sockjs else base
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    parser = FrameParser(version="1.2")
+    frames: list[Frame] = []
+
+    async def next_frame(ws: aiohttp.ClientWebSocketResponse) -> Frame:
+        while not frames:
+            msg = await ws.receive(timeout=5)
+            assert msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), msg
+            data = msg.data.encode() if isinstance(msg.data, str) else msg.data
+            if sockjs:  # "o", "h", or "a" and a JSON array of STOMP text
+                texts = json.loads(data[1:]) if data.startswith(b"a") else []
+                data = "".join(texts).encode()
+            frames.extend(parser.feed(data))
+        return frames.pop(0)
+
+    async def send(ws: aiohttp.ClientWebSocketResponse, data: bytes) -> None:
+        await ws.send_str(json.dumps([data.decode()]) if sockjs else data.decode())
+
+    answers: list[str] = []
+    connector = aiohttp.TCPConnector(local_addr=(source, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.ws_connect(url, protocols=("v12.stomp",), headers=headers) as ws,
+    ):
+        await send(ws, encode_frame("CONNECT", [("accept-version", "1.2"), ("host", "x")]))
+        assert (await next_frame(ws)).command == "CONNECTED"
+        for n in range(count):
+            await send(
+                ws,
+                encode_frame(
+                    "SEND", [("destination", "/queue/ws-share"), ("receipt", f"w{n}")], b"w" * BODY
+                ),
+            )
+            frame = await next_frame(ws)
+            assert frame.get("receipt-id") == f"w{n}"
+            answers.append(frame.command)
+            if frame.command == "ERROR":
+                assert frame.get("message") == "queue full"
+                assert "stomp.max_client_queue_bytes" in frame.body.decode()
+                break
+    return answers
+
+
+def client_queue_refusals(srv: RunningServer) -> int:
+    with urllib.request.urlopen(srv.url + "/api/stats", timeout=5) as answer:
+        return int(json.loads(answer.read())["counters"].get("limit_client_queue_bytes", 0))
+
+
+def test_a_client_that_fills_its_share_is_refused_again_at_once_however_it_reconnects(shared):
+    """The share belongs to the address, not to the connection: reconnecting, over TCP,
+    /stomp or SockJS, is refused at its first SEND, while another address still sends."""
     srv, port = shared
     greedy = RawClient(port)
     greedy.connect()
@@ -385,31 +451,48 @@ def test_one_connection_fills_its_share_of_the_queues_and_others_still_send(shar
     assert accepted == SHARE // MESSAGE_BYTES == 4
     assert error.get("message") == "queue full"
     body = error.body.decode()
+    assert f"the messages sent from 127.0.0.1 hold {SHARE} bytes" in body
     assert "stomp.max_client_queue_bytes" in body
     assert f"at most {SHARE} bytes" in body
     assert "the message was not accepted" in body
-    # The total has room left: another connection's SENDs to the same queues go on.
-    other = RawClient(port)
+    # Reconnected from the same address: refused at its first SEND, on every transport.
+    again = RawClient(port)
+    assert again.connect().command == "CONNECTED"
+    again.frame("SEND", [("destination", "/queue/greedy-c"), ("receipt", "again")], b"x" * BODY)
+    error = error_of(again)
+    assert error.get("receipt-id") == "again"
+    assert f"the messages sent from 127.0.0.1 hold {SHARE} bytes" in error.body.decode()
+    assert asyncio.run(sends_over_websocket(srv, 1)) == ["ERROR"]
+    assert asyncio.run(sends_over_websocket(srv, 1, sockjs=True)) == ["ERROR"]
+    assert client_queue_refusals(srv) == 4
+    # Another address has its whole share: the total has room for it.
+    other = RawClient(port, source="127.0.0.2")
     other.connect()
     send_accepted(other, "/queue/greedy-a", 2, first=100)
     send_accepted(other, "/queue/greedy-b", 2, first=200)
+    other.frame("SEND", [("destination", "/queue/greedy-a"), ("receipt", "r5")], b"x" * BODY)
+    assert "stomp.max_client_queue_bytes" in error_of(other).body.decode()
     # Nothing accepted was dropped: a consumer gets all of it, in order.
     consumer = RawClient(port)
     consumer.connect()
     consumer.frame("SUBSCRIBE", [("destination", "/queue/greedy-a"), ("id", "a")])
     got = [int(consumer.next().body[:5]) for _ in range(4)]
     assert got == [0, 2, 100, 101]
-    for raw in (other, consumer):
-        raw.close()
-    assert srv.wait_for_log("queue full")
-    with urllib.request.urlopen(srv.url + "/api/stats", timeout=5) as answer:
-        counters = json.loads(answer.read())["counters"]
-    assert counters["limit_client_queue_bytes"] == 1
+    consumer.close()
+    # Half of each share is free again; the other half still waits in greedy-b.
+    assert asyncio.run(sends_over_websocket(srv, 3)) == ["RECEIPT", "RECEIPT", "ERROR"]
+    assert asyncio.run(sends_over_websocket(srv, 3, sockjs=True, source="127.0.0.2")) == [
+        "RECEIPT",
+        "RECEIPT",
+        "ERROR",
+    ]
+    assert srv.wait_for_log("stomp connection from 127.0.0.1: queue full")
+    assert client_queue_refusals(srv) == 7
 
 
-def test_a_connection_s_share_is_free_again_once_its_messages_are_consumed(shared):
+def test_an_address_s_share_is_free_again_once_its_messages_are_consumed(shared):
     _, port = shared
-    sender = RawClient(port)
+    sender = RawClient(port, source="127.0.0.3")
     sender.connect()
     send_accepted(sender, "/queue/share", 4)  # the share is full
     # A consumer that acknowledges takes them: held unacknowledged, they still count ...
@@ -420,11 +503,15 @@ def test_a_connection_s_share_is_free_again_once_its_messages_are_consumed(share
     )
     held = [consumer.next() for _ in range(4)]
     assert [int(m.body[:5]) for m in held] == [0, 1, 2, 3]
-    # ... until acknowledged: then the same connection may send its share again.
+    # ... until acknowledged: then the same address may send its share again, on a new
+    # connection as well as on its old one.
     for n, message in enumerate(held):
         consumer.frame("ACK", [("id", message.get("ack") or ""), ("receipt", f"a{n}")])
         assert consumer.next().get("receipt-id") == f"a{n}"
-    send_accepted(sender, "/queue/share", 4, first=4)
+    send_accepted(sender, "/queue/share", 2, first=4)
+    newcomer = RawClient(port, source="127.0.0.3")
+    newcomer.connect()
+    send_accepted(newcomer, "/queue/share", 2, first=6)
     # Handed to the consumer and held unacknowledged, these fill the share once more.
     again = [consumer.next() for _ in range(4)]
     assert [int(m.body[:5]) for m in again] == [4, 5, 6, 7]
@@ -432,4 +519,36 @@ def test_a_connection_s_share_is_free_again_once_its_messages_are_consumed(share
     error = error_of(sender)
     assert error.get("message") == "queue full"
     assert "stomp.max_client_queue_bytes" in error.body.decode()
+    newcomer.close()
     consumer.close()
+
+
+def test_behind_a_trusted_proxy_the_share_is_the_forwarded_client_s():
+    """/stomp and SockJS behind a trusted proxy: each forwarded client has its own share,
+    which none of its connections, on either route, can pass; the proxy's own address is
+    not charged for them."""
+    srv, port = start_stomp_server(
+        extra_toml='[server]\ntrusted_proxies = ["127.0.0.1"]\n', stomp_toml=SHARE_TOML
+    )
+    try:
+        alice, bob = "192.0.2.1, 127.0.0.1", "192.0.2.2"
+
+        def sends(count: int, forwarded_for: str, sockjs: bool = False) -> list[str]:
+            return asyncio.run(
+                sends_over_websocket(srv, count, sockjs=sockjs, forwarded_for=forwarded_for)
+            )
+
+        assert sends(5, alice) == ["RECEIPT"] * 4 + ["ERROR"]
+        assert sends(1, alice) == ["ERROR"]
+        assert sends(1, alice, sockjs=True) == ["ERROR"]
+        assert sends(2, bob, sockjs=True) == ["RECEIPT"] * 2
+        assert sends(3, bob) == ["RECEIPT"] * 2 + ["ERROR"]
+        # The proxy's address itself (STOMP over TCP has no forwarded header) has its own.
+        proxy = RawClient(port)
+        proxy.connect()
+        send_accepted(proxy, "/queue/proxy", 4)
+        assert srv.wait_for_log("stomp connection from 192.0.2.1: queue full")
+        assert srv.wait_for_log("stomp connection from 192.0.2.2: queue full")
+        proxy.close()
+    finally:
+        srv.stop()

@@ -8,7 +8,7 @@ import pytest
 from orbiter.protocol.stomp import Frame
 from orbiter.services.stomp.acks import Acks
 from orbiter.services.stomp.errors import StompError
-from orbiter.services.stomp.queues import MessageQueue, QueueBook, QueuedMessage, Sender
+from orbiter.services.stomp.queues import MessageQueue, QueueBook, QueuedMessage
 from orbiter.services.stomp.subscription import Subscription
 
 
@@ -46,8 +46,7 @@ def queued(book: QueueBook, count: int) -> tuple[MessageQueue, list[QueuedMessag
     """A queue ``q`` of ``book`` holding ``count`` messages (counted in its bytes)."""
     queue = book.get("q")
     assert queue is not None
-    sender = Sender()
-    messages = [QueuedMessage(f"m{n}", (), b"x", sender=sender) for n in range(count)]
+    messages = [QueuedMessage(f"m{n}", (), b"x", sender="192.0.2.1") for n in range(count)]
     for message in messages:
         queue.put(message)
     queue.pending.clear()  # as taken by a consumer: held, still counted

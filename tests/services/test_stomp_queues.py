@@ -1,5 +1,6 @@
-"""STOMP queues without I/O: bounds in messages and bytes, round-robin, room, redelivery
-order, deadlines and the sweep that frees expired messages."""
+"""STOMP queues without I/O: bounds in messages and bytes (per queue, per client address,
+in all), round-robin, room, redelivery order, deadlines and the sweep that frees expired
+messages."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from orbiter.services.stomp.queues import (
     QueueBook,
     QueuedMessage,
     QueueFull,
-    Sender,
 )
 
 BIG = 1 << 40
+#: The client address messages come from unless a test says otherwise (TEST-NET-1).
+CLIENT = "192.0.2.1"
 
 
 class Clock:
@@ -79,11 +81,11 @@ def make_queue(book: QueueBook | None = None, name: str = "q") -> MessageQueue:
 
 
 def msg(
-    n: int, body: bytes | None = None, expires: float = math.inf, sender: Sender | None = None
+    n: int, body: bytes | None = None, expires: float = math.inf, sender: str = CLIENT
 ) -> QueuedMessage:
-    """Message ``n``; from a connection of its own unless ``sender`` is given."""
+    """Message ``n``, sent from the address ``sender``."""
     data = str(n).encode() if body is None else body
-    return QueuedMessage(f"m{n}", (), data, expires, sender=sender or Sender())
+    return QueuedMessage(f"m{n}", (), data, expires, sender=sender)
 
 
 def bodies(consumer: FakeConsumer) -> list[bytes]:
@@ -203,15 +205,15 @@ def test_the_number_of_queues_is_bounded():
 
 def test_a_message_counts_its_body_its_headers_and_the_overhead():
     plain = QueuedMessage(
-        "m", (("content-type", "text/plain"), ("x", "y")), b"b" * 1000, sender=Sender()
+        "m", (("content-type", "text/plain"), ("x", "y")), b"b" * 1000, sender=CLIENT
     )
     assert plain.size == MESSAGE_OVERHEAD + 1000 + 2 * HEADER_OVERHEAD + 12 + 10 + 1 + 1
     assert (MESSAGE_OVERHEAD, HEADER_OVERHEAD) == (256, 160)
     # Text that is not ASCII counts four bytes a character (the most it can take).
-    wide = QueuedMessage("m", (("n", "\u00e9\u00e9"),), b"", sender=Sender())
+    wide = QueuedMessage("m", (("n", "\u00e9\u00e9"),), b"", sender=CLIENT)
     assert wide.size == MESSAGE_OVERHEAD + HEADER_OVERHEAD + 1 + 8
     # Many empty headers cost what their objects cost, not nothing.
-    many = QueuedMessage("m", tuple((f"h{i}", "") for i in range(64)), b"", sender=Sender())
+    many = QueuedMessage("m", tuple((f"h{i}", "") for i in range(64)), b"", sender=CLIENT)
     assert many.size >= 64 * HEADER_OVERHEAD
 
 
@@ -456,62 +458,104 @@ def test_each_refusal_names_its_budget_in_the_same_words():
     )
 
 
-def test_one_connection_holds_at_most_its_share_and_others_still_send():
+def test_one_address_holds_at_most_its_share_and_others_still_send():
     size = msg(0, b"x" * 500).size
     book = make_book(max_client_bytes=3 * size)
-    greedy, other = Sender(), Sender()
+    greedy, other = "198.51.100.7", "2001:db8::1"
     a, b = make_queue(book, "a"), make_queue(book, "b")
     a.put(msg(0, b"x" * 500, sender=greedy))
     a.put(msg(1, b"x" * 500, sender=greedy))
     b.put(msg(2, b"x" * 500, sender=greedy))  # the share spans queues
-    assert greedy.bytes == 3 * size
+    assert book.shares.held(greedy) == 3 * size
     with pytest.raises(QueueFull) as full:
         b.put(msg(3, b"x" * 500, sender=greedy))
     assert (full.value.counter, str(full.value)) == (
         "limit_client_queue_bytes",
-        f"the messages this connection sent hold {3 * size} bytes and this message counts "
-        f"{size}: one connection's messages hold at most {3 * size} bytes "
+        f"the messages sent from 198.51.100.7 hold {3 * size} bytes and this message counts "
+        f"{size}: the messages of one client address hold at most {3 * size} bytes "
         "(stomp.max_client_queue_bytes)",
     )
-    assert greedy.bytes == book.bytes == 3 * size  # nothing accepted was dropped
+    assert book.shares.held(greedy) == book.bytes == 3 * size  # nothing accepted was dropped
     a.put(msg(4, b"x" * 500, sender=other))
     b.put(msg(5, b"x" * 500, sender=other))
-    assert other.bytes == 2 * size
+    assert book.shares.held(other) == 2 * size
     assert book.bytes == 5 * size
+    # The share is exact: a message one byte smaller than what is left fits.
+    with pytest.raises(QueueFull, match=r"stomp\.max_client_queue_bytes"):
+        a.put(msg(6, b"x" * 501, sender=other))
+    a.put(msg(6, b"x" * 500, sender=other))
+    assert book.shares.held(other) == 3 * size
 
 
-def test_a_share_is_free_again_when_its_messages_leave_the_queues():
+def test_an_address_s_share_is_freed_as_its_messages_leave_and_then_forgotten():
     clock = Clock()
     size = msg(0, b"x" * 100).size
     book = make_book(max_client_bytes=2 * size, clock=clock)
-    sender = Sender()
     queue = make_queue(book)
-    queue.put(msg(0, b"x" * 100, sender=sender))
-    queue.put(msg(1, b"x" * 100, sender=sender, expires=clock.now + 5))
+    queue.put(msg(0, b"x" * 100))
+    queue.put(msg(1, b"x" * 100, expires=clock.now + 5))
     with pytest.raises(QueueFull, match=r"stomp\.max_client_queue_bytes"):
-        queue.put(msg(2, b"x" * 100, sender=sender))
+        queue.put(msg(2, b"x" * 100))
     # Taken unacknowledged: it still counts; acknowledged: it is free.
     holder = FakeConsumer(room=1, acknowledges=True)
     queue.add(holder)
-    assert sender.bytes == 2 * size
+    assert book.shares.held(CLIENT) == 2 * size
     queue.settle(holder.got)
-    assert sender.bytes == size
+    assert book.shares.held(CLIENT) == size
     queue.remove(holder)
-    queue.put(msg(2, b"x" * 100, sender=sender))
-    assert sender.bytes == 2 * size
+    queue.put(msg(2, b"x" * 100))
+    assert book.shares.held(CLIENT) == 2 * size
     # Given back by a consumer: still counted, never refused.
     taker = FakeConsumer(room=1, acknowledges=True)
     queue.add(taker)
     queue.remove(taker)
     queue.put_back(taker.got)
-    assert sender.bytes == 2 * size
+    assert book.shares.held(CLIENT) == 2 * size
     # Expired: free.
     clock.now += 10
     queue.expire(clock.now)
-    assert sender.bytes == size
-    # Consumed by an auto consumer: free.
+    assert book.shares.held(CLIENT) == size
+    # Consumed by an auto consumer: free, and the address is forgotten.
+    assert CLIENT in book.shares
     queue.add(FakeConsumer())
-    assert sender.bytes == book.bytes == 0
-    # A message a consumer takes at once never counted.
-    queue.put(msg(3, b"x" * 100, sender=sender))
-    assert sender.bytes == 0
+    assert book.shares.held(CLIENT) == book.bytes == 0
+    assert CLIENT not in book.shares
+    assert len(book.shares) == 0
+    # A message a consumer takes at once never counted, nor made an entry.
+    queue.put(msg(3, b"x" * 100))
+    assert len(book.shares) == 0
+
+
+def test_every_way_out_of_the_queues_forgets_an_address_left_with_nothing():
+    clock = Clock()
+    book = make_book(max_client_bytes=3 * msg(0).size, clock=clock)
+    acked, swept, given_back = "192.0.2.10", "192.0.2.11", "192.0.2.12"
+    held = make_queue(book, "held")
+    held.put(msg(0, sender=acked))
+    make_queue(book, "swept").put(msg(1, sender=swept, expires=clock.now + 1))
+    back = make_queue(book, "back")
+    back.put(msg(2, sender=given_back, expires=clock.now + 1))
+    assert len(book.shares) == 3
+    # Acknowledged.
+    holder = FakeConsumer(acknowledges=True)
+    held.add(holder)
+    assert acked in book.shares
+    held.settle(holder.got)
+    assert acked not in book.shares
+    # Held by a consumer past its deadline, then given back: dropped.
+    keeper = FakeConsumer(acknowledges=True)
+    back.add(keeper)
+    back.remove(keeper)
+    clock.now += 2
+    back.put_back(keeper.got)
+    assert given_back not in book.shares
+    # Expired while waiting, found by the sweep.
+    assert swept in book.shares
+    book.sweep()
+    assert len(book.shares) == 0
+    assert book.bytes == 0
+    # Each address may fill its whole share again.
+    for n, address in enumerate((acked, swept, given_back)):
+        for i in range(3):
+            make_queue(book, f"again-{n}").put(msg(i, sender=address))
+    assert len(book.shares) == 3

@@ -75,8 +75,8 @@ async def _written(session: StompSession) -> list[Frame]:
     return FrameParser(version="1.2").feed(b"".join(batch))
 
 
-async def _connect(broker: StompBroker) -> StompSession:
-    session = broker.new_session(peer="test", transport="test")
+async def _connect(broker: StompBroker, peer: str = "test") -> StompSession:
+    session = broker.new_session(peer=peer, transport="test")
     await session.receive(encode_frame("CONNECT", [("accept-version", "1.2"), ("host", "x")]))
     return session
 
@@ -291,6 +291,64 @@ async def test_a_send_past_a_queue_budget_is_an_error_naming_the_key_and_keeps_t
     assert len(messages) == 3
     assert broker.queues.bytes == 2 * size
     await broker.end_session(consumer)
+    await broker.shutdown("done", grace=0.1)
+
+
+async def _send(session: StompSession, queue: str, count: int) -> list[Frame]:
+    """SEND ``count`` messages of 1000 bytes to ``queue`` with receipts; what came back."""
+    for n in range(count):
+        await session.receive(
+            encode_frame("SEND", [("destination", queue), ("receipt", f"r{n}")], b"x" * 1000)
+        )
+    return await _written(session)
+
+
+async def test_connections_from_one_address_draw_from_one_share_that_outlives_them():
+    size = 256 + 1000  # a message's overhead and body (a raw SEND forwards no header)
+    broker = await _broker_with(max_client_queue_bytes=3 * size)
+    address = "198.51.100.7"
+    # Two connections open at once from one address: one share between them.
+    first = await _connect(broker, address)
+    second = await _connect(broker, address)
+    assert [f.command for f in await _send(first, "/queue/a", 2)][1:] == ["RECEIPT"] * 2
+    frames = await _send(second, "/queue/b", 2)
+    assert [f.command for f in frames] == ["CONNECTED", "RECEIPT", "ERROR"]
+    assert frames[-1].get("message") == "queue full"
+    assert f"the messages sent from {address} hold {3 * size} bytes" in frames[-1].body.decode()
+    assert "stomp.max_client_queue_bytes" in frames[-1].body.decode()
+    assert not first.closed
+    await broker.end_session(first)
+    await broker.end_session(second)
+    # The share outlives them: a new connection from that address is refused at once ...
+    again = await _connect(broker, address)
+    frames = await _send(again, "/queue/c", 1)
+    assert [f.command for f in frames] == ["CONNECTED", "ERROR"]
+    assert "stomp.max_client_queue_bytes" in frames[-1].body.decode()
+    await broker.end_session(again)
+    assert broker.counters["limit_client_queue_bytes"] == 2
+    # ... while one from another address sends its own share.
+    other = await _connect(broker, "203.0.113.9")
+    assert [f.command for f in await _send(other, "/queue/c", 3)][1:] == ["RECEIPT"] * 3
+    await broker.end_session(other)
+    # Acknowledged and consumed, the address's messages free its share; it is forgotten.
+    consumer = await _connect(broker, "192.0.2.50")
+    await consumer.receive(
+        encode_frame(
+            "SUBSCRIBE", [("id", "a"), ("destination", "/queue/a"), ("ack", "client-individual")]
+        )
+    )
+    held = [f for f in await _written(consumer) if f.command == "MESSAGE"]
+    assert len(held) == 2
+    assert broker.queues.shares.held(address) == 3 * size  # unacknowledged: still counted
+    for message in held:
+        await consumer.receive(encode_frame("ACK", [("id", message.get("ack") or "")]))
+    assert broker.queues.shares.held(address) == size
+    await consumer.receive(encode_frame("SUBSCRIBE", [("id", "b"), ("destination", "/queue/b")]))
+    assert address not in broker.queues.shares
+    await broker.end_session(consumer)
+    back = await _connect(broker, address)
+    assert [f.command for f in await _send(back, "/queue/d", 3)][1:] == ["RECEIPT"] * 3
+    await broker.end_session(back)
     await broker.shutdown("done", grace=0.1)
 
 

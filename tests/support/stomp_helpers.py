@@ -84,10 +84,15 @@ def connect(port: int, version: str = "1.2", **kwargs: Any) -> tuple[stomp.Conne
 
 
 class RawClient:
-    """A STOMP client over a plain socket: sends any bytes, reads the broker's frames."""
+    """A STOMP client over a plain socket: sends any bytes, reads the broker's frames.
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    ``source``: the loopback address it connects from (per-address limits apply to it).
+    """
+
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=5, source_address=(source, 0)
+        )
         self.parser = FrameParser(version="1.2")
         self.frames: list[Frame] = []
         self.beats = 0

@@ -56,7 +56,13 @@ class SessionBroker(Protocol):
 
 class Connection(Subscriber, Protocol):
     """What a session's parts use of their connection (:class:`~.session.StompSession`):
-    the PubSub subscriber it is, who it is, and the STOMP version it speaks."""
+    the PubSub subscriber it is, where it comes from, who it is, and the STOMP version it
+    speaks."""
+
+    @property
+    def peer(self) -> str:
+        """The client's address, as the node's connection limits count it (behind a
+        trusted proxy, the forwarded client's)."""
 
     @property
     def version(self) -> str | None:

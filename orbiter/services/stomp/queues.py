@@ -9,9 +9,10 @@ redelivered.
 A :class:`QueueBook` holds the queues of one broker and their budgets: the
 messages waiting in one queue (``stomp.max_queue_length``), the bytes one
 queue holds (``stomp.max_queue_bytes``), the bytes all queues hold
-(``stomp.max_total_queue_bytes``) and the bytes of the messages one
-connection sent (its :class:`Sender`, ``stomp.max_client_queue_bytes``), so
-that one connection cannot take the whole total from the others. A message's
+(``stomp.max_total_queue_bytes``) and the bytes of the messages one client
+address sent (its share, :mod:`.shares`, ``stomp.max_client_queue_bytes``),
+so that one client cannot take the whole total from the others, however many
+connections it opens one after another or at once. A message's
 bytes (:attr:`QueuedMessage.size`) count from its SEND until it is consumed:
 while it waits, and while a consumer holds it unacknowledged; one that a
 consumer takes at once is never stored and counts nothing. A SEND past a
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orbiter.protocol.stomp import Header
+from orbiter.services.stomp.shares import ClientShares
 
 #: What a message costs besides its body and headers (the objects that hold it), in bytes.
 MESSAGE_OVERHEAD = 256
@@ -51,18 +53,6 @@ def _text_size(text: str) -> int:
     return len(text) if text.isascii() else 4 * len(text)
 
 
-class Sender:
-    """One connection that sends to queues: the bytes its messages still count in them.
-
-    Its messages keep it after the connection is gone, until the last leaves its queue.
-    """
-
-    __slots__ = ("bytes",)
-
-    def __init__(self) -> None:
-        self.bytes = 0
-
-
 @dataclass(slots=True)
 class QueuedMessage:
     message_id: str
@@ -74,8 +64,8 @@ class QueuedMessage:
     redelivered: bool = False
     #: The bytes it counts in its queue's budgets (body, headers and overhead).
     size: int = field(init=False)
-    #: The connection that sent it, whose share its bytes count in.
-    sender: Sender = field(kw_only=True)
+    #: The address of the client that sent it, whose share its bytes count in.
+    sender: str = field(kw_only=True)
 
     def __post_init__(self) -> None:
         self.size = (
@@ -146,7 +136,7 @@ class MessageQueue:
         self.pending.append(message)
         self.bytes += message.size
         book.bytes += message.size
-        message.sender.bytes += message.size
+        book.shares.take(message.sender, message.size)
         if message.expires < self.earliest:
             self.earliest = message.expires
         self.dispatch()
@@ -184,9 +174,9 @@ class MessageQueue:
             or _over_bytes(
                 "max_client_queue_bytes",
                 size,
-                holder="the messages this connection sent hold",
-                held=message.sender.bytes,
-                scope="one connection's messages hold",
+                holder=f"the messages sent from {message.sender} hold",
+                held=book.shares.held(message.sender),
+                scope="the messages of one client address hold",
                 limit=book.max_client_bytes,
             )
             or _over_bytes(
@@ -285,7 +275,7 @@ class MessageQueue:
         """``message`` left the queue (consumed, acknowledged or expired): its bytes are free."""
         self.bytes -= message.size
         self._book.bytes -= message.size
-        message.sender.bytes -= message.size
+        self._book.shares.release(message.sender, message.size)
 
 
 class QueueBook:
@@ -318,6 +308,8 @@ class QueueBook:
         self.wall = wall
         #: Bytes all queues hold (the sum of their :attr:`MessageQueue.bytes`).
         self.bytes = 0
+        #: The same bytes by the address that sent them (at most ``max_client_bytes`` each).
+        self.shares = ClientShares()
         self._queues: dict[str, MessageQueue] = {}
         #: Queues the current round of sweeps has still to visit.
         self._to_sweep: list[MessageQueue] = []

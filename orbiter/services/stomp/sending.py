@@ -3,8 +3,9 @@
 A topic SEND is published on the one delivery path after the channel's
 ``publish`` rule: a JSON or text body (:mod:`.bodies`), the SEND's own
 headers as the publication's tags. A queue SEND is queued within the
-queues' budgets, counted in this connection's share of them
-(``stomp.max_client_queue_bytes``). SENDs of a connection held to the
+queues' budgets, counted in the share of the connection's client address
+(``stomp.max_client_queue_bytes``, :mod:`.shares`), which every connection
+from that address draws from. SENDs of a connection held to the
 channel rules (not an app server) spend ``limits.publish_rate`` tokens.
 """
 
@@ -20,7 +21,7 @@ from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.destinations import channel_of, destination_of, queue_of
 from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.interfaces import Connection, SessionBroker
-from orbiter.services.stomp.queues import QueuedMessage, QueueFull, Sender
+from orbiter.services.stomp.queues import QueuedMessage, QueueFull
 from orbiter.services.stomp.subscriptions import Subscriptions
 
 #: SEND headers that are not passed on to a queue's consumer.
@@ -30,7 +31,7 @@ _NOT_FORWARDED = frozenset(
 
 
 class Sending:
-    __slots__ = ("_broker", "_connection", "_publishes", "_queue_sender", "_subscriptions")
+    __slots__ = ("_broker", "_connection", "_publishes", "_subscriptions")
 
     def __init__(
         self, connection: Connection, broker: SessionBroker, subscriptions: Subscriptions
@@ -41,8 +42,6 @@ class Sending:
         limits = broker.config.limits
         #: SENDs of a connection held to the channel rules (not an app server): publish_rate.
         self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
-        #: The bytes this connection's SENDs hold in queues (stomp.max_client_queue_bytes).
-        self._queue_sender = Sender()
 
     async def send(self, frame: Frame) -> None:
         """Carry out a SEND."""
@@ -81,7 +80,7 @@ class Sending:
             raise StompError("bad expiry header", str(exc)) from None
         headers = tuple((k, v) for k, v in frame.first_headers() if k not in _NOT_FORWARDED)
         message = QueuedMessage(
-            f"q{broker.next_id()}", headers, frame.body, deadline, sender=self._queue_sender
+            f"q{broker.next_id()}", headers, frame.body, deadline, sender=connection.peer
         )
         queue = queue_of(broker, target)
         try:
