@@ -54,12 +54,16 @@ def _channels() -> _Call:
     return _Call("GET", "/api/channels")
 
 
-def _history(channel: str, limit: int | None, since: tuple[int, str] | None) -> _Call:
+def _history(
+    channel: str, limit: int | None, since: tuple[int, str] | None, before: int | None = None
+) -> _Call:
     query: dict[str, str | int] = {"channel": channel}
     if limit is not None:
         query["limit"] = limit
     if since is not None:
         query["since"], query["epoch"] = since
+    if before is not None:
+        query["before"] = before
     return _Call("GET", "/api/history?" + urllib.parse.urlencode(query))
 
 
@@ -121,10 +125,15 @@ class Client:
         return channels
 
     def history(
-        self, channel: str, limit: int | None = None, since: tuple[int, str] | None = None
+        self,
+        channel: str,
+        limit: int | None = None,
+        since: tuple[int, str] | None = None,
+        before: int | None = None,
     ) -> dict[str, Any]:
-        """A channel's retained publications and its current ``offset`` and ``epoch``."""
-        result: dict[str, Any] = self._call(_history(channel, limit, since))
+        """A channel's retained publications and its current ``offset`` and ``epoch``;
+        ``before``: the newest ``limit`` older than that offset (a page further back)."""
+        result: dict[str, Any] = self._call(_history(channel, limit, since, before))
         return result
 
     def presence(self, channel: str) -> dict[str, Any]:
@@ -193,9 +202,13 @@ class AsyncClient:
         return channels
 
     async def history(
-        self, channel: str, limit: int | None = None, since: tuple[int, str] | None = None
+        self,
+        channel: str,
+        limit: int | None = None,
+        since: tuple[int, str] | None = None,
+        before: int | None = None,
     ) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(_history(channel, limit, since))
+        result: dict[str, Any] = await self._call(_history(channel, limit, since, before))
         return result
 
     async def presence(self, channel: str) -> dict[str, Any]:

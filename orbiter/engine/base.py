@@ -150,6 +150,18 @@ class Broker(abc.ABC):
         streams meanwhile), so readers store nothing.
         """
 
+    @abc.abstractmethod
+    async def history_before(
+        self, channel: str, before: int, policy: HistoryPolicy, limit: int
+    ) -> HistoryPage:
+        """The newest ``limit`` retained publications older than offset ``before``,
+        oldest first: a page further back in history (``/api/history?before=``).
+
+        Reports the stream's current position; ``recoverable`` says the page holds
+        every publication from its first offset up to ``before - 1`` (an empty
+        page: there is nothing retained before ``before``). Stores nothing.
+        """
+
 
 class PresenceStore(abc.ABC):
     """Which clients are subscribed to each channel, and as which users."""

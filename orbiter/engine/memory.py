@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import time
 from collections import deque
@@ -194,6 +195,24 @@ class MemoryBroker(Broker):
         start = max(0, since.offset + 1 - oldest)
         missed = list(pubs)[start:]
         return HistoryPage(position, missed, oldest <= since.offset + 1)
+
+    async def history_before(
+        self, channel: str, before: int, policy: HistoryPolicy, limit: int
+    ) -> HistoryPage:
+        stream = self._streams.get(channel)
+        if stream is None:
+            return HistoryPage(StreamPosition(0, self.void_epoch), [], True)
+        now = time.time()
+        stream.touched = now
+        stream.policy = policy
+        self._trim(stream, now)
+        position = StreamPosition(stream.offset, stream.epoch)
+        pubs = stream.publications
+        if not pubs or limit <= 0:
+            return HistoryPage(position, [], True)
+        end = max(0, min(len(pubs), before - pubs[0].offset))
+        page = list(itertools.islice(pubs, max(0, end - limit), end))
+        return HistoryPage(position, page, True)
 
     # ------------------------------------------------------------ streams
 

@@ -489,14 +489,33 @@ class SqliteBroker(Broker):
         pubs = [p for p in await self._read(stream, max(first, floor + 1), top) if p.time >= cutoff]
         return HistoryPage(position, pubs, bool(pubs) and pubs[0].offset == first)
 
-    async def _read(self, stream: _Stream, first: int, top: int) -> list[Publication]:
-        """The stream's publications from offset ``first`` to ``top``: from memory if its
-        window has them, else from the file."""
-        if first > top:
+    async def history_before(
+        self, channel: str, before: int, policy: HistoryPolicy, limit: int
+    ) -> HistoryPage:
+        stream = self._streams.get(channel)
+        if stream is None or stream.top == 0:
+            epoch = self.void_epoch if stream is None else stream.epoch
+            return HistoryPage(StreamPosition(0, epoch), [], True)
+        now = time.time()
+        stream.touched = now
+        stream.policy = policy
+        top = stream.top
+        position = StreamPosition(top, stream.epoch)
+        last = min(before - 1, top)
+        first = max(max(0, top - policy.size) + 1, last - max(0, limit) + 1)
+        cutoff = now - policy.ttl
+        pubs = [p for p in await self._read(stream, first, last) if p.time >= cutoff]
+        return HistoryPage(position, pubs, True)
+
+    async def _read(self, stream: _Stream, first: int, last: int) -> list[Publication]:
+        """The stream's publications from offset ``first`` to ``last`` (at most its top):
+        from memory if its window has them, else from the file."""
+        if first > last:
             return []
         window = stream.window
         if window and window[0].offset <= first:
-            return list(itertools.islice(window, first - window[0].offset, None))
+            start = window[0].offset
+            return list(itertools.islice(window, first - start, last - start + 1))
         assert self._loop is not None
         assert self._reader is not None
         return await self._loop.run_in_executor(
@@ -507,7 +526,7 @@ class SqliteBroker(Broker):
             stream.channel,
             stream.epoch,
             first - 1,
-            top,
+            last,
         )
 
     # ------------------------------------------------------------ streams

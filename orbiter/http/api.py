@@ -419,13 +419,21 @@ async def history(request: web.Request) -> web.Response:
     channel = _channel(request.query.get("channel"))
     limit = _int_param(request, "limit")
     since_offset = _int_param(request, "since")
+    before = _int_param(request, "before")
+    pubsub = request.app[NODE].pubsub
     since = None
     if since_offset is not None:
         epoch = request.query.get("epoch")
         if not epoch:
             raise ApiError(400, "query parameter 'since' needs 'epoch' as well")
         since = StreamPosition(since_offset, epoch)
-    page = await request.app[NODE].pubsub.history(channel, since, limit)
+    if before is not None:
+        if since is not None:
+            raise ApiError(400, "query parameters 'since' and 'before' do not go together")
+        size = pubsub.policy(channel).size
+        page = await pubsub.history_before(channel, before, size if limit is None else limit)
+    else:
+        page = await pubsub.history(channel, since, limit)
     return json_response(
         {
             "channel": channel,

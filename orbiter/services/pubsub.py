@@ -255,6 +255,10 @@ class PubSub:
     ) -> HistoryPage:
         return await self._broker.history(channel, since, self.policy(channel), limit)
 
+    async def history_before(self, channel: str, before: int, limit: int) -> HistoryPage:
+        """A page further back: the newest ``limit`` publications older than ``before``."""
+        return await self._broker.history_before(channel, before, self.policy(channel), limit)
+
     async def channels(self) -> dict[str, int]:
         return await self._presence.channels()
 

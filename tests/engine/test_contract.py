@@ -161,6 +161,28 @@ async def test_history_size_zero_keeps_offsets_but_no_publications(engine) -> No
     assert not gap.recoverable
 
 
+async def test_pages_further_back_with_before(engine) -> None:
+    broker, _ = engine
+    policy = HistoryPolicy(size=8, ttl=60.0, meta_ttl=600.0)
+    for i in range(12):  # offsets 1..12; 5..12 retained
+        await broker.publish("c", i + 1, policy)
+    newest = await broker.history_before("c", 13, policy, 3)
+    assert [p.offset for p in newest.publications] == [10, 11, 12]
+    assert newest.position.offset == 12
+    back = await broker.history_before("c", 10, policy, 3)
+    assert [p.offset for p in back.publications] == [7, 8, 9]
+    assert [p.data for p in back.publications] == [7, 8, 9]
+    edge = await broker.history_before("c", 7, policy, 3)
+    assert [p.offset for p in edge.publications] == [5, 6]  # 4 and older are trimmed
+    assert (await broker.history_before("c", 5, policy, 3)).publications == []
+    beyond = await broker.history_before("c", 100, policy, 2)
+    assert [p.offset for p in beyond.publications] == [11, 12]
+    assert (await broker.history_before("c", 13, policy, 0)).publications == []
+    never = await broker.history_before("never", 10, policy, 3)
+    assert never.publications == []
+    assert never.position.offset == 0
+
+
 async def test_presence_tracks_clients_per_channel(engine) -> None:
     _, presence = engine
     assert await presence.add("a", ClientInfo("c1", "ann"))
