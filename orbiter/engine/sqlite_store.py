@@ -23,6 +23,7 @@ and loses nothing committed, at the cost of one ``fsync`` per group commit.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -122,6 +123,8 @@ class SqliteStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_thread: int | None = None
+        #: The lock file held while the store is open: one orbiter per data file.
+        self._lock: int | None = None
 
     # ------------------------------------------------------------ writer thread
 
@@ -133,22 +136,48 @@ class SqliteStore:
             raise StoreError(
                 f"cannot create the data directory {self.path.parent}: {exc}"
             ) from None
+        self._take_lock()
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.0
             )
         except sqlite3.Error as exc:
+            self._release_lock()
             raise StoreError(f"cannot open the data file {self.path}: {exc}") from None
         try:
             loaded = self._prepare(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
+            self._release_lock()
             raise StoreError(
                 f"the data file {self.path} is damaged or not an orbiter data file ({exc}); "
                 "move it away to start with empty history, or restore it from a backup"
             ) from None
         self._writer = conn
         return loaded
+
+    def _take_lock(self) -> None:
+        """Hold ``<file>.lock`` (``flock``): a second orbiter on the same data file would
+        give the same offsets twice. The system drops the lock when the process dies."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {lock_path}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(
+                f"the data file {self.path} is in use by another orbiter process (it holds "
+                f"{lock_path.name}); give each server its own engine.data_dir"
+            ) from None
+        self._lock = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock = self._lock, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
 
     def _prepare(self, conn: sqlite3.Connection) -> Loaded:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -227,6 +256,7 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
+        self._release_lock()
 
     # ------------------------------------------------------------ reader thread
 

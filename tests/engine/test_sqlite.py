@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,16 +74,38 @@ async def test_a_restart_keeps_epochs_offsets_history_and_the_void_epoch(path: P
         await second.close()
 
 
-async def test_what_was_acknowledged_is_in_the_file_without_a_clean_stop(path: Path) -> None:
-    crashed = SqliteBroker(path)  # never closed: as good as killed, for the file
-    await crashed.start()
-    acknowledged = [await crashed.publish("c", i, POLICY) for i in range(3)]
-    survivor = SqliteBroker(path)
+#: A process that publishes three times and dies without closing anything (``os._exit``).
+_DIES = """
+import asyncio, os, sys
+from orbiter.engine.base import HistoryPolicy
+from orbiter.engine.sqlite import SqliteBroker
+
+async def main():
+    broker = SqliteBroker(sys.argv[1])
+    await broker.start()
+    policy = HistoryPolicy(size=100, ttl=600.0, meta_ttl=3600.0)
+    for i in range(3):
+        pub = await broker.publish("c", i, policy)
+        print(pub.offset, pub.epoch, flush=True)
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+async def test_what_was_acknowledged_is_in_the_file_when_the_process_dies(path: Path) -> None:
+    died = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _DIES, str(path), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await died.communicate()
+    acknowledged = [line.split() for line in out.decode().splitlines()]
+    assert [offset for offset, _ in acknowledged] == ["1", "2", "3"]
+    survivor = SqliteBroker(path)  # the lock went with the process
     await survivor.start()
     try:
         page = await survivor.history("c", None, POLICY)
         assert [p.data for p in page.publications] == [0, 1, 2]
-        assert page.position == StreamPosition(3, acknowledged[0].epoch)
+        assert page.position == StreamPosition(3, acknowledged[0][1])
     finally:
         await survivor.close()
 
@@ -250,6 +273,19 @@ async def test_a_failed_write_fails_its_publishers_and_gives_back_its_offsets(
     assert [p.data for p in page.publications] == ["small", "after"]
     assert [p.offset for p in got] == [1, 2]
     assert [offset for offset, _ in _stored(path, "c")] == [1, 2]
+
+
+async def test_one_orbiter_per_data_file(path: Path) -> None:
+    first = SqliteBroker(path)
+    await first.start()
+    try:
+        with pytest.raises(EngineUnavailable, match="in use by another orbiter process"):
+            await SqliteBroker(path).start()
+    finally:
+        await first.close()
+    second = SqliteBroker(path)  # free again once the first closed
+    await second.start()
+    await second.close()
 
 
 async def test_publishing_after_close_is_refused(path: Path) -> None:
