@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from orbiter.config.live import LiveSettings, live_settings_from
 from orbiter.config.stomp import StompSettings, stomp_settings_from
 from orbiter.config.storage import EngineSettings, engine_settings_from
 from orbiter.config.tcp import (
@@ -228,6 +229,8 @@ class Config:
     stomp: StompSettings = field(default_factory=StompSettings)
     #: Where channel streams are kept (orbiter/config/storage.py).
     engine: EngineSettings = field(default_factory=EngineSettings)
+    #: Live elements: call limits and the mounted element pages (orbiter/config/live.py).
+    live: LiveSettings = field(default_factory=LiveSettings)
 
     @property
     def auth_required(self) -> bool:
@@ -268,6 +271,7 @@ _TOP_LEVEL = {
     "dev_proxy",
     "stomp",
     "engine",
+    "live",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
@@ -336,6 +340,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     try:
         kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
         kwargs["engine"] = engine_settings_from(_table(raw, "engine", source))
+        kwargs["live"] = live_settings_from(_table(raw, "live", source))
     except SettingsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):

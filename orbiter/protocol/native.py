@@ -24,6 +24,15 @@ from typing import Any
 import orjson
 
 from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
+from orbiter.protocol.live import (
+    Attach,
+    BadLiveMessage,
+    Call,
+    Return,
+    parse_attach,
+    parse_call,
+    parse_return,
+)
 
 PROTOCOL_VERSION = 1
 MAX_CHANNEL_LENGTH = 255
@@ -66,6 +75,12 @@ class ErrorCode(enum.IntEnum):
     NOT_SUBSCRIBED = 110
     #: The token has expired: fetch a fresh one (``refresh``, or reconnect with it).
     TOKEN_EXPIRED = 111
+    #: Live elements: no such mount or element here, or the method is not exposed.
+    NOT_EXPOSED = 112
+    #: Live elements: the method raised; the error names the exception's ``type``.
+    CALL_FAILED = 113
+    #: Live elements: the method did not finish within ``live.call_timeout``.
+    CALL_TIMEOUT = 114
 
 
 class DisconnectCode(enum.IntEnum):
@@ -162,6 +177,10 @@ class CommandError:
     message: str
 
 
+#: What a received line may be: a command, a live-element op (``protocol/live.py``), an error.
+Received = Command | Attach | Call | Return | CommandError
+
+
 class Refusal(Exception):
     """A command is refused; becomes an error reply with ``code`` and ``message``."""
 
@@ -186,11 +205,11 @@ class ServerProtocol:
     def __init__(self) -> None:
         self.state = State.AWAITING_CONNECT
 
-    def receive(self, data: str | bytes) -> list[Command | CommandError]:
+    def receive(self, data: str | bytes) -> list[Received]:
         """Parse one transport message, holding one or more lines of JSON."""
         if isinstance(data, str):
             data = data.encode()
-        events: list[Command | CommandError] = []
+        events: list[Received] = []
         for line in data.split(b"\n"):
             if line.strip():
                 events.append(self._receive_line(line))
@@ -198,13 +217,20 @@ class ServerProtocol:
             events.append(CommandError(None, ErrorCode.BAD_REQUEST, "empty message"))
         return events
 
-    def _receive_line(self, line: bytes) -> Command | CommandError:
+    def _receive_line(self, line: bytes) -> Received:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             return CommandError(None, ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}")
         if not isinstance(obj, dict):
             return CommandError(None, ErrorCode.BAD_REQUEST, "a command must be a JSON object")
+        if obj.get("op") == "return":  # a live widget's answer: no id, no reply
+            if self.state is State.AWAITING_CONNECT:
+                return CommandError(None, ErrorCode.NOT_CONNECTED, "'return' before 'connect'")
+            try:
+                return parse_return(obj)
+            except BadLiveMessage as exc:
+                return CommandError(None, ErrorCode.BAD_REQUEST, str(exc))
         raw_id = obj.get("id")
         if type(raw_id) is not int or not 0 < raw_id <= _MAX_ID:
             return CommandError(
@@ -225,7 +251,7 @@ class ServerProtocol:
         return command
 
 
-def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
+def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call:
     op = obj.get("op")
     if op == "subscribe":
         return Subscribe(id_, _channel(obj), _since(obj.get("since")), _optional_str(obj, "token"))
@@ -248,6 +274,11 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command:
         if not token:
             raise Refusal(ErrorCode.BAD_REQUEST, "'refresh' needs 'token', a non-empty string")
         return Refresh(id_, token)
+    if op == "call" or op == "attach":
+        try:
+            return parse_call(id_, obj) if op == "call" else parse_attach(id_, obj)
+        except BadLiveMessage as exc:
+            raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
     if op == "connect":
         return Connect(
             id_,

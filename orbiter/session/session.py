@@ -36,6 +36,7 @@ from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPage, PublishFailed, TooManyStreams
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
+from orbiter.protocol.live import Attach, Call, Return
 from orbiter.protocol.native import (
     PROTOCOL_VERSION,
     Command,
@@ -59,6 +60,8 @@ from orbiter.protocol.native import (
     reserved_refusal,
     validate_channel,
 )
+from orbiter.services.live.connection import LiveConnection
+from orbiter.services.live.host import LiveHost
 from orbiter.services.outbox import Outbox
 from orbiter.services.pubsub import PubSub
 from orbiter.services.pushes import pushes
@@ -127,6 +130,7 @@ class ClientSession:
         auth: Authenticator | None = None,
         credentials: Credentials | None = None,
         counters: Counter[str] | None = None,
+        live: LiveHost | None = None,
     ) -> None:
         self.client_id = secrets.token_urlsafe(9)
         self.peer = peer
@@ -153,6 +157,9 @@ class ClientSession:
         self._protocol = ServerProtocol()
         self._subs: dict[str, Subscription] = {}
         self._finished = False
+        #: The mounted live elements (none without a host), and this connection's, once used.
+        self._live_host = live
+        self._live: LiveConnection | None = None
 
     @property
     def closed(self) -> bool:
@@ -173,6 +180,16 @@ class ClientSession:
                 log.info("client %s (%s): %s", self.client_id, self.peer, event.message)
                 self._send_reply(encode_error(event.id, event.code, event.message))
                 continue
+            if isinstance(event, Return):
+                if self._live is not None:
+                    self._live.returned(event)
+                continue
+            if isinstance(event, Attach):
+                self._live_connection().attach(event)
+                continue
+            if isinstance(event, Call):
+                self._live_connection().call(event)
+                continue
             try:
                 result, settling = await self._dispatch(event)
             except Refusal as exc:
@@ -190,6 +207,15 @@ class ClientSession:
                 self._send_reply(encode_reply(event.id, result))
                 if settling is not None:
                     self._settle(settling)
+
+    def _live_connection(self) -> LiveConnection:
+        """This connection's live elements (``services/live/``), made on first use."""
+        if self._live is None:
+            host = self._live_host
+            if host is None:
+                host = LiveHost(replace(self._config.live, mounts=()))
+            self._live = LiveConnection(host, self, self._send_reply, self.counters)
+        return self._live
 
     async def _dispatch(self, command: Command) -> tuple[dict[str, Any], Subscription | None]:
         """Run one command: its result, and a subscription to settle after the reply."""
@@ -571,6 +597,8 @@ class ClientSession:
         # still goes out before the close, unless close() discarded it (slow consumer).
         for channel in list(self._subs):
             await self._unsubscribe(channel)
+        if self._live is not None:  # detached hooks run; calls to the browser fail
+            await self._live.close()
 
 
 def _subscribe_result(

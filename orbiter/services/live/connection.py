@@ -1,0 +1,353 @@
+"""One connection's live elements and the calls between them and the browser.
+
+The native session hands :class:`LiveConnection` the live ops it parsed
+(``attach``, ``call``, ``return``) and calls :meth:`LiveConnection.close`
+when the connection ends. Replies and call pushes go out through the
+session's ``send``, in the outbox with everything else.
+
+- ``attach`` makes an element with the mount's factory (at most
+  ``live.max_elements``); its ``attached`` hook runs once the reply is queued.
+- ``call`` finds the method in the element class's table of exposed methods
+  (never by attribute lookup), checks the arguments against its signature,
+  and runs it: a sync method at once, an async one as a task cut at
+  ``live.call_timeout``; calls are bounded by a token bucket
+  (``live.call_rate``) and by ``live.max_calls`` running at once. The reply
+  holds the value, or the exception's type and message (with the traceback
+  only when ``live.debug``).
+- Server-to-browser calls (:meth:`LiveConnection.call_remote`) get ids from
+  :class:`~orbiter.protocol.live.CallIds` (at most ``live.max_calls``
+  unanswered) and a timer; ``return`` settles them.
+- ``close`` cancels the browser's running calls, fails the unanswered calls to
+  the browser with :class:`ConnectionLost` and runs every ``detached`` hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from orbiter.config.live import LiveSettings
+from orbiter.protocol.live import (
+    Attach,
+    Call,
+    CallIds,
+    NotJSON,
+    Return,
+    TooManyCalls,
+    encode_call_error,
+    encode_call_push,
+    encode_call_result,
+)
+from orbiter.protocol.native import ErrorCode, encode_error, encode_reply
+from orbiter.services.live.elements import (
+    ConnectionLost,
+    LiveElement,
+    RemoteError,
+    RemoteTimeout,
+    _retrieve,
+)
+from orbiter.services.live.host import LiveHost
+from orbiter.services.rate import TokenBucket
+
+log = logging.getLogger("orbiter.live")
+
+
+class Caller(Protocol):
+    """What the live connection needs of its session."""
+
+    @property
+    def user(self) -> str | None: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class LiveConnection:
+    """The live elements of one connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: LiveHost,
+        caller: Caller,
+        send: Callable[[bytes], None],
+        counters: Counter[str],
+    ) -> None:
+        self._host = host
+        self._settings: LiveSettings = host.settings
+        self._caller = caller
+        self._send = send
+        self._counters = counters
+        self._elements: dict[int, LiveElement] = {}
+        self._next_element = 1
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._hooks: set[asyncio.Task[Any]] = set()
+        self._ids = CallIds(self._settings.max_calls)
+        self._waiting: dict[int, tuple[asyncio.Future[Any], asyncio.TimerHandle]] = {}
+        self._bucket = TokenBucket(
+            self._settings.call_rate, self._settings.call_burst, time.monotonic()
+        )
+        self._closed = False
+
+    # The Binding an element sees (elements.py).
+    @property
+    def user(self) -> str | None:
+        return self._caller.user
+
+    @property
+    def client_id(self) -> str:
+        return self._caller.client_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._caller.closed
+
+    @property
+    def elements(self) -> dict[int, LiveElement]:
+        return dict(self._elements)
+
+    # ------------------------------------------------------------------ attach
+
+    def attach(self, command: Attach) -> None:
+        if self.closed:
+            return
+        mount = self._host.mounts.get(command.mount)
+        if mount is None:
+            self._error(
+                command.id, ErrorCode.NOT_EXPOSED, f"no element is mounted at {command.mount!r}"
+            )
+            return
+        limit = self._settings.max_elements
+        if len(self._elements) >= limit:
+            self._counters["limit_live_elements"] += 1
+            self._error(
+                command.id,
+                ErrorCode.LIMIT_EXCEEDED,
+                f"a connection may attach at most {limit} elements (live.max_elements)",
+            )
+            return
+        try:
+            element = mount.factory()
+        except Exception as exc:
+            log.exception("live element factory %s failed", mount.path)
+            self._failed(command.id, "the element's factory", exc)
+            return
+        if not isinstance(element, LiveElement) or element._orbiter_binding is not None:
+            log.error(
+                "live element factory at %s gave %r: not a new LiveElement", mount.path, element
+            )
+            self._error(command.id, ErrorCode.INTERNAL, "the element's factory gave no new element")
+            return
+        element_id, self._next_element = self._next_element, self._next_element + 1
+        element._orbiter_binding, element._orbiter_element = self, element_id
+        self._elements[element_id] = element
+        widget = type(element).widget_class
+        self._send(encode_reply(command.id, {"element": element_id, "widget": widget}))
+        asyncio.get_running_loop().call_soon(self._run_hook, element, "attached")
+
+    def _run_hook(self, element: LiveElement, name: str) -> None:
+        if name == "attached" and (self.closed or element._orbiter_binding is not self):
+            return
+        try:
+            result = getattr(element, name)()  # the element's own hook, never a browser's name
+        except Exception:
+            log.exception("%s.%s() failed", type(element).__name__, name)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._hook(element, name, result))
+            self._hooks.add(task)
+            task.add_done_callback(self._hooks.discard)
+
+    async def _hook(self, element: LiveElement, name: str, awaitable: Any) -> None:
+        try:
+            async with asyncio.timeout(self._settings.call_timeout):
+                await awaitable
+        except Exception:
+            log.exception("%s.%s() failed", type(element).__name__, name)
+
+    # ------------------------------------------------------------------ calls from the browser
+
+    def call(self, command: Call) -> None:
+        if self.closed:
+            return
+        if not self._bucket.take(time.monotonic()):
+            self._counters["limit_call_rate"] += 1
+            settings = self._settings
+            self._error(
+                command.id,
+                ErrorCode.LIMIT_EXCEEDED,
+                f"calling too fast: at most {settings.call_rate:g} per second (bursts of "
+                f"{settings.call_burst}; live.call_rate); not called",
+            )
+            return
+        if len(self._running) >= self._settings.max_calls:
+            self._counters["limit_live_calls"] += 1
+            self._error(
+                command.id,
+                ErrorCode.LIMIT_EXCEEDED,
+                f"{self._settings.max_calls} calls of this connection are still running "
+                "(live.max_calls); not called",
+            )
+            return
+        element = self._elements.get(command.element)
+        if element is None:
+            self._error(
+                command.id,
+                ErrorCode.NOT_EXPOSED,
+                f"no element {command.element} on this connection",
+            )
+            return
+        exposed = type(element).exposed.get(command.method)
+        if exposed is None:
+            self._error(
+                command.id,
+                ErrorCode.NOT_EXPOSED,
+                f"{type(element).__name__} exposes no method {command.method[:64]!r}",
+            )
+            return
+        try:
+            exposed.signature.bind(element, *command.args)
+        except TypeError as exc:
+            self._error(command.id, ErrorCode.BAD_REQUEST, f"{exposed.name}(): {exc}")
+            return
+        try:
+            result = exposed.function(element, *command.args)
+        except Exception as exc:
+            self._failed(command.id, f"{exposed.name}()", exc)
+            return
+        if inspect.iscoroutine(result):
+            self._start(command.id, exposed.name, result)
+        elif inspect.isawaitable(result):
+            self._start(command.id, exposed.name, _awaiting(result))
+        else:
+            self._result(command.id, exposed.name, result)
+
+    def _start(self, id_: int, name: str, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(id_, name, coroutine))
+        self._running[id_] = task
+        task.add_done_callback(lambda _: self._running.pop(id_, None))
+
+    async def _run(self, id_: int, name: str, coroutine: Coroutine[Any, Any, Any]) -> None:
+        timeout = self._settings.call_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                value = await coroutine
+        except TimeoutError:
+            self._error(
+                id_,
+                ErrorCode.CALL_TIMEOUT,
+                f"{name}() did not finish in {timeout:g} s (live.call_timeout)",
+            )
+        except Exception as exc:
+            self._failed(id_, f"{name}()", exc)
+        else:
+            self._result(id_, name, value)
+
+    def _result(self, id_: int, name: str, value: Any) -> None:
+        if self.closed:
+            return
+        try:
+            reply = encode_call_result(id_, name, value)
+        except NotJSON as exc:
+            log.warning("%s", exc)
+            self._send(encode_call_error(id_, ErrorCode.CALL_FAILED, "TypeError", str(exc)))
+            return
+        self._send(reply)
+
+    def _failed(self, id_: int, what: str, exc: Exception) -> None:
+        log.info("%s raised %s: %s", what, type(exc).__name__, exc, exc_info=self._settings.debug)
+        if self.closed:
+            return
+        tb = traceback.format_exc() if self._settings.debug else None
+        self._send(encode_call_error(id_, ErrorCode.CALL_FAILED, type(exc).__name__, str(exc), tb))
+
+    def _error(self, id_: int, code: ErrorCode, message: str) -> None:
+        log.info("client %s: %s", self._caller.client_id, message)
+        if not self.closed:
+            self._send(encode_error(id_, code, message))
+
+    # ------------------------------------------------------------------ calls to the browser
+
+    def call_remote(
+        self, element: int, method: str, args: tuple[Any, ...], timeout: float | None
+    ) -> asyncio.Future[Any]:
+        """Send a call push; the future settles with the widget's answer (elements.py)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        future.add_done_callback(_retrieve)
+        if self.closed or self._elements.get(element) is None:
+            future.set_exception(ConnectionLost("the element's connection is closed"))
+            return future
+        try:
+            call = self._ids.start()
+        except TooManyCalls as exc:
+            self._counters["limit_live_calls"] += 1
+            future.set_exception(exc)
+            return future
+        try:
+            push = encode_call_push(call, element, method, args)
+        except NotJSON:
+            self._ids.finish(call)
+            raise
+        delay = self._settings.call_timeout if timeout is None else timeout
+        timer = loop.call_later(delay, self._timed_out, call, method, delay)
+        self._waiting[call] = (future, timer)
+        self._send(push)  # a full outbox closes the session: close() fails the future
+        return future
+
+    def returned(self, answer: Return) -> None:
+        if not self._ids.finish(answer.call):
+            log.debug("client %s: answer to call %d, not waited for", self.client_id, answer.call)
+            return
+        future, timer = self._waiting.pop(answer.call)
+        timer.cancel()
+        if future.done():
+            return
+        if answer.error is not None:
+            future.set_exception(RemoteError(*answer.error))
+        else:
+            future.set_result(answer.value)
+
+    def _timed_out(self, call: int, method: str, delay: float) -> None:
+        self._ids.finish(call)
+        entry = self._waiting.pop(call, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                RemoteTimeout(f"the browser did not answer {method}() in {delay:g} s")
+            )
+
+    # ------------------------------------------------------------------ the end
+
+    async def close(self) -> None:
+        """The connection is gone: stop its calls, fail those waiting, detach every element."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._running.values()):
+            task.cancel()
+        for call, (future, timer) in list(self._waiting.items()):
+            timer.cancel()
+            self._ids.finish(call)
+            if not future.done():
+                future.set_exception(ConnectionLost("the connection closed before the answer"))
+        self._waiting.clear()
+        for task in self._hooks:
+            task.cancel()  # an attached hook still running
+        elements, self._elements = list(self._elements.values()), {}
+        for element in elements:
+            element._orbiter_binding = None
+            self._run_hook(element, "detached")
+        if self._hooks:  # each detached hook is itself cut at live.call_timeout
+            await asyncio.wait(list(self._hooks))
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,80 @@
+"""The mounted element factories of a node, loaded from ``package.module:attribute``.
+
+:class:`LiveHost` imports each ``[[live.element]]`` factory (or ``orbiter serve
+--element``'s) when the node is made, and finds the :class:`LiveElement`
+class it makes, whose template and widget the mount's page shows: the factory
+is that class, or has an ``element_class`` attribute, or is annotated to
+return it (``def makeChatter(self) -> ChatterElement``). What cannot be
+loaded raises :class:`ElementLoadError` naming the mount and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from orbiter.config.live import ElementMount, LiveSettings
+from orbiter.services.live.elements import LiveElement
+
+
+class ElementLoadError(ValueError):
+    """A mount's factory cannot be imported or used; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class MountedElement:
+    path: str
+    title: str
+    factory: Callable[[], Any]
+    element_class: type[LiveElement]
+
+
+class LiveHost:
+    """The live settings and the loaded mounts, by path."""
+
+    def __init__(self, settings: LiveSettings) -> None:
+        self.settings = settings
+        self.mounts: dict[str, MountedElement] = {m.path: load_mount(m) for m in settings.mounts}
+
+
+def load_mount(mount: ElementMount) -> MountedElement:
+    factory = _import(mount.factory)
+    if not callable(factory):
+        raise ElementLoadError(f"live element {mount.factory!r} is not callable")
+    return MountedElement(
+        mount.path, mount.title, factory, element_class_of(factory, mount.factory)
+    )
+
+
+def _import(name: str) -> Any:
+    module_name, _, attribute = name.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ElementLoadError(
+            f"live element {name!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ElementLoadError(f"live element {name!r}: {part!r} not found") from None
+    return value
+
+
+def element_class_of(factory: Any, name: str) -> type[LiveElement]:
+    """The :class:`LiveElement` subclass ``factory`` makes (see the module docstring)."""
+    candidates: list[Any] = [factory, getattr(factory, "element_class", None)]
+    with contextlib.suppress(Exception):  # no annotations, or ones that do not resolve
+        candidates.append(typing.get_type_hints(factory).get("return"))
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, LiveElement):
+            return candidate
+    raise ElementLoadError(
+        f"live element {name!r}: cannot tell which LiveElement class it makes: make it the "
+        "class, annotate its return type, or give it an 'element_class' attribute"
+    )
