@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import replace
 from typing import Any
@@ -12,8 +13,10 @@ import orjson
 
 from orbiter.client import DEFAULT_URL, Client, OrbiterError
 from orbiter.config.ini import load_any_config
+from orbiter.config.live import element_mount, with_mounts
 from orbiter.config.settings import Config, ConfigError
 from orbiter.config.storage import DEFAULT_DATA_DIR
+from orbiter.config.values import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data-dir",
         help=f"the SQLite engine's directory (engine.data_dir; default ./{DEFAULT_DATA_DIR})",
+    )
+    serve.add_argument(
+        "--element",
+        metavar="PACKAGE.MODULE:FACTORY",
+        help="serve at / a page making one live element per browser connection with FACTORY "
+        "(imported from the current directory too); see docs/live.md",
     )
     serve.add_argument(
         "--sockjs-test-services",
@@ -122,13 +131,30 @@ def _serve(args: argparse.Namespace) -> int:
     config = replace(config, engine=replace(config.engine, data_dir=data_dir))
     if args.sockjs_test_services:
         config = replace(config, sockjs=replace(config.sockjs, test_services=True))
+    try:
+        config = _with_element(config, args.element)
+    except SettingsError as exc:
+        print(f"orbiter: {exc}", file=sys.stderr)
+        return 2
 
     from orbiter.engine.base import EngineUnavailable
     from orbiter.server import serve
+    from orbiter.services.live.host import ElementLoadError
 
     try:
         serve(config)
-    except (OSError, EngineUnavailable) as exc:  # an address taken, a damaged data file:
+    # An address taken, a damaged data file, an element that cannot be imported:
+    except (OSError, EngineUnavailable, ElementLoadError) as exc:
         print(f"orbiter: cannot start: {exc}", file=sys.stderr)  # one line, no traceback
         return 1
     return 0
+
+
+def _with_element(config: Config, element: str | None) -> Config:
+    """``config`` with ``--element``'s mount at ``/``; element modules import from ``.`` too."""
+    if element is not None:
+        mounts = (element_mount("/", element, where="--element"),)
+        config = replace(config, live=with_mounts(config.live, mounts))
+    if config.live.mounts and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as twistd did: the app's package is where it runs
+    return config

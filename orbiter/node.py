@@ -16,6 +16,7 @@ from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
+from orbiter.services.live.host import LiveHost
 from orbiter.services.outbox import Flusher
 from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession
@@ -97,6 +98,8 @@ class Node:
         #: New connections still sending their first request head (``transports/sniffing.py``).
         self.pending_connections = 0
         self._refusal_logs: dict[str, _RefusalLog] = {}
+        #: The mounted live elements (``[[live.element]]``), their factories imported now.
+        self.live = LiveHost(config.live)
 
     @property
     def connection_count(self) -> int:
@@ -197,6 +200,7 @@ class Node:
             auth=self.auth,
             credentials=credentials,
             counters=self.counters,
+            live=self.live,
         )
         self.sessions.add(session)
         self._per_ip[peer] += 1

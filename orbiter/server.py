@@ -80,8 +80,11 @@ async def run_server(config: Config) -> None:
     # out of the collector's sight, so no full collection walks it again.
     gc.collect()
     gc.freeze()
+    home = "live element /" if "/" in node.live.mounts else "chat demo /"
     for url in _listener_urls(runner):
-        log.info("listening on %s (chat demo /, WebSocket /connection/websocket, API /api/)", url)
+        log.info("listening on %s (%s, WebSocket /connection/websocket, API /api/)", url, home)
+    for mount in node.live.mounts.values():
+        log.info("live element %s at %s", mount.element_class.__qualname__, mount.path)
     _log_openness(config)
 
     stop = asyncio.Event()

@@ -10,6 +10,7 @@ from orbiter.http import api
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
+from orbiter.http.live_pages import add_live_pages
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.app_keys import NODE, RAW_ROUTERS
@@ -54,7 +55,10 @@ def build_app(node: Node) -> web.Application:
     api.add_routes(app)
     # Keep-alive POST /api/publish connections are served below aiohttp (http/fast_publish.py).
     app[RAW_ROUTERS].append(fast_publish_router(node))
-    app.router.add_get("/", chat_page)
+    # Live element pages ([[live.element]], serve --element); the chat demo unless one is at /.
+    add_live_pages(app, node.live)
+    if "/" not in node.live.mounts:
+        app.router.add_get("/", chat_page)
     app.router.add_static("/static", STATIC_DIR)
 
     async def start(app: web.Application) -> None:

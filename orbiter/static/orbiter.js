@@ -419,6 +419,7 @@
       this._streams = new Map(); // channel -> Stream
       this._key = new Stream(null); // the Orbited key channel, named by the connect reply
       this._queue = []; // publishes waiting for a connection
+      this._widgets = new Map(); // live element id -> Widget, on the current connection
       this._listeners = new Map();
       this._attempts = 0;
       this._reconnectTimer = null;
@@ -663,6 +664,7 @@
       this._refreshTimer = null;
       this._key.live = false;
       for (const stream of this._streams.values()) stream.live = false;
+      this._widgets.clear(); // elements live as long as their connection
       const pending = Array.from(this._pending.values());
       this._pending.clear();
       const lost = makeError(ErrorCode.DISCONNECTED, `connection closed (${code})`);
@@ -853,6 +855,7 @@
         if (msg && msg.push === "pub") this._push(msg);
         else if (msg && (msg.push === "join" || msg.push === "leave")) this._presencePush(msg);
         else if (msg && msg.push === "unsubscribed") this._unsubscribedPush(msg);
+        else if (msg && msg.push === "call") this._callPush(msg);
         else if (msg && "id" in msg) this._reply(msg);
         if (!this._ws) return; // a callback disconnected the client
       }
@@ -861,6 +864,8 @@
     _reply(msg) {
       const p = msg.id == null ? undefined : this._pending.get(msg.id);
       const err = msg.error ? makeError(msg.error.code, msg.error.message) : null;
+      if (err && msg.error.type !== undefined) err.type = msg.error.type; // a live call's exception
+      if (err && msg.error.traceback !== undefined) err.remoteTraceback = msg.error.traceback;
       if (!p) {
         if (err) this._emit("error", { error: err });
         return;
@@ -940,6 +945,91 @@
       }
     }
 
+    // ------------------------------------------------------------------ live elements
+
+    /**
+     * Attach `widget` to a new server element of `mount` (docs/live.md); `done(err)`
+     * is called with the reply, before any call the server makes on the widget.
+     */
+    _attach(mount, widget, done) {
+      if (!this._isOpen()) {
+        done(makeError(ErrorCode.DISCONNECTED, "not connected"));
+        return;
+      }
+      const line = this._command({ op: "attach", mount }, (err, result) => {
+        if (!err) {
+          widget.element = result.element;
+          this._widgets.set(result.element, widget);
+        }
+        done(err);
+      });
+      this._send([line]);
+    }
+
+    /** A widget's call of its element's exposed `method`: a promise of its value. */
+    _callElement(widget, method, args, timeout) {
+      return new Promise((resolve, reject) => {
+        if (!this._isOpen() || this._widgets.get(widget.element) !== widget) {
+          reject(makeError(ErrorCode.DISCONNECTED, "the widget is not attached to a connection"));
+          return;
+        }
+        const fields = { op: "call", element: widget.element, method, args };
+        const text = JSON.stringify(Object.assign({ id: 2 ** 53 }, fields));
+        if (byteLength(text) > this.options.maxMessageSize) {
+          reject(makeError(ErrorCode.TOO_BIG, `call of ${byteLength(text)} bytes is too big`));
+          return;
+        }
+        const id = this._nextId++;
+        // A call may run long: its own time-out rejects it, the connection stays.
+        const timer = setTimeout(() => {
+          if (this._pending.delete(id)) {
+            reject(makeError(ErrorCode.TIMEOUT, `no answer to ${method}() in ${timeout} ms`));
+          }
+        }, timeout);
+        const callback = (err, result) => {
+          if (!err) resolve(result.value);
+          else reject(err);
+        };
+        this._pending.set(id, { callback, timer });
+        this._send([JSON.stringify(Object.assign({ id }, fields))]);
+      });
+    }
+
+    /** The server calls a widget method; the answer goes back as a `return` op. */
+    _callPush(msg) {
+      const ws = this._ws;
+      const answer = (fields) => {
+        if (ws !== this._ws || !this._isOpen()) return; // the server failed the call already
+        let line;
+        try {
+          line = JSON.stringify(Object.assign({ op: "return", call: msg.call }, fields));
+        } catch (err) {
+          line = JSON.stringify({
+            op: "return",
+            call: msg.call,
+            error: { type: "TypeError", message: `the value cannot be sent: ${err.message}` },
+          });
+        }
+        this._send([line]);
+      };
+      const widget = this._widgets.get(msg.element);
+      let result;
+      try {
+        if (!widget) throw new ReferenceError(`no widget for element ${msg.element}`);
+        result = widget._serverCall(msg.method, Array.isArray(msg.args) ? msg.args : []);
+      } catch (err) {
+        result = Promise.reject(err);
+      }
+      Promise.resolve(result).then(
+        (value) => answer(value === undefined ? {} : { value }),
+        (err) => {
+          const type = (err && err.name) || "Error";
+          const message = err && err.message !== undefined ? String(err.message) : String(err);
+          answer({ error: { type, message } });
+        },
+      );
+    }
+
     // ------------------------------------------------------------------ events
 
     _setState(state) {
@@ -989,8 +1079,98 @@
     return `${protocol}://${host}${port ? ":" + port : ""}`;
   }
 
+  /**
+   * A live element's browser half (Nevow Athena's widget; docs/live.md). Subclass it,
+   * and `callRemote(name, ...args)` calls the server element's `@expose`d method
+   * (a promise of its return value; it rejects with an Error whose `code` is a
+   * server error code, 113 with `type` when the method raised). The server may
+   * call the subclass's own methods (not those of Widget, nor names starting
+   * with "_"); a method's return value, or a promise of it, is the answer.
+   *
+   *     class Echo extends Orbiter.Widget {
+   *       show(text) { this.nodeByAttribute("name", "out").textContent = text; }
+   *     }
+   *     Orbiter.Widget.start(Echo, document.getElementById("echo"), { mount: "/" });
+   */
+  class Widget {
+    /** @param {Element} node the element's HTML */
+    constructor(node) {
+      this.node = node;
+      /** @type {Client|null} */
+      this.client = null;
+      /** @type {number|null} the server element's id on the current connection */
+      this.element = null;
+      this.callTimeout = 30000;
+    }
+
+    /** Call the server element's exposed method `name`. */
+    callRemote(name, ...args) {
+      if (!this.client) return Promise.reject(makeError(ErrorCode.DISCONNECTED, "not attached"));
+      return this.client._callElement(this, String(name), args, this.callTimeout);
+    }
+
+    /** The first node under the widget's whose attribute `attr` is `value`. */
+    nodeByAttribute(attr, value) {
+      for (const n of this.node.querySelectorAll(`[${attr}]`)) {
+        if (n.getAttribute(attr) === value) return n;
+      }
+      throw new Error(`no node with ${attr}="${value}"`);
+    }
+
+    /** Called when the server element is attached (again, after a reconnect: a new one). */
+    attached() {}
+
+    _serverCall(method, args) {
+      let proto = Object.getPrototypeOf(this);
+      if (typeof method === "string" && method && !method.startsWith("_") && method !== "constructor") {
+        for (; proto && proto !== Widget.prototype; proto = Object.getPrototypeOf(proto)) {
+          const desc = Object.getOwnPropertyDescriptor(proto, method);
+          if (desc && typeof desc.value === "function") return desc.value.apply(this, args);
+        }
+      }
+      throw new TypeError(`the widget has no method ${JSON.stringify(method)} the server may call`);
+    }
+
+    /**
+     * Make a `cls` widget on `node` and attach it to a new element of `options.mount`
+     * on a connection (`options.client`, or a new Client with `options.clientOptions`;
+     * a page's `?transports=a,b` picks the transports), again after each reconnect.
+     * @returns {Promise<Widget>} once first attached
+     */
+    static start(cls, node, options = {}) {
+      if (typeof cls === "string") {
+        cls = cls.split(".").reduce((o, name) => (o == null ? undefined : o[name]), root);
+      }
+      if (typeof cls !== "function") throw new TypeError("Widget.start needs a widget class");
+      const clientOptions = Object.assign({}, options.clientOptions);
+      const query = root.location ? new URLSearchParams(root.location.search) : null;
+      if (query && query.get("transports")) clientOptions.transports = query.get("transports").split(",");
+      const client = options.client || new Client(options.url, clientOptions);
+      const widget = new cls(node);
+      widget.client = client;
+      const mount = options.mount || "/";
+      return new Promise((resolve, reject) => {
+        let first = true;
+        const attach = () =>
+          client._attach(mount, widget, (err) => {
+            if (err) {
+              if (err.code !== ErrorCode.DISCONNECTED) client._emit("error", { error: err });
+              if (first && err.code !== ErrorCode.DISCONNECTED) reject(err);
+              return;
+            }
+            safely(() => widget.attached());
+            if (first) resolve(widget);
+            first = false;
+          });
+        client.on("connect", attach);
+        if (client.state === "connected") attach();
+      });
+    }
+  }
+
   root.Orbiter = Object.freeze({
     Client,
+    Widget,
     Subscription,
     ErrorCode,
     socketUrl,
