@@ -39,7 +39,6 @@ from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.live import Attach, Call, Return
 from orbiter.protocol.native import (
     PROTOCOL_VERSION,
-    Command,
     CommandError,
     Connect,
     DisconnectCode,
@@ -160,6 +159,8 @@ class ClientSession:
         #: The mounted live elements (none without a host), and this connection's, once used.
         self._live_host = live
         self._live: LiveConnection | None = None
+        #: The newest publish queued and not yet kept (see :meth:`_reply_when_kept`).
+        self._unkept: asyncio.Future[Publication] | None = None
 
     @property
     def closed(self) -> bool:
@@ -174,6 +175,10 @@ class ClientSession:
     async def receive(self, data: str | bytes) -> None:
         """Handle one message from the client, holding one or more commands."""
         for event in self._protocol.receive(data):
+            if not isinstance(event, Publish) and self._unkept is not None:
+                # Commands run in order: this one after the publications queued before it.
+                await asyncio.wait([self._unkept])
+                self._unkept = None
             if self.closed:
                 return
             if isinstance(event, CommandError):
@@ -191,7 +196,14 @@ class ClientSession:
                 self._live_connection().call(event)
                 continue
             try:
-                result, settling = await self._dispatch(event)
+                if isinstance(event, Publish):
+                    published = await self._publish(event.channel, event.data, event.tags)
+                    if isinstance(published, asyncio.Future):
+                        self._reply_when_kept(event.id, published)
+                        continue
+                    result, settling = published, None
+                else:
+                    result, settling = await self._dispatch(event)
             except Refusal as exc:
                 log.info("client %s (%s): refused: %s", self.client_id, self.peer, exc.message)
                 self._send_reply(encode_error(event.id, exc.code, exc.message))
@@ -217,10 +229,11 @@ class ClientSession:
             self._live = LiveConnection(host, self, self._send_reply, self.counters)
         return self._live
 
-    async def _dispatch(self, command: Command) -> tuple[dict[str, Any], Subscription | None]:
-        """Run one command: its result, and a subscription to settle after the reply."""
-        if isinstance(command, Publish):
-            return await self._publish(command.channel, command.data, command.tags), None
+    async def _dispatch(
+        self, command: Connect | Subscribe | Unsubscribe | Presence | Ping | Refresh
+    ) -> tuple[dict[str, Any], Subscription | None]:
+        """Run one command (not a publish): its result, and a subscription to settle after
+        the reply."""
         if isinstance(command, Subscribe):
             self._check_subscribable(command.channel)
             await self._check_permission(command.channel, command.token)
@@ -355,7 +368,9 @@ class ClientSession:
 
     async def _publish(
         self, channel: str, data: Any, tags: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | asyncio.Future[Publication]:
+        """Publish: the reply's result, or, if the engine queues publications (the SQLite
+        engine's group commit), the queued publication's future (see :meth:`receive`)."""
         if not self._publishes.take(time.monotonic()):
             self.counters["limit_publish_rate"] += 1
             limits = self._config.limits
@@ -381,12 +396,42 @@ class ClientSession:
             self.counters["publish_denied"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         try:
+            queued = self._pubsub.publish_soon(channel, data, tags)
+            if queued is not None:
+                return queued
             pub = await self._pubsub.publish(channel, data, tags)
         except TooManyStreams as exc:  # counted by PubSub
             raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
         except PublishFailed as exc:  # a full disk: told, never OK
             raise Refusal(ErrorCode.INTERNAL, str(exc)) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
+
+    def _reply_when_kept(self, id_: int, queued: asyncio.Future[Publication]) -> None:
+        """Reply to a queued publish once the engine kept it (or could not).
+
+        :meth:`receive` goes on meanwhile: publishes that follow are queued behind
+        it (one group commit takes them all), and any other command waits for
+        them, so commands still run in order and replies come in order.
+        """
+
+        def kept(future: asyncio.Future[Publication]) -> None:
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if exc is None:
+                pub = future.result()
+                reply = encode_reply(id_, {"offset": pub.offset, "epoch": pub.epoch})
+            elif isinstance(exc, PublishFailed):  # a full disk: told, never OK
+                log.info("client %s (%s): not published: %s", self.client_id, self.peer, exc)
+                reply = encode_error(id_, ErrorCode.INTERNAL, str(exc))
+            else:
+                log.error("client %s (%s): publish failed: %r", self.client_id, self.peer, exc)
+                reply = encode_error(id_, ErrorCode.INTERNAL, "internal server error")
+            if not self.closed:
+                self._send_reply(reply)
+
+        queued.add_done_callback(kept)
+        self._unkept = queued
 
     async def _presence(self, channel: str) -> dict[str, Any]:
         if channel not in self._subs:
