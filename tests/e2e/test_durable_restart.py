@@ -1,7 +1,7 @@
 """A clean restart on the SQLite engine: clients resume where they were, on every transport.
 
-Clients over the native WebSocket, ``/poll?since=``, SSE ``Last-Event-ID`` and
-STOMP ``orbiter-since`` see some publications live and go away; more are
+Clients over the native WebSocket, ``/poll?since=``, SSE ``Last-Event-ID``,
+STOMP ``orbiter-since`` and SockJS (xhr-polling) see some publications live and go away; more are
 published, the server stops (SIGTERM) and starts again on the same data
 directory, more are published; each client resumes with its position and gets
 ``recovered: true`` and exactly what it missed, then the next live publication,
@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from orbiter import AsyncClient
+from tests.e2e.test_sockjs_native import PollingClient
 from tests.support.server import RunningServer
 from tests.support.sse_client import EventStream
 from tests.support.stomp_helpers import _STOMP_PORT, RawClient
@@ -177,3 +178,29 @@ async def test_the_memory_engine_tells_a_resuming_client_it_cannot(servers: Serv
     resumed = (await native.call("subscribe", channel="m:ws", since=since))["result"]
     assert resumed["recovered"] is False
     await native.close()
+
+
+async def test_sockjs_resumes_across_a_clean_restart(servers: Servers) -> None:
+    server = servers.start()
+    client = PollingClient(server.url)
+    await client.open()
+    assert "result" in await client.call("connect")
+    start = (await client.call("subscribe", channel="r:sockjs"))["result"]
+    await _publish(server, "r:sockjs", "k1")
+    seen = await client.next(lambda m: m.get("push") == "pub")
+    assert seen["data"] == "k1"
+    await _publish(server, "r:sockjs", "before")
+    server = servers.restart()
+    await _publish(server, "r:sockjs", "after")
+
+    again = PollingClient(server.url)
+    await again.open()
+    assert "result" in await again.call("connect")
+    since = {"offset": seen["offset"], "epoch": start["epoch"]}
+    resumed = (await again.call("subscribe", channel="r:sockjs", since=since))["result"]
+    assert resumed["recovered"] is True
+    assert [p["data"] for p in resumed["publications"]] == ["before", "after"]
+    await _publish(server, "r:sockjs", "live")
+    live = await again.next(lambda m: m.get("push") == "pub")
+    assert live["data"] == "live"
+    assert not [m for m in again.inbox if m.get("push") == "pub"]  # nothing twice
