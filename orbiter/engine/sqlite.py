@@ -68,6 +68,9 @@ log = logging.getLogger("orbiter.engine.sqlite")
 
 #: Publications of each channel kept in memory by default (``engine.memory_window``).
 DEFAULT_WINDOW = 128
+#: Channels trimmed on disk in one transaction at most, so that a sweep over many
+#: channels does not hold up the publications committed with it.
+TRIMS_PER_TRANSACTION = 1000
 
 
 class _Stream:
@@ -335,6 +338,9 @@ class SqliteBroker(Broker):
             return
         queued, self._pending = self._pending, []
         batch, self._upkeep = self._upkeep, WriteBatch()
+        if len(batch.trims) > TRIMS_PER_TRANSACTION:  # the rest in the next ones
+            self._upkeep.trims = batch.trims[TRIMS_PER_TRANSACTION:]
+            batch.trims = batch.trims[:TRIMS_PER_TRANSACTION]
         if not queued and not (batch.forgets or batch.trims or batch.void_epoch):
             self._idle.set()
             return

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed, TooManyStreams
-from orbiter.engine.sqlite import SqliteBroker
+from orbiter.engine.sqlite import TRIMS_PER_TRANSACTION, SqliteBroker
 from orbiter.model import Publication, StreamPosition
 
 POLICY = HistoryPolicy(size=100, ttl=600.0, meta_ttl=3600.0)
@@ -78,7 +78,7 @@ async def test_a_restart_keeps_epochs_offsets_history_and_the_void_epoch(path: P
 _DIES = """
 import asyncio, os, sys
 from orbiter.engine.base import HistoryPolicy
-from orbiter.engine.sqlite import SqliteBroker
+from orbiter.engine.sqlite import TRIMS_PER_TRANSACTION, SqliteBroker
 
 async def main():
     broker = SqliteBroker(sys.argv[1])
@@ -202,6 +202,30 @@ async def test_the_sweep_trims_the_file_to_each_channels_rule(
     await broker.publish("d", 0, small)  # the trims ride in the next transaction
     await broker._idle.wait()
     assert [offset for offset, _ in _stored(path, "c")] == [8, 9, 10]
+
+
+async def test_a_sweep_over_many_channels_trims_them_over_several_transactions(
+    broker: SqliteBroker, path: Path
+) -> None:
+    small = HistoryPolicy(size=1, ttl=600.0, meta_ttl=3600.0)
+    channels = TRIMS_PER_TRANSACTION * 2 + 10
+    for i in range(channels):
+        broker.publish_soon(f"c{i}", 1, small)
+    await asyncio.gather(*(broker.publish(f"c{i}", 2, small) for i in range(channels)))
+    sizes: list[int] = []
+    write = broker._store.write
+
+    def counted(batch):  # the real write, its trims counted
+        sizes.append(len(batch.trims))
+        write(batch)
+
+    broker._store.write = counted  # type: ignore[method-assign]
+    broker.sweep()
+    await broker._idle.wait()
+    assert sizes == [TRIMS_PER_TRANSACTION, TRIMS_PER_TRANSACTION, 10]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM publications").fetchone() == (channels,)
+    conn.close()
 
 
 async def test_idle_streams_are_forgotten_in_the_file_too(path: Path) -> None:
