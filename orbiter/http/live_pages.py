@@ -3,9 +3,11 @@
 One ``GET`` route per ``[[live.element]]`` path (``orbiter serve --element``
 mounts ``/``). The page holds the element class's ``template`` in a
 ``<div>`` and its ``widget_js``, and starts the widget with
-``Orbiter.Widget.start``, which attaches it to a new element on the page's
-connection (``docs/live.md``). The template and script are the
-application's own; the title and the names put into the page are escaped.
+``Orbiter.Widget.start``, given the class by its name (a JavaScript
+expression, checked to be a dotted identifier when the mount was loaded),
+which attaches it to a new element on the page's connection
+(``docs/live.md``). The template and script are the application's own; the
+title and the mount path put into the page are escaped.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def render_page(mount: MountedElement) -> str:
         title=html.escape(mount.title),
         template=cls.template,
         widget_js=cls.widget_js.replace("</script", "<\\/script"),
-        widget_class=_script_value(cls.widget_class),
+        widget_class=cls.widget_class,  # a dotted JS name, checked when the mount was loaded
         options=_script_value({"mount": mount.path}),
     )
 

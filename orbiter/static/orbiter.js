@@ -1117,6 +1117,11 @@
       throw new Error(`no node with ${attr}="${value}"`);
     }
 
+    /** The widget started on `node` (by Widget.start), or undefined. */
+    static get(node) {
+      return node.orbiterWidget;
+    }
+
     /** Called when the server element is attached (again, after a reconnect: a new one). */
     attached() {}
 
@@ -1148,6 +1153,7 @@
       const client = options.client || new Client(options.url, clientOptions);
       const widget = new cls(node);
       widget.client = client;
+      node.orbiterWidget = widget; // Widget.get(node)
       const mount = options.mount || "/";
       return new Promise((resolve, reject) => {
         let first = true;

@@ -49,7 +49,7 @@ async def test_the_element_page_holds_template_widget_and_start(chat_server: Run
     assert '<form name="chooseBox">' in page
     assert '<script src="/static/orbiter.js"></script>' in page
     assert "ChatThing.ChatterWidget = class ChatterWidget extends Orbiter.Widget" in page
-    assert 'Orbiter.Widget.start("ChatThing.ChatterWidget"' in page
+    assert "Orbiter.Widget.start(ChatThing.ChatterWidget" in page
     assert '{"mount":"/"}' in page
     assert "live element ChatterElement at /" in chat_server.log
 
@@ -60,7 +60,7 @@ async def test_mounts_from_the_config_and_the_demo_stays_at_root() -> None:
         status, _, page = await _get(server.url + "/sample")
         assert status == 200
         assert "<title>&lt;Sample &amp; co&gt;</title>" in page
-        assert 'Orbiter.Widget.start("SampleWidget"' in page
+        assert "Orbiter.Widget.start(SampleWidget" in page
         status, _, page = await _get(server.url + "/chat/room")
         assert (status, '{"mount":"/chat/room"}' in page) == (200, True)
         status, _, page = await _get(server.url + "/")

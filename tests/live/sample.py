@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from orbiter.live import LiveElement, expose
+from orbiter.live import LiveElement, RemoteError, expose
 
 #: Every Sample made, in order (the tests read what happened to them).
 MADE: list[Sample] = []
@@ -14,7 +14,15 @@ MADE: list[Sample] = []
 class Sample(LiveElement):
     widget_class = "SampleWidget"
     template = '<p name="out">sample</p>'
-    widget_js = "class SampleWidget extends Orbiter.Widget { answer(q) { return q + '!'; } }"
+    widget_js = """
+class SampleWidget extends Orbiter.Widget {
+  answer(q) { return q + "!"; }
+  later(x) { return new Promise((resolve) => setTimeout(() => resolve(x * 2), 10)); }
+  boom() { throw new RangeError("too far"); }
+  refuse() { return Promise.reject(new Error("no thanks")); }
+  _secret() { return "private"; }
+}
+"""
     secret = "class attribute"
 
     def __init__(self) -> None:
@@ -57,6 +65,14 @@ class Sample(LiveElement):
         return await self.call_remote("answer", question, timeout=timeout)
 
     @expose
+    async def relay(self, method: str, *args: Any) -> Any:
+        """Call the widget's ``method``: its value, or its error as ``[type, message]``."""
+        try:
+            return {"value": await self.call_remote(method, *args, timeout=5)}
+        except RemoteError as exc:
+            return {"error": [exc.type, exc.message]}
+
+    @expose
     def whoami(self) -> Any:
         return {"user": self.user, "client": self.client_id}
 
@@ -88,3 +104,7 @@ def make_narrower() -> Narrower:
 def not_an_element() -> Sample:
     """Says it makes a Sample, but does not."""
     return object()  # type: ignore[return-value]
+
+
+class BadWidgetName(Sample):
+    widget_class = "Widget); alert(1); ("

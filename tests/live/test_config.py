@@ -81,6 +81,7 @@ def test_the_factory_class_is_found_from_the_class_an_attribute_or_the_annotatio
         ("tests.live.sample:absent", "'absent' not found"),
         ("tests.live.sample:MADE", "is not callable"),
         ("tests.live.support:live_config", "cannot tell which LiveElement class it makes"),
+        ("tests.live.sample:BadWidgetName", "is not a JavaScript name"),
     ],
 )
 def test_factories_that_cannot_be_used_are_named(factory: str, message: str) -> None:

@@ -24,7 +24,7 @@ from orbiter.protocol.native import ErrorCode
 from tests.live import sample
 from tests.live.support import attach, call, live_session
 
-EXPOSED = {"add", "optional", "slow", "fail", "fail_later", "unsendable", "ask", "whoami"}
+EXPOSED = {"add", "optional", "slow", "fail", "fail_later", "unsendable", "ask", "relay", "whoami"}
 
 
 def test_the_table_holds_exactly_the_exposed_methods() -> None:

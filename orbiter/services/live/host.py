@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from typing import Any
 
 from orbiter.config.live import ElementMount, LiveSettings
 from orbiter.services.live.elements import LiveElement
+
+#: A widget class's name in the page: JavaScript identifiers, dotted.
+_JS_NAME = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*", re.ASCII)
 
 
 class ElementLoadError(ValueError):
@@ -45,9 +49,13 @@ def load_mount(mount: ElementMount) -> MountedElement:
     factory = _import(mount.factory)
     if not callable(factory):
         raise ElementLoadError(f"live element {mount.factory!r} is not callable")
-    return MountedElement(
-        mount.path, mount.title, factory, element_class_of(factory, mount.factory)
-    )
+    element_class = element_class_of(factory, mount.factory)
+    if not _JS_NAME.fullmatch(element_class.widget_class):
+        raise ElementLoadError(
+            f"live element {mount.factory!r}: {element_class.__qualname__}.widget_class "
+            f"{element_class.widget_class[:80]!r} is not a JavaScript name (like 'Chat.Widget')"
+        )
+    return MountedElement(mount.path, mount.title, factory, element_class)
 
 
 def _import(name: str) -> Any:

@@ -1,0 +1,142 @@
+"""The ported Athena chat (``examples/athena_chat``) in Chromium: two browsers, every transport.
+
+A real ``orbiter serve --element examples.athena_chat.chat:chat``; each
+browser context logs in through the login box, which gives way to the chat
+area; everybody hears everybody; the server's walls (joins, leaves) reach
+every page; a browser that leaves is noticed by the room. The same over the
+fallbacks orbiter.js uses where WebSocket is blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import BLOCK_WEBSOCKET, WAIT
+from tests.support.server import RunningServer
+
+# SockJS sessions whose page is gone end after disconnect_delay: 1 s, so leaving is quick.
+CONFIG = """
+[sockjs]
+disconnect_delay = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    server = RunningServer(CONFIG, args=("--element", "examples.athena_chat.chat:chat"))
+    yield server
+    server.stop()
+
+
+def lines(page: Page) -> list[str]:
+    shown: list[str] = page.eval_on_selector_all(
+        "[name=scrollArea] div", "ns => ns.map(n => n.textContent)"
+    )
+    return shown
+
+
+def wait_for_line(page: Page, text: str) -> None:
+    page.wait_for_function(
+        """text => Array.from(document.querySelectorAll("[name=scrollArea] div"))
+             .some(n => n.textContent === text)""",
+        arg=text,
+        timeout=WAIT,
+    )
+
+
+def open_chat(page: Page, url: str, transport: str) -> None:
+    if transport == "blocked-websocket":
+        page.add_init_script(BLOCK_WEBSOCKET)
+        page.goto(url + "/")
+    else:
+        page.goto(f"{url}/?transports={transport}")
+    page.wait_for_function(
+        "() => { const w = Orbiter.Widget.get(document.getElementById('orbiter-live'));"
+        " return w && w.element !== null; }",
+        timeout=WAIT,
+    )
+    used = page.evaluate(
+        "Orbiter.Widget.get(document.getElementById('orbiter-live')).client.transport"
+    )
+    if transport == "blocked-websocket":
+        assert used == "xhr-streaming"
+    else:
+        assert used == transport
+
+
+def login(page: Page, name: str) -> None:
+    expect(page.locator("[name=sendLine]")).to_be_hidden()
+    page.fill("[name=username]", name)
+    page.click("[name=GO]")
+    expect(page.locator("[name=chooseBox]")).to_be_hidden()
+    expect(page.locator("[name=sendLine]")).to_be_visible()
+    expect(page.locator("[name=loggedInAs]")).to_have_text(f"Logged in as {name}")
+
+
+def say(page: Page, text: str) -> None:
+    page.fill("[name=userMessage]", text)
+    page.click("[name=sendLine] input[type=submit]")
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [
+        "websocket",
+        "xhr-streaming",
+        "eventsource",
+        "xhr-polling",
+        "jsonp-polling",
+        "blocked-websocket",
+    ],
+)
+def test_two_browsers_chat_and_the_room_notices_one_leaving(
+    server: RunningServer, new_page: Callable[[], Page], transport: str
+) -> None:
+    ann, bob = new_page(), new_page()
+    tag = transport.replace("-", "")
+    ann_name, bob_name = f"ann{tag}", f"bob{tag}"
+    open_chat(ann, server.url, transport)
+    open_chat(bob, server.url, transport)
+
+    login(ann, ann_name)
+    wait_for_line(ann, f" * user {ann_name} has joined the room")  # the server's wall
+    login(bob, bob_name)
+    for page in (ann, bob):
+        wait_for_line(page, f" * user {bob_name} has joined the room")
+
+    say(ann, "hello bob")
+    say(bob, "hi ann")
+    for page in (ann, bob):
+        wait_for_line(page, f"{ann_name}: hello bob")
+        wait_for_line(page, f"{bob_name}: hi ann")
+    # Heard once each, in the order said.
+    shown = lines(bob)
+    assert shown.count(f"{ann_name}: hello bob") == 1
+    assert shown.index(f"{ann_name}: hello bob") < shown.index(f"{bob_name}: hi ann")
+
+    bob.context.close()
+    wait_for_line(ann, f" * user {bob_name} has left the room")
+
+
+def test_a_refused_call_shows_its_error_and_the_login_box_stays(
+    server: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    page = new_page()
+    open_chat(page, server.url, "websocket")
+    page.fill("[name=username]", "x" * 40)
+    page.click("[name=GO]")
+    expect(page.locator("[name=problem]")).to_have_text("a username is 1 to 32 characters")
+    expect(page.locator("[name=chooseBox]")).to_be_visible()
+    error = page.evaluate(
+        """() => Orbiter.Widget.get(document.getElementById('orbiter-live'))
+             .callRemote('hidden').catch(e => [e.code, e.message])"""
+    )
+    assert error == [112, "ChatterElement exposes no method 'hidden'"]
+    typed = page.evaluate(
+        """() => Orbiter.Widget.get(document.getElementById('orbiter-live'))
+             .callRemote('say', 'too early').catch(e => [e.code, e.type, e.message])"""
+    )
+    assert typed == [113, "PermissionError", "choose a username first"]
