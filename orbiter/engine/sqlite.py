@@ -275,6 +275,11 @@ class SqliteBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        # Bring the rows of streams published since the last sweep up to date (a start
+        # finds their tops anyway; this keeps their time and policy too).
+        for stream in self._streams.values():
+            if stream.stored and stream.trim_due:
+                self._upkeep.tops.append(self._row(stream, stream.top))
         self._schedule_cut()
         await self._idle.wait()
         await loop.run_in_executor(writer, self._store.close)
@@ -341,7 +346,10 @@ class SqliteBroker(Broker):
         if len(batch.trims) > TRIMS_PER_TRANSACTION:  # the rest in the next ones
             self._upkeep.trims = batch.trims[TRIMS_PER_TRANSACTION:]
             batch.trims = batch.trims[:TRIMS_PER_TRANSACTION]
-        if not queued and not (batch.forgets or batch.trims or batch.void_epoch):
+        if len(batch.tops) > TRIMS_PER_TRANSACTION:
+            self._upkeep.tops = batch.tops[TRIMS_PER_TRANSACTION:]
+            batch.tops = batch.tops[:TRIMS_PER_TRANSACTION]
+        if not queued and not batch.upkeep:
             self._idle.set()
             return
         streams: dict[_Stream, None] = {}
@@ -362,27 +370,25 @@ class SqliteBroker(Broker):
                 )
             stream.assigned += 1
             item.offset = stream.assigned
-            batch.publications.append(
-                (stream.id, item.offset, item.encoded, item.tags_json, item.time)
-            )
+            if stream.policy.size:
+                batch.publications.append(
+                    (stream.id, item.offset, item.encoded, item.tags_json, item.time)
+                )
             streams[stream] = None
         for stream in streams:
-            policy = stream.policy
-            batch.tops.append(
-                (
-                    stream.assigned,
-                    stream.touched,
-                    policy.size,
-                    policy.ttl,
-                    policy.meta_ttl,
-                    stream.id,
-                )
-            )
+            if not stream.policy.size:  # no publication row says where it stands: its row does
+                batch.tops.append(self._row(stream, stream.assigned))
         self._in_flight = queued
         assert self._loop is not None
         assert self._writer is not None
         done = self._loop.run_in_executor(self._writer, self._store.write, batch)
         done.add_done_callback(partial(self._committed, queued, list(streams), batch))
+
+    @staticmethod
+    def _row(stream: _Stream, top: int) -> tuple[int, float, int, float, float, int]:
+        """What brings the stream's row up to date (:attr:`WriteBatch.tops`)."""
+        policy = stream.policy
+        return (top, stream.touched, policy.size, policy.ttl, policy.meta_ttl, stream.id)
 
     def _committed(
         self,
@@ -419,10 +425,9 @@ class SqliteBroker(Broker):
                         log.exception("delivering a publication of %r failed", stream.channel)
                 if not item.future.done():
                     item.future.set_result(pub)
-        upkeep = self._upkeep
         if self._pending:
             self._cut()
-        elif upkeep.forgets or upkeep.trims or upkeep.void_epoch:
+        elif self._upkeep.upkeep:
             if error is None:
                 self._cut()
                 return
@@ -449,6 +454,7 @@ class SqliteBroker(Broker):
         upkeep = self._upkeep
         upkeep.forgets[:0] = batch.forgets
         upkeep.trims[:0] = batch.trims
+        upkeep.tops[:0] = batch.tops
         if upkeep.void_epoch is None:
             upkeep.void_epoch = batch.void_epoch
         failure = PublishFailed(f"the server could not store the publication: {error}")
@@ -604,6 +610,7 @@ class SqliteBroker(Broker):
                 self._windows.pop(stream, None)
             expired = policy.size == 0 or stream.last_time < cutoff
             if stream.stored and (stream.trim_due or (expired and not stream.emptied)):
+                upkeep.tops.append(self._row(stream, stream.top))  # before its rows go
                 upkeep.trims.append((stream.id, stream.top - policy.size, cutoff))
                 stream.trim_due = False
                 stream.emptied = expired
@@ -623,7 +630,7 @@ class SqliteBroker(Broker):
             # Positions read from the void epoch before this point may name one of
             # these streams: a stream created from now on must not honour them.
             self.void_epoch = upkeep.void_epoch = new_epoch()
-        if upkeep.forgets or upkeep.trims or upkeep.void_epoch:
+        if upkeep.upkeep:
             self._schedule_cut()
 
     async def _sweep_forever(self) -> None:

@@ -10,7 +10,15 @@ connection (WAL lets the reader see the last commit while the writer writes).
 The schema keeps, per channel stream, its epoch and top offset (kept longer
 than its publications, so a drained channel still answers recovery
 truthfully) and the policy it was last published with; and the publications
-(stream, offset, data, tags, time), data and tags as JSON bytes.
+(stream, offset, data, tags, time), data and tags as JSON bytes, in the order
+written (a rowid table: a transaction appends to its end) with an index on
+(stream, offset). A stream's row is not updated by every transaction (that
+would dirty a page per channel per commit): its top is the larger of the
+row's and its newest publication's, and the row is brought up to date
+whenever its publications are trimmed (so a drained stream's row has it) and
+at a clean stop. Measured (2,000 channels, 64 publications a transaction):
+6.4 µs of CPU per publication with the row updated each time and the
+publications keyed by (stream, offset), 3.1 µs so.
 
 Durability: in WAL mode a commit is in the log file when :meth:`write`
 returns, so a process crash (``kill -9``) loses nothing committed. With
@@ -31,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: The schema this code reads and writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -53,9 +61,9 @@ CREATE TABLE IF NOT EXISTS publications (
     offset INTEGER NOT NULL,
     data BLOB NOT NULL,
     tags BLOB,
-    time REAL NOT NULL,
-    PRIMARY KEY (stream, offset)
-) WITHOUT ROWID;
+    time REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS publications_by_stream ON publications (stream, offset);
 """
 
 #: ``[engine] sync`` values and the ``PRAGMA synchronous`` each sets.
@@ -97,10 +105,16 @@ class WriteBatch:
     new_streams: list[tuple[int, str, str, float, int, float, float]] = field(default_factory=list)
     #: Publications: (stream id, offset, data, tags, time).
     publications: list[tuple[int, int, bytes, bytes | None, float]] = field(default_factory=list)
-    #: Streams' new tops: (top, touched, keep, ttl, meta_ttl, stream id).
+    #: Streams' rows brought up to date: (top, touched, keep, ttl, meta_ttl, stream id).
+    #: Applied after the publications and before the trims.
     tops: list[tuple[int, float, int, float, float, int]] = field(default_factory=list)
     #: Retention: (stream id, delete offsets up to this, delete times before this).
     trims: list[tuple[int, int, float]] = field(default_factory=list)
+
+    @property
+    def upkeep(self) -> bool:
+        """Anything besides publications to write."""
+        return bool(self.forgets or self.trims or self.tops or self.void_epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +199,9 @@ class SqliteStore:
             raise sqlite3.DatabaseError(f"cannot use WAL journal mode (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {SYNC_MODES[self.sync]}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if version == 0 and tables - {"meta", "streams", "publications"}:
             raise sqlite3.DatabaseError("it holds tables orbiter did not make")
         if version not in (0, SCHEMA_VERSION):
@@ -193,10 +209,14 @@ class SqliteStore:
                 f"schema version {version}, this orbiter reads version {SCHEMA_VERSION}"
             )
         conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        # A row's top and touched may be older than its newest publication (see above).
         streams = [
             StoredStream(*row)
             for row in conn.execute(
-                "SELECT id, channel, epoch, top, touched, keep, ttl, meta_ttl FROM streams"
+                "SELECT id, channel, epoch, "
+                "max(top, coalesce((SELECT max(offset) FROM publications WHERE stream = id), 0)), "
+                "max(touched, coalesce((SELECT time FROM publications WHERE stream = id "
+                "ORDER BY offset DESC LIMIT 1), 0)), keep, ttl, meta_ttl FROM streams"
             )
         ]
         row = conn.execute("SELECT value FROM meta WHERE key = 'void_epoch'").fetchone()
@@ -231,8 +251,8 @@ class SqliteStore:
                 )
             if batch.tops:
                 conn.executemany(
-                    "UPDATE streams SET top = ?, touched = ?, keep = ?, ttl = ?, meta_ttl = ? "
-                    "WHERE id = ?",
+                    "UPDATE streams SET top = max(top, ?), touched = ?, keep = ?, ttl = ?, "
+                    "meta_ttl = ? WHERE id = ?",
                     batch.tops,
                 )
             if batch.trims:

@@ -74,11 +74,13 @@ async def test_a_restart_keeps_epochs_offsets_history_and_the_void_epoch(path: P
         await second.close()
 
 
-#: A process that publishes three times and dies without closing anything (``os._exit``).
+#: A process that publishes three times and dies without closing anything (``os._exit``);
+#: also to a channel that keeps no history, and to one whose history expired and was
+#: trimmed from the file by a sweep before it died.
 _DIES = """
 import asyncio, os, sys
 from orbiter.engine.base import HistoryPolicy
-from orbiter.engine.sqlite import TRIMS_PER_TRANSACTION, SqliteBroker
+from orbiter.engine.sqlite import SqliteBroker
 
 async def main():
     broker = SqliteBroker(sys.argv[1])
@@ -87,6 +89,13 @@ async def main():
     for i in range(3):
         pub = await broker.publish("c", i, policy)
         print(pub.offset, pub.epoch, flush=True)
+    for i in range(4):
+        await broker.publish("expired", i, HistoryPolicy(size=100, ttl=0.05, meta_ttl=3600.0))
+    await asyncio.sleep(0.1)
+    broker.sweep()
+    await broker._idle.wait()
+    for i in range(2):  # after the sweep: only the transactions say where it stands
+        await broker.publish("none", i, HistoryPolicy(size=0, ttl=600.0, meta_ttl=3600.0))
     os._exit(0)
 
 asyncio.run(main())
@@ -106,6 +115,14 @@ async def test_what_was_acknowledged_is_in_the_file_when_the_process_dies(path: 
         page = await survivor.history("c", None, POLICY)
         assert [p.data for p in page.publications] == [0, 1, 2]
         assert page.position == StreamPosition(3, acknowledged[0][1])
+        # Where no publication row is left, the stream's row says where it stands.
+        assert _stored(path, "none") == []
+        none = HistoryPolicy(size=0, ttl=600.0, meta_ttl=3600.0)
+        assert (await survivor.history("none", None, none)).position.offset == 2
+        assert _stored(path, "expired") == []
+        expired = await survivor.history("expired", None, POLICY)
+        assert expired.position.offset == 4
+        assert (await survivor.publish("expired", "next", POLICY)).offset == 5
     finally:
         await survivor.close()
 
