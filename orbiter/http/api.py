@@ -251,7 +251,10 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
     pub = pubsub.publish_at_once(channel, data, tags)
     if pub is not None:
         return {"offset": pub.offset, "epoch": pub.epoch}
-    queued = pubsub.publish_soon(channel, data, tags)
+    try:
+        queued = pubsub.publish_soon(channel, data, tags)
+    except PublishFailed as exc:  # the engine is closing
+        raise ApiError(503, str(exc)) from None
     if queued is None:
         return _publish_later(pubsub, channel, data, tags)
     return _answer_when(queued)
@@ -329,9 +332,11 @@ def _queue_batch(
             if future is None:  # an engine that does not queue: one after another
                 return _publish_batch_later(pubsub, batch, start, results)
             queued.append(future)
-    except BaseException:  # refused midway (limit_channels): those queued still go out
+    except BaseException as exc:  # refused midway (limit_channels): those queued still go out
         for future in queued:
             future.add_done_callback(_retrieved)
+        if isinstance(exc, PublishFailed):  # the engine is closing
+            raise ApiError(503, str(exc)) from None
         raise
     answer: asyncio.Future[dict[str, Any]] = queued[0].get_loop().create_future()
     waiting = len(queued)

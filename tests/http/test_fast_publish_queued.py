@@ -129,3 +129,18 @@ async def test_a_failed_commit_answers_503_in_its_place(node: Node) -> None:
     assert "could not store" in got[1][1]["error"]["message"]
     assert [got[0][1]["offset"], got[2][1]["offset"]] == [1, 2]
     protocol.connection_lost(None)
+
+
+async def test_a_publish_while_the_engine_closes_is_a_503_not_a_500(node: Node) -> None:
+    transport = StandInTransport()
+    protocol = FastPublishProtocol(StandInTakeover(transport), node, _DateHeader())  # type: ignore[arg-type]
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    await node.broker.close()  # as at shutdown, before the connection is gone
+    items = [{"channel": "b", "data": 1}]
+    protocol.data_received(request({"channel": "a", "data": 1}) + request({"publications": items}))
+    await _settle(transport, 2)
+    got = answers(bytes(transport.out))
+    assert [status for status, _ in got] == [503, 503]
+    assert all("closed" in body["error"]["message"] for _, body in got)
+    assert not transport.closed  # an answer, not an internal error that drops the connection
+    protocol.connection_lost(None)

@@ -1,7 +1,9 @@
 """Python CPU per HTTP publish, in one process, without the kernel: a profiling aid.
 
 Run: ``.venv/bin/python -m tests.support.profile_publish_path [--subscribers 2000]
-[--publishes 100000] [--depth 8]`` (under ``py-spy record`` to see where it goes).
+[--publishes 100000] [--depth 8] [--data-dir DIR]`` (under ``py-spy record`` to see
+where it goes). ``--data-dir``: the SQLite engine on a file there (its writer
+thread's CPU counts too: the process's), else the memory engine.
 
 The real publish path, as in ``orbiter bench many-channels``: a
 :class:`~orbiter.http.fast_publish.FastPublishProtocol` fed ``depth``
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import time
 import tomllib
+from dataclasses import replace
 
 import orjson
 import uvloop
@@ -65,11 +68,14 @@ def requests(subscribers: int, publishes: int, depth: int) -> list[bytes]:
     return reads
 
 
-async def measure(subscribers: int, publishes: int, depth: int) -> None:
+async def measure(subscribers: int, publishes: int, depth: int, data_dir: str | None) -> None:
     config = config_from_dict(
         tomllib.loads(BENCH_CONFIG.format(session="[session]\nwrite_delay = 0.005\n", limits=""))
     )
+    if data_dir is not None:
+        config = replace(config, engine=replace(config.engine, kind="sqlite", data_dir=data_dir))
     node = Node(config)
+    await node.start()
     endpoint = _Endpoint(node)
     sinks = []
     for index in range(subscribers):
@@ -91,6 +97,8 @@ async def measure(subscribers: int, publishes: int, depth: int) -> None:
     for data in reads:
         protocol.data_received(data)
         await asyncio.sleep(0)  # the loop iteration's end: the fan-out's flush
+        if protocol._task is not None:  # an engine that commits: until the answers are out
+            await protocol._task
     spent = time.process_time() - started
     written = sum(t.writes for t in sinks)
     print(
@@ -98,6 +106,7 @@ async def measure(subscribers: int, publishes: int, depth: int) -> None:
         f"{publisher.writes} answer writes"
     )
     endpoint.wheel.close()
+    await node.close()
 
 
 def main() -> None:
@@ -105,8 +114,9 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--publishes", type=int, default=100_000)
     parser.add_argument("--depth", type=int, default=8)
+    parser.add_argument("--data-dir", help="the SQLite engine's directory (default: memory)")
     args = parser.parse_args()
-    uvloop.run(measure(args.subscribers, args.publishes, args.depth))
+    uvloop.run(measure(args.subscribers, args.publishes, args.depth, args.data_dir))
 
 
 if __name__ == "__main__":
