@@ -263,5 +263,6 @@ class Node:
             log.warning("%d sessions still open after %.0f s", len(self.sessions), timeout)
 
     async def close(self) -> None:
+        await self.live.close()  # elements kept for a reconnect are detached
         await self.auth.close()
         await self.broker.close()

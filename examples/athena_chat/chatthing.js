@@ -26,9 +26,9 @@ ChatThing.ChatterWidget = class ChatterWidget extends Orbiter.Widget {
     });
   }
 
-  /** After a reconnect the server has a new element: log it in again. */
-  attached() {
-    if (this.username !== null) this.callRemote("setUsername", this.username);
+  /** After a reconnect the server resumes our element; if it forgot it, log in again. */
+  attached({ resumed }) {
+    if (!resumed && this.username !== null) this.callRemote("setUsername", this.username);
   }
 
   async doSetUsername() {

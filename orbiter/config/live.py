@@ -46,6 +46,11 @@ class LiveSettings:
     call_burst: int = 40
     #: Elements one connection may attach.
     max_elements: int = 8
+    #: Seconds an element outlives its connection, for the page to reconnect and
+    #: resume it (the same element, its state kept); then ``detached`` runs. 0: at once.
+    grace_period: float = 10.0
+    #: Elements kept for a reconnect at once on the node; past it they are detached at once.
+    max_parked: int = 10_000
     #: Send an exposed method's traceback to the browser with its error (development only).
     debug: bool = False
     mounts: tuple[ElementMount, ...] = ()
@@ -57,6 +62,8 @@ _SCALARS: dict[str, type] = {
     "call_rate": float,
     "call_burst": int,
     "max_elements": int,
+    "grace_period": float,
+    "max_parked": int,
     "debug": bool,
 }
 
@@ -69,6 +76,8 @@ def live_settings_from(table: dict[str, Any]) -> LiveSettings:
     for name in ("call_timeout", "max_calls", "call_rate", "call_burst", "max_elements"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"'live.{name}' must be positive")
+    if settings.grace_period < 0 or settings.max_parked < 0:
+        raise SettingsError("'live.grace_period' and 'live.max_parked' must not be negative")
     if not isinstance(raw_mounts, list):
         raise SettingsError("'live.element' must be an array of tables ([[live.element]])")
     mounts = tuple(_mount(t, f"live.element[{i}]") for i, t in enumerate(raw_mounts))

@@ -4,8 +4,9 @@ Live elements (Nevow Athena's model) let a browser widget and its Python
 element call each other over a native-protocol connection
 (``docs/protocol.md``, *Live elements*):
 
-- ``{"id", "op": "attach", "mount"}``: make the element of a mount for this
-  connection; the reply's result is ``{"element": E, "widget": name}``.
+- ``{"id", "op": "attach", "mount", "resume"?}``: make the element of a mount
+  for this connection (or resume the one a reconnecting page had); the reply's
+  result is ``{"element": E, "widget": name, "resume": token, "resumed": bool}``.
 - ``{"id", "op": "call", "element": E, "method", "args": [...]}``: call an
   exposed method; the reply is ``{"result": {"value": ...}}`` or an error.
 - ``{"push": "call", "call": N, "element": E, "method", "args"}``: the server
@@ -52,6 +53,8 @@ class Attach:
 
     id: int
     mount: str
+    #: The token of an element this page had before it reconnected.
+    resume: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,10 @@ def parse_attach(id_: int, obj: dict[str, Any]) -> Attach:
         raise BadLiveMessage(
             f"'attach' needs 'mount', a path starting with '/' of at most {MAX_NAME} characters"
         )
-    return Attach(id_, mount)
+    resume = obj.get("resume")
+    if resume is not None and (not isinstance(resume, str) or not 0 < len(resume) <= MAX_NAME):
+        raise BadLiveMessage(f"'attach' 'resume' must be a token of 1 to {MAX_NAME} characters")
+    return Attach(id_, mount, resume)
 
 
 def parse_call(id_: int, obj: dict[str, Any]) -> Call:

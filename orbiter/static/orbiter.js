@@ -948,7 +948,8 @@
     // ------------------------------------------------------------------ live elements
 
     /**
-     * Attach `widget` to a new server element of `mount` (docs/live.md); `done(err)`
+     * Attach `widget` to a server element of `mount` (docs/live.md): the one it had
+     * before a reconnect, while the server keeps it, else a new one. `done(err, result)`
      * is called with the reply, before any call the server makes on the widget.
      */
     _attach(mount, widget, done) {
@@ -956,12 +957,15 @@
         done(makeError(ErrorCode.DISCONNECTED, "not connected"));
         return;
       }
-      const line = this._command({ op: "attach", mount }, (err, result) => {
+      const fields = { op: "attach", mount };
+      if (widget._resume) fields.resume = widget._resume;
+      const line = this._command(fields, (err, result) => {
         if (!err) {
           widget.element = result.element;
+          widget._resume = result.resume;
           this._widgets.set(result.element, widget);
         }
-        done(err);
+        done(err, result);
       });
       this._send([line]);
     }
@@ -1100,6 +1104,7 @@
       this.client = null;
       /** @type {number|null} the server element's id on the current connection */
       this.element = null;
+      this._resume = null; // the element's token, to get it back after a reconnect
       this.callTimeout = 30000;
     }
 
@@ -1122,8 +1127,11 @@
       return node.orbiterWidget;
     }
 
-    /** Called when the server element is attached (again, after a reconnect: a new one). */
-    attached() {}
+    /**
+     * Called after each attach: `resumed` is true when a reconnect found the same
+     * server element (within the server's live.grace_period), false for a new one.
+     */
+    attached({ resumed }) {}
 
     _serverCall(method, args) {
       let proto = Object.getPrototypeOf(this);
@@ -1158,13 +1166,13 @@
       return new Promise((resolve, reject) => {
         let first = true;
         const attach = () =>
-          client._attach(mount, widget, (err) => {
+          client._attach(mount, widget, (err, result) => {
             if (err) {
               if (err.code !== ErrorCode.DISCONNECTED) client._emit("error", { error: err });
               if (first && err.code !== ErrorCode.DISCONNECTED) reject(err);
               return;
             }
-            safely(() => widget.attached());
+            safely(() => widget.attached({ resumed: result.resumed === true }));
             if (first) resolve(widget);
             first = false;
           });

@@ -15,12 +15,17 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import BLOCK_WEBSOCKET, WAIT
+from tests.support.relay import Relay
 from tests.support.server import RunningServer
 
-# SockJS sessions whose page is gone end after disconnect_delay: 1 s, so leaving is quick.
+# SockJS sessions whose page is gone end after disconnect_delay: 1 s, and an element
+# outlives its connection by grace_period: 3 s, so leaving is noticed quickly.
 CONFIG = """
 [sockjs]
 disconnect_delay = 1
+
+[live]
+grace_period = 3
 """
 
 
@@ -140,3 +145,37 @@ def test_a_refused_call_shows_its_error_and_the_login_box_stays(
              .callRemote('say', 'too early').catch(e => [e.code, e.type, e.message])"""
     )
     assert typed == [113, "PermissionError", "choose a username first"]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "xhr-polling"])
+def test_a_browser_that_reconnects_in_time_keeps_its_element(
+    server: RunningServer, relay: Relay, new_page: Callable[[], Page], transport: str
+) -> None:
+    ann, bob = new_page(), new_page()  # ann through a relay that can cut her connection
+    ann_name, bob_name = f"ann{transport[:2]}", f"bob{transport[:2]}"
+    open_chat(ann, relay.url, transport)
+    open_chat(bob, server.url, "websocket")
+    login(ann, ann_name)
+    login(bob, bob_name)
+    wait_for_line(ann, f" * user {bob_name} has joined the room")
+    ann.evaluate(
+        """() => {
+          const w = Orbiter.Widget.get(document.getElementById('orbiter-live'));
+          window.__resumed = [];
+          const attached = w.attached.bind(w);
+          w.attached = (info) => { window.__resumed.push(info.resumed); attached(info); };
+        }"""
+    )
+
+    relay.cut()
+    relay.restore()
+    ann.wait_for_function("window.__resumed.length >= 1", timeout=WAIT)
+    assert ann.evaluate("window.__resumed") == [True]
+    say(bob, "still there?")
+    wait_for_line(ann, f"{bob_name}: still there?")
+    say(ann, "yes")
+    wait_for_line(bob, f"{ann_name}: yes")
+    bob.wait_for_timeout(3500)  # past the grace period: no late "has left" either
+    shown = lines(bob)
+    assert f" * user {ann_name} has left the room" not in shown
+    assert shown.count(f" * user {ann_name} has joined the room") == 1

@@ -24,6 +24,8 @@ MOUNTS = (
 
 
 def live_config(**settings: Any) -> Config:
+    """Live settings for the tests: no grace period unless asked (detached at once)."""
+    settings.setdefault("grace_period", 0.0)
     return Config(live=replace(LiveSettings(mounts=MOUNTS), **settings))
 
 
@@ -39,10 +41,14 @@ async def send(session: ClientSession, *commands: dict[str, Any]) -> list[dict[s
     return await drain(session)
 
 
-async def live_session(config: Config | None = None, **identity: Any) -> ClientSession:
+async def live_session(
+    config: Config | None = None, host: LiveHost | None = None, **identity: Any
+) -> ClientSession:
+    """A connected session; sessions given one ``host`` share its mounts and parked elements."""
     config = config or live_config()
     pubsub = PubSub(config, MemoryBroker(), MemoryPresenceStore())
-    session = ClientSession(pubsub, config, peer="test", live=LiveHost(config.live))
+    host = host if host is not None else LiveHost(config.live)
+    session = ClientSession(pubsub, config, peer="test", live=host)
     [reply] = await send(session, {"id": 1, "op": "connect", **identity})
     assert "result" in reply, reply
     return session

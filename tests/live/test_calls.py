@@ -15,8 +15,15 @@ from tests.live.support import attach, call, drain, live_config, live_session, s
 async def test_attach_makes_one_element_per_attach_and_runs_attached_after_the_reply() -> None:
     session = await live_session()
     before = len(sample.MADE)
-    replies = await send(session, {"id": 2, "op": "attach", "mount": "/sample"})
-    assert replies == [{"id": 2, "result": {"element": 1, "widget": "SampleWidget"}}]
+    [reply] = await send(session, {"id": 2, "op": "attach", "mount": "/sample"})
+    assert reply["id"] == 2
+    assert reply["result"] == {
+        "element": 1,
+        "widget": "SampleWidget",
+        "resume": reply["result"]["resume"],
+        "resumed": False,
+    }
+    assert len(reply["result"]["resume"]) >= 20  # a secret: 128 random bits
     element = sample.MADE[-1]
     assert len(sample.MADE) == before + 1
     assert element.events == ["attached"]

@@ -18,7 +18,9 @@ session's ``send``, in the outbox with everything else.
   :class:`~orbiter.protocol.live.CallIds` (at most ``live.max_calls``
   unanswered) and a timer; ``return`` settles them.
 - ``close`` cancels the browser's running calls, fails the unanswered calls to
-  the browser with :class:`ConnectionLost` and runs every ``detached`` hook.
+  the browser with :class:`ConnectionLost`, and parks every element for a
+  reconnect (``parking.py``; an ``attach`` with its ``resume`` token takes it
+  back) or, if it cannot be parked, runs its ``detached`` hook.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import secrets
 import time
 import traceback
 from collections import Counter
@@ -52,6 +55,7 @@ from orbiter.services.live.elements import (
     RemoteTimeout,
     _retrieve,
 )
+from orbiter.services.live.hooks import Hooks
 from orbiter.services.live.host import LiveHost
 from orbiter.services.rate import TokenBucket
 
@@ -89,7 +93,9 @@ class LiveConnection:
         self._elements: dict[int, LiveElement] = {}
         self._next_element = 1
         self._running: dict[int, asyncio.Task[None]] = {}
-        self._hooks: set[asyncio.Task[Any]] = set()
+        self._hooks = Hooks(self._settings.call_timeout)
+        #: Each element's resume token and mount, to park it for a reconnect.
+        self._resume: dict[int, tuple[str, str]] = {}
         self._ids = CallIds(self._settings.max_calls)
         self._waiting: dict[int, tuple[asyncio.Future[Any], asyncio.TimerHandle]] = {}
         self._bucket = TokenBucket(
@@ -121,9 +127,8 @@ class LiveConnection:
             return
         mount = self._host.mounts.get(command.mount)
         if mount is None:
-            self._error(
-                command.id, ErrorCode.NOT_EXPOSED, f"no element is mounted at {command.mount!r}"
-            )
+            unknown = f"no element is mounted at {command.mount!r}"
+            self._error(command.id, ErrorCode.NOT_EXPOSED, unknown)
             return
         limit = self._settings.max_elements
         if len(self._elements) >= limit:
@@ -134,44 +139,42 @@ class LiveConnection:
                 f"a connection may attach at most {limit} elements (live.max_elements)",
             )
             return
-        try:
-            element = mount.factory()
-        except Exception as exc:
-            log.exception("live element factory %s failed", mount.path)
-            self._failed(command.id, "the element's factory", exc)
-            return
-        if not isinstance(element, LiveElement) or element._orbiter_binding is not None:
-            log.error(
-                "live element factory at %s gave %r: not a new LiveElement", mount.path, element
-            )
-            self._error(command.id, ErrorCode.INTERNAL, "the element's factory gave no new element")
-            return
+        element = None
+        if command.resume is not None:
+            element = self._host.parking.take(command.resume, mount.path, self.user)
+        resumed = element is not None
+        token = command.resume if element is not None else secrets.token_urlsafe(16)
+        if element is None:
+            try:
+                element = mount.factory()
+            except Exception as exc:
+                log.exception("live element factory %s failed", mount.path)
+                self._failed(command.id, "the element's factory", exc)
+                return
+            if not isinstance(element, LiveElement) or element._orbiter_binding is not None:
+                log.error("live factory at %s gave %r, not a new LiveElement", mount.path, element)
+                self._error(
+                    command.id, ErrorCode.INTERNAL, "the element's factory gave no new element"
+                )
+                return
+        assert token is not None
         element_id, self._next_element = self._next_element, self._next_element + 1
         element._orbiter_binding, element._orbiter_element = self, element_id
         self._elements[element_id] = element
-        widget = type(element).widget_class
-        self._send(encode_reply(command.id, {"element": element_id, "widget": widget}))
-        asyncio.get_running_loop().call_soon(self._run_hook, element, "attached")
+        self._resume[element_id] = (token, mount.path)
+        result = {
+            "element": element_id,
+            "widget": type(element).widget_class,
+            "resume": token,
+            "resumed": resumed,
+        }
+        self._send(encode_reply(command.id, result))
+        if not resumed:  # after the reply: the widget exists when the hook calls it
+            asyncio.get_running_loop().call_soon(self._attached, element)
 
-    def _run_hook(self, element: LiveElement, name: str) -> None:
-        if name == "attached" and (self.closed or element._orbiter_binding is not self):
-            return
-        try:
-            result = getattr(element, name)()  # the element's own hook, never a browser's name
-        except Exception:
-            log.exception("%s.%s() failed", type(element).__name__, name)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(self._hook(element, name, result))
-            self._hooks.add(task)
-            task.add_done_callback(self._hooks.discard)
-
-    async def _hook(self, element: LiveElement, name: str, awaitable: Any) -> None:
-        try:
-            async with asyncio.timeout(self._settings.call_timeout):
-                await awaitable
-        except Exception:
-            log.exception("%s.%s() failed", type(element).__name__, name)
+    def _attached(self, element: LiveElement) -> None:
+        if not self.closed and element._orbiter_binding is self:
+            self._hooks.run(element, "attached")
 
     # ------------------------------------------------------------------ calls from the browser
 
@@ -339,14 +342,15 @@ class LiveConnection:
             if not future.done():
                 future.set_exception(ConnectionLost("the connection closed before the answer"))
         self._waiting.clear()
-        for task in self._hooks:
-            task.cancel()  # an attached hook still running
-        elements, self._elements = list(self._elements.values()), {}
-        for element in elements:
+        self._hooks.cancel()  # an attached hook still running
+        elements, self._elements = self._elements, {}
+        parking = self._host.parking
+        for element_id, element in elements.items():
             element._orbiter_binding = None
-            self._run_hook(element, "detached")
-        if self._hooks:  # each detached hook is itself cut at live.call_timeout
-            await asyncio.wait(list(self._hooks))
+            token, mount = self._resume.pop(element_id)
+            if not parking.park(token, element, mount, self.user):
+                self._hooks.run(element, "detached")
+        await self._hooks.wait()  # each detached hook is itself cut at live.call_timeout
 
 
 async def _awaiting(awaitable: Any) -> Any:

@@ -20,6 +20,8 @@ from typing import Any
 
 from orbiter.config.live import ElementMount, LiveSettings
 from orbiter.services.live.elements import LiveElement
+from orbiter.services.live.hooks import Hooks
+from orbiter.services.live.parking import Parking
 
 #: A widget class's name in the page: JavaScript identifiers, dotted.
 _JS_NAME = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*", re.ASCII)
@@ -38,11 +40,17 @@ class MountedElement:
 
 
 class LiveHost:
-    """The live settings and the loaded mounts, by path."""
+    """The live settings, the loaded mounts by path, and the elements kept for a reconnect."""
 
     def __init__(self, settings: LiveSettings) -> None:
         self.settings = settings
         self.mounts: dict[str, MountedElement] = {m.path: load_mount(m) for m in settings.mounts}
+        hooks = Hooks(settings.call_timeout)
+        self.parking = Parking(settings.grace_period, settings.max_parked, hooks)
+
+    async def close(self) -> None:
+        """The node is stopping: every element kept for a reconnect is detached."""
+        await self.parking.close()
 
 
 def load_mount(mount: ElementMount) -> MountedElement:
