@@ -62,6 +62,7 @@ from orbiter.engine.base import (
 )
 from orbiter.engine.memory import PUBLICATION_OVERHEAD, new_epoch
 from orbiter.engine.sqlite_store import Row, SqliteStore, StoreError, WriteBatch
+from orbiter.engine.sqlite_writer import WriterThread
 from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
 
 log = logging.getLogger("orbiter.engine.sqlite")
@@ -185,7 +186,7 @@ class SqliteBroker(Broker):
         self.path = Path(path)
         self._store = SqliteStore(self.path, sync)
         self._window = window
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: WriterThread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -228,21 +229,21 @@ class SqliteBroker(Broker):
         if self._loop is not None:
             return
         loop = asyncio.get_running_loop()
-        writer = ThreadPoolExecutor(1, thread_name_prefix="orbiter-sqlite-writer")
+        writer = WriterThread(loop, "orbiter-sqlite-writer")
         reader = ThreadPoolExecutor(1, thread_name_prefix="orbiter-sqlite-reader")
         try:
-            loaded = await loop.run_in_executor(writer, self._store.open)
+            loaded = await writer.call(self._store.open)
             await loop.run_in_executor(reader, self._store.open_reader)
             if loaded.void_epoch is None:
                 void = WriteBatch(void_epoch=new_epoch())
-                await loop.run_in_executor(writer, self._store.write, void)
+                await writer.call(self._store.write, void)
                 loaded_void = void.void_epoch
             else:
                 loaded_void = loaded.void_epoch
         except (StoreError, OSError) as exc:
-            await loop.run_in_executor(writer, self._store.close)
+            await writer.call(self._store.close)
+            await writer.stop()
             await loop.run_in_executor(reader, self._store.close_reader)
-            writer.shutdown()
             reader.shutdown()
             raise EngineUnavailable(str(exc)) from None
         assert loaded_void is not None
@@ -282,9 +283,9 @@ class SqliteBroker(Broker):
                 self._upkeep.tops.append(self._row(stream, stream.top))
         self._schedule_cut()
         await self._idle.wait()
-        await loop.run_in_executor(writer, self._store.close)
+        await writer.call(self._store.close)
+        await writer.stop()
         await loop.run_in_executor(reader, self._store.close_reader)
-        writer.shutdown()
         reader.shutdown()
 
     # ------------------------------------------------------------ publishing
@@ -381,8 +382,8 @@ class SqliteBroker(Broker):
         self._in_flight = queued
         assert self._loop is not None
         assert self._writer is not None
-        done = self._loop.run_in_executor(self._writer, self._store.write, batch)
-        done.add_done_callback(partial(self._committed, queued, list(streams), batch))
+        done = partial(self._committed, queued, list(streams), batch)
+        self._writer.submit(self._store.write, batch, done=done)
 
     @staticmethod
     def _row(stream: _Stream, top: int) -> tuple[int, float, int, float, float, int]:
@@ -395,11 +396,11 @@ class SqliteBroker(Broker):
         queued: list[_Queued],
         streams: list[_Stream],
         batch: WriteBatch,
-        done: asyncio.Future[None],
+        _: None,
+        error: BaseException | None,
     ) -> None:
         """A transaction returned: deliver and answer its publications, or fail them."""
         self._in_flight = None
-        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
         for item in queued:
             item.stream.queued -= 1
         if error is not None:

@@ -215,13 +215,32 @@ def _int_param(request: web.Request, name: str) -> int | None:
 async def publish(request: web.Request) -> web.Response:
     _check_post(request)
     answer = publish_body(request.app[NODE].pubsub, await request.read())
-    return json_response(answer if isinstance(answer, dict) else await answer)
+    if isinstance(answer, dict):
+        return json_response(answer)
+    try:
+        return json_response(answer_of(await answer))
+    except PublishFailed as exc:
+        raise ApiError(503, str(exc)) from None
 
 
-#: An answer to a publish request; or, while the engine must wait, an awaitable of it:
-#: a future when what it publishes is queued already (in order: a later request may be
-#: queued behind it), or a coroutine when nothing is yet (a later request waits for it).
-Answer = dict[str, Any] | asyncio.Future[dict[str, Any]] | Coroutine[Any, Any, dict[str, Any]]
+#: An answer to a publish request; or, while the engine must wait, an awaitable of it: a
+#: future when what it publishes is queued already (in order: a later request may be
+#: queued behind it), of the publication itself for a single one (:func:`answer_of` makes
+#: the answer); or a coroutine when nothing is queued yet (a later request waits for it).
+#: A publication the engine could not keep raises :class:`PublishFailed` when awaited.
+Answer = (
+    dict[str, Any]
+    | asyncio.Future[Publication]
+    | asyncio.Future[dict[str, Any]]
+    | Coroutine[Any, Any, dict[str, Any]]
+)
+
+
+def answer_of(result: dict[str, Any] | Publication) -> dict[str, Any]:
+    """The answer to a publish request, from what its awaited :data:`Answer` gave."""
+    if isinstance(result, Publication):
+        return {"offset": result.offset, "epoch": result.epoch}
+    return result
 
 
 def publish_body(pubsub: PubSub, body: bytes) -> Answer:
@@ -257,25 +276,7 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
         raise ApiError(503, str(exc)) from None
     if queued is None:
         return _publish_later(pubsub, channel, data, tags)
-    return _answer_when(queued)
-
-
-def _answer_when(queued: asyncio.Future[Publication]) -> asyncio.Future[dict[str, Any]]:
-    """The answer to a queued publication, once the engine kept it (or 503)."""
-    answer: asyncio.Future[dict[str, Any]] = queued.get_loop().create_future()
-
-    def done(future: asyncio.Future[Publication]) -> None:
-        if answer.done():
-            return
-        exc = future.exception()
-        if exc is None:
-            pub = future.result()
-            answer.set_result({"offset": pub.offset, "epoch": pub.epoch})
-        else:
-            answer.set_exception(ApiError(503, str(exc)) if isinstance(exc, PublishFailed) else exc)
-
-    queued.add_done_callback(done)
-    return answer
+    return queued
 
 
 async def _publish_later(

@@ -41,14 +41,16 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp.http import SERVER_SOFTWARE
 
-from orbiter.engine.base import TooManyStreams
+from orbiter.engine.base import PublishFailed, TooManyStreams
 from orbiter.http.api import (
     ApiError,
+    answer_of,
     check_api_key,
     json_type_refusal,
     publish_body,
     refusal_answer,
 )
+from orbiter.model import Publication
 from orbiter.protocol.http_publish import (
     REQUEST_LINE,
     Admit,
@@ -71,6 +73,8 @@ KEEPALIVE_TIMEOUT = 3630.0
 #: Requests of one connection queued for an engine at once (pipelined ones); reading
 #: pauses until they are answered.
 MAX_WAITING = 64
+#: A request's response, or what it will be once the engine has answered.
+_Waiting = bytes | Awaitable[dict[str, Any] | Publication]
 _OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
 _SERVER = b"Server: " + SERVER_SOFTWARE.encode("ascii") + b"\r\n"
 _JSON_LENGTH = b"Content-Type: application/json\r\nContent-Length: "
@@ -227,7 +231,7 @@ class FastPublishProtocol(ClaimedProtocol):
         """Answer every whole request in ``buffer``; keep the rest for the next read."""
         transport = self._transport
         out: list[bytes] = []
-        waiting: list[tuple[PublishHead, bytes | Awaitable[dict[str, Any]]]] = []
+        waiting: list[tuple[PublishHead, _Waiting]] = []
         pos, size, parse = 0, len(buffer), self._parser.parse
         while pos < size:
             parsed = parse(buffer, pos)
@@ -255,14 +259,17 @@ class FastPublishProtocol(ClaimedProtocol):
                 transport.write(b"".join(out))
                 transport.close()
                 return
-        if waiting:  # a task answers them, then serves what is kept and what came meanwhile
+        if waiting:  # answered once the engine has, then what is kept and came meanwhile
             if out:
                 transport.write(b"".join(out))
             self._begun = self._last_read if pos < size else 0.0
             self._keep(buffer[pos:], 0)
             self._busy = True
             self._update_reading()
-            self._task = self._loop.create_task(self._finish(waiting))
+            if all(isinstance(answer, bytes | asyncio.Future) for _, answer in waiting):
+                self._when_answered(waiting)  # no task: a callback once they are done
+            else:
+                self._task = self._loop.create_task(self._finish(waiting))
             return
         if pos < size:
             if pos or not self._begun:  # a request began in this read
@@ -273,7 +280,9 @@ class FastPublishProtocol(ClaimedProtocol):
         if out:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _answer(self, head: PublishHead, body: bytes) -> bytes | Awaitable[dict[str, Any]]:
+    def _answer(
+        self, head: PublishHead, body: bytes
+    ) -> bytes | Awaitable[dict[str, Any] | Publication]:
         """The response to a request, or what the engine's answer will be (it must wait)."""
         try:
             check_api_key(self._node, head.x_api_key, head.authorization)
@@ -284,20 +293,44 @@ class FastPublishProtocol(ClaimedProtocol):
             return self._ok(answer, head.close)
         return answer
 
-    async def _finish(
-        self, waiting: list[tuple[PublishHead, bytes | Awaitable[dict[str, Any]]]]
-    ) -> None:
-        """Requests the engine could not answer at once, in order (with those answered at
-        once after them): answer them, then serve what came meanwhile."""
+    def _when_answered(self, waiting: list[tuple[PublishHead, _Waiting]]) -> None:
+        """Write the answers once every future among them is done (a callback on the first
+        that is not; the engine's complete in order, so usually the last one's)."""
+        for _, answer in reversed(waiting):
+            if isinstance(answer, asyncio.Future) and not answer.done():
+                answer.add_done_callback(lambda _: self._when_answered(waiting))
+                return
+        responses = []
+        for head, answer in waiting:
+            if isinstance(answer, bytes):
+                responses.append(answer)
+                continue
+            assert isinstance(answer, asyncio.Future)
+            exc = answer.exception()
+            if exc is None:
+                responses.append(self._ok(answer_of(answer.result()), head.close))
+            else:
+                responses.append(self._failure(exc, head))  # type: ignore[arg-type]
+        self._answered(waiting, responses)
+
+    async def _finish(self, waiting: list[tuple[PublishHead, _Waiting]]) -> None:
+        """Requests the engine could not answer at once, one of them a coroutine: answer
+        them in order (with those answered at once after them)."""
         responses = []
         for head, answer in waiting:
             if isinstance(answer, bytes):
                 responses.append(answer)
                 continue
             try:
-                responses.append(self._ok(await answer, head.close))
+                responses.append(self._ok(answer_of(await answer), head.close))
             except Exception as exc:
                 responses.append(self._failure(exc, head))
+        self._answered(waiting, responses)
+
+    def _answered(
+        self, waiting: list[tuple[PublishHead, _Waiting]], responses: list[bytes]
+    ) -> None:
+        """Write the answers of ``waiting``, then serve what came meanwhile."""
         self._busy = False
         self._task = None
         transport = self._transport
@@ -327,6 +360,10 @@ class FastPublishProtocol(ClaimedProtocol):
         if isinstance(exc, TooManyStreams):
             answer = channels_full_answer(exc, "POST", "/api/publish", self._peer(head))
             return self._error(*answer, close=head.close)
+        if isinstance(exc, PublishFailed):  # a full disk: answered, the connection goes on
+            exc = ApiError(503, str(exc))
+            status, message = refusal_answer(exc, "POST", "/api/publish", self._peer(head))
+            return self._error(status, message, close=head.close)
         log.exception("POST /api/publish from %s failed", self._peer(head))
         self._closing = True
         return self._response(

@@ -41,9 +41,12 @@ class CountingTransport(StandInTransport):
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+        #: Set at each write (the publisher's answers, for an engine that commits).
+        self.written = asyncio.Event()
 
     def write(self, data: bytes) -> None:
         self.writes += 1
+        self.written.set()
 
 
 def requests(subscribers: int, publishes: int, depth: int) -> list[bytes]:
@@ -97,8 +100,9 @@ async def measure(subscribers: int, publishes: int, depth: int, data_dir: str | 
     for data in reads:
         protocol.data_received(data)
         await asyncio.sleep(0)  # the loop iteration's end: the fan-out's flush
-        if protocol._task is not None:  # an engine that commits: until the answers are out
-            await protocol._task
+        if protocol._busy:  # an engine that commits: until the answers are written
+            publisher.written.clear()
+            await publisher.written.wait()
     spent = time.process_time() - started
     written = sum(t.writes for t in sinks)
     print(
