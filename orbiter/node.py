@@ -99,7 +99,7 @@ class Node:
         self.pending_connections = 0
         self._refusal_logs: dict[str, _RefusalLog] = {}
         #: The mounted live elements (``[[live.element]]``), their factories imported now.
-        self.live = LiveHost(config.live)
+        self.live = LiveHost(config.live, config.rpc)
 
     @property
     def connection_count(self) -> int:

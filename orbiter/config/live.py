@@ -1,6 +1,7 @@
-"""Settings of live elements: the ``[live]`` table and its ``[[live.element]]`` mounts.
+"""Settings of live elements (``[live]``, its ``[[live.element]]`` mounts) and the RPC proxy.
 
-``orbiter.config.settings`` reads the table through :func:`live_settings_from`,
+``orbiter.config.settings`` reads the tables through :func:`live_settings_from`
+and :func:`rpc_settings_from`,
 which checks every key and raises :class:`SettingsError` naming it;
 ``docs/config.md`` lists them. A mount names its element factory as
 ``package.module:attribute``; it is imported when the node starts
@@ -54,6 +55,26 @@ class LiveSettings:
     #: Send an exposed method's traceback to the browser with its error (development only).
     debug: bool = False
     mounts: tuple[ElementMount, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RpcSettings:
+    """The RPC proxy: a browser's ``rpc`` is POSTed to the app server at ``url``."""
+
+    #: ``http(s)://...``; "" = no proxy (``rpc`` is refused with 112).
+    url: str = ""
+    #: Seconds the app server has to answer (then error 114).
+    timeout: float = 10.0
+
+
+def rpc_settings_from(table: dict[str, Any]) -> RpcSettings:
+    """Build settings from a parsed ``[rpc]`` table."""
+    settings = replace(RpcSettings(), **scalars(table, "rpc", {"url": str, "timeout": float}))
+    if settings.url and not settings.url.startswith(("http://", "https://")):
+        raise SettingsError("'rpc.url' must be an http:// or https:// URL")
+    if settings.timeout <= 0:
+        raise SettingsError("'rpc.timeout' must be positive")
+    return settings
 
 
 _SCALARS: dict[str, type] = {

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from orbiter.config.live import LiveSettings, live_settings_from
+from orbiter.config.live import LiveSettings, RpcSettings, live_settings_from, rpc_settings_from
 from orbiter.config.stomp import StompSettings, stomp_settings_from
 from orbiter.config.storage import EngineSettings, engine_settings_from
 from orbiter.config.tcp import (
@@ -231,6 +231,8 @@ class Config:
     engine: EngineSettings = field(default_factory=EngineSettings)
     #: Live elements: call limits and the mounted element pages (orbiter/config/live.py).
     live: LiveSettings = field(default_factory=LiveSettings)
+    #: The RPC proxy to the app server (orbiter/config/live.py).
+    rpc: RpcSettings = field(default_factory=RpcSettings)
 
     @property
     def auth_required(self) -> bool:
@@ -272,6 +274,7 @@ _TOP_LEVEL = {
     "stomp",
     "engine",
     "live",
+    "rpc",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
@@ -341,6 +344,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
         kwargs["stomp"] = stomp_settings_from(_table(raw, "stomp", source))
         kwargs["engine"] = engine_settings_from(_table(raw, "engine", source))
         kwargs["live"] = live_settings_from(_table(raw, "live", source))
+        kwargs["rpc"] = rpc_settings_from(_table(raw, "rpc", source))
     except SettingsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):

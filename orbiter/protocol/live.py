@@ -9,6 +9,8 @@ element call each other over a native-protocol connection
   result is ``{"element": E, "widget": name, "resume": token, "resumed": bool}``.
 - ``{"id", "op": "call", "element": E, "method", "args": [...]}``: call an
   exposed method; the reply is ``{"result": {"value": ...}}`` or an error.
+- ``{"id", "op": "rpc", "method", "data"}``: call the app server through the
+  RPC proxy (``[rpc] url``); the reply is ``{"result": {"value": ...}}``.
 - ``{"push": "call", "call": N, "element": E, "method", "args"}``: the server
   calls the widget; the browser answers ``{"op": "return", "call": N,
   "value": ...}`` or ``{"op": "return", "call": N, "error": {"type",
@@ -68,6 +70,15 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Rpc:
+    """A browser's call of ``method`` on the app server, through the RPC proxy."""
+
+    id: int
+    method: str
+    data: JSON
+
+
+@dataclass(frozen=True, slots=True)
 class Return:
     """A browser's answer to the server's call ``call``: a value, or an error."""
 
@@ -100,6 +111,15 @@ def parse_call(id_: int, obj: dict[str, Any]) -> Call:
     if not isinstance(args, list):
         raise BadLiveMessage("'call' 'args' must be an array")
     return Call(id_, element, method, tuple(args))
+
+
+def parse_rpc(id_: int, obj: dict[str, Any]) -> Rpc:
+    method = obj.get("method")
+    if not isinstance(method, str) or not method or len(method) > MAX_NAME:
+        raise BadLiveMessage(
+            f"'rpc' needs 'method', a non-empty string of at most {MAX_NAME} characters"
+        )
+    return Rpc(id_, method, obj.get("data"))
 
 
 def parse_return(obj: dict[str, Any]) -> Return:

@@ -29,9 +29,11 @@ from orbiter.protocol.live import (
     BadLiveMessage,
     Call,
     Return,
+    Rpc,
     parse_attach,
     parse_call,
     parse_return,
+    parse_rpc,
 )
 
 PROTOCOL_VERSION = 1
@@ -81,6 +83,8 @@ class ErrorCode(enum.IntEnum):
     CALL_FAILED = 113
     #: Live elements: the method did not finish within ``live.call_timeout``.
     CALL_TIMEOUT = 114
+    #: The RPC proxy: the app server could not be reached, or answered what is not an answer.
+    RPC_UNAVAILABLE = 115
 
 
 class DisconnectCode(enum.IntEnum):
@@ -178,7 +182,7 @@ class CommandError:
 
 
 #: What a received line may be: a command, a live-element op (``protocol/live.py``), an error.
-Received = Command | Attach | Call | Return | CommandError
+Received = Command | Attach | Call | Rpc | Return | CommandError
 
 
 class Refusal(Exception):
@@ -251,7 +255,7 @@ class ServerProtocol:
         return command
 
 
-def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call:
+def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call | Rpc:
     op = obj.get("op")
     if op == "subscribe":
         return Subscribe(id_, _channel(obj), _since(obj.get("since")), _optional_str(obj, "token"))
@@ -274,9 +278,11 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call:
         if not token:
             raise Refusal(ErrorCode.BAD_REQUEST, "'refresh' needs 'token', a non-empty string")
         return Refresh(id_, token)
-    if op == "call" or op == "attach":
+    if op == "call" or op == "attach" or op == "rpc":
         try:
-            return parse_call(id_, obj) if op == "call" else parse_attach(id_, obj)
+            if op == "call":
+                return parse_call(id_, obj)
+            return parse_attach(id_, obj) if op == "attach" else parse_rpc(id_, obj)
         except BadLiveMessage as exc:
             raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
     if op == "connect":

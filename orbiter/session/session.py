@@ -36,7 +36,7 @@ from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPage, PublishFailed, TooManyStreams
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
-from orbiter.protocol.live import Attach, Call, Return
+from orbiter.protocol.live import Attach, Call, Return, Rpc
 from orbiter.protocol.native import (
     PROTOCOL_VERSION,
     CommandError,
@@ -195,6 +195,9 @@ class ClientSession:
             if isinstance(event, Call):
                 self._live_connection().call(event)
                 continue
+            if isinstance(event, Rpc):
+                self._live_connection().rpc(event)
+                continue
             try:
                 if isinstance(event, Publish):
                     published = await self._publish(event.channel, event.data, event.tags)
@@ -225,7 +228,7 @@ class ClientSession:
         if self._live is None:
             host = self._live_host
             if host is None:
-                host = LiveHost(replace(self._config.live, mounts=()))
+                host = LiveHost(replace(self._config.live, mounts=()), self._config.rpc)
             self._live = LiveConnection(host, self, self._send_reply, self.counters)
         return self._live
 

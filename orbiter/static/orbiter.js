@@ -80,6 +80,7 @@
     transports: TRANSPORTS, // which to try, in this order (a subset of TRANSPORTS)
     sockjsPath: "/sockjs", // the server's sockjs.prefix
     maxMessageSize: 65536, // the server's limits.max_message_size
+    rpcTimeout: 30000, // ms an rpc() may take before its promise rejects ("timeout")
   });
 
   const encoder = new TextEncoder();
@@ -970,24 +971,41 @@
       this._send([line]);
     }
 
+    /**
+     * Call `method` of the app server through orbiter's RPC proxy (`[rpc] url`,
+     * docs/live.md), which tells the app who is calling (the user from the token,
+     * the browser's cookies).
+     * @returns {Promise<any>} the app's result; rejects with an Error whose `code` is
+     *   113 (the app's error, with `type`), 114 (no answer in rpc.timeout), 115 (the
+     *   app server could not answer), 112 (no proxy), or an ErrorCode
+     */
+    rpc(method, data, timeout = this.options.rpcTimeout) {
+      if (!this._isOpen()) return Promise.reject(makeError(ErrorCode.DISCONNECTED, "not connected"));
+      return this._longCommand({ op: "rpc", method: String(method), data }, timeout);
+    }
+
     /** A widget's call of its element's exposed `method`: a promise of its value. */
     _callElement(widget, method, args, timeout) {
+      if (!this._isOpen() || this._widgets.get(widget.element) !== widget) {
+        const err = makeError(ErrorCode.DISCONNECTED, "the widget is not attached to a connection");
+        return Promise.reject(err);
+      }
+      return this._longCommand({ op: "call", element: widget.element, method, args }, timeout);
+    }
+
+    /** A command that may take long: its own time-out rejects it, the connection stays. */
+    _longCommand(fields, timeout) {
       return new Promise((resolve, reject) => {
-        if (!this._isOpen() || this._widgets.get(widget.element) !== widget) {
-          reject(makeError(ErrorCode.DISCONNECTED, "the widget is not attached to a connection"));
-          return;
-        }
-        const fields = { op: "call", element: widget.element, method, args };
+        const what = fields.op === "rpc" ? `rpc ${fields.method}` : `${fields.method}()`;
         const text = JSON.stringify(Object.assign({ id: 2 ** 53 }, fields));
         if (byteLength(text) > this.options.maxMessageSize) {
-          reject(makeError(ErrorCode.TOO_BIG, `call of ${byteLength(text)} bytes is too big`));
+          reject(makeError(ErrorCode.TOO_BIG, `${what} of ${byteLength(text)} bytes is too big`));
           return;
         }
         const id = this._nextId++;
-        // A call may run long: its own time-out rejects it, the connection stays.
         const timer = setTimeout(() => {
           if (this._pending.delete(id)) {
-            reject(makeError(ErrorCode.TIMEOUT, `no answer to ${method}() in ${timeout} ms`));
+            reject(makeError(ErrorCode.TIMEOUT, `no answer to ${what} in ${timeout} ms`));
           }
         }, timeout);
         const callback = (err, result) => {

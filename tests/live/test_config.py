@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orbiter.config.live import ElementMount, LiveSettings
+from orbiter.config.live import ElementMount, LiveSettings, RpcSettings
 from orbiter.config.settings import ConfigError, config_from_dict
 from orbiter.services.live.host import ElementLoadError, LiveHost
 from tests.live import sample
@@ -89,3 +89,17 @@ def test_factories_that_cannot_be_used_are_named(factory: str, message: str) -> 
         LiveHost(LiveSettings(mounts=(ElementMount("/x", factory),)))
     assert message in str(info.value)
     assert factory in str(info.value)
+
+
+def test_the_rpc_table() -> None:
+    assert config_from_dict({}).rpc == RpcSettings()
+    rpc = config_from_dict({"rpc": {"url": "https://app.example/rpc", "timeout": 2}}).rpc
+    assert rpc == RpcSettings("https://app.example/rpc", 2.0)
+    for table, message in [
+        ({"url": "ftp://x"}, "'rpc.url' must be an http:// or https:// URL"),
+        ({"timeout": 0}, "'rpc.timeout' must be positive"),
+        ({"path": "/x"}, "unknown key 'rpc.path'"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            config_from_dict({"rpc": table})
+        assert message in str(info.value)

@@ -17,6 +17,8 @@ session's ``send``, in the outbox with everything else.
 - Server-to-browser calls (:meth:`LiveConnection.call_remote`) get ids from
   :class:`~orbiter.protocol.live.CallIds` (at most ``live.max_calls``
   unanswered) and a timer; ``return`` settles them.
+- ``rpc`` goes to the app server through the node's RPC proxy (``rpc.py``),
+  counted like a call.
 - ``close`` cancels the browser's running calls, fails the unanswered calls to
   the browser with :class:`ConnectionLost`, and parks every element for a
   reconnect (``parking.py``; an ``attach`` with its ``resume`` token takes it
@@ -35,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from orbiter.auth import Credentials
 from orbiter.config.live import LiveSettings
 from orbiter.protocol.live import (
     Attach,
@@ -42,6 +45,7 @@ from orbiter.protocol.live import (
     CallIds,
     NotJSON,
     Return,
+    Rpc,
     TooManyCalls,
     encode_call_error,
     encode_call_push,
@@ -57,6 +61,7 @@ from orbiter.services.live.elements import (
 )
 from orbiter.services.live.hooks import Hooks
 from orbiter.services.live.host import LiveHost
+from orbiter.services.live.rpc import RpcError, RpcUnavailable
 from orbiter.services.rate import TokenBucket
 
 log = logging.getLogger("orbiter.live")
@@ -73,6 +78,9 @@ class Caller(Protocol):
 
     @property
     def closed(self) -> bool: ...
+
+    @property
+    def credentials(self) -> Credentials: ...
 
 
 class LiveConnection:
@@ -92,7 +100,7 @@ class LiveConnection:
         self._counters = counters
         self._elements: dict[int, LiveElement] = {}
         self._next_element = 1
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()
         self._hooks = Hooks(self._settings.call_timeout)
         #: Each element's resume token and mount, to park it for a reconnect.
         self._resume: dict[int, tuple[str, str]] = {}
@@ -179,26 +187,7 @@ class LiveConnection:
     # ------------------------------------------------------------------ calls from the browser
 
     def call(self, command: Call) -> None:
-        if self.closed:
-            return
-        if not self._bucket.take(time.monotonic()):
-            self._counters["limit_call_rate"] += 1
-            settings = self._settings
-            self._error(
-                command.id,
-                ErrorCode.LIMIT_EXCEEDED,
-                f"calling too fast: at most {settings.call_rate:g} per second (bursts of "
-                f"{settings.call_burst}; live.call_rate); not called",
-            )
-            return
-        if len(self._running) >= self._settings.max_calls:
-            self._counters["limit_live_calls"] += 1
-            self._error(
-                command.id,
-                ErrorCode.LIMIT_EXCEEDED,
-                f"{self._settings.max_calls} calls of this connection are still running "
-                "(live.max_calls); not called",
-            )
+        if self.closed or not self._admit(command.id):
             return
         element = self._elements.get(command.element)
         if element is None:
@@ -227,16 +216,39 @@ class LiveConnection:
             self._failed(command.id, f"{exposed.name}()", exc)
             return
         if inspect.iscoroutine(result):
-            self._start(command.id, exposed.name, result)
+            self._start(self._run(command.id, exposed.name, result))
         elif inspect.isawaitable(result):
-            self._start(command.id, exposed.name, _awaiting(result))
+            self._start(self._run(command.id, exposed.name, _awaiting(result)))
         else:
             self._result(command.id, exposed.name, result)
 
-    def _start(self, id_: int, name: str, coroutine: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(id_, name, coroutine))
-        self._running[id_] = task
-        task.add_done_callback(lambda _: self._running.pop(id_, None))
+    def _admit(self, id_: int) -> bool:
+        """Whether one more call may run now (the call rate, live.max_calls); else refused."""
+        if not self._bucket.take(time.monotonic()):
+            self._counters["limit_call_rate"] += 1
+            settings = self._settings
+            self._error(
+                id_,
+                ErrorCode.LIMIT_EXCEEDED,
+                f"calling too fast: at most {settings.call_rate:g} per second (bursts of "
+                f"{settings.call_burst}; live.call_rate); not called",
+            )
+            return False
+        if len(self._running) >= self._settings.max_calls:
+            self._counters["limit_live_calls"] += 1
+            self._error(
+                id_,
+                ErrorCode.LIMIT_EXCEEDED,
+                f"{self._settings.max_calls} calls of this connection are still running "
+                "(live.max_calls); not called",
+            )
+            return False
+        return True
+
+    def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _run(self, id_: int, name: str, coroutine: Coroutine[Any, Any, Any]) -> None:
         timeout = self._settings.call_timeout
@@ -253,6 +265,39 @@ class LiveConnection:
             self._failed(id_, f"{name}()", exc)
         else:
             self._result(id_, name, value)
+
+    # ------------------------------------------------------------------ the RPC proxy
+
+    def rpc(self, command: Rpc) -> None:
+        if self.closed:
+            return
+        if not self._host.rpc.enabled:
+            self._error(command.id, ErrorCode.NOT_EXPOSED, "no RPC proxy is configured (rpc.url)")
+            return
+        if self._admit(command.id):
+            self._start(self._rpc(command))
+
+    async def _rpc(self, command: Rpc) -> None:
+        proxy = self._host.rpc
+        try:
+            value = await proxy.call(
+                command.method,
+                command.data,
+                client=self._caller.client_id,
+                user=self._caller.user,
+                headers=self._caller.credentials.headers,
+            )
+        except TimeoutError:
+            late = f"the app server did not answer in {proxy.settings.timeout:g} s (rpc.timeout)"
+            self._error(command.id, ErrorCode.CALL_TIMEOUT, late)
+        except RpcUnavailable as exc:
+            self._error(command.id, ErrorCode.RPC_UNAVAILABLE, str(exc))
+        except RpcError as exc:
+            if not self.closed:
+                failed = encode_call_error(command.id, ErrorCode.CALL_FAILED, exc.type, exc.message)
+                self._send(failed)
+        else:
+            self._result(command.id, f"rpc {command.method[:64]!r}", value)
 
     def _result(self, id_: int, name: str, value: Any) -> None:
         if self.closed:
@@ -334,7 +379,7 @@ class LiveConnection:
         if self._closed:
             return
         self._closed = True
-        for task in list(self._running.values()):
+        for task in list(self._running):
             task.cancel()
         for call, (future, timer) in list(self._waiting.items()):
             timer.cancel()

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orbiter.config.live import ElementMount, LiveSettings
+from orbiter.config.live import ElementMount, LiveSettings, RpcSettings
 from orbiter.services.live.elements import LiveElement
 from orbiter.services.live.hooks import Hooks
 from orbiter.services.live.parking import Parking
+from orbiter.services.live.rpc import RpcProxy
 
 #: A widget class's name in the page: JavaScript identifiers, dotted.
 _JS_NAME = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*", re.ASCII)
@@ -42,8 +43,10 @@ class MountedElement:
 class LiveHost:
     """The live settings, the loaded mounts by path, and the elements kept for a reconnect."""
 
-    def __init__(self, settings: LiveSettings) -> None:
+    def __init__(self, settings: LiveSettings, rpc: RpcSettings | None = None) -> None:
         self.settings = settings
+        #: The RPC proxy to the app server (``[rpc]``), one HTTP client for the node.
+        self.rpc = RpcProxy(rpc if rpc is not None else RpcSettings())
         self.mounts: dict[str, MountedElement] = {m.path: load_mount(m) for m in settings.mounts}
         hooks = Hooks(settings.call_timeout)
         self.parking = Parking(settings.grace_period, settings.max_parked, hooks)
@@ -51,6 +54,7 @@ class LiveHost:
     async def close(self) -> None:
         """The node is stopping: every element kept for a reconnect is detached."""
         await self.parking.close()
+        await self.rpc.close()
 
 
 def load_mount(mount: ElementMount) -> MountedElement:
