@@ -50,6 +50,29 @@ def _event(keys: str | list[str], message: JSON) -> _Call:
     return _Call("POST", "/api/event", orjson.dumps({"keys": keys, "data": message}))
 
 
+def _widget_call(
+    method: str,
+    args: tuple[Any, ...],
+    target: dict[str, str],
+    mount: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> _Call:
+    if len(target) != 1:
+        raise TypeError("name exactly one of user=, key=, channel=")
+    body: dict[str, Any] = {"method": method, "args": args, "wait": wait, **target}
+    if mount is not None:
+        body["mount"] = mount
+    if timeout is not None:
+        body["timeout"] = timeout
+    return _Call("POST", "/api/call", orjson.dumps(body))
+
+
+def _target(user: str | None, key: str | None, channel: str | None) -> dict[str, str]:
+    named = {"user": user, "key": key, "channel": channel}
+    return {name: value for name, value in named.items() if value is not None}
+
+
 def _channels() -> _Call:
     return _Call("GET", "/api/channels")
 
@@ -118,6 +141,24 @@ class Client:
         """pyorbited's ``event``: send ``message`` to each Orbited connection key."""
         results: list[dict[str, Any]] = self._call(_event(keys, message))["results"]
         return results
+
+    def call(
+        self,
+        method: str,
+        *args: JSON,
+        user: str | None = None,
+        key: str | None = None,
+        channel: str | None = None,
+        mount: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Call ``method`` on the browser widgets (live elements) of a ``user``, a ``key`` or
+        a ``channel``'s subscribers on this node: ``{"calls": n}``, or with ``wait``
+        ``{"results": [{client, element, mount, value | error}]}`` within ``timeout``."""
+        call = _widget_call(method, args, _target(user, key, channel), mount, wait, timeout)
+        result: dict[str, Any] = self._call(call)
+        return result
 
     def channels(self) -> dict[str, int]:
         """Channels with subscribers, and how many each has."""
@@ -196,6 +237,22 @@ class AsyncClient:
     async def event(self, keys: str | list[str], message: JSON) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = (await self._call(_event(keys, message)))["results"]
         return results
+
+    async def call(
+        self,
+        method: str,
+        *args: JSON,
+        user: str | None = None,
+        key: str | None = None,
+        channel: str | None = None,
+        mount: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`Client.call`."""
+        call = _widget_call(method, args, _target(user, key, channel), mount, wait, timeout)
+        result: dict[str, Any] = await self._call(call)
+        return result
 
     async def channels(self) -> dict[str, int]:
         channels: dict[str, int] = (await self._call(_channels()))["channels"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orbiter.http import api
+from orbiter.http.api_calls import add_call_route
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
@@ -53,6 +54,7 @@ def build_app(node: Node) -> web.Application:
     # SSE, long polling, Orbited 0.3 URLs; held polls are answered first at shutdown.
     add_comet_routes(app, node)
     api.add_routes(app)
+    add_call_route(app)  # POST /api/call: widget methods of live elements (http/api_calls.py)
     # Keep-alive POST /api/publish connections are served below aiohttp (http/fast_publish.py).
     app[RAW_ROUTERS].append(fast_publish_router(node))
     # Live element pages ([[live.element]], serve --element); the chat demo unless one is at /.

@@ -167,6 +167,11 @@ class ClientSession:
         return self.close_code is not None
 
     @property
+    def live(self) -> LiveConnection | None:
+        """This connection's live elements, if it has attached any."""
+        return self._live
+
+    @property
     def channels(self) -> list[str]:
         return list(self._subs)
 

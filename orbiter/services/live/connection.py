@@ -128,6 +128,10 @@ class LiveConnection:
     def elements(self) -> dict[int, LiveElement]:
         return dict(self._elements)
 
+    def widgets(self) -> list[tuple[int, str]]:
+        """Each attached element's id and mount path."""
+        return [(element, mount) for element, (_, mount) in self._resume.items()]
+
     # ------------------------------------------------------------------ attach
 
     def attach(self, command: Attach) -> None:
