@@ -9,7 +9,11 @@ apply to them and not to the legitimate clients on 127.0.0.1):
 - STOMP SENDs of 16 KB to thousands of queues nobody consumes (127.0.0.3);
 - long polls on random channel names (127.0.0.4);
 - a slowloris: request heads sent a byte at a time (127.0.0.5-7);
-- 60 KB publications to channels with deep history (127.0.0.8).
+- 60 KB publications to channels with deep history (127.0.0.8);
+- ping floods read back at full speed on aiohttp's WebSocket routes,
+  ``/stomp`` and SockJS's (127.0.0.9);
+- request bodies trickled a byte at a time, never idle for long (127.0.0.10);
+- SSE streams opened and dropped as fast as they are answered (127.0.0.11).
 
 Meanwhile an app server publishes numbered messages over the HTTP API and
 two WebSocket subscribers must receive every one, in order, and the
@@ -44,6 +48,8 @@ CONFIG = """
 [limits]
 head_timeout = 2
 max_connections_per_ip = 60
+body_timeout = 1
+body_deadline = 3
 
 [history]
 max_bytes = 8388608
@@ -72,21 +78,24 @@ async def _open(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.S
     return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
 
 
-async def _ws_handshake(port: int, source: str) -> asyncio.StreamWriter | None:
+async def _ws_handshake(
+    port: int, source: str, path: str = "/connection/websocket"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A WebSocket past its 101 (None if refused)."""
     reader, writer = await _open(port, source)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
-            f"GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()
     )
-    head = await reader.readuntil(b"\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
     if b" 101 " not in head.split(b"\r\n")[0]:
         writer.close()
         return None
-    return writer
+    return reader, writer
 
 
 async def ping_flood(port: int, until: float) -> None:
@@ -95,10 +104,11 @@ async def ping_flood(port: int, until: float) -> None:
     async def one() -> None:
         while time.monotonic() < until:
             with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                writer = await _ws_handshake(port, "127.0.0.2")
-                if writer is None:
+                opened = await _ws_handshake(port, "127.0.0.2")
+                if opened is None:
                     await asyncio.sleep(0.2)
                     continue
+                writer = opened[1]
                 frames = _ws_frame(0x9, b"p" * 100) * 200
                 while time.monotonic() < until and not writer.is_closing():
                     writer.write(frames)
@@ -181,6 +191,68 @@ async def history_flood(port: int, until: float) -> None:
         await asyncio.gather(*(one(n) for n in range(20)))
 
 
+async def read_back_flood(port: int, until: float) -> None:
+    """Pings as fast as aiohttp's routes take them, every pong read: frame_rate holds them."""
+
+    async def one(path: str) -> None:
+        while time.monotonic() < until:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError, TimeoutError):
+                opened = await _ws_handshake(port, "127.0.0.9", path)
+                if opened is None:
+                    await asyncio.sleep(0.2)
+                    continue
+                reader, writer = opened
+                drain = asyncio.create_task(reader.read(-1))  # pongs, read and dropped
+                frames = _ws_frame(0x9, b"p" * 100) * 200
+                try:
+                    while time.monotonic() < until and not writer.is_closing():
+                        writer.write(frames)
+                        await asyncio.wait_for(writer.drain(), 2)
+                finally:
+                    writer.transport.abort()
+                    drain.cancel()
+            await asyncio.sleep(0.05)
+
+    paths = ["/stomp", "/sockjs/websocket", "/sockjs/000/soak/websocket"]
+    await asyncio.gather(*(one(path) for path in paths))
+
+
+async def trickle(port: int, until: float) -> None:
+    """POST heads whose bodies come a byte every 0.5 s (body_deadline cuts them)."""
+
+    async def one(n: int) -> None:
+        while time.monotonic() < until:
+            with contextlib.suppress(OSError):
+                _, writer = await _open(port, "127.0.0.10")
+                path = "/api/publish" if n % 2 else f"/sockjs/000/t{n}/xhr_send"
+                writer.write(
+                    f"POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
+                )
+                while time.monotonic() < until and not writer.is_closing():
+                    writer.write(b" ")
+                    await asyncio.sleep(0.5)
+                writer.close()
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(*(one(n) for n in range(20)))
+
+
+async def stream_churn(url: str, until: float) -> None:
+    """SSE streams opened and dropped at once, again and again."""
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.11", 0), limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def one() -> None:
+            while time.monotonic() < until:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(url + "/connection/sse?channel=chat:soak") as r:
+                        await r.content.readany()
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(one() for _ in range(5)))
+
+
 async def test_legitimate_clients_get_everything_in_order_under_every_attack(
     start_server: Callable[..., RunningServer],
 ) -> None:
@@ -241,6 +313,9 @@ async def attack(port: int, stomp_port: int) -> None:
         poll_flood(f"http://127.0.0.1:{port}", until),
         slowloris(port, until),
         history_flood(port, until),
+        read_back_flood(port, until),
+        trickle(port, until),
+        stream_churn(f"http://127.0.0.1:{port}", until),
     )
 
 
