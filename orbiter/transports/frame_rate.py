@@ -4,9 +4,10 @@ SockJS's ``/websocket`` URLs (``/sockjs``, ``/stomp/sockjs``, ``/tcp/sockjs``).
 The native route counts frames in its sans-I/O core and pauses its
 transport (``transports/websocket.py``); these routes read through
 aiohttp's :class:`~aiohttp.web.WebSocketResponse`, so :class:`RatedFrames`
-counts there instead: every frame taken from it (a message, a ping, a pong)
-is one of the second's ``limit``; past it, that frame waits for the next
-second of the monotonic clock, and no other frame is taken meanwhile. Not
+counts there instead (the count itself is :class:`FrameBudget`, without
+I/O): every frame taken from it (a message, a ping, a pong) is one of the
+second's ``limit``; past it, that frame waits for the next second of the
+monotonic clock, and no other frame is taken meanwhile. Not
 asking aiohttp for the next frame is enough to stop reading: its frame queue
 is bounded (a few hundred KiB), past it aiohttp pauses the transport and TCP
 pushes back on the client. Nothing is dropped, and a flood costs the server
@@ -31,6 +32,35 @@ from aiohttp.http import WS_CLOSED_MESSAGE
 _ENDINGS = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 
 
+class FrameBudget:
+    """The count, without I/O: ``limit`` frames in each second of a clock.
+
+    :meth:`take` counts a frame at time ``now`` and says when it may be
+    handled: at once (None), or at the start of the next second, in whose
+    budget it is then counted.
+    """
+
+    __slots__ = ("_limit", "_second", "_taken")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        #: The frames counted in the second ``_second`` (whole seconds of the clock).
+        self._second = -1
+        self._taken = 0
+
+    def take(self, now: float) -> float | None:
+        """Count a frame that came at ``now``: None, or when it may be handled."""
+        second = int(now)
+        if second > self._second:
+            self._second, self._taken = second, 1
+            return None
+        if self._taken < self._limit:
+            self._taken += 1
+            return None
+        self._second, self._taken = self._second + 1, 1
+        return float(self._second)
+
+
 class RatedFrames:
     """Takes a WebSocket's frames at most ``limit`` a second (see the module docstring).
 
@@ -40,22 +70,25 @@ class RatedFrames:
     ``counters``.
     """
 
-    __slots__ = ("_counters", "_limit", "_second", "_taken", "_ws")
+    __slots__ = ("_budget", "_counters", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse, limit: int, counters: Counter[str]) -> None:
         self._ws = ws
-        self._limit = limit
+        self._budget = FrameBudget(limit)
         self._counters = counters
-        #: The frames taken in the second ``_second`` (whole seconds of ``time.monotonic``).
-        self._second = -1
-        self._taken = 0
 
     async def receive(self) -> WSMessage:
         """The next message (text, binary, or how the WebSocket ended)."""
         ws = self._ws
         while True:
             msg = await ws.receive()
-            await self._count_one()
+            due = self._budget.take(time.monotonic())
+            if due is not None:  # over the limit: take nothing more until the next second
+                self._counters["limit_frame_rate"] += 1
+                # A timer may fire a little early (uvloop counts whole milliseconds from the
+                # loop's cached time): sleep again until the second has really begun.
+                while (now := time.monotonic()) < due:  # noqa: ASYNC110 (no event to wait on)
+                    await asyncio.sleep(due - now)
             if msg.type is WSMsgType.PING:
                 try:
                     await ws.pong(msg.data)
@@ -63,22 +96,6 @@ class RatedFrames:
                     return WS_CLOSED_MESSAGE
             elif msg.type is not WSMsgType.PONG:
                 return msg
-
-    async def _count_one(self) -> None:
-        """Count a frame just taken in this second; if the second is full, wait for the next
-        (taking no other frame meanwhile) and count it there."""
-        now = time.monotonic()
-        second = int(now)
-        if second > self._second:
-            self._second, self._taken = second, 0
-        elif self._taken >= self._limit:
-            self._counters["limit_frame_rate"] += 1
-            second += 1
-            while now < second:  # (a timer may fire a little early)
-                await asyncio.sleep(second - now)
-                now = time.monotonic()
-            self._second, self._taken = int(now), 0
-        self._taken += 1
 
     def __aiter__(self) -> RatedFrames:
         return self
