@@ -540,13 +540,21 @@ def drain(sock: socket.socket) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("route", AIOHTTP_ROUTES)
-def test_a_ping_flood_on_aiohttps_routes_takes_no_time_from_others(
-    start_server: Callable[..., RunningServer], echo_port: int, route: str
+#: Native pings as SockJS sends them: raw (a message a frame) and framed (a JSON array).
+COMMANDS = {
+    "/sockjs/websocket": masked(0x1, b'{"id":1,"op":"ping"}'),
+    "/sockjs/000/commands/websocket": masked(0x1, b'["{\\"id\\":1,\\"op\\":\\"ping\\"}"]'),
+}
+FLOODS = [(route, PING) for route in AIOHTTP_ROUTES] + list(COMMANDS.items())
+
+
+@pytest.mark.parametrize(("route", "frame"), FLOODS, ids=[f"{r}-{f[:1].hex()}" for r, f in FLOODS])
+def test_a_flood_on_aiohttps_routes_takes_no_time_from_others(
+    start_server: Callable[..., RunningServer], echo_port: int, route: str, frame: bytes
 ) -> None:
-    """A client that sends pings as fast as the socket takes them and reads every pong:
-    the server reads 200 a second and spends next to no CPU on it (unbounded, it spent
-    all it had), and others are served meanwhile."""
+    """A client that sends pings (or native commands) as fast as the socket takes them and
+    reads every answer: the server reads 200 frames a second and spends next to no CPU on
+    it (unbounded, it spent all it had), and others are served meanwhile."""
     srv = rated_server(start_server, echo_port, 200)
     attacker = opened_at(srv, route.format(echo=echo_port))
     reader = drain(attacker)
@@ -556,7 +564,7 @@ def test_a_ping_flood_on_aiohttps_routes_takes_no_time_from_others(
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         with contextlib.suppress(TimeoutError):  # the server stops reading: our sends block
-            sent += attacker.send(PING * 500)
+            sent += attacker.send(frame * 500)
     spent = cpu_seconds(srv.process.pid) - before
     bystander = opened(srv)  # served as before, while the attacker still holds its socket
     bystander.close()
