@@ -26,6 +26,7 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 SPAWNABLE = {
     "orbiter": "orbiter",
     "orbiter-before": "orbiter",
+    "orbiter-memory": "orbiter",
     "aiohttp": "broadcast",
     "websockets": "broadcast-ws",
     "node-ws": "broadcast",
@@ -198,6 +199,8 @@ def spawn(
         conf.write_text(BENCH_CONFIG.format(session=session, limits=limits) + orbiter_config)
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(port), "--config", str(conf)]
         cmd += ["--log-level", "warning", *orbiter_args]
+        if name == "orbiter-memory":  # this tree on the memory engine, beside the default
+            cmd += ["--engine", "memory"]
     elif name == "aiohttp":
         cmd = [sys.executable, "-m", "orbiter.bench.peers.aiohttp_broadcast", str(port)]
     elif name == "uvloop-raw":
