@@ -9,53 +9,73 @@ held until then.
 
 The connection sniffer (``transports/sniffing.py``) gives every connection
 it hands to aiohttp a :class:`NoticingRequestHandler`: aiohttp's request
-handler, which also resolves a future when the connection is lost (the
-transport's ``connection_lost``). :func:`departure` gives a request's
-handler that future, to wait on beside its own work; a request served
-without the sniffer (an app run by aiohttp's own runner) has none, and
-learns of the departure at its next write, as before.
+handler, which also tells one :class:`Listener` when the connection is lost
+(the transport's ``connection_lost``). A long response registers itself with
+:func:`listen` for as long as it runs; an idle connection holds nothing more
+than one empty slot. A request served without the sniffer (an app run by
+aiohttp's own runner) cannot be listened to, and learns of the departure at
+its next write, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 
-class NoticingRequestHandler(RequestHandler):
-    """aiohttp's request handler, with a future resolved when its connection is lost."""
+class Listener(Protocol):
+    def client_left(self) -> None:
+        """The client's connection is gone (called once, from the event loop)."""
 
-    __slots__ = ("_departed",)
+
+class NoticingRequestHandler(RequestHandler):
+    """aiohttp's request handler, telling its :class:`Listener` when its connection is lost."""
+
+    __slots__ = ("listener",)
 
     def __init__(self, manager: web.Server, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
-        self._departed: asyncio.Future[None] | None = None
+        self.listener: Listener | None = None
 
     @classmethod
     def made_by(cls, server: web.Server) -> NoticingRequestHandler:
         """The handler ``server()`` would make (with the server's arguments), of this class."""
         return cls(server, loop=server._loop, **server._kwargs)
 
-    def departed(self) -> asyncio.Future[None]:
-        """Resolved once the connection is lost (made on first use: most requests never ask)."""
-        departed = self._departed
-        if departed is None:
-            departed = self._departed = asyncio.get_running_loop().create_future()
-            if self.transport is None:
-                departed.set_result(None)
-        return departed
-
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
-        departed = self._departed
-        if departed is not None and not departed.done():
-            departed.set_result(None)
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.client_left()
 
 
-def departure(request: web.Request) -> asyncio.Future[None] | None:
-    """Resolved once ``request``'s client has gone; None if its connection cannot tell."""
+def listen(request: web.Request, listener: Listener | None) -> bool:
+    """Have ``listener`` told the moment ``request``'s client leaves (at once, if it has);
+    None stops telling. False if this connection cannot tell (then nothing is called).
+
+    One listener a connection: the response being written on it.
+    """
     protocol = request.protocol
-    return protocol.departed() if isinstance(protocol, NoticingRequestHandler) else None
+    if not isinstance(protocol, NoticingRequestHandler):
+        return False
+    if listener is not None and protocol.transport is None:
+        listener.client_left()
+        return True
+    protocol.listener = listener
+    return True
+
+
+class Departure:
+    """A :class:`Listener` that resolves a future, for a handler that waits on it."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def client_left(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)

@@ -20,7 +20,7 @@ as on a WebSocket; this adapter only frames what the session queues:
   reason, reconnect}`` before the stream ends (the browser then reconnects).
 
 A client that closes the stream is noticed at once
-(:func:`~orbiter.transports.departure.departure`): its session ends, its
+(:func:`~orbiter.transports.departure.listen`): its session ends, its
 subscriptions and its place in the connection limits are released then,
 not at the next heartbeat.
 
@@ -57,7 +57,7 @@ from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.app_keys import NODE
-from orbiter.transports.departure import departure
+from orbiter.transports.departure import listen
 from orbiter.transports.errors import error_response
 from orbiter.transports.guard import request_credentials
 from orbiter.transports.streaming import write
@@ -156,16 +156,7 @@ class EventStream:
     intervals is cut.
     """
 
-    __slots__ = (
-        "_alone",
-        "_chunked",
-        "_departed",
-        "_done",
-        "_positions",
-        "_request",
-        "_session",
-        "_wrote",
-    )
+    __slots__ = ("_alone", "_chunked", "_done", "_positions", "_request", "_session", "_wrote")
 
     def __init__(
         self, request: web.Request, session: ClientSession, subs: list[Subscribed], chunked: bool
@@ -177,8 +168,6 @@ class EventStream:
         self._positions = {sub.channel: sub.start for sub in subs}
         self._alone = len(subs) == 1
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        #: Resolved the moment the client leaves (None: only a failed write tells).
-        self._departed = departure(request)
         self._wrote = False
 
     def _transport(self) -> asyncio.Transport | None:
@@ -238,14 +227,18 @@ class EventStream:
 
     # ------------------------------------------------------------ waiting
 
+    def client_left(self) -> None:
+        """The connection is gone (:mod:`~orbiter.transports.departure`): the stream ends."""
+        if not self._done.done():
+            self._done.set_result(None)
+
     async def run(self, interval: float) -> None:
-        """Until the outbox closes or the client goes (at once, not at the next heartbeat):
-        heartbeats, and cut a stalled client."""
+        """Until the outbox closes or the client goes (at once, where the connection can tell
+        it: see :meth:`client_left`): heartbeats, and cut a stalled client."""
         unsent = 0
-        ends = (self._done,) if self._departed is None else (self._done, self._departed)
         while not self._done.done():
-            await asyncio.wait(ends, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-            if self._done.done() or (self._departed is not None and self._departed.done()):
+            await asyncio.wait((self._done,), timeout=interval)
+            if self._done.done():
                 return
             transport = self._transport()
             if transport is None:
@@ -312,8 +305,10 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
             await write(request, response, opening_events(subs), timing)
             stream = EventStream(request, session, subs, chunked)
             session.outbox.attach(stream, node.flusher, stream.ended)
+            listen(request, stream)
             await stream.run(timing.ping_interval)
             await response.write_eof()
         return response
     finally:
+        listen(request, None)
         await node.end_session(session)

@@ -8,7 +8,7 @@ SSE is written to at once instead: :class:`orbiter.transports.sse.EventStream`).
 so it may read the session's positions, which then match exactly what the
 batch holds. After ``session.ping_interval`` seconds
 without a write, a keepalive goes out: proxies keep the stream open. A
-client that has gone is noticed at once (:func:`~orbiter.transports.departure.departure`;
+client that has gone is noticed at once (:mod:`~orbiter.transports.departure`;
 else by the next failed write). A write that cannot finish within
 ``ping_interval + pong_timeout`` (a client that stopped reading) aborts the
 connection.
@@ -24,7 +24,7 @@ from aiohttp import web
 from orbiter.config.settings import SessionTiming
 from orbiter.services.outbox import Pull
 from orbiter.session.session import ClientSession
-from orbiter.transports.departure import departure
+from orbiter.transports.departure import Departure, listen
 
 
 class Framer(Protocol):
@@ -53,22 +53,26 @@ async def pump(
     """
     sent = 0
     output = Pull(session.outbox)
-    departed = departure(request)
-    while True:
-        batch = await _next_batch(output, departed, timing.ping_interval)
-        if batch is None:
-            await write(request, response, keepalive, timing)
-            continue
-        if not batch:
-            return True
-        data = framer.frame(batch)
-        if not data:
-            continue
-        await write(request, response, data, timing)
-        framer.written()
-        sent += len(data)
-        if limit is not None and sent >= limit:
-            return False
+    departure = Departure()
+    departed = departure.future if listen(request, departure) else None
+    try:
+        while True:
+            batch = await _next_batch(output, departed, timing.ping_interval)
+            if batch is None:
+                await write(request, response, keepalive, timing)
+                continue
+            if not batch:
+                return True
+            data = framer.frame(batch)
+            if not data:
+                continue
+            await write(request, response, data, timing)
+            framer.written()
+            sent += len(data)
+            if limit is not None and sent >= limit:
+                return False
+    finally:
+        listen(request, None)
 
 
 async def _next_batch(
