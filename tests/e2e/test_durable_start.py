@@ -21,7 +21,7 @@ async def test_serve_keeps_history_in_orbiter_data_where_it_is_started() -> None
         with sqlite3.connect(data_file) as conn:
             rows = conn.execute("SELECT data FROM publications").fetchall()
         conn.close()
-        assert rows == [(b'"kept"',)]
+        assert rows == [('"kept"',)]
     finally:
         server.stop()
 

@@ -35,7 +35,7 @@ async def broker(path: Path) -> AsyncIterator[SqliteBroker]:
     await broker.close()
 
 
-def _stored(path: Path, channel: str) -> list[tuple[int, bytes]]:
+def _stored(path: Path, channel: str) -> list[tuple[int, str]]:
     """The publications the file has for ``channel``, read on a connection of our own."""
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
@@ -133,12 +133,12 @@ async def test_publishers_and_subscribers_see_a_publication_only_once_committed(
     seen_in_file: list[bool] = []
 
     def on_publication(pub: Publication) -> None:
-        seen_in_file.append((pub.offset, b'"x"') in _stored(path, "c"))
+        seen_in_file.append((pub.offset, '"x"') in _stored(path, "c"))
 
     broker.set_handlers(on_publication, lambda _: None)
     await broker.subscribe("c")
     pub = await broker.publish("c", "x", POLICY)
-    assert _stored(path, "c") == [(1, b'"x"')]  # in the file when the publisher hears OK
+    assert _stored(path, "c") == [(1, '"x"')]  # in the file when the publisher hears OK
     assert seen_in_file == [True]  # and before the subscriber got it
     assert pub.offset == 1
 
@@ -187,6 +187,37 @@ async def test_pages_beyond_the_memory_window_are_read_from_the_file(path: Path)
         recent = await broker.history("c", StreamPosition(57, epoch), POLICY)
         assert recent.publications == pubs[57:]
         assert recent.publications[0] is pubs[57]
+    finally:
+        await broker.close()
+
+
+TRICKY: list[object] = [
+    0.30000000000000004,
+    5e-324,
+    -0.0,
+    2**63 - 1,
+    18446744073709551615,
+    '\U0001f600 \u2028 "quoted" \\ \x00',
+    "",
+    None,
+    True,
+    [1, {"nested": [None, 1.5, "x"]}],
+    {},
+]
+
+
+async def test_what_the_file_gives_back_is_what_was_published(path: Path) -> None:
+    broker = SqliteBroker(path, window=1)  # every read but the newest from the file
+    await broker.start()
+    try:
+        for i, data in enumerate(TRICKY):
+            await broker.publish("t", data, POLICY, {"n": str(i), "é": "\u2028"} if i % 2 else None)
+        page = await broker.history("t", StreamPosition(0, broker.void_epoch), POLICY)
+        assert page.recoverable
+        assert [p.data for p in page.publications] == TRICKY
+        assert [p.tags for p in page.publications] == [
+            {"n": str(i), "é": "\u2028"} if i % 2 else None for i in range(len(TRICKY))
+        ]
     finally:
         await broker.close()
 
