@@ -88,6 +88,8 @@ async def test_answers_and_errors(alice: NativeClient) -> None:
         "code": 114,
         "message": "the app server did not answer in 1 s (rpc.timeout)",
     }
+    big = await alice.call("rpc", method="big")
+    assert big["result"]["value"] == "x" * 300_000
     bad = await alice.call("rpc", method=5)
     assert bad["error"]["code"] == 107
 

@@ -1,9 +1,9 @@
 """A real aiohttp app server, in a thread, answering orbiter's RPC proxy (``POST /rpc``).
 
 The method names what it does: ``whoami`` answers what it was told about the
-caller (user, client, its ``session`` cookie), ``echo`` the data, ``deny`` an
-error, ``slow`` after :data:`SLOW` seconds, ``crash`` HTTP 500, ``nonsense`` a
-body that is no answer. Every request is recorded.
+caller (user, client, its ``session`` cookie), ``echo`` the data, ``big``
+300,000 characters, ``deny`` an error, ``slow`` after :data:`SLOW` seconds,
+``crash`` HTTP 500, ``nonsense`` a body that is no answer. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class RpcApp:
                     }
                 }
             )
+        if method == "big":  # an answer larger than one read of the response
+            return web.json_response({"result": "x" * 300_000})
         if method == "echo":
             return web.json_response({"result": body["data"]})
         if method == "deny":

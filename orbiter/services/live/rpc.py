@@ -72,8 +72,13 @@ class RpcProxy:
                     self.settings.url, data=payload, headers=sent, allow_redirects=False
                 ) as response,
             ):
-                body = await response.content.read(MAX_ANSWER + 1)
                 status = response.status
+                body = b""
+                while len(body) <= MAX_ANSWER:  # read(n) may give less than n: to the end
+                    chunk = await response.content.read(MAX_ANSWER + 1 - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
         except TimeoutError:  # an OSError too: told apart first
             raise
         except (aiohttp.ClientError, OSError) as exc:
