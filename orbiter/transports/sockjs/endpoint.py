@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs.frames import (
     ANOTHER_CONNECTION,
     INTERRUPTED,
     OPEN,
@@ -30,7 +30,7 @@ from orbiter.transports.sockjs.frames import (
     Frame,
     Messages,
 )
-from orbiter.transports.sockjs.session import Attach, SockJSSession, State
+from orbiter.protocol.sockjs.session_state import Attach, SockJSSession, State
 
 log = logging.getLogger("orbiter.sockjs")
 

@@ -24,11 +24,9 @@ import orjson
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
-from orbiter.transports.expect import expect_handler
-from orbiter.transports.sockjs import urls
-from orbiter.transports.sockjs.endpoint import Endpoint, SockJSServer
-from orbiter.transports.sockjs.envelopes import CALLBACK, ENVELOPES, Envelope
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs import urls
+from orbiter.protocol.sockjs.envelopes import CALLBACK, ENVELOPES, Envelope
+from orbiter.protocol.sockjs.frames import (
     BROKEN_JSON,
     MESSAGE_TOO_BIG,
     PAYLOAD_EXPECTED,
@@ -37,6 +35,8 @@ from orbiter.transports.sockjs.frames import (
     decode_messages,
     largest_message_size,
 )
+from orbiter.transports.expect import expect_handler
+from orbiter.transports.sockjs.endpoint import Endpoint, SockJSServer
 from orbiter.transports.sockjs.websocket import raw_websocket, sockjs_websocket
 
 log = logging.getLogger("orbiter.sockjs")

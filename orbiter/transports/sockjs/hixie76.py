@@ -17,11 +17,7 @@ from typing import TYPE_CHECKING
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from orbiter.protocol import hixie76
-from orbiter.protocol.websocket_handshake import parse_head as parse_http_head
-from orbiter.transports.guard import is_guarded, origin_refusal
-from orbiter.transports.sniffing import Claim, RawHandler, RawRouter, stream_claim
-from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs.frames import (
     MESSAGE_TOO_BIG,
     Frame,
     PayloadError,
@@ -29,6 +25,10 @@ from orbiter.transports.sockjs.frames import (
     encode_frame,
     largest_message_size,
 )
+from orbiter.protocol.websocket_handshake import parse_head as parse_http_head
+from orbiter.transports.guard import is_guarded, origin_refusal
+from orbiter.transports.sniffing import Claim, RawHandler, RawRouter, stream_claim
+from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 
 if TYPE_CHECKING:
     from orbiter.node import Node

@@ -18,11 +18,11 @@ from orbiter.auth import Credentials
 from orbiter.model import TooManyConnections
 from orbiter.node import Node
 from orbiter.protocol.native import DisconnectCode
+from orbiter.protocol.sockjs.frames import Encoded, encode_messages
 from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
 from orbiter.transports.sockjs.endpoint import Connection
-from orbiter.transports.sockjs.frames import Encoded, encode_messages
 
 #: The :meth:`SharedBatch.framed` kind of a batch's SockJS encoding (an ``Encoded``).
 _SOCKJS_MESSAGES = "sockjs-messages"

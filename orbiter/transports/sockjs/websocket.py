@@ -19,9 +19,7 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from orbiter.transports.frame_rate import RatedFrames
-from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs.frames import (
     MESSAGE_TOO_BIG,
     Close,
     Frame,
@@ -31,6 +29,8 @@ from orbiter.transports.sockjs.frames import (
     encode_frame,
     largest_message_size,
 )
+from orbiter.transports.frame_rate import RatedFrames
+from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 
 log = logging.getLogger("orbiter.sockjs")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from orbiter.protocol.sockjs.frames import Frame, encode_frame
 from orbiter.transports.sockjs.endpoint import (
     Connection,
     Endpoint,
@@ -11,7 +12,6 @@ from orbiter.transports.sockjs.endpoint import (
     SessionApp,
     SockJSServer,
 )
-from orbiter.transports.sockjs.frames import Frame, encode_frame
 
 OPTIONS = EndpointOptions(
     heartbeat=0.2,

@@ -19,13 +19,8 @@ from hypothesis import strategies as st
 
 from orbiter.model import Publication
 from orbiter.protocol.native import DisconnectCode
-from orbiter.services import pushes as pushes_module
-from orbiter.services.outbox import Flusher, Outbox
-from orbiter.services.pushes import pushes
-from orbiter.services.shared_batch import SharedBatch
-from orbiter.transports.sockjs import services
-from orbiter.transports.sockjs.envelopes import ENVELOPES
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs.envelopes import ENVELOPES
+from orbiter.protocol.sockjs.frames import (
     Close,
     Encoded,
     Messages,
@@ -33,9 +28,14 @@ from orbiter.transports.sockjs.frames import (
     encode_json,
     encode_messages,
 )
+from orbiter.protocol.sockjs.session_state import SLOW_CONSUMER, SockJSSession
+from orbiter.services import pushes as pushes_module
+from orbiter.services.outbox import Flusher, Outbox
+from orbiter.services.pushes import pushes
+from orbiter.services.shared_batch import SharedBatch
+from orbiter.transports.sockjs import services
 from orbiter.transports.sockjs.hixie76 import _Hixie76Receiver
 from orbiter.transports.sockjs.services import NativeApp
-from orbiter.transports.sockjs.session import SLOW_CONSUMER, SockJSSession
 from orbiter.transports.sockjs.websocket import _FramedReceiver, _RawReceiver
 
 #: Quotes, backslashes, controls, non-ASCII and the code points SockJS escapes.

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs.frames import (
     ANOTHER_CONNECTION,
     HEARTBEAT,
     OPEN,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orbiter.transports.sockjs.frames import HEARTBEAT, INTERRUPTED, OPEN, Close, Messages
-from orbiter.transports.sockjs.session import SLOW_CONSUMER, Attach, SockJSSession, State
+from orbiter.protocol.sockjs.frames import HEARTBEAT, INTERRUPTED, OPEN, Close, Messages
+from orbiter.protocol.sockjs.session_state import SLOW_CONSUMER, Attach, SockJSSession, State
 
 
 def new(max_queued_bytes: int = 1000) -> SockJSSession:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from orbiter.transports.sockjs.envelopes import CALLBACK, ENVELOPES
-from orbiter.transports.sockjs.frames import OPEN, Close, Messages
+from orbiter.protocol.sockjs.envelopes import CALLBACK, ENVELOPES
+from orbiter.protocol.sockjs.frames import OPEN, Close, Messages
 
 
 def test_the_five_envelopes() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from orbiter.transports.sockjs.urls import (
+from orbiter.protocol.sockjs.urls import (
     Greeting,
     Iframe,
     Info,

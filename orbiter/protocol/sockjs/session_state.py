@@ -25,7 +25,7 @@ import enum
 from collections.abc import Callable
 
 from orbiter.protocol.native import DisconnectCode
-from orbiter.transports.sockjs.frames import (
+from orbiter.protocol.sockjs.frames import (
     HEARTBEAT,
     INTERRUPTED,
     OPEN,

@@ -4,7 +4,7 @@ Each envelope knows only how its response looks: the content type, the
 prelude written before the first frame, how one frame is wrapped, whether
 the response streams (many frames, until the response limit) or polls (one
 frame, then the response ends), and whether it needs a JavaScript callback
-name. Sessions, heartbeats and timeouts are the session layer's business.
+name. Sessions, heartbeats and timeouts are session_state's business.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import orjson
 
-from orbiter.transports.sockjs.frames import Frame, encode_frame
+from orbiter.protocol.sockjs.frames import Frame, encode_frame
 
 #: A valid ``c`` (callback) parameter: a JavaScript name path such as ``_jp.a1b2c3``.
 CALLBACK = re.compile(r"[A-Za-z0-9_.-]{1,128}")
