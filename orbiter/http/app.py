@@ -17,9 +17,9 @@ from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.app_keys import NODE, RAW_ROUTERS
 from orbiter.transports.comet import add_comet_routes
 from orbiter.transports.guard import add_cors_headers, origin_guard
+from orbiter.transports.pyorbited_listener import add_pyorbited_listener
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
-from orbiter.transports.tcp_pyorbited import add_pyorbited_listener
 from orbiter.transports.tcp_websocket import add_tcp_routes
 from orbiter.transports.websocket import add_native_websocket
 

@@ -8,7 +8,7 @@ import pytest
 
 from orbiter.config.settings import ConfigError, config_from_dict
 from orbiter.config.tcp import PyorbitedSettings, is_loopback
-from orbiter.transports.tcp_pyorbited import RefusalLog
+from orbiter.transports.pyorbited_listener import RefusalLog
 
 
 def pyorbited(**table: object) -> PyorbitedSettings:
