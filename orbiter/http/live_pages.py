@@ -27,7 +27,8 @@ _PAGE = """<!doctype html>
 <script src="/static/orbiter.js"></script>
 <script>{widget_js}</script>
 <script>
-Orbiter.Widget.start({widget_class}, document.getElementById("orbiter-live"), {options});
+Orbiter.Widget.start({widget_class}, document.getElementById("orbiter-live"), {options})
+  .catch((err) => console.error("orbiter: the element could not attach:", err));
 </script>
 </body>
 </html>

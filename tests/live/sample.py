@@ -93,6 +93,24 @@ class Narrower(Sample):
         return "withdrawn"
 
 
+class Spy(Sample):
+    """Records every attribute looked up on it once ``watching`` is set."""
+
+    watching = False
+    looked_up: list[str]
+
+    def __getattribute__(self, name: str) -> Any:
+        if object.__getattribute__(self, "watching"):
+            object.__getattribute__(self, "looked_up").append(name)
+        return object.__getattribute__(self, name)
+
+
+def make_spy() -> Spy:
+    spy = Spy()
+    spy.looked_up = []
+    return spy
+
+
 def make() -> Sample:
     return Sample()
 

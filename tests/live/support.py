@@ -19,7 +19,7 @@ MOUNTS = (
     ElementMount("/sample", "tests.live.sample:make"),
     ElementMount("/narrower", "tests.live.sample:make_narrower"),
     ElementMount("/broken", "tests.live.sample:not_an_element"),
-    ElementMount("/spy", "tests.live.test_exposure:make_spy"),
+    ElementMount("/spy", "tests.live.sample:make_spy"),
 )
 
 

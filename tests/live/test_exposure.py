@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from orbiter.live import LiveElement, expose
 from orbiter.protocol.native import ErrorCode
 from tests.live import sample
+from tests.live.sample import Spy, make_spy
 from tests.live.support import attach, call, live_session
 
 EXPOSED = {"add", "optional", "slow", "fail", "fail_later", "unsendable", "ask", "relay", "whoami"}
@@ -59,24 +60,6 @@ def test_an_exposed_flag_set_by_hand_on_a_non_function_exposes_nothing() -> None
         thing = Sneaky()
 
     assert "thing" not in Holder.exposed
-
-
-class Spy(sample.Sample):
-    """Records every attribute looked up on it once ``watching`` is set."""
-
-    watching = False
-    looked_up: list[str]
-
-    def __getattribute__(self, name: str) -> Any:
-        if object.__getattribute__(self, "watching"):
-            object.__getattribute__(self, "looked_up").append(name)
-        return object.__getattribute__(self, name)
-
-
-def make_spy() -> Spy:
-    spy = Spy()
-    spy.looked_up = []
-    return spy
 
 
 _names_of_things = sorted(
