@@ -65,6 +65,7 @@ def engine_for(config: Config) -> Broker:
             window=settings.memory_window,
             max_streams=config.limits.max_channels,
             max_history_bytes=config.history_max_bytes,
+            max_disk_bytes=settings.max_disk_bytes or None,
         )
     return MemoryBroker(
         max_streams=config.limits.max_channels,

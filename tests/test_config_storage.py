@@ -33,6 +33,7 @@ def test_a_full_table(tmp_path: Path):
                 "data_dir": str(tmp_path / "d"),
                 "sync": "full",
                 "memory_window": 16,
+                "max_disk_bytes": 10_000_000,
             }
         }
     )
@@ -40,6 +41,11 @@ def test_a_full_table(tmp_path: Path):
     assert config.engine.data_file == tmp_path / "d" / "orbiter.sqlite3"
     assert config.engine.sync == "full"
     assert config.engine.memory_window == 16
+    assert config.engine.max_disk_bytes == 10_000_000
+    broker = engine_for(config)
+    assert isinstance(broker, SqliteBroker)
+    assert broker._max_disk_bytes == 10_000_000
+    assert engine_for(config_from_dict({"engine": {"data_dir": "d"}}))._max_disk_bytes is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -52,6 +58,7 @@ def test_a_full_table(tmp_path: Path):
         ({"data_dir": ""}, "'engine.data_dir' must be a directory path"),
         ({"data_dir": "a\0b"}, "'engine.data_dir' must be a directory path"),
         ({"memory_window": 0}, "'engine.memory_window' must be positive"),
+        ({"max_disk_bytes": -1}, "'engine.max_disk_bytes' must not be negative (0: no bound)"),
         ({"window": 3}, "unknown key 'engine.window'"),
     ],
 )

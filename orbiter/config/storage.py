@@ -49,6 +49,10 @@ class EngineSettings:
     #: Publications of each channel kept in memory (its newest); older pages are
     #: read from the file.
     memory_window: int = 128
+    #: Bytes of the data file in use at most (0: no bound): past it, every few
+    #: seconds, the oldest publications of every channel are deleted first (a client
+    #: recovering past them is told it cannot); epochs and offsets stay.
+    max_disk_bytes: int = 0
 
     @property
     def durable(self) -> bool:
@@ -74,4 +78,6 @@ def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
         raise SettingsError("'engine.data_dir' must be a directory path")
     if settings.memory_window <= 0:
         raise SettingsError("'engine.memory_window' must be positive")
+    if settings.max_disk_bytes < 0:
+        raise SettingsError("'engine.max_disk_bytes' must not be negative (0: no bound)")
     return settings

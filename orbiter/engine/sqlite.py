@@ -182,8 +182,12 @@ class SqliteBroker(Broker):
         sweep_interval: float = 5.0,
         max_streams: int | None = None,
         max_history_bytes: int | None = None,
+        max_disk_bytes: int | None = None,
     ) -> None:
         self.path = Path(path)
+        #: Bytes of the file in use at most (None: unbounded); each sweep deletes the
+        #: oldest publications of every channel past it.
+        self._max_disk_bytes = max_disk_bytes
         self._store = SqliteStore(self.path, sync)
         self._window = window
         self._writer: WriterThread | None = None
@@ -631,6 +635,8 @@ class SqliteBroker(Broker):
             # Positions read from the void epoch before this point may name one of
             # these streams: a stream created from now on must not honour them.
             self.void_epoch = upkeep.void_epoch = new_epoch()
+        if self._max_disk_bytes is not None:
+            upkeep.disk_budget = self._max_disk_bytes
         if upkeep.upkeep:
             self._schedule_cut()
 

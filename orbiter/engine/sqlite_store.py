@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS publications (
 CREATE UNIQUE INDEX IF NOT EXISTS publications_by_stream ON publications (stream, offset);
 """
 
+#: Publications deleted at most in one transaction to fit ``engine.max_disk_bytes``.
+DISK_TRIM_ROWS = 20_000
+
 #: ``[engine] sync`` values and the ``PRAGMA synchronous`` each sets.
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
 
@@ -133,11 +136,14 @@ class WriteBatch:
     tops: list[tuple[int, float, int, float, float, int]] = field(default_factory=list)
     #: Retention: (stream id, delete offsets up to this, delete times before this).
     trims: list[tuple[int, int, float]] = field(default_factory=list)
+    #: The node's bytes on disk (``engine.max_disk_bytes``): past it, the oldest
+    #: publications of every channel go first (at most :data:`DISK_TRIM_ROWS`).
+    disk_budget: int | None = None
 
     @property
     def upkeep(self) -> bool:
         """Anything besides publications to write."""
-        return bool(self.forgets or self.trims or self.tops or self.void_epoch)
+        return bool(self.forgets or self.trims or self.tops or self.void_epoch or self.disk_budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +296,8 @@ class SqliteStore:
                     "DELETE FROM publications WHERE stream = ? AND (offset <= ? OR time < ?)",
                     batch.trims,
                 )
+            if batch.disk_budget is not None:
+                self._fit(conn, batch.disk_budget)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -297,6 +305,37 @@ class SqliteStore:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _fit(conn: sqlite3.Connection, budget: int) -> None:
+        """Delete the oldest publications (the lowest rowids: the order written) while the
+        pages in use are more than ``budget`` bytes, at most :data:`DISK_TRIM_ROWS` at a
+        time; each stream's row keeps the top of what goes."""
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        used = conn.execute(
+            "SELECT (page_count - freelist_count) * ? "
+            "FROM pragma_page_count, pragma_freelist_count",
+            (page_size,),
+        ).fetchone()[0]
+        if used <= budget:
+            return
+        rows = conn.execute("SELECT count(*) FROM publications").fetchone()[0]
+        if not rows:
+            return
+        # Rows' share of the excess, rounded up: the next sweep goes on if it was not enough.
+        count = min(DISK_TRIM_ROWS, max(1, -(-rows * (used - budget) // used)))
+        last = conn.execute(
+            "SELECT rowid FROM publications ORDER BY rowid LIMIT 1 OFFSET ?", (count - 1,)
+        ).fetchone()
+        if last is None:
+            return
+        conn.execute(
+            "UPDATE streams SET top = max(top, (SELECT max(offset) FROM publications "
+            "WHERE stream = streams.id)) WHERE id IN "
+            "(SELECT DISTINCT stream FROM publications WHERE rowid <= ?)",
+            last,
+        )
+        conn.execute("DELETE FROM publications WHERE rowid <= ?", last)
 
     def close(self) -> None:
         """Checkpoint the log into the file and close the writer connection."""

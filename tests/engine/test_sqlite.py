@@ -276,6 +276,52 @@ async def test_a_sweep_over_many_channels_trims_them_over_several_transactions(
     conn.close()
 
 
+def _used_bytes(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        pages, free, size = (
+            conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_count", "freelist_count", "page_size")
+        )
+    conn.close()
+    return int((pages - free) * size)
+
+
+async def test_the_disk_budget_deletes_the_oldest_of_every_channel_first(path: Path) -> None:
+    budget = 400_000
+    broker = SqliteBroker(path, window=1, max_disk_bytes=budget)
+    await broker.start()
+    big = HistoryPolicy(size=10_000, ttl=600.0, meta_ttl=3600.0)
+    epochs = {}
+    for i in range(2000):  # about 2.3 MB of publications, round robin over four channels
+        pub = await broker.publish(f"d{i % 4}", "x" * 1000, big)
+        epochs[pub.channel] = pub.epoch
+    assert _used_bytes(path) > budget
+    for _ in range(30):
+        broker.sweep()
+        await broker._idle.wait()
+        if _used_bytes(path) <= budget:
+            break
+    assert _used_bytes(path) <= budget
+    kept = 0
+    for channel, epoch in epochs.items():
+        page = await broker.history(channel, StreamPosition(0, epoch), big)
+        assert not page.recoverable  # the oldest went: a client from the start is told
+        offsets = [p.offset for p in page.publications]
+        assert offsets == list(range(501 - len(offsets), 501))  # the newest stay, no hole
+        assert 0 < len(offsets) < 500
+        kept += len(offsets)
+    assert kept < 2000
+    await broker.close()
+    again = SqliteBroker(path)  # epochs and offsets stay, though publications went
+    await again.start()
+    try:
+        for channel, epoch in epochs.items():
+            assert (await again.history(channel, None, big)).position == StreamPosition(500, epoch)
+        assert (await again.publish("d0", "next", big)).offset == 501
+    finally:
+        await again.close()
+
+
 async def test_idle_streams_are_forgotten_in_the_file_too(path: Path) -> None:
     broker = SqliteBroker(path)
     await broker.start()
