@@ -6,6 +6,9 @@ import pytest
 
 from tests.support.server import RunningServer
 
+#: The ``manual_clock`` fixture (a clock the test moves, the loop's time too).
+pytest_plugins = ["tests.support.clock"]
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[RunningServer]:

@@ -5,7 +5,10 @@ ERROR nothing more is handled; queue messages survive whatever a consumer does."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +24,7 @@ from orbiter.services.outbox import Pull
 from orbiter.services.pubsub import PubSub
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
+from tests.support.clock import ManualClock
 
 CONFIG = replace(Config(), stomp=StompSettings(max_queue_length=50, max_unacked=3))
 
@@ -249,11 +253,12 @@ async def test_acking_topic_messages_past_max_unacked_does_not_end_the_connectio
     await broker.end_session(session)
 
 
-async def _broker_with(**stomp: Any) -> StompBroker:
+async def _broker_with(clock: Callable[[], float] = time.monotonic, **stomp: Any) -> StompBroker:
     config = replace(Config(), stomp=replace(StompSettings(), **stomp))
     engine = MemoryBroker()
     await engine.start()
-    return StompBroker(config, PubSub(config, engine, MemoryPresenceStore()), Authenticator(config))
+    pubsub = PubSub(config, engine, MemoryPresenceStore())
+    return StompBroker(config, pubsub, Authenticator(config), clock=clock)
 
 
 async def test_a_send_past_a_queue_budget_is_an_error_naming_the_key_and_keeps_the_rest():
@@ -448,22 +453,98 @@ async def test_acknowledged_queue_messages_free_their_bytes_and_nacked_ones_keep
     await broker.shutdown("done", grace=0.1)
 
 
-async def test_one_timer_sweeps_while_queues_hold_bytes_and_stops_after(monkeypatch):
-    import orbiter.services.stomp.broker as broker_module
-
-    monkeypatch.setattr(broker_module, "SWEEP_INTERVAL", 0.05)
-    broker = await _broker_with()
+async def test_one_timer_sweeps_while_queues_hold_bytes_and_stops_after(
+    manual_clock: ManualClock,
+) -> None:
+    broker = await _broker_with(clock=manual_clock)
     session = await _connect(broker)
     for n in range(3):
         await session.receive(
             encode_frame(
-                "SEND", [("destination", f"/queue/t{n}"), ("expiration", "200")], b"x" * 100
+                "SEND", [("destination", f"/queue/t{n}"), ("expiration", "2500")], b"x" * 100
             )
         )
     assert broker.queues.bytes > 0
     assert len(broker.queues) == 3
-    await asyncio.sleep(0.5)  # several sweeps: the first ones find nothing due yet
+    await manual_clock.advance(2.99)  # the sweeps at 1 s and 2 s find nothing due yet
+    assert len(broker.queues) == 3
+    assert broker._sweep is not None
+    await manual_clock.advance(0.02)  # the sweep at 3 s, one second after the one before
     assert broker.queues.bytes == 0
     assert len(broker.queues) == 0
     assert broker._sweep is None  # nothing held: no timer
     await broker.end_session(session)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    clock: ManualClock, heart_beat: str | None, **stomp: Any
+) -> AsyncIterator[tuple[StompSession, list[bytes]]]:
+    """A session as a transport runs it (its keepalive task, a reader), CONNECTed with
+    ``heart-beat: heart_beat`` (no CONNECT if None); the list fills with what it writes."""
+    broker = await _broker_with(clock=clock, **stomp)
+    session = broker.new_session(peer="test", transport="test")
+    written: list[bytes] = []
+
+    async def read() -> None:
+        pull = Pull(session.outbox)
+        while items := await pull.take():
+            written.extend(items)
+
+    tasks = [asyncio.create_task(read()), asyncio.create_task(session.keepalive())]
+    if heart_beat is not None:
+        headers = [("accept-version", "1.2"), ("host", "x"), ("heart-beat", heart_beat)]
+        await session.receive(encode_frame("CONNECT", headers))
+    await clock.settle()
+    try:
+        yield session, written
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await broker.end_session(session)
+
+
+def _errors(written: list[bytes]) -> list[str | None]:
+    frames = FrameParser(version="1.2").feed(b"".join(written))
+    return [f.get("message") for f in frames if f.command == "ERROR"]
+
+
+async def test_heart_beats_go_out_every_negotiated_interval(manual_clock: ManualClock) -> None:
+    # The broker offers 200 ms, the client wants 100: every max(200, 100) ms.
+    async with _running(manual_clock, "0,100", heartbeat_send=0.2) as (session, written):
+        assert session.send_interval == 200
+        await manual_clock.advance(0.15)
+        assert written.count(b"\n") == 0
+        await manual_clock.advance(0.1)
+        assert written.count(b"\n") == 1
+        await manual_clock.advance(0.8)
+        assert written.count(b"\n") == 5
+        assert not session.closed
+
+
+async def test_a_client_silent_for_twice_the_interval_is_dropped(
+    manual_clock: ManualClock,
+) -> None:
+    # The client offers 100 ms, the broker wants 300: the client must beat within 300 ms.
+    running = _running(manual_clock, "100,0", heartbeat_send=0, heartbeat_receive=0.3)
+    async with running as (session, written):
+        assert session.receive_interval == 300
+        await manual_clock.advance(0.5)
+        await session.receive(b"\n")  # a beat: silent from now on
+        await manual_clock.advance(0.55)
+        assert not session.closed
+        await manual_clock.advance(0.2)
+        assert session.closed
+        assert _errors(written) == ["heart-beat timeout"]
+
+
+async def test_a_connection_that_never_connects_is_dropped_at_the_connect_timeout(
+    manual_clock: ManualClock,
+) -> None:
+    async with _running(manual_clock, None, connect_timeout=0.5) as (session, written):
+        await manual_clock.advance(0.49)
+        assert not session.closed
+        await manual_clock.advance(0.02)
+        assert session.closed
+        assert _errors(written) == ["connect timeout"]

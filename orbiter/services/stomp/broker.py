@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -67,10 +68,14 @@ class StompBroker:
         pubsub: PubSub,
         auth: Authenticator,
         limits: ConnectionLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``limits``: the node's; without one (a broker on its own, in tests) connections
-        are not limited and the counters are the broker's."""
+        are not limited and the counters are the broker's. ``clock`` (monotonic seconds,
+        the event loop's in production) times queue deadlines, heart-beats and the
+        connect timeout."""
         self.config = config
+        self.clock = clock
         self._limits = limits
         #: Limit violations by name (the node's, shown at ``GET /api/stats``).
         self.counters: Counter[str] = limits.counters if limits is not None else Counter()
@@ -85,6 +90,7 @@ class StompBroker:
             max_total_bytes=settings.max_total_queue_bytes,
             max_client_bytes=settings.max_client_queue_bytes,
             ttl=settings.message_ttl,
+            clock=clock,
         )
         #: The queue sweep's next run, set while queues hold bytes.
         self._sweep: asyncio.TimerHandle | None = None

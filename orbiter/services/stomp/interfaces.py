@@ -9,7 +9,7 @@ session as a :class:`Connection` (what :class:`~.session.StompSession` is).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
 from orbiter.auth import Authenticator
@@ -37,6 +37,8 @@ class SessionBroker(Protocol):
     #: Limit violations by name.
     counters: Counter[str]
     frame_limits: Limits
+    #: Monotonic seconds (the event loop's clock in production).
+    clock: Callable[[], float]
 
     def next_id(self) -> str:
         """A new id, unique in the broker (sessions, queued messages)."""

@@ -11,8 +11,6 @@ channel rules (not an app server) spend ``limits.publish_rate`` tokens.
 
 from __future__ import annotations
 
-import time
-
 from orbiter.auth import AuthError
 from orbiter.protocol.native import is_reserved_tag, validate_tags
 from orbiter.protocol.stomp import Frame
@@ -41,7 +39,7 @@ class Sending:
         self._subscriptions = subscriptions
         limits = broker.config.limits
         #: SENDs of a connection held to the channel rules (not an app server): publish_rate.
-        self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
+        self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, broker.clock())
 
     async def send(self, frame: Frame) -> None:
         """Carry out a SEND."""
@@ -94,7 +92,7 @@ class Sending:
 
     def _take_publish(self) -> None:
         """One ``limits.publish_rate`` token for a SEND, or the StompError refusing it."""
-        if self._publishes.take(time.monotonic()):
+        if self._publishes.take(self._broker.clock()):
             return
         self._broker.counters["limit_publish_rate"] += 1
         limits = self._broker.config.limits

@@ -88,7 +88,9 @@ class StompSession:
         #: Negotiated heart-beats in ms: the broker sends every ..., the client must within ....
         self.send_interval = 0
         self.receive_interval = 0
-        self.last_received = self.last_sent = time.monotonic()
+        #: The broker's monotonic clock (heart-beats, the connect timeout).
+        self._clock = broker.clock
+        self.last_received = self.last_sent = self._clock()
         self.started = self.last_received
         self._connected = asyncio.Event()
         self._closed = asyncio.Event()
@@ -151,7 +153,7 @@ class StompSession:
         """Bytes from the client: parse and handle every frame they complete, in order."""
         if self.closed:
             return
-        self.last_received = time.monotonic()
+        self.last_received = self._clock()
         while True:
             try:
                 frames = self.parser.feed(data)
@@ -316,7 +318,7 @@ class StompSession:
         """Queue a frame if the outbox has room for it; False (nothing queued) if not."""
         if not self.outbox.put(data):
             return False
-        self.last_sent = time.monotonic()
+        self.last_sent = self._clock()
         return True
 
     def fail(self, message: str, detail: str = "", receipt: str | None = None) -> None:
@@ -353,7 +355,7 @@ class StompSession:
     async def keepalive(self) -> None:
         """Send heart-beats, and drop a client that stopped sending them (or never connected)."""
         while not self.closed:
-            now = time.monotonic()
+            now = self._clock()
             if self.version is None:
                 timeout = self.settings.connect_timeout
                 if not timeout:
