@@ -353,7 +353,7 @@ class SqliteStore:
         """Open the reader connection (after :meth:`open`), in the thread that reads."""
         try:
             self._reader = sqlite3.connect(
-                f"file:{os.fspath(self.path)}?mode=ro",
+                self.path.resolve().as_uri() + "?mode=ro",  # as_uri() escapes ? # % and spaces
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,

@@ -406,6 +406,19 @@ async def test_one_orbiter_per_data_file(path: Path) -> None:
     await second.close()
 
 
+async def test_a_data_directory_with_uri_characters_in_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "odd ?#%name" / "orbiter.sqlite3"
+    broker = SqliteBroker(path, window=1)  # reads from the file, on the reader connection
+    await broker.start()
+    try:
+        first = await broker.publish("c", 1, POLICY)
+        await broker.publish("c", 2, POLICY)
+        page = await broker.history("c", StreamPosition(0, first.epoch), POLICY)
+        assert [p.data for p in page.publications] == [1, 2]
+    finally:
+        await broker.close()
+
+
 async def test_publishing_after_close_is_refused(path: Path) -> None:
     broker = SqliteBroker(path)
     await broker.start()
