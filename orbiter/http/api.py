@@ -397,7 +397,10 @@ async def event(request: web.Request) -> web.Response:
     keys = _keys(body.get("keys"))
     if "data" not in body:
         raise ApiError(400, "'data' is missing")
-    pubs = await request.app[NODE].pubsub.event(keys, body["data"])
+    try:
+        pubs = await request.app[NODE].pubsub.event(keys, body["data"])
+    except PublishFailed as exc:  # a full disk: the keys before it were published
+        raise ApiError(503, str(exc)) from None
     return json_response(
         {
             "results": [

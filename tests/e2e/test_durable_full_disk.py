@@ -74,6 +74,12 @@ async def test_a_full_disk_is_an_error_to_every_publisher_and_serving_goes_on(
                 server.url + "/api/publish", json={"publications": items}
             ) as response:
                 assert response.status == 503
+            # Orbited's event(keys): a 503 too.
+            async with session.post(
+                server.url + "/api/event", json={"keys": ["ann, 0, /chat"], "data": BODY}
+            ) as response:
+                assert response.status == 503
+                assert "could not store" in (await response.json())["error"]["message"]
             # The native protocol: an error reply, not an offset.
             reply = await watcher.call("publish", channel="chat:full", data=BODY)
             assert reply["error"]["code"] == 100
