@@ -12,11 +12,11 @@ from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
 from orbiter.http.live_pages import add_live_pages
+from orbiter.http.origin_guard import add_cors_headers, origin_guard
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.app_keys import NODE, RAW_ROUTERS
-from orbiter.transports.comet import add_comet_routes
-from orbiter.transports.guard import add_cors_headers, origin_guard
+from orbiter.transports.comet_mount import add_comet_routes
 from orbiter.transports.pyorbited_listener import add_pyorbited_listener
 from orbiter.transports.sockjs.mount import add_sockjs_routes
 from orbiter.transports.stomp_mount import add_stomp
@@ -45,7 +45,7 @@ def build_app(node: Node) -> web.Application:
     )
     app[NODE] = node
     app[RAW_ROUTERS] = []
-    # Origin checks and CORS for every push route (transports/guard.py).
+    # Origin checks and CORS for every push route (http/origin_guard.py).
     app.on_response_prepare.append(add_cors_headers)
     # /connection/websocket: taken from aiohttp after the handshake (transports/websocket.py).
     add_native_websocket(app, node)

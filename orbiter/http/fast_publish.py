@@ -60,7 +60,7 @@ from orbiter.protocol.http_publish import (
     judge_head,
 )
 from orbiter.transports.errors import error_payload
-from orbiter.transports.guard import channels_full_answer, forwarded_peer, host_allowed
+from orbiter.transports.request_checks import channels_full_answer, forwarded_peer, host_allowed
 from orbiter.transports.sniffing import Claim, ClaimedProtocol, RawRouter, Takeover
 
 if TYPE_CHECKING:

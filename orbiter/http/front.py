@@ -1,9 +1,9 @@
 """The front middleware: what every aiohttp route does first, in one layer.
 
 :func:`front` takes the client's address from a trusted proxy's
-``X-Forwarded-For`` (:func:`~orbiter.transports.guard.peer_address`),
+``X-Forwarded-For`` (:func:`~orbiter.transports.request_checks.peer_address`),
 answers ``400`` to a head that may not be answered
-(:func:`~orbiter.transports.guard.head_refusal`: a ``Host`` not allowed, a
+(:func:`~orbiter.transports.request_checks.head_refusal`: a ``Host`` not allowed, a
 WebSocket handshake header that is not ASCII), and watches the body: a
 request whose body is not all here when its handler starts fails its next
 read with :class:`BodyTimedOut` once no byte has arrived for
@@ -37,7 +37,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.errors import error_response
-from orbiter.transports.guard import head_refusal, peer_address
+from orbiter.transports.request_checks import head_refusal, peer_address
 
 log = logging.getLogger("orbiter.http")
 

@@ -2,7 +2,7 @@
 
 orbiter answers native WebSocket handshakes itself, before aiohttp parses
 them (``transports/websocket.py``). :func:`parse_head` reads a request head
-into a :class:`HandshakeHead`, which carries what ``transports/guard.py``'s
+into a :class:`HandshakeHead`, which carries what ``transports/request_checks.py``'s
 checks read of a request (method, path, scheme, peer, headers, query), so
 the origin, proxy and credential rules are applied from that one place.
 
@@ -59,7 +59,7 @@ ASCII_HEADERS = (
 
 @dataclass(frozen=True, slots=True)
 class HandshakeHead:
-    """A parsed request head, as the checks in ``transports/guard.py`` read a request."""
+    """A parsed request head, as the checks in ``transports/request_checks.py`` read a request."""
 
     method: str
     #: The decoded path of the target; :attr:`query` is its query string, parsed.

@@ -6,7 +6,7 @@ upload a body only to be refused after it (413 over the size limit, 401
 without the API key). :func:`expect_handler` makes a route's handler that
 judges first:
 
-- a head the front middleware refuses (:func:`~orbiter.transports.guard.head_refusal`:
+- a head the front middleware refuses (:func:`~orbiter.transports.request_checks.head_refusal`:
   a ``Host`` not allowed) gets no ``100 Continue``; the middleware answers
   it ``400`` without reading the body;
 - an ``Expect`` other than ``100-continue`` is answered ``417``;
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from orbiter.transports.app_keys import NODE
-from orbiter.transports.guard import head_refusal
+from orbiter.transports.request_checks import head_refusal
 
 #: A route's verdict on a head: its refusal, or None to ask for the body.
 Judge = Callable[[web.Request], web.StreamResponse | None]

@@ -25,7 +25,7 @@ from orbiter.protocol.scripts import JAVASCRIPT_CONTENT_TYPE, check_callback, js
 from orbiter.services.polls import Batch, PollHub, TooManyPolls
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.errors import error_response
-from orbiter.transports.guard import authorize_read
+from orbiter.transports.request_checks import authorize_read
 
 log = logging.getLogger("orbiter.poll")
 

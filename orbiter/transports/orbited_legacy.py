@@ -55,8 +55,8 @@ from orbiter.session.key_positions import KeyPositions
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.errors import error_response
-from orbiter.transports.guard import authorize_read, request_credentials
 from orbiter.transports.longpoll import NO_STORE, POLL_HUB, busy_response, client_connected
+from orbiter.transports.request_checks import authorize_read, request_credentials
 from orbiter.transports.sse import (
     SSE_HEADERS,
     busy,

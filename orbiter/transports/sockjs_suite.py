@@ -1,7 +1,7 @@
 """Which paths are the SockJS protocol suite's test services (``sockjs.test_services``).
 
 Kept beside :mod:`orbiter.transports.sockjs`, not in it, so that the origin
-checks (:mod:`orbiter.transports.guard`), which every transport uses (SockJS
+checks (:mod:`orbiter.transports.request_checks`), which every transport uses (SockJS
 too), can ask without importing into the SockJS package.
 """
 

@@ -59,7 +59,7 @@ from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.departure import listen
 from orbiter.transports.errors import error_response
-from orbiter.transports.guard import request_credentials
+from orbiter.transports.request_checks import request_credentials
 from orbiter.transports.streaming import write
 
 log = logging.getLogger("orbiter.sse")

@@ -35,7 +35,7 @@ from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.frame_rate import RatedFrames
-from orbiter.transports.guard import request_credentials
+from orbiter.transports.request_checks import request_credentials
 from orbiter.transports.tcp_sockjs import add_tcp_sockjs_routes
 
 log = logging.getLogger("orbiter.tcp")

@@ -24,9 +24,9 @@ transport 1.0, the session and its subscription 0.9, this protocol, the
 claim and the wheel 0.7.
 The checks are the ones the aiohttp route applies, from the same functions:
 the handshake (aiohttp's rules, :mod:`orbiter.protocol.websocket_handshake`),
-the origin (:func:`~orbiter.transports.guard.origin_verdict`), the trusted
-proxy's ``X-Forwarded-For`` (:func:`~orbiter.transports.guard.peer_address`),
-credentials (:func:`~orbiter.transports.guard.request_credentials`), CORS
+the origin (:func:`~orbiter.transports.request_checks.origin_verdict`), the trusted
+proxy's ``X-Forwarded-For`` (:func:`~orbiter.transports.request_checks.peer_address`),
+credentials (:func:`~orbiter.transports.request_checks.request_credentials`), CORS
 headers, and the connection limits (``node.new_session``: a ``101`` and then
 close 3003, as before). A head that fails any check is not answered here:
 it goes on to aiohttp, whose route answers as it always has (``403`` from the
@@ -47,7 +47,7 @@ aiohttp also takes aiohttp's request machinery off every connect (``churn``:
 0.45 CPU ms per connect against 0.69 before, same run).
 
 **Heartbeats** are WebSocket ping frames (browsers answer them by
-themselves), driven by one :class:`~orbiter.transports.deadlines.DeadlineWheel`
+themselves), driven by one :class:`~orbiter.transports.deadline_wheel.DeadlineWheel`
 per node rather than a timer per connection: one ping after
 ``session.ping_interval`` seconds without a byte from the client; a
 connection that sends nothing within ``session.pong_timeout`` of it is cut,
@@ -109,9 +109,9 @@ from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.session.session import ClientSession
 from orbiter.transports.app_keys import RAW_ROUTERS
-from orbiter.transports.deadlines import DeadlineWheel
+from orbiter.transports.deadline_wheel import DeadlineWheel
 from orbiter.transports.errors import error_response
-from orbiter.transports.guard import (
+from orbiter.transports.request_checks import (
     cors_headers,
     is_guarded,
     origin_verdict,
@@ -158,7 +158,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     aiohttp's own handshake check answers a bad handshake (``400`` naming the
     problem); the origin guard has already answered a refused origin.
     """
-    ws = web.WebSocketResponse()  # (a header that is not ASCII: refused by guard.head_refusal)
+    ws = web.WebSocketResponse()  # (a header that is not ASCII: refused by head_refusal)
     if not ws.can_prepare(request).ok:
         await ws.prepare(request)  # raises aiohttp's 400
     log.warning("websocket from %s: a handshake orbiter did not take", request.remote)

@@ -72,7 +72,7 @@ def test_any_origin_and_host_header_is_decided_without_error(origin, host) -> No
 
 
 def test_the_client_is_the_last_hop_that_is_not_a_trusted_proxy() -> None:
-    from orbiter.transports.guard import client_address
+    from orbiter.transports.request_checks import client_address
 
     proxies = ("10.0.0.1", "10.0.0.2")
     assert client_address(["203.0.113.5"], proxies) == "203.0.113.5"

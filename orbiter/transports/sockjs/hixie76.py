@@ -26,7 +26,7 @@ from orbiter.protocol.sockjs.frames import (
     largest_message_size,
 )
 from orbiter.protocol.websocket_handshake import parse_head as parse_http_head
-from orbiter.transports.guard import is_guarded, origin_refusal
+from orbiter.transports.request_checks import is_guarded, origin_refusal
 from orbiter.transports.sniffing import Claim, RawHandler, RawRouter, stream_claim
 from orbiter.transports.sockjs.endpoint import Endpoint, LiveSession
 
@@ -47,7 +47,7 @@ def hixie76_router(handler: SockJSHandler, node: Node) -> RawRouter:
     Others (another path, a service without WebSocket) are left to aiohttp,
     which refuses them. A claimed handshake that is incomplete, or comes
     from a page whose origin may not connect, is answered 400 or 403 with
-    the reason; the origin check is :mod:`orbiter.transports.guard`'s, as on
+    the reason; the origin check is :mod:`orbiter.transports.request_checks`'s, as on
     every other transport (the protocol suite's test services skip it).
     """
 

@@ -1,27 +1,30 @@
 """What every route checks before its handler runs: host, origin, peer, credentials.
 
-The checks read a :class:`RequestHead`: aiohttp's ``web.Request`` is one, and
-so is the handshake head the native WebSocket reads itself, before aiohttp
+The rule functions, one place for each rule; the aiohttp middleware that
+applies the origin rule and CORS to every push route is
+:mod:`orbiter.http.origin_guard`, and the front middleware
+(:mod:`orbiter.http.front`) applies the host and peer rules. The checks read a
+:class:`RequestHead`: aiohttp's ``web.Request`` is one, and so is the
+handshake head the native WebSocket reads itself, before aiohttp
 (:mod:`orbiter.protocol.websocket_handshake`), so both paths apply the same
 rules from this one place.
 
 :func:`host_refusal` is the one ``Host`` check (``server.allowed_hosts``,
 decided by :class:`orbiter.auth.origins.HostAllowList`): :func:`head_refusal`
-(which the front middleware, ``http/front.py``, asks on every route) answers a
-refused ``Host`` ``400`` naming it, logged and counted; the sniffed fast paths check it through
+(which the front middleware asks on every route) answers a refused ``Host``
+``400`` naming it, logged and counted; the sniffed fast paths check it through
 :func:`host_allowed` (publish) and :func:`origin_verdict` (WebSocket
 handshakes), and leave refused requests to aiohttp, which answers them so.
 
-:func:`check_origin` is the one origin check: WebSocket, SockJS (all its
-transports), SSE, long polls and the Orbited URLs call it, through
-:func:`origin_guard` (a middleware on every push route). A refused origin
-gets ``403`` with a JSON error naming it, a log line and a counter. Allowed
+:func:`origin_refusal` is the one origin check: WebSocket, SockJS (all its
+transports), SSE, long polls and the Orbited URLs go through it (the
+middleware on every push route, :func:`is_guarded`). A refused origin gets
+``403`` with a JSON error naming it, a log line and a counter. Allowed
 cross-origin requests get CORS headers naming the origin, with credentials
-(:func:`add_cors_headers`); refused ones get none. The same middleware turns
-a request that would open a channel past ``limits.max_channels``
-(:class:`TooManyStreams`, counted by PubSub) into the ``503`` with
-``Retry-After`` of :func:`channels_full_answer`, which the publish fast path
-gives too.
+(:func:`cors_headers`); refused ones get none. A request that would open a
+channel past ``limits.max_channels`` (:class:`TooManyStreams`, counted by
+PubSub) gets the ``503`` with ``Retry-After`` of :func:`channels_full_answer`,
+from the middleware and from the publish fast path.
 
 :func:`request_credentials` collects what a request presents for
 :meth:`orbiter.auth.Authenticator.authenticate_connection`: a token from
@@ -39,7 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from aiohttp import web
@@ -57,8 +60,6 @@ from orbiter.transports.errors import error_response
 from orbiter.transports.sockjs_suite import is_test_service_path
 
 log = logging.getLogger("orbiter.origin")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: Path prefixes that are not push routes (no origin check, no CORS).
 _UNGUARDED = ("/api/", "/static/")
@@ -193,39 +194,11 @@ def origin_refusal(request: RequestHead, node: Node) -> str | None:
     return f"origin {origin!r} may not connect to this server (see [origins] allow)"
 
 
-def check_origin(request: web.Request) -> web.Response | None:
-    """None if the request's page origin may use this server, else the 403 to answer."""
-    refusal = origin_refusal(request, request.app[NODE])
-    return None if refusal is None else error_response(403, refusal)
-
-
 def is_guarded(path: str, node: Node) -> bool:
     """Is ``path`` a push route (origin checked, CORS answered)?"""
     if path == "/" or path.startswith(_UNGUARDED):
         return False
     return not is_test_service_path(node.config, path)
-
-
-def _guarded(request: web.Request) -> bool:
-    return is_guarded(request.path, request.app[NODE])
-
-
-@web.middleware
-async def origin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse push requests from pages of origins that are not allowed.
-
-    Also answers 503 when a request (a publish, a poll, a history read)
-    would open a channel past ``limits.max_channels``.
-    """
-    if _guarded(request):
-        refusal = check_origin(request)
-        if refusal is not None:
-            return refusal
-    try:
-        return await handler(request)
-    except TooManyStreams as exc:
-        answer = channels_full_answer(exc, request.method, request.path, request.remote)
-        return error_response(*answer)
 
 
 def channels_full_answer(
@@ -249,13 +222,6 @@ def cors_headers(request: RequestHead, node: Node) -> dict[str, str]:
         "Access-Control-Allow-Credentials": "true",
         "Vary": "Origin",
     }
-
-
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: CORS for allowed cross-origin push requests."""
-    if "Origin" not in request.headers or "Access-Control-Allow-Origin" in response.headers:
-        return
-    response.headers.update(cors_headers(request, request.app[NODE]))
 
 
 def client_address(forwarded_for: Sequence[str], proxies: tuple[str, ...]) -> str | None:

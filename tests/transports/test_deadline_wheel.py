@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orbiter.transports.deadlines import DeadlineWheel
+from orbiter.transports.deadline_wheel import DeadlineWheel
 
 
 class Conn:
