@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     event = api_command("event", "send DATA to Orbited connection keys ('user, 0, /loc')")
     event.add_argument("data")
     event.add_argument("keys", nargs="+")
+    call = api_command("call", "call METHOD with ARGS (JSON, else strings) on browser widgets")
+    call.add_argument("method")
+    call.add_argument("args", nargs="*")
+    call.add_argument("--user", help="the widgets of this user's connections")
+    call.add_argument("--key", help="... of this Orbited key's ('user, 0, /loc')")
+    call.add_argument("--channel", help="... of this channel's subscribers")
+    call.add_argument("--mount", help="only widgets of this mount (alone: all of its widgets)")
+    call.add_argument("--wait", action="store_true", help="wait for every answer")
+    call.add_argument("--timeout", type=float, help="seconds to wait (default live.call_timeout)")
     sub.add_parser("bench", help="run a benchmark preset: orbiter bench --help", add_help=False)
     api_command("channels", "list channels with their subscriber counts")
     api_command("stats", "show connections, channels and limit/refusal counters")
@@ -99,13 +108,24 @@ def main(argv: list[str] | None = None) -> int:
             result: Any = client.publish(args.channel, _data(args.data))
         elif args.command == "event":
             result = client.event(args.keys, _data(args.data))
+        elif args.command == "call":
+            result = client.call(
+                args.method,
+                *(_data(a) for a in args.args),
+                user=args.user,
+                key=args.key,
+                channel=args.channel,
+                mount=args.mount,
+                wait=args.wait,
+                timeout=args.timeout,
+            )
         elif args.command == "channels":
             result = client.channels()
         elif args.command == "stats":
             result = client.stats()
         else:
             result = client.history(args.channel, limit=args.limit)
-    except OrbiterError as exc:
+    except (OrbiterError, TypeError) as exc:  # TypeError: call's targets, named wrongly
         print(f"orbiter: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")

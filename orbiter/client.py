@@ -58,8 +58,10 @@ def _widget_call(
     wait: bool,
     timeout: float | None,
 ) -> _Call:
-    if len(target) != 1:
-        raise TypeError("name exactly one of user=, key=, channel=")
+    if len(target) > 1 or (not target and mount is None):
+        raise TypeError(
+            "name exactly one of user=, key=, channel= (or only mount=: all its widgets)"
+        )
     body: dict[str, Any] = {"method": method, "args": args, "wait": wait, **target}
     if mount is not None:
         body["mount"] = mount
@@ -154,8 +156,9 @@ class Client:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Call ``method`` on the browser widgets (live elements) of a ``user``, a ``key`` or
-        a ``channel``'s subscribers on this node: ``{"calls": n}``, or with ``wait``
-        ``{"results": [{client, element, mount, value | error}]}`` within ``timeout``."""
+        a ``channel``'s subscribers on this node (or, with ``mount`` alone, every widget of
+        that mount): ``{"calls": n}``, or with ``wait`` ``{"results": [{client, element,
+        mount, value | error}]}`` within ``timeout``."""
         call = _widget_call(method, args, _target(user, key, channel), mount, wait, timeout)
         result: dict[str, Any] = self._call(call)
         return result

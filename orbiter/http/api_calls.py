@@ -3,7 +3,8 @@
 Body ``{"method", "args"?, "user" | "key" | "channel", "mount"?, "wait"?,
 "timeout"?}``: exactly one of ``user`` (its connections), ``key`` (an Orbited
 key's), ``channel`` (its subscribers') picks the connections; ``mount``
-narrows to widgets of one ``[[live.element]]``. Fire-and-forget answers
+narrows to widgets of one ``[[live.element]]``, or alone picks every widget
+of that mount (a wall). Fire-and-forget answers
 ``{"calls": n}``; ``"wait": true`` answers ``{"results": [{client, element,
 mount, value | error}]}`` once every call is answered or has timed out
 (``timeout`` seconds, default ``live.call_timeout``, at most 60). Behind the
@@ -49,7 +50,7 @@ async def call(request: web.Request) -> web.Response:
     timeout = body.get("timeout", node.config.live.call_timeout)
     if type(timeout) not in (int, float) or not 0 < timeout <= MAX_TIMEOUT:
         raise ApiError(400, "'timeout' must be a number of seconds, above 0 and at most 60")
-    connections = _chosen(node, body)
+    connections = _chosen(node, body, mount)
     try:
         answer = await call_widgets(
             connections, method, tuple(args), mount=mount, timeout=float(timeout), wait=wait
@@ -59,10 +60,14 @@ async def call(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
-def _chosen(node: Node, body: dict[str, Any]) -> list[LiveConnection]:
+def _chosen(node: Node, body: dict[str, Any], mount: str | None) -> list[LiveConnection]:
     named = [name for name in ("user", "key", "channel") if name in body]
+    if not named and mount is not None:  # every widget of the mount
+        return [s.live for s in node.sessions if s.live is not None and not s.closed]
     if len(named) != 1:
-        raise ApiError(400, "name exactly one of 'user', 'key', 'channel'")
+        raise ApiError(
+            400, "name exactly one of 'user', 'key', 'channel' (or only 'mount': all its widgets)"
+        )
     [name] = named
     value = body[name]
     if not isinstance(value, str) or not value:

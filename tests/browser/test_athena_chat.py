@@ -2,9 +2,10 @@
 
 A real ``orbiter serve --element examples.athena_chat.chat:chat``; each
 browser context logs in through the login box, which gives way to the chat
-area; everybody hears everybody; the server's walls (joins, leaves) reach
-every page; a browser that leaves is noticed by the room. The same over the
-fallbacks orbiter.js uses where WebSocket is blocked.
+area; everybody hears everybody; the server's walls (joins, leaves, and one
+from the app server through ``POST /api/call``) reach every page; a browser
+that leaves is noticed by the room. The same over the fallbacks orbiter.js
+uses where WebSocket is blocked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from orbiter.client import Client
 from tests.browser.conftest import BLOCK_WEBSOCKET, WAIT
 from tests.support.relay import Relay
 from tests.support.server import RunningServer
@@ -34,6 +36,9 @@ def server() -> Iterator[RunningServer]:
     server = RunningServer(CONFIG, args=("--element", "examples.athena_chat.chat:chat"))
     yield server
     server.stop()
+
+
+WIDGET = "Orbiter.Widget.get(document.getElementById('orbiter-live'))"
 
 
 def lines(page: Page) -> list[str]:
@@ -121,6 +126,17 @@ def test_two_browsers_chat_and_the_room_notices_one_leaving(
     shown = lines(bob)
     assert shown.count(f"{ann_name}: hello bob") == 1
     assert shown.index(f"{ann_name}: hello bob") < shown.index(f"{bob_name}: hi ann")
+
+    # A wall from the app server: POST /api/call to every chat widget on the node.
+    wall = f" * the app says: {tag} is closing soon"
+    answer = Client(server.url).call("displayMessage", wall, mount="/", wait=True, timeout=5)
+    # (Pages of the tests before may still be going: only these two are looked at.)
+    clients = {page.evaluate(f"{WIDGET}.client.clientId") for page in (ann, bob)}
+    ours = [r for r in answer["results"] if r["client"] in clients]
+    assert len(ours) == 2, answer
+    assert all("error" not in r for r in ours), answer
+    for page in (ann, bob):
+        wait_for_line(page, wall)
 
     bob.context.close()
     wait_for_line(ann, f" * user {bob_name} has left the room")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from orbiter import AsyncClient, Client, OrbiterError
@@ -104,6 +105,8 @@ async def test_gathering_results_from_a_channel_and_a_key(
         [result] = by_key["results"]
         assert result["value"] == "bob: displayMessage['you']"
         assert (await app.call("displayMessage", "x", user="ann", mount="/other")) == {"calls": 0}
+        wall = await app.call("displayMessage", "to all", mount="/chat", wait=True)
+        assert len(wall["results"]) == 2
         assert (await app.call("displayMessage", "x", user="nobody", wait=True)) == {"results": []}
 
 
@@ -125,7 +128,7 @@ async def test_a_widget_that_does_not_answer_times_out_alone(
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"method": "m", "args": []}, "name exactly one of 'user', 'key', 'channel'"),
+        ({"method": "m", "args": []}, "name exactly one of 'user', 'key', 'channel' (or only"),
         ({"method": "m", "user": "a", "channel": "c"}, "name exactly one of"),
         ({"method": "", "user": "a"}, "'method' must be a string of 1 to 128 characters"),
         ({"method": "m", "user": "a", "args": {}}, "'args' must be an array"),
@@ -153,3 +156,18 @@ def test_the_api_key_is_needed(server: RunningServer) -> None:
     assert Client(server.url, api_key="k").call("displayMessage", "x", user="nobody") == {
         "calls": 0
     }
+
+
+def test_the_command_line_calls_too(server: RunningServer) -> None:
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "orbiter", "call", "--url", server.url, "--api-key", "k"]
+    done = subprocess.run(
+        [*base, "displayMessage", "hi", "--user", "nobody"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout) == {"calls": 0}
+    done = subprocess.run([*base, "displayMessage", "hi"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "name exactly one of user=, key=, channel=" in done.stderr
