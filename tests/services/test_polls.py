@@ -13,6 +13,7 @@ from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import StreamPosition
 from orbiter.services.polls import Batch, PollHub, TooManyPolls
 from orbiter.services.pubsub import PubSub
+from tests.support.clock import ManualClock
 
 
 def make(config: Config | None = None) -> PubSub:
@@ -79,12 +80,19 @@ async def test_publications_arriving_before_the_waiter_runs_come_together() -> N
     assert [p.data for p in batch.publications] == [1, 2]
 
 
-async def test_timeout_answers_an_empty_batch_at_the_current_position() -> None:
+async def test_timeout_answers_an_empty_batch_at_the_current_position(
+    manual_clock: ManualClock,
+) -> None:
     pubsub = make()
     await pubsub.publish("c", 1)
     hub = PollHub(pubsub, max_waiting=10)
     start = await hub.position("c")
-    batch = await hub.poll("c", start, timeout=0.05, alive=alive)
+    poll = asyncio.create_task(hub.poll("c", start, timeout=30, alive=alive))
+    await manual_clock.advance(29.9)
+    assert hub.waiting == 1
+    assert not poll.done()
+    await manual_clock.advance(0.2)
+    batch = poll.result()
     assert batch is not None
     assert (batch.publications, batch.position, batch.recoverable) == ([], start, True)
 
@@ -134,6 +142,31 @@ async def test_sweep_releases_polls_whose_client_left_and_drops_idle_watches() -
     await hub.sweep(now=asyncio.get_running_loop().time() + 10)
     assert hub.watched == []
     assert pubsub.subscriber_count("c") == 0
+
+
+async def test_the_sweeper_releases_a_departed_client_within_its_interval(
+    manual_clock: ManualClock,
+) -> None:
+    pubsub = make()
+    hub = PollHub(pubsub, max_waiting=10, linger=5, sweep_interval=1)
+    await hub.start()
+    start = await hub.position("c")
+    connected = True
+    poll = asyncio.create_task(hub.poll("c", start, timeout=30, alive=lambda: connected))
+    await manual_clock.advance(0.5)
+    assert hub.waiting == 1
+    connected = False
+    await manual_clock.advance(0.45)  # the sweep at 1 s has not run yet
+    assert not poll.done()
+    await manual_clock.advance(0.1)
+    assert poll.result() is None
+    assert hub.watched == ["c"]  # kept for ``linger`` after its last poll
+    await manual_clock.advance(4.9)
+    assert hub.watched == ["c"]
+    await manual_clock.advance(0.1)  # the sweep at 6 s finds it idle for 5 s: dropped
+    assert hub.watched == []
+    assert pubsub.subscriber_count("c") == 0
+    await hub.close()
 
 
 async def test_close_answers_held_polls_at_once_and_unsubscribes() -> None:

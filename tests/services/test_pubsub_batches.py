@@ -15,6 +15,7 @@ from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication
 from orbiter.services.pubsub import PubSub
 from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
+from tests.support.clock import ManualClock
 
 
 class PerMessage:
@@ -100,46 +101,53 @@ async def test_publications_before_a_presence_event_stay_before_it() -> None:
     assert sub.got == ["first", "join"]
 
 
-async def _until_got(sub: Batched, count: int) -> None:
-    for _ in range(100):
-        if len(sub.got) >= count:
-            return
-        await asyncio.sleep(0.01)
+def make_timed(write_delay: float, clock: ManualClock) -> PubSub:
+    config = replace(Config(), session=SessionTiming(write_delay=write_delay))
+    return PubSub(config, MemoryBroker(), MemoryPresenceStore(), clock=clock)
 
 
-async def test_write_delay_holds_a_busy_channels_publications_to_write_them_together() -> None:
-    config = replace(Config(), session=SessionTiming(write_delay=0.05))
-    pubsub, _ = make(config)
+async def test_write_delay_holds_a_busy_channels_publications_to_write_them_together(
+    manual_clock: ManualClock,
+) -> None:
+    pubsub = make_timed(0.05, manual_clock)
     sub = Batched()
     await pubsub.subscribe(sub, "ch")
     await pubsub.publish("ch", 0)
-    await asyncio.sleep(0)
+    await manual_clock.settle()
     assert sub.got == [0]  # a quiet channel's batch: at the end of the loop iteration
     await pubsub.publish("ch", 1)  # written to just now: busy, so this one waits
-    await asyncio.sleep(0)
+    await manual_clock.settle()
     await pubsub.publish("ch", 2)
-    await asyncio.sleep(0)
-    assert sub.got == [0]  # (unless this loop stalled for 50 ms between the lines above)
-    await _until_got(sub, 3)
+    await manual_clock.advance(0.049)
+    assert sub.got == [0]
+    await manual_clock.advance(0.002)  # the write delay is over: both in one batch
     assert sub.got == [0, 1, 2]
     assert len(sub.batches) == 2
 
 
-async def test_a_channel_quiet_for_twice_the_write_delay_is_written_at_once() -> None:
-    config = replace(Config(), session=SessionTiming(write_delay=0.02))
-    pubsub, _ = make(config)
+async def test_a_channel_quiet_for_twice_the_write_delay_is_written_at_once(
+    manual_clock: ManualClock,
+) -> None:
+    pubsub = make_timed(0.02, manual_clock)
     sub, other = Batched(), Batched()
     await pubsub.subscribe(sub, "ch")
     await pubsub.subscribe(other, "busy")
     await pubsub.publish("ch", 0)
     await pubsub.publish("busy", 0)
-    await asyncio.sleep(0)
+    await manual_clock.settle()
     await pubsub.publish("busy", 1)  # waits 20 ms: it is busy
-    await asyncio.sleep(0.05)  # "ch" was last written 50 ms ago: quiet again
+    await manual_clock.advance(0.041)  # "ch" was last written 41 ms ago: quiet again
     assert other.got == [0, 1]
     await pubsub.publish("ch", 1)
-    await asyncio.sleep(0)
+    await manual_clock.settle()
     assert sub.got == [0, 1]
+    # Written to 39 ms ago: still busy, so the next one waits the write delay.
+    await manual_clock.advance(0.039)
+    await pubsub.publish("ch", 2)
+    await manual_clock.advance(0.019)
+    assert sub.got == [0, 1]
+    await manual_clock.advance(0.002)
+    assert sub.got == [0, 1, 2]
 
 
 def test_write_delay_must_be_between_0_and_1(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ loop keeps.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
@@ -31,7 +30,11 @@ _SETTLE_ITERATIONS = 20
 
 
 class ManualClock:
-    """Monotonic seconds that move only when the test says so."""
+    """Monotonic seconds that move only when the test says so.
+
+    It starts at a round number, so that timers re-armed from their own deadlines
+    (a sweep every second) fall on exact sums: a test's "at 6 s" is 6 s, not 5.9999.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
@@ -68,7 +71,7 @@ async def manual_clock() -> AsyncIterator[ManualClock]:
     """A :class:`ManualClock` that is also the running loop's ``time()`` for the test."""
     loop = asyncio.get_running_loop()
     assert hasattr(loop, "_scheduled"), "needs asyncio's own event loop, not uvloop"
-    clock = ManualClock(time.monotonic())  # timers left at the end come due in real time
+    clock = ManualClock()
     loop.time = clock  # type: ignore[method-assign]
     try:
         yield clock
