@@ -74,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="run a benchmark preset: orbiter bench --help", add_help=False)
     api_command("channels", "list channels with their subscriber counts")
     api_command("stats", "show connections, channels and limit/refusal counters")
+    compact = sub.add_parser(
+        "compact", help="give the SQLite data file's free space back (the server stopped)"
+    )
+    compact.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"the data directory (default ./{DEFAULT_DATA_DIR})",
+    )
     history = api_command("history", "show a channel's retained publications")
     history.add_argument("channel")
     history.add_argument("--limit", type=int)
@@ -102,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "compact":
+        return _compact(args.data_dir)
     client = Client(args.url, api_key=args.api_key)
     try:
         if args.command == "publish":
@@ -129,6 +139,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _compact(data_dir: str) -> int:
+    """``orbiter compact``: VACUUM the data file of a stopped server."""
+    from pathlib import Path
+
+    from orbiter.config.storage import DATA_FILE
+    from orbiter.engine.sqlite_store import SqliteStore, StoreError
+
+    try:
+        before, after = SqliteStore(Path(data_dir) / DATA_FILE).compact()
+    except StoreError as exc:
+        print(f"orbiter: {exc}", file=sys.stderr)
+        return 1
+    print(f"orbiter: {Path(data_dir) / DATA_FILE}: {before:,} bytes -> {after:,} bytes")
     return 0
 
 

@@ -337,6 +337,28 @@ class SqliteStore:
         )
         conn.execute("DELETE FROM publications WHERE rowid <= ?", last)
 
+    def compact(self) -> tuple[int, int]:
+        """Give the file's free pages back to the system (``VACUUM``), with no server on
+        it (:class:`StoreError` if one is, or the file is damaged): its size before and
+        after, in bytes."""
+        if not self.path.exists():
+            raise StoreError(f"there is no data file {self.path}")
+        self._take_lock()
+        try:
+            before = self.path.stat().st_size
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+            return before, self.path.stat().st_size
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot compact the data file {self.path}: {exc}") from None
+        finally:
+            self._release_lock()
+
     def close(self) -> None:
         """Checkpoint the log into the file and close the writer connection."""
         conn, self._writer = self._writer, None

@@ -49,3 +49,34 @@ def test_a_damaged_data_file_stops_start_up_with_one_line_naming_it(tmp_path: Pa
     assert str(tmp_path / "orbiter.sqlite3") in done.stderr
     assert "damaged" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_orbiter_compact_vacuums_a_stopped_servers_file(tmp_path: Path) -> None:
+    server = RunningServer(args=("--data-dir", str(tmp_path)))
+    try:
+        running = subprocess.run(
+            [sys.executable, "-m", "orbiter", "compact", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert running.returncode == 1
+        assert "in use by another orbiter process" in running.stderr
+    finally:
+        server.stop()
+    done = subprocess.run(
+        [sys.executable, "-m", "orbiter", "compact", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bytes ->" in done.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "orbiter", "compact", "--data-dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 1
+    assert "there is no data file" in missing.stderr

@@ -17,6 +17,7 @@ import pytest
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed, TooManyStreams
 from orbiter.engine.sqlite import TRIMS_PER_TRANSACTION, SqliteBroker
+from orbiter.engine.sqlite_store import SqliteStore, StoreError
 from orbiter.model import Publication, StreamPosition
 
 POLICY = HistoryPolicy(size=100, ttl=600.0, meta_ttl=3600.0)
@@ -318,6 +319,31 @@ async def test_the_disk_budget_deletes_the_oldest_of_every_channel_first(path: P
         for channel, epoch in epochs.items():
             assert (await again.history(channel, None, big)).position == StreamPosition(500, epoch)
         assert (await again.publish("d0", "next", big)).offset == 501
+    finally:
+        await again.close()
+
+
+async def test_compact_gives_the_space_back_and_only_with_no_server_on_the_file(
+    path: Path,
+) -> None:
+    broker = SqliteBroker(path)
+    await broker.start()
+    policy = HistoryPolicy(size=1, ttl=600.0, meta_ttl=3600.0)
+    for _ in range(300):
+        await broker.publish("c", "x" * 4000, policy)
+    with pytest.raises(StoreError, match="in use by another orbiter process"):
+        SqliteStore(path).compact()  # not while a server has it
+    broker.sweep()  # trims all but the newest: their pages are free, the file as big
+    await broker._idle.wait()
+    await broker.close()
+    before, after = SqliteStore(path).compact()
+    assert after < before / 10
+    again = SqliteBroker(path)
+    await again.start()
+    try:
+        page = await again.history("c", None, policy)
+        assert page.position.offset == 300
+        assert [p.offset for p in page.publications] == [300]
     finally:
         await again.close()
 
