@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from orbiter.auth import Authenticator, Credentials
 from orbiter.config.settings import Config
@@ -35,14 +35,15 @@ class _RefusalLog:
     many were refused since the last one (each is counted on the node too).
     """
 
-    __slots__ = ("_next", "_unlogged")
+    __slots__ = ("_clock", "_next", "_unlogged")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
         self._next = 0.0
         self._unlogged = 0
 
     def warn(self, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next:
             self._unlogged += 1
             return
@@ -80,13 +81,17 @@ class Node:
         *,
         broker: Broker | None = None,
         presence: PresenceStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: monotonic seconds (the event loop's in production) for the
+        refusal log and PubSub's write delay."""
         self.config = config
+        self._clock = clock
         self.broker = broker if broker is not None else engine_for(config)
         self.presence = presence if presence is not None else MemoryPresenceStore()
         #: Limit violations and refusals by name, for ``GET /api/stats``.
         self.counters: Counter[str] = Counter()
-        self.pubsub = PubSub(config, self.broker, self.presence, self.counters)
+        self.pubsub = PubSub(config, self.broker, self.presence, self.counters, clock)
         #: Writes what pushed outboxes (WebSocket sessions) queued, once per loop iteration.
         self.flusher = Flusher()
         self.sessions: set[ClientSession] = set()
@@ -114,7 +119,7 @@ class Node:
         self.counters[counter] += 1
         refusal_log = self._refusal_logs.get(counter)
         if refusal_log is None:
-            refusal_log = self._refusal_logs[counter] = _RefusalLog()
+            refusal_log = self._refusal_logs[counter] = _RefusalLog(self._clock)
         refusal_log.warn(message, *args)
 
     def _check_room(self, peer: str, *, per_ip: bool = True, spare: int = 0) -> None:

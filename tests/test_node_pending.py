@@ -5,19 +5,20 @@ interval."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import pytest
 
-from orbiter import node as node_module
 from orbiter.config.settings import config_from_dict
 from orbiter.node import Node
 
 
-def _node(**server: object) -> Node:
+def _node(clock: Callable[[], float] = time.monotonic, **server: object) -> Node:
     raw: dict[str, object] = {"limits": {"max_connections": 4, "max_connections_per_ip": 2}}
     if server:
         raw["server"] = server
-    return Node(config_from_dict(raw))
+    return Node(config_from_dict(raw), clock=clock)
 
 
 async def test_pending_heads_count_per_address_with_one_spare() -> None:
@@ -56,20 +57,20 @@ async def test_a_trusted_proxy_is_limited_by_the_total_only() -> None:
     assert node.counters["limit_connections"] == 1
 
 
-async def test_refusals_are_logged_once_per_interval(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_refusals_are_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    monkeypatch.setattr("orbiter.node.time.monotonic", lambda: now[0])
-    node = _node()
+    node = _node(clock=lambda: now[0])
     caplog.set_level(logging.WARNING, "orbiter.node")
     for _ in range(50):
         node.refused("limit_x", "refused %s", "a")
     node.refused("limit_y", "other %s", "b")
     assert [r.getMessage() for r in caplog.records] == ["refused a", "other b"]
-    now[0] += node_module.REFUSAL_LOG_INTERVAL
+    now[0] += 9.9  # a line every 10 s: not yet
+    node.refused("limit_x", "refused %s", "a")
+    assert len(caplog.records) == 2
+    now[0] += 0.1
     node.refused("limit_x", "refused %s", "c")
     assert caplog.records[-1].getMessage() == (
-        "refused c (and 49 more like it since the last such line)"
+        "refused c (and 50 more like it since the last such line)"
     )
-    assert node.counters["limit_x"] == 51
+    assert node.counters["limit_x"] == 52
