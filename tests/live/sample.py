@@ -52,6 +52,10 @@ class SampleWidget extends Orbiter.Widget {
         raise ValueError("bad value")
 
     @expose
+    def fail_loudly(self) -> None:
+        raise RuntimeError("x" * 100_000)
+
+    @expose
     async def fail_later(self) -> None:
         await asyncio.sleep(0)
         raise KeyError("gone")

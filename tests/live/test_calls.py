@@ -73,6 +73,14 @@ async def test_a_raised_exception_is_its_type_and_message_without_traceback() ->
     assert "traceback" not in reply["error"]
 
 
+async def test_an_exception_s_message_is_cut_to_a_bound() -> None:
+    session = await live_session()
+    element = await attach(session)
+    reply = await call(session, element, "fail_loudly")
+    assert reply["error"]["type"] == "RuntimeError"
+    assert reply["error"]["message"] == "x" * 4096
+
+
 async def test_debug_sends_the_traceback() -> None:
     session = await live_session(live_config(debug=True))
     element = await attach(session)

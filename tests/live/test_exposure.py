@@ -25,7 +25,18 @@ from tests.live import sample
 from tests.live.sample import Spy, make_spy
 from tests.live.support import attach, call, live_session
 
-EXPOSED = {"add", "optional", "slow", "fail", "fail_later", "unsendable", "ask", "relay", "whoami"}
+EXPOSED = {
+    "add",
+    "optional",
+    "slow",
+    "fail",
+    "fail_loudly",
+    "fail_later",
+    "unsendable",
+    "ask",
+    "relay",
+    "whoami",
+}
 
 
 def test_the_table_holds_exactly_the_exposed_methods() -> None:

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from orbiter.auth import Credentials
 from orbiter.config.live import LiveSettings
 from orbiter.protocol.live import (
+    MAX_ERROR_MESSAGE,
     Attach,
     Call,
     CallIds,
@@ -319,7 +320,8 @@ class LiveConnection:
         if self.closed:
             return
         tb = traceback.format_exc() if self._settings.debug else None
-        self._send(encode_call_error(id_, ErrorCode.CALL_FAILED, type(exc).__name__, str(exc), tb))
+        message = str(exc)[:MAX_ERROR_MESSAGE]  # an exception's text can be any size
+        self._send(encode_call_error(id_, ErrorCode.CALL_FAILED, type(exc).__name__, message, tb))
 
     def _error(self, id_: int, code: ErrorCode, message: str) -> None:
         log.info("client %s: %s", self._caller.client_id, message)
