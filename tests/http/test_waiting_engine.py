@@ -16,7 +16,7 @@ import orjson
 from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPolicy
 from orbiter.engine.memory import MemoryBroker
-from orbiter.http.api import publish_body
+from orbiter.http.api import answer_of, publish_body
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.model import JSON, Publication
 from orbiter.node import Node
@@ -48,7 +48,7 @@ async def answer(node: Node, body: dict[str, Any]) -> tuple[dict[str, Any], bool
     result = publish_body(node.pubsub, orjson.dumps(body))
     if isinstance(result, dict):
         return result, False
-    return await result, True
+    return answer_of(await result), True
 
 
 async def test_a_single_publish_is_awaited_when_the_engine_must_wait() -> None:
