@@ -29,7 +29,7 @@ class Publication:
 
     Treated as immutable, but not ``frozen``: a frozen dataclass sets each
     field through ``object.__setattr__``, and one is made per publication
-    (0.51 µs against 0.12 here).
+    (what that costs: ``docs/benchmarks.md``).
     """
 
     channel: str

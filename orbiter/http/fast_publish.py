@@ -1,10 +1,11 @@
 """The HTTP publish fast path: keep-alive, pipelined ``POST /api/publish`` without aiohttp.
 
-An app server that publishes one HTTP request per message pays aiohttp's
+An app server that publishes one HTTP request per message would pay aiohttp's
 request machinery (parser, request and response objects, middleware, a task
-per request: ~100 µs) for ~20 µs of orbiter's own work. :func:`fast_publish_router`
-claims (see :mod:`orbiter.transports.sniffing`) connections whose first request is
-a plain ``POST /api/publish HTTP/1.1`` with a ``Content-Length`` body, and
+per request) several times over orbiter's own work (the figures:
+``docs/benchmarks.md``). :func:`fast_publish_router` claims (see
+:mod:`orbiter.transports.sniffing`) connections whose first request is a plain
+``POST /api/publish HTTP/1.1`` with a ``Content-Length`` body, and
 :class:`FastPublishProtocol` serves them on a bare :class:`asyncio.Protocol`:
 each request is judged by the strict parser :mod:`orbiter.protocol.http_publish`,
 checked and published by the same functions as aiohttp's handler

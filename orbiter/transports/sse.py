@@ -27,10 +27,8 @@ not at the next heartbeat.
 After the opening events the session's outbox pushes to an
 :class:`EventStream` (as it does to a WebSocket), which writes each batch
 straight to the connection's transport: fan-out wakes no task per stream,
-and subscribers of one channel share one framing of each batch. Measured
-(``orbiter bench sse-fanout``, one run each, same machine, 02:53): 4.6M
-deliveries/s at 0.19 CPU s per million, against 54,287/s at 18.2 for the
-pulling stream of the commit before.
+and subscribers of one channel share one framing of each batch (what that
+saved against a pulling stream: ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

@@ -1,79 +1,21 @@
-"""The native protocol over a raw WebSocket (``/connection/websocket``).
+"""The native protocol over a raw WebSocket (``/connection/websocket``), served below aiohttp.
 
-Each text (or binary, UTF-8) frame from the client holds one or more
-newline-separated commands. The adapter is pushed to (an
-:class:`~orbiter.services.outbox.Sink`): what the session queued during one
-event-loop iteration goes out as one text frame, its messages separated by
-newlines, and a channel's batch of publications is framed once
-(:meth:`SharedBatch.framed`) and those same bytes are written straight to
-every subscriber's transport.
+Each text (or binary, UTF-8) frame from the client holds newline-separated
+commands, run in order; what the session queued in one event-loop iteration
+goes out as one text frame (this is the outbox's
+:class:`~orbiter.services.outbox.Sink`), and a channel's batch is framed once
+(:meth:`SharedBatch.framed`) and the same bytes written to every subscriber.
 
-**Below aiohttp.** The connection sniffer (``transports/sniffing.py``) shows this
-module each connection's first request head; a WebSocket handshake for
-``/connection/websocket`` that passes every check is taken from aiohttp
-there: orbiter answers ``101`` itself and serves the connection with a bare
-:class:`NativeWebSocket` protocol (``__slots__``) over the sans-I/O frame
-core :class:`~orbiter.protocol.websocket.ServerConnection`. An idle
-connection holds no aiohttp object, no coroutine frame, no task and no timer
-of its own. Measured (``orbiter bench idle``, 10,000 connections, 3 runs):
-3.41 KiB of RSS per connection, against 18.1 on aiohttp's WebSocket the
-commit before and 10.2 for nginx + nchan in the same run. By tracemalloc
-(2,000 connections, with wsproto as the frame parser then): 5.1 KiB, of
-which wsproto 1.6 (now ~0.17 for ``protocol/websocket.py``), uvloop's
-transport 1.0, the session and its subscription 0.9, this protocol, the
-claim and the wheel 0.7.
-The checks are the ones the aiohttp route applies, from the same functions:
-the handshake (aiohttp's rules, :mod:`orbiter.protocol.websocket_handshake`),
-the origin (:func:`~orbiter.transports.request_checks.origin_verdict`), the trusted
-proxy's ``X-Forwarded-For`` (:func:`~orbiter.transports.request_checks.peer_address`),
-credentials (:func:`~orbiter.transports.request_checks.request_credentials`), CORS
-headers, and the connection limits (``node.new_session``: a ``101`` and then
-close 3003, as before). A head that fails any check is not answered here:
-it goes on to aiohttp, whose route answers as it always has (``403`` from the
-origin guard, ``400`` from aiohttp's handshake naming the problem). That
-route (:func:`websocket_handler`) therefore only refuses; a handshake it
-would accept reaches it only when the app is served without the sniffer
-(``orbiter serve`` always has it), and is answered ``400`` saying so, since
-keeping a second WebSocket implementation for that case would mean two.
-
-Why not let aiohttp do the handshake and take the transport afterwards
-(``transport.set_protocol``)? aiohttp's request handler would still own the
-connection: it closes the WebSocket when the handler returns (so the
-handler, the frame we want gone, would have to stay suspended), keeps the
-connection in its server's bookkeeping until ``connection_lost`` (which it
-would never see: a leak per connection), and its keep-alive and heartbeat
-timers; undoing that needs its private internals. Taking the head before
-aiohttp also takes aiohttp's request machinery off every connect (``churn``:
-0.45 CPU ms per connect against 0.69 before, same run).
-
-**Heartbeats** are WebSocket ping frames (browsers answer them by
-themselves), driven by one :class:`~orbiter.transports.deadline_wheel.DeadlineWheel`
-per node rather than a timer per connection: one ping after
-``session.ping_interval`` seconds without a byte from the client; a
-connection that sends nothing within ``session.pong_timeout`` of it is cut,
-so a client that vanished without a FIN is freed within interval + timeout.
-The same wheel cuts a connection whose client does not answer orbiter's
-close frame within ``session.pong_timeout`` (a slow consumer's close frame
-waits behind what it does not read).
-
-**What orbiter writes on its own** is bounded like publications. A pong
-(at most one per read: the core answers only the latest ping of what one
-read brought), the answer to a client's close frame, a heartbeat ping and
-the native replies (through the session's outbox) are written only while
-the bytes not sent yet, the transport's and the outbox's, stay within
-``limits.outgoing_buffer``; past it the client is cut as a slow consumer
-(close 3001, a log line, the ``limit_outgoing_buffer`` counter). The close
-frame that starts orbiter's own closing handshake goes out once per
-connection and is not held back.
-
-**A head with a non-ASCII byte** in a header the handshake reads
-(:func:`~orbiter.protocol.websocket_handshake.undecodable`) is answered
-``400`` naming the header, here, since aiohttp fails on such bytes.
-
-Commands of one connection run in order: a message that arrives starts a
-task that runs ``session.receive`` for it and then for each message already
-received after it, and ends when none is left (so an idle connection has
-none); while it runs, reading is paused.
+A handshake the sniffer (:mod:`orbiter.transports.sniffing`) shows this module
+is taken from aiohttp when it passes every check aiohttp's route applies, made
+by the same functions (:mod:`orbiter.transports.request_checks`, the
+connection limits), and served by a bare :class:`NativeWebSocket` protocol
+over the sans-I/O core :mod:`orbiter.protocol.websocket`, so an idle
+connection holds no aiohttp object, task or timer of its own: pings and
+timeouts come from the node's one :class:`DeadlineWheel`. A head that fails a
+check goes on to aiohttp, whose route refuses it (:func:`websocket_handler`).
+What this saves, and why not take the connection from aiohttp after its own
+handshake: ``docs/benchmarks.md``, "Parts chosen by measurement".
 """
 
 from __future__ import annotations
@@ -156,7 +98,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """What aiohttp does with a ``/connection/websocket`` request the sniffer left to it: refuse.
 
     aiohttp's own handshake check answers a bad handshake (``400`` naming the
-    problem); the origin guard has already answered a refused origin.
+    problem); the origin guard has already answered a refused origin. A
+    handshake it would accept reaches it only when the app is served without
+    the sniffer (``orbiter serve`` always has it) and is answered ``400``
+    saying so: one WebSocket implementation, not two.
     """
     ws = web.WebSocketResponse()  # (a header that is not ASCII: refused by head_refusal)
     if not ws.can_prepare(request).ok:
@@ -214,6 +159,7 @@ class _Endpoint:
         return lambda takeover: self._take(takeover, parsed)
 
     def _take(self, takeover: Takeover, head: HandshakeHead) -> None:
+        """Answer ``101`` and serve the connection; past the connection limits, close 3003."""
         node = self.node
         head = replace(head, remote=peer_address(head.remote, head.headers, node) or "?")
         peer = head.remote or "?"
@@ -240,7 +186,12 @@ class _Endpoint:
 
 
 def _refuse(takeover: Takeover, problem: str) -> None:
-    """Answer a handshake ``400`` naming ``problem``, and close."""
+    """Answer a handshake ``400`` naming ``problem``, and close.
+
+    For a head with a non-ASCII byte in a header the handshake reads
+    (:func:`~orbiter.protocol.websocket_handshake.undecodable`), which aiohttp
+    fails on.
+    """
     log.info("websocket from %s: %s (400)", takeover.peer, problem)
     takeover.transport.write(bad_request(problem))
     takeover.transport.close()
@@ -408,7 +359,11 @@ class NativeWebSocket(ClaimedProtocol):
                     return None
 
     async def _run(self, data: str | bytes) -> None:
-        """Run the commands of each message received, in order, until none is left."""
+        """Run the commands of each message received, in order, until none is left.
+
+        Reading is paused meanwhile; the task ends when no message is left, so an
+        idle connection has none.
+        """
         session = self._session
         message: str | bytes | None = data
         while message is not None and session is not None:
@@ -466,8 +421,13 @@ class NativeWebSocket(ClaimedProtocol):
     def _write_own(self, data: bytes, transport: asyncio.Transport) -> bool:
         """Write what orbiter sends on its own (pongs, pings, close replies) within the bound.
 
-        False, and the client cut as a slow consumer, if the bytes not yet sent
-        (the transport's and the outbox's) would pass ``limits.outgoing_buffer``.
+        False, and the client cut as a slow consumer (close 3001, a log line, the
+        ``limit_outgoing_buffer`` counter), if the bytes not yet sent (the
+        transport's and the outbox's) would pass ``limits.outgoing_buffer``. The
+        core answers only the latest ping of what one read brought, so a read
+        makes at most one pong. The native replies are bounded by the outbox; the
+        close frame that starts orbiter's own closing handshake (:meth:`close`),
+        once per connection, is not held back.
         """
         session = self._session
         unsent = transport.get_write_buffer_size() + len(data)
@@ -496,7 +456,15 @@ class NativeWebSocket(ClaimedProtocol):
     # ------------------------------------------------------------------ deadlines
 
     def on_deadline(self, now: float) -> float | None:
-        """The wheel's call: ping an idle client, cut one that does not answer."""
+        """The wheel's call: ping an idle client, cut one that does not answer.
+
+        One ping after ``session.ping_interval`` seconds without a byte from the
+        client (browsers answer pings by themselves); no byte within
+        ``session.pong_timeout`` of it, and the connection is cut, so a client
+        that vanished without a FIN is freed within interval + timeout. The same
+        timeout cuts a client that does not answer orbiter's close frame (a slow
+        consumer's close frame waits behind what it does not read).
+        """
         transport, core = self._transport, self._core
         if transport is None or core is None:
             return None
