@@ -145,7 +145,8 @@ class PubSub:
         """``clock``: monotonic seconds, the event loop's in production (the write delay
         is timed by the loop's timers)."""
         self._config = config
-        self._clock = clock
+        #: Monotonic seconds; the sessions on this PubSub read it too (the publish rate).
+        self.clock = clock
         #: Refusals by name (the node's, shown at ``/api/stats``): ``limit_channels``.
         self._counters: Counter[str] = counters if counters is not None else Counter()
         self._broker = broker
@@ -312,7 +313,7 @@ class PubSub:
         if loop is None:  # asyncio.get_running_loop() costs a getpid() system call
             loop = self._loop = asyncio.get_running_loop()
         delay = self._write_delay
-        if delay > 0 and self._clock() - entry.flushed_at < 2 * delay:
+        if delay > 0 and self.clock() - entry.flushed_at < 2 * delay:
             if not self._delayed:
                 loop.call_later(delay, self._flush_delayed)
             self._delayed.append(entry)
@@ -323,13 +324,13 @@ class PubSub:
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
-        now = self._clock()
+        now = self.clock()
         for entry in dirty:
             self._run_step(entry, now)
 
     def _flush_delayed(self) -> None:
         delayed, self._delayed = self._delayed, []
-        now = self._clock()
+        now = self.clock()
         for entry in delayed:
             self._run_step(entry, now)
 
@@ -341,7 +342,7 @@ class PubSub:
         progress = self._step(entry, STEP)
         if progress is _Progress.CAUGHT_UP:
             entry.scheduled = False
-            entry.flushed_at = self._clock() if now is None else now
+            entry.flushed_at = self.clock() if now is None else now
             return
         loop = self._loop or asyncio.get_running_loop()
         if progress is _Progress.MID_PASS:
@@ -349,7 +350,7 @@ class PubSub:
             return
         # Publications came during the pass: the next pass starts ``write_delay`` after
         # this one did, or at once if this one took longer.
-        wait = entry.pass_started + self._write_delay - self._clock()
+        wait = entry.pass_started + self._write_delay - self.clock()
         if wait > 0:
             loop.call_later(wait, self._run_step, entry)
         else:
@@ -389,7 +390,7 @@ class PubSub:
             entry.snapshot = list(subscribers.items())
             entry.cursor = 0
             entry.pass_head = head
-            entry.pass_started = self._clock()
+            entry.pass_started = self.clock()
             if entry.given is None:
                 entry.given = {}
         snapshot, given, base = entry.snapshot, entry.given, entry.base

@@ -147,7 +147,7 @@ class ClientSession:
         #: consumer (one that does not read cannot take a close frame either).
         self.on_slow_consumer: Callable[[], None] | None = None
         limits = config.limits
-        self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, time.monotonic())
+        self._publishes = TokenBucket(limits.publish_rate, limits.publish_burst, pubsub.clock())
         self.outbox = Outbox(config.limits.outgoing_buffer)
         self.close_code: DisconnectCode | None = None
         self.close_reason = ""
@@ -379,7 +379,7 @@ class ClientSession:
     ) -> dict[str, Any] | asyncio.Future[Publication]:
         """Publish: the reply's result, or, if the engine queues publications (the SQLite
         engine's group commit), the queued publication's future (see :meth:`receive`)."""
-        if not self._publishes.take(time.monotonic()):
+        if not self._publishes.take(self._pubsub.clock()):
             self.counters["limit_publish_rate"] += 1
             limits = self._config.limits
             raise Refusal(

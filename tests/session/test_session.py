@@ -247,3 +247,26 @@ async def test_presence_needs_a_subscription_and_a_rule() -> None:
     await send(session, {"id": 3, "op": "subscribe", "channel": "news"})
     [off] = await send(session, {"id": 4, "op": "presence", "channel": "news"})
     assert off["error"]["code"] == 103
+
+
+async def test_publishes_past_the_burst_wait_for_tokens_that_come_back_at_the_rate() -> None:
+    now = [1000.0]
+    config = replace(Config(), limits=replace(Limits(), publish_rate=2, publish_burst=3))
+    pubsub = PubSub(config, MemoryBroker(), MemoryPresenceStore(), clock=lambda: now[0])
+    session, _ = await connected(pubsub, config)
+
+    async def publish(n: int) -> bool:
+        [reply] = await send(
+            session, {"id": n + 10, "op": "publish", "channel": "chat:c", "data": n}
+        )
+        return "result" in reply
+
+    assert [await publish(n) for n in range(4)] == [True, True, True, False]
+    assert session.counters["limit_publish_rate"] == 1
+    now[0] += 0.45  # two a second: not a whole token yet
+    assert not await publish(4)
+    now[0] += 0.05
+    assert await publish(5)
+    assert not await publish(6)
+    now[0] += 10  # an idle connection gets its burst back, no more
+    assert [await publish(n) for n in range(7, 11)] == [True, True, True, False]
