@@ -1146,10 +1146,11 @@
     }
 
     /**
-     * Called after each attach: `resumed` is true when a reconnect found the same
+     * Called after each attach; `info.resumed` is true when a reconnect found the same
      * server element (within the server's live.grace_period), false for a new one.
+     * @param {{resumed: boolean}} info
      */
-    attached({ resumed }) {}
+    attached(info) {}
 
     _serverCall(method, args) {
       let proto = Object.getPrototypeOf(this);
