@@ -199,7 +199,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _with_element(config: Config, element: str | None) -> Config:
     """``config`` with ``--element``'s mount at ``/``; element modules import from ``.`` too."""
     if element is not None:
-        mounts = (element_mount("/", element, where="--element"),)
+        mounts = (element_mount("/", element),)
         config = replace(config, live=with_mounts(config.live, mounts))
     if config.live.mounts and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as twistd did: the app's package is where it runs

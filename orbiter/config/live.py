@@ -116,15 +116,17 @@ def with_mounts(settings: LiveSettings, mounts: tuple[ElementMount, ...]) -> Liv
 
 
 def element_mount(path: str, factory: str, title: str = "orbiter", where: str = "") -> ElementMount:
-    """A checked mount; SettingsError names the bad value (``where`` says whose)."""
-    where = where or "--element"
+    """A checked mount; SettingsError names the bad value: ``where`` is its table
+    (``live.element[0]``), or none for ``orbiter serve --element``."""
+    path_key = f"'{where}.path'" if where else "the --element path"
+    factory_key = f"'{where}.factory'" if where else "--element"
     if not _PATH.fullmatch(path):
-        raise SettingsError(f"'{where}.path' must be '/' or a URL path without a trailing '/'")
+        raise SettingsError(f"{path_key} must be '/' or a URL path without a trailing '/'")
     if any(path == p or path.startswith(p + "/") for p in RESERVED_PATHS):
-        raise SettingsError(f"'{where}.path' {path!r} is orbiter's own route")
+        raise SettingsError(f"{path_key} {path!r} is orbiter's own route")
     if not _FACTORY.fullmatch(factory):
         raise SettingsError(
-            f"'{where}.factory' must be 'package.module:attribute', not {factory[:80]!r}"
+            f"{factory_key} must be 'package.module:attribute', not {factory[:80]!r}"
         )
     return ElementMount(path, factory, title)
 
