@@ -147,3 +147,23 @@ def test_an_element_that_cannot_load_stops_start_up_in_one_line() -> None:
         assert message in done.stderr
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+async def test_with_auth_the_element_sees_the_token_s_user_not_a_claim() -> None:
+    from tests.support.keys import SECRET, token
+
+    server = RunningServer(
+        f'[auth]\nsecret = "{SECRET}"\n\n[[live.element]]\npath = "/s"\n'
+        'factory = "tests.live.sample:make"\n'
+    )
+    try:
+        client = await NativeClient.open(server.ws_url, token=token("dora"), info={"user": "mallory"})
+        try:
+            assert "result" in await client.call("attach", mount="/s")
+            who = await client.call("call", element=1, method="whoami")
+            assert who["result"]["value"]["user"] == "dora"
+        finally:
+            await client.ws.close()
+            await client._session.close()
+    finally:
+        server.stop()
