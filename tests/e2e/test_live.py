@@ -157,7 +157,8 @@ async def test_with_auth_the_element_sees_the_token_s_user_not_a_claim() -> None
         'factory = "tests.live.sample:make"\n'
     )
     try:
-        client = await NativeClient.open(server.ws_url, token=token("dora"), info={"user": "mallory"})
+        claim = {"user": "mallory"}  # info is what the browser says: not who it is
+        client = await NativeClient.open(server.ws_url, token=token("dora"), info=claim)
         try:
             assert "result" in await client.call("attach", mount="/s")
             who = await client.call("call", element=1, method="whoami")
