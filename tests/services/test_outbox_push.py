@@ -10,6 +10,7 @@ from orbiter.services.outbox import Flusher, Outbox
 from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.transports.websocket import text_frame
+from tests.support.clock import ManualClock
 
 
 class RecordingSink:
@@ -56,6 +57,20 @@ async def test_puts_of_one_iteration_become_one_write() -> None:
     await asyncio.sleep(0)
     assert sink.writes == [[b"a", b"b"]]
     assert box.queued_bytes == 0
+
+
+async def test_a_flusher_with_a_delay_hands_over_that_long_after_the_first_put(
+    manual_clock: ManualClock,
+) -> None:
+    box, sink = Outbox(100), RecordingSink()
+    box.attach(sink, Flusher(delay=0.05), lambda: None)
+    assert box.put(b"a")
+    await manual_clock.advance(0.03)
+    assert box.put(b"b")  # joins the hand-over the first one started
+    await manual_clock.advance(0.019)
+    assert sink.writes == []
+    await manual_clock.advance(0.002)
+    assert sink.writes == [[b"a", b"b"]]
 
 
 async def test_a_batch_to_an_empty_outbox_is_written_at_once_and_shared() -> None:
