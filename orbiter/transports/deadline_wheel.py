@@ -15,6 +15,9 @@ A connection is in at most one bucket: :meth:`DeadlineWheel.wake_at` for a
 time earlier than its bucket moves it, a later time leaves it where it is
 (it will ask again). :meth:`DeadlineWheel.forget` takes a closed connection
 out, so that the wheel holds no reference to it.
+
+Times are the wheel's ``clock`` (``time.monotonic`` unless given; the event
+loop's timers run on the same clock), so tests drive it with a clock they move.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import heapq
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("orbiter.deadlines")
@@ -42,12 +46,15 @@ class Deadlined(Protocol):
 class DeadlineWheel:
     """Wakes :class:`Deadlined` connections at their times, with one timer."""
 
-    __slots__ = ("_armed", "_buckets", "_handle", "_keys", "resolution")
+    __slots__ = ("_armed", "_buckets", "_handle", "_keys", "clock", "resolution")
 
-    def __init__(self, resolution: float) -> None:
+    def __init__(self, resolution: float, clock: Callable[[], float] = time.monotonic) -> None:
         if not resolution > 0:
             raise ValueError(f"the wheel's resolution must be > 0 seconds, not {resolution!r}")
         self.resolution = resolution
+        #: Monotonic seconds: what :meth:`wake_at` times and :meth:`Deadlined.on_deadline`'s
+        #: ``now`` are read on.
+        self.clock = clock
         self._buckets: dict[int, dict[Deadlined, None]] = {}
         self._keys: list[int] = []  # a heap of the buckets' keys
         self._handle: asyncio.TimerHandle | None = None
@@ -59,7 +66,7 @@ class DeadlineWheel:
         return sum(map(len, self._buckets.values()))
 
     def wake_at(self, item: Deadlined, when: float) -> None:
-        """Wake ``item`` at ``when`` (``time.monotonic()`` seconds), or at its earlier time."""
+        """Wake ``item`` at ``when`` (:attr:`clock` seconds), or at its earlier time."""
         key = max(1, math.ceil(when / self.resolution))
         if item.wheel_bucket:
             if item.wheel_bucket <= key:
@@ -89,13 +96,13 @@ class DeadlineWheel:
         if not self._keys:
             return
         self._armed = self._keys[0]
-        delay = max(0.0, self._armed * self.resolution - time.monotonic())
+        delay = max(0.0, self._armed * self.resolution - self.clock())
         self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
         self._armed = -1
-        now = time.monotonic()
+        now = self.clock()
         due = math.floor((now + 0.001) / self.resolution)  # a timer may fire a little early
         keys = self._keys
         while keys and keys[0] <= due:

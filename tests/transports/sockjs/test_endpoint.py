@@ -12,6 +12,7 @@ from orbiter.transports.sockjs.endpoint import (
     SessionApp,
     SockJSServer,
 )
+from tests.support.clock import ManualClock
 
 OPTIONS = EndpointOptions(
     heartbeat=0.2,
@@ -111,12 +112,15 @@ async def test_a_waiting_poll_is_woken_by_a_message_and_a_second_one_refused() -
     await server.close(1001, "done")
 
 
-async def test_a_waiting_poll_gets_a_heartbeat() -> None:
+async def test_a_waiting_poll_gets_a_heartbeat(manual_clock: ManualClock) -> None:
     server, ep = endpoint()
     await poll(ep)
-    started = asyncio.get_running_loop().time()
-    assert await poll(ep) == ["h"]
-    assert asyncio.get_running_loop().time() - started >= 0.19
+    waiting = asyncio.create_task(poll(ep))
+    await manual_clock.advance(0.19)
+    assert not waiting.done()
+    await manual_clock.advance(0.01)  # the heartbeat interval, 0.2 s
+    assert waiting.done()
+    assert waiting.result() == ["h"]
     await server.close(1001, "done")
 
 
@@ -164,11 +168,13 @@ async def test_the_sweeper_notices_an_abandoned_poll() -> None:
     await server.close(1001, "done")
 
 
-async def test_an_idle_session_is_swept_after_the_delay() -> None:
+async def test_an_idle_session_is_swept_after_the_delay(manual_clock: ManualClock) -> None:
     server, ep = endpoint()
     await poll(ep)
     assert ep.get("s") is not None
-    await asyncio.sleep(0.3 + 0.15)
+    await manual_clock.advance(0.29)  # short of the disconnect delay (0.3 s): sweeps find it
+    assert ep.get("s") is not None
+    await manual_clock.advance(0.01 + 0.05)  # the delay, and the sweep (every 0.05 s) after it
     assert ep.get("s") is None
     assert RECORDERS[0].events[-1] == "stop"
     assert server.session_count == 0
@@ -200,11 +206,16 @@ async def test_messages_before_open_wait_for_the_app_and_after_close_are_dropped
     await server.close(1001, "done")
 
 
-async def test_messages_waiting_for_a_session_that_never_opens_are_dropped() -> None:
+async def test_messages_waiting_for_a_session_that_never_opens_are_dropped(
+    manual_clock: ManualClock,
+) -> None:
     server, ep = endpoint()
     live = ep.open("s", "peer")
     waiting = asyncio.create_task(live.deliver(["never"]))
-    await asyncio.wait_for(waiting, 1.0)  # the idle session is swept
+    await manual_clock.advance(0.29)
+    assert not waiting.done()
+    await manual_clock.advance(0.01 + 0.05)  # the idle session is swept
+    assert waiting.done()
     assert RECORDERS[0].events == []
     await server.close(1001, "done")
 
