@@ -122,6 +122,12 @@ class _Channel:
 STEP = 256
 
 
+def _retrieved(future: asyncio.Future[Publication]) -> None:
+    """Nobody waits for this future: its failure, if any, is read (and so not logged)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _log_failed(sub: Subscriber, batch: SharedBatch) -> None:
     """A subscriber failed to take a batch (a bug): logged, and the pass goes on."""
     log.exception("subscriber %s failed to take a batch of %r", sub.client_id, batch.channel)
@@ -252,8 +258,31 @@ class PubSub:
             raise
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
-        """Orbited's ``event(keys, message)``: publish to each key's channel."""
-        return [await self.publish(key.channel, data) for key in keys]
+        """Orbited's ``event(keys, message)``: publish to each key's channel, in order.
+
+        On an engine that queues publications every key's is queued before any is
+        awaited, so they share a commit; a failure is raised once all are done (the
+        others are published all the same).
+        """
+        keys = list(keys)
+        queued: list[asyncio.Future[Publication]] = []
+        try:
+            for key in keys:
+                future = self.publish_soon(key.channel, data)
+                if future is None:  # an engine that does not queue (it never does)
+                    break
+                queued.append(future)
+        except BaseException:  # refused midway (limit_channels): the queued still go out
+            for future in queued:
+                future.add_done_callback(_retrieved)
+            raise
+        if len(queued) < len(keys):
+            return [await self.publish(key.channel, data) for key in keys]
+        done = await asyncio.gather(*queued, return_exceptions=True)
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
+        return [result for result in done if isinstance(result, Publication)]
 
     async def history(
         self, channel: str, since: StreamPosition | None = None, limit: int | None = None
