@@ -9,13 +9,15 @@ from typing import Any
 import orjson
 import pytest
 
-from orbiter.config.settings import Config, Limits
+from orbiter.config.settings import AuthSettings, Config, Limits
 from orbiter.engine.base import HistoryPage, HistoryPolicy
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import StreamPosition
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession
+from tests.support.clock import ManualClock
+from tests.support.keys import SECRET, token
 
 
 def make(config: Config | None = None, broker: MemoryBroker | None = None) -> PubSub:
@@ -270,3 +272,26 @@ async def test_publishes_past_the_burst_wait_for_tokens_that_come_back_at_the_ra
     assert not await publish(6)
     now[0] += 10  # an idle connection gets its burst back, no more
     assert [await publish(n) for n in range(7, 11)] == [True, True, True, False]
+
+
+async def test_a_session_ends_when_its_token_expires_unless_refreshed(
+    manual_clock: ManualClock,
+) -> None:
+    config = replace(Config(), auth=AuthSettings(secret=SECRET))
+    pubsub = make(config)
+    # A token's exp is whole seconds: each of these runs out 59 to 60 s from now.
+    kept, _ = await connected(pubsub, config, token=token("ann", ttl=60))
+    lapsed, _ = await connected(pubsub, config, token=token("ann", ttl=60))
+    await manual_clock.advance(30)
+    [fresh] = await send(kept, {"id": 2, "op": "refresh", "token": token("ann", ttl=60)})
+    assert "result" in fresh, fresh
+    await manual_clock.advance(28.9)
+    assert not lapsed.closed
+    await manual_clock.advance(1.2)
+    assert lapsed.close_code is DisconnectCode.TOKEN_EXPIRED
+    assert lapsed.counters["token_expired"] == 1
+    assert not kept.closed  # its refreshed token runs out 89 to 90 s from the start
+    await manual_clock.advance(28.8)
+    assert not kept.closed
+    await manual_clock.advance(1.2)
+    assert kept.close_code is DisconnectCode.TOKEN_EXPIRED
