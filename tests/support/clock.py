@@ -11,6 +11,9 @@ by then has fired, in the order of their deadlines, each at its own deadline (so
 timer that re-arms itself fires as often as it would have in real time), and the
 tasks they woke have run. Time stands still otherwise: a test that waits for a timer
 without advancing the clock waits until pytest-timeout ends it, never passes by luck.
+Wall time (``time.time()``) is not moved: code that reads it (a token's expiry)
+turns it into a loop timer once, and that timer runs on this clock. Sockets and
+threads still work in real time: :meth:`ManualClock.settle` lets their callbacks run.
 
 Only the default asyncio loop's ``time`` can be replaced (uvloop's cannot); the
 pending timers are read from its ``_scheduled`` heap, which every CPython asyncio
