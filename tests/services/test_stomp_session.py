@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orbiter.auth import Authenticator
-from orbiter.config.settings import Config
+from orbiter.config.settings import AuthSettings, Config
 from orbiter.config.stomp import StompSettings
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.protocol.stomp import Frame, FrameParser, encode_frame
@@ -25,6 +25,7 @@ from orbiter.services.pubsub import PubSub
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
 from tests.support.clock import ManualClock
+from tests.support.keys import SECRET, token
 
 CONFIG = replace(Config(), stomp=StompSettings(max_queue_length=50, max_unacked=3))
 
@@ -478,11 +479,17 @@ async def test_one_timer_sweeps_while_queues_hold_bytes_and_stops_after(
 
 @contextlib.asynccontextmanager
 async def _running(
-    clock: ManualClock, heart_beat: str | None, **stomp: Any
+    clock: ManualClock,
+    heart_beat: str | None,
+    broker: StompBroker | None = None,
+    connect: tuple[tuple[str, str], ...] = (),
+    **stomp: Any,
 ) -> AsyncIterator[tuple[StompSession, list[bytes]]]:
     """A session as a transport runs it (its keepalive task, a reader), CONNECTed with
-    ``heart-beat: heart_beat`` (no CONNECT if None); the list fills with what it writes."""
-    broker = await _broker_with(clock=clock, **stomp)
+    ``heart-beat: heart_beat`` and ``connect``'s headers (no CONNECT if None); the list
+    fills with what it writes."""
+    if broker is None:
+        broker = await _broker_with(clock=clock, **stomp)
     session = broker.new_session(peer="test", transport="test")
     written: list[bytes] = []
 
@@ -494,6 +501,7 @@ async def _running(
     tasks = [asyncio.create_task(read()), asyncio.create_task(session.keepalive())]
     if heart_beat is not None:
         headers = [("accept-version", "1.2"), ("host", "x"), ("heart-beat", heart_beat)]
+        headers += connect
         await session.receive(encode_frame("CONNECT", headers))
     await clock.settle()
     try:
@@ -548,3 +556,20 @@ async def test_a_connection_that_never_connects_is_dropped_at_the_connect_timeou
         await manual_clock.advance(0.02)
         assert session.closed
         assert _errors(written) == ["connect timeout"]
+
+
+async def test_a_connection_ends_when_its_token_expires(manual_clock: ManualClock) -> None:
+    config = replace(Config(), auth=AuthSettings(secret=SECRET))
+    engine = MemoryBroker()
+    await engine.start()
+    pubsub = PubSub(config, engine, MemoryPresenceStore())
+    broker = StompBroker(config, pubsub, Authenticator(config), clock=manual_clock)
+    # A token's exp is whole seconds: this one runs out 59 to 60 s from now.
+    passcode = (("passcode", token("alice", ttl=60)),)
+    async with _running(manual_clock, "0,0", broker, passcode) as (session, written):
+        assert session.user == "alice"
+        await manual_clock.advance(58.9)
+        assert not session.closed
+        await manual_clock.advance(1.2)
+        assert session.closed
+        assert _errors(written) == ["token expired"]
