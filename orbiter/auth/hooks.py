@@ -71,6 +71,21 @@ class HookAnswer:
         return self.fields.get(name)
 
 
+async def read_answer(response: aiohttp.ClientResponse) -> bytes:
+    """An app server's answer body, whole, up to :data:`MAX_ANSWER` bytes and one more.
+
+    ``read(n)`` gives what has arrived (often one TCP segment), so it is called
+    until the body ends or passes the bound (a longer body is not read on).
+    """
+    body = b""
+    while len(body) <= MAX_ANSWER:
+        chunk = await response.content.read(MAX_ANSWER + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body
+
+
 def forwarded(headers: Mapping[str, str]) -> dict[str, str]:
     """The headers of a browser's request that hooks receive."""
     return {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
@@ -112,7 +127,7 @@ class AppHooks:
                 async with self._http.post(
                     url, data=orjson.dumps(payload), headers=sent, allow_redirects=False
                 ) as response:
-                    body = await response.content.read(MAX_ANSWER + 1)
+                    body = await read_answer(response)
                     status = response.status
         except TimeoutError:
             self._fail(name, f"the app's {name} hook did not answer in time")

@@ -128,6 +128,9 @@ async def test_publish_hook_rewrites_denies_and_fails_closed(
     assert push["data"] == {"text": "HELLO", "by": "carol"}
     assert "result" in await writer.call("publish", channel="hooked:lobby", data={"text": "keep"})
     assert (await reader.next_push())["data"] == {"text": "keep"}
+    # An answer longer than one read of the app's connection is read whole.
+    assert "result" in await writer.call("publish", channel="hooked:lobby", data={"text": "big"})
+    assert (await reader.next_push())["data"] == {"text": "b" * 300_000}
     for text in ("deny", "slow", "crash"):
         reply = await writer.call("publish", channel="hooked:lobby", data={"text": text})
         assert reply["error"]["code"] == 103, (text, reply)
@@ -136,6 +139,7 @@ async def test_publish_hook_rewrites_denies_and_fails_closed(
     assert [p["data"] for p in history["publications"]] == [
         {"text": "HELLO", "by": "carol"},
         {"text": "keep"},
+        {"text": "b" * 300_000},
     ]
     await writer.close()
     await reader.close()

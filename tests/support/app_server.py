@@ -90,6 +90,8 @@ class AppServer:
             return web.json_response({"allow": False, "reason": "no shouting"})
         if text == "keep":
             return web.json_response({"allow": True})
+        if text == "big":  # an answer many TCP segments long
+            return web.json_response({"allow": True, "data": {"text": "b" * 300_000}})
         rewritten = {"text": text.upper(), "by": body["user"]}
         return web.json_response({"allow": True, "data": rewritten})
 

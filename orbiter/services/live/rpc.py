@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from orbiter.auth.hooks import MAX_ANSWER, forwarded
+from orbiter.auth.hooks import MAX_ANSWER, forwarded, read_answer
 from orbiter.config.live import RpcSettings
 from orbiter.model import JSON
 
@@ -73,12 +73,7 @@ class RpcProxy:
                 ) as response,
             ):
                 status = response.status
-                body = b""
-                while len(body) <= MAX_ANSWER:  # read(n) may give less than n: to the end
-                    chunk = await response.content.read(MAX_ANSWER + 1 - len(body))
-                    if not chunk:
-                        break
-                    body += chunk
+                body = await read_answer(response)
         except TimeoutError:  # an OSError too: told apart first
             raise
         except (aiohttp.ClientError, OSError) as exc:
