@@ -135,7 +135,7 @@ def json_type_refusal(node: Node, content_type: str | None) -> str | None:
     )
 
 
-def _check_post(request: web.Request) -> None:
+def check_post(request: web.Request) -> None:
     """What a POST's head must pass: its API key, its type, its declared length."""
     _check_api_key(request)
     node = request.app[NODE]
@@ -150,7 +150,7 @@ def _check_post(request: web.Request) -> None:
 def _judge_post(request: web.Request) -> web.StreamResponse | None:
     """A POST's head, for ``Expect: 100-continue``: its refusal, or None to take the body."""
     try:
-        _check_post(request)
+        check_post(request)
     except ApiError as exc:
         return _refused(request, exc)
     return None
@@ -161,10 +161,11 @@ def _unknown_expect(request: web.Request, message: str) -> web.StreamResponse:
 
 
 #: ``Expect: 100-continue`` on a POST: refused before the body is sent, else asked for.
-_expect_body = expect_handler(_judge_post, _unknown_expect)
+expect_body = expect_handler(_judge_post, _unknown_expect)
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """A POST's body, which must be a JSON object (``ApiError`` 400 saying why if not)."""
     return _json_object(await request.read())
 
 
@@ -213,7 +214,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
 
 
 async def publish(request: web.Request) -> web.Response:
-    _check_post(request)
+    check_post(request)
     answer = publish_body(request.app[NODE].pubsub, await request.read())
     if isinstance(answer, dict):
         return json_response(answer)
@@ -392,8 +393,8 @@ async def _publish_batch_later(
 
 
 async def event(request: web.Request) -> web.Response:
-    _check_post(request)
-    body = await _json_body(request)
+    check_post(request)
+    body = await json_body(request)
     keys = _keys(body.get("keys"))
     if "data" not in body:
         raise ApiError(400, "'data' is missing")
@@ -470,8 +471,8 @@ async def stats(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/stats", stats)
-    app.router.add_post("/api/publish", publish, expect_handler=_expect_body)
-    app.router.add_post("/api/event", event, expect_handler=_expect_body)
+    app.router.add_post("/api/publish", publish, expect_handler=expect_body)
+    app.router.add_post("/api/event", event, expect_handler=expect_body)
     app.router.add_get("/api/channels", channels)
     app.router.add_get("/api/history", history)
     app.router.add_get("/api/presence", presence)

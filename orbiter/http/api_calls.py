@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from orbiter.http.api import ApiError, _check_post, _expect_body, _json_body
+from orbiter.http.api import ApiError, check_post, expect_body, json_body
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.live import MAX_NAME, NotJSON
@@ -32,9 +32,9 @@ MAX_TIMEOUT = 60.0
 
 
 async def call(request: web.Request) -> web.Response:
-    _check_post(request)
+    check_post(request)
     node = request.app[NODE]
-    body = await _json_body(request)
+    body = await json_body(request)
     method = body.get("method")
     if not isinstance(method, str) or not 0 < len(method) <= MAX_NAME:
         raise ApiError(400, f"'method' must be a string of 1 to {MAX_NAME} characters")
@@ -95,4 +95,4 @@ def _chosen(node: Node, body: dict[str, Any], mount: str | None) -> list[LiveCon
 
 
 def add_call_route(app: web.Application) -> None:
-    app.router.add_post("/api/call", call, expect_handler=_expect_body)
+    app.router.add_post("/api/call", call, expect_handler=expect_body)
