@@ -177,50 +177,8 @@ def test_a_queue_flood_is_refused_at_the_budgets_and_nobody_else_notices(broker)
     assert srv.wait_for_log("queue full")
 
 
-def test_expired_messages_are_not_delivered_and_their_bytes_and_queues_are_freed():
-    # Two with ActiveMQ's expires (epoch ms, 13 digits), two with RabbitMQ's expiration (ms);
-    # the header is passed on, so it counts (160 bytes and its name and value).
-    four = 2 * (MESSAGE_BYTES + 160 + len("expiration500")) + 2 * (
-        MESSAGE_BYTES + 160 + len("expires") + 13
-    )
-    srv, port = start_stomp_server(
-        stomp_toml=f"max_total_queue_bytes = {four}\nmax_queues = 5\nmessage_ttl = 30\n"
-    )
-    try:
-        raw = RawClient(port)
-        raw.connect()
-        in_half_a_second = str(int(time.time() * 1000) + 500)
-        assert len(in_half_a_second) == 13
-        expiries = [("expiration", "500"), ("expires", in_half_a_second)] * 2
-        for n, expiry in enumerate(expiries):
-            raw.frame(
-                "SEND",
-                [("destination", f"/queue/old-{n}"), expiry, ("receipt", f"r{n}")],
-                b"o" * BODY,
-            )
-            assert raw.next().get("receipt-id") == f"r{n}"
-        # Full: a fifth message is refused.
-        probe = RawClient(port)
-        probe.connect()
-        probe.frame("SEND", [("destination", "/queue/new-0")], b"n" * BODY)
-        assert "stomp.max_total_queue_bytes" in error_of(probe).body.decode()
-        time.sleep(1.8)  # past the deadline, and a sweep (every second) after it
-        # The bytes are back, and the four old queues are forgotten (max_queues = 5).
-        for n in range(4):
-            raw.frame("SEND", [("destination", f"/queue/new-{n}"), ("receipt", f"n{n}")], b"n")
-            frame = raw.next()
-            assert frame.command == "RECEIPT", frame.body
-        # Nothing expired is delivered late.
-        consumer, got = connect(port)
-        consumer.subscribe("/queue/old-0", id="old")  # the fifth queue: the last that fits
-        consumer.subscribe("/queue/new-0", id="new", receipt="s")
-        assert got.wait(lambda: "s" in got.receipts)
-        got.wait_messages(1)
-        time.sleep(0.3)
-        assert got.bodies() == ["n"]
-        consumer.disconnect()
-    finally:
-        srv.stop()
+# Expired queue messages (expires, expiration), their bytes and queues freed by the sweep:
+# tests/services/test_stomp_session.py, on a clock the test moves.
 
 
 @pytest.mark.parametrize(

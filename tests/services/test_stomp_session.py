@@ -573,3 +573,68 @@ async def test_a_connection_ends_when_its_token_expires(manual_clock: ManualCloc
         await manual_clock.advance(1.2)
         assert session.closed
         assert _errors(written) == ["token expired"]
+
+
+async def _written_now(session: StompSession, clock: ManualClock) -> list[Frame]:
+    """What the session wrote so far, read without waiting (the clock stands still)."""
+    pull = _PULLS.get(session)
+    if pull is None:
+        pull = _PULLS[session] = Pull(session.outbox)
+    take = asyncio.ensure_future(pull.take())
+    await clock.settle()
+    if not take.done():
+        take.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await take
+        return []
+    return FrameParser(version="1.2").feed(b"".join(take.result()))
+
+
+async def test_expired_queue_messages_are_not_delivered_and_their_bytes_and_queues_are_freed(
+    manual_clock: ManualClock,
+) -> None:
+    # Two with ActiveMQ's expires (epoch ms, 13 digits), two with RabbitMQ's expiration (ms);
+    # the header is passed on, so it counts (160 bytes and its name and value).
+    body = b"o" * 1000
+    size = 256 + len(body)
+    four = 2 * (size + 160 + len("expiration1500")) + 2 * (size + 160 + len("expires") + 13)
+    broker = await _broker_with(
+        clock=manual_clock, max_total_queue_bytes=four, max_queues=5, message_ttl=30
+    )
+    sender = await _connect(broker)
+    in_1_5_s = str(int(time.time() * 1000) + 1500)
+    assert len(in_1_5_s) == 13
+    for n, expiry in enumerate([("expiration", "1500"), ("expires", in_1_5_s)] * 2):
+        headers = [("destination", f"/queue/old-{n}"), expiry, ("receipt", f"r{n}")]
+        await sender.receive(encode_frame("SEND", headers, body))
+    receipts = [f.get("receipt-id") for f in await _written_now(sender, manual_clock)]
+    assert receipts == [None, "r0", "r1", "r2", "r3"]  # after CONNECTED
+    assert broker.queues.bytes == four
+    # Full: a fifth message is refused.
+    probe = await _connect(broker)
+    await probe.receive(encode_frame("SEND", [("destination", "/queue/new-0")], b"n" * 1000))
+    [error] = [f for f in await _written_now(probe, manual_clock) if f.command == "ERROR"]
+    assert "stomp.max_total_queue_bytes" in error.body.decode()
+    # Past their deadline (1.5 s), but the sweep (every second) has not run since.
+    await manual_clock.advance(1.95)
+    assert broker.queues.bytes == four
+    await manual_clock.advance(0.1)  # the sweep at 2 s
+    # The bytes are back, and the four old queues are forgotten (max_queues = 5).
+    assert broker.queues.bytes == 0
+    for n in range(4):
+        headers = [("destination", f"/queue/new-{n}"), ("receipt", f"n{n}")]
+        await sender.receive(encode_frame("SEND", headers, b"n"))
+    frames = await _written_now(sender, manual_clock)
+    assert [f.get("receipt-id") for f in frames] == ["n0", "n1", "n2", "n3"]
+    # Nothing expired is delivered late.
+    consumer = await _connect(broker)
+    await consumer.receive(
+        encode_frame("SUBSCRIBE", [("id", "old"), ("destination", "/queue/old-0")])
+    )
+    await consumer.receive(
+        encode_frame("SUBSCRIBE", [("id", "new"), ("destination", "/queue/new-0")])
+    )
+    messages = [f for f in await _written_now(consumer, manual_clock) if f.command == "MESSAGE"]
+    assert [(m.get("subscription"), m.body) for m in messages] == [("new", b"n")]
+    for session in (sender, probe, consumer):
+        await broker.end_session(session)
