@@ -15,9 +15,12 @@ channel is ``$key:user, session, /location``:
 - ``sse``: ``EventSource``; each event is one payload as JSON, with an id
   that ``Last-Event-ID`` resumes from.
 
-So that nothing sent between two connections of a key is lost, the key's
-position when a connection ends is kept for ``orbited.disconnect_delay``
-seconds (:class:`KeyPositions`) and the next connection resumes there.
+So that nothing sent between two connections of a key is lost or sent
+twice, each connection holds the key's position as it writes
+(:class:`KeyPositions`); the next connection resumes from the newest one's,
+even while that one still runs (a reloading page's new request can come
+before the old one's close is seen), or from where the last one ended, kept
+``orbited.disconnect_delay`` seconds.
 The streams run on a :class:`ClientSession` (``connect_key``); the polls on
 the :class:`PollHub`, like ``GET /poll``.
 """
@@ -51,7 +54,7 @@ from orbiter.protocol.scripts import (
     iframe_prelude,
 )
 from orbiter.services.polls import TooManyPolls
-from orbiter.session.key_positions import KeyPositions
+from orbiter.session.key_positions import KeyHold, KeyPositions
 from orbiter.session.session import ClientSession, Subscribed
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.errors import error_response
@@ -83,9 +86,8 @@ class LegacyState:
 
     def __init__(self, settings: OrbitedSettings) -> None:
         self.settings = settings
+        #: Each key's newest connection (a newer poll of the key answers in its place).
         self.positions = KeyPositions(ttl=settings.disconnect_delay, limit=MAX_KEY_POSITIONS)
-        #: The poll each key has held now; a newer poll of the key replaces it.
-        self.polls: dict[ConnectionKey, object] = {}
 
 
 LEGACY_STATE = web.AppKey("orbited_legacy_state", LegacyState)
@@ -116,12 +118,11 @@ async def _xhr(request: web.Request, key: ConnectionKey) -> web.Response:
     node = request.app[NODE]
     hub = request.app[POLL_HUB]
     state = request.app[LEGACY_STATE]
-    since = state.positions.get(key, _now()) or await hub.position(key.channel)
-    token = object()
-    state.polls[key] = token
+    hold = state.positions.begin(key, _now())
+    since = hold.position or await hub.position(key.channel)
 
     def current() -> bool:
-        return state.polls.get(key) is token
+        return state.positions.current(key, hold)
 
     try:
         with node.held_request(request.remote or "?"):
@@ -133,22 +134,21 @@ async def _xhr(request: web.Request, key: ConnectionKey) -> web.Response:
             )
     except (TooManyPolls, TooManyConnections) as exc:
         log.warning("GET %s from %s: %s", request.path[:200], request.remote, exc)
+        state.positions.end(key, hold, _now())
         return busy_response(exc)
-    finally:
-        superseded = not current()
-        if not superseded:
-            del state.polls[key]
-    if superseded:  # a newer poll of this key answers instead
-        return _eval_response(b"")
-    if batch is None:  # the client left: resume from here next time
-        state.positions.put(key, since, _now())
-        return _eval_response(b"")
-    if not batch.publications:  # timeout, or lost (history trimmed): go on from now
-        state.positions.put(key, batch.position, _now())
-        return _eval_response(b"")
-    pub = batch.publications[0]
-    state.positions.put(key, StreamPosition(pub.offset, pub.epoch), _now())
-    return _eval_response(eval_body(orjson.dumps(pub.data)))
+    superseded = not current()
+    hold.position = since
+    body = b""
+    if superseded or batch is None:  # a newer connection of this key goes on / the client left
+        pass
+    elif not batch.publications:  # timeout, or lost (history trimmed): go on from now
+        hold.position = batch.position
+    else:
+        pub = batch.publications[0]
+        hold.position = StreamPosition(pub.offset, pub.epoch)
+        body = eval_body(orjson.dumps(pub.data))
+    state.positions.end(key, hold, _now())
+    return _eval_response(body)
 
 
 def _eval_response(body: bytes) -> web.Response:
@@ -162,10 +162,11 @@ class KeyFramer:
     """A key session's publications, one event each, in the transport's framing."""
 
     def __init__(
-        self, start: StreamPosition, style: Callable[[StreamPosition, bytes], bytes]
+        self, hold: KeyHold, start: StreamPosition, style: Callable[[StreamPosition, bytes], bytes]
     ) -> None:
-        #: The position of the last event written.
-        self.position = start
+        #: The key's position, moved on as events are written (read by its next connection).
+        self.hold = hold
+        hold.position = start
         self._framed = start
         self._style = style
 
@@ -180,7 +181,7 @@ class KeyFramer:
         return b"".join(out)
 
     def written(self) -> None:
-        self.position = self._framed
+        self.hold.position = self._framed
 
 
 def _iframe_style(position: StreamPosition, payload: bytes) -> bytes:
@@ -198,13 +199,11 @@ async def _stream(
     state = request.app[LEGACY_STATE]
     iframe = transport is LegacyTransport.IFRAME
     callback = DEFAULT_CALLBACK
+    last_id = request.headers.get("Last-Event-ID", "")
     try:
         if iframe:
             callback = check_callback(request.query.get("callback", DEFAULT_CALLBACK))
-            since = state.positions.get(key, _now())
-        else:
-            last_id = request.headers.get("Last-Event-ID", "")
-            since = parse_positions(last_id, 1)[0] if last_id else state.positions.get(key, _now())
+        resumed = parse_positions(last_id, 1)[0] if last_id and not iframe else None
     except (BadCallback, BadEventId) as exc:
         log.info("GET %s from %s: %s", request.path[:200], request.remote, exc)
         return error_response(400, str(exc))
@@ -214,19 +213,18 @@ async def _stream(
         )
     except TooManyConnections as exc:
         return busy(exc)
-    framer: KeyFramer | None = None
+    hold = state.positions.begin(key, _now())
     try:
         try:
-            sub = await session.connect_key(key, since)
+            sub = await session.connect_key(key, resumed or hold.position)
         except Refusal as exc:
             return error_response(refusal_status(exc), exc.message)
-        framer = KeyFramer(sub.start, _iframe_style if iframe else _sse_style)
+        framer = KeyFramer(hold, sub.start, _iframe_style if iframe else _sse_style)
         if iframe:
             return await _run_iframe(request, session, framer, callback, state.settings)
         return await _run_sse(request, session, framer, sub)
     finally:
-        if framer is not None:
-            state.positions.put(key, framer.position, _now())
+        state.positions.end(key, hold, _now())
         await node.end_session(session)
 
 

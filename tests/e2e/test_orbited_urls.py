@@ -188,3 +188,70 @@ async def test_bad_urls_get_a_clear_error(
     ):
         assert response.status == 400
         assert problem in (await response.json())["error"]["message"]
+
+
+async def stream_opened(http: aiohttp.ClientSession, base: str, user: str, transport: str) -> Any:
+    """An Orbited stream of ``user``'s key, open and subscribed."""
+    response = await http.get(url(base, "chat", user, transport))
+    await read_until(response, b"-->\n" if transport == "iframe" else b"event: subscribed")
+    return response
+
+
+@pytest.mark.parametrize("transport", ["iframe", "sse"])
+async def test_the_next_connection_of_a_key_does_not_replay_what_a_resumed_stream_wrote(
+    srv: RunningServer, transport: str
+) -> None:
+    """Issue 18 (seed 003): ``xhr``, ``iframe``, ``xhr`` gave ``[m1]``, ``[m2]``, ``[m2]``.
+
+    The stream resumed from the position the first poll left; the next poll
+    came while the stream's connection was still open on the server (a
+    reloading page's new request often comes before the old one's close is
+    seen, a proxy can hide it until the next heartbeat) and started from that
+    old position, not from what the stream had written since.
+    """
+    user = f"rex-{transport}"
+    key = f"{user}, 0, /chat"
+    held = asyncio.create_task(xhr(srv.url, "chat", user))
+    await asyncio.sleep(0.3)
+    await send(srv.url, key, "m1")
+    assert evaluated((await held)[1]) == "m1"
+    async with aiohttp.ClientSession() as http:
+        stream = await stream_opened(http, srv.url, user, transport)
+        await send(srv.url, key, "m2")
+        await read_until(stream, b'"m2"')
+        # The stream is still open: the next poll goes on from what it wrote.
+        polled = asyncio.create_task(xhr(srv.url, "chat", user))
+        await asyncio.sleep(0.3)
+        await send(srv.url, key, "m3")
+        assert evaluated((await polled)[1]) == "m3"
+        stream.close()
+    await asyncio.sleep(0.3)
+    await send(srv.url, key, "m4")
+    assert evaluated((await xhr(srv.url, "chat", user))[1]) == "m4"
+
+
+async def test_a_reloaded_iframe_does_not_replay_what_the_one_before_it_wrote(
+    srv: RunningServer,
+) -> None:
+    """Issue 18 (seed 003) in a browser: load ``[a]``, reload ``[b]``, reload ``[b, c]``.
+
+    The second iframe resumes where the first ended; the third's request
+    comes while the second is still open on the server.
+    """
+    key = "rhea, 0, /chat"
+    async with aiohttp.ClientSession() as http:
+        first = await stream_opened(http, srv.url, "rhea", "iframe")
+        await send(srv.url, key, "a")
+        await read_until(first, b'c("a")')
+        first.close()
+        await asyncio.sleep(0.3)
+        second = await stream_opened(http, srv.url, "rhea", "iframe")  # resumes after a
+        await send(srv.url, key, "b")
+        await read_until(second, b'c("b")')
+        third = await stream_opened(http, srv.url, "rhea", "iframe")  # before second's close
+        await send(srv.url, key, "c")
+        body = await read_until(third, b'c("c")')
+        second.close()
+        third.close()
+    calls = re.findall(rb"<script>c\((.*?)\);</script>", body)
+    assert [orjson.loads(c) for c in calls] == ["c"]

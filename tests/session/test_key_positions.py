@@ -30,3 +30,39 @@ def test_the_oldest_key_goes_first_past_the_limit() -> None:
     assert table.get(B, now=3) is None
     assert table.get(A, now=3) == StreamPosition(2, "e")
     assert table.get(C, now=3) == StreamPosition(1, "e")
+
+
+def test_a_new_connection_starts_where_the_running_one_has_written() -> None:
+    table = KeyPositions(ttl=10, limit=100)
+    table.put(A, StreamPosition(1, "e"), now=0)
+    old = table.begin(A, now=1)
+    assert old.position == StreamPosition(1, "e")  # resumed where the last one ended
+    old.position = StreamPosition(2, "e")  # wrote one more
+    new = table.begin(A, now=2)  # before the old one's end is seen
+    assert new.position == StreamPosition(2, "e")  # not 1: that would send 2 again
+    assert not table.current(A, old)
+    assert table.current(A, new)
+    new.position = StreamPosition(3, "e")
+    table.end(A, old, now=3)  # a newer one runs: it goes on from the old one
+    assert table.get(A, now=3) == StreamPosition(1, "e")
+    table.end(A, new, now=4)
+    assert table.get(A, now=4) == StreamPosition(3, "e")
+    assert table.begin(B, now=4).position is None
+
+
+def test_an_older_connection_ending_last_keeps_its_position_only_if_further() -> None:
+    table = KeyPositions(ttl=10, limit=100)
+    old = table.begin(A, now=0)
+    old.position = StreamPosition(5, "e")
+    new = table.begin(A, now=1)
+    new.position = StreamPosition(6, "e")
+    table.end(A, new, now=2)
+    table.end(A, old, now=3)
+    assert table.get(A, now=3) == StreamPosition(6, "e")
+    again = table.begin(A, now=4)
+    newer = table.begin(A, now=4)
+    newer.position = StreamPosition(6, "e")
+    table.end(A, newer, now=5)
+    again.position = StreamPosition(7, "e")  # wrote on after the newer one ended
+    table.end(A, again, now=6)
+    assert table.get(A, now=6) == StreamPosition(7, "e")
