@@ -279,6 +279,41 @@ async def test_sending_to_an_unknown_session_is_not_found(sockjs: SockJSUrls) ->
     ].status == 404
 
 
+ORIGIN = "https://app.example"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "method", "body", "status"),
+    [
+        ("/000/nobody/xhr_send", "POST", b'["x"]', 404),  # the unknown session
+        ("/000/nobody/jsonp_send", "POST", b'["x"]', 404),
+        ("/000/nobody/xhr_send", "GET", b"", 405),
+        ("/000/s/jsonp", "GET", b"", 500),  # no callback
+        ("/no/such/path/here", "GET", b"", 404),
+    ],
+)
+async def test_error_answers_carry_the_cors_headers_of_a_success(
+    sockjs: SockJSUrls, suffix: str, method: str, body: bytes, status: int
+) -> None:
+    """Issue 18: a cross-origin page sees the status, not a response blocked by CORS."""
+    head, _ = await fetch(sockjs.echo + suffix, method, body=body, headers={"Origin": ORIGIN})
+    assert head.status == status
+    assert_cors(head, ORIGIN)
+    head, _ = await fetch(sockjs.echo + suffix, method, body=body)
+    assert head.status == status
+    assert_cors(head, None)
+
+
+async def test_a_body_over_the_limit_is_refused_with_the_cors_headers(sockjs: SockJSUrls) -> None:
+    url = SockJSUrls.session(sockjs.echo)
+    await fetch(url + "/xhr", "POST")
+    too_big = b'["' + b"x" * 1_048_576 + b'"]'  # over limits.max_http_body
+    head, answer = await fetch(url + "/xhr_send", "POST", body=too_big, headers={"Origin": ORIGIN})
+    assert head.status == 413
+    assert b"Payload too large" in answer
+    assert_cors(head, ORIGIN)
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [

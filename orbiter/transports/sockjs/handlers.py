@@ -81,13 +81,13 @@ class SockJSHandler:
         endpoint = self.server.endpoints.get(name)
         target = urls.parse(tail)
         if endpoint is None or target is None:
-            return web.Response(status=404, text="Not found.\n")
+            return _error(request, 404, "Not found.\n")
         if isinstance(target, urls.SessionUrl):
             return await self._session_url(request, endpoint, target)
         if isinstance(target, urls.Info):
             return _info(request, endpoint)
         if request.method not in ("GET", "HEAD"):
-            return _not_allowed("GET, HEAD")
+            return _not_allowed(request, "GET, HEAD")
         if isinstance(target, urls.Greeting):
             return web.Response(
                 text="Welcome to SockJS!\n", headers={"Content-Type": "text/plain; charset=UTF-8"}
@@ -95,7 +95,7 @@ class SockJSHandler:
         if isinstance(target, urls.Iframe):
             return _iframe(request, endpoint)
         if not endpoint.options.websocket:
-            return web.Response(status=404, text="WebSocket is disabled.\n")
+            return _error(request, 404, "WebSocket is disabled.\n")
         return await raw_websocket(request, endpoint)
 
     def _judge_head(self, request: web.Request) -> web.StreamResponse | None:
@@ -122,21 +122,21 @@ class SockJSHandler:
         transport, method = target.transport, request.method
         if transport == "websocket":
             if not endpoint.options.websocket:
-                return web.Response(status=404, text="WebSocket is disabled.\n")
+                return _error(request, 404, "WebSocket is disabled.\n")
             if method != "GET":
-                return _not_allowed("GET")
+                return _not_allowed(request, "GET")
             return await sockjs_websocket(request, endpoint)
         if transport in ("xhr_send", "jsonp_send"):
             if method == "OPTIONS" and transport == "xhr_send":
                 return _preflight(request, "OPTIONS, POST")
             if method != "POST":
-                return _not_allowed("OPTIONS, POST" if transport == "xhr_send" else "POST")
+                return _not_allowed(request, "OPTIONS, POST" if transport == "xhr_send" else "POST")
             return await _send(request, endpoint, target.session, jsonp=transport == "jsonp_send")
         envelope = ENVELOPES[transport]
         if method == "OPTIONS" and envelope.method == "POST":
             return _preflight(request, "OPTIONS, POST")
         if method != envelope.method:
-            return _not_allowed("OPTIONS, POST" if envelope.method == "POST" else "GET")
+            return _not_allowed(request, "OPTIONS, POST" if envelope.method == "POST" else "GET")
         return await _receive(request, endpoint, envelope, target.session)
 
 
@@ -177,14 +177,21 @@ def _session_headers(
     return headers
 
 
-def _not_allowed(allow: str) -> web.Response:
-    return web.Response(status=405, headers={"Allow": allow})
+def _not_allowed(request: web.Request, allow: str) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Allow"] = allow
+    _cors(request, headers)
+    return web.Response(status=405, headers=headers)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(
-        status=status, text=message, headers={"Content-Type": "text/plain; charset=UTF-8"}
-    )
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    """An error answer, with the CORS headers of a success: a cross-origin page sees the
+    status and the message, not a response the browser blocked (status 0)."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Content-Type"] = "text/plain; charset=UTF-8"
+    headers["Cache-Control"] = NO_CACHE
+    _cors(request, headers)
+    return web.Response(status=status, text=message, headers=headers)
 
 
 def _preflight(request: web.Request, methods: str) -> web.Response:
@@ -203,7 +210,7 @@ def _info(request: web.Request, endpoint: Endpoint) -> web.Response:
     if request.method == "OPTIONS":
         return _preflight(request, "OPTIONS, GET")
     if request.method not in ("GET", "HEAD"):
-        return _not_allowed("OPTIONS, GET")
+        return _not_allowed(request, "OPTIONS, GET")
     headers: CIMultiDict[str] = CIMultiDict()
     headers["Content-Type"] = "application/json; charset=UTF-8"
     headers["Cache-Control"] = NO_CACHE
@@ -279,9 +286,9 @@ async def _receive(
     if envelope.needs_callback:
         callback = request.query.get("c") or request.query.get("callback") or ""
         if not callback:
-            return _error(500, '"callback" parameter required')
+            return _error(request, 500, '"callback" parameter required')
         if not CALLBACK.fullmatch(callback):
-            return _error(500, 'invalid "callback" parameter')
+            return _error(request, 500, 'invalid "callback" parameter')
     headers = _session_headers(request, endpoint, envelope.content_type)
     peer = request.remote or "?"
     if not envelope.streaming:
@@ -317,7 +324,7 @@ async def _send(
 ) -> web.Response:
     live = endpoint.get(session_id)
     if live is None:
-        return web.Response(status=404, text="No such session.\n")
+        return _error(request, 404, "No such session.\n")
     options = endpoint.options
     refusal = _too_large(request, endpoint)
     if refusal is not None:
@@ -329,12 +336,12 @@ async def _send(
         else:
             messages = decode_messages(body)
     except PayloadError as exc:
-        return _error(500, str(exc))
+        return _error(request, 500, str(exc))
     if largest_message_size(messages) > options.max_message_size:
         options.counters["limit_message_size"] += 1
         log.info("sockjs send from %s: message over the size limit", request.remote)
         live.close(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.reason)
-        return _error(413, f"Message too big (at most {options.max_message_size} bytes).")
+        return _error(request, 413, f"Message too big (at most {options.max_message_size} bytes).")
     await live.deliver(messages)
     headers = _session_headers(request, endpoint, "text/plain; charset=UTF-8")
     if jsonp:
@@ -356,11 +363,11 @@ def _too_large(request: web.Request, endpoint: Endpoint) -> web.Response | None:
         request.remote,
         options.max_body,
     )
-    return _error(413, f"Payload too large (at most {options.max_body} bytes).")
+    return _error(request, 413, f"Payload too large (at most {options.max_body} bytes).")
 
 
 def _unknown_expect(request: web.Request, message: str) -> web.Response:
-    return _error(417, message)
+    return _error(request, 417, message)
 
 
 def _form_field(body: bytes, name: str) -> str:
