@@ -169,3 +169,15 @@ def switching_protocols(head: HandshakeHead, extra: Mapping[str, str]) -> bytes:
     ]
     lines += [f"{name}: {value}" for name, value in extra.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+def preferred_subprotocol(offered: list[str], supported: tuple[str, ...]) -> str | None:
+    """The first of ``supported`` (the server's order of preference) that the client offers.
+
+    ``offered`` holds the ``Sec-WebSocket-Protocol`` header values as sent
+    (comma-separated tokens, any number of headers). aiohttp takes the
+    first the *client* lists that it supports, so a client offering
+    ``v10.stomp, v11.stomp, v12.stomp`` (stomp.js's order) got STOMP 1.0.
+    """
+    tokens = {token.strip() for value in offered for token in value.split(",")}
+    return next((name for name in supported if name in tokens), None)

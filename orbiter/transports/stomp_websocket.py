@@ -2,7 +2,8 @@
 
 The WebSocket endpoint negotiates the ``v12.stomp``, ``v11.stomp`` and
 ``v10.stomp`` subprotocols (how @stomp/stompjs, Spring and RabbitMQ
-Web-STOMP clients connect); each text or binary message holds any part of
+Web-STOMP clients connect), the highest the client offers whatever its
+order; each text or binary message holds any part of
 the STOMP byte stream, and each batch the session queued goes out as one
 message (text when it is UTF-8, else binary). Over SockJS, which carries
 text only, each SockJS message is part of the stream and bodies must be
@@ -21,12 +22,14 @@ from aiohttp import WSMsgType, web
 
 from orbiter.auth.hooks import forwarded
 from orbiter.config.settings import Limits
+from orbiter.protocol.websocket_handshake import preferred_subprotocol
 from orbiter.services.outbox import Pull
 from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
 from orbiter.transports.frame_rate import RatedFrames
 from orbiter.transports.sockjs.endpoint import Connection
 
+#: In order of preference: the highest version the client offers is chosen.
 SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
 
@@ -36,8 +39,11 @@ def websocket_handler(
     """The aiohttp handler of STOMP over WebSocket (frames read at ``limits.frame_rate``)."""
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
+        chosen = preferred_subprotocol(
+            request.headers.getall("Sec-WebSocket-Protocol", []), SUBPROTOCOLS
+        )
         ws = web.WebSocketResponse(
-            protocols=SUBPROTOCOLS,
+            protocols=() if chosen is None else (chosen,),
             max_msg_size=limits.max_message_size,
             autoping=False,  # pings are answered, and counted, by RatedFrames
             compress=False,

@@ -59,6 +59,23 @@ async def test_subprotocols_and_frames_split_across_messages(broker, offered, ve
         assert message.get("content-type") == "application/octet-stream"
 
 
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (("v10.stomp", "v11.stomp", "v12.stomp"), "v12.stomp"),  # stomp.js's order
+        (("v10.stomp", "v11.stomp"), "v11.stomp"),
+        (("mqtt", "v10.stomp"), "v10.stomp"),
+    ],
+)
+async def test_the_highest_version_offered_is_chosen_whatever_the_order(broker, offered, chosen):
+    """Issue 18: aiohttp took the first the client listed (STOMP 1.0 for stomp.js)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(ws_url(broker), protocols=offered) as ws,
+    ):
+        assert ws.protocol == chosen
+
+
 async def test_a_page_of_a_foreign_origin_is_refused(broker):
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:

@@ -9,6 +9,7 @@ from orbiter.protocol.websocket_handshake import (
     accept_value,
     bad_request,
     parse_head,
+    preferred_subprotocol,
     refusal,
     switching_protocols,
     undecodable,
@@ -157,3 +158,11 @@ def test_the_400_answer_is_whole_and_names_the_problem() -> None:
     assert orjson.loads(body) == {
         "error": {"status": 400, "message": "the Origin header holds a byte that is not ASCII"}
     }
+
+
+def test_the_preferred_subprotocol_is_the_servers_first_that_the_client_offers() -> None:
+    supported = ("v12.stomp", "v11.stomp", "v10.stomp")
+    assert preferred_subprotocol(["v10.stomp, v11.stomp,v12.stomp"], supported) == "v12.stomp"
+    assert preferred_subprotocol(["v10.stomp", "v11.stomp"], supported) == "v11.stomp"
+    assert preferred_subprotocol(["mqtt", ""], supported) is None
+    assert preferred_subprotocol([], supported) is None
