@@ -6,8 +6,9 @@ import pytest
 
 from tests.support.server import RunningServer
 
-#: The ``manual_clock`` fixture (a clock the test moves, the loop's time too).
-pytest_plugins = ["tests.support.clock"]
+#: The ``manual_clock`` fixture (a clock the test moves, the loop's time too); the
+#: ``redis_server`` fixture (a real redis-server on a free port).
+pytest_plugins = ["tests.support.clock", "tests.support.redis_server"]
 
 
 @pytest.fixture(scope="session")

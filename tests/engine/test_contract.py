@@ -1,7 +1,8 @@
 """The engine contract: every Broker and PresenceStore implementation must pass these.
 
-Implementations are listed in ``ENGINES``; the Redis engine joins the list
-when it exists. SQLite runs twice: with its default memory window, and with a
+Implementations are listed in ``ENGINES``; the Redis engine runs against a
+real ``redis-server`` the tests start (``tests/support/redis_server.py``), each
+test under its own key prefix. SQLite runs twice: with its default memory window, and with a
 window of one publication, so that nearly every read goes to the file.
 """
 
@@ -15,6 +16,7 @@ import pytest
 
 from orbiter.engine.base import Broker, HistoryPolicy, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.engine.redis import RedisBroker, RedisPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 
@@ -26,18 +28,28 @@ ENGINES: dict[str, Callable[[Path], tuple[Broker, PresenceStore]]] = {
         MemoryPresenceStore(),
     ),
 }
+#: Engines that need a Redis (made by the fixture, with the test's server and prefix).
+REDIS_ENGINES = ("redis",)
 
 POLICY = HistoryPolicy(size=5, ttl=60.0, meta_ttl=600.0)
 
 
-@pytest.fixture(params=sorted(ENGINES))
+@pytest.fixture(params=sorted(ENGINES) + list(REDIS_ENGINES))
 async def engine(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Broker, PresenceStore]]:
-    broker, presence = ENGINES[request.param](tmp_path)
+    if request.param in REDIS_ENGINES:
+        url = request.getfixturevalue("redis_server").url
+        prefix = request.getfixturevalue("redis_prefix")
+        broker: Broker = RedisBroker(url, prefix=prefix)
+        presence: PresenceStore = RedisPresenceStore(url, prefix=prefix)
+    else:
+        broker, presence = ENGINES[request.param](tmp_path)
     await broker.start()
     yield broker, presence
     await broker.close()
+    if isinstance(presence, RedisPresenceStore):
+        await presence.close()
 
 
 async def _received(broker: Broker) -> list[Publication | PresenceEvent]:

@@ -1,0 +1,802 @@
+"""The Redis engine: channel streams, delivery and presence shared by many orbiter nodes.
+
+**Keeping.** A publication is one Lua script on the channel's keys: it
+takes the stream's epoch (a hash ``meta``: epoch and top offset), adds one
+to the offset, appends to the history stream (``XADD`` with the offset as
+its id, trimmed to the history size, expiring ``ttl`` after the last
+publication) and publishes the framed publication on the channel's Redis
+pub/sub channel, all at once: no node can see offsets in another order than
+the one delivered. The meta hash expires ``max(meta_ttl, ttl)`` after the
+last publication, so it outlives the data: a drained channel still says where
+it stands, and a client behind it is told it cannot recover instead of
+getting nothing as if nothing was missed. The time of a publication is
+Redis's (``TIME``), so every node trims history by age on one clock.
+
+**No false OK.** The publisher is answered only once the script returned;
+a publication that cannot reach Redis (or whose answer is lost) fails with
+:class:`PublishFailed`. Commands are never retried by the client library:
+a retry after a lost answer could publish twice. Publications queued in one
+loop iteration go to Redis in one pipeline (one round trip, in order), one
+pipeline in flight at a time, so their order is the order they were queued.
+
+**Void epoch.** A channel never published reads as offset 0 of an epoch
+its first publication keeps, and reading stores nothing per channel. That
+epoch is ``<node-wide random>-<Redis time // period>`` (the period is the
+channel's meta lifetime): a stream forgotten after its meta expired was
+created at least one period before it was forgotten, so a stream created
+again later has another epoch and a position read from the old one is never
+taken for one in the new one. The random part is itself kept in Redis, so a
+Redis that lost its data (restarted without persistence) gives every channel
+a new epoch, and subscribers behind are told they cannot recover. Redis must
+not evict keys (``maxmemory-policy noeviction``, its default).
+
+**Delivery.** Each node holds one pub/sub connection, subscribed once to
+each channel it has subscribers for (never per connection); a publication
+reaches a node once whatever the number of its subscribers. The reader
+remembers each channel's last delivered position: a publication that does
+not follow it (the connection dropped and came back) is preceded by what
+history holds between them, or, if history lost them, logged. The pub/sub
+connection reconnects with exponential backoff and pings Redis so that a
+dead peer is noticed.
+
+**Presence** (:class:`RedisPresenceStore`): a hash of clients per channel
+with an expiry time per client (a sorted set), refreshed by the node that
+holds the client while its session lives, so the clients of a node that
+died leave after ``ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from orbiter.engine.base import (
+    Broker,
+    EngineUnavailable,
+    HistoryPage,
+    HistoryPolicy,
+    PresenceHandler,
+    PresenceStore,
+    PublicationHandler,
+    PublishFailed,
+)
+from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
+
+log = logging.getLogger("orbiter.engine.redis")
+
+#: Seconds between pings on the pub/sub connection, and without any answer before
+#: it is taken for dead.
+PING_INTERVAL = 5.0
+PING_TIMEOUT = 15.0
+#: The reconnect backoff: first wait, longest wait (seconds).
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+
+_PUBLISH = """
+local now = redis.call('time')
+local stamp = now[1] .. '.' .. string.format('%06d', now[2])
+local epoch = redis.call('hget', KEYS[1], 'e')
+if not epoch then
+  local void = redis.call('get', KEYS[3])
+  if not void then void = ARGV[5]; redis.call('set', KEYS[3], void) end
+  epoch = void .. '-' .. math.floor(tonumber(now[1]) / tonumber(ARGV[4]))
+  redis.call('hset', KEYS[1], 'e', epoch)
+  redis.call('del', KEYS[2])
+end
+local offset = redis.call('hincrby', KEYS[1], 's', 1)
+redis.call('expire', KEYS[1], ARGV[4])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0',
+             't', stamp, 'g', ARGV[6], 'd', ARGV[7])
+  redis.call('pexpire', KEYS[2], ARGV[3])
+else
+  redis.call('del', KEYS[2])
+end
+redis.call('publish', ARGV[1],
+           offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #ARGV[6] .. ':' .. ARGV[6] .. ARGV[7])
+return {offset, epoch, stamp}
+"""
+
+_READ = """
+local now = redis.call('time')
+local stamp = now[1] .. '.' .. string.format('%06d', now[2])
+local meta = redis.call('hmget', KEYS[1], 'e', 's')
+if not meta[1] then
+  local void = redis.call('get', KEYS[3])
+  if not void then void = ARGV[5]; redis.call('set', KEYS[3], void) end
+  return {0, void .. '-' .. math.floor(tonumber(now[1]) / tonumber(ARGV[4])), stamp, {}}
+end
+local top = tonumber(meta[2])
+local entries = {}
+if ARGV[1] == 'since' then
+  if meta[1] == ARGV[6] and tonumber(ARGV[2]) <= top then
+    entries = redis.call('xrange', KEYS[2], ARGV[2], '+')
+  end
+elseif ARGV[1] == 'latest' then
+  if tonumber(ARGV[2]) > 0 then
+    entries = redis.call('xrevrange', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+  end
+elseif tonumber(ARGV[3]) > 0 and tonumber(ARGV[2]) >= 1 then
+  entries = redis.call('xrevrange', KEYS[2], ARGV[2], '-', 'COUNT', ARGV[3])
+end
+return {top, meta[1], stamp, entries}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Where a channel lives in Redis, under one prefix (several clusters may share a Redis)."""
+
+    prefix: str = "orbiter"
+
+    def meta(self, channel: str) -> str:
+        return f"{self.prefix}:meta:{channel}"
+
+    def history(self, channel: str) -> str:
+        return f"{self.prefix}:history:{channel}"
+
+    def pubsub(self, channel: str) -> str:
+        return f"{self.prefix}:ch:{channel}"
+
+    @property
+    def void(self) -> str:
+        return f"{self.prefix}:void"
+
+
+def _client(url: str) -> aioredis.Redis:
+    """A client that never retries a command by itself (a retried publish could be kept twice)."""
+    return aioredis.Redis.from_url(
+        url, retry=Retry(NoBackoff(), 0), socket_timeout=10.0, protocol=2
+    )
+
+
+def _seconds(value: float) -> int:
+    """A TTL in whole seconds for Redis: at least 1, and a day's worth of years when infinite."""
+    if math.isinf(value) or value > 10**9:
+        return 10**9
+    return max(1, math.ceil(value))
+
+
+def _period(policy: HistoryPolicy) -> int:
+    """How long a stream's epoch and offset outlive its last publication (the meta's TTL)."""
+    return _seconds(max(policy.meta_ttl, policy.ttl))
+
+
+def _stamp(raw: bytes) -> float:
+    return float(raw)
+
+
+class _Queued:
+    __slots__ = ("channel", "data", "encoded", "future", "policy", "tags", "tags_json")
+
+    def __init__(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        future: asyncio.Future[Publication],
+    ) -> None:
+        self.channel = channel
+        self.data = data
+        self.encoded = orjson.dumps(data)
+        self.tags = tags
+        self.tags_json = orjson.dumps(tags) if tags else b""
+        self.policy = policy
+        self.future = future
+
+
+class RedisBroker(Broker):
+    """Streams and delivery shared by every node on one Redis (``url``)."""
+
+    def __init__(self, url: str, *, prefix: str = "orbiter") -> None:
+        self.url = url
+        self.keys = RedisKeys(prefix)
+        self._redis = _client(url)
+        self._publish_sha = ""
+        self._read_sha = ""
+        self._void_candidate = secrets.token_hex(4)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._pending: list[_Queued] = []
+        self._sender: asyncio.Task[None] | None = None
+        #: Channels this node is subscribed to, by their pub/sub name, and back.
+        self._subscribed: dict[str, bytes] = {}
+        self._channel_of: dict[bytes, str] = {}
+        #: The last position delivered on each subscribed channel.
+        self._last: dict[str, StreamPosition] = {}
+        #: Subscriptions sent and not yet confirmed by Redis.
+        self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._connection: AbstractConnection | None = None
+        #: Set while the pub/sub connection is up.
+        self._up = asyncio.Event()
+        self._on_publication: PublicationHandler | None = None
+        self._on_presence: PresenceHandler | None = None
+        #: Times Redis could not be reached (publications failed, reconnects).
+        self.failures = 0
+
+    @property
+    def connected(self) -> bool:
+        """The pub/sub connection is up (so subscribed channels are delivered)."""
+        return self._connection is not None
+
+    def stats(self) -> dict[str, int]:
+        return {"engine_up": int(self.connected), "engine_failures": self.failures}
+
+    def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
+        self._on_publication = publication
+        self._on_presence = presence
+
+    # ------------------------------------------------------------ start and stop
+
+    async def start(self) -> None:
+        """Reach Redis and load the scripts; :class:`EngineUnavailable` if it cannot."""
+        if self._loop is not None:
+            return
+        try:
+            self._publish_sha = await self._redis.script_load(_PUBLISH)
+            self._read_sha = await self._redis.script_load(_READ)
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            raise EngineUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+        self._loop = asyncio.get_running_loop()
+        self._listener = self._loop.create_task(self._listen_forever())
+        try:
+            await asyncio.wait_for(self._up.wait(), PING_TIMEOUT)
+        except TimeoutError:
+            await self.close()
+            raise EngineUnavailable(f"cannot subscribe through Redis at {self.url}") from None
+        log.info("channel history and delivery through Redis at %s", self.url)
+
+    async def close(self) -> None:
+        if self._loop is None or self._closed:
+            return
+        self._closed = True
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await self._sender
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._redis.aclose()
+
+    # ------------------------------------------------------------ publishing
+
+    async def publish(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> Publication:
+        return await self.publish_soon(channel, data, policy, tags)
+
+    def publish_soon(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> asyncio.Future[Publication]:
+        """Queue a publication for the next pipeline: its future, the publication once Redis
+        kept it, or :class:`PublishFailed`."""
+        loop = self._loop
+        if loop is None or self._closed:
+            raise PublishFailed("the engine is closed" if self._closed else "not started")
+        future: asyncio.Future[Publication] = loop.create_future()
+        self._pending.append(_Queued(channel, data, policy, tags, future))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_pending())
+        return future
+
+    async def _send_pending(self) -> None:
+        """Send what is queued, one pipeline at a time, until nothing is."""
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._run_publishes(batch)
+                except (RedisError, OSError) as exc:
+                    self.failures += 1
+                    log.error("could not publish %d publications: %s", len(batch), exc)
+                    failure = PublishFailed(f"the server could not reach Redis: {exc}")
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(failure)
+                    continue
+                for item, result in zip(batch, results, strict=True):
+                    if item.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        item.future.set_exception(PublishFailed(f"Redis refused it: {result}"))
+                        continue
+                    offset, epoch, stamp = result
+                    item.future.set_result(
+                        Publication(
+                            item.channel,
+                            int(offset),
+                            epoch.decode(),
+                            item.data,
+                            _stamp(stamp),
+                            item.tags,
+                        )
+                    )
+        finally:
+            self._sender = None
+
+    async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
+        """Run the publish script for each of ``batch``, in order, in one round trip
+        (two if Redis lost its scripts: those refused are loaded and run again)."""
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for index in todo:
+                item = batch[index]
+                keys = self.keys
+                policy = item.policy
+                pipe.evalsha(
+                    self._publish_sha,
+                    3,
+                    keys.meta(item.channel),
+                    keys.history(item.channel),
+                    keys.void,
+                    keys.pubsub(item.channel),
+                    policy.size,
+                    _seconds(policy.ttl) * 1000,
+                    _period(policy),
+                    self._void_candidate,
+                    item.tags_json,
+                    item.encoded,
+                )
+            answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, NoScriptError) and attempt == 0:
+                    missing.append(index)
+                else:
+                    results[index] = answer
+            if not missing:
+                break
+            self._publish_sha = await self._redis.script_load(_PUBLISH)
+            todo = missing
+        return results
+
+    async def publish_presence(self, event: PresenceEvent) -> None:
+        info = event.client
+        message = (b"j" if event.joined else b"l") + orjson.dumps(
+            [info.client, info.user, info.info]
+        )
+        try:
+            await self._redis.publish(self.keys.pubsub(event.channel), message)
+        except (RedisError, OSError) as exc:  # no history: a lost one is only logged
+            log.warning("could not send a presence event of %r: %s", event.channel, exc)
+
+    # ------------------------------------------------------------ reading
+
+    async def _read(
+        self, channel: str, policy: HistoryPolicy, mode: str, a: int, b: int = 0, epoch: str = ""
+    ) -> tuple[StreamPosition, float, list[Publication]]:
+        """Run the read script: the stream's position, Redis's time, and the entries read
+        (oldest first)."""
+        keys = self.keys
+        args = (
+            3,
+            keys.meta(channel),
+            keys.history(channel),
+            keys.void,
+            mode,
+            a,
+            b,
+            _period(policy),
+            self._void_candidate,
+            epoch,
+        )
+        try:
+            try:
+                top, got_epoch, stamp, entries = await self._redis.evalsha(self._read_sha, *args)
+            except NoScriptError:
+                self._read_sha = await self._redis.script_load(_READ)
+                top, got_epoch, stamp, entries = await self._redis.evalsha(self._read_sha, *args)
+        except (RedisError, OSError) as exc:
+            self.failures += 1
+            raise EngineUnavailable(f"cannot read history from Redis: {exc}") from None
+        position = StreamPosition(int(top), got_epoch.decode())
+        loads = orjson.loads
+        pubs = []
+        for entry_id, fields in entries:
+            tags = fields[3]
+            pubs.append(
+                Publication(
+                    channel,
+                    int(entry_id.split(b"-", 1)[0]),
+                    position.epoch,
+                    loads(fields[5]),
+                    _stamp(fields[1]),
+                    loads(tags) if tags else None,
+                )
+            )
+        if mode != "since":
+            pubs.reverse()
+        return position, _stamp(stamp), pubs
+
+    async def history(
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        policy: HistoryPolicy,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        if since is None:
+            count = policy.size if limit is None else max(0, min(limit, policy.size))
+            position, now, pubs = await self._read(channel, policy, "latest", count)
+            return HistoryPage(position, self._kept(pubs, position, policy, now), True)
+        position, now, pubs = await self._read(
+            channel, policy, "since", since.offset + 1, epoch=since.epoch
+        )
+        if position.offset == 0:
+            return HistoryPage(position, [], since == position)
+        if since.epoch != position.epoch or since.offset > position.offset:
+            return HistoryPage(position, [], False)
+        if since.offset == position.offset:
+            return HistoryPage(position, [], True)
+        kept = self._kept(pubs, position, policy, now)
+        return HistoryPage(position, kept, bool(kept) and kept[0].offset == since.offset + 1)
+
+    async def history_before(
+        self, channel: str, before: int, policy: HistoryPolicy, limit: int
+    ) -> HistoryPage:
+        position, now, pubs = await self._read(channel, policy, "before", before - 1, max(0, limit))
+        return HistoryPage(position, self._kept(pubs, position, policy, now), True)
+
+    @staticmethod
+    def _kept(
+        pubs: list[Publication], position: StreamPosition, policy: HistoryPolicy, now: float
+    ) -> list[Publication]:
+        """Those of ``pubs`` the policy keeps (it may be stricter than when they were added)."""
+        floor = position.offset - policy.size
+        cutoff = now - policy.ttl
+        return [p for p in pubs if p.offset > floor and p.time >= cutoff]
+
+    # ------------------------------------------------------------ delivery
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe this node to ``channel`` once Redis confirmed it, so that nothing
+        published after this returns is missed; :class:`EngineUnavailable` if it cannot."""
+        if channel in self._subscribed:
+            return
+        name = self.keys.pubsub(channel).encode()
+        connection = self._connection
+        if connection is None or self._loop is None:
+            raise EngineUnavailable(f"cannot subscribe to {channel!r}: Redis is not connected")
+        self._subscribed[channel] = name
+        self._channel_of[name] = channel
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._confirming.setdefault(name, []).append(future)
+        try:
+            await connection.send_command("SUBSCRIBE", name)
+            await asyncio.wait_for(asyncio.shield(future), PING_TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Kept in the set: the reconnect subscribes it again.
+            raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
+
+    async def unsubscribe(self, channel: str) -> None:
+        name = self._subscribed.pop(channel, None)
+        if name is None:
+            return
+        self._channel_of.pop(name, None)
+        self._last.pop(channel, None)
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await connection.send_command("UNSUBSCRIBE", name)
+
+    async def _listen_forever(self) -> None:
+        """Hold the pub/sub connection: connect, subscribe, read; reconnect with backoff."""
+        delay = BACKOFF_FIRST
+        # RESP2: pub/sub messages are replies read here (RESP3 would hand them to a push handler).
+        pool = ConnectionPool.from_url(self.url, retry=Retry(NoBackoff(), 0), protocol=2)
+        while True:
+            connection = pool.make_connection()  # type: ignore[no-untyped-call]
+            pinger: asyncio.Task[None] | None = None
+            try:
+                await connection.connect()
+                if self._subscribed:
+                    await connection.send_command("SUBSCRIBE", *self._subscribed.values())
+                self._connection = connection
+                self._up.set()
+                pinger = asyncio.create_task(self._ping(connection))
+                if delay > BACKOFF_FIRST:
+                    log.info("reconnected to Redis at %s", self.url)
+                    for channel in list(self._last):
+                        await self._catch_up(channel, None)
+                delay = BACKOFF_FIRST
+                while True:
+                    message = await connection.read_response(timeout=PING_TIMEOUT)
+                    await self._received(message)
+            except (RedisError, OSError) as exc:
+                self.failures += 1
+                log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
+            finally:
+                self._connection = None
+                self._up.clear()
+                if pinger is not None:
+                    pinger.cancel()
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _ping(self, connection: AbstractConnection) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            while True:
+                await asyncio.sleep(PING_INTERVAL)
+                await connection.send_command("PING")
+
+    async def _received(self, message: Any) -> None:
+        kind = message[0]
+        if kind == b"message":
+            channel = self._channel_of.get(message[1])
+            if channel is None:
+                return  # unsubscribed meanwhile
+            payload: bytes = message[2]
+            if payload[:1] in (b"j", b"l"):
+                if self._on_presence is not None:
+                    client, user, info = orjson.loads(payload[1:])
+                    joined = payload[:1] == b"j"
+                    self._on_presence(
+                        PresenceEvent(channel, joined, ClientInfo(client, user, info))
+                    )
+                return
+            offset, epoch, stamp, tags_length, rest = payload.split(b":", 4)
+            cut = int(tags_length)
+            tags = orjson.loads(rest[:cut]) if cut else None
+            pub = Publication(
+                channel, int(offset), epoch.decode(), orjson.loads(rest[cut:]), float(stamp), tags
+            )
+            last = self._last.get(channel)
+            if last is not None and not (pub.epoch == last.epoch and pub.offset == last.offset + 1):
+                if pub.epoch == last.epoch and pub.offset <= last.offset:
+                    return  # delivered already, from history
+                await self._catch_up(channel, pub)
+                return
+            self._deliver(pub)
+        elif kind == b"subscribe":
+            for future in self._confirming.pop(message[1], []):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _catch_up(self, channel: str, pub: Publication | None) -> None:
+        """Deliver what ``channel`` published since its last delivered position (up to and
+        including ``pub``, which does not follow it), from history."""
+        last = self._last.get(channel)
+        if last is None:
+            if pub is not None:
+                self._deliver(pub)
+            return
+        everything = HistoryPolicy(2**31, math.inf, 0.0)
+        try:
+            page = await self.history(channel, last, everything)
+        except EngineUnavailable as exc:
+            page = None
+            log.error("could not read the history of %r to catch up: %s", channel, exc)
+        if page is not None and page.recoverable:
+            for missed in page.publications:
+                self._deliver(missed)
+        elif page is None or page.position != last:
+            log.error(
+                "publications of %r after offset %d of epoch %s were lost before this node "
+                "got them (history does not hold them)",
+                channel,
+                last.offset,
+                last.epoch,
+            )
+        if pub is not None:
+            now = self._last.get(channel)
+            if now is None or pub.epoch != now.epoch or pub.offset > now.offset:
+                self._deliver(pub)
+
+    def _deliver(self, pub: Publication) -> None:
+        if pub.channel not in self._subscribed:
+            return
+        self._last[pub.channel] = StreamPosition(pub.offset, pub.epoch)
+        if self._on_publication is not None:
+            try:
+                self._on_publication(pub)
+            except Exception:
+                log.exception("delivering a publication of %r failed", pub.channel)
+
+
+_PURGE = """
+local function purge(clients, expiries, users, now)
+  local gone = redis.call('zrangebyscore', expiries, '-inf', now)
+  for _, client in ipairs(gone) do
+    local entry = redis.call('hget', clients, client)
+    if entry then
+      local user = cjson.decode(entry)[1]
+      if user ~= cjson.null and redis.call('hincrby', users, user, -1) <= 0 then
+        redis.call('hdel', users, user)
+      end
+      redis.call('hdel', clients, client)
+    end
+    redis.call('zrem', expiries, client)
+  end
+end
+"""
+
+_PRESENCE_ADD = (
+    _PURGE
+    + """
+local now = tonumber(redis.call('time')[1])
+purge(KEYS[1], KEYS[2], KEYS[3], now)
+local ttl = tonumber(ARGV[4])
+local existed = redis.call('hexists', KEYS[1], ARGV[1]) == 1
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+redis.call('zadd', KEYS[2], now + ttl, ARGV[1])
+redis.call('zadd', KEYS[4], now + ttl, ARGV[5])
+for i = 1, 3 do redis.call('expire', KEYS[i], ttl) end
+if existed or ARGV[3] == '' then return 0 end
+if redis.call('hincrby', KEYS[3], ARGV[3], 1) == 1 then return 1 end
+return 0
+"""
+)
+
+_PRESENCE_REMOVE = (
+    _PURGE
+    + """
+purge(KEYS[1], KEYS[2], KEYS[3], tonumber(redis.call('time')[1]))
+local entry = redis.call('hget', KEYS[1], ARGV[1])
+if not entry then return false end
+redis.call('hdel', KEYS[1], ARGV[1])
+redis.call('zrem', KEYS[2], ARGV[1])
+local user = cjson.decode(entry)[1]
+if user == cjson.null then return false end
+if redis.call('hincrby', KEYS[3], user, -1) > 0 then return false end
+redis.call('hdel', KEYS[3], user)
+return entry
+"""
+)
+
+_PRESENCE_CLIENTS = (
+    _PURGE
+    + """
+purge(KEYS[1], KEYS[2], KEYS[3], tonumber(redis.call('time')[1]))
+return redis.call('hgetall', KEYS[1])
+"""
+)
+
+_PRESENCE_CHANNELS = (
+    _PURGE
+    + """
+local now = tonumber(redis.call('time')[1])
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local result = {}
+for _, channel in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+  local base = ARGV[1] .. ':presence:'
+  local clients = base .. 'clients:' .. channel
+  purge(clients, base .. 'expiries:' .. channel, base .. 'users:' .. channel, now)
+  local count = redis.call('hlen', clients)
+  if count > 0 then
+    table.insert(result, channel)
+    table.insert(result, count)
+  else
+    redis.call('zrem', KEYS[1], channel)
+  end
+end
+return result
+"""
+)
+
+
+class RedisPresenceStore(PresenceStore):
+    """Presence shared by every node on one Redis.
+
+    Each entry expires ``ttl`` seconds after it was last refreshed; this store
+    refreshes the entries of its own clients every ``ttl / 3`` seconds (one
+    pipeline), so a node that dies takes its clients out of presence after ``ttl``.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "orbiter", ttl: float = 30.0) -> None:
+        self.url = url
+        self._prefix = prefix
+        self._ttl = _seconds(ttl)
+        self._redis = _client(url)
+        self._add = self._redis.register_script(_PRESENCE_ADD)
+        self._remove = self._redis.register_script(_PRESENCE_REMOVE)
+        self._clients = self._redis.register_script(_PRESENCE_CLIENTS)
+        self._channels = self._redis.register_script(_PRESENCE_CHANNELS)
+        #: This node's clients, refreshed while they live.
+        self._local: dict[str, dict[str, ClientInfo]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _keys(self, channel: str) -> list[str]:
+        base = f"{self._prefix}:presence:"
+        return [
+            f"{base}clients:{channel}",
+            f"{base}expiries:{channel}",
+            f"{base}users:{channel}",
+            f"{base}channels",
+        ]
+
+    def _args(self, channel: str, info: ClientInfo) -> list[bytes | str | int]:
+        entry = orjson.dumps([info.user, info.info])
+        return [info.client, entry, info.user or "", self._ttl, channel]
+
+    async def start(self) -> None:
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_forever())
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await self._redis.aclose()
+
+    async def _call(self, what: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys, args)
+        except (RedisError, OSError) as exc:
+            raise EngineUnavailable(f"cannot {what} presence in Redis: {exc}") from None
+
+    async def add(self, channel: str, info: ClientInfo) -> bool:
+        if self._refresher is None:
+            await self.start()
+        self._local.setdefault(channel, {})[info.client] = info
+        first = await self._call(
+            "add to", self._add, self._keys(channel), self._args(channel, info)
+        )
+        return bool(first) and info.user is not None
+
+    async def remove(self, channel: str, client: str) -> ClientInfo | None:
+        local = self._local.get(channel)
+        if local is not None:
+            local.pop(client, None)
+            if not local:
+                del self._local[channel]
+        entry = await self._call("remove from", self._remove, self._keys(channel), [client])
+        if not entry:
+            return None
+        user, info = orjson.loads(entry)
+        return ClientInfo(client, user, info)
+
+    async def clients(self, channel: str) -> list[ClientInfo]:
+        flat = await self._call("read", self._clients, self._keys(channel), [])
+        result = []
+        for client, entry in zip(flat[::2], flat[1::2], strict=True):
+            user, info = orjson.loads(entry)
+            result.append(ClientInfo(client.decode(), user, info))
+        return result
+
+    async def channels(self) -> dict[str, int]:
+        keys = self._keys("")[3:]
+        flat = await self._call("read", self._channels, keys, [self._prefix])
+        return {
+            name.decode(): int(count) for name, count in zip(flat[::2], flat[1::2], strict=True)
+        }
+
+    async def refresh(self) -> None:
+        """Renew the entries of this node's clients (one pipeline)."""
+        if not self._local:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, clients in self._local.items():
+            keys = self._keys(channel)
+            for info in clients.values():
+                await self._add(keys, self._args(channel, info), client=pipe)
+        await pipe.execute()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                await self.refresh()
+            except (RedisError, OSError) as exc:
+                log.warning("could not refresh presence in Redis: %s", exc)
