@@ -6,11 +6,13 @@ websockify client such as noVNC is given a path) or the query
 
 Three framings, chosen by the WebSocket subprotocol the client offers:
 
-- none (orbiter.js ``TCPSocket``): bytes travel in binary frames both ways;
-  once the backend is connected the server sends one text frame,
-  :func:`open_message` (``{"type": "open", "target": ...}``);
-- ``binary`` (websockify): binary frames both ways, nothing else;
-- ``base64`` (websockify's older mode): text frames holding base64 both ways.
+- none, or ``binary`` (websockify, as today's noVNC connects): bytes travel
+  in binary frames both ways, nothing else;
+- ``base64`` (websockify's older mode): text frames holding base64 both ways;
+- ``orbiter.tcp`` (orbiter.js ``TCPSocket``): binary frames both ways, and
+  once the backend is connected the server first sends one text frame,
+  :func:`open_message` (``{"type": "open", "target": ...}``), so the page
+  knows the backend answered.
 
 Pure code, no I/O.
 """
@@ -35,15 +37,17 @@ class Framing(enum.Enum):
 
     @classmethod
     def for_subprotocol(cls, protocol: str | None) -> Framing:
-        if protocol == "binary":
-            return cls.BINARY
+        if protocol == NATIVE_SUBPROTOCOL:
+            return cls.NATIVE
         if protocol == "base64":
             return cls.BASE64
-        return cls.NATIVE
+        return cls.BINARY
 
 
+#: orbiter's own framing (the open message first).
+NATIVE_SUBPROTOCOL = "orbiter.tcp"
 #: The subprotocols the server accepts, in its order of preference.
-SUBPROTOCOLS = ("binary", "base64")
+SUBPROTOCOLS = (NATIVE_SUBPROTOCOL, "binary", "base64")
 
 
 class BadFrame(ValueError):

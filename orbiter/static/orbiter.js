@@ -1221,6 +1221,8 @@
   "use strict";
 
   const TCP_PATH = "/tcp";
+  /** The /tcp subprotocol of orbiter's framing: {"type":"open"} first (none: plain websockify). */
+  const TCP_SUBPROTOCOL = "orbiter.tcp";
   /** This page's id for the server's per-page limit (tcp.max_per_session). */
   const PAGE_SESSION = Array.from((root.crypto || globalThis.crypto).getRandomValues(new Uint8Array(12)), (b) =>
     b.toString(16).padStart(2, "0"),
@@ -1366,7 +1368,8 @@
       let ws;
       try {
         if (!sockjs) {
-          ws = new WebSocket(tcpUrl(this._base, this._host, this._port, this._token));
+          const url = tcpUrl(this._base, this._host, this._port, this._token);
+          ws = new WebSocket(url, TCP_SUBPROTOCOL);
           ws.binaryType = "arraybuffer";
         } else {
           ws = new root.Orbiter.SockJSSocket(httpBase(this._base) + TCP_PATH + "/sockjs", transport);

@@ -2,7 +2,8 @@
 
 A thin adapter: it accepts the WebSocket, asks :class:`TcpProxy` for the
 backend the request names, and relays WebSocket messages as bytes in the
-framing the subprotocol chose (``orbiter/protocol/tcp_websockify.py``).
+framing the subprotocol chose (``orbiter/protocol/tcp_websockify.py``):
+plain websockify without one, orbiter.js's open message under ``orbiter.tcp``.
 When the server requires auth, the request must carry a connection token
 (``?token=`` or ``Authorization: Bearer``; :mod:`orbiter.services.tcp_auth`),
 else it is closed with 4401 before any backend is contacted.
@@ -31,6 +32,7 @@ from orbiter.protocol.tcp_websockify import (
     session_from,
     target_from,
 )
+from orbiter.protocol.websocket_handshake import preferred_subprotocol
 from orbiter.services.tcp_auth import authorize_relay
 from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
 from orbiter.transports.app_keys import NODE
@@ -86,8 +88,11 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
     node = request.app[NODE]
     proxy = request.app[TCP_PROXY]
     timing = node.config.session
+    chosen = preferred_subprotocol(
+        request.headers.getall("Sec-WebSocket-Protocol", []), SUBPROTOCOLS
+    )
     ws = web.WebSocketResponse(
-        protocols=SUBPROTOCOLS,
+        protocols=() if chosen is None else (chosen,),
         max_msg_size=node.config.limits.max_message_size,
         autoping=False,  # pings are answered, and counted, by RatedFrames
         compress=False,

@@ -10,8 +10,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.seed_server import SeedServer
 from tests.support.tcp_backends import free_port
+
+#: The /tcp subprotocol of orbiter's framing (the open message first); none: websockify.
+ORBITER_TCP = (NATIVE_SUBPROTOCOL,)
 
 CHAT_INI = (Path(__file__).parent.parent / "fixtures" / "chat.ini").read_text()
 
@@ -41,7 +45,7 @@ async def test_tcp_socket_reaches_the_embedded_broker(seed_server: tuple[SeedSer
     server, stomp_port = seed_server
     url = f"ws://127.0.0.1:{server.port}/tcp?host=localhost&port={stomp_port}"
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(url)
+        ws = await http.ws_connect(url, protocols=ORBITER_TCP)
         assert (await ws.receive(timeout=10)).json()["type"] == "open"
         await ws.send_bytes(b"CONNECT\naccept-version:1.0,1.1,1.2\nhost:localhost\n\n\x00")
         frame = await ws.receive(timeout=10)
@@ -59,6 +63,8 @@ async def test_tcp_socket_reaches_the_embedded_broker(seed_server: tuple[SeedSer
         assert got.startswith(b"MESSAGE\n")
         await ws.close()
         # Any other destination stays closed (deny by default).
-        ws = await http.ws_connect(f"ws://127.0.0.1:{server.port}/tcp/localhost:{server.port}")
+        ws = await http.ws_connect(
+            f"ws://127.0.0.1:{server.port}/tcp/localhost:{server.port}", protocols=ORBITER_TCP
+        )
         msg = await ws.receive(timeout=10)
         assert msg.data == 4403

@@ -13,9 +13,13 @@ import aiohttp
 import orjson
 import pytest
 
+from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.keys import SECRET, token
 from tests.support.server import RunningServer
 from tests.support.tcp_backends import Echo, free_port
+
+#: The /tcp subprotocol of orbiter's framing (the open message first); none: websockify.
+ORBITER_TCP = (NATIVE_SUBPROTOCOL,)
 
 ECHO = free_port()
 
@@ -84,10 +88,12 @@ async def echoes(ws: aiohttp.ClientWebSocketResponse) -> None:
 async def test_a_valid_token_opens_a_relay(
     auth_server: RunningServer, echo: Echo, http: aiohttp.ClientSession
 ) -> None:
-    async with http.ws_connect(tcp_url(auth_server, f"token={token('alice')}")) as ws:
+    async with http.ws_connect(
+        tcp_url(auth_server, f"token={token('alice')}"), protocols=ORBITER_TCP
+    ) as ws:
         await echoes(ws)
     headers = {"Authorization": f"Bearer {token('bob')}"}
-    async with http.ws_connect(tcp_url(auth_server), headers=headers) as ws:
+    async with http.ws_connect(tcp_url(auth_server), headers=headers, protocols=ORBITER_TCP) as ws:
         await echoes(ws)
     # The websockify form: the target in the path; ?token= is then the token, not a target.
     base = auth_server.url.replace("http://", "ws://")
@@ -122,9 +128,11 @@ async def test_relays_without_a_valid_token_are_refused_with_4401(
 ) -> None:
     before = (await counters(auth_server, http)).get(counter, 0)
     # Someone else's relay is open meanwhile, and stays so.
-    async with http.ws_connect(tcp_url(auth_server, f"token={token('carol')}")) as other:
+    async with http.ws_connect(
+        tcp_url(auth_server, f"token={token('carol')}"), protocols=ORBITER_TCP
+    ) as other:
         await echoes(other)
-        async with http.ws_connect(tcp_url(auth_server, query)) as ws:
+        async with http.ws_connect(tcp_url(auth_server, query), protocols=ORBITER_TCP) as ws:
             msg = await first_message(ws)
             assert msg.type is aiohttp.WSMsgType.CLOSE, msg
             assert msg.data == 4401

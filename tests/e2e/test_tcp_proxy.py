@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
+from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.relay import Relay
 from tests.support.server import RunningServer
 from tests.support.tcp_backends import (
@@ -27,6 +28,9 @@ from tests.support.tcp_backends import (
     tcp_sockets,
     wait_for_sockets,
 )
+
+#: The /tcp subprotocol of orbiter's framing (the open message first); none: websockify.
+ORBITER_TCP = (NATIVE_SUBPROTOCOL,)
 
 PORTS = {name: free_port() for name in ("echo", "greeter", "stalled", "firehose", "refused")}
 
@@ -113,7 +117,9 @@ async def test_allowed_echo_is_relayed_binary_safe(
     before = tcp_sockets(pid)
     backend = await Echo(PORTS["echo"]).start()
     try:
-        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+        ws = await http.ws_connect(
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"), protocols=ORBITER_TCP
+        )
         assert await opened(ws) == {"type": "open", "target": f"127.0.0.1:{PORTS['echo']}"}
         payload = bytes(range(256)) * 200 + b"\x00\r\n\xff"  # under max_message_size
         await ws.send_bytes(payload)
@@ -155,7 +161,9 @@ async def test_refusals_have_distinct_codes(
     pid = proxy_server.process.pid
     before = tcp_sockets(pid)
     target = target.format(**PORTS, blackhole=blackhole)
-    ws = await http.ws_connect(tcp_url(proxy_server, query=f"target={target}"))
+    ws = await http.ws_connect(
+        tcp_url(proxy_server, query=f"target={target}"), protocols=ORBITER_TCP
+    )
     got_code, reason = await closing(ws)
     assert (got_code, reason_part in reason) == (code, True), reason
     assert wait_for_sockets(pid, before) <= before
@@ -167,9 +175,9 @@ async def test_origin_restricted_rule_allows_that_origin(
     backend = await Echo(PORTS["echo"]).start()
     try:
         url = tcp_url(proxy_server, query=f"host=localhost&port={PORTS['echo']}")
-        ws = await http.ws_connect(url, origin="http://localhost:8123")
+        ws = await http.ws_connect(url, origin="http://localhost:8123", protocols=ORBITER_TCP)
         assert (await opened(ws))["type"] == "open"
-        ws_bad = await http.ws_connect(url, origin="http://127.0.0.1:8124")
+        ws_bad = await http.ws_connect(url, origin="http://127.0.0.1:8124", protocols=ORBITER_TCP)
         assert (await closing(ws_bad))[0] == 4403
         await ws.close()
     finally:
@@ -183,7 +191,9 @@ async def test_backend_that_closes_delivers_then_closes_1000(
     before = tcp_sockets(pid)
     backend = await Greeter(PORTS["greeter"]).start()
     try:
-        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['greeter']}"))
+        ws = await http.ws_connect(
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['greeter']}"), protocols=ORBITER_TCP
+        )
         await opened(ws)
         msg = await ws.receive(timeout=10)
         assert msg.data == Greeter.greeting
@@ -198,7 +208,9 @@ async def test_idle_connection_is_closed_4408(
 ) -> None:
     backend = await Echo(PORTS["echo"]).start()
     try:
-        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+        ws = await http.ws_connect(
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"), protocols=ORBITER_TCP
+        )
         await opened(ws)
         code, reason = await closing(ws, timeout=15)
         assert code == 4408, reason
@@ -215,7 +227,9 @@ async def test_per_ip_limit_4429(proxy_server: RunningServer, http: aiohttp.Clie
     try:
         code, reason = 0, ""
         for _ in range(5):  # max_per_ip = 4 (a previous test's may still be closing)
-            ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+            ws = await http.ws_connect(
+                tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"), protocols=ORBITER_TCP
+            )
             msg = await ws.receive(timeout=10)
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 code, reason = int(msg.data), str(msg.extra)
@@ -225,7 +239,9 @@ async def test_per_ip_limit_4429(proxy_server: RunningServer, http: aiohttp.Clie
         assert 1 <= len(socks) <= 4
         await socks.pop().close()
         for _ in range(50):  # bounded: the freed slot comes back once the server has closed
-            again = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+            again = await http.ws_connect(
+                tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"), protocols=ORBITER_TCP
+            )
             msg = await again.receive(timeout=10)
             if msg.type is aiohttp.WSMsgType.TEXT:
                 socks.append(again)
@@ -245,7 +261,9 @@ async def test_slow_backend_pauses_the_browser_without_loss(
 ) -> None:
     backend = await Stalled(PORTS["stalled"]).start()
     try:
-        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['stalled']}"))
+        ws = await http.ws_connect(
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['stalled']}"), protocols=ORBITER_TCP
+        )
         await opened(ws)
         chunk = b"s" * 60000
         sent = 0
@@ -279,7 +297,9 @@ async def test_slow_browser_pauses_the_backend_without_loss(
     backend = await Firehose(PORTS["firehose"]).start()
     try:
         ws = await http.ws_connect(
-            tcp_url(proxy_server, f"127.0.0.1:{PORTS['firehose']}"), max_msg_size=0
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['firehose']}"),
+            max_msg_size=0,
+            protocols=ORBITER_TCP,
         )
         await opened(ws)
         await asyncio.sleep(1.5)  # the browser reads nothing
@@ -306,7 +326,7 @@ async def test_browser_that_vanishes_frees_the_backend(
     try:
         before = tcp_sockets(pid)
         url = f"ws://127.0.0.1:{relay.port}/tcp/127.0.0.1:{PORTS['echo']}"
-        ws = await http.ws_connect(url, autoping=False)
+        ws = await http.ws_connect(url, autoping=False, protocols=ORBITER_TCP)
         await opened(ws)
         relay.freeze()  # the network vanishes without a FIN: pings go unanswered
         await asyncio.wait_for(backend.closed.wait(), 15)
@@ -340,6 +360,37 @@ async def test_websockify_base64_and_binary_subprotocols(
         await ws.close()
     finally:
         await backend.stop()
+
+
+async def test_without_a_subprotocol_the_relay_is_plain_websockify(
+    proxy_server: RunningServer, http: aiohttp.ClientSession
+) -> None:
+    """Issue 18: today's noVNC offers no subprotocol and takes every frame as the backend's
+    bytes, so no JSON open frame may come first; orbiter.js asks for ``orbiter.tcp``."""
+    backend = await Greeter(PORTS["greeter"]).start()
+    try:
+        url = tcp_url(proxy_server, f"127.0.0.1:{PORTS['greeter']}")
+        ws = await http.ws_connect(url)
+        assert ws.protocol is None
+        msg = await ws.receive(timeout=10)
+        assert msg.type is aiohttp.WSMsgType.BINARY, msg
+        assert msg.data == Greeter.greeting
+        await ws.close()
+        ws = await http.ws_connect(url, protocols=("binary", NATIVE_SUBPROTOCOL))
+        assert ws.protocol == NATIVE_SUBPROTOCOL
+        assert (await opened(ws))["type"] == "open"
+        await ws.close()
+    finally:
+        await backend.stop()
+    echo = await Echo(PORTS["echo"]).start()
+    try:
+        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+        await ws.send_bytes(b"\x00raw\xff")
+        msg = await ws.receive(timeout=10)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\x00raw\xff")
+        await ws.close()
+    finally:
+        await echo.stop()
 
 
 async def _sockjs_frame(ws: aiohttp.ClientWebSocketResponse) -> str:
@@ -431,7 +482,7 @@ async def test_per_session_limit_4429(
         ):
             url = tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}", query=f"session={page}")
             for _ in range(50):  # bounded: a previous test's connections may still be closing
-                ws = await http.ws_connect(url)
+                ws = await http.ws_connect(url, protocols=ORBITER_TCP)
                 msg = await ws.receive(timeout=10)
                 got = msg.json()["type"] if msg.type is aiohttp.WSMsgType.TEXT else int(msg.data)
                 if got == expected or expected == 4429:
@@ -441,7 +492,8 @@ async def test_per_session_limit_4429(
             if got == "open":
                 socks.append(ws)
         bad = await http.ws_connect(
-            tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}", query="session=no%20spaces")
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}", query="session=no%20spaces"),
+            protocols=ORBITER_TCP,
         )
         assert (await closing(bad))[0] == 4400
     finally:
@@ -453,7 +505,9 @@ async def test_per_session_limit_4429(
 async def test_long_non_ascii_reason_stays_valid_utf8(
     proxy_server: RunningServer, http: aiohttp.ClientSession
 ) -> None:
-    ws = await http.ws_connect(tcp_url(proxy_server, query="host=a" + "é" * 70 + "&port=1"))
+    ws = await http.ws_connect(
+        tcp_url(proxy_server, query="host=a" + "é" * 70 + "&port=1"), protocols=ORBITER_TCP
+    )
     code, reason = await closing(ws)
     assert code == 4400
     assert reason.startswith("host ")  # decoded: valid UTF-8, cut on a character boundary
@@ -464,7 +518,7 @@ async def test_shutdown_closes_relays_with_1001(start_server, http: aiohttp.Clie
     backend = await Echo(port).start()
     try:
         server = start_server(f'[[tcp.access]]\nto = "127.0.0.1:{port}"\n')
-        ws = await http.ws_connect(tcp_url(server, f"127.0.0.1:{port}"))
+        ws = await http.ws_connect(tcp_url(server, f"127.0.0.1:{port}"), protocols=ORBITER_TCP)
         await opened(ws)
         stopping = asyncio.create_task(asyncio.to_thread(server.stop))
         code, reason = await closing(ws, timeout=15)
@@ -480,7 +534,9 @@ async def test_browser_message_over_the_limit_ends_the_relay_as_too_big(
 ) -> None:
     backend = await Echo(PORTS["echo"]).start()
     try:
-        ws = await http.ws_connect(tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"))
+        ws = await http.ws_connect(
+            tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"), protocols=ORBITER_TCP
+        )
         await opened(ws)
         await ws.send_bytes(b"x" * 70_000)  # over limits.max_message_size (65536)
         code, _ = await closing(ws)

@@ -19,7 +19,11 @@ import time
 
 import aiohttp
 
+from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.server import RunningServer
+
+#: The /tcp subprotocol of orbiter's framing (the open message first); none: websockify.
+ORBITER_TCP = (NATIVE_SUBPROTOCOL,)
 
 MIB = 1024 * 1024
 
@@ -67,7 +71,7 @@ async def direct(port: int, total: int, chunk: int, mode: bytes) -> float:
 
 async def proxied(url: str, total: int, chunk: int, mode: bytes) -> float:
     async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(url, max_msg_size=0)
+        ws = await http.ws_connect(url, max_msg_size=0, protocols=ORBITER_TCP)
         await ws.receive()  # {"type": "open"}
         start = time.perf_counter()
         await ws.send_bytes(mode)
