@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import secrets
@@ -207,7 +208,10 @@ class RedisBroker(Broker):
         self._redis = _client(url)
         self._publish_sha = ""
         self._read_sha = ""
-        self._void_candidate = secrets.token_hex(4)
+        #: Where the void epochs this node offers (when Redis has none) come from: never the
+        #: same one twice, so that a Redis that lost its data never gets an old one back.
+        self._node_id = secrets.token_hex(4)
+        self._offers = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._pending: list[_Queued] = []
@@ -227,6 +231,10 @@ class RedisBroker(Broker):
         self._on_presence: PresenceHandler | None = None
         #: Times Redis could not be reached (publications failed, reconnects).
         self.failures = 0
+
+    def _void_offer(self) -> str:
+        """A void epoch for Redis to keep if it has none (a first start, or its data lost)."""
+        return f"{self._node_id}{next(self._offers):x}"
 
     @property
     def connected(self) -> bool:
@@ -351,7 +359,7 @@ class RedisBroker(Broker):
                     policy.size,
                     _seconds(policy.ttl) * 1000,
                     _period(policy),
-                    self._void_candidate,
+                    self._void_offer(),
                     item.tags_json,
                     item.encoded,
                 )
@@ -395,7 +403,7 @@ class RedisBroker(Broker):
             a,
             b,
             _period(policy),
-            self._void_candidate,
+            self._void_offer(),
             epoch,
         )
         try:
@@ -523,6 +531,10 @@ class RedisBroker(Broker):
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
+                # The command connections went with it: new ones for what comes next, rather
+                # than a publication failed on a connection already known dead.
+                with contextlib.suppress(Exception):
+                    await self._redis.connection_pool.disconnect()
             finally:
                 self._connection = None
                 self._up.clear()
@@ -614,6 +626,10 @@ class RedisBroker(Broker):
 
 
 _PURGE = """
+local function clock()
+  local now = redis.call('time')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
 local function purge(clients, expiries, users, now)
   local gone = redis.call('zrangebyscore', expiries, '-inf', now)
   for _, client in ipairs(gone) do
@@ -633,14 +649,14 @@ end
 _PRESENCE_ADD = (
     _PURGE
     + """
-local now = tonumber(redis.call('time')[1])
+local now = clock()
 purge(KEYS[1], KEYS[2], KEYS[3], now)
 local ttl = tonumber(ARGV[4])
 local existed = redis.call('hexists', KEYS[1], ARGV[1]) == 1
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 redis.call('zadd', KEYS[2], now + ttl, ARGV[1])
 redis.call('zadd', KEYS[4], now + ttl, ARGV[5])
-for i = 1, 3 do redis.call('expire', KEYS[i], ttl) end
+for i = 1, 3 do redis.call('pexpire', KEYS[i], ttl) end
 if existed or ARGV[3] == '' then return 0 end
 if redis.call('hincrby', KEYS[3], ARGV[3], 1) == 1 then return 1 end
 return 0
@@ -650,7 +666,7 @@ return 0
 _PRESENCE_REMOVE = (
     _PURGE
     + """
-purge(KEYS[1], KEYS[2], KEYS[3], tonumber(redis.call('time')[1]))
+purge(KEYS[1], KEYS[2], KEYS[3], clock())
 local entry = redis.call('hget', KEYS[1], ARGV[1])
 if not entry then return false end
 redis.call('hdel', KEYS[1], ARGV[1])
@@ -666,7 +682,7 @@ return entry
 _PRESENCE_CLIENTS = (
     _PURGE
     + """
-purge(KEYS[1], KEYS[2], KEYS[3], tonumber(redis.call('time')[1]))
+purge(KEYS[1], KEYS[2], KEYS[3], clock())
 return redis.call('hgetall', KEYS[1])
 """
 )
@@ -674,7 +690,7 @@ return redis.call('hgetall', KEYS[1])
 _PRESENCE_CHANNELS = (
     _PURGE
     + """
-local now = tonumber(redis.call('time')[1])
+local now = clock()
 redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 local result = {}
 for _, channel in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
@@ -705,7 +721,8 @@ class RedisPresenceStore(PresenceStore):
     def __init__(self, url: str, *, prefix: str = "orbiter", ttl: float = 30.0) -> None:
         self.url = url
         self._prefix = prefix
-        self._ttl = _seconds(ttl)
+        #: Milliseconds an entry lives unless refreshed.
+        self._ttl = max(1, round(ttl * 1000))
         self._redis = _client(url)
         self._add = self._redis.register_script(_PRESENCE_ADD)
         self._remove = self._redis.register_script(_PRESENCE_REMOVE)
@@ -795,7 +812,7 @@ class RedisPresenceStore(PresenceStore):
 
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl / 3)
+            await asyncio.sleep(self._ttl / 3000)
             try:
                 await self.refresh()
             except (RedisError, OSError) as exc:

@@ -1,0 +1,221 @@
+"""What only the Redis engine has: several nodes on one Redis, data that expires before its
+stream position, and a Redis that goes away. Against a real ``redis-server`` the tests start
+(``tests/support/redis_server.py``); the contract every engine keeps is ``test_contract.py``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
+from orbiter.engine.redis import RedisBroker, RedisPresenceStore
+from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
+from tests.support.redis_server import RedisServer
+
+POLICY = HistoryPolicy(size=100, ttl=60.0, meta_ttl=600.0)
+
+Brokers = Callable[[], Awaitable[RedisBroker]]
+
+
+@pytest.fixture
+async def brokers(redis_server: RedisServer, redis_prefix: str) -> AsyncIterator[Brokers]:
+    """Make started brokers on the test's Redis and prefix (nodes of one cluster)."""
+    made: list[RedisBroker] = []
+
+    async def make() -> RedisBroker:
+        broker = RedisBroker(redis_server.url, prefix=redis_prefix)
+        await broker.start()
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        await broker.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, which it may stop and start again."""
+    server = RedisServer()
+    yield server
+    server.close()
+
+
+def _receiver(broker: RedisBroker) -> list[Publication]:
+    got: list[Publication] = []
+
+    def presence(_: PresenceEvent) -> None:
+        pass
+
+    broker.set_handlers(got.append, presence)
+    return got
+
+
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_second_node_gets_the_first_ones_publications_once_in_order(brokers) -> None:
+    a, b = await brokers(), await brokers()
+    got_a, got_b = _receiver(a), _receiver(b)
+    await a.subscribe("c")
+    await b.subscribe("c")
+    # Concurrent publishers on both nodes: one order, given by the offsets, everywhere.
+    pubs = await asyncio.gather(
+        *(node.publish("c", i, POLICY) for i in range(100) for node in (a, b))
+    )
+    assert sorted(p.offset for p in pubs) == list(range(1, 201))
+    await _until(lambda: len(got_a) >= 200 and len(got_b) >= 200)
+    await asyncio.sleep(0.05)
+    for got in (got_a, got_b):
+        assert [p.offset for p in got] == list(range(1, 201))
+    by_offset = {p.offset: p.data for p in pubs}
+    assert [p.data for p in got_b] == [by_offset[p.offset] for p in got_b]
+
+
+async def test_publications_queued_together_go_in_one_pipeline(brokers) -> None:
+    broker = await brokers()
+    batches: list[int] = []
+    run = broker._run_publishes
+
+    async def counted(batch):
+        batches.append(len(batch))
+        return await run(batch)
+
+    broker._run_publishes = counted
+    futures = [broker.publish_soon("c", i, POLICY) for i in range(50)]
+    pubs = [await f for f in futures]
+    assert [p.offset for p in pubs] == list(range(1, 51))  # queued order is offset order
+    assert batches == [50]
+
+
+async def test_epoch_and_offset_outlive_the_history_ttl(brokers) -> None:
+    broker = await brokers()
+    policy = HistoryPolicy(size=10, ttl=1.0, meta_ttl=600.0)
+    first = await broker.publish("c", "a", policy)
+    await broker.publish("c", "b", policy)
+    await asyncio.sleep(1.2)  # the history stream expired; the stream's position did not
+    page = await broker.history("c", None, policy)
+    assert page.publications == []
+    assert page.position == StreamPosition(2, first.epoch)
+    behind = await broker.history("c", StreamPosition(1, first.epoch), policy)
+    assert not behind.recoverable  # told, not handed an empty page as if nothing was missed
+    level = await broker.history("c", StreamPosition(2, first.epoch), policy)
+    assert level.recoverable
+    after = await broker.publish("c", "c", policy)
+    assert (after.offset, after.epoch) == (3, first.epoch)
+    caught = await broker.history("c", level.position, policy)
+    assert caught.recoverable
+    assert [p.data for p in caught.publications] == ["c"]
+
+
+async def test_a_node_catches_up_from_history_after_its_subscription_dropped(brokers) -> None:
+    a, b = await brokers(), await brokers()
+    got = _receiver(b)
+    await b.subscribe("c")
+    await a.publish("c", 0, POLICY)
+    await _until(lambda: len(got) == 1)
+    admin = aioredis.Redis.from_url(b.url)
+    await admin.client_kill_filter(_type="pubsub")
+    await admin.aclose()
+    for i in range(1, 6):  # published while b is not subscribed
+        await a.publish("c", i, POLICY)
+    # Nothing more is published: the reconnect itself reads what was missed.
+    await _until(lambda: len(got) >= 6)
+    await a.publish("c", 6, POLICY)
+    await _until(lambda: len(got) >= 7)
+    await asyncio.sleep(0.05)
+    assert [p.data for p in got] == list(range(7))
+    assert [p.offset for p in got] == list(range(1, 8))
+
+
+async def test_a_publication_after_a_gap_is_preceded_by_the_missed_ones(brokers) -> None:
+    a, b = await brokers(), await brokers()
+    got = _receiver(b)
+    await b.subscribe("c")
+    first = await a.publish("c", 1, POLICY)
+    await _until(lambda: len(got) == 1)
+    # As if offsets 2 and 3 had been lost on the way (a message the connection dropped):
+    b._last["c"] = StreamPosition(first.offset - 1, first.epoch)
+    got.clear()
+    await a.publish("c", 2, POLICY)
+    await _until(lambda: len(got) >= 2)
+    await asyncio.sleep(0.05)
+    assert [p.offset for p in got] == [1, 2]  # from history, then the one that arrived
+
+
+async def test_a_redis_restart_fails_publishes_and_refuses_recovery(own_redis) -> None:
+    publisher = RedisBroker(own_redis.url, prefix="r")
+    subscriber = RedisBroker(own_redis.url, prefix="r")
+    await publisher.start()
+    await subscriber.start()
+    try:
+        got = _receiver(subscriber)
+        await subscriber.subscribe("c")
+        before = [await publisher.publish("c", i, POLICY) for i in range(3)]
+        await _until(lambda: len(got) == 3)
+        own_redis.stop()
+        with pytest.raises(PublishFailed):  # never a false OK
+            await publisher.publish("c", "lost", POLICY)
+        with pytest.raises(EngineUnavailable):
+            await publisher.history("c", None, POLICY)
+        own_redis.start()  # without persistence: every stream is gone
+        await _until(lambda: subscriber.connected)
+        after = await publisher.publish("c", "new", POLICY)
+        assert after.epoch != before[-1].epoch
+        await _until(lambda: len(got) == 4)
+        assert [p.data for p in got] == [0, 1, 2, "new"]
+        last = StreamPosition(before[-1].offset, before[-1].epoch)
+        page = await publisher.history("c", last, POLICY)
+        assert not page.recoverable
+        assert page.publications == []
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_presence_is_shared_and_a_dead_nodes_clients_expire(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    live = RedisPresenceStore(redis_server.url, prefix=redis_prefix, ttl=1.0)
+    dead = RedisPresenceStore(redis_server.url, prefix=redis_prefix, ttl=1.0)
+    try:
+        assert await live.add("room", ClientInfo("c1", "ann"))
+        assert await dead.add("room", ClientInfo("c2", "bob", {"x": 1}))
+        assert not await dead.add("room", ClientInfo("c3", "ann"))  # ann is there already
+        assert await live.channels() == {"room": 3}
+        await dead.close()  # a node gone without a word: its clients are not refreshed
+        await asyncio.sleep(2.2)
+        assert await live.clients("room") == [ClientInfo("c1", "ann")]  # refreshed by its node
+        assert await live.channels() == {"room": 1}
+        assert await live.remove("room", "c1") == ClientInfo("c1", "ann")
+        assert await live.channels() == {}
+    finally:
+        await live.close()
+
+
+async def test_a_redis_that_lost_its_data_gives_every_channel_a_new_epoch(own_redis) -> None:
+    broker = RedisBroker(own_redis.url, prefix="r")
+    await broker.start()
+    try:
+        before = await broker.publish("c", 1, POLICY)
+        void = (await broker.history("never", None, POLICY)).position
+        failures = broker.failures
+        own_redis.stop()
+        own_redis.start()
+        await _until(lambda: broker.failures > failures and broker.connected)
+        after = await broker.publish("c", 2, POLICY)
+        assert after.offset == 1
+        assert after.epoch != before.epoch  # the same node offering the same epoch again
+        page = await broker.history("never", void, POLICY)  # would be taken for the old stream
+        assert page.position.epoch != void.epoch
+        assert not page.recoverable
+    finally:
+        await broker.close()
