@@ -15,7 +15,7 @@ from orbiter.client import DEFAULT_URL, Client, OrbiterError
 from orbiter.config.ini import load_any_config
 from orbiter.config.live import element_mount, with_mounts
 from orbiter.config.settings import Config, ConfigError
-from orbiter.config.storage import DEFAULT_DATA_DIR
+from orbiter.config.storage import DEFAULT_DATA_DIR, REDIS_SCHEMES, EngineSettings
 from orbiter.config.values import SettingsError
 
 
@@ -30,9 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.add_argument(
         "--engine",
-        choices=["sqlite", "memory"],
+        metavar="sqlite|memory|redis://HOST:PORT/DB",
         help="where channel history is kept: a SQLite file under the data directory, "
-        "or memory only (forgotten on restart); default: the config's engine.kind",
+        "memory only (forgotten on restart), or a Redis shared by every node naming it "
+        "(engine.kind and engine.url); default: the config's engine",
     )
     serve.add_argument(
         "--data-dir",
@@ -172,7 +173,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         config = replace(config, port=args.port)
     if args.engine is not None:
-        config = replace(config, engine=replace(config.engine, kind=args.engine))
+        try:
+            config = replace(config, engine=_engine_option(config.engine, args.engine))
+        except SettingsError as exc:
+            print(f"orbiter: {exc}", file=sys.stderr)
+            return 2
     data_dir = args.data_dir or config.engine.data_dir or DEFAULT_DATA_DIR
     config = replace(config, engine=replace(config.engine, data_dir=data_dir))
     if args.sockjs_test_services:
@@ -194,6 +199,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"orbiter: cannot start: {exc}", file=sys.stderr)  # one line, no traceback
         return 1
     return 0
+
+
+def _engine_option(settings: EngineSettings, engine: str) -> EngineSettings:
+    """``settings`` with ``--engine``: a kind (``sqlite``, ``memory``) or a Redis URL."""
+    if engine.startswith(REDIS_SCHEMES):
+        return replace(settings, kind="redis", url=engine)
+    if engine not in ("sqlite", "memory"):
+        raise SettingsError(f"--engine must be sqlite, memory or a redis:// URL, not {engine!r}")
+    return replace(settings, kind=engine)
 
 
 def _with_element(config: Config, element: str | None) -> Config:

@@ -13,6 +13,7 @@ from orbiter.auth import Authenticator, Credentials
 from orbiter.config.settings import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.engine.redis import RedisBroker, RedisPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
@@ -56,9 +57,11 @@ class _RefusalLog:
 
 
 def engine_for(config: Config) -> Broker:
-    """The broker ``[engine]`` asks for: SQLite on its data file, or memory (also
+    """The broker ``[engine]`` asks for: Redis, SQLite on its data file, or memory (also
     when no ``data_dir`` is configured: see ``orbiter/config/storage.py``)."""
     settings = config.engine
+    if settings.kind == "redis":
+        return RedisBroker(settings.url)
     if settings.durable:
         return SqliteBroker(
             settings.data_file,
@@ -88,7 +91,10 @@ class Node:
         self.config = config
         self._clock = clock
         self.broker = broker if broker is not None else engine_for(config)
-        self.presence = presence if presence is not None else MemoryPresenceStore()
+        if presence is None:
+            redis = config.engine.kind == "redis"
+            presence = RedisPresenceStore(config.engine.url) if redis else MemoryPresenceStore()
+        self.presence = presence
         #: Limit violations and refusals by name, for ``GET /api/stats``.
         self.counters: Counter[str] = Counter()
         self.pubsub = PubSub(config, self.broker, self.presence, self.counters, clock)
@@ -272,3 +278,5 @@ class Node:
         await self.live.close()  # elements kept for a reconnect are detached
         await self.auth.close()
         await self.broker.close()
+        if isinstance(self.presence, RedisPresenceStore):
+            await self.presence.close()

@@ -10,8 +10,9 @@ import pytest
 from orbiter.config.settings import Config, ConfigError, config_from_dict
 from orbiter.config.storage import EngineSettings
 from orbiter.engine.memory import MemoryBroker
+from orbiter.engine.redis import RedisBroker, RedisPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
-from orbiter.node import engine_for
+from orbiter.node import Node, engine_for
 
 
 def test_defaults_are_sqlite_without_a_directory_so_a_program_s_node_keeps_memory():
@@ -51,7 +52,17 @@ def test_a_full_table(tmp_path: Path):
 @pytest.mark.parametrize(
     ("table", "problem"),
     [
-        ({"kind": "redis"}, "'engine.kind' must be one of sqlite, memory, not 'redis'"),
+        ({"kind": "mongo"}, "'engine.kind' must be one of sqlite, memory, redis, not 'mongo'"),
+        (
+            {"kind": "redis"},
+            "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
+            "redis, not ''",
+        ),
+        (
+            {"kind": "redis", "url": "http://h:6379"},
+            "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
+            "redis, not 'http://h:6379'",
+        ),
         ({"kind": 1}, "'engine.kind' must be of type str"),
         ({"sync": "off"}, "'engine.sync' must be one of normal, full, not 'off'"),
         ({"data_dir": " "}, "'engine.data_dir' must be a directory path"),
@@ -84,3 +95,15 @@ def test_the_node_builds_the_engine_the_table_names(tmp_path: Path):
     assert sqlite.path == tmp_path / "orbiter.sqlite3"
     assert sqlite._max_history_bytes == 5
     assert not (tmp_path / "orbiter.sqlite3").exists()  # nothing is written before start
+
+
+async def test_a_redis_engine_is_named_by_its_url():
+    url = "redis://10.0.0.5:6380/2"
+    config = config_from_dict({"engine": {"kind": "redis", "url": url}})
+    assert (config.engine.kind, config.engine.url, config.engine.durable) == ("redis", url, False)
+    node = Node(config)  # nothing connects before start
+    assert isinstance(node.broker, RedisBroker)
+    assert node.broker.url == url
+    assert isinstance(node.presence, RedisPresenceStore)
+    assert node.presence.url == url
+    await node.presence.close()

@@ -20,7 +20,9 @@ from typing import Any
 from orbiter.config.values import SettingsError, kinds_of, scalars
 
 #: The values of ``engine.kind``.
-ENGINE_KINDS = ("sqlite", "memory")
+ENGINE_KINDS = ("sqlite", "memory", "redis")
+#: The schemes of ``engine.url`` (redis-py's: TCP, TLS, a Unix socket).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 #: The values of ``engine.sync`` (``PRAGMA synchronous`` in WAL mode).
 SYNC_MODES = ("normal", "full")
 #: The data file's name in ``engine.data_dir``.
@@ -35,8 +37,12 @@ class EngineSettings:
     """Where channel streams (epochs, offsets, history) are kept."""
 
     #: ``sqlite``: in a file under ``data_dir``, kept across restarts and crashes;
-    #: ``memory``: in this process only (a restart forgets them).
+    #: ``memory``: in this process only (a restart forgets them); ``redis``: in the
+    #: Redis at ``url``, shared by every node that names it.
     kind: str = "sqlite"
+    #: The Redis of ``kind = "redis"``: ``redis://host:port/db`` (``rediss://`` for TLS,
+    #: ``unix:///path?db=0`` for a socket).
+    url: str = ""
     #: The directory of the SQLite data file (created on first start); a relative
     #: path is taken from the directory orbiter is started in. Empty: not configured
     #: (``orbiter serve`` then uses :data:`DEFAULT_DATA_DIR`; a node built in a
@@ -69,6 +75,11 @@ def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
     if settings.kind not in ENGINE_KINDS:
         raise SettingsError(
             f"'engine.kind' must be one of {', '.join(ENGINE_KINDS)}, not {settings.kind!r}"
+        )
+    if settings.kind == "redis" and not settings.url.startswith(REDIS_SCHEMES):
+        raise SettingsError(
+            "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
+            f"redis, not {settings.url!r}"
         )
     if settings.sync not in SYNC_MODES:
         raise SettingsError(
