@@ -1,0 +1,87 @@
+"""Two ``orbiter serve`` processes on one Redis (``--engine redis://...``) behave as one server.
+
+A channel's subscribers on both nodes get every publication once, in one
+order (the offsets), whichever node it was published to; a client that goes
+away on one node and comes back on the other recovers exactly what it missed;
+presence lists the clients of both nodes. Against a real ``redis-server``
+started for the test (``tests/support/redis_server.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from orbiter import AsyncClient
+from tests.support.redis_server import RedisServer
+from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
+
+
+@pytest.fixture
+def nodes() -> Iterator[tuple[RunningServer, RunningServer]]:
+    redis = RedisServer()
+    started: list[RunningServer] = []
+    try:
+        for _ in range(2):
+            started.append(RunningServer(args=("--engine", redis.url)))
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.stop()
+        redis.close()
+
+
+async def _pushes(client: NativeClient, count: int) -> list[dict[str, Any]]:
+    return [await client.next_push() for _ in range(count)]
+
+
+async def test_subscribers_on_both_nodes_get_every_publication_once_in_one_order(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = nodes
+    on_a = await NativeClient.open(a.ws_url)
+    on_b = await NativeClient.open(b.ws_url)
+    try:
+        start = (await on_a.call("subscribe", channel="news"))["result"]
+        await on_b.call("subscribe", channel="news")
+        async with AsyncClient(a.url) as api_a, AsyncClient(b.url) as api_b:
+            # Both nodes publish at once: 40 each, interleaved.
+            answers = await asyncio.gather(
+                *(
+                    api.publish("news", f"{name}{i}")
+                    for i in range(40)
+                    for name, api in (("a", api_a), ("b", api_b))
+                )
+            )
+        assert sorted(answer["offset"] for answer in answers) == list(range(1, 81))
+        got_a, got_b = await _pushes(on_a, 80), await _pushes(on_b, 80)
+        assert [p["offset"] for p in got_a] == list(range(1, 81))
+        assert [p["data"] for p in got_a] == [p["data"] for p in got_b]
+        assert sorted(p["data"] for p in got_a) == sorted(
+            f"{name}{i}" for i in range(40) for name in "ab"
+        )
+        assert await on_a.pushes_now(0.2) == []  # nothing twice
+        assert await on_b.pushes_now(0.0) == []
+
+        async with AsyncClient(b.url) as api_b:  # presence: both nodes' clients
+            presence = await api_b.presence("news")
+        assert presence["clients"] == 2
+
+        # A client of node A comes back on node B: it recovers what it missed there.
+        await on_a.close()
+        async with AsyncClient(a.url) as api_a:
+            for i in range(3):
+                await api_a.publish("news", f"missed{i}")
+        again = await NativeClient.open(b.ws_url)
+        since = {"offset": got_a[-1]["offset"], "epoch": start["epoch"]}
+        resumed = (await again.call("subscribe", channel="news", since=since))["result"]
+        assert resumed["recovered"] is True
+        assert [p["data"] for p in resumed["publications"]] == ["missed0", "missed1", "missed2"]
+        await again.close()
+    finally:
+        await on_a.close()
+        await on_b.close()
