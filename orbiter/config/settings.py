@@ -62,7 +62,10 @@ SUBSCRIBE_MODES = ("anyone", "token", "private", "hook")
 class Limits:
     """Bounds on every input and buffer."""
 
-    max_message_size: int = 65_536
+    #: Bytes of one message from a client (its UTF-8 payload: a WebSocket message, a SockJS
+    #: message, a STOMP body), at most, the same on every transport; 1 MiB as Socket.IO's
+    #: ``maxHttpBufferSize``.
+    max_message_size: int = 1_048_576
     max_http_body: int = 1_048_576
     max_subscriptions: int = 128
     outgoing_buffer: int = 4_194_304

@@ -44,7 +44,7 @@ def websocket_handler(
         )
         ws = web.WebSocketResponse(
             protocols=() if chosen is None else (chosen,),
-            max_msg_size=limits.max_message_size,
+            max_msg_size=limits.max_message_size + 1,  # aiohttp refuses its bound itself
             autoping=False,  # pings are answered, and counted, by RatedFrames
             compress=False,
             heartbeat=heartbeat,

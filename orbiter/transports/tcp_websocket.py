@@ -93,7 +93,7 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     ws = web.WebSocketResponse(
         protocols=() if chosen is None else (chosen,),
-        max_msg_size=node.config.limits.max_message_size,
+        max_msg_size=node.config.limits.max_message_size + 1,  # aiohttp refuses its bound itself
         autoping=False,  # pings are answered, and counted, by RatedFrames
         compress=False,
         heartbeat=timing.ping_interval,

@@ -304,7 +304,7 @@ def _error(raw: RawClient) -> str:
     ("data", "expected"),
     [
         (b"\x00\x01\x02 garbage \xff\xfe\n\n\x00", "malformed frame"),
-        (b"SEND\ndestination:/queue/x\n\n" + b"x" * 70_000, "NUL missing"),
+        (b"SEND\ndestination:/queue/x\n\n" + b"x" * 1_048_586, "NUL missing"),
         (b"SEND\ndestination:/queue/x\nbig:" + b"h" * 10_000 + b"\n\n\x00", "header line"),
         (b"FROB\n\n\x00", "unknown command"),
         (b"ACK\nid:nope\n\n\x00", "no message with that id"),

@@ -538,7 +538,7 @@ async def test_browser_message_over_the_limit_ends_the_relay_as_too_big(
             tcp_url(proxy_server, f"127.0.0.1:{PORTS['echo']}"), protocols=ORBITER_TCP
         )
         await opened(ws)
-        await ws.send_bytes(b"x" * 70_000)  # over limits.max_message_size (65536)
+        await ws.send_bytes(b"x" * (1_048_576 + 1))  # over limits.max_message_size (1 MiB)
         code, _ = await closing(ws)
         assert code == 1009
         # The relay knows why it ended (not "the browser closed the connection").
