@@ -202,8 +202,18 @@ class _Queued:
 class RedisBroker(Broker):
     """Streams and delivery shared by every node on one Redis (``url``)."""
 
-    def __init__(self, url: str, *, prefix: str = "orbiter") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "orbiter",
+        backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
+    ) -> None:
         self.url = url
+        #: The first and the longest wait before reconnecting (doubled each time between).
+        self._backoff = backoff
+        #: Channels subscribed again after a reconnect, to catch up once Redis confirmed it.
+        self._resubscribed: set[bytes] = set()
         self.keys = RedisKeys(prefix)
         self._redis = _client(url)
         self._publish_sha = ""
@@ -507,7 +517,8 @@ class RedisBroker(Broker):
 
     async def _listen_forever(self) -> None:
         """Hold the pub/sub connection: connect, subscribe, read; reconnect with backoff."""
-        delay = BACKOFF_FIRST
+        first, longest = self._backoff
+        delay = first
         # RESP2: pub/sub messages are replies read here (RESP3 would hand them to a push handler).
         pool = ConnectionPool.from_url(self.url, retry=Retry(NoBackoff(), 0), protocol=2)
         while True:
@@ -516,18 +527,24 @@ class RedisBroker(Broker):
             try:
                 await connection.connect()
                 if self._subscribed:
+                    # Each channel catches up from history once its subscription is
+                    # confirmed: then nothing can fall between the read and the subscription.
+                    self._resubscribed = {self._subscribed[c] for c in self._last}
                     await connection.send_command("SUBSCRIBE", *self._subscribed.values())
                 self._connection = connection
                 self._up.set()
                 pinger = asyncio.create_task(self._ping(connection))
-                if delay > BACKOFF_FIRST:
+                if delay > first:
                     log.info("reconnected to Redis at %s", self.url)
-                    for channel in list(self._last):
-                        await self._catch_up(channel, None)
-                delay = BACKOFF_FIRST
+                delay = first
                 while True:
                     message = await connection.read_response(timeout=PING_TIMEOUT)
-                    await self._received(message)
+                    try:
+                        await self._received(message)
+                    except (RedisError, OSError):
+                        raise
+                    except Exception:  # a message this node cannot read: not the end of delivery
+                        log.exception("could not handle a message from Redis: %.200r", message)
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
@@ -543,7 +560,7 @@ class RedisBroker(Broker):
                 with contextlib.suppress(Exception):
                     await connection.disconnect()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, longest)
 
     async def _ping(self, connection: AbstractConnection) -> None:
         with contextlib.suppress(RedisError, OSError):
@@ -580,9 +597,15 @@ class RedisBroker(Broker):
                 return
             self._deliver(pub)
         elif kind == b"subscribe":
-            for future in self._confirming.pop(message[1], []):
+            name = message[1]
+            for future in self._confirming.pop(name, []):
                 if not future.done():
                     future.set_result(None)
+            if name in self._resubscribed:
+                self._resubscribed.discard(name)
+                channel = self._channel_of.get(name)
+                if channel is not None:
+                    await self._catch_up(channel, None)
 
     async def _catch_up(self, channel: str, pub: Publication | None) -> None:
         """Deliver what ``channel`` published since its last delivered position (up to and
@@ -598,6 +621,24 @@ class RedisBroker(Broker):
         except EngineUnavailable as exc:
             page = None
             log.error("could not read the history of %r to catch up: %s", channel, exc)
+        if page is not None and not page.recoverable and page.position.epoch != last.epoch:
+            # Redis lost the stream (a restart without persistence) and it started again:
+            # what the new one holds from its first offset on was never delivered here.
+            try:
+                page = await self.history(
+                    channel, StreamPosition(0, page.position.epoch), everything
+                )
+            except EngineUnavailable as exc:
+                log.error("could not read the history of %r to catch up: %s", channel, exc)
+            if page is not None and page.recoverable:
+                log.error(
+                    "the stream of %r was lost in Redis after offset %d of epoch %s; it goes "
+                    "on in epoch %s (clients behind it cannot recover)",
+                    channel,
+                    last.offset,
+                    last.epoch,
+                    page.position.epoch,
+                )
         if page is not None and page.recoverable:
             for missed in page.publications:
                 self._deliver(missed)

@@ -219,3 +219,34 @@ async def test_a_redis_that_lost_its_data_gives_every_channel_a_new_epoch(own_re
         assert not page.recoverable
     finally:
         await broker.close()
+
+
+async def test_publications_in_a_new_epoch_before_a_node_reconnects_reach_it(own_redis) -> None:
+    # The subscriber waits half a second before reconnecting; meanwhile Redis, restarted
+    # without its data, gets two publications of the channel's new stream.
+    subscriber = RedisBroker(own_redis.url, prefix="r", backoff=(0.5, 0.5))
+    await subscriber.start()
+    publishers = []
+    try:
+        got = _receiver(subscriber)
+        await subscriber.subscribe("c")
+        publishers.append(RedisBroker(own_redis.url, prefix="r"))
+        await publishers[-1].start()
+        old = [await publishers[-1].publish("c", i, POLICY) for i in range(3)]
+        await _until(lambda: len(got) == 3)
+        own_redis.stop()
+        own_redis.start()
+        publishers.append(RedisBroker(own_redis.url, prefix="r"))
+        await publishers[-1].start()
+        new = [await publishers[-1].publish("c", f"n{i}", POLICY) for i in range(2)]
+        assert not subscriber.connected
+        await _until(lambda: len(got) == 5)
+        new.append(await publishers[-1].publish("c", "n2", POLICY))
+        await _until(lambda: len(got) == 6)
+        await asyncio.sleep(0.05)
+        assert [p.data for p in got] == [0, 1, 2, "n0", "n1", "n2"]
+        assert [(p.offset, p.epoch) for p in got] == [(p.offset, p.epoch) for p in old + new]
+        assert new[0].epoch != old[0].epoch
+    finally:
+        for broker in [subscriber, *publishers]:
+            await broker.close()
