@@ -24,7 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server")
-    serve.add_argument("--config", help="config file: TOML, or the seeds' INI format (.ini)")
+    serve.add_argument(
+        "--config",
+        help="config file: TOML, or the seeds' INI format (.ini, .cfg); default: "
+        + " or ".join(f"./{name}" for name in FOUND_CONFIGS)
+        + " if there is one, else the embedded defaults",
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0: any free)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
@@ -96,8 +101,15 @@ def _data(text: str) -> Any:
         return text
 
 
+#: The config files ``orbiter serve`` reads from the working directory without ``--config``,
+#: the first found: orbiter's own, else the seeds' (a bare ``orbited`` read ``orbited.cfg``).
+FOUND_CONFIGS = ("orbiter.toml", "orbited.cfg")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["serve"]  # a bare "orbited", as the seeds' tutorials start it
     if argv[:1] and argv[0].startswith("--config"):
         argv = ["serve", *argv]  # the seeds' "orbited --config=chat.ini"
     if argv[:1] == ["config"]:
@@ -159,12 +171,22 @@ def _compact(data_dir: str) -> int:
     return 0
 
 
+def _found_config() -> str | None:
+    """The first of :data:`FOUND_CONFIGS` in the working directory (said in the log)."""
+    for name in FOUND_CONFIGS:
+        if os.path.isfile(name):
+            logging.getLogger("orbiter").info("serving the config file ./%s", name)
+            return name
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    path = args.config or _found_config()
     try:
-        config = load_any_config(args.config) if args.config else Config()
+        config = load_any_config(path) if path else Config()
     except ConfigError as exc:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 2

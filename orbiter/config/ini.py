@@ -25,7 +25,10 @@ Mapping (docs/config.md, "The seeds' INI format"):
   empty HOST is every interface, ``0.0.0.0``, as Orbited did);
   ``stomp://HOST:PORT`` -> ``stomp.listen``; ``orbit://HOST:PORT`` -> the
   pyorbited listener (an empty HOST is ``127.0.0.1``: that protocol has no
-  authentication).
+  authentication). A file with no ``[listen]`` section is an Orbited 0.3
+  config, whose server took pyorbited's events on port 9000 (pyorbited's
+  ``Client()`` default) without being told: it opens the pyorbited listener
+  on ``127.0.0.1:9000``, as the seeds' apps expect.
 - ``[access]`` ``SOURCE -> HOST:PORT`` -> a ``[[tcp.access]]`` rule.
 - ``[global]`` ``session.ping_interval``, ``session.ping_timeout``,
   ``proxy.enabled``, ``proxy.keepalive``.
@@ -40,6 +43,8 @@ from typing import Any
 
 from orbiter.config.settings import Config, ConfigError, config_from_dict, load_config
 
+#: Where Orbited 0.3 took pyorbited's events, and pyorbited's ``Client()`` sends them.
+PYORBITED_PORT = 9000
 #: Suffixes read as INI; anything else is TOML unless it starts like an INI file.
 INI_SUFFIXES = (".ini", ".cfg", ".conf")
 _SECTIONS = ("listen", "access", "global", "proxy")
@@ -59,6 +64,7 @@ class _Reader:
         #: Where each TOML key came from, so later errors can name the line too.
         self.lines: dict[str, tuple[int, str]] = {}
         self.http_seen = False
+        self.listen_seen = False
 
     def error(self, lineno: int, line: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}, line {lineno} ({line.strip()!r}): {message}")
@@ -166,6 +172,7 @@ def parse_ini(
             if not line.endswith("]"):
                 raise reader.error(lineno, raw, "a section header is '[name]'")
             section = line[1:-1].strip().lower()
+            reader.listen_seen |= section == "listen"
             if section not in handlers:
                 raise reader.error(
                     lineno,
@@ -178,6 +185,8 @@ def parse_ini(
         if section is None:
             raise reader.error(lineno, raw, "a setting before any [section]")
         handlers[section](lineno, line)
+    if not reader.listen_seen:  # Orbited 0.3: events on 127.0.0.1:9000 by default
+        reader.out["pyorbited"] = {"enabled": True, "host": "127.0.0.1", "port": PYORBITED_PORT}
     dev_proxy = reader.out.get("dev_proxy")
     if dev_proxy is not None and "route" in dev_proxy:
         dev_proxy.setdefault("enabled", True)  # a [proxy] section means: proxy, unless disabled

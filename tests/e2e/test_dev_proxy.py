@@ -15,7 +15,11 @@ from tests.support.server import RunningServer
 from tests.support.tcp_backends import free_port
 
 #: Orbited 0.3's orbited.cfg (PylonsChat), as in tests/fixtures.
-ORBITED_03 = (Path(__file__).parent.parent / "fixtures" / "orbited03.cfg").read_text()
+#: The seed's config; its [listen] line keeps it off the event port 9000 that a config
+#: without one opens (tests/e2e/test_bare_start.py), so that two can run at once.
+ORBITED_03 = (Path(__file__).parent.parent / "fixtures" / "orbited03.cfg").read_text() + (
+    "\n[listen]\nhttp://127.0.0.1:0\n"
+)
 
 
 class AppServer:
