@@ -189,9 +189,11 @@ def _channel(value: object) -> str:
 
 
 def _keys(value: object) -> list[ConnectionKey]:
+    """The keys of an event; none is a success reaching no one, as pyorbited's was (a chat
+    app sends each line to everyone joined: nobody yet is a list of none)."""
     raw = [value] if isinstance(value, str) else value
-    if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "'keys' must be a key string or a non-empty list of key strings")
+    if not isinstance(raw, list):
+        raise ApiError(400, "'keys' must be a key string or a list of key strings")
     if len(raw) > MAX_EVENT_KEYS:
         raise ApiError(400, f"'keys' holds more than {MAX_EVENT_KEYS} keys")
     try:

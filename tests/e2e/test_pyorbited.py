@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+from orbiter import AsyncClient
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
 from tests.support.tcp_backends import free_port
@@ -96,3 +97,21 @@ async def test_event_past_max_channels_is_a_failure_answer_not_a_dropped_connect
         assert answer.startswith(b"Failure\r\nid: 2\r\n")  # nobody subscribed, but answered
     finally:
         orbit.close()
+
+
+async def test_an_event_to_no_keys_is_a_success_for_both_clients(start_server) -> None:
+    """Issue 18 (seed 000): the chat sends each line to every joined user's key, and before
+    anyone joined that is none; pyorbited answered Success, orbiter's client raised (400)."""
+    orbit_port = free_port()
+    server: RunningServer = start_server(
+        f"[listen]\nhttp://127.0.0.1:0\norbit://127.0.0.1:{orbit_port}\n"
+    )
+    assert server.wait_for_log(f"pyorbited listening on 127.0.0.1:{orbit_port}")
+    orbit = SimpleClient("127.0.0.1", orbit_port)
+    try:
+        answer = await asyncio.to_thread(orbit.event, [], "<b>ann joined</b>")
+        assert answer == b"Success\r\nid: 1\r\n\r\n"
+    finally:
+        orbit.close()
+    async with AsyncClient(server.url) as api:
+        assert await api.event([], "<b>ann joined</b>") == []
