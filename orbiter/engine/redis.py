@@ -501,7 +501,12 @@ class RedisBroker(Broker):
             await connection.send_command("SUBSCRIBE", name)
             await asyncio.wait_for(asyncio.shield(future), PING_TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
-            # Kept in the set: the reconnect subscribes it again.
+            # Not subscribed: the caller forgets the channel (PubSub does), so must this node.
+            self._subscribed.pop(channel, None)
+            self._channel_of.pop(name, None)
+            self._confirming.pop(name, None)
+            with contextlib.suppress(RedisError, OSError):
+                await connection.send_command("UNSUBSCRIBE", name)
             raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
 
     async def unsubscribe(self, channel: str) -> None:

@@ -166,6 +166,11 @@ async def test_a_redis_restart_fails_publishes_and_refuses_recovery(own_redis) -
             await publisher.publish("c", "lost", POLICY)
         with pytest.raises(EngineUnavailable):
             await publisher.history("c", None, POLICY)
+        await _until(lambda: not subscriber.connected)
+        assert subscriber.stats()["engine_up"] == 0  # reported down (GET /api/stats)
+        with pytest.raises(EngineUnavailable):  # a subscription Redis cannot confirm
+            await subscriber.subscribe("other")
+        assert "other" not in subscriber._subscribed  # not taken again on reconnect
         own_redis.start()  # without persistence: every stream is gone
         await _until(lambda: subscriber.connected)
         after = await publisher.publish("c", "new", POLICY)
