@@ -13,6 +13,7 @@ from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
 from orbiter.http.live_pages import add_live_pages
 from orbiter.http.origin_guard import add_cors_headers, origin_guard
+from orbiter.http.seed_scripts import add_seed_scripts
 from orbiter.node import Node
 from orbiter.services.tcp_proxy import TcpProxy
 from orbiter.transports.app_keys import NODE, RAW_ROUTERS
@@ -61,6 +62,8 @@ def build_app(node: Node) -> web.Application:
     add_live_pages(app, node.live)
     if "/" not in node.live.mounts:
         app.router.add_get("/", chat_page)
+    # The Orbited 0.3/0.7 script URLs of the seeds' pages (/_/orbited.js, /static/Orbited.js).
+    add_seed_scripts(app, STATIC_DIR)
     app.router.add_static("/static", STATIC_DIR)
 
     async def start(app: web.Application) -> None:

@@ -62,6 +62,7 @@ def own_prefixes(node: Node) -> tuple[str, ...]:
     config = node.config
     return (
         "/api",
+        "/_",  # Orbited 0.3's /_/orbited.js
         "/static",
         "/connection",
         "/poll",

@@ -29,10 +29,10 @@ class PylonsChatApp:
         self.users: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         index = (SEED / "pylonschat" / "index.html").read_text()
-        # The one script URL changed: orbiter serves its library at /static/orbiter.js.
+        # As printed: orbiter serves Orbited 0.3's /_/orbited.js (orbiter.js) itself.
         assert '<script src="/_/orbited.js"' in index
         self.files = {
-            "/chat": ("text/html", index.replace("/_/orbited.js", "/static/orbiter.js")),
+            "/chat": ("text/html", index),
             "/javascripts/chat.js": (
                 "application/javascript",
                 (SEED / "pylonschat" / "chat.js").read_text(),

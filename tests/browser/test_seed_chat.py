@@ -1,7 +1,7 @@
 """The TurboGears tutorial's chat, as the seed wrote it, in Chromium: ``orbiter
 --config=chat.ini`` (the seed's file, ports rewritten), and the seed's page with only
-its script URLs changed. STOMPClient sees the seed's ``TCPSocket = Orbited.TCPSocket``
-and speaks STOMP through /tcp to the embedded broker, as its [access] rule allows."""
+its template values filled in and jQuery served locally. STOMPClient sees the seed's
+``TCPSocket = Orbited.TCPSocket`` and speaks STOMP through /tcp to the embedded broker, as its [access] rule allows."""
 
 from __future__ import annotations
 
@@ -39,11 +39,9 @@ def seed_page(orbiter_port: int, stomp_port: int) -> str:
         '<script type="text/javascript" src="http://ajax.googleapis.com/ajax/libs/jquery'
         '/1.4.2/jquery.min.js"></script>': '<script src="/jquery.js"></script>'
         '<script src="/jquery-migrate.js"></script>',
-        # Browsers have JSON built in; STOMPClient is part of orbiter.js.
-        '<script type="text/javascript" src="${orbited_files}/JSON.js"></script>': "",
-        '<script type="text/javascript" src="${orbited_files}/protocols/stomp/stomp.js">'
-        "</script>": "",
-        "${orbited_files}/Orbited.js": f"http://127.0.0.1:{orbiter_port}/static/orbiter.js",
+        # The controller's value: Orbited 0.7's /static, where orbiter serves JSON.js,
+        # Orbited.js and protocols/stomp/stomp.js (http/seed_scripts.py).
+        "${orbited_files}": f"http://127.0.0.1:{orbiter_port}/static",
         # The template's values (TurboGears config defaults), ports rewritten.
         "Orbited.settings.port = 9000;": f"Orbited.settings.port = {orbiter_port};",
         "${simplejson.dumps( chat_server )}": '"127.0.0.1"',
