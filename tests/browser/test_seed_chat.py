@@ -1,7 +1,8 @@
 """The TurboGears tutorial's chat, as the seed wrote it, in Chromium: ``orbiter
 --config=chat.ini`` (the seed's file, ports rewritten), and the seed's page with only
 its template values filled in and jQuery served locally. STOMPClient sees the seed's
-``TCPSocket = Orbited.TCPSocket`` and speaks STOMP through /tcp to the embedded broker, as its [access] rule allows."""
+``TCPSocket = Orbited.TCPSocket`` and speaks STOMP through /tcp to the embedded broker,
+as its [access] rule allows."""
 
 from __future__ import annotations
 
