@@ -17,10 +17,19 @@ from orbiter.protocol.keys import ConnectionKey, InvalidKey
 class LegacyTransport(enum.Enum):
     #: An HTML document of ``<script>`` tags, streamed into an iframe.
     IFRAME = "iframe"
+    #: Orbited 0.3's iframe for a page on another subdomain, which set ``document.domain``
+    #: on both sides. Browsers no longer let a page set it, so this is served as ``iframe``:
+    #: it works where the page and orbiter share an origin (the dev proxy), as ``iframe``.
+    IFRAME_DOMAIN = "iframe_domain"
     #: Long polling: one event per response, as a JavaScript value for ``eval``.
     XHR = "xhr"
     #: Server-Sent Events for ``EventSource``.
     SSE = "sse"
+
+    @property
+    def streams_html(self) -> bool:
+        """Is this an iframe's HTML document of script tags?"""
+        return self in (LegacyTransport.IFRAME, LegacyTransport.IFRAME_DOMAIN)
 
 
 class BadLegacyUrl(ValueError):

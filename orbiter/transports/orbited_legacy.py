@@ -4,7 +4,8 @@ A page written for Orbited 0.3 receives what ``event(keys, ...)`` (``POST
 /api/event``) sends to its key ``"user, session, /location"``, whose
 channel is ``$key:user, session, /location``:
 
-- ``iframe``: an HTML document streamed into an iframe; each event is a
+- ``iframe`` (and ``iframe_domain``, served alike: browsers no longer let
+  a page set ``document.domain``): an HTML document streamed into an iframe; each event is a
   ``<script>`` calling ``window.parent.event(payload)`` (or the function
   named by ``?callback=``), the payload written safely for a script. After
   ``orbited.response_limit`` bytes, or when the server closes the session,
@@ -197,7 +198,7 @@ async def _stream(
 ) -> web.StreamResponse:
     node = request.app[NODE]
     state = request.app[LEGACY_STATE]
-    iframe = transport is LegacyTransport.IFRAME
+    iframe = transport.streams_html
     callback = DEFAULT_CALLBACK
     last_id = request.headers.get("Last-Event-ID", "")
     try:

@@ -136,6 +136,20 @@ async def test_iframe_streams_script_tags_that_cannot_be_broken_out_of(srv: Runn
         assert b"<!-- keepalive -->" in await read_until(response, b"<!-- keepalive -->")
 
 
+async def test_iframe_domain_is_served_as_the_iframe(srv: RunningServer) -> None:
+    """Issue 18 (seed 003): Orbited 0.3's cross-subdomain iframe, refused before. Browsers no
+    longer let a page set document.domain, so it is the same document as ``iframe``."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url(srv.url, "chat", "dom", "iframe_domain")) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert b"window.parent.event(d);" in await read_until(response, b"-->\n")
+        await send(srv.url, "dom, 0, /chat", {"n": 1})
+        assert b'c({"n":1});' in await read_until(response, b'c({"n":1});')
+
+
 async def test_iframe_reloads_past_its_limit_and_resumes_where_it_stopped(
     srv: RunningServer,
 ) -> None:

@@ -17,12 +17,17 @@ from orbiter.protocol.orbited_urls import (
     ("path", "key", "transport"),
     [
         ("/example|username,0,iframe", "username, 0, /example", LegacyTransport.IFRAME),
+        ("/a|u,0,iframe_domain", "u, 0, /a", LegacyTransport.IFRAME_DOMAIN),
         ("/chat|alice, 1, xhr", "alice, 1, /chat", LegacyTransport.XHR),
         ("/rooms/42|bob,0,sse", "bob, 0, /rooms/42", LegacyTransport.SSE),
     ],
 )
 def test_seed_urls(path: str, key: str, transport: LegacyTransport) -> None:
     assert parse_legacy_path(path) == LegacyUrl(ConnectionKey.parse(key), transport)
+
+
+def test_both_iframes_stream_html() -> None:
+    assert [t.value for t in LegacyTransport if t.streams_html] == ["iframe", "iframe_domain"]
 
 
 def test_the_key_channel_is_the_one_event_publishes_to() -> None:
