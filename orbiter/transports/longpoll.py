@@ -6,7 +6,10 @@ until one arrives or ``poll.timeout`` seconds pass (then the batch is
 empty). The answer is the channel's page as in ``GET /api/history``:
 ``{channel, epoch, offset, recoverable, publications: [{offset, data,
 time}]}``; the next poll asks ``since=offset&epoch=epoch``. Without
-``since`` it answers at once with the current position. With ``callback``
+``since`` it answers at once with the current position; with ``last=N``
+instead, at once with the channel's newest N publications kept (a new
+page's backlog, at most the channel's ``history_size``) and the position
+after them. With ``callback``
 the JSON is wrapped as JSONP (``application/javascript``).
 
 Holding, waking and bounding polls is :class:`PollHub`'s job; this adapter
@@ -65,7 +68,9 @@ def _offset(request: web.Request, name: str) -> int | None:
     return int(raw)
 
 
-def _parse(request: web.Request) -> tuple[str, int | None, str | None, str | None]:
+def _parse(
+    request: web.Request,
+) -> tuple[str, int | None, str | None, str | None, int | None]:
     query = request.query
     callback = query.get("callback")
     if callback is not None:
@@ -84,22 +89,28 @@ def _parse(request: web.Request) -> tuple[str, int | None, str | None, str | Non
     epoch = query.get("epoch")
     if epoch is not None and (since is None or not epoch):
         raise _BadQuery(400, "query parameter 'epoch' must be non-empty and go with 'since'")
-    return channel, since, epoch, callback
+    last = _offset(request, "last")
+    if last is not None and since is not None:
+        raise _BadQuery(400, "query parameters 'last' and 'since' do not go together")
+    return channel, since, epoch, callback, last
 
 
 async def poll_handler(request: web.Request) -> web.Response:
     node = request.app[NODE]
     hub = request.app[POLL_HUB]
     try:
-        channel, since, epoch, callback = _parse(request)
+        channel, since, epoch, callback, last = _parse(request)
     except _BadQuery as exc:
         log.info("GET /poll from %s: %s", request.remote, exc.message)
         return error_response(exc.status, exc.message)
     refusal = await authorize_read(request, channel=channel)
     if refusal is not None:
         return refusal
-    if since is None:
-        batch: Batch | None = Batch(channel, await hub.position(channel), [], True)
+    if last is not None:  # a new page's backlog: the newest publications kept, at once
+        page = await node.pubsub.history(channel, None, limit=last)
+        batch: Batch | None = Batch.from_page(channel, page)
+    elif since is None:
+        batch = Batch(channel, await hub.position(channel), [], True)
     else:
         if epoch is None:
             epoch = (await hub.position(channel)).epoch

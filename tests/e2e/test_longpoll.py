@@ -145,6 +145,30 @@ async def test_lost_history_or_epoch_is_not_recoverable(srv: RunningServer) -> N
     assert ahead["recoverable"] is False
 
 
+async def test_a_new_page_gets_the_last_n_at_once_then_polls_on(srv: RunningServer) -> None:
+    """Issue 18 (seed 004): since=0 on a channel whose history was trimmed is
+    ``recoverable: false`` with nothing; ``last=N`` is the newest N kept."""
+    async with AsyncClient(srv.url) as api:
+        for n in range(5):
+            await api.publish("trim:backlog", n)
+    assert (await poll_json(srv.url, channel="trim:backlog", since=0))["recoverable"] is False
+    started = time.monotonic()
+    page = await poll_json(srv.url, channel="trim:backlog", last=1)
+    assert time.monotonic() - started < TIMEOUT / 2
+    assert [p["data"] for p in page["publications"]] == [4]
+    assert page["recoverable"] is True
+    page = await poll_json(srv.url, channel="trim:backlog", last=10)  # history_size = 2 kept
+    assert [p["data"] for p in page["publications"]] == [3, 4]
+    assert (await poll_json(srv.url, channel="trim:nothing", last=3))["publications"] == []
+    held = asyncio.create_task(
+        poll_json(srv.url, channel="trim:backlog", since=page["offset"], epoch=page["epoch"])
+    )
+    await asyncio.sleep(0.2)
+    async with AsyncClient(srv.url) as api:
+        await api.publish("trim:backlog", 5)
+    assert [p["data"] for p in (await held)["publications"]] == [5]
+
+
 @pytest.mark.parametrize(
     ("query", "status", "problem"),
     [
@@ -156,6 +180,8 @@ async def test_lost_history_or_epoch_is_not_recoverable(srv: RunningServer) -> N
         ({"channel": "a", "since": "-1"}, 400, "'since' must be a non-negative integer"),
         ({"channel": "a", "since": "x"}, 400, "'since' must be a non-negative integer"),
         ({"channel": "a", "epoch": "e"}, 400, "'epoch' must be non-empty and go with 'since'"),
+        ({"channel": "a", "last": "x"}, 400, "'last' must be a non-negative integer"),
+        ({"channel": "a", "last": "2", "since": "0"}, 400, "'last' and 'since' do not go"),
     ],
 )
 async def test_bad_queries_get_a_clear_error(
