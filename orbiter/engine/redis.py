@@ -824,7 +824,11 @@ class RedisPresenceStore(PresenceStore):
             local.pop(client, None)
             if not local:
                 del self._local[channel]
-        entry = await self._call("remove from", self._remove, self._keys(channel), [client])
+        try:
+            entry = await self._call("remove from", self._remove, self._keys(channel), [client])
+        except EngineUnavailable as exc:  # no longer refreshed: it expires within the TTL
+            log.warning("%s (the entry of %s expires)", exc, client)
+            return None
         if not entry:
             return None
         user, info = orjson.loads(entry)

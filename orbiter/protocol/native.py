@@ -100,6 +100,10 @@ class DisconnectCode(enum.IntEnum):
     TOKEN_EXPIRED = 3002
     #: ``limits.max_connections`` or ``max_connections_per_ip`` reached: retry later.
     TOO_MANY_CONNECTIONS = 3003
+    #: The engine lost a subscribed channel's stream (a Redis restarted without its data):
+    #: its publications went on in a new epoch. Reconnecting with the position held is
+    #: answered with ``recovered: false``, so the app learns that it missed some.
+    STREAM_LOST = 3004
     CONNECT_FAILED = 3501
     #: No token, or a forged / malformed / wrongly signed one.
     UNAUTHORIZED = 3502

@@ -569,7 +569,16 @@ class ClientSession:
             if not sub.recovery.hold(pub, message, len(message)):
                 self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
             return
-        if pub.offset <= sub.offset:
+        if pub.epoch != sub.epoch:
+            if sub.offset or pub.offset != 1:
+                # Offsets of another epoch say nothing about what the client missed.
+                self.close(
+                    DisconnectCode.STREAM_LOST,
+                    f"the stream of {pub.channel!r} was lost; reconnect to learn what is",
+                )
+                return
+            sub.epoch = pub.epoch  # a first publication after the epoch read: nothing missed
+        elif pub.offset <= sub.offset:
             return
         sub.offset = pub.offset
         if not self.outbox.put(message):
@@ -582,7 +591,11 @@ class ClientSession:
         sub = self._subs.get(batch.channel)
         if sub is None:
             return
-        if sub.recovery is not None or batch.first_offset <= sub.offset:
+        if (
+            sub.recovery is not None
+            or batch.first_offset <= sub.offset
+            or batch.pubs[0].epoch != sub.epoch
+        ):
             for pub, message in zip(batch.pubs, pushes(batch).messages, strict=True):
                 self.deliver(pub, message)
             return

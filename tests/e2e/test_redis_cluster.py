@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from orbiter import AsyncClient
+from orbiter.client import OrbiterError
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
 from tests.support.wsclient import NativeClient
@@ -85,3 +86,44 @@ async def test_subscribers_on_both_nodes_get_every_publication_once_in_one_order
     finally:
         await on_a.close()
         await on_b.close()
+
+
+async def test_a_redis_restart_mid_stream_never_answers_ok_for_a_lost_publication() -> None:
+    redis = RedisServer()
+    server = RunningServer(args=("--engine", redis.url))
+    try:
+        client = await NativeClient.open(server.ws_url)
+        start = (await client.call("subscribe", channel="s"))["result"]
+        async with AsyncClient(server.url) as api:
+            await api.publish("s", "before")
+            assert (await client.next_push())["data"] == "before"
+            redis.stop()
+            with pytest.raises(OrbiterError) as failed:  # an error, never OK
+                await api.publish("s", "during")
+            assert failed.value.status == 503
+            assert "Redis" in failed.value.message
+            redis.start()
+            answer: dict[str, Any] = {}
+            for _ in range(100):  # the node reconnects (backoff up to 2 s)
+                try:
+                    answer = await api.publish("s", "after")
+                    break
+                except OrbiterError:
+                    await asyncio.sleep(0.05)
+            assert answer["offset"] == 1  # the channel's stream began again, in a new epoch
+            # Its subscriber is not handed offset 1 as if it had it already: it is closed
+            # (3004), and coming back with its position it is told it cannot recover.
+            await asyncio.wait_for(client.closed.wait(), 5)
+            assert "lost" in client.close_reason
+            again = await NativeClient.open(server.ws_url)
+            since = {"offset": 1, "epoch": start["epoch"]}
+            resumed = (await again.call("subscribe", channel="s", since=since))["result"]
+            assert resumed["recovered"] is False
+            assert resumed["epoch"] == answer["epoch"] != start["epoch"]
+            await api.publish("s", "live")
+            assert (await again.next_push())["data"] == "live"  # live delivery goes on
+            await again.close()
+        await client.close()
+    finally:
+        server.stop()
+        redis.close()
