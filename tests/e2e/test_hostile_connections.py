@@ -411,7 +411,9 @@ async def test_a_slowloris_of_1000_sockets_does_not_stop_legitimate_clients(
     finally:
         for sock in flood:
             sock.close()
-    assert time.monotonic() - start < 15
+    # Thousands of connects, each answered at once: a server that stalled accepting
+    # (or held refused sockets) would take minutes. Seconds here, more on a loaded machine.
+    assert time.monotonic() - start < 40
     assert refused >= 1000 - 101
     stats = _stats(srv)
     assert stats["counters"]["limit_connections_per_ip"] >= 1000 - 101
