@@ -10,12 +10,14 @@ started for the test (``tests/support/redis_server.py``).
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from orbiter import AsyncClient
 from orbiter.client import OrbiterError
@@ -154,3 +156,37 @@ def test_serve_without_its_redis_stops_with_one_line_saying_so() -> None:
         f"orbiter: cannot start: cannot reach Redis at redis://127.0.0.1:{port}/0"
     )
     assert "Traceback" not in done.stderr
+
+
+def _redis_of(server: RunningServer) -> str:
+    match = re.search(r"through Redis at (\S+)", server.log)
+    assert match is not None
+    return match.group(1)
+
+
+async def test_a_node_subscribes_to_a_channel_once_whatever_its_number_of_clients(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = nodes
+    admin = aioredis.Redis.from_url(_redis_of(a))
+    clients = [await NativeClient.open(node.ws_url) for node in (a, a, a, a, b)]
+    try:
+        for client in clients:
+            await client.call("subscribe", channel="many")
+        # One SUBSCRIBE per node (two), not one per connection (five).
+        assert await admin.pubsub_numsub("orbiter:ch:many") == [(b"orbiter:ch:many", 2)]
+        async with AsyncClient(b.url) as api:
+            await api.publish("many", "x")
+        for client in clients:
+            assert (await client.next_push())["data"] == "x"
+        for client in clients[:4]:  # node A's last client goes: A unsubscribes
+            await client.close()
+        for _ in range(100):
+            if await admin.pubsub_numsub("orbiter:ch:many") == [(b"orbiter:ch:many", 1)]:
+                break
+            await asyncio.sleep(0.02)
+        assert await admin.pubsub_numsub("orbiter:ch:many") == [(b"orbiter:ch:many", 1)]
+    finally:
+        for client in clients:
+            await client.close()
+        await admin.aclose()
