@@ -320,8 +320,8 @@ class RedisBroker(Broker):
                 batch, self._pending = self._pending, []
                 try:
                     results = await self._run_publishes(batch)
-                except (RedisError, OSError) as exc:
-                    self.failures += 1
+                except Exception as exc:  # Redis unreachable or its answer lost (or a bug):
+                    self.failures += 1  # never an OK, and never a publisher left waiting
                     log.error("could not publish %d publications: %s", len(batch), exc)
                     failure = PublishFailed(f"the server could not reach Redis: {exc}")
                     for item in batch:
