@@ -580,6 +580,14 @@ class ClientSession:
             sub.epoch = pub.epoch  # a first publication after the epoch read: nothing missed
         elif pub.offset <= sub.offset:
             return
+        elif pub.offset != sub.offset + 1:
+            # The engine could not deliver the ones between (a node that got them neither
+            # live nor from history): the client must not believe it has them.
+            self.close(
+                DisconnectCode.STREAM_LOST,
+                f"publications of {pub.channel!r} were lost; reconnect to learn which",
+            )
+            return
         sub.offset = pub.offset
         if not self.outbox.put(message):
             self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
@@ -593,7 +601,7 @@ class ClientSession:
             return
         if (
             sub.recovery is not None
-            or batch.first_offset <= sub.offset
+            or batch.first_offset != sub.offset + 1
             or batch.pubs[0].epoch != sub.epoch
         ):
             for pub, message in zip(batch.pubs, pushes(batch).messages, strict=True):

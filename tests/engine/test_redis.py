@@ -255,3 +255,37 @@ async def test_publications_in_a_new_epoch_before_a_node_reconnects_reach_it(own
     finally:
         for broker in [subscriber, *publishers]:
             await broker.close()
+
+
+async def test_every_acknowledged_publication_arrives_once_in_order_across_reconnects(
+    brokers,
+) -> None:
+    publishers = [await brokers(), await brokers()]
+    subscribers = [await brokers(), await brokers()]
+    received = [_receiver(node) for node in subscribers]
+    for node in subscribers:
+        await node.subscribe("c")
+    admin = aioredis.Redis.from_url(subscribers[0].url)
+    acknowledged: list[Publication] = []
+    policy = HistoryPolicy(size=1000, ttl=60.0, meta_ttl=600.0)  # history covers every gap
+
+    async def publish(node: RedisBroker, count: int) -> None:
+        for i in range(count):
+            acknowledged.append(await node.publish("c", i, policy))
+            await asyncio.sleep(0.001)  # a stream over the cuts, not a burst before them
+
+    async def cut_subscriptions() -> None:
+        for _ in range(3):  # every node's pub/sub connection, three times mid-stream
+            await asyncio.sleep(0.04)
+            await admin.client_kill_filter(_type="pubsub")
+
+    await asyncio.gather(*(publish(node, 150) for node in publishers), cut_subscriptions())
+    await admin.aclose()
+    assert len(acknowledged) == 300
+    for got in received:
+        await _until(lambda got=got: len(got) >= 300)  # type: ignore[misc]
+    await asyncio.sleep(0.1)
+    expected = sorted((p.offset, p.data) for p in acknowledged)
+    assert [offset for offset, _ in expected] == list(range(1, 301))
+    for got in received:
+        assert [(p.offset, p.data) for p in got] == expected

@@ -56,3 +56,17 @@ async def test_a_new_channel_s_first_offset_past_one_closes_too() -> None:
     _from_engine(broker, Publication("chat:a", 2, "later", "second", time.time()))
     assert await drain(session) == []
     assert session.close_code is DisconnectCode.STREAM_LOST
+
+
+async def test_a_gap_in_the_offsets_closes_the_session_with_3004() -> None:
+    # An engine that could deliver neither live nor from history what a node missed
+    # (a Redis reconnect past the retained history) goes on past a gap.
+    broker = MemoryBroker()
+    pubsub = make(broker=broker)
+    session, _ = await connected(pubsub)
+    await send(session, {"id": 2, "op": "subscribe", "channel": "chat:a"})
+    first = await pubsub.publish("chat:a", "first")
+    assert [m["data"] for m in await drain(session)] == ["first"]
+    _from_engine(broker, Publication("chat:a", 3, first.epoch, "third", time.time()))
+    assert await drain(session) == []  # not sent as if the second had been
+    assert session.close_code is DisconnectCode.STREAM_LOST
