@@ -79,7 +79,7 @@
     pingInterval: 25000, // 0 disables pings
     transports: TRANSPORTS, // which to try, in this order (a subset of TRANSPORTS)
     sockjsPath: "/sockjs", // the server's sockjs.prefix
-    maxMessageSize: 65536, // the server's limits.max_message_size
+    maxMessageSize: 1048576, // the server's limits.max_message_size (its default, 1 MiB)
     rpcTimeout: 30000, // ms an rpc() may take before its promise rejects ("timeout")
   });
 
