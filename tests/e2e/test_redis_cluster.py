@@ -107,6 +107,11 @@ async def test_a_redis_restart_mid_stream_never_answers_ok_for_a_lost_publicatio
                 await api.publish("s", "during")
             assert failed.value.status == 503
             assert "Redis" in failed.value.message
+            for _ in range(100):  # the node reports its engine down
+                if (await api.stats())["engine_up"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await api.stats())["engine_up"] == 0
             redis.start()
             answer: dict[str, Any] = {}
             for _ in range(100):  # the node reconnects (backoff up to 2 s)
@@ -116,6 +121,7 @@ async def test_a_redis_restart_mid_stream_never_answers_ok_for_a_lost_publicatio
                 except OrbiterError:
                     await asyncio.sleep(0.05)
             assert answer["offset"] == 1  # the channel's stream began again, in a new epoch
+            assert (await api.stats())["engine_failures"] >= 1
             # Its subscriber is not handed offset 1 as if it had it already: it is closed
             # (3004), and coming back with its position it is told it cannot recover.
             await asyncio.wait_for(client.closed.wait(), 5)
