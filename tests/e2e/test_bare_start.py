@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from orbiter.config.ini import config_from_ini
+from tests.support.pyorbited_client import SimpleClient
 
 ORBITED_03 = (Path(__file__).parent.parent / "fixtures" / "orbited03.cfg").read_text()
 
@@ -89,8 +90,14 @@ def test_bare_orbiter_serves_the_orbited_cfg_it_finds(tmp_path: Path, started: l
     run.wait_for("serving the config file ./orbited.cfg")
     run.wait_for("pyorbited listening on 127.0.0.1:9000")
     assert "127.0.0.1:8000" in run.wait_for("listening on http://")
-    with socket.create_connection(("127.0.0.1", 9000), timeout=5):
-        pass
+    # pyorbited's Client() (its wire protocol), with its defaults: localhost:9000.
+    orbit = SimpleClient("localhost", 9000)
+    try:
+        assert orbit.event([], "<b>ann joined</b>") == b"Success\r\nid: 1\r\n\r\n"
+        # A key with no connection yet: a Failure naming it, as Orbited 0.3 answered.
+        assert b"recipient: (ann, 0, /orbited)" in orbit.event(["ann, 0, /orbited"], "hi")
+    finally:
+        orbit.close()
 
 
 def test_serve_finds_orbiter_toml_first_else_the_defaults(
