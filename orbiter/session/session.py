@@ -120,6 +120,36 @@ class Subscribed:
 
 
 class ClientSession:
+    """One native-protocol client, whatever transport carries it: its commands,
+    identity, subscriptions and outbox (``__slots__``: one is held per idle
+    connection)."""
+
+    __slots__ = (
+        "_auth",
+        "_config",
+        "_expiry",
+        "_finished",
+        "_live",
+        "_live_host",
+        "_protocol",
+        "_publishes",
+        "_pubsub",
+        "_subs",
+        "_unkept",
+        "client_id",
+        "close_code",
+        "close_reason",
+        "counters",
+        "credentials",
+        "identity",
+        "info",
+        "key",
+        "on_slow_consumer",
+        "outbox",
+        "peer",
+        "user",
+    )
+
     def __init__(
         self,
         pubsub: PubSub,
