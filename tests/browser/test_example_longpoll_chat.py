@@ -10,46 +10,21 @@ line, each sender's in order; a page opened afterwards reads the backlog.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.example_processes import started, stop
 from tests.support.tcp_servers import free_port
 
 pytest.importorskip("django")
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "longpoll_chat"
 BURST = 30
-
-
-def started(cmd: list[str], cwd: Path, ready: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        seen.append(line)
-        if ready in line:
-            return process
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"{cmd} did not start:\n" + "".join(seen))
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +40,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     toml.write_text(text.replace("127.0.0.1:8001", f"127.0.0.1:{django_port}"))
     url = f"http://127.0.0.1:{http_port}"
     env = {"DJANGO_PORT": str(django_port), "ORBITER_URL": url, "PYTHONUNBUFFERED": "1"}
-    orbiter = started([sys.executable, "-m", "orbiter"], here, "listening on http://", env)
-    django = started([sys.executable, "longpoll_chat.py"], here, "Starting development server", env)
+    orbiter = started(
+        [sys.executable, "-m", "orbiter"], here, "listening on http://", env, timeout=30
+    )
+    django = started(
+        [sys.executable, "longpoll_chat.py"], here, "Starting development server", env, timeout=30
+    )
     yield url
-    for process in (django, orbiter):
-        process.terminate()
-        process.wait(15)
-        if process.stdout is not None:
-            process.stdout.close()
+    stop(django, orbiter)
 
 
 def opened(page: Page, url: str, nick: str) -> Page:

@@ -9,44 +9,19 @@ step of each (it subscribes before it starts the job), and the result.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.support.example_processes import started, stop
 from tests.support.tcp_servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "publish_from_worker"
 STEPS = 15
-
-
-def started(cmd: list[str], cwd: Path, ready: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        seen.append(line)
-        if ready in line:
-            return process
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"{cmd} did not start:\n" + "".join(seen))
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +46,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     orbiter = started([sys.executable, "-m", "orbiter"], here, "listening on http://", env)
     app = started([sys.executable, "progress_app.py"], here, "progress_app on", env)
     yield url
-    for process in (app, orbiter):
-        process.terminate()
-        process.wait(15)
-        if process.stdout is not None:
-            process.stdout.close()
+    stop(app, orbiter)
 
 
 def test_the_page_shows_every_step_of_each_job(site: str, new_page: Callable[[], Page]) -> None:

@@ -10,11 +10,8 @@ and chat through orbiter's dev proxy.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,32 +19,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from orbiter.client import Client
+from tests.support.example_processes import started, stop
 from tests.support.tcp_servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "pylonschat"
-
-
-def started(cmd: list[str], cwd: Path, ready: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        seen.append(line)
-        if ready in line:
-            return process
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"{cmd} did not start:\n" + "".join(seen))
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +40,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = started([sys.executable, "pylonschat.py"], here, "pylonschat on", env)
     orbiter = started([sys.executable, "-m", "orbiter"], here, "listening on http://", env)
     yield url
-    for process in (orbiter, app):
-        process.terminate()
-        process.wait(15)
-        if process.stdout is not None:
-            process.stdout.close()
+    stop(orbiter, app)
 
 
 def test_two_pages_join_and_chat(chat: str, new_page: Callable[[], Page]) -> None:

@@ -10,9 +10,7 @@ subscriber logs every line to ``chat.log``.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,32 +19,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
+from tests.support.example_processes import started, stop
 from tests.support.tcp_servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "stomp_chat"
-
-
-def started(cmd: list[str], cwd: Path, ready: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        seen.append(line)
-        if ready in line:
-            return process
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError(f"{cmd} did not start:\n" + "".join(seen))
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +44,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     )
     app = started([sys.executable, "stomp_chat.py"], here, "stomp_chat on", env)
     yield f"http://127.0.0.1:{app_port}/", here
-    for process in (app, orbiter):
-        process.terminate()
-        process.wait(15)
-        if process.stdout is not None:
-            process.stdout.close()
+    stop(app, orbiter)
 
 
 def test_two_users_chat_with_nicknames_and_the_server_logs_it(
