@@ -18,7 +18,9 @@ from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
 from tests.support.tcp_servers import free_port
 
-SEED = Path(__file__).resolve().parent.parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+#: The seed's page, script and style as printed (shipped with the example).
+SEED = Path(__file__).resolve().parent.parent.parent / "examples" / "pylonschat" / "public"
 
 
 class PylonsChatApp:
@@ -28,16 +30,16 @@ class PylonsChatApp:
         self.orbit_port = orbit_port
         self.users: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        index = (SEED / "pylonschat" / "index.html").read_text()
+        index = (SEED / "index.html").read_text()
         # As printed: orbiter serves Orbited 0.3's /_/orbited.js (orbiter.js) itself.
         assert '<script src="/_/orbited.js"' in index
         self.files = {
             "/chat": ("text/html", index),
             "/javascripts/chat.js": (
                 "application/javascript",
-                (SEED / "pylonschat" / "chat.js").read_text(),
+                (SEED / "javascripts" / "chat.js").read_text(),
             ),
-            "/stylesheets/chat.css": ("text/css", (SEED / "pylonschat" / "chat.css").read_text()),
+            "/stylesheets/chat.css": ("text/css", (SEED / "stylesheets" / "chat.css").read_text()),
         }
         app = self
 
@@ -94,7 +96,8 @@ class PylonsChatApp:
 def pylons() -> Iterator[tuple[RunningServer, PylonsChatApp]]:
     orbit_port = free_port()
     app = PylonsChatApp(orbit_port)
-    cfg = (SEED / "orbited03.cfg").read_text().replace("127.0.0.1:5000", f"127.0.0.1:{app.port}")
+    cfg = (FIXTURES / "orbited03.cfg").read_text()
+    cfg = cfg.replace("127.0.0.1:5000", f"127.0.0.1:{app.port}")
     # Orbited 0.3 listened for orbit events on 9000 without being told; here it is said.
     cfg += f"\n[listen]\nhttp://127.0.0.1:0\norbit://127.0.0.1:{orbit_port}\n"
     server = RunningServer(cfg)
