@@ -73,9 +73,14 @@ PresenceHandler = Callable[[PresenceEvent], None]
 class Broker(abc.ABC):
     """Publishes to channels and delivers publications to subscribed nodes."""
 
-    @abc.abstractmethod
+    #: The node's handlers (:meth:`set_handlers`), None until set.
+    _on_publication: PublicationHandler | None = None
+    _on_presence: PresenceHandler | None = None
+
     def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
         """Set the functions that receive this node's publications and presence events."""
+        self._on_publication = publication
+        self._on_presence = presence
 
     @abc.abstractmethod
     async def start(self) -> None:

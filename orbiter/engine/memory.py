@@ -30,15 +30,13 @@ from collections import deque
 import orjson
 
 from orbiter.engine.base import (
-    Broker,
     HistoryPage,
     HistoryPolicy,
-    PresenceHandler,
     PresenceStore,
-    PublicationHandler,
     TooManyStreams,
 )
-from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
+from orbiter.engine.local import LocalBroker
+from orbiter.model import JSON, ClientInfo, Publication, StreamPosition
 
 #: Bytes a kept publication costs besides its data (the object, its offset, time
 #: and places in two queues), so that a flood of tiny ones counts too.
@@ -75,7 +73,7 @@ class _Stream:
         self.policy = policy
 
 
-class MemoryBroker(Broker):
+class MemoryBroker(LocalBroker):
     """Streams and delivery for a single orbiter process."""
 
     def __init__(
@@ -85,6 +83,7 @@ class MemoryBroker(Broker):
         max_streams: int | None = None,
         max_history_bytes: int | None = None,
     ) -> None:
+        super().__init__()
         self._streams: dict[str, _Stream] = {}
         #: At most this many streams (None: no bound); past it new ones raise TooManyStreams.
         self._max_streams = max_streams
@@ -101,18 +100,11 @@ class MemoryBroker(Broker):
         self._forgets = 0
         #: The epoch of a channel with no stream (see the module docstring).
         self.void_epoch = self._node_epoch
-        self._subscribed: set[str] = set()
-        self._on_publication: PublicationHandler | None = None
-        self._on_presence: PresenceHandler | None = None
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, int]:
         return {"channels": len(self._streams), "history_bytes": self._live_bytes}
-
-    def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
-        self._on_publication = publication
-        self._on_presence = presence
 
     async def start(self) -> None:
         if self._sweeper is None:
@@ -124,12 +116,6 @@ class MemoryBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-
-    async def subscribe(self, channel: str) -> None:
-        self._subscribed.add(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        self._subscribed.discard(channel)
 
     async def publish(
         self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
@@ -164,10 +150,6 @@ class MemoryBroker(Broker):
         if self._on_publication is not None and channel in self._subscribed:
             self._on_publication(pub)
         return pub
-
-    async def publish_presence(self, event: PresenceEvent) -> None:
-        if self._on_presence is not None and event.channel in self._subscribed:
-            self._on_presence(event)
 
     async def history(
         self,

@@ -68,9 +68,7 @@ from orbiter.engine.base import (
     EngineUnavailable,
     HistoryPage,
     HistoryPolicy,
-    PresenceHandler,
     PresenceStore,
-    PublicationHandler,
     PublishFailed,
 )
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
@@ -237,8 +235,6 @@ class RedisBroker(Broker):
         self._connection: AbstractConnection | None = None
         #: Set while the pub/sub connection is up.
         self._up = asyncio.Event()
-        self._on_publication: PublicationHandler | None = None
-        self._on_presence: PresenceHandler | None = None
         #: Times Redis could not be reached (publications failed, reconnects).
         self.failures = 0
 
@@ -253,10 +249,6 @@ class RedisBroker(Broker):
 
     def stats(self) -> dict[str, int]:
         return {"engine_up": int(self.connected), "engine_failures": self.failures}
-
-    def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
-        self._on_publication = publication
-        self._on_presence = presence
 
     # ------------------------------------------------------------ start and stop
 

@@ -53,19 +53,17 @@ from pathlib import Path
 import orjson
 
 from orbiter.engine.base import (
-    Broker,
     EngineUnavailable,
     HistoryPage,
     HistoryPolicy,
-    PresenceHandler,
-    PublicationHandler,
     PublishFailed,
     TooManyStreams,
 )
+from orbiter.engine.local import LocalBroker
 from orbiter.engine.memory import PUBLICATION_OVERHEAD, new_epoch
 from orbiter.engine.sqlite_store import Row, SqliteStore, StoreError, WriteBatch
 from orbiter.engine.sqlite_writer import WriterThread
-from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
+from orbiter.model import JSON, Publication, StreamPosition
 
 log = logging.getLogger("orbiter.engine.sqlite")
 
@@ -172,7 +170,7 @@ def _decode(
     ]
 
 
-class SqliteBroker(Broker):
+class SqliteBroker(LocalBroker):
     """Streams and delivery for a single orbiter process, kept in ``path``."""
 
     def __init__(
@@ -186,6 +184,7 @@ class SqliteBroker(Broker):
         max_history_bytes: int | None = None,
         max_disk_bytes: int | None = None,
     ) -> None:
+        super().__init__()
         self.path = Path(path)
         #: Bytes of the file in use at most (None: unbounded); each sweep deletes the
         #: oldest publications of every channel past it.
@@ -215,18 +214,11 @@ class SqliteBroker(Broker):
         #: Set when nothing is queued or in flight.
         self._idle = asyncio.Event()
         self._idle.set()
-        self._subscribed: set[str] = set()
-        self._on_publication: PublicationHandler | None = None
-        self._on_presence: PresenceHandler | None = None
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, int]:
         return {"channels": len(self._streams), "history_bytes": self._window_bytes}
-
-    def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
-        self._on_publication = publication
-        self._on_presence = presence
 
     # ------------------------------------------------------------ start and stop
 
@@ -295,12 +287,6 @@ class SqliteBroker(Broker):
         reader.shutdown()
 
     # ------------------------------------------------------------ publishing
-
-    async def subscribe(self, channel: str) -> None:
-        self._subscribed.add(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        self._subscribed.discard(channel)
 
     async def publish(
         self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
@@ -468,10 +454,6 @@ class SqliteBroker(Broker):
         for item in queued:
             if not item.future.done():
                 item.future.set_exception(failure)
-
-    async def publish_presence(self, event: PresenceEvent) -> None:
-        if self._on_presence is not None and event.channel in self._subscribed:
-            self._on_presence(event)
 
     # ------------------------------------------------------------ reading
 
