@@ -162,10 +162,7 @@ class MemoryBroker(LocalBroker):
         if stream is None:  # never published (or forgotten): nothing to keep for a reader
             position = StreamPosition(0, self.void_epoch)
             return HistoryPage(position, [], since is None or since == position)
-        now = time.time()
-        stream.touched = now
-        stream.policy = policy
-        self._trim(stream, now)
+        self._read(stream, policy)
         position = StreamPosition(stream.offset, stream.epoch)
         pubs = stream.publications
         if since is None:
@@ -184,10 +181,7 @@ class MemoryBroker(LocalBroker):
         stream = self._streams.get(channel)
         if stream is None:
             return HistoryPage(StreamPosition(0, self.void_epoch), [], True)
-        now = time.time()
-        stream.touched = now
-        stream.policy = policy
-        self._trim(stream, now)
+        self._read(stream, policy)
         position = StreamPosition(stream.offset, stream.epoch)
         pubs = stream.publications
         if not pubs or limit <= 0:
@@ -195,6 +189,13 @@ class MemoryBroker(LocalBroker):
         end = max(0, min(len(pubs), before - pubs[0].offset))
         page = list(itertools.islice(pubs, max(0, end - limit), end))
         return HistoryPage(position, page, True)
+
+    def _read(self, stream: _Stream, policy: HistoryPolicy) -> None:
+        """A reader came: the stream is active, kept by ``policy``, and trimmed to it."""
+        now = time.time()
+        stream.touched = now
+        stream.policy = policy
+        self._trim(stream, now)
 
     # ------------------------------------------------------------ streams
 
