@@ -1,18 +1,16 @@
 """The seed-API STOMPClient over TCPSocket (transport "tcp", through /tcp) to real brokers:
-orbiter's embedded STOMP listener, and RabbitMQ's STOMP plugin where RabbitMQ runs."""
+orbiter's embedded STOMP listener, and RabbitMQ's STOMP plugin on a private RabbitMQ node
+(tests/support/rabbitmq_server.py; scripts/system-packages installs rabbitmq-server)."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import Page
 
 from tests.support.page_server import PageServer
+from tests.support.rabbitmq_server import RabbitMQServer
 from tests.support.server import RunningServer
 from tests.support.tcp_servers import free_port
 
@@ -36,45 +34,17 @@ window.startStomp = function (host, port, options) {
 """
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def rabbitmq_stomp_port() -> int:
-    """RabbitMQ's STOMP port on 127.0.0.1, enabling the plugin if RabbitMQ runs; else skip."""
-    if not _listening(5672):
-        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
-    if not _listening(61613):
-        plugins = shutil.which("rabbitmq-plugins")
-        if plugins is None:
-            pytest.skip("RabbitMQ runs but rabbitmq-plugins is not installed here")
-        done = subprocess.run(
-            [plugins, "enable", "rabbitmq_stomp"], capture_output=True, text=True, timeout=120
-        )
-        for _ in range(100):  # bounded: 10 s for the listener to come up
-            if _listening(61613):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.skip(f"could not enable RabbitMQ's STOMP plugin: {done.stderr.strip()[:200]}")
-    return 61613
-
-
 @pytest.fixture(scope="module")
 def stomp_port() -> int:
     return free_port()
 
 
 @pytest.fixture(scope="module")
-def stomp_server(stomp_port: int) -> Iterator[RunningServer]:
+def stomp_server(stomp_port: int, rabbitmq_server: RabbitMQServer) -> Iterator[RunningServer]:
     srv = RunningServer(
         f'[stomp]\nlisten = "127.0.0.1:{stomp_port}"\n\n'
         f'[[tcp.access]]\nto = "127.0.0.1:{stomp_port}"\n\n'
-        '[[tcp.access]]\nto = "127.0.0.1:61613"\n'
+        f'[[tcp.access]]\nto = "127.0.0.1:{rabbitmq_server.stomp_port}"\n'
     )
     yield srv
     srv.stop()
@@ -110,7 +80,9 @@ def test_embedded_broker_over_tcp_socket(
     chat_between_two_pages(new_page, pages, stomp_port, "{}")
 
 
-def test_rabbitmq_stomp_over_tcp_socket(new_page: Callable[[], Page], pages: PageServer) -> None:
-    port = rabbitmq_stomp_port()
+def test_rabbitmq_stomp_over_tcp_socket(
+    new_page: Callable[[], Page], pages: PageServer, rabbitmq_server: RabbitMQServer
+) -> None:
+    port = rabbitmq_server.stomp_port
     options = "{login: 'guest', passcode: 'guest', vhost: '/'}"
     chat_between_two_pages(new_page, pages, port, options)
