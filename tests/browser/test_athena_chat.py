@@ -183,7 +183,16 @@ def test_a_browser_that_reconnects_in_time_keeps_its_element(
         }"""
     )
 
+    connected = Client(server.url).stats()["connections"]
     relay.cut()
+    # The page comes back once the server has seen its connection go (and parked
+    # its element): over polling that takes up to sockjs.disconnect_delay. A page
+    # back before that finds its element still attached to the old connection and
+    # gets a new one (not handled yet; said in the issue note).
+    for _ in range(150):  # bounded: 15 s
+        if Client(server.url).stats()["connections"] < connected:
+            break
+        ann.wait_for_timeout(100)
     relay.restore()
     ann.wait_for_function("window.__resumed.length >= 1", timeout=WAIT)
     assert ann.evaluate("window.__resumed") == [True]
