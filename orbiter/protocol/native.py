@@ -173,7 +173,22 @@ class Ping:
     id: int
 
 
-Command = Connect | Subscribe | Unsubscribe | Publish | Presence | Ping | Refresh
+#: The most publications one ``history`` reply holds.
+MAX_HISTORY_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A page of a subscribed channel's history: the newest ``limit``, or those before
+    offset ``before`` (paging back)."""
+
+    id: int
+    channel: str
+    limit: int
+    before: int | None = None
+
+
+Command = Connect | Subscribe | Unsubscribe | Publish | Presence | Ping | Refresh | History
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +292,8 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call | R
         return Ping(id_)
     if op == "presence":
         return Presence(id_, _channel(obj))
+    if op == "history":
+        return _history(id_, obj)
     if op == "refresh":
         token = _optional_str(obj, "token")
         if not token:
@@ -395,6 +412,17 @@ def _optional_str(obj: dict[str, Any], name: str, *, allow_int: bool = False) ->
     if not isinstance(value, str):
         raise Refusal(ErrorCode.BAD_REQUEST, f"'{name}' must be a string")
     return value
+
+
+def _history(id_: int, obj: dict[str, Any]) -> History:
+    limit, before = obj.get("limit", 50), obj.get("before")
+    if type(limit) is not int or not 0 < limit <= MAX_HISTORY_PAGE:
+        raise Refusal(
+            ErrorCode.BAD_REQUEST, f"'limit' must be an integer from 1 to {MAX_HISTORY_PAGE}"
+        )
+    if before is not None and (type(before) is not int or before < 1):
+        raise Refusal(ErrorCode.BAD_REQUEST, "'before' must be a positive integer (an offset)")
+    return History(id_, _channel(obj), limit, before)
 
 
 def _since(value: object) -> StreamPosition | None:

@@ -43,6 +43,7 @@ from orbiter.protocol.native import (
     Connect,
     DisconnectCode,
     ErrorCode,
+    History,
     Ping,
     Presence,
     Publish,
@@ -268,7 +269,7 @@ class ClientSession:
         return self._live
 
     async def _dispatch(
-        self, command: Connect | Subscribe | Unsubscribe | Presence | Ping | Refresh
+        self, command: Connect | Subscribe | Unsubscribe | Presence | Ping | Refresh | History
     ) -> tuple[dict[str, Any], Subscription | None]:
         """Run one command (not a publish): its result, and a subscription to settle after
         the reply."""
@@ -286,6 +287,8 @@ class ClientSession:
             return {}, None
         if isinstance(command, Presence):
             return await self._presence(command.channel), None
+        if isinstance(command, History):
+            return await self._history(command), None
         if isinstance(command, Refresh):
             return await self._refresh(command.token), None
         return await self._connect(command)
@@ -479,6 +482,24 @@ class ClientSession:
         except AuthError as exc:
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
         return await self._pubsub.presence(channel)
+
+    async def _history(self, command: History) -> dict[str, Any]:
+        """A page of a subscribed channel's history (the subscribe already checked the
+        permission to read it)."""
+        channel = command.channel
+        if channel not in self._subs:
+            raise Refusal(ErrorCode.NOT_SUBSCRIBED, f"subscribe to {channel!r} to read its history")
+        if command.before is None:
+            page = await self._pubsub.history(channel, None, command.limit)
+        else:
+            page = await self._pubsub.history_before(channel, command.before, command.limit)
+        return {
+            "channel": channel,
+            "epoch": page.position.epoch,
+            "offset": page.position.offset,
+            "recoverable": page.recoverable,
+            "publications": [publication_fields(p) for p in page.publications],
+        }
 
     def _check_subscribable(self, channel: str) -> None:
         reserved = reserved_refusal(channel)

@@ -535,6 +535,25 @@
       });
     }
 
+    /**
+     * A page of `channel`'s history (subscribed): the newest `limit` publications
+     * (default 50), or with `before` (an offset) the newest `limit` older than it.
+     * @param {string} channel
+     * @param {{limit?: number, before?: number}} [options]
+     * @returns {Promise<{channel: string, epoch: string, offset: number, recoverable: boolean,
+     *   publications: Array<{offset: number, data: any, time: number, tags?: Object}>}>}
+     */
+    history(channel, options) {
+      return new Promise((resolve, reject) => {
+        if (!this._isOpen()) {
+          reject(makeError(ErrorCode.DISCONNECTED, "not connected"));
+          return;
+        }
+        const fields = Object.assign({ op: "history", channel }, options);
+        this._send([this._command(fields, (err, result) => (err ? reject(err) : resolve(result)))]);
+      });
+    }
+
     /** Add a listener for `event`; returns the client. */
     on(event, fn) {
       if (!this._listeners.has(event)) this._listeners.set(event, new Set());
