@@ -92,6 +92,10 @@ def _history(
     return _Call("GET", "/api/history?" + urllib.parse.urlencode(query))
 
 
+def _wall(text: str) -> _Call:
+    return _Call("POST", "/api/wall", orjson.dumps({"text": text}))
+
+
 def _stats() -> _Call:
     return _Call("GET", "/api/stats")
 
@@ -161,6 +165,12 @@ class Client:
         mount, value | error}]}`` within ``timeout``."""
         call = _widget_call(method, args, _target(user, key, channel), mount, wait, timeout)
         result: dict[str, Any] = self._call(call)
+        return result
+
+    def wall(self, text: str) -> dict[str, Any]:
+        """Show ``text`` on every chat page (the server-wide wall); ``{"channel", "offset",
+        "epoch"}``."""
+        result: dict[str, Any] = self._call(_wall(text))
         return result
 
     def channels(self) -> dict[str, int]:
@@ -255,6 +265,10 @@ class AsyncClient:
         """:meth:`Client.call`."""
         call = _widget_call(method, args, _target(user, key, channel), mount, wait, timeout)
         result: dict[str, Any] = await self._call(call)
+        return result
+
+    async def wall(self, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(_wall(text))
         return result
 
     async def channels(self) -> dict[str, int]:

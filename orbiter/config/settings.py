@@ -207,7 +207,14 @@ class Config:
     allowed_hosts: tuple[str, ...] = ()
     #: First matching rule wins; channels matching none use ``channel_defaults``.
     channels: tuple[ChannelRule, ...] = (
-        ChannelRule(match="chat:*", client_publish=True, presence=True),
+        # The chat app at "/": a room's backlog of a day, up to 1,000 lines.
+        ChannelRule(
+            match="chat:*",
+            client_publish=True,
+            presence=True,
+            history_size=1000,
+            history_ttl=86_400.0,
+        ),
     )
     channel_defaults: ChannelRule = ChannelRule()
     #: How long a channel's epoch and offset outlive its last publication

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from orbiter.http import api
 from orbiter.http.api_calls import add_call_route
+from orbiter.http.api_wall import add_wall_route
+from orbiter.http.chat_app import add_chat_app
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
@@ -25,10 +27,6 @@ from orbiter.transports.tcp_websocket import add_tcp_routes
 from orbiter.transports.websocket import add_native_websocket
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-
-
-async def chat_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC_DIR / "chat.html")
 
 
 def build_app(node: Node) -> web.Application:
@@ -56,12 +54,12 @@ def build_app(node: Node) -> web.Application:
     add_comet_routes(app, node)
     api.add_routes(app)
     add_call_route(app)  # POST /api/call: widget methods of live elements (http/api_calls.py)
+    add_wall_route(app)  # POST /api/wall: a notice on every chat page (http/api_wall.py)
     # Keep-alive POST /api/publish connections are served below aiohttp (http/fast_publish.py).
     app[RAW_ROUTERS].append(fast_publish_router(node))
-    # Live element pages ([[live.element]], serve --element); the chat demo unless one is at /.
+    # Live element pages ([[live.element]], serve --element); the chat app unless one is at /.
     add_live_pages(app, node.live)
-    if "/" not in node.live.mounts:
-        app.router.add_get("/", chat_page)
+    add_chat_app(app, node, STATIC_DIR, page="/" not in node.live.mounts)
     # The Orbited 0.3/0.7 script URLs of the seeds' pages (/_/orbited.js, /static/Orbited.js).
     add_seed_scripts(app, STATIC_DIR)
     app.router.add_static("/static", STATIC_DIR)
