@@ -17,11 +17,38 @@ from orbiter.config.live import element_mount, with_mounts
 from orbiter.config.settings import Config, ConfigError
 from orbiter.config.storage import DEFAULT_DATA_DIR, REDIS_SCHEMES, EngineSettings
 from orbiter.config.values import SettingsError
+from orbiter.version import __version__
+
+DESCRIPTION = "orbiter: a real-time push server for web applications."
+
+EPILOG = """\
+shortcuts:
+  orbiter                       the same as: orbiter serve
+  orbiter --config=FILE         the same as: orbiter serve --config FILE (the seeds' command line)
+
+config files:
+  orbiter config init [PATH]    write a commented sample orbiter.toml (--force to overwrite)
+  orbiter config convert FILE   print a seed-era INI config (Orbited 0.7) as TOML
+
+The client commands (publish, event, call, channels, stats, history) talk to a
+running server: --url, else $ORBITER_URL, else http://127.0.0.1:8000; --api-key, else
+$ORBITER_API_KEY. Each command has its own help: orbiter COMMAND --help.
+"""
+
+#: Where the client commands find the server and its API key when not given on the line.
+URL_VARIABLE = "ORBITER_URL"
+KEY_VARIABLE = "ORBITER_API_KEY"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orbiter", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="orbiter",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"orbiter {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument(
@@ -58,8 +85,16 @@ def _parser() -> argparse.ArgumentParser:
 
     def api_command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default {DEFAULT_URL})")
-        p.add_argument("--api-key", help="API key (default: $ORBITER_API_KEY)")
+        p.add_argument(
+            "--url",
+            default=os.environ.get(URL_VARIABLE) or DEFAULT_URL,
+            help=f"server URL (default: ${URL_VARIABLE}, else {DEFAULT_URL})",
+        )
+        p.add_argument(
+            "--api-key",
+            default=os.environ.get(KEY_VARIABLE) or None,
+            help=f"API key (default: ${KEY_VARIABLE})",
+        )
         return p
 
     publish = api_command("publish", "publish DATA (JSON, or else a string) to CHANNEL")
@@ -77,7 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--mount", help="only widgets of this mount (alone: all of its widgets)")
     call.add_argument("--wait", action="store_true", help="wait for every answer")
     call.add_argument("--timeout", type=float, help="seconds to wait (default live.call_timeout)")
-    sub.add_parser("bench", help="run a benchmark preset: orbiter bench --help", add_help=False)
+    sub.add_parser(
+        "bench",
+        help="measure orbiter (and peers) with a load generator: orbiter bench --help",
+        add_help=False,
+    )
+    sub.add_parser(
+        "config",
+        help="write a sample orbiter.toml, or convert a seed-era INI: orbiter config --help",
+        add_help=False,
+    )
     api_command("channels", "list channels with their subscriber counts")
     api_command("stats", "show connections, channels and limit/refusal counters")
     compact = sub.add_parser(
@@ -113,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] and argv[0].startswith("--config"):
         argv = ["serve", *argv]  # the seeds' "orbited --config=chat.ini"
     if argv[:1] == ["config"]:
-        from orbiter.config.ini import convert_main
-
-        return convert_main(argv[1:])
+        return _config_main(argv[1:])
     if argv[:1] == ["bench"]:
         from orbiter.bench.command import main as bench_main
 
@@ -152,6 +194,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _config_main(argv: list[str]) -> int:
+    """``orbiter config init [PATH] [--force]`` and ``orbiter config convert FILE``."""
+    from orbiter.config.ini import convert_main
+
+    if argv[:1] == ["convert"]:
+        return convert_main(argv)
+    parser = argparse.ArgumentParser(prog="orbiter config", description="config file tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    init = sub.add_parser("init", help="write a commented sample orbiter.toml")
+    init.add_argument("path", nargs="?", default="orbiter.toml", help="default ./orbiter.toml")
+    init.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    sub.add_parser(
+        "convert",
+        help="print a seed-era INI config as TOML: orbiter config convert --help",
+        add_help=False,
+    )
+    args = parser.parse_args(argv)
+    from orbiter.config.sample import write_sample
+
+    try:
+        path = write_sample(args.path, force=args.force)
+    except FileExistsError:
+        print(f"orbiter: {args.path} exists; --force overwrites it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"orbiter: cannot write {args.path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"orbiter: wrote {path}; start with: orbiter serve --config {path}")
     return 0
 
 

@@ -12,10 +12,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from orbiter.config.settings import Config
+from orbiter.config.tcp import ORBITED
 from orbiter.http.app import build_app
 from orbiter.node import Node
 from orbiter.transports.app_keys import RAW_ROUTERS
 from orbiter.transports.sniffing import SniffingRunner, first_claim
+from orbiter.version import __version__
 
 log = logging.getLogger("orbiter")
 
@@ -80,9 +82,14 @@ async def run_server(config: Config) -> None:
     # out of the collector's sight, so no full collection walks it again.
     gc.collect()
     gc.freeze()
-    home = "live element /" if "/" in node.live.mounts else "chat demo /"
+    home = _home(config, node)
     for url in _listener_urls(runner):
-        log.info("listening on %s (%s, WebSocket /connection/websocket, API /api/)", url, home)
+        log.info(
+            "orbiter %s listening on %s (%s, WebSocket /connection/websocket, API /api/)",
+            __version__,
+            url,
+            home,
+        )
     for mount in node.live.mounts.values():
         log.info("live element %s at %s", mount.element_class.__qualname__, mount.path)
     _log_openness(config)
@@ -97,6 +104,18 @@ async def run_server(config: Config) -> None:
         log.info("shutting down")
         await runner.cleanup()
         log.info("stopped")
+
+
+def _home(config: Config, node: Node) -> str:
+    """What answers ``/``, for the start-up line: a live element, the dev proxy's app
+    server, or the chat demo."""
+    if "/" in node.live.mounts:
+        return "live element /"
+    if config.dev_proxy.enabled:
+        for route in config.dev_proxy.routes:
+            if route.prefix == "/" and route.to != ORBITED:
+                return f"/ proxied to {route.to}"
+    return "chat demo /"
 
 
 def _listener_urls(runner: web.AppRunner) -> list[str]:

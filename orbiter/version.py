@@ -1,4 +1,5 @@
-"""The version of orbiter, for the code that names it (the STOMP ``server`` header).
+"""The version of orbiter: the one place it is written (pyproject.toml reads it from here
+for the package; ``orbiter --version``, the start-up line and the STOMP ``server`` header).
 
 A leaf module, so that any layer may import it; the package root re-exports it.
 """

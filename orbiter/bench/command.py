@@ -22,13 +22,48 @@ import orjson
 from orbiter.bench import report
 from orbiter.bench.flavors import FLAVORS, FlavorError
 from orbiter.bench.runner import BenchError, Target, run
-from orbiter.bench.scenarios import PRESETS, TRANSPORTS, preset
+from orbiter.bench.scenarios import PRESETS, TRANSPORTS, Scenario, preset
 from orbiter.bench.spawn import SPAWNABLE, Spawned, Unavailable, spawn
+
+DESCRIPTION = (
+    "Run a benchmark preset against orbiter and peer servers, side by side: a C load "
+    "generator (needs gcc) holds the subscribers and publishes; spawned servers run one at "
+    "a time, each --repeat times, interleaved; medians are reported (docs/benchmarks.md)."
+)
+
+_TRANSPORT_NAMES = {"ws": "WebSocket", "sse": "SSE", "longpoll": "long-poll", "sockjs": "SockJS"}
+_ROUTE_NAMES = {
+    "http": "POST /api/publish",
+    "batch": "batched POST /api/publish",
+    "native": "native WebSocket publish",
+}
+
+
+def describe(scenario: Scenario) -> str:
+    """One line saying what a preset does, from its own numbers."""
+    subscribers = f"{scenario.subscribers:,} {_TRANSPORT_NAMES[scenario.transport]} subscribers"
+    channels = "1 channel" if scenario.channels == 1 else f"{scenario.channels:,} channels"
+    if scenario.churn:
+        return f"{subscribers} on {channels}, reconnecting for {scenario.churn:g} s"
+    if not scenario.messages:
+        return f"{subscribers} on {channels}, idle (memory per connection)"
+    pace = f"{scenario.rate:g}/s" if scenario.rate else "as fast as accepted"
+    per = f", {scenario.batch} per request" if scenario.batch > 1 else ""
+    route = _ROUTE_NAMES[scenario.route]
+    return (
+        f"{subscribers} on {channels}; {scenario.messages:,} publications by {route}{per}, {pace}"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="orbiter bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("preset", choices=sorted(PRESETS))
+    presets = "\n".join(f"  {name:<22}{describe(PRESETS[name])}" for name in sorted(PRESETS))
+    p = argparse.ArgumentParser(
+        prog="orbiter bench",
+        description=DESCRIPTION,
+        epilog=f"presets:\n{presets}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("preset", choices=sorted(PRESETS), help="one of the presets below")
     p.add_argument(
         "--spawn",
         default=None,

@@ -86,14 +86,44 @@ def loadgen_config(scenario: Scenario, target: Target) -> tuple[str, list[int]]:
     return "\n".join(lines) + "\n", subscriber_channels
 
 
-def _progress(out: IO[str], label: str, done: int, total: int, rate: float) -> None:
-    width = 30
-    frac = min(1.0, done / total) if total else 1.0
-    bar = "#" * int(frac * width)
-    out.write(
-        f"\r{label:<24} [{bar:<{width}}] {frac * 100:5.1f}% {done:>10,}/{total:,} {rate:>10,.0f}/s "
-    )
-    out.flush()
+#: Seconds between two progress lines when the output is not a terminal.
+PLAIN_INTERVAL = 1.0
+
+
+class Progress:
+    """One run's progress: a bar redrawn in place (``\\r``) on a terminal; else (a pipe,
+    a log file, CI) a plain line at most every :data:`PLAIN_INTERVAL` seconds, and a last
+    one at the end, with no control characters."""
+
+    def __init__(self, out: IO[str], label: str, total: int) -> None:
+        self._out = out
+        self._label = label
+        self._total = total
+        self._tty = out.isatty()
+        self._next_line = 0.0
+        self._last = ""
+
+    def update(self, done: int, rate: float) -> None:
+        frac = min(1.0, done / self._total) if self._total else 1.0
+        if self._tty:
+            bar = "#" * int(frac * 30)
+            counts = f"{frac * 100:5.1f}% {done:>10,}/{self._total:,} {rate:>10,.0f}/s"
+            self._out.write(f"\r{self._label:<24} [{bar:<30}] {counts} ")
+            self._out.flush()
+            return
+        self._last = f"{self._label}: {frac * 100:.1f}% {done:,}/{self._total:,} {rate:,.0f}/s\n"
+        now = time.monotonic()
+        if now >= self._next_line:
+            self._next_line = now + PLAIN_INTERVAL
+            self._out.write(self._last)
+            self._last = ""
+            self._out.flush()
+
+    def end(self) -> None:
+        """The run is done: end the bar's line, or write the last count not yet written."""
+        self._out.write("\n" if self._tty else self._last)
+        self._last = ""
+        self._out.flush()
 
 
 def run(
@@ -154,6 +184,7 @@ def _drive(
     started = 0.0
     wall = 0.0
     label = f"{target.name} {scenario.name}"
+    bar = Progress(progress, label, total) if progress is not None else None
     for line in proc.stdout:
         if line.startswith("READY"):
             _, ok, failed = line.split()
@@ -165,14 +196,14 @@ def _drive(
             proc.stdin.flush()
         elif line.startswith("P "):
             _, _pubs, unique, _dup = line.split()
-            if progress is not None:
+            if bar is not None:
                 elapsed = time.monotonic() - started
-                _progress(progress, label, int(unique), total, int(unique) / max(elapsed, 1e-9))
+                bar.update(int(unique), int(unique) / max(elapsed, 1e-9))
         elif line.startswith("DONE"):
             wall = time.monotonic() - started
             at_done = procstat.sample(target.pid) if target.pid else None
-            if progress is not None:
-                progress.write("\n")
+            if bar is not None:
+                bar.end()
         elif line.startswith("{"):
             return orjson.loads(line), at_ready, at_done, wall
     raise BenchError(f"the load generator ended without a report (exit {proc.wait()})")
