@@ -195,8 +195,10 @@ class PubSub:
         else:
             entry.subscribers[sub] = sub.deliver_batch
             await entry.ready.wait()
+        if not self._config.rule_for(channel).presence:
+            return  # not tracked: no presence round trip (on Redis) for such a channel
         info = ClientInfo(sub.client_id, sub.user, sub.info)
-        if await self._presence.add(channel, info) and self._config.rule_for(channel).presence:
+        if await self._presence.add(channel, info):
             await self._broker.publish_presence(PresenceEvent(channel, True, info))
 
     async def unsubscribe(self, sub: Subscriber, channel: str) -> None:
@@ -210,8 +212,10 @@ class PubSub:
             del self._channels[channel]
             if entry.ready.open:
                 await self._broker.unsubscribe(channel)
+        if not self._config.rule_for(channel).presence:
+            return
         left = await self._presence.remove(channel, sub.client_id)
-        if left is not None and self._config.rule_for(channel).presence:
+        if left is not None:
             await self._broker.publish_presence(PresenceEvent(channel, False, left))
 
     async def publish(
@@ -294,10 +298,21 @@ class PubSub:
         return await self._broker.history_before(channel, before, self.policy(channel), limit)
 
     async def channels(self) -> dict[str, int]:
-        return await self._presence.channels()
+        """Every channel with a subscriber on this node, and their number."""
+        return self.local_channels()
+
+    def local_channels(self) -> dict[str, int]:
+        """Every channel with a subscriber on this node, and their number."""
+        return {name: len(entry.subscribers) for name, entry in self._channels.items()}
 
     async def presence(self, channel: str) -> dict[str, Any]:
-        """Who is on ``channel``: one entry per user (however many tabs), and counts."""
+        """Who is on ``channel``: one entry per user (however many tabs), and counts.
+
+        Only channels whose rule has presence on are tracked; another one answers
+        its number of subscribers and no users.
+        """
+        if not self._config.rule_for(channel).presence:
+            return {"channel": channel, "clients": self.subscriber_count(channel), "users": []}
         clients = await self._presence.clients(channel)
         users: dict[str, dict[str, Any]] = {}
         for client in clients:

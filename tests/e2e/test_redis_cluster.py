@@ -73,8 +73,10 @@ async def test_subscribers_on_both_nodes_get_every_publication_once_in_one_order
         assert await on_a.pushes_now(0.2) == []  # nothing twice
         assert await on_b.pushes_now(0.0) == []
 
-        async with AsyncClient(b.url) as api_b:  # presence: both nodes' clients
-            presence = await api_b.presence("news")
+        for client in (on_a, on_b):  # presence (on for chat:*): both nodes' clients
+            await client.call("subscribe", channel="chat:room")
+        async with AsyncClient(b.url) as api_b:
+            presence = await api_b.presence("chat:room")
         assert presence["clients"] == 2
 
         # A client of node A comes back on node B: it recovers what it missed there.
