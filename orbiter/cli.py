@@ -30,7 +30,7 @@ config files:
   orbiter config init [PATH]    write a commented sample orbiter.toml (--force to overwrite)
   orbiter config convert FILE   print a seed-era INI config (Orbited 0.7) as TOML
 
-The client commands (publish, event, call, channels, stats, history) talk to a
+The client commands (publish, event, call, channels, stats, status, history) talk to a
 running server: --url, else $ORBITER_URL, else http://127.0.0.1:8000; --api-key, else
 $ORBITER_API_KEY. Each command has its own help: orbiter COMMAND --help.
 """
@@ -124,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     api_command("channels", "list channels with their subscriber counts")
     api_command("stats", "show connections, channels and limit/refusal counters")
+    api_command("status", "is the server ready? its engine, connections and channels, in short")
     compact = sub.add_parser(
         "compact", help="give the SQLite data file's free space back (the server stopped)"
     )
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "compact":
         return _compact(args.data_dir)
+    if args.command == "status":
+        return _status(args.url, args.api_key)
     client = Client(args.url, api_key=args.api_key)
     try:
         if args.command == "publish":
@@ -226,6 +229,59 @@ def _config_main(argv: list[str]) -> int:
         return 1
     print(f"orbiter: wrote {path}; start with: orbiter serve --config {path}")
     return 0
+
+
+def _health(url: str) -> tuple[int, dict[str, Any]]:
+    """``GET /health/ready``: its status and JSON (a 503 too); status 0 if no answer."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health/ready", timeout=10) as answer:
+            return answer.status, orjson.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, orjson.loads(exc.read())
+        except orjson.JSONDecodeError:
+            return exc.code, {"reason": f"HTTP {exc.code} {exc.reason}"}
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return 0, {"reason": str(getattr(exc, "reason", exc))}
+
+
+def _status(url: str, api_key: str | None) -> int:
+    """``orbiter status``: readiness (``/health/ready``) and ``/api/stats`` in a few lines;
+    exit 0 when the server is ready, else 1."""
+    code, health = _health(url)
+    if code == 0:
+        print(f"orbiter at {url}: no answer ({health['reason']})")
+        return 1
+    state = health.get("status", f"HTTP {code}")
+    version = health.get("version", "?")
+    print(
+        f"orbiter {version} at {url}: {state}"
+        + (f" ({health['reason']})" if "reason" in health else "")
+    )
+    checks = health.get("checks", {})
+    engine, listeners = checks.get("engine", "?"), checks.get("listeners", "?")
+    print(f"  engine: {health.get('engine', '?')}, {engine}; listeners: {listeners}")
+    if "uptime" in health:
+        print(f"  up for {health['uptime']:.0f} s")
+    try:
+        stats = Client(url, api_key=api_key).stats()
+    except OrbiterError as exc:
+        print(f"  stats: {exc}")
+        return 0 if code == 200 else 1
+    print(f"  connections: {stats.get('connections', 0):,}")
+    channels = f"  channels: {stats.get('subscribed_channels', 0):,} subscribed here"
+    if "channels" in stats:
+        channels += f", {stats['channels']:,} kept"
+    if "history_bytes" in stats:
+        channels += f", {stats['history_bytes']:,} bytes of history in memory"
+    print(channels)
+    counters = stats.get("counters") or {}
+    shown = ", ".join(f"{name} {count:,}" for name, count in counters.items() if count)
+    print(f"  counters: {shown or 'none'}")
+    return 0 if code == 200 else 1
 
 
 def _compact(data_dir: str) -> int:

@@ -70,6 +70,10 @@ PublicationHandler = Callable[[Publication], None]
 PresenceHandler = Callable[[PresenceEvent], None]
 
 
+#: Seconds :meth:`Broker.check` waits for the engine to answer.
+CHECK_TIMEOUT = 2.0
+
+
 class Broker(abc.ABC):
     """Publishes to channels and delivers publications to subscribed nodes."""
 
@@ -89,6 +93,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop background work and release resources."""
+
+    async def check(self) -> str | None:
+        """None if the engine can keep and deliver publications now, else why not (one
+        line naming no secret; for ``/health/ready``); answers within :data:`CHECK_TIMEOUT`."""
+        return None
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:

@@ -64,6 +64,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from orbiter.engine.base import (
+    CHECK_TIMEOUT,
     Broker,
     EngineUnavailable,
     HistoryPage,
@@ -249,6 +250,20 @@ class RedisBroker(Broker):
 
     def stats(self) -> dict[str, int]:
         return {"engine_up": int(self.connected), "engine_failures": self.failures}
+
+    async def check(self) -> str | None:
+        """Why this node cannot use Redis now (its pub/sub connection down, or no answer to
+        a PING within :data:`CHECK_TIMEOUT`), or None. The URL is not said: it may hold a
+        password."""
+        if not self.connected:
+            return "Redis is not connected (the node is reconnecting)"
+        try:
+            await asyncio.wait_for(self._redis.ping(), CHECK_TIMEOUT)
+        except TimeoutError:
+            return f"Redis did not answer PING within {CHECK_TIMEOUT:g} s"
+        except (RedisError, OSError) as exc:
+            return f"Redis did not answer PING: {type(exc).__name__}"
+        return None
 
     # ------------------------------------------------------------ start and stop
 

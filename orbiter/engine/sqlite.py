@@ -53,6 +53,7 @@ from pathlib import Path
 import orjson
 
 from orbiter.engine.base import (
+    CHECK_TIMEOUT,
     EngineUnavailable,
     HistoryPage,
     HistoryPolicy,
@@ -170,6 +171,10 @@ def _decode(
     ]
 
 
+def _nothing() -> None:
+    """What :meth:`SqliteBroker.check` runs on the writer thread: a place in its queue."""
+
+
 class SqliteBroker(LocalBroker):
     """Streams and delivery for a single orbiter process, kept in ``path``."""
 
@@ -219,6 +224,20 @@ class SqliteBroker(LocalBroker):
 
     def stats(self) -> dict[str, int]:
         return {"channels": len(self._streams), "history_bytes": self._window_bytes}
+
+    async def check(self) -> str | None:
+        """Why publications cannot be committed now (the file closed, the writer thread
+        gone, or not through its queue within :data:`CHECK_TIMEOUT`), or None."""
+        writer = self._writer
+        if writer is None or self._closed:
+            return "the SQLite data file is not open"
+        if not writer.alive:
+            return "the SQLite writer thread has stopped"
+        try:
+            await asyncio.wait_for(writer.call(_nothing), CHECK_TIMEOUT)
+        except TimeoutError:
+            return f"the SQLite writer did not get through its queue within {CHECK_TIMEOUT:g} s"
+        return None
 
     # ------------------------------------------------------------ start and stop
 

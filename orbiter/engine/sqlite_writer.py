@@ -31,6 +31,11 @@ class WriterThread:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The thread is running (it ends only after :meth:`stop`, or if it died)."""
+        return self._thread.is_alive()
+
     def submit(self, function: Callable[..., Any], *args: Any, done: Outcome) -> None:
         """Run ``function(*args)`` after the calls submitted before; then, on the loop,
         ``done(result, None)`` or ``done(None, exception)``."""

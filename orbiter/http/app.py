@@ -13,6 +13,7 @@ from orbiter.http.chat_app import add_chat_app
 from orbiter.http.dev_proxy import add_dev_proxy
 from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
+from orbiter.http.health import add_health_routes
 from orbiter.http.live_pages import add_live_pages
 from orbiter.http.origin_guard import add_cors_headers, origin_guard
 from orbiter.http.seed_scripts import add_seed_scripts
@@ -84,4 +85,6 @@ def build_app(node: Node) -> web.Application:
     add_pyorbited_listener(app, node)
     # The development reverse proxy ([dev_proxy], the INI's [proxy]), when enabled.
     add_dev_proxy(app, node)
+    # /health/live and /health/ready (http/health.py): last, so ready follows every start-up.
+    add_health_routes(app)
     return app

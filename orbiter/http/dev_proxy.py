@@ -2,7 +2,7 @@
 
 A development tool, not a production front end (use a real proxy, CORS and
 ``[origins]`` there). With ``dev_proxy.enabled``, every request whose path
-is not one of orbiter's own (``/api``, ``/static``, ``/connection``, ``/poll``,
+is not one of orbiter's own (``/api``, ``/health``, ``/static``, ``/connection``, ``/poll``,
 ``/tcp``, the SockJS and STOMP prefixes, Orbited 0.3 URLs with ``|``) is
 matched against the routes, longest prefix first: ``ORBITED`` means orbiter
 answers it; a URL means it is forwarded there with its path and query
@@ -62,6 +62,7 @@ def own_prefixes(node: Node) -> tuple[str, ...]:
     config = node.config
     return (
         "/api",
+        "/health",  # http/health.py: the node's own, whatever the proxy routes
         "/_",  # Orbited 0.3's /_/orbited.js
         "/static",
         "/connection",
