@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="mount the SockJS protocol suite's test services (echo, close, ...) under the prefix",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N processes on the port, sharing channels through Redis (the engine's, else "
+        "a private redis-server); see docs/cluster.md",
+    )
 
     def api_command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
@@ -329,6 +337,7 @@ def _serve(args: argparse.Namespace) -> int:
         except SettingsError as exc:
             print(f"orbiter: {exc}", file=sys.stderr)
             return 2
+    engine_configured = args.engine is not None or config.engine != EngineSettings()
     data_dir = args.data_dir or config.engine.data_dir or DEFAULT_DATA_DIR
     config = replace(config, engine=replace(config.engine, data_dir=data_dir))
     if args.sockjs_test_services:
@@ -339,6 +348,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 2
 
+    if args.workers != 1:
+        from orbiter.workers import workers_main
+
+        return workers_main(config, args.workers, engine_configured=engine_configured)
     from orbiter.engine.base import EngineUnavailable
     from orbiter.server import serve
     from orbiter.services.live.host import ElementLoadError

@@ -22,13 +22,14 @@ from orbiter.version import __version__
 log = logging.getLogger("orbiter")
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, *, reuse_port: bool = False) -> None:
+    """``reuse_port``: listen with ``SO_REUSEPORT`` (a worker of ``--workers N``)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        asyncio.run(run_server(config))
+        asyncio.run(run_server(config, reuse_port=reuse_port))
     else:
-        uvloop.run(run_server(config))
+        uvloop.run(run_server(config, reuse_port=reuse_port))
 
 
 class _OneLineBadRequests(logging.Filter):
@@ -57,7 +58,7 @@ def _raise_descriptor_limit() -> None:
             log.info("file descriptor limit stays %d (%s)", soft, exc)
 
 
-async def run_server(config: Config) -> None:
+async def run_server(config: Config, *, reuse_port: bool = False) -> None:
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     _raise_descriptor_limit()
     node = Node(config)
@@ -76,7 +77,7 @@ async def run_server(config: Config) -> None:
         keepalive_timeout=config.limits.head_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None)
     await site.start()
     # What exists now (modules, config, the app) lives as long as the process: move it
     # out of the collector's sight, so no full collection walks it again.

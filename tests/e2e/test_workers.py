@@ -1,0 +1,206 @@
+"""``orbiter serve --workers N``: real processes on one port, sharing channels through Redis.
+
+Which worker holds a connection is read from the kernel (``/proc``: the
+socket's inode among each worker's file descriptors), not from orbiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orbiter import AsyncClient
+from tests.support.server import RunningServer
+from tests.support.stomp_helpers import RawClient
+from tests.support.wsclient import NativeClient
+
+_WORKER = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+_REDIS = re.compile(r"private redis-server \(pid (\d+)\) on (\S+)")
+
+
+def _workers(server: RunningServer) -> dict[int, int]:
+    """Each worker's newest pid, by index, from the parent's log."""
+    return {int(i): int(pid) for i, pid in _WORKER.findall(server.log)}
+
+
+def _wait_listening(server: RunningServer, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while server.log.count("listening on") < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.log.count("listening on") >= count, server.log
+
+
+def _sockets(states: set[str]) -> list[tuple[int, int, int]]:
+    """(local port, remote port, inode) of each IPv4 TCP socket in one of ``states``."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] in states:
+            local, remote = fields[1], fields[2]
+            found.append(
+                (int(local.split(":")[1], 16), int(remote.split(":")[1], 16), int(fields[9]))
+            )
+    return found
+
+
+def _inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _owners(port: int, pids: list[int]) -> dict[int, int]:
+    """For each connection accepted on ``port``: its client's port -> the worker pid."""
+    by_inode = {inode: pid for pid in pids for inode in _inodes(pid)}
+    return {
+        remote: by_inode[inode]
+        for local, remote, inode in _sockets({"01"})
+        if local == port and inode in by_inode
+    }
+
+
+def _listeners(port: int, pids: list[int]) -> set[int]:
+    """The pids listening on ``port``."""
+    by_inode = {inode: pid for pid in pids for inode in _inodes(pid)}
+    return {by_inode[i] for local, _, i in _sockets({"0A"}) if local == port and i in by_inode}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+async def test_two_workers_share_connections_and_channels_then_stop_with_their_redis() -> None:
+    server = RunningServer('[stomp]\nlisten = "127.0.0.1:0"\n', args=("--workers", "2"))
+    clients: list[NativeClient] = []
+    try:
+        _wait_listening(server, 2)
+        pids = list(_workers(server).values())
+        assert len(pids) == 2
+        port = int(server.url.rsplit(":", 1)[1])
+        for _ in range(40):
+            client = await NativeClient.open(server.ws_url)
+            await client.call("subscribe", channel="chat:w")
+            clients.append(client)
+        owners = _owners(port, pids)
+        on: dict[int, list[NativeClient]] = {pid: [] for pid in pids}
+        for client in clients:
+            sockname = client.ws.get_extra_info("sockname")
+            on[owners[sockname[1]]].append(client)
+        assert all(len(held) >= 8 for held in on.values()), {p: len(c) for p, c in on.items()}
+
+        # Each worker's clients publish, interleaved: every subscriber on both gets every
+        # publication once, in one order (the offsets).
+        first, second = (on[pid][0] for pid in pids)
+        for i in range(15):
+            for name, client in (("x", first), ("y", second)):
+                reply = await client.call("publish", channel="chat:w", data=f"{name}{i}")
+                assert "result" in reply, reply
+        expected = sorted(f"{n}{i}" for i in range(15) for n in "xy")
+        orders = []
+        for client in clients:
+            got = [await client.next_push() for _ in range(30)]
+            offsets = [p["offset"] for p in got]
+            assert offsets == sorted(offsets)
+            assert len(set(offsets)) == 30
+            assert sorted(p["data"] for p in got) == expected
+            orders.append([p["data"] for p in got])
+        assert all(order == orders[0] for order in orders)
+        await asyncio.sleep(0.2)
+        assert all(client.pushes.empty() for client in clients)  # nothing twice
+
+        # The STOMP TCP port: worker 0 only; a SEND there reaches subscribers on both.
+        match = re.search(r"stomp listening on \S+:(\d+)", server.log)
+        assert match is not None
+        stomp_port = int(match.group(1))
+        assert _listeners(stomp_port, pids) == {_workers(server)[0]}
+        assert _listeners(port, pids) == set(pids)  # the HTTP port: both
+        stomp = RawClient(stomp_port)
+        try:
+            assert stomp.connect().command == "CONNECTED"
+            stomp.frame("SEND", [("destination", "/topic/chat:w")], b"from-stomp")
+            for client in (on[pids[0]][1], on[pids[1]][1]):
+                assert (await client.next_push())["data"] == "from-stomp"
+        finally:
+            stomp.close()
+    finally:
+        for client in clients:
+            await client.close()
+        redis = _REDIS.search(server.log)
+        server.stop()
+    assert redis is not None
+    _assert_gone([*pids, int(redis.group(1))], redis.group(2))
+
+
+def _assert_gone(pids: list[int], redis_socket: str) -> None:
+    for pid in pids:
+        assert not _alive(pid), f"pid {pid} still runs after the server stopped"
+    assert not Path(redis_socket).exists()  # its socket, and its directory, removed
+
+
+def test_a_worker_that_dies_is_started_again() -> None:
+    server = RunningServer(args=("--workers", "2"))
+    try:
+        _wait_listening(server, 2)
+        before = _workers(server)
+        os.kill(before[1], signal.SIGKILL)
+        assert server.wait_for_log("died (signal 9); starting it again", 10)
+        deadline = time.monotonic() + 20
+        while _workers(server)[1] == before[1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _workers(server)[1] != before[1]
+        _wait_listening(server, 3)
+        assert _alive(before[0])  # the other worker went on
+        assert asyncio.run(_stats_answered(server.url))
+    finally:
+        server.stop()
+
+
+async def _stats_answered(url: str) -> bool:
+    async with AsyncClient(url) as api:
+        return "connections" in await api.stats()
+
+
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orbiter", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_workers_without_redis_server_on_path_refuse_saying_what_to_do(tmp_path: Path) -> None:
+    done = _serve("--workers", "2", "--data-dir", str(tmp_path), env={"PATH": str(tmp_path)})
+    assert done.returncode == 2
+    assert "no redis-server is on PATH" in done.stderr
+    assert "apt install redis-server" in done.stderr
+    assert "--engine redis://" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "memory"])
+def test_workers_refuse_an_engine_of_one_process(engine: str, tmp_path: Path) -> None:
+    done = _serve("--workers", "2", "--engine", engine, "--data-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "--workers 2 needs an engine shared by its processes" in done.stderr
+    assert ("one writer" if engine == "sqlite" else "one process") in done.stderr
+    assert "Traceback" not in done.stderr
