@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     api_command("channels", "list channels with their subscriber counts")
+    wall = api_command("wall", "show TEXT on every chat page (the server-wide wall)")
+    wall.add_argument("text")
     api_command("stats", "show connections, channels and limit/refusal counters")
     api_command("status", "is the server ready? its engine, connections and channels, in short")
     compact = sub.add_parser(
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             result = client.channels()
         elif args.command == "stats":
             result = client.stats()
+        elif args.command == "wall":
+            result = client.wall(args.text)
         else:
             result = client.history(args.channel, limit=args.limit)
     except (OrbiterError, TypeError) as exc:  # TypeError: call's targets, named wrongly
