@@ -13,6 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from orbiter.config.settings import Config
 from orbiter.config.tcp import ORBITED
+from orbiter.http.api_cluster import answer_surveys
 from orbiter.http.app import build_app
 from orbiter.node import Node
 from orbiter.transports.app_keys import RAW_ROUTERS
@@ -62,6 +63,7 @@ async def run_server(config: Config, *, reuse_port: bool = False) -> None:
     logging.getLogger("aiohttp.server").addFilter(_OneLineBadRequests())
     _raise_descriptor_limit()
     node = Node(config)
+    answer_surveys(node)  # its share of /api/stats on the other nodes of a cluster
     app = build_app(node)
     # Connections aiohttp cannot parse (hixie-76 WebSockets) are taken before it sees them;
     # until its first head is whole a connection counts in the node's connection limits.

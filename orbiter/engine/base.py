@@ -73,6 +73,20 @@ PresenceHandler = Callable[[PresenceEvent], None]
 #: Seconds :meth:`Broker.check` waits for the engine to answer.
 CHECK_TIMEOUT = 2.0
 
+#: What a node answers other nodes' surveys of one kind with (:meth:`Broker.set_answerer`):
+#: called with the survey's argument, on the event loop; must not block.
+Answerer = Callable[[JSON], JSON]
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """What the other nodes of a cluster answered (:meth:`Broker.survey`)."""
+
+    #: Nodes alive in the cluster, this one included (1 on an engine of one process).
+    nodes: int
+    #: The answer of each other node that answered in time.
+    answers: list[JSON]
+
 
 class Broker(abc.ABC):
     """Publishes to channels and delivers publications to subscribed nodes."""
@@ -85,6 +99,28 @@ class Broker(abc.ABC):
         """Set the functions that receive this node's publications and presence events."""
         self._on_publication = publication
         self._on_presence = presence
+
+    #: True when other nodes may share the channels (their answers come by :meth:`survey`).
+    clustered = False
+
+    def set_answerer(self, kind: str, answerer: Answerer) -> None:
+        """Answer other nodes' surveys of ``kind`` with ``answerer`` (this node's share)."""
+        self.__dict__.setdefault("_answerers", {})[kind] = answerer
+
+    def answer(self, kind: str, argument: JSON) -> JSON:
+        """This node's answer to a survey of ``kind`` (None if it has no answerer for it)."""
+        answerer = self.__dict__.get("_answerers", {}).get(kind)
+        return None if answerer is None else answerer(argument)
+
+    async def survey(self, kind: str, argument: JSON) -> Survey:
+        """Ask every other node of the cluster for its answer to ``kind``; an engine of one
+        process has no other node. Never raises: a node that does not answer in time (or
+        an engine that cannot be reached) gives fewer answers than :attr:`Survey.nodes`."""
+        return Survey(1, [])
+
+    async def subscribed(self, channels: list[str]) -> set[str]:
+        """Those of ``channels`` that some node (this one or another) has subscribers on."""
+        return set()
 
     @abc.abstractmethod
     async def start(self) -> None:

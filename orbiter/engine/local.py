@@ -24,6 +24,9 @@ class LocalBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         self._subscribed.discard(channel)
 
+    async def subscribed(self, channels: list[str]) -> set[str]:
+        return self._subscribed.intersection(channels)
+
     async def publish_presence(self, event: PresenceEvent) -> None:
         if self._on_presence is not None and event.channel in self._subscribed:
             self._on_presence(event)

@@ -71,7 +71,9 @@ from orbiter.engine.base import (
     HistoryPolicy,
     PresenceStore,
     PublishFailed,
+    Survey,
 )
+from orbiter.engine.redis_cluster import ClusterLink
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
 log = logging.getLogger("orbiter.engine.redis")
@@ -238,6 +240,11 @@ class RedisBroker(Broker):
         self._up = asyncio.Event()
         #: Times Redis could not be reached (publications failed, reconnects).
         self.failures = 0
+        #: This node among the others (``engine/redis_cluster.py``), and its channels.
+        self.cluster = ClusterLink(self._redis, prefix, self._node_id, self.answer)
+        self._cluster_names = frozenset(self.cluster.names())
+
+    clustered = True
 
     def _void_offer(self) -> str:
         """A void epoch for Redis to keep if it has none (a first start, or its data lost)."""
@@ -284,7 +291,15 @@ class RedisBroker(Broker):
         except TimeoutError:
             await self.close()
             raise EngineUnavailable(f"cannot subscribe through Redis at {self.url}") from None
-        log.info("channel history and delivery through Redis at %s", self.url)
+        try:
+            await self.cluster.start()
+        except (RedisError, OSError) as exc:
+            await self.close()
+            why = f"cannot join the nodes on Redis at {self.url}: {exc}"
+            raise EngineUnavailable(why) from None
+        log.info(
+            "channel history and delivery through Redis at %s (node %s)", self.url, self._node_id
+        )
 
     async def close(self) -> None:
         if self._loop is None or self._closed:
@@ -297,6 +312,7 @@ class RedisBroker(Broker):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+        await self.cluster.close()
         await self._redis.aclose()
 
     # ------------------------------------------------------------ publishing
@@ -489,6 +505,23 @@ class RedisBroker(Broker):
         cutoff = now - policy.ttl
         return [p for p in pubs if p.offset > floor and p.time >= cutoff]
 
+    # ------------------------------------------------------------ the cluster
+
+    async def survey(self, kind: str, argument: JSON) -> Survey:
+        return await self.cluster.survey(kind, argument)
+
+    async def subscribed(self, channels: list[str]) -> set[str]:
+        """Those of ``channels`` some node is subscribed to in Redis (``PUBSUB NUMSUB``: a
+        node is while it has subscribers there); this node's own if Redis cannot say."""
+        if not channels:
+            return set()
+        try:
+            counts = await self._redis.pubsub_numsub(*(self.keys.pubsub(c) for c in channels))
+        except (RedisError, OSError) as exc:
+            log.warning("cannot ask Redis which channels have subscribers: %s", exc)
+            return {c for c in channels if c in self._subscribed}
+        return {c for c, (_, count) in zip(channels, counts, strict=True) if count > 0}
+
     # ------------------------------------------------------------ delivery
 
     async def subscribe(self, channel: str) -> None:
@@ -538,11 +571,12 @@ class RedisBroker(Broker):
             pinger: asyncio.Task[None] | None = None
             try:
                 await connection.connect()
-                if self._subscribed:
-                    # Each channel catches up from history once its subscription is
-                    # confirmed: then nothing can fall between the read and the subscription.
-                    self._resubscribed = {self._subscribed[c] for c in self._last}
-                    await connection.send_command("SUBSCRIBE", *self._subscribed.values())
+                # Each channel catches up from history once its subscription is
+                # confirmed: then nothing can fall between the read and the subscription.
+                self._resubscribed = {self._subscribed[c] for c in self._last}
+                await connection.send_command(
+                    "SUBSCRIBE", *self._cluster_names, *self._subscribed.values()
+                )
                 self._connection = connection
                 self._up.set()
                 pinger = asyncio.create_task(self._ping(connection))
@@ -585,7 +619,9 @@ class RedisBroker(Broker):
         if kind == b"message":
             channel = self._channel_of.get(message[1])
             if channel is None:
-                return  # unsubscribed meanwhile
+                if message[1] in self._cluster_names:
+                    self.cluster.received(message[1], message[2])
+                return  # else unsubscribed meanwhile
             payload: bytes = message[2]
             if payload[:1] in (b"j", b"l"):
                 if self._on_presence is not None:

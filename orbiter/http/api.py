@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from orbiter.engine.base import PublishFailed
+from orbiter.http.api_cluster import cluster_section
 from orbiter.model import JSON, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.native import publication_fields, validate_channel, validate_tags
@@ -467,6 +468,7 @@ async def stats(request: web.Request) -> web.Response:
             "subscribed_channels": node.pubsub.channel_count,  # with a subscriber here
             **node.broker.stats(),  # channels (streams stored), history_bytes
             "counters": dict(sorted(node.counters.items())),
+            **await cluster_section(node),  # every node's share, on Redis
         }
     )
 

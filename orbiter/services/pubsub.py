@@ -167,6 +167,9 @@ class PubSub:
         self._delayed: list[_Channel] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         broker.set_handlers(self._fan_out, self._fan_out_presence)
+        # This node's share of the cluster-wide answers (other nodes' surveys).
+        broker.set_answerer("channels", lambda _: dict(self.local_channels()))
+        broker.set_answerer("subscribers", lambda channel: self.subscriber_count(str(channel)))
 
     def policy(self, channel: str) -> HistoryPolicy:
         policy = self._policies.get(channel)
@@ -298,8 +301,30 @@ class PubSub:
         return await self._broker.history_before(channel, before, self.policy(channel), limit)
 
     async def channels(self) -> dict[str, int]:
-        """Every channel with a subscriber on this node, and their number."""
-        return self.local_channels()
+        """Every channel with a subscriber on any node, and their number."""
+        counts = self.local_channels()
+        if self._broker.clustered:
+            for answer in (await self._broker.survey("channels", None)).answers:
+                if isinstance(answer, dict):
+                    for name, count in answer.items():
+                        counts[name] = counts.get(name, 0) + int(count)
+        return counts
+
+    async def subscribers(self, channel: str) -> int:
+        """The number of ``channel``'s subscribers on every node."""
+        count = self.subscriber_count(channel)
+        if self._broker.clustered:
+            answers = (await self._broker.survey("subscribers", channel)).answers
+            count += sum(answer for answer in answers if isinstance(answer, int))
+        return count
+
+    async def reachable(self, channels: list[str]) -> set[str]:
+        """Those of ``channels`` with a subscriber on some node (Orbited keys connected)."""
+        here = {channel for channel in channels if self.subscriber_count(channel) > 0}
+        rest = [channel for channel in channels if channel not in here]
+        if rest and self._broker.clustered:
+            here |= await self._broker.subscribed(rest)
+        return here
 
     def local_channels(self) -> dict[str, int]:
         """Every channel with a subscriber on this node, and their number."""
@@ -312,7 +337,7 @@ class PubSub:
         its number of subscribers and no users.
         """
         if not self._config.rule_for(channel).presence:
-            return {"channel": channel, "clients": self.subscriber_count(channel), "users": []}
+            return {"channel": channel, "clients": await self.subscribers(channel), "users": []}
         clients = await self._presence.clients(channel)
         users: dict[str, dict[str, Any]] = {}
         for client in clients:

@@ -239,7 +239,8 @@ class PyorbitedListener:
             except InvalidKey:
                 unreachable.append(text)
         pubsub = self.node.pubsub
-        present = {key for key in keys if pubsub.subscriber_count(key.channel) > 0}
+        reachable = await pubsub.reachable([key.channel for key in keys])  # on any node
+        present = {key for key in keys if key.channel in reachable}
         data = _body(request.body)
         refused: TooManyStreams | PublishFailed | None = None
         for key in keys:  # PubSub.event, one key at a time: a refused key stops no other
