@@ -105,6 +105,13 @@ async def test_two_workers_share_connections_and_channels_then_stop_with_their_r
             sockname = client.ws.get_extra_info("sockname")
             on[owners[sockname[1]]].append(client)
         assert all(len(held) >= 8 for held in on.values()), {p: len(c) for p, c in on.items()}
+        async with AsyncClient(server.url) as api:  # the workers' own count agrees
+            cluster = (await api.stats())["cluster"]
+        assert cluster["nodes"] == 2
+        by_pid = {share["pid"]: share["connections"] for share in cluster["by_node"]}
+        assert set(by_pid) == set(pids)
+        for pid in pids:  # give or take this API client's connection
+            assert len(on[pid]) <= by_pid[pid] <= len(on[pid]) + 1
 
         # Each worker's clients publish, interleaved: every subscriber on both gets every
         # publication once, in one order (the offsets).
