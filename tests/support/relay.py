@@ -16,7 +16,9 @@ class Relay:
     ``cut()`` drops every live connection and makes the relay refuse new ones
     (accepted, then reset at once) until ``restore()``. ``freeze()`` keeps the
     connections open but silently discards everything, as a network that
-    vanished without a FIN does.
+    vanished without a FIN does. ``vanish()`` resets the clients' ends only and
+    keeps the server's ends open and silent, as when a client's network went and
+    the server was not told; ``end_vanished()`` resets those too.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -25,6 +27,9 @@ class Relay:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._socks: set[socket.socket] = set()
+        #: The server's end of each connection, and those kept open by vanish().
+        self._upstreams: set[socket.socket] = set()
+        self._kept: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._open = True
         self._closed = False
@@ -68,6 +73,7 @@ class Relay:
                     _abort(upstream)
                     continue
                 self._socks.update((conn, upstream))
+                self._upstreams.add(upstream)
                 self.accepted += 1
             self._spawn(self._pump, conn, upstream)
             self._spawn(self._pump, upstream, conn)
@@ -84,8 +90,10 @@ class Relay:
             with self._lock:
                 self._socks.discard(src)
                 self._socks.discard(dst)
-            _abort(src)
-            _abort(dst)
+                ends = [sock for sock in (src, dst) if sock not in self._kept]
+                self._upstreams.difference_update(ends)
+            for sock in ends:
+                _abort(sock)
 
     def cut(self) -> None:
         """Drop every live connection; refuse new ones until :meth:`restore`."""
@@ -93,6 +101,24 @@ class Relay:
             self._open = False
             socks, self._socks = self._socks, set()
         for sock in socks:
+            _abort(sock)
+
+    def vanish(self) -> None:
+        """Reset every client's end; the server's ends stay open, silent, until
+        :meth:`end_vanished` or :meth:`close`. New connections are relayed as usual."""
+        with self._lock:
+            kept = self._socks & self._upstreams
+            self._kept |= kept
+            socks, self._socks = self._socks - kept, set()
+        for sock in socks:
+            _abort(sock)
+
+    def end_vanished(self) -> None:
+        """Reset the server's ends that :meth:`vanish` kept open: now the server knows."""
+        with self._lock:
+            kept, self._kept = self._kept, set()
+            self._upstreams -= kept
+        for sock in kept:
             _abort(sock)
 
     def freeze(self) -> None:
@@ -111,6 +137,7 @@ class Relay:
         with contextlib.suppress(OSError):
             self._listener.close()
         self.cut()
+        self.end_vanished()
         with self._lock:
             threads = list(self._threads)
         for thread in threads:

@@ -23,6 +23,13 @@ session's ``send``, in the outbox with everything else.
   the browser with :class:`ConnectionLost`, and parks every element for a
   reconnect (``parking.py``; an ``attach`` with its ``resume`` token takes it
   back) or, if it cannot be parked, runs its ``detached`` hook.
+- An ``attach`` with the token of an element another connection still holds
+  (its page came back before the server noticed the old connection end: over
+  polling, up to ``sockjs.disconnect_delay``) takes it over: the old
+  connection :meth:`~LiveConnection.surrender` s it, without a hook, as its
+  ``close`` would have parked it: the calls its old page made are cancelled,
+  the calls to its old widget fail with :class:`ConnectionLost` (never sent
+  again: the page may have run them), and its later close leaves it alone.
 """
 
 from __future__ import annotations
@@ -101,12 +108,14 @@ class LiveConnection:
         self._counters = counters
         self._elements: dict[int, LiveElement] = {}
         self._next_element = 1
-        self._running: set[asyncio.Task[None]] = set()
+        #: The browser's calls running now, each with its element's id (0: an rpc).
+        self._running: dict[asyncio.Task[None], int] = {}
         self._hooks = Hooks(self._settings.call_timeout)
         #: Each element's resume token and mount, to park it for a reconnect.
         self._resume: dict[int, tuple[str, str]] = {}
         self._ids = CallIds(self._settings.max_calls)
-        self._waiting: dict[int, tuple[asyncio.Future[Any], asyncio.TimerHandle]] = {}
+        #: The calls to the browser not answered yet: future, timer, element id.
+        self._waiting: dict[int, tuple[asyncio.Future[Any], asyncio.TimerHandle, int]] = {}
         self._bucket = TokenBucket(
             self._settings.call_rate, self._settings.call_burst, time.monotonic()
         )
@@ -152,11 +161,11 @@ class LiveConnection:
                 f"a connection may attach at most {limit} elements (live.max_elements)",
             )
             return
+        parking = self._host.parking
         element = None
         if command.resume is not None:
-            element = self._host.parking.take(command.resume, mount.path, self.user)
+            element = parking.take(command.resume, mount.path, self.user, self)
         resumed = element is not None
-        token = command.resume if element is not None else secrets.token_urlsafe(16)
         if element is None:
             try:
                 element = mount.factory()
@@ -170,11 +179,12 @@ class LiveConnection:
                     command.id, ErrorCode.INTERNAL, "the element's factory gave no new element"
                 )
                 return
-        assert token is not None
+        token = secrets.token_urlsafe(16)  # a new one on a resume too: each is used once
         element_id, self._next_element = self._next_element, self._next_element + 1
         element._orbiter_binding, element._orbiter_element = self, element_id
         self._elements[element_id] = element
         self._resume[element_id] = (token, mount.path)
+        parking.hold(token, self, mount.path, self.user)
         result = {
             "element": element_id,
             "widget": type(element).widget_class,
@@ -221,9 +231,10 @@ class LiveConnection:
             self._failed(command.id, f"{exposed.name}()", exc)
             return
         if inspect.iscoroutine(result):
-            self._start(self._run(command.id, exposed.name, result))
+            self._start(self._run(command.id, exposed.name, result), command.element)
         elif inspect.isawaitable(result):
-            self._start(self._run(command.id, exposed.name, _awaiting(result)))
+            awaited = _awaiting(result)
+            self._start(self._run(command.id, exposed.name, awaited), command.element)
         else:
             self._result(command.id, exposed.name, result)
 
@@ -250,10 +261,13 @@ class LiveConnection:
             return False
         return True
 
-    def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _start(self, coroutine: Coroutine[Any, Any, None], element: int) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[task] = element
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
 
     async def _run(self, id_: int, name: str, coroutine: Coroutine[Any, Any, Any]) -> None:
         timeout = self._settings.call_timeout
@@ -280,7 +294,7 @@ class LiveConnection:
             self._error(command.id, ErrorCode.NOT_EXPOSED, "no RPC proxy is configured (rpc.url)")
             return
         if self._admit(command.id):
-            self._start(self._rpc(command))
+            self._start(self._rpc(command), 0)
 
     async def _rpc(self, command: Rpc) -> None:
         proxy = self._host.rpc
@@ -353,7 +367,7 @@ class LiveConnection:
             raise
         delay = self._settings.call_timeout if timeout is None else timeout
         timer = loop.call_later(delay, self._timed_out, call, method, delay)
-        self._waiting[call] = (future, timer)
+        self._waiting[call] = (future, timer, element)
         self._send(push)  # a full outbox closes the session: close() fails the future
         return future
 
@@ -361,7 +375,7 @@ class LiveConnection:
         if not self._ids.finish(answer.call):
             log.debug("client %s: answer to call %d, not waited for", self.client_id, answer.call)
             return
-        future, timer = self._waiting.pop(answer.call)
+        future, timer, _ = self._waiting.pop(answer.call)
         timer.cancel()
         if future.done():
             return
@@ -378,7 +392,41 @@ class LiveConnection:
                 RemoteTimeout(f"the browser did not answer {method}() in {delay:g} s")
             )
 
+    def _fail_waiting(self, element: int | None, why: str) -> None:
+        """Fail the unanswered calls to the browser (to ``element``'s widget, or all)."""
+        for call, (future, timer, of) in list(self._waiting.items()):
+            if element is not None and of != element:
+                continue
+            del self._waiting[call]
+            timer.cancel()
+            self._ids.finish(call)
+            if not future.done():
+                future.set_exception(ConnectionLost(why))
+
     # ------------------------------------------------------------------ the end
+
+    def surrender(self, token: str) -> LiveElement | None:
+        """Give up the element of ``token``: its page attached it on a new connection.
+
+        Called by the parking (``parking.py``), which checked the token, mount and
+        user. No hook runs; the calls the old page made to it are cancelled and
+        those to the old widget fail with :class:`ConnectionLost` (see the module
+        docstring); this connection's close will neither park nor detach it.
+        """
+        element_id = next((e for e, (held, _) in self._resume.items() if held == token), None)
+        if element_id is None:
+            return None
+        del self._resume[element_id]
+        element = self._elements.pop(element_id)
+        element._orbiter_binding = None
+        for task, of in list(self._running.items()):
+            if of == element_id:
+                task.cancel()
+        self._fail_waiting(
+            element_id, "the page attached the element on a new connection before the answer"
+        )
+        log.info("client %s: element %d taken over by a new connection", self.client_id, element_id)
+        return element
 
     async def close(self) -> None:
         """The connection is gone: stop its calls, fail those waiting, detach every element."""
@@ -387,12 +435,7 @@ class LiveConnection:
         self._closed = True
         for task in list(self._running):
             task.cancel()
-        for call, (future, timer) in list(self._waiting.items()):
-            timer.cancel()
-            self._ids.finish(call)
-            if not future.done():
-                future.set_exception(ConnectionLost("the connection closed before the answer"))
-        self._waiting.clear()
+        self._fail_waiting(None, "the connection closed before the answer")
         self._hooks.cancel()  # an attached hook still running
         elements, self._elements = self._elements, {}
         parking = self._host.parking
