@@ -323,8 +323,8 @@
     const status = $("status");
     let state;
     if (!client) state = authOn ? "offline" : "connecting";
+    else if (stopped || navigator.onLine === false) state = "offline"; // the browser says so
     else if (client.state === "connected") state = "connected";
-    else if (stopped || navigator.onLine === false) state = "offline";
     else state = everConnected ? "reconnecting" : "connecting";
     status.textContent = state;
     status.dataset.state = state;

@@ -364,3 +364,28 @@ def test_publish_refused_rejects_with_code(
                     .then(() => "published", err => err.code)"""
     )
     assert code == 103
+
+
+def test_offline_browser_says_offline_and_sends_once_back_online(
+    server: RunningServer, relay: Relay, new_page: Callable[[], Page]
+) -> None:
+    ann, bob = new_page(), new_page()
+    a = nick("ann")
+    open_chat(ann, relay.url, a)  # its connection goes down with the network
+    open_chat(bob, server.url, nick("bob"))
+    ann.context.set_offline(True)
+    relay.cut()
+    expect(ann.locator("#status")).to_have_text("offline")
+    typed = unique("on-the-train")
+    say(ann, typed)
+    assert pending(ann) == [typed]
+    expect(ann.locator("#messages .pending .pending-mark")).to_have_text("pending")
+    relay.restore()
+    ann.context.set_offline(False)  # orbiter.js reconnects at once on "online"
+    expect(ann.locator("#status")).to_have_text("connected", timeout=WAIT)
+    for page in (ann, bob):
+        wait_for_line(page, f"{a}: {typed}")
+    ann.wait_for_timeout(500)  # would a duplicate follow?
+    for page in (ann, bob):
+        assert_once(page, f"{a}: {typed}")
+    assert pending(ann) == []
