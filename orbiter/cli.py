@@ -17,6 +17,7 @@ from orbiter.config.live import element_mount, with_mounts
 from orbiter.config.settings import Config, ConfigError
 from orbiter.config.storage import DEFAULT_DATA_DIR, REDIS_SCHEMES, EngineSettings
 from orbiter.config.values import SettingsError
+from orbiter.logs import configure as configure_logs
 from orbiter.version import __version__
 
 DESCRIPTION = "orbiter: a real-time push server for web applications."
@@ -59,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000; 0: any free)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning"],
+        help="debug adds a line per subscribe and publish (default: the config's log.level, "
+        "info); the format is the config's log.format (text or json)",
+    )
     serve.add_argument(
         "--engine",
         metavar="sqlite|memory|redis://HOST:PORT/DB",
@@ -313,24 +319,23 @@ def _compact(data_dir: str) -> int:
 
 
 def _found_config() -> str | None:
-    """The first of :data:`FOUND_CONFIGS` in the working directory (said in the log)."""
+    """The first of :data:`FOUND_CONFIGS` in the working directory."""
     for name in FOUND_CONFIGS:
         if os.path.isfile(name):
-            logging.getLogger("orbiter").info("serving the config file ./%s", name)
             return name
     return None
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     path = args.config or _found_config()
     try:
         config = load_any_config(path) if path else Config()
     except ConfigError as exc:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 2
+    configure_logs(args.log_level or config.log.level, config.log.format)
+    if path and not args.config:
+        logging.getLogger("orbiter").info("serving the config file ./%s", path)
     if args.host is not None:
         config = replace(config, host=args.host)
     if args.port is not None:

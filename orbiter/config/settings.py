@@ -192,6 +192,23 @@ class OrbitedSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSettings:
+    """The server's log lines (``orbiter/logs.py``)."""
+
+    #: ``debug`` (adds subscribes and publishes), ``info``, ``warning``; ``orbiter serve
+    #: --log-level`` overrides it.
+    level: str = "info"
+    #: ``text`` (``time LEVEL logger: message``) or ``json`` (one object per line).
+    format: str = "text"
+    #: Debug publish lines carry the publication's data (its first 500 characters).
+    payloads: bool = False
+
+
+_LOG_LEVELS = ("debug", "info", "warning")
+_LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -243,6 +260,8 @@ class Config:
     live: LiveSettings = field(default_factory=LiveSettings)
     #: The RPC proxy to the app server (orbiter/config/live.py).
     rpc: RpcSettings = field(default_factory=RpcSettings)
+    #: The log's level and format (``[log]``).
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def auth_required(self) -> bool:
@@ -285,6 +304,7 @@ _TOP_LEVEL = {
     "engine",
     "live",
     "rpc",
+    "log",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
@@ -357,6 +377,7 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
         kwargs["rpc"] = rpc_settings_from(_table(raw, "rpc", source))
     except SettingsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    kwargs["log"] = _log(_table(raw, "log", source), source)
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):
         kwargs[name] = _positive(settings_class, _table(raw, name, source), name, source)
 
@@ -520,6 +541,15 @@ def _sockjs(table: dict[str, Any], source: str) -> SockJSSettings:
     _check_positive(settings, "sockjs", source, ("heartbeat", "disconnect_delay", "response_limit"))
     if not settings.client_url.startswith(("/", "http://", "https://")):
         raise ConfigError(f"{source}: 'sockjs.client_url' must be an absolute path or URL")
+    return settings
+
+
+def _log(table: dict[str, Any], source: str) -> LogSettings:
+    settings: LogSettings = _dataclass_from(LogSettings, table, "log", source)
+    if settings.level not in _LOG_LEVELS:
+        raise ConfigError(f"{source}: 'log.level' must be one of {', '.join(_LOG_LEVELS)}")
+    if settings.format not in _LOG_FORMATS:
+        raise ConfigError(f"{source}: 'log.format' must be one of {', '.join(_LOG_FORMATS)}")
     return settings
 
 

@@ -34,6 +34,7 @@ from orbiter.engine.base import (
     PresenceStore,
     TooManyStreams,
 )
+from orbiter.logs import EventLog
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey
 from orbiter.protocol.native import encode_presence
@@ -166,6 +167,8 @@ class PubSub:
         self._dirty: list[_Channel] = []
         self._delayed: list[_Channel] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Debug lines of subscribes and publishes (orbiter/logs.py): one flag test when off.
+        self.events = EventLog(payloads=config.log.payloads)
         broker.set_handlers(self._fan_out, self._fan_out_presence)
         # This node's share of the cluster-wide answers (other nodes' surveys).
         broker.set_answerer("channels", lambda _: dict(self.local_channels()))
@@ -185,6 +188,8 @@ class PubSub:
 
     async def subscribe(self, sub: Subscriber, channel: str) -> None:
         """Deliver ``channel``'s publications to ``sub`` from now on."""
+        if self.events.debug:
+            self.events.subscribed(sub.client_id, channel)
         entry = self._channels.get(channel)
         if entry is None:
             entry = self._channels[channel] = _Channel(channel)
@@ -208,6 +213,8 @@ class PubSub:
         entry = self._channels.get(channel)
         if entry is None or sub not in entry.subscribers:
             return
+        if self.events.debug:
+            self.events.unsubscribed(sub.client_id, channel)
         del entry.subscribers[sub]
         if entry.given is not None:
             entry.given.pop(sub, None)
@@ -231,6 +238,8 @@ class PubSub:
         :class:`TooManyStreams`, counted here (``limit_channels``) for every route;
         the routes only answer it in their protocol.
         """
+        if self.events.debug:
+            self.events.published(channel, data, tags)
         try:
             return await self._broker.publish(channel, data, self.policy(channel), tags)
         except TooManyStreams:
@@ -246,10 +255,13 @@ class PubSub:
         """
         policy = self._policies.get(channel) or self.policy(channel)
         try:
-            return self._broker.publish_at_once(channel, data, policy, tags)
+            pub = self._broker.publish_at_once(channel, data, policy, tags)
         except TooManyStreams:
             self._counters["limit_channels"] += 1
             raise
+        if pub is not None and self.events.debug:
+            self.events.published(channel, data, tags)
+        return pub
 
     def publish_soon(
         self, channel: str, data: JSON, tags: dict[str, str] | None = None
@@ -259,10 +271,13 @@ class PubSub:
         :meth:`publish` is."""
         policy = self._policies.get(channel) or self.policy(channel)
         try:
-            return self._broker.publish_soon(channel, data, policy, tags)
+            queued = self._broker.publish_soon(channel, data, policy, tags)
         except TooManyStreams:
             self._counters["limit_channels"] += 1
             raise
+        if queued is not None and self.events.debug:
+            self.events.published(channel, data, tags)
+        return queued
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel, in order.

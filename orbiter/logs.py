@@ -1,0 +1,158 @@
+"""orbiter's log lines: the text and JSON formats, and the structured event lines.
+
+Every line is one record of the standard :mod:`logging` tree under ``orbiter``.
+``[log] format = "text"`` writes ``time LEVEL logger: message``; ``"json"``
+writes one JSON object per line with ``time``, ``level``, ``logger``,
+``message`` and the record's fields (``event``, ``transport``, ``ip``, ...).
+
+:class:`EventLog` writes the events of connections and channels under
+``orbiter.events``, each with its fields in the record (for JSON) and as
+``key=value`` in the message (for text): ``open`` and ``close`` at INFO;
+``subscribe``, ``unsubscribe`` and ``publish`` at DEBUG (a publication's
+data only with ``[log] payloads = true``). Its ``info`` and ``debug`` flags
+are read once, when it is made (the level does not change while serving):
+call sites test the flag first (``if events.debug: events.published(...)``),
+so a level that is off costs one attribute read and nothing is formatted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+
+#: The logger of :class:`EventLog`'s lines.
+EVENTS_LOGGER = "orbiter.events"
+LEVELS = ("debug", "info", "warning")
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The most characters of a publication's data a debug line shows.
+MAX_PAYLOAD = 500
+
+#: A record's own attributes; anything else on it came as ``extra`` fields.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
+    """Send orbiter's records (and aiohttp's) to ``stream`` (stderr) at ``level``, as
+    ``fmt`` (``text`` or ``json``); replaces any handler set before."""
+    if level not in LEVELS or fmt not in FORMATS:
+        raise ValueError(f"log level {level!r} or format {fmt!r} is not one of {LEVELS}, {FORMATS}")
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _text(fields: dict[str, Any]) -> str:
+    """``key=value`` pairs; a value with a space, quote or ``=`` in it is JSON-quoted."""
+    parts = []
+    for key, value in fields.items():
+        shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+        if not shown or any(c in shown for c in ' "='):
+            shown = orjson.dumps(shown).decode()
+        parts.append(f"{key}={shown}")
+    return " ".join(parts)
+
+
+class EventLog:
+    """The structured lines of connections and channels (see the module's docstring)."""
+
+    __slots__ = ("_log", "debug", "info", "payloads")
+
+    def __init__(self, *, payloads: bool = False, logger: logging.Logger | None = None) -> None:
+        self._log = logger if logger is not None else logging.getLogger(EVENTS_LOGGER)
+        #: Whether INFO lines (open, close) are written: test it before calling.
+        self.info = self._log.isEnabledFor(logging.INFO)
+        #: Whether DEBUG lines (subscribe, publish) are written: test it before calling.
+        self.debug = self._log.isEnabledFor(logging.DEBUG)
+        #: Whether publish lines carry the publication's data (``[log] payloads``).
+        self.payloads = payloads
+
+    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        fields = {"event": event, **fields}
+        self._log.log(level, "%s", _Lazy(fields), extra=fields)
+
+    def opened(self, transport: str, ip: str, client: str) -> None:
+        """A connection opened (INFO)."""
+        self._emit(logging.INFO, "open", {"transport": transport, "ip": ip, "client": client})
+
+    def closed(
+        self,
+        transport: str,
+        ip: str,
+        client: str,
+        user: str | None,
+        seconds: float | None,
+        code: int | None,
+        reason: str,
+    ) -> None:
+        """A connection closed (INFO): who, how long, and why (``code`` None: the
+        client went away without a close code)."""
+        self._emit(
+            logging.INFO,
+            "close",
+            {
+                "transport": transport,
+                "ip": ip,
+                "client": client,
+                "user": user,
+                "duration": None if seconds is None else round(seconds, 3),
+                "code": code,
+                "reason": reason,
+            },
+        )
+
+    def subscribed(self, client: str, channel: str) -> None:
+        """A client subscribed to a channel (DEBUG)."""
+        self._emit(logging.DEBUG, "subscribe", {"client": client, "channel": channel})
+
+    def unsubscribed(self, client: str, channel: str) -> None:
+        """A client left a channel (DEBUG)."""
+        self._emit(logging.DEBUG, "unsubscribe", {"client": client, "channel": channel})
+
+    def published(self, channel: str, data: object, tags: dict[str, str] | None) -> None:
+        """A publication to ``channel`` (DEBUG); its data only with :attr:`payloads`."""
+        fields: dict[str, Any] = {"channel": channel}
+        if tags:
+            fields["tags"] = tags
+        if self.payloads:
+            fields["data"] = orjson.dumps(data).decode()[:MAX_PAYLOAD]
+        self._emit(logging.DEBUG, "publish", fields)
+
+
+class _Lazy:
+    """A record's message, made from its fields only when a handler formats it."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return _text(self.fields)

@@ -1,0 +1,164 @@
+"""The server's log lines, read back and parsed: ``[log] format = "json"`` makes every
+line a JSON object; ``debug`` adds a line per subscribe, unsubscribe and publish (its data
+only with ``[log] payloads``); off levels cost a flag test and nothing is formatted."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from orbiter import AsyncClient
+from orbiter.config.settings import Config, LogSettings
+from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.logs import EVENTS_LOGGER, TEXT_FORMAT, EventLog
+from orbiter.services.pubsub import PubSub
+from tests.support.server import RunningServer
+from tests.support.wsclient import NativeClient
+
+
+def _json_lines(server: RunningServer) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in server.lines if line.strip()]
+
+
+def _events(server: RunningServer, event: str) -> list[dict[str, Any]]:
+    return [line for line in _json_lines(server) if line.get("event") == event]
+
+
+def _wait_for(server: RunningServer, event: str, count: int = 1) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while len(found := _events(server, event)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+@pytest.fixture
+def debug_json() -> Iterator[RunningServer]:
+    server = RunningServer('[log]\nformat = "json"\nlevel = "debug"\n', args=("--engine", "memory"))
+    yield server
+    server.stop()
+
+
+async def test_json_lines_with_subscribes_and_publishes_at_debug(
+    debug_json: RunningServer,
+) -> None:
+    client = await NativeClient.open(debug_json.ws_url)
+    try:
+        await client.call("subscribe", channel="news")
+        async with AsyncClient(debug_json.url) as api:
+            await api.publish("news", {"secret": "payload"}, tags={"kind": "note"})
+        await client.next_push()
+        await client.call("unsubscribe", channel="news")
+    finally:
+        await client.close()
+    client_id = client.connect_result["client"]
+    [subscribe] = _wait_for(debug_json, "subscribe")
+    assert (subscribe["client"], subscribe["channel"], subscribe["level"]) == (
+        client_id,
+        "news",
+        "DEBUG",
+    )
+    assert subscribe["logger"] == EVENTS_LOGGER
+    [publish] = _wait_for(debug_json, "publish")
+    assert (publish["channel"], publish["tags"]) == ("news", {"kind": "note"})
+    assert "data" not in publish  # no payloads unless asked
+    assert "payload" not in "".join(debug_json.lines)
+    [unsubscribe] = _wait_for(debug_json, "unsubscribe")
+    assert unsubscribe["channel"] == "news"
+    lines = _json_lines(debug_json)  # every line parses: aiohttp's and orbiter's alike
+    assert any("listening on" in line["message"] for line in lines)
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ln["time"]) for ln in lines)
+
+
+async def test_payloads_when_asked() -> None:
+    server = RunningServer(
+        '[log]\nformat = "json"\npayloads = true\n',
+        args=("--engine", "memory", "--log-level", "debug"),
+    )
+    try:
+        async with AsyncClient(server.url) as api:
+            await api.publish("news", {"n": 1})
+        [publish] = _wait_for(server, "publish")
+    finally:
+        server.stop()
+    assert orjson.loads(publish["data"]) == {"n": 1}
+
+
+async def test_no_debug_lines_at_info() -> None:
+    server = RunningServer('[log]\nformat = "json"\n', args=("--engine", "memory"))
+    try:
+        client = await NativeClient.open(server.ws_url)
+        await client.call("subscribe", channel="news")
+        async with AsyncClient(server.url) as api:
+            await api.publish("news", 1)
+        await client.next_push()
+        await client.close()
+    finally:
+        server.stop()
+    assert _events(server, "subscribe") == []
+    assert _events(server, "publish") == []
+    assert not any(line["level"] == "DEBUG" for line in _json_lines(server))
+
+
+def test_text_lines_are_key_value_pairs() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logger = logging.getLogger("tests.logs.text")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        EventLog(payloads=True, logger=logger).published("chat:a b", {"t": "x y"}, None)
+    finally:
+        logger.removeHandler(handler)
+    line = out.getvalue().strip()
+    assert re.match(r"\S+ \S+ DEBUG tests\.logs\.text: event=publish ", line), line
+    pairs = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line.split(": ", 1)[1]))
+    assert pairs["channel"] == '"chat:a b"'
+    assert orjson.loads(orjson.loads(pairs["data"])) == {"t": "x y"}
+
+
+async def test_an_off_level_formats_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At INFO, publishing and subscribing never reach the event log's writer."""
+    logging.getLogger(EVENTS_LOGGER).setLevel(logging.INFO)
+    calls: list[str] = []
+    monkeypatch.setattr(EventLog, "_emit", lambda self, level, event, fields: calls.append(event))
+    try:
+        config = Config(log=LogSettings(payloads=True))
+        pubsub = PubSub(config, MemoryBroker(), MemoryPresenceStore())
+        assert not pubsub.events.debug
+        for i in range(100):
+            assert pubsub.publish_at_once("news", i) is not None
+            await pubsub.publish("news", i)
+        assert calls == []
+        logging.getLogger(EVENTS_LOGGER).setLevel(logging.DEBUG)
+        pubsub = PubSub(config, MemoryBroker(), MemoryPresenceStore())
+        pubsub.publish_at_once("news", 1)
+        assert calls == ["publish"]  # the same calls, the level on: written
+    finally:
+        logging.getLogger(EVENTS_LOGGER).setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ('format = "xml"', "log.format"),
+        ('level = "trace"', "log.level"),
+        ("payload = true", "unknown key 'log.payload'"),
+    ],
+)
+def test_bad_log_settings_stop_start_up(table: str, problem: str) -> None:
+    import tomllib
+
+    from orbiter.config.settings import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        config_from_dict(tomllib.loads(f"[log]\n{table}\n"))
