@@ -134,7 +134,8 @@
 
   /** @type {Map<string, Room>} joined rooms, by name */
   const rooms = new Map();
-  const knownRooms = new Set([LOBBY]);
+  const knownRooms = new Set([LOBBY]); // listed on the page: joined or on chat:rooms
+  const listedRooms = new Set(); // announced on chat:rooms (its history, or live)
   let current = null; // the Room shown
   let me = "";
   let client = null;
@@ -450,9 +451,11 @@
     $("beginning").hidden = !room || !room.complete;
   }
 
+  /** List `name` on chat:rooms unless it is there already (the lobby always is). */
   function announceRoom(name) {
-    if (knownRooms.has(name) && name !== LOBBY) return;
-    client.publish(ROOMS_CHANNEL, { room: name }).catch(() => {});
+    if (name === LOBBY || listedRooms.has(name)) return;
+    listedRooms.add(name);
+    client.publish(ROOMS_CHANNEL, { room: name }).catch(() => listedRooms.delete(name));
   }
 
   // ------------------------------------------------------------------ presence
@@ -614,6 +617,7 @@
     client.subscribe(ROOMS_CHANNEL, (data) => {
       if (data && typeof data.room === "string" && !roomProblem(data.room)) {
         knownRooms.add(data.room);
+        listedRooms.add(data.room);
         renderRooms();
       }
     });
@@ -621,7 +625,11 @@
       if (channel === ROOMS_CHANNEL) {
         client.history(ROOMS_CHANNEL, { limit: 200 }).then((page) => {
           for (const pub of page.publications) {
-            if (pub.data && typeof pub.data.room === "string" && !roomProblem(pub.data.room)) knownRooms.add(pub.data.room);
+            const name = pub.data && pub.data.room;
+            if (typeof name === "string" && !roomProblem(name)) {
+              knownRooms.add(name);
+              listedRooms.add(name);
+            }
           }
           for (const name of rooms.keys()) announceRoom(name);
           renderRooms();

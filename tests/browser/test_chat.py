@@ -148,6 +148,10 @@ def test_rooms_create_join_switch_unread_leave(
     ann.reload()
     wait_ready(ann)
     expect(ann.locator(f"#rooms .room-button[data-room='{room}']")).to_have_count(1)
+    # The room list (chat:rooms) got the new room once, however often pages loaded.
+    listed = [p["data"] for p in Client(server.url).history("chat:rooms")["publications"]]
+    assert listed.count({"room": room}) == 1
+    assert {"room": "lobby"} not in listed
 
 
 def test_history_on_join_then_older_pages(
