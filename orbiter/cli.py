@@ -136,6 +136,17 @@ def _parser() -> argparse.ArgumentParser:
         help="write a sample orbiter.toml, or convert a seed-era INI: orbiter config --help",
         add_help=False,
     )
+    cluster = sub.add_parser(
+        "cluster", help="try a cluster on one machine: N nodes, a Redis, nginx in front"
+    )
+    cluster.add_argument("nodes", type=int, metavar="N", help="how many nodes")
+    cluster.add_argument("--config", help="config file of every node (as serve's)")
+    cluster.add_argument("--host", help="the address nginx listens on (default 127.0.0.1)")
+    cluster.add_argument("--port", type=int, help="the port nginx listens on (default 8000)")
+    cluster.add_argument("--log-level", choices=["debug", "info", "warning"])
+    cluster.add_argument("--engine", metavar="redis://HOST:PORT/DB", help="default: a private one")
+    cluster.add_argument("--data-dir", help="the private Redis's data (default ./orbiter-data)")
+    cluster.set_defaults(element=None, sockjs_test_services=False, workers=1)
     api_command("channels", "list channels with their subscriber counts")
     wall = api_command("wall", "show TEXT on every chat page (the server-wide wall)")
     wall.add_argument("text")
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
-    if args.command == "serve":
+    if args.command in ("serve", "cluster"):
         return _serve(args)
     if args.command == "compact":
         return _compact(args.data_dir)
@@ -357,6 +368,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"orbiter: {exc}", file=sys.stderr)
         return 2
 
+    if args.command == "cluster":
+        from orbiter.cluster import cluster_main
+
+        return cluster_main(config, args.nodes, engine_configured=engine_configured)
     if args.workers != 1:
         from orbiter.workers import workers_main
 

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -168,9 +169,9 @@ class PrivateRedis:
         shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def _reserve_port(host: str, port: int) -> socket.socket:
-    """A socket bound to the port the workers share, never listening (so it takes no
-    connection); with ``port`` 0 the kernel picks one."""
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound to a port for workers, with ``SO_REUSEPORT`` and never listening
+    (so it takes no connection); with ``port`` 0 the kernel picks one."""
     family, _, _, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -193,16 +194,25 @@ def worker_config(config: Config, index: int, port: int, engine_url: str) -> Con
     return config
 
 
+class _WorkerLines(logging.Filter):
+    """Begins each log line of a worker with its index and pid."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self._prefix = f"[worker {index}, pid {os.getpid()}] "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self._prefix):
+            record.msg = self._prefix + str(record.msg)
+        return True
+
+
 def _worker_main(config: Config, index: int) -> None:
     """A worker process: serve ``config`` on the shared port until SIGTERM or SIGINT."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(
-            logging.Formatter(
-                f"%(asctime)s %(levelname)s %(name)s [worker {index}, pid %(process)d]: %(message)s"
-            )
-        )
+    for handler in logging.getLogger().handlers:  # whatever their format, lines say whose
+        handler.addFilter(_WorkerLines(index))
     from orbiter.engine.base import EngineUnavailable
     from orbiter.server import serve
     from orbiter.services.live.host import ElementLoadError
@@ -215,21 +225,24 @@ def _worker_main(config: Config, index: int) -> None:
         os._exit(EXIT_CANNOT_START)
 
 
-class _Supervisor:
-    """Starts the workers, starts again those that die, and stops them all on a signal."""
+class Supervisor:
+    """Starts the workers, starts again those that die, and stops them all on a signal.
 
-    def __init__(self, config: Config, workers: int, engine_url: str) -> None:
+    Worker ``i`` listens on ``ports[i]`` (reserved by the caller with :func:`reserve_port`):
+    one port for all (``--workers``), or one each (``orbiter cluster``).
+    """
+
+    def __init__(self, config: Config, ports: list[int], engine_url: str) -> None:
         self._config = config
         self._engine_url = engine_url
-        self._count = workers
+        self._ports = ports
         self._context = multiprocessing.get_context("fork")
         self._workers: dict[int, BaseProcess] = {}
         self._deaths: list[float] = []
         self._stopping = False
-        self.port = 0
 
     def _start(self, index: int) -> None:
-        config = worker_config(self._config, index, self.port, self._engine_url)
+        config = worker_config(self._config, index, self._ports[index], self._engine_url)
         process = self._context.Process(
             target=_worker_main, args=(config, index), name=f"orbiter-worker-{index}"
         )
@@ -240,24 +253,38 @@ class _Supervisor:
     def _stop_requested(self, signum: int, frame: object) -> None:
         self._stopping = True
 
-    def run(self) -> int:
-        """Serve until a signal (0) or a worker that cannot start / dies too often (1)."""
+    def run(
+        self,
+        started: Callable[[], None] | None = None,
+        check: Callable[[], str | None] | None = None,
+    ) -> int:
+        """Serve until a signal (0) or a worker that cannot start / dies too often (1);
+        ``started`` is called once every worker was started, ``check`` twice a second
+        (what it returns, if anything, is why the server stops: 1)."""
         previous = {
             sig: signal.signal(sig, self._stop_requested) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         try:
-            with _reserve_port(self._config.host, self._config.port) as reserved:
-                self.port = reserved.getsockname()[1]
-                for index in range(self._count):
-                    self._start(index)
-                return self._watch()
+            for index in range(len(self._ports)):
+                self._start(index)
+            if started is not None:
+                started()
+            return self._watch(check)
         finally:
             self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _watch(self) -> int:
+    def stop(self) -> None:
+        """Stop serving (as a signal would)."""
+        self._stopping = True
+
+    def _watch(self, check: Callable[[], str | None] | None) -> int:
         while not self._stopping:
+            failed = check() if check is not None else None
+            if failed is not None:
+                log.error("%s: stopping the server", failed)
+                return 1
             sentinels = {p.sentinel: i for i, p in self._workers.items()}
             for sentinel in wait(list(sentinels), timeout=0.5):
                 index = sentinels[sentinel]  # type: ignore[index]
@@ -327,7 +354,9 @@ def serve_workers(config: Config, workers: int, *, engine_configured: bool) -> i
         url = private.url
     try:
         log.info("%d workers sharing channels through Redis at %s", workers, url)
-        return _Supervisor(config, workers, url).run()
+        with reserve_port(config.host, config.port) as reserved:
+            port = reserved.getsockname()[1]
+            return Supervisor(config, [port] * workers, url).run()
     finally:
         if private is not None:
             private.stop()
