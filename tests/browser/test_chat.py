@@ -27,6 +27,7 @@ from tests.browser.chat_page import (
     statuses,
     switch_room,
     unique,
+    wait_for_count,
     wait_for_line,
     wait_ready,
 )
@@ -393,3 +394,24 @@ def test_offline_browser_says_offline_and_sends_once_back_online(
     for page in (ann, bob):
         assert_once(page, f"{a}: {typed}")
     assert pending(ann) == []
+
+
+def test_a_message_published_twice_is_shown_once(
+    server: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    """A sender that could not know whether its publish went through sends it again with
+    the same client message id (cid): every page shows it once, live or from history."""
+    page = new_page()
+    open_chat(page, server.url, nick("watcher"))
+    text, cid = unique("retried"), unique("cid")
+    api = Client(server.url)
+    for _ in range(2):
+        api.publish(CHANNEL, {"nick": "app", "text": text, "cid": cid})
+    api.publish(CHANNEL, {"nick": "app", "text": text, "cid": unique("other-cid")})
+    wait_for_count(page, f"app: {text}", 2)
+    page.wait_for_timeout(300)
+    assert lines(page).count(f"app: {text}") == 2  # the one with its own cid is another message
+    late = new_page()
+    open_chat(late, server.url, nick("late"))
+    wait_for_line(late, f"app: {text}")
+    assert lines(late).count(f"app: {text}") == 2
