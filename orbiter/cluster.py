@@ -189,11 +189,12 @@ def run_cluster(config: Config, nodes: int, *, engine_configured: bool) -> int:
                     addresses,
                 )
 
-            try:
-                return supervisor.run(started, nginx.failed if nginx is not None else None)
+            if nginx is None:
+                return supervisor.run(started)
+            try:  # nginx stops first: no new request goes to a node that is stopping
+                return supervisor.run(started, nginx.failed, nginx.stop)
             finally:
-                if nginx is not None:
-                    nginx.stop()
+                nginx.stop()
     finally:
         if private is not None:
             private.stop()

@@ -257,10 +257,12 @@ class Supervisor:
         self,
         started: Callable[[], None] | None = None,
         check: Callable[[], str | None] | None = None,
+        first_stop: Callable[[], None] | None = None,
     ) -> int:
         """Serve until a signal (0) or a worker that cannot start / dies too often (1);
         ``started`` is called once every worker was started, ``check`` twice a second
-        (what it returns, if anything, is why the server stops: 1)."""
+        (what it returns, if anything, is why the server stops: 1), ``first_stop`` before
+        the workers are stopped."""
         previous = {
             sig: signal.signal(sig, self._stop_requested) for sig in (signal.SIGTERM, signal.SIGINT)
         }
@@ -271,6 +273,8 @@ class Supervisor:
                 started()
             return self._watch(check)
         finally:
+            if first_stop is not None:
+                first_stop()
             self._stop_all()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
