@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from orbiter import AsyncClient
+from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
 from tests.support.stomp_helpers import RawClient
+from tests.support.tcp_servers import free_port
 from tests.support.wsclient import NativeClient
 
 _WORKER = re.compile(r"worker (\d+) started \(pid (\d+)\)")
@@ -88,7 +90,11 @@ def _alive(pid: int) -> bool:
 
 
 async def test_two_workers_share_connections_and_channels_then_stop_with_their_redis() -> None:
-    server = RunningServer('[stomp]\nlisten = "127.0.0.1:0"\n', args=("--workers", "2"))
+    orbit_port = free_port()
+    server = RunningServer(
+        f'[stomp]\nlisten = "127.0.0.1:0"\n[pyorbited]\nenabled = true\nport = {orbit_port}\n',
+        args=("--workers", "2"),
+    )
     clients: list[NativeClient] = []
     try:
         _wait_listening(server, 2)
@@ -147,6 +153,25 @@ async def test_two_workers_share_connections_and_channels_then_stop_with_their_r
                 assert (await client.next_push())["data"] == "from-stomp"
         finally:
             stomp.close()
+
+        # pyorbited's event port: worker 0 only; it reaches a key connected to worker 1.
+        assert _listeners(orbit_port, pids) == {_workers(server)[0]}
+        on_worker_1: NativeClient | None = None
+        for i in range(40):  # until a keyed connection lands on worker 1 (bounded)
+            keyed = await NativeClient.open(server.ws_url, user=f"k{i}", location="/x")
+            clients.append(keyed)
+            owner = _owners(port, pids)[keyed.ws.get_extra_info("sockname")[1]]
+            if owner == _workers(server)[1]:
+                on_worker_1, index = keyed, i
+                break
+        assert on_worker_1 is not None
+        orbit = SimpleClient("127.0.0.1", orbit_port)
+        try:
+            answer = await asyncio.to_thread(orbit.event, [f"k{index}, 0, /x"], "via worker 0")
+        finally:
+            orbit.close()
+        assert answer == b"Success\r\nid: 1\r\n\r\n"
+        assert (await on_worker_1.next_push())["data"] == "via worker 0"
     finally:
         for client in clients:
             await client.close()
