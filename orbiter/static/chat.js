@@ -559,7 +559,7 @@
   }
 
   /** Is `nick` free on the chat (no one else present under it)? Asks chat:rooms' presence. */
-  function nickIsFree(nick) {
+  function nickIsFree(nick, timeout) {
     return new Promise((resolve, reject) => {
       const probe = new Orbiter.Client(clientOptions({}));
       const done = (fn, value) => {
@@ -567,7 +567,7 @@
         probe.disconnect();
         fn(value);
       };
-      const timer = setTimeout(() => done(reject, new Error("the server did not answer in time")), 15000);
+      const timer = setTimeout(() => done(reject, new Error("the server did not answer in time")), timeout);
       probe.on("subscribed", ({ channel }) => {
         if (channel !== ROOMS_CHANNEL) return;
         probe.presence(ROOMS_CHANNEL).then(
@@ -679,7 +679,10 @@
     renderPending();
   }
 
-  async function tryNick(nick) {
+  /** Join as `nick` if no one else present holds it. A `remembered` name (this browser's,
+   * from before) is kept when the server cannot be asked: the page starts offline and
+   * reconnects by itself. */
+  async function tryNick(nick, remembered = false) {
     const problem = nickProblem(nick);
     const error = $("join-error");
     if (problem) {
@@ -690,7 +693,7 @@
     error.hidden = true;
     $("join-button").disabled = true;
     try {
-      if (!(await nickIsFree(nick))) {
+      if (!(await nickIsFree(nick, remembered ? 5000 : 15000))) {
         error.textContent = `“${nick}” is taken by someone here now. Pick another nickname.`;
         error.hidden = false;
         store.set("nick", null);
@@ -701,9 +704,12 @@
         return;
       }
     } catch (err) {
-      error.textContent = `Could not reach the server: ${err.message}`;
-      error.hidden = false;
-      return;
+      if (!remembered) {
+        error.textContent = `Could not reach the server: ${err.message}`;
+        error.hidden = false;
+        $("join").hidden = false;
+        return;
+      }
     } finally {
       $("join-button").disabled = false;
     }
@@ -823,7 +829,7 @@
     $("join-form").hidden = false;
     if (nick && !nickProblem(nick)) {
       $("nickname").value = nick;
-      tryNick(nick);
+      tryNick(nick, true);
     } else {
       $("join").hidden = false;
       $("nickname").focus();
