@@ -820,6 +820,12 @@
   renderStatus();
   if (authOn) {
     const token = params.get("token") || sessionStorage.getItem("orbiter-chat-token");
+    if (params.has("token")) {
+      // Kept for this tab (sessionStorage), out of the address bar, history and bookmarks.
+      params.delete("token");
+      const rest = params.toString();
+      history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+    }
     // A client that waits for a token; the page shows how to get one.
     window.chatClient = new Orbiter.Client(clientOptions({ autoConnect: false }));
     if (token) useToken(token);

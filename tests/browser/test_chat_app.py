@@ -100,6 +100,10 @@ def test_with_tokens_the_name_comes_from_the_token(
     expect(dora.locator("#status")).to_have_text("connected")
     expect(dora.locator("#my-nick")).to_have_text("dora")
     expect(dora.locator("#join")).to_be_hidden()
+    assert "token" not in dora.url  # out of the address bar
+    dora.reload()  # kept for the tab
+    expect(dora.locator("#my-nick")).to_have_text("dora")
+    expect(dora.locator("#status")).to_have_text("connected")
     page.fill("#token", token("eve", ttl=600))  # pasted
     page.press("#token", "Enter")
     expect(page.locator("#my-nick")).to_have_text("eve")
