@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from orbiter.auth import Authenticator, Credentials
+from orbiter.auth.origins import HostAllowList, host_allow_list
 from orbiter.config.settings import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
@@ -104,11 +105,16 @@ class Node:
         self._sessions_gone = asyncio.Event()
         #: Who connections are and what they may do (tokens, hooks, channel rules).
         self.auth = Authenticator(config)
-        self._per_ip: Counter[str] = Counter()
+        #: The ``Host`` values requests may carry (``server.allowed_hosts``), read per request.
+        self.hosts: HostAllowList = host_allow_list(config)
+        #: Open connections per peer address (only addresses with one or more).
+        self._per_ip: dict[str, int] = {}
         #: Connections that are not native sessions (STOMP), counted in the same limits.
         self.other_connections = 0
         #: New connections still sending their first request head (``transports/sniffing.py``).
         self.pending_connections = 0
+        #: Every connection :attr:`connection_count` counts, kept as they come and go.
+        self._open = 0
         self._refusal_logs: dict[str, _RefusalLog] = {}
         #: The mounted live elements (``[[live.element]]``), their factories imported now.
         self.live = LiveHost(config.live, config.rpc)
@@ -117,7 +123,7 @@ class Node:
     def connection_count(self) -> int:
         """Every open connection the connection limits count: sessions, others (STOMP)
         and new connections still sending their first request head."""
-        return len(self.sessions) + self.other_connections + self.pending_connections
+        return self._open
 
     def refused(self, counter: str, message: str, *args: object) -> None:
         """Count a refusal under ``counter`` and log ``message % args`` (a WARNING,
@@ -135,18 +141,18 @@ class Node:
         ``spare`` connections more than the limits are let in.
         """
         limits = self.config.limits
-        if self.connection_count >= limits.max_connections + spare:
+        if self._open >= limits.max_connections + spare:
             self.refused(
                 "limit_connections",
                 "connection from %s refused: %d connections (limits.max_connections)",
                 peer,
-                self.connection_count,
+                self._open,
             )
             raise TooManyConnections(
                 f"the server is full ({limits.max_connections} connections, "
                 "limits.max_connections); retry later"
             )
-        if per_ip and self._per_ip[peer] >= limits.max_connections_per_ip + spare:
+        if per_ip and self._per_ip.get(peer, 0) >= limits.max_connections_per_ip + spare:
             self.refused(
                 "limit_connections_per_ip",
                 "connection from %s refused: %d from that address (limits.max_connections_per_ip)",
@@ -175,15 +181,29 @@ class Node:
         except TooManyConnections as exc:
             return str(exc)
         self.pending_connections += 1
-        self._per_ip[peer] += 1
+        self._count_in(peer)
         return None
+
+    def _count_in(self, peer: str) -> None:
+        """One more connection from ``peer`` counted in :attr:`connection_count`."""
+        self._open += 1
+        per_ip = self._per_ip
+        per_ip[peer] = per_ip.get(peer, 0) + 1
+
+    def _count_out(self, peer: str) -> None:
+        """A connection from ``peer`` counted in :attr:`connection_count` is gone."""
+        self._open -= 1
+        per_ip = self._per_ip
+        left = per_ip[peer] - 1
+        if left:
+            per_ip[peer] = left
+        else:
+            del per_ip[peer]
 
     def close_pending(self, peer: str) -> None:
         """An :meth:`open_pending` connection sent its head, or closed."""
         self.pending_connections -= 1
-        self._per_ip[peer] -= 1
-        if self._per_ip[peer] <= 0:
-            del self._per_ip[peer]
+        self._count_out(peer)
 
     def admit(self, peer: str) -> None:
         """Count a connection that is not a native session (a STOMP one) in the limits.
@@ -193,14 +213,13 @@ class Node:
         """
         self._check_room(peer)
         self.other_connections += 1
-        self._per_ip[peer] += 1
+        self._count_in(peer)
 
     def release(self, peer: str) -> None:
         """An :meth:`admit`-ted connection closed."""
-        self.other_connections = max(0, self.other_connections - 1)
-        self._per_ip[peer] -= 1
-        if self._per_ip[peer] <= 0:
-            del self._per_ip[peer]
+        if self.other_connections > 0:
+            self.other_connections -= 1
+            self._count_out(peer)
 
     def new_session(self, peer: str, credentials: Credentials | None = None) -> ClientSession:
         """A session for a new connection; :class:`TooManyConnections` past the limits."""
@@ -215,7 +234,7 @@ class Node:
             live=self.live,
         )
         self.sessions.add(session)
-        self._per_ip[peer] += 1
+        self._count_in(peer)
         self._sessions_gone.clear()
         return session
 
@@ -226,7 +245,7 @@ class Node:
         :class:`TooManyConnections` past ``limits.max_connections_per_ip``.
         """
         limit = self.config.limits.max_connections_per_ip
-        if self._per_ip[peer] >= limit:
+        if self._per_ip.get(peer, 0) >= limit:
             self.refused(
                 "limit_connections_per_ip",
                 "poll from %s refused: %d from that address (limits.max_connections_per_ip)",
@@ -236,13 +255,16 @@ class Node:
             raise TooManyConnections(
                 f"too many connections from {peer} (limits.max_connections_per_ip = {limit})"
             )
-        self._per_ip[peer] += 1
+        per_ip = self._per_ip
+        per_ip[peer] = per_ip.get(peer, 0) + 1
         try:
             yield
         finally:
-            self._per_ip[peer] -= 1
-            if self._per_ip[peer] <= 0:
-                del self._per_ip[peer]
+            left = per_ip.get(peer, 0) - 1
+            if left > 0:
+                per_ip[peer] = left
+            else:
+                per_ip.pop(peer, None)
 
     async def end_session(self, session: ClientSession) -> None:
         """The transport is done with ``session``: unsubscribe it and forget it."""
@@ -251,9 +273,7 @@ class Node:
         finally:
             if session in self.sessions:
                 self.sessions.discard(session)
-                self._per_ip[session.peer] -= 1
-                if self._per_ip[session.peer] <= 0:
-                    del self._per_ip[session.peer]
+                self._count_out(session.peer)
             if not self.sessions:
                 self._sessions_gone.set()
 

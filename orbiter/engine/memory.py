@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import secrets
 import time
 from collections import deque
@@ -41,6 +42,8 @@ from orbiter.model import JSON, ClientInfo, Publication, StreamPosition
 #: Bytes a kept publication costs besides its data (the object, its offset, time
 #: and places in two queues), so that a flood of tiny ones counts too.
 PUBLICATION_OVERHEAD = 128
+#: An ASCII string's two quotes and :data:`PUBLICATION_OVERHEAD`, added in one step.
+_QUOTED_OVERHEAD = PUBLICATION_OVERHEAD + 2
 
 
 def new_epoch() -> str:
@@ -53,11 +56,13 @@ def kept_size(data: JSON, tags: dict[str, str] | None) -> int:
     The data's JSON length (a string's without escapes) plus
     :data:`PUBLICATION_OVERHEAD` and the tags' characters.
     """
-    ascii_text = type(data) is str and data.isascii()
-    size = len(data) + 2 if ascii_text else len(orjson.dumps(data))
+    if type(data) is str and data.isascii():
+        size = len(data) + _QUOTED_OVERHEAD
+    else:
+        size = len(orjson.dumps(data)) + PUBLICATION_OVERHEAD
     if tags:
         size += sum(len(name) + len(value) for name, value in tags.items())
-    return size + PUBLICATION_OVERHEAD
+    return size
 
 
 class _Stream:
@@ -88,8 +93,11 @@ class MemoryBroker(LocalBroker):
         #: At most this many streams (None: no bound); past it new ones raise TooManyStreams.
         self._max_streams = max_streams
         self._full_sweep_at = 0.0
-        #: At most this many bytes of history (:func:`kept_size`) over all streams.
-        self._max_history_bytes = max_history_bytes
+        #: At most this many bytes of history (:func:`kept_size`) over all streams
+        #: (infinite: no bound, one comparison all the same).
+        self._max_history_bytes: float = (
+            math.inf if max_history_bytes is None else max_history_bytes
+        )
         #: Every publication kept, and those dropped from their stream since the
         #: last compaction, in the order published (so the oldest goes first).
         self._kept: deque[Publication] = deque()
@@ -138,15 +146,16 @@ class MemoryBroker(LocalBroker):
             size = kept_size(data, tags)
             pub = Publication(channel, offset, stream.epoch, data, now, tags, size)
             pubs.append(pub)
+            if len(pubs) > policy.size or pubs[0].time < now - policy.ttl:
+                self._trim(stream, now)
             self._kept.append(pub)
-            self._live_bytes += size
-            limit = self._max_history_bytes
-            if limit is not None and self._live_bytes + self._dead_bytes > limit:
-                self._make_room(limit)
+            live = self._live_bytes = self._live_bytes + size
+            if live + self._dead_bytes > self._max_history_bytes:
+                self._make_room(self._max_history_bytes)
         else:
             pub = Publication(channel, offset, stream.epoch, data, now, tags)
-        if pubs and (len(pubs) > policy.size or pubs[0].time < now - policy.ttl):
-            self._trim(stream, now)
+            if pubs:  # kept under an earlier policy
+                self._trim(stream, now)
         if self._on_publication is not None and channel in self._subscribed:
             self._on_publication(pub)
         return pub
@@ -238,7 +247,7 @@ class MemoryBroker(LocalBroker):
             return False
         return stream.publications[0].offset <= pub.offset
 
-    def _make_room(self, limit: int) -> None:
+    def _make_room(self, limit: float) -> None:
         """Drop the oldest publications until history fits in ``limit`` bytes."""
         while self._live_bytes + self._dead_bytes > limit and self._kept:
             if 2 * self._dead_bytes >= self._live_bytes + self._dead_bytes:

@@ -137,16 +137,18 @@ class Outbox:
         if self._closed:
             return True
         sink = self._sink
-        native = pushes(batch)
+        messages = batch.native
+        if messages is None:
+            messages = pushes(batch)
         if sink is not None and not self._items:
-            if native.size + sink.backlog() > self._limit:
+            if batch.native_size + sink.backlog() > self._limit:
                 return False
             sink.write_batch(batch)
             return True
-        size = self._size + native.size
+        size = self._size + batch.native_size
         if size > self._limit or (sink is not None and size + sink.backlog() > self._limit):
             return False
-        self._items.extend(native.messages)
+        self._items.extend(messages)
         self._size = size
         return True
 
@@ -257,4 +259,4 @@ class Pull:
         self._wake()
 
     def write_batch(self, batch: SharedBatch) -> None:
-        self.write(pushes(batch).messages)
+        self.write(pushes(batch))

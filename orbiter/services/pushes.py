@@ -11,12 +11,17 @@ it. A batch no native subscriber takes is never JSON-encoded.
 from __future__ import annotations
 
 from orbiter.protocol.native import encode_publication
-from orbiter.services.shared_batch import Pushes, SharedBatch
+from orbiter.services.shared_batch import SharedBatch
 
 
-def pushes(batch: SharedBatch) -> Pushes:
-    """``batch``'s native pushes, encoded once for every subscriber."""
+def pushes(batch: SharedBatch) -> list[bytes]:
+    """``batch``'s native pushes, encoded once for every subscriber (and their total
+    size set in ``batch.native_size``).
+
+    A hot caller may read ``batch.native`` first and call this only when it is None.
+    """
     found = batch.native
     if found is None:
-        found = batch.native = Pushes(list(map(encode_publication, batch.pubs)))
+        found = batch.native = list(map(encode_publication, batch.pubs))
+        batch.native_size = len(found[0]) if len(found) == 1 else sum(map(len, found))
     return found

@@ -21,20 +21,21 @@ Item = TypeVar("Item")
 class Recovery(Generic[Item]):
     """The publications held for one subscription until its history page is sent."""
 
-    __slots__ = ("_held", "_held_bytes", "_limit")
+    __slots__ = ("_held_bytes", "_limit", "held")
 
     def __init__(self, limit: int) -> None:
-        self._held: list[tuple[Publication, Item]] = []
+        #: The publications held, oldest first (empty: none came during the read).
+        self.held: list[tuple[Publication, Item]] = []
         self._held_bytes = 0
         self._limit = limit
 
     def hold(self, pub: Publication, item: Item, size: int) -> bool:
         """Hold a live publication (``size`` bytes); False once more than the limit is held."""
-        self._held.append((pub, item))
+        self.held.append((pub, item))
         self._held_bytes += size
         return self._held_bytes <= self._limit
 
     def newer_than(self, position: StreamPosition) -> list[tuple[Publication, Item]]:
         """The held publications the page at ``position`` did not have, oldest first."""
         offset = position.offset
-        return [(pub, item) for pub, item in self._held if pub.offset > offset]
+        return [(pub, item) for pub, item in self.held if pub.offset > offset]

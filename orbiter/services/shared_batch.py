@@ -21,17 +21,6 @@ from orbiter.model import Publication
 T = TypeVar("T")
 
 
-class Pushes:
-    """A batch's publications as encoded native pushes, and their total size in bytes
-    (made by :func:`orbiter.services.pushes.pushes`)."""
-
-    __slots__ = ("messages", "size")
-
-    def __init__(self, messages: list[bytes]) -> None:
-        self.messages = messages
-        self.size = len(messages[0]) if len(messages) == 1 else sum(map(len, messages))
-
-
 class SharedBatch:
     """Publications on one channel, with their framings cached per kind.
 
@@ -48,6 +37,7 @@ class SharedBatch:
         "first_offset",
         "last_offset",
         "native",
+        "native_size",
         "pubs",
     )
 
@@ -58,9 +48,11 @@ class SharedBatch:
         self.first_offset = pubs[0].offset
         self.last_offset = pubs[-1].offset
         #: The native protocol's pushes, encoded on first use by
-        #: :func:`orbiter.services.pushes.pushes`: most framings are built on them
-        #: (so they have a slot of their own rather than a :meth:`framed` kind).
-        self.native: Pushes | None = None
+        #: :func:`orbiter.services.pushes.pushes`, and their total size in bytes: most
+        #: framings are built on them (so they have slots of their own rather than a
+        #: :meth:`framed` kind).
+        self.native: list[bytes] | None = None
+        self.native_size = 0
         #: The first kind's framing in slots (a channel's subscribers are mostly of one
         #: kind), any other kinds' in a dict made when needed.
         self._kind: object = None

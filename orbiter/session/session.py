@@ -71,6 +71,9 @@ from orbiter.services.shared_batch import SharedBatch
 
 log = logging.getLogger("orbiter.session")
 
+#: The native commands (the protocol also reads malformed messages and live elements').
+_COMMANDS = (Publish, Subscribe, Connect, Unsubscribe, Presence, Ping, Refresh, History)
+
 #: The error code of a refusal, by why auth refused it.
 _ERROR_CODES = {
     Failure.UNAUTHORIZED: ErrorCode.UNAUTHORIZED,
@@ -217,22 +220,8 @@ class ClientSession:
                 self._unkept = None
             if self.closed:
                 return
-            if isinstance(event, CommandError):
-                log.info("client %s (%s): %s", self.client_id, self.peer, event.message)
-                self._send_reply(encode_error(event.id, event.code, event.message))
-                continue
-            if isinstance(event, Return):
-                if self._live is not None:
-                    self._live.returned(event)
-                continue
-            if isinstance(event, Attach):
-                self._live_connection().attach(event)
-                continue
-            if isinstance(event, Call):
-                self._live_connection().call(event)
-                continue
-            if isinstance(event, Rpc):
-                self._live_connection().rpc(event)
+            if not isinstance(event, _COMMANDS):  # (one check for the commands)
+                self._receive_other(event)
                 continue
             try:
                 if isinstance(event, Publish):
@@ -259,6 +248,21 @@ class ClientSession:
                 if settling is not None:
                     self._settle(settling)
 
+    def _receive_other(self, event: CommandError | Return | Attach | Call | Rpc) -> None:
+        """A message that is not a command: a malformed one, or a live element's."""
+        if isinstance(event, CommandError):
+            log.info("client %s (%s): %s", self.client_id, self.peer, event.message)
+            self._send_reply(encode_error(event.id, event.code, event.message))
+        elif isinstance(event, Return):
+            if self._live is not None:
+                self._live.returned(event)
+        elif isinstance(event, Attach):
+            self._live_connection().attach(event)
+        elif isinstance(event, Call):
+            self._live_connection().call(event)
+        else:
+            self._live_connection().rpc(event)
+
     def _live_connection(self) -> LiveConnection:
         """This connection's live elements (``services/live/``), made on first use."""
         if self._live is None:
@@ -278,6 +282,8 @@ class ClientSession:
             await self._check_permission(command.channel, command.token)
             page, sub = await self._subscribe(command.channel, command.since)
             return _subscribe_result(command.channel, command.since, page), sub
+        if isinstance(command, Connect):
+            return await self._connect(command)
         if isinstance(command, Unsubscribe):
             if command.channel not in self._subs:
                 raise Refusal(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {command.channel!r}")
@@ -289,9 +295,7 @@ class ClientSession:
             return await self._presence(command.channel), None
         if isinstance(command, History):
             return await self._history(command), None
-        if isinstance(command, Refresh):
-            return await self._refresh(command.token), None
-        return await self._connect(command)
+        return await self._refresh(command.token), None
 
     async def _connect(self, command: Connect) -> tuple[dict[str, Any], Subscription | None]:
         result: dict[str, Any] = {"client": self.client_id, "protocol": PROTOCOL_VERSION}
@@ -543,7 +547,7 @@ class ClientSession:
 
     def _settle(self, sub: Subscription) -> None:
         recovery, sub.recovery = sub.recovery, None
-        if recovery is not None:
+        if recovery is not None and recovery.held:
             for pub, message in recovery.newer_than(StreamPosition(sub.offset, sub.epoch)):
                 self.deliver(pub, message)
 
@@ -655,7 +659,7 @@ class ClientSession:
             or batch.first_offset != sub.offset + 1
             or batch.pubs[0].epoch != sub.epoch
         ):
-            for pub, message in zip(batch.pubs, pushes(batch).messages, strict=True):
+            for pub, message in zip(batch.pubs, pushes(batch), strict=True):
                 self.deliver(pub, message)
             return
         sub.offset = batch.last_offset

@@ -50,7 +50,7 @@ from multidict import MultiMapping
 
 from orbiter.auth import AuthError, Credentials, Failure
 from orbiter.auth.hooks import forwarded
-from orbiter.auth.origins import host_allow_list, normalise_origin, origin_allowed
+from orbiter.auth.origins import normalise_origin, origin_allowed
 from orbiter.engine.base import TooManyStreams
 from orbiter.node import Node
 from orbiter.protocol.keys import ConnectionKey
@@ -117,13 +117,13 @@ def page_origin(request: RequestHead) -> str | None:
 
 def host_allowed(host: str | None, node: Node) -> bool:
     """May a request with this ``Host`` header value (None: none sent) be answered?"""
-    return host_allow_list(node.config).allows(host)
+    return node.hosts.allows(host)
 
 
 def host_refusal(request: RequestHead, node: Node) -> str | None:
     """None if the request's ``Host`` may be answered, else why not (counted, logged)."""
     host = request.headers.get("Host")
-    allow_list = host_allow_list(node.config)
+    allow_list = node.hosts
     if allow_list.allows(host):
         return None
     shown = repr((host or "")[:200])

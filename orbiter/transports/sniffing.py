@@ -15,9 +15,11 @@ responses learn at once that their client left.)
 Until its head is whole a connection is *pending*: it counts against the
 node's connection limits (:class:`ConnectionGate`; past them it is answered
 503 and closed at once) and has ``limits.head_timeout`` seconds to finish the
-head (one timer per connection, cancelled when the head is whole; then 408 and
-closed). A connection accepted when the process is near its file-descriptor
-limit is refused too, so the last descriptors stay for the server's own use.
+head (then 408 and closed; the deadlines of all pending connections share one
+:class:`~orbiter.transports.deadline_wheel.DeadlineWheel`, which cuts each
+within a sixteenth of ``head_timeout`` after it, and never before). A
+connection accepted when the process is near its file-descriptor limit is
+refused too, so the last descriptors stay for the server's own use.
 
 A router claims a connection by returning a :data:`Claim`, which is given a
 :class:`Takeover`: the transport and every byte received so far, from the
@@ -35,6 +37,7 @@ import contextlib
 import logging
 import os
 import resource
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
@@ -42,6 +45,7 @@ from typing import Any, Protocol, cast
 from aiohttp import web
 
 from orbiter.protocol.hixie76 import MAX_HEAD, head_length
+from orbiter.transports.deadline_wheel import DeadlineWheel
 from orbiter.transports.departure import NoticingRequestHandler
 
 log = logging.getLogger("orbiter.http")
@@ -73,12 +77,16 @@ class ConnectionGate(Protocol):
         """Count a refusal and log it (rate-limited)."""
 
 
+_RLIMIT_NOFILE = resource.RLIMIT_NOFILE
+_RLIM_INFINITY = resource.RLIM_INFINITY
+
+
 def _descriptor_limits() -> tuple[int, int]:
     """The soft ``RLIMIT_NOFILE`` now (it can change while running), and the reserve in it."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
+    soft = resource.getrlimit(_RLIMIT_NOFILE)[0]
+    if soft == _RLIM_INFINITY:
         return 1 << 62, 0
-    return soft, min(DESCRIPTOR_RESERVE, soft // 4)
+    return soft, (DESCRIPTOR_RESERVE if soft >= 4 * DESCRIPTOR_RESERVE else soft // 4)
 
 
 def descriptor_ceiling() -> int:
@@ -115,9 +123,11 @@ def reserved_descriptor(transport: asyncio.BaseTransport) -> int | None:
     the socket object it answers with for as long as the connection lives (72
     bytes each). Far below it, the lowest free number (learnt by duplicating a
     descriptor held for the purpose) says no connection can be in the reserve:
-    one can only be accepted there when every number below it was taken.
+    one can only be accepted there when every number below it was taken. (Run
+    for every connection: two calls here, the system's three below them.)
     """
-    ceiling = descriptor_ceiling()
+    soft, reserve = _descriptor_limits()
+    ceiling = soft - reserve
     if _lowest_free_descriptor() < ceiling - DESCRIPTOR_RESERVE:
         return None
     sock = transport.get_extra_info("socket")
@@ -153,7 +163,12 @@ class Takeover:
     __slots__ = ("_server", "data", "head", "peer", "transport")
 
     def __init__(
-        self, server: _SniffingServer, transport: asyncio.Transport, data: bytes, head: bytes
+        self,
+        server: _SniffingServer,
+        transport: asyncio.Transport,
+        data: bytes,
+        head: bytes,
+        peer: str | None = None,
     ) -> None:
         self._server = server
         self.transport = transport
@@ -161,7 +176,8 @@ class Takeover:
         self.data = data
         #: The first request head (the start of ``data``, through its blank line).
         self.head = head
-        self.peer = _peer(transport)
+        #: The peer's address (``?`` if unknown), as the sniffer read it if given.
+        self.peer = _peer(transport) if peer is None else peer
 
     def to_protocol(self, protocol: ClaimedProtocol, data: bytes) -> None:
         """Serve the connection with ``protocol``, replaying ``data`` to it."""
@@ -229,15 +245,16 @@ def _peer(transport: asyncio.BaseTransport) -> str:
 class _HeadSniffer(asyncio.Protocol):
     """Holds a new connection until its first request head is whole, then hands it on."""
 
-    __slots__ = ("_buffer", "_factory", "_peer", "_timer", "_transport")
+    __slots__ = ("_buffer", "_deadline", "_factory", "_peer", "_transport", "wheel_bucket")
 
     def __init__(self, factory: _SniffingServer) -> None:
         self._factory = factory
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._peer = ""
-        #: Closes the connection at its head deadline; None once it is not pending.
-        self._timer: asyncio.TimerHandle | None = None
+        #: When the head must be whole (the factory's wheel's clock); 0 once not pending.
+        self._deadline = 0.0
+        self.wheel_bucket = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
@@ -262,7 +279,8 @@ class _HeadSniffer(asyncio.Protocol):
         if refusal is not None:
             _refuse(transport, _refusal(b"503 Service Unavailable", refusal, b"Retry-After: 5\r\n"))
             return
-        self._timer = factory.loop.call_later(factory.head_timeout, self._head_too_slow)
+        self._deadline = deadline = time.monotonic() + factory.head_timeout
+        factory.wheel.wake_at(self, deadline)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -280,7 +298,7 @@ class _HeadSniffer(asyncio.Protocol):
         if claim is None:
             self._factory.to_aiohttp(transport, buffer)
         else:
-            claim(Takeover(self._factory, transport, buffer, buffer[:end]))
+            claim(Takeover(self._factory, transport, buffer, buffer[:end], self._peer))
 
     def eof_received(self) -> bool | None:
         # A head cut short: let aiohttp answer what it has, as it would have.
@@ -295,16 +313,25 @@ class _HeadSniffer(asyncio.Protocol):
 
     def _not_pending(self) -> None:
         """The head is whole or the connection gone: it leaves the pending count."""
-        timer = self._timer
-        if timer is not None:
-            self._timer = None
-            timer.cancel()
-            gate = self._factory.gate
+        if self._deadline:
+            self._deadline = 0.0
+            factory = self._factory
+            factory.wheel.forget(self)
+            gate = factory.gate
             assert gate is not None
             gate.close_pending(self._peer)
 
+    def on_deadline(self, now: float) -> float | None:
+        """Woken by the wheel (:class:`~orbiter.transports.deadline_wheel.Deadlined`)."""
+        if not self._deadline:
+            return None
+        if now < self._deadline:
+            return self._deadline
+        self._head_too_slow()
+        return None
+
     def _head_too_slow(self) -> None:
-        self._timer = None
+        self._deadline = 0.0
         factory = self._factory
         assert factory.gate is not None
         factory.gate.close_pending(self._peer)
@@ -351,6 +378,8 @@ class _SniffingServer:
             b"408 Request Timeout",
             f"no whole request head within {head_timeout:g} s (limits.head_timeout)",
         )
+        #: Wakes the pending connections at their head deadlines (one timer for all).
+        self.wheel = DeadlineWheel(min(1.0, max(0.02, head_timeout / 16)))
         self.loop = asyncio.get_running_loop()
         self._taken: set[asyncio.Task[None]] = set()
         #: Connections served by a claimed protocol now.

@@ -126,7 +126,7 @@ def _chunk(data: bytes) -> bytes:
 def _batch_event(batch: SharedBatch) -> bytes:
     """A channel's batch as the event a subscriber of that channel alone gets."""
     position = StreamPosition(batch.last_offset, batch.pubs[-1].epoch)
-    data = b"[" + b",".join(pushes(batch).messages) + b"]"
+    data = b"[" + b",".join(pushes(batch)) + b"]"
     return event(data, id=encode_positions([position]))
 
 
@@ -206,7 +206,7 @@ class EventStream:
 
     def write_batch(self, batch: SharedBatch) -> None:
         if not self._alone:
-            self.send(self._positions_event(pushes(batch).messages))
+            self.send(self._positions_event(pushes(batch)))
             return
         transport = self._transport()
         if transport is not None:

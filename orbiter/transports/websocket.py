@@ -79,7 +79,10 @@ def _frame_messages(messages: list[bytes]) -> bytes:
 
 def _frame_batch(batch: SharedBatch) -> bytes:
     """A channel's batch as one text frame of its native pushes (once for all connections)."""
-    return text_frame(b"\n".join(pushes(batch).messages))
+    messages = batch.native
+    if messages is None:
+        messages = pushes(batch)
+    return text_frame(b"\n".join(messages))
 
 
 def add_native_websocket(app: web.Application, node: Node) -> None:

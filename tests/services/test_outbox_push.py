@@ -116,12 +116,13 @@ async def test_a_shared_batch_is_framed_once_per_kind() -> None:
 
     def frame(shared: SharedBatch) -> bytes:
         calls.append(1)
-        return b"|".join(pushes(shared).messages)
+        return b"|".join(pushes(shared))
 
     assert [b.framed("ws", frame) for _ in range(3)] == [m(1) + b"|" + m(2)] * 3
     assert calls == [1]
     assert (b.first_offset, b.last_offset) == (1, 2)
-    assert pushes(b).size == len(m(1)) + len(m(2))
+    assert pushes(b) is b.native
+    assert b.native_size == len(m(1)) + len(m(2))
 
 
 def test_text_frame_lengths() -> None:

@@ -46,7 +46,7 @@ class Batched(PerMessage):
 
     def deliver_batch(self, batch: SharedBatch) -> None:
         self.batches.append(batch)
-        self.got += [orjson.loads(m)["data"] for m in pushes(batch).messages]
+        self.got += [orjson.loads(m)["data"] for m in pushes(batch)]
 
 
 def make(config: Config | None = None) -> tuple[PubSub, MemoryBroker]:

@@ -30,7 +30,7 @@ _SOCKJS_MESSAGES = "sockjs-messages"
 
 def _encode_batch(batch: SharedBatch) -> Encoded:
     """A channel's batch of native pushes as SockJS message elements."""
-    return encode_messages(pushes(batch).messages)
+    return encode_messages(pushes(batch))
 
 
 class NativeApp:

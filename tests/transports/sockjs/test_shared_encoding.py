@@ -151,8 +151,9 @@ async def test_a_batch_is_encoded_once_for_every_sockjs_session(
     assert len(calls) == 1
     encoded = {id(part) for conn in conns for part in conn.session._queue}
     assert len(encoded) == 1  # the same object queued by all 50 sessions
+    assert pushes(shared) is shared.native
     for conn in conns:
-        assert conn.session.queued_bytes == pushes(shared).size
+        assert conn.session.queued_bytes == shared.native_size
         assert conn.frames() == [expected(TRICKY)]
     second = batch("ch", ["next"], first_offset=len(TRICKY) + 1)
     for client in clients:
