@@ -357,7 +357,7 @@ def _serve(args: argparse.Namespace) -> int:
         except SettingsError as exc:
             print(f"orbiter: {exc}", file=sys.stderr)
             return 2
-    engine_configured = args.engine is not None or config.engine != EngineSettings()
+    engine_configured = args.engine is not None or config.engine.kind_given
     data_dir = args.data_dir or config.engine.data_dir or DEFAULT_DATA_DIR
     config = replace(config, engine=replace(config.engine, data_dir=data_dir))
     if args.sockjs_test_services:

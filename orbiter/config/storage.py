@@ -13,7 +13,7 @@ nothing writes to whatever directory the program runs in unasked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class EngineSettings:
     #: seconds, the oldest publications of every channel are deleted first (a client
     #: recovering past them is told it cannot); epochs and offsets stay.
     max_disk_bytes: int = 0
+    #: ``kind`` was named in the config (not left to its default): ``--workers N`` then
+    #: uses that engine or refuses, rather than starting a private Redis.
+    kind_given: bool = field(default=False, compare=False)
 
     @property
     def durable(self) -> bool:
@@ -71,7 +74,9 @@ class EngineSettings:
 
 
 def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
-    settings = EngineSettings(**scalars(table, "engine", kinds_of(EngineSettings)))
+    kinds = kinds_of(EngineSettings)
+    del kinds["kind_given"]  # not a key of the table
+    settings = EngineSettings(**scalars(table, "engine", kinds), kind_given="kind" in table)
     if settings.kind not in ENGINE_KINDS:
         raise SettingsError(
             f"'engine.kind' must be one of {', '.join(ENGINE_KINDS)}, not {settings.kind!r}"

@@ -229,9 +229,16 @@ def test_workers_without_redis_server_on_path_refuse_saying_what_to_do(tmp_path:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "memory"])
+@pytest.mark.parametrize("engine", ["sqlite", "memory", "config: sqlite"])
 def test_workers_refuse_an_engine_of_one_process(engine: str, tmp_path: Path) -> None:
-    done = _serve("--workers", "2", "--engine", engine, "--data-dir", str(tmp_path))
+    if engine.startswith("config: "):  # named in the config file's [engine] table
+        engine = engine.removeprefix("config: ")
+        config = tmp_path / "orbiter.toml"
+        config.write_text(f'[engine]\nkind = "{engine}"\n')
+        chosen: tuple[str, ...] = ("--config", str(config))
+    else:
+        chosen = ("--engine", engine)
+    done = _serve("--workers", "2", *chosen, "--data-dir", str(tmp_path))
     assert done.returncode == 2
     assert "--workers 2 needs an engine shared by its processes" in done.stderr
     assert ("one writer" if engine == "sqlite" else "one process") in done.stderr
