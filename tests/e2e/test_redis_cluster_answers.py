@@ -152,3 +152,33 @@ async def test_three_nodes_answer_as_one_server(
     stats = await _stats(c.url)
     assert stats["cluster"]["nodes"] == 2
     assert stats["cluster"]["answered"] == 2
+
+
+async def test_after_a_redis_restart_the_nodes_find_each_other_again() -> None:
+    """The node list lives in Redis: a Redis restarted without its data gets it back from
+    the nodes' next beats, and the cluster-wide answers count every node again."""
+    redis = RedisServer()
+    nodes = [RunningServer(args=("--engine", redis.url)) for _ in range(2)]
+    client = await NativeClient.open(nodes[1].ws_url)
+    try:
+        await client.call("subscribe", channel="after")
+        redis.stop()
+        redis.start()  # empty: no node list, no streams
+        stats: dict[str, Any] = {}
+        for _ in range(150):  # the nodes reconnect (backoff up to 2 s) and beat (1 s)
+            try:
+                stats = await _stats(nodes[0].url)
+            except OSError:
+                stats = {}
+            if stats.get("cluster", {}).get("answered") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert stats["cluster"]["nodes"] == 2
+        assert stats["cluster"]["answered"] == 2
+        async with AsyncClient(nodes[0].url) as api:
+            assert (await api.channels())["after"] == 1  # node B's subscriber, asked again
+    finally:
+        await client.close()
+        for node in nodes:
+            node.stop()
+        redis.close()
