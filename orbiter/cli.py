@@ -63,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level",
         choices=["debug", "info", "warning"],
-        help="debug adds a line per subscribe and publish (default: the config's log.level, "
-        "info); the format is the config's log.format (text or json)",
+        help="info: a line per connection open and close; debug: also per subscribe and "
+        "publish (default: the config's log.level, info); the format is log.format",
     )
     serve.add_argument(
         "--engine",

@@ -37,10 +37,11 @@ class _RefusalLog:
     many were refused since the last one (each is counted on the node too).
     """
 
-    __slots__ = ("_clock", "_next", "_unlogged")
+    __slots__ = ("_clock", "_counter", "_next", "_unlogged")
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], counter: str) -> None:
         self._clock = clock
+        self._counter = counter
         self._next = 0.0
         self._unlogged = 0
 
@@ -54,7 +55,8 @@ class _RefusalLog:
             message += " (and %d more like it since the last such line)"
             args = (*args, self._unlogged)
             self._unlogged = 0
-        log.warning(message, *args)
+        # The JSON log shows these as fields (orbiter/logs.py).
+        log.warning(message, *args, extra={"event": "refused", "counter": self._counter})
 
 
 def engine_for(config: Config) -> Broker:
@@ -99,6 +101,10 @@ class Node:
         #: Limit violations and refusals by name, for ``GET /api/stats``.
         self.counters: Counter[str] = Counter()
         self.pubsub = PubSub(config, self.broker, self.presence, self.counters, clock)
+        #: The connection lines (orbiter/logs.py); when INFO is off, nothing is kept for them.
+        self.events = self.pubsub.events
+        #: When each session opened, while INFO lines are written (for its close line).
+        self._opened: dict[ClientSession, float] = {}
         #: Writes what pushed outboxes (WebSocket sessions) queued, once per loop iteration.
         self.flusher = Flusher()
         self.sessions: set[ClientSession] = set()
@@ -131,7 +137,7 @@ class Node:
         self.counters[counter] += 1
         refusal_log = self._refusal_logs.get(counter)
         if refusal_log is None:
-            refusal_log = self._refusal_logs[counter] = _RefusalLog(self._clock)
+            refusal_log = self._refusal_logs[counter] = _RefusalLog(self._clock, counter)
         refusal_log.warn(message, *args)
 
     def _check_room(self, peer: str, *, per_ip: bool = True, spare: int = 0) -> None:
@@ -236,6 +242,9 @@ class Node:
         self.sessions.add(session)
         self._count_in(peer)
         self._sessions_gone.clear()
+        if self.events.info:
+            self._opened[session] = time.monotonic()
+            self.events.opened(session.credentials.transport, peer, session.client_id)
         return session
 
     @contextlib.contextmanager
@@ -274,8 +283,25 @@ class Node:
             if session in self.sessions:
                 self.sessions.discard(session)
                 self._count_out(session.peer)
+                if self.events.info:
+                    self._log_close(session)
             if not self.sessions:
                 self._sessions_gone.set()
+
+    def _log_close(self, session: ClientSession) -> None:
+        """The close line of ``session``: who, how long, and the code it was closed with
+        (none: the client went away)."""
+        opened = self._opened.pop(session, None)
+        code = session.close_code
+        self.events.closed(
+            session.credentials.transport,
+            session.peer,
+            session.client_id,
+            session.user,
+            None if opened is None else time.monotonic() - opened,
+            None if code is None else int(code),
+            session.close_reason if code is not None else "client went away",
+        )
 
     async def start(self) -> None:
         await self.broker.start()

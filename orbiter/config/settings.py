@@ -195,8 +195,8 @@ class OrbitedSettings:
 class LogSettings:
     """The server's log lines (``orbiter/logs.py``)."""
 
-    #: ``debug`` (adds subscribes and publishes), ``info``, ``warning``; ``orbiter serve
-    #: --log-level`` overrides it.
+    #: ``debug`` (adds subscribes and publishes), ``info`` (a line per connection open and
+    #: close), ``warning``; ``orbiter serve --log-level`` overrides it.
     level: str = "info"
     #: ``text`` (``time LEVEL logger: message``) or ``json`` (one object per line).
     format: str = "text"

@@ -4,6 +4,7 @@ only with ``[log] payloads``); off levels cost a flag test and nothing is format
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -162,3 +164,50 @@ def test_bad_log_settings_stop_start_up(table: str, problem: str) -> None:
 
     with pytest.raises(ConfigError, match=re.escape(problem)):
         config_from_dict(tomllib.loads(f"[log]\n{table}\n"))
+
+
+async def test_a_line_per_connection_open_and_close_and_per_refusal() -> None:
+    server = RunningServer(
+        '[log]\nformat = "json"\n[limits]\nmax_connections_per_ip = 2\n',
+        args=("--engine", "memory"),
+    )
+    try:
+        ann = await NativeClient.open(server.ws_url, user="ann", location="/chat")
+        bob = await NativeClient.open(server.ws_url, user="bob", location="/chat")
+        async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as third:
+            await third.receive()  # a third from 127.0.0.1: refused
+            assert third.close_code == 3003
+        await asyncio.sleep(0.3)
+        await ann.close()  # the client goes away
+        [opened_ann, opened_bob] = _wait_for(server, "open", 2)[:2]
+        [closed_ann] = _wait_for(server, "close")
+        code = await asyncio.to_thread(server.stop)  # bob: closed by the server, 1001
+        await bob.close()
+    finally:
+        server.stop()
+    assert code == 0
+    assert opened_ann == opened_ann | {
+        "level": "INFO",
+        "logger": EVENTS_LOGGER,
+        "transport": "websocket",
+        "ip": "127.0.0.1",
+        "client": ann.connect_result["client"],
+    }
+    assert opened_bob["client"] == bob.connect_result["client"]
+    assert closed_ann["client"] == ann.connect_result["client"]
+    assert (closed_ann["user"], closed_ann["code"], closed_ann["reason"]) == (
+        "ann",
+        None,
+        "client went away",
+    )
+    assert 0.3 <= closed_ann["duration"] < 10
+    closes = {line["client"]: line for line in _events(server, "close")}
+    closed_bob = closes[bob.connect_result["client"]]
+    assert (closed_bob["user"], closed_bob["code"], closed_bob["reason"]) == (
+        "bob",
+        1001,
+        "server shutting down",
+    )
+    [refused] = _events(server, "refused")
+    assert (refused["level"], refused["counter"]) == ("WARNING", "limit_connections_per_ip")
+    assert "127.0.0.1" in refused["message"]
