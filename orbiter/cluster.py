@@ -4,18 +4,19 @@ The nodes are forked as ``--workers`` are (``orbiter/workers.py``: the same
 signals, restarts and private ``redis-server`` when no Redis is named), but
 each listens on a port of its own on 127.0.0.1, and an ``nginx`` started
 here (Debian's ``nginx`` or ``nginx-light``) serves ``--host:--port`` in
-front of them, with the configuration ``docs/cluster.md`` explains: sticky
-by client address (``ip_hash``: SockJS and polling sessions live on one
-node), WebSocket upgrades, nothing buffered, and the nodes trusting its
-``X-Forwarded-For``. Its configuration and logs are in a temporary
-directory, removed when it stops; without ``nginx`` on PATH the nodes run
-alone and their addresses are logged.
+front of them, with the configuration ``docs/cluster.md`` explains: a
+session's requests to its node (hashed by the SockJS session id or the
+Orbited key in the URL, else by client address), WebSocket upgrades,
+nothing buffered, and the nodes trusting its ``X-Forwarded-For``. Its
+configuration and logs are in a temporary directory, removed when it stops;
+without ``nginx`` on PATH the nodes run alone and their addresses are logged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -53,8 +54,16 @@ http {{
         default upgrade;
         ''      '';
     }}
+    # The node of a request: by its session where it has one (SockJS sessions, the TCP
+    # proxy's, an Orbited 0.3 key), so a session's requests meet on its node whatever
+    # address each comes from; else by client address (parked live elements, keys).
+    map $uri $orbiter_affinity {{
+        "~^(?:{sockjs}|/tcp/sockjs)/[^/]+/(?<sid>[^/]+)/" $sid;
+        "~^/(?<key>[^/|]*\\|[^,/]+,[^,/]+)," $key;
+        default $remote_addr;
+    }}
     upstream orbiter {{
-        ip_hash;
+        hash $orbiter_affinity consistent;
 {servers}
         keepalive 64;
         keepalive_timeout 5s;
@@ -82,12 +91,20 @@ http {{
 class Nginx:
     """An ``nginx`` in front of the nodes, its files in a temporary directory."""
 
-    def __init__(self, binary: str, listen: str, ports: list[int], max_body: int) -> None:
+    def __init__(
+        self, binary: str, listen: str, ports: list[int], max_body: int, sockjs_prefix: str
+    ) -> None:
         self._binary = binary
         self._dir = Path(tempfile.mkdtemp(prefix="orbiter-nginx-"))
         self._dir.chmod(0o755)  # its workers may run as another user
         servers = "\n".join(f"        server 127.0.0.1:{port};" for port in ports)
-        conf = _NGINX_CONF.format(dir=self._dir, servers=servers, listen=listen, body=max_body)
+        conf = _NGINX_CONF.format(
+            dir=self._dir,
+            servers=servers,
+            listen=listen,
+            body=max_body,
+            sockjs=re.escape(sockjs_prefix),
+        )
         self.conf = self._dir / "nginx.conf"
         self.conf.write_text(conf)
         self.process: subprocess.Popen[bytes] | None = None
@@ -167,7 +184,9 @@ def run_cluster(config: Config, nodes: int, *, engine_configured: bool) -> int:
             nginx: Nginx | None = None
             if nginx_binary is not None:
                 listen = f"[{config.host}]:{config.port}" if ":" in config.host else front
-                nginx = Nginx(nginx_binary, listen, ports, config.limits.max_http_body)
+                nginx = Nginx(
+                    nginx_binary, listen, ports, config.limits.max_http_body, config.sockjs.prefix
+                )
             supervisor = Supervisor(node_config, ports, url)
 
             def started() -> None:

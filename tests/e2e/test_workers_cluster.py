@@ -7,6 +7,7 @@ nodes and the Redis.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,8 +16,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from orbiter import AsyncClient
@@ -137,3 +140,52 @@ async def test_two_nodes_behind_nginx_share_a_channel_and_stop_together(tmp_path
 def _assert_gone(pids: set[int], log: str) -> None:
     still = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     assert still == [], f"still running after the stop: {still}\n{log}"
+
+
+async def _post(url: str, source: str, body: bytes = b"") -> tuple[int, str]:
+    """POST from the client address ``source`` (a new connection from it)."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http, http.post(url, data=body) as r:
+        return r.status, await r.text()
+
+
+async def test_a_sockjs_session_meets_its_node_whatever_address_each_request_comes_from(
+    tmp_path: Path,
+) -> None:
+    """nginx routes a SockJS session's requests by its id: sent from eight client addresses
+    (which ``hash $remote_addr`` would spread over both nodes), every one reaches the node
+    holding the session."""
+    port = free_port()
+    cluster = _Cluster(port, tmp_path)
+    try:
+        cluster.wait_for(_READY)
+        front = f"http://127.0.0.1:{port}"
+        session = f"{front}/sockjs/000/{uuid.uuid4()}"
+        sources = [f"127.0.{k}.1" for k in range(1, 9)]
+        assert await _post(session + "/xhr", sources[0]) == (200, "o\n")
+        frames: list[str] = []
+
+        async def command(source: str, **fields: object) -> None:
+            body = json.dumps([json.dumps(fields)]).encode()
+            status, _ = await _post(session + "/xhr_send", source, body)
+            assert status == 204  # a node without the session would answer 404
+
+        async def poll(source: str) -> list[dict[str, object]]:
+            status, frame = await _post(session + "/xhr", source)
+            assert status == 200
+            frames.append(frame)
+            assert frame.startswith("a"), frames  # "o": another node opened a new session
+            return [json.loads(m) for m in json.loads(frame[1:])]
+
+        await command(sources[1], id=1, op="connect")
+        assert "client" in (await poll(sources[2]))[0]["result"]  # type: ignore[operator]
+        await command(sources[3], id=2, op="subscribe", channel="room")
+        assert (await poll(sources[4]))[0]["id"] == 2
+        async with AsyncClient(front) as api:
+            await api.publish("room", "to the session")
+        pushes = await poll(sources[5])
+        assert [p["data"] for p in pushes] == ["to the session"]
+        await command(sources[6], id=3, op="unsubscribe", channel="room")
+        assert (await poll(sources[7]))[0]["id"] == 3
+    finally:
+        cluster.stop()
