@@ -211,3 +211,23 @@ async def test_a_line_per_connection_open_and_close_and_per_refusal() -> None:
     [refused] = _events(server, "refused")
     assert (refused["level"], refused["counter"]) == ("WARNING", "limit_connections_per_ip")
     assert "127.0.0.1" in refused["message"]
+
+
+async def test_stomp_connections_have_their_lines_too() -> None:
+    server = RunningServer('[log]\nformat = "json"\n', args=("--engine", "memory"))
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(server.url + "/stomp", protocols=("v12.stomp",)) as ws,
+        ):
+            await ws.send_str("CONNECT\naccept-version:1.2\nhost:x\n\n\x00")
+            assert (await ws.receive()).data.startswith("CONNECTED")
+        [opened] = _wait_for(server, "open")
+        [closed] = _wait_for(server, "close")
+    finally:
+        server.stop()
+    assert (opened["transport"], opened["ip"]) == ("stomp-websocket", "127.0.0.1")
+    assert opened["client"].startswith("stomp-")
+    assert closed["client"] == opened["client"]
+    assert (closed["code"], closed["reason"]) == (None, "connection closed")  # no codes in STOMP
+    assert closed["duration"] >= 0

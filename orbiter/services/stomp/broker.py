@@ -128,6 +128,9 @@ class StompBroker:
                 session.admitted = True
         self.sessions.add(session)
         self._empty.clear()
+        events = self.pubsub.events
+        if events.info:  # the connection lines (orbiter/logs.py)
+            events.opened(f"stomp-{transport}", peer, session.client_id)
         return session
 
     async def end_session(self, session: StompSession) -> None:
@@ -141,6 +144,21 @@ class StompBroker:
                 self._limits.release(session.peer)
             if not self.sessions:
                 self._empty.set()
+            if self.pubsub.events.info:
+                self._log_close(session)
+
+    def _log_close(self, session: StompSession) -> None:
+        """The close line of a STOMP connection (STOMP has no close codes: ``code`` is
+        none, the reason is the ERROR frame's message, if the broker sent one)."""
+        self.pubsub.events.closed(
+            f"stomp-{session.transport}",
+            session.peer,
+            session.client_id,
+            session.user,
+            self.clock() - session.started,
+            None,
+            session.close_reason or "client went away",
+        )
 
     def close_all(self, reason: str) -> None:
         for session in list(self.sessions):
