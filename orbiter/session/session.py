@@ -709,6 +709,12 @@ class ClientSession:
                 self.peer,
                 reason,
                 self.outbox.queued_bytes,
+                extra={  # fields of the JSON log (orbiter/logs.py)
+                    "event": "limit",
+                    "counter": "limit_outgoing_buffer",
+                    "client": self.client_id,
+                    "ip": self.peer,
+                },
             )
         self.outbox.close(discard=code is DisconnectCode.SLOW_CONSUMER)
 

@@ -231,3 +231,28 @@ async def test_stomp_connections_have_their_lines_too() -> None:
     assert closed["client"] == opened["client"]
     assert (closed["code"], closed["reason"]) == (None, "connection closed")  # no codes in STOMP
     assert closed["duration"] >= 0
+
+
+async def test_a_slow_consumer_is_a_limit_line_and_a_close_line_with_3001() -> None:
+    server = RunningServer(
+        '[log]\nformat = "json"\n[limits]\noutgoing_buffer = 4096\n', args=("--engine", "memory")
+    )
+    try:
+        client = await NativeClient.open(server.ws_url)
+        await client.call("subscribe", channel="big")
+        async with AsyncClient(server.url) as api:
+            await api.publish("big", "x" * 8000)  # more than outgoing_buffer at once
+        await asyncio.wait_for(client.closed.wait(), 5)
+        [limit] = _wait_for(server, "limit")
+        [closed] = _wait_for(server, "close")
+        await client.close()
+    finally:
+        server.stop()
+    assert client.ws.close_code == 3001
+    assert (limit["level"], limit["counter"], limit["ip"]) == (
+        "WARNING",
+        "limit_outgoing_buffer",
+        "127.0.0.1",
+    )
+    assert limit["client"] == closed["client"] == client.connect_result["client"]
+    assert (closed["code"], closed["reason"]) == (3001, "outgoing buffer full")
