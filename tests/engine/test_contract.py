@@ -221,3 +221,22 @@ async def test_a_user_with_two_clients_joins_once_and_leaves_once(engine) -> Non
     assert await presence.channels() == {"a": 2}
     assert await presence.remove("a", "tab1") is None
     assert await presence.remove("a", "tab2") == ClientInfo("tab2", "ann", {"v": 2})
+
+
+async def test_subscribed_names_the_channels_with_subscribers(engine) -> None:
+    broker, _ = engine
+    await broker.subscribe("here")
+    assert await broker.subscribed(["here", "nowhere"]) == {"here"}
+    await broker.unsubscribe("here")
+    assert await broker.subscribed(["here", "nowhere"]) == set()
+    assert await broker.subscribed([]) == set()
+
+
+async def test_a_survey_on_a_node_alone_has_no_other_answer(engine) -> None:
+    broker, _ = engine
+    broker.set_answerer("count", lambda argument: [argument, "here"])
+    assert broker.answer("count", 7) == [7, "here"]  # what another node would be told
+    assert broker.answer("unknown", None) is None
+    survey = await broker.survey("count", 7)
+    assert survey.nodes == 1
+    assert survey.answers == []

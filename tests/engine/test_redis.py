@@ -289,3 +289,41 @@ async def test_every_acknowledged_publication_arrives_once_in_order_across_recon
     assert [offset for offset, _ in expected] == list(range(1, 301))
     for got in received:
         assert [(p.offset, p.data) for p in got] == expected
+
+
+async def test_a_survey_gets_every_other_nodes_answer_and_a_stopped_node_leaves(
+    brokers: Brokers,
+) -> None:
+    nodes = [await brokers() for _ in range(3)]
+
+    def answerer(index: int) -> Callable[[object], object]:
+        return lambda argument: {"node": index, "asked": argument}
+
+    for index, node in enumerate(nodes):
+        node.set_answerer("who", answerer(index))
+    survey = await nodes[0].survey("who", "x")
+    assert survey.nodes == 3
+    assert sorted(answer["node"] for answer in survey.answers) == [1, 2]  # not its own
+    assert all(answer["asked"] == "x" for answer in survey.answers)
+    unknown = await nodes[1].survey("nobody answers this", None)
+    assert unknown.answers == [None, None]  # a kind without an answerer: None
+    await nodes[2].close()  # takes its entry out at once
+    survey = await nodes[0].survey("who", None)
+    assert survey.nodes == 2
+    assert [answer["node"] for answer in survey.answers] == [1]
+
+
+async def test_subscribed_sees_other_nodes_subscriptions(brokers: Brokers) -> None:
+    first, second = await brokers(), await brokers()
+    await second.subscribe("theirs")
+    assert await first.subscribed(["theirs", "none"]) == {"theirs"}
+    await second.unsubscribe("theirs")
+    await _until_async(lambda: first.subscribed(["theirs"]), set())
+
+
+async def _until_async(read: Callable[[], Awaitable[object]], expected: object) -> None:
+    for _ in range(200):
+        if await read() == expected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never {expected!r}")
