@@ -243,3 +243,15 @@ def test_workers_refuse_an_engine_of_one_process(engine: str, tmp_path: Path) ->
     assert "--workers 2 needs an engine shared by its processes" in done.stderr
     assert ("one writer" if engine == "sqlite" else "one process") in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_its_reason(tmp_path: Path) -> None:
+    done = _serve(
+        "--workers", "2", "--element", "no_such_module_here:make", "--data-dir", str(tmp_path)
+    )
+    assert done.returncode == 1
+    assert "cannot start" in done.stderr
+    assert "no_such_module_here" in done.stderr
+    assert "could not start: stopping the server" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "private redis-server stopped" in done.stderr
