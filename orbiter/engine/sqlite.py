@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -205,6 +206,8 @@ class SqliteBroker(LocalBroker):
         self._max_streams = max_streams
         self._full_sweep_at = 0.0
         self._max_history_bytes = max_history_bytes
+        #: The same, infinite when unbounded (one comparison per publication either way).
+        self._window_limit: float = math.inf if max_history_bytes is None else max_history_bytes
         #: Streams with a window, the least recently published first, and their bytes.
         self._windows: OrderedDict[_Stream, None] = OrderedDict()
         self._window_bytes = 0
@@ -335,8 +338,9 @@ class SqliteBroker(LocalBroker):
         future: asyncio.Future[Publication] = loop.create_future()
         self._pending.append(_Queued(stream, data, tags, now, future))
         stream.queued += 1
-        self._idle.clear()
         if self._in_flight is None and not self._cut_scheduled:
+            # (a transaction in flight or a cut scheduled has cleared it already)
+            self._idle.clear()
             self._cut_scheduled = True
             loop.call_soon(self._cut)
         return future
@@ -365,6 +369,7 @@ class SqliteBroker(LocalBroker):
             self._idle.set()
             return
         streams: dict[_Stream, None] = {}
+        rows = batch.publications
         for item in queued:
             stream = item.stream
             if not stream.stored and stream not in streams:
@@ -380,12 +385,9 @@ class SqliteBroker(LocalBroker):
                         policy.meta_ttl,
                     )
                 )
-            stream.assigned += 1
-            item.offset = stream.assigned
+            offset = item.offset = stream.assigned = stream.assigned + 1
             if stream.policy.size:
-                batch.publications.append(
-                    (stream.id, item.offset, item.encoded, item.tags_json, item.time)
-                )
+                rows.append((stream.id, offset, item.encoded, item.tags_json, item.time))
             streams[stream] = None
         for stream in streams:
             if not stream.policy.size:  # no publication row says where it stands: its row does
@@ -412,9 +414,9 @@ class SqliteBroker(LocalBroker):
     ) -> None:
         """A transaction returned: deliver and answer its publications, or fail them."""
         self._in_flight = None
-        for item in queued:
-            item.stream.queued -= 1
         if error is not None:
+            for item in queued:
+                item.stream.queued -= 1
             self._failed(queued, streams, batch, error)
         else:
             for stream in streams:
@@ -422,14 +424,16 @@ class SqliteBroker(LocalBroker):
                 stream.trim_due = True
                 stream.emptied = False
             handler, subscribed = self._on_publication, self._subscribed
+            remember = self._remember
             for item in queued:
                 stream = item.stream
+                stream.queued -= 1
+                offset = stream.top = item.offset
                 pub = Publication(
-                    stream.channel, item.offset, stream.epoch, item.data, item.time, item.tags
+                    stream.channel, offset, stream.epoch, item.data, item.time, item.tags
                 )
-                stream.top = item.offset
                 stream.last_time = item.time
-                self._remember(stream, pub, item.size)
+                remember(stream, pub, item.size)
                 if handler is not None and stream.channel in subscribed:
                     try:
                         handler(pub)
@@ -568,26 +572,29 @@ class SqliteBroker(LocalBroker):
 
     def _remember(self, stream: _Stream, pub: Publication, size: int) -> None:
         """Keep a committed publication in its stream's window, within the node's bytes."""
-        cap = min(stream.policy.size, self._window)
+        cap = stream.policy.size
+        if cap > self._window:
+            cap = self._window
         window, sizes = stream.window, stream.sizes
         if window and window[-1].offset != pub.offset - 1:
             self._drop_window(stream)  # not contiguous (cannot happen): start again
         window.append(pub)
         sizes.append(size)
         stream.window_bytes += size
-        self._window_bytes += size
+        total = self._window_bytes = self._window_bytes + size
         while len(window) > cap:
             window.popleft()
             dropped = sizes.popleft()
             stream.window_bytes -= dropped
-            self._window_bytes -= dropped
+            total = self._window_bytes = self._window_bytes - dropped
         windows = self._windows
         if window:
-            windows[stream] = None
-            windows.move_to_end(stream)
-        limit = self._max_history_bytes
-        if limit is not None:
-            while self._window_bytes > limit and windows:
+            if stream in windows:
+                windows.move_to_end(stream)
+            else:
+                windows[stream] = None
+        if total > self._window_limit:
+            while self._window_bytes > self._window_limit and windows:
                 self._drop_window(next(iter(windows)))
 
     def _drop_window(self, stream: _Stream) -> None:

@@ -157,6 +157,9 @@ class PubSub:
         #: Refusals by name (the node's, shown at ``/api/stats``): ``limit_channels``.
         self._counters: Counter[str] = counters if counters is not None else Counter()
         self._broker = broker
+        #: The engine may publish without suspending (:meth:`Broker.publish_at_once` is its
+        #: own, not the base's None): else that is not asked, once per publication.
+        self._at_once = type(broker).publish_at_once is not Broker.publish_at_once
         self._presence = presence
         self._channels: dict[str, _Channel] = {}
         self._write_delay = config.session.write_delay
@@ -253,6 +256,8 @@ class PubSub:
 
         Refused and counted as :meth:`publish` is.
         """
+        if not self._at_once:
+            return None
         policy = self._policies.get(channel) or self.policy(channel)
         try:
             pub = self._broker.publish_at_once(channel, data, policy, tags)
