@@ -85,7 +85,7 @@ _SCHEMAS: Json = {
         {
             "channel": _ref("Channel"),
             "data": {"description": "Any JSON value."},
-            "tags": _ref("Tags"),
+            "tags": {"anyOf": [_ref("Tags"), {"type": "null"}]},
         },
     ),
     "Position": _object(
@@ -147,7 +147,7 @@ _PATHS: Json = {
     "/api/publish": _post(
         "Publish to a channel, or a batch in order",
         {
-            "oneOf": [
+            "anyOf": [
                 _ref("Publication"),
                 _object(
                     ["publications"],
@@ -229,7 +229,7 @@ _PATHS: Json = {
                 "user": {"type": "string", "minLength": 1},
                 "key": {"type": "string", "minLength": 1},
                 "channel": {"type": "string", "minLength": 1},
-                "mount": _STRING,
+                "mount": {"type": ["string", "null"]},
                 "wait": {"type": "boolean"},
                 "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT},
             },
