@@ -14,7 +14,7 @@ from orbiter.auth.origins import HostAllowList, host_allow_list
 from orbiter.config.settings import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
-from orbiter.engine.redis import RedisBroker, RedisPresenceStore
+from orbiter.engine.redis_shards import redis_broker, redis_presence
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
@@ -64,7 +64,7 @@ def engine_for(config: Config) -> Broker:
     when no ``data_dir`` is configured: see ``orbiter/config/storage.py``)."""
     settings = config.engine
     if settings.kind == "redis":
-        return RedisBroker(settings.url)
+        return redis_broker(settings.url)  # one Redis, or shards over several
     if settings.durable:
         return SqliteBroker(
             settings.data_file,
@@ -96,7 +96,7 @@ class Node:
         self.broker = broker if broker is not None else engine_for(config)
         if presence is None:
             redis = config.engine.kind == "redis"
-            presence = RedisPresenceStore(config.engine.url) if redis else MemoryPresenceStore()
+            presence = redis_presence(config.engine.url) if redis else MemoryPresenceStore()
         self.presence = presence
         #: Limit violations and refusals by name, for ``GET /api/stats``.
         self.counters: Counter[str] = Counter()
@@ -324,5 +324,4 @@ class Node:
         await self.live.close()  # elements kept for a reconnect are detached
         await self.auth.close()
         await self.broker.close()
-        if isinstance(self.presence, RedisPresenceStore):
-            await self.presence.close()
+        await self.presence.close()

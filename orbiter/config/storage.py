@@ -41,7 +41,7 @@ class EngineSettings:
     #: Redis at ``url``, shared by every node that names it.
     kind: str = "sqlite"
     #: The Redis of ``kind = "redis"``: ``redis://host:port/db`` (``rediss://`` for TLS,
-    #: ``unix:///path?db=0`` for a socket).
+    #: ``unix:///path?db=0`` for a socket); several, separated by commas, shard channels.
     url: str = ""
     #: The directory of the SQLite data file (created on first start); a relative
     #: path is taken from the directory orbiter is started in. Empty: not configured
@@ -81,7 +81,9 @@ def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
         raise SettingsError(
             f"'engine.kind' must be one of {', '.join(ENGINE_KINDS)}, not {settings.kind!r}"
         )
-    if settings.kind == "redis" and not settings.url.startswith(REDIS_SCHEMES):
+    if settings.kind == "redis" and not all(
+        part.strip().startswith(REDIS_SCHEMES) for part in settings.url.split(",")
+    ):
         raise SettingsError(
             "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
             f"redis, not {settings.url!r}"

@@ -230,3 +230,7 @@ class PresenceStore(abc.ABC):
     @abc.abstractmethod
     async def channels(self) -> dict[str, int]:
         """Every channel with at least one client, and its number of clients."""
+
+    async def close(self) -> None:
+        """Stop background work and release resources (nothing to do by default)."""
+        return None

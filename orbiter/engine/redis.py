@@ -209,7 +209,10 @@ class RedisBroker(Broker):
         *,
         prefix: str = "orbiter",
         backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
+        join: bool = True,
     ) -> None:
+        """``join``: keep this node in the node list and answer surveys through this Redis
+        (False for the shards after the first of a :class:`ShardedRedisBroker`)."""
         self.url = url
         #: The first and the longest wait before reconnecting (doubled each time between).
         self._backoff = backoff
@@ -242,7 +245,8 @@ class RedisBroker(Broker):
         self.failures = 0
         #: This node among the others (``engine/redis_cluster.py``), and its channels.
         self.cluster = ClusterLink(self._redis, prefix, self._node_id, self.answer)
-        self._cluster_names = frozenset(self.cluster.names())
+        self._joins = join
+        self._cluster_names = frozenset(self.cluster.names() if join else ())
 
     clustered = True
 
@@ -292,7 +296,8 @@ class RedisBroker(Broker):
             await self.close()
             raise EngineUnavailable(f"cannot subscribe through Redis at {self.url}") from None
         try:
-            await self.cluster.start()
+            if self._joins:
+                await self.cluster.start()
         except (RedisError, OSError) as exc:
             await self.close()
             why = f"cannot join the nodes on Redis at {self.url}: {exc}"
@@ -312,7 +317,8 @@ class RedisBroker(Broker):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        await self.cluster.close()
+        if self._joins:
+            await self.cluster.close()
         await self._redis.aclose()
 
     # ------------------------------------------------------------ publishing
@@ -574,9 +580,9 @@ class RedisBroker(Broker):
                 # Each channel catches up from history once its subscription is
                 # confirmed: then nothing can fall between the read and the subscription.
                 self._resubscribed = {self._subscribed[c] for c in self._last}
-                await connection.send_command(
-                    "SUBSCRIBE", *self._cluster_names, *self._subscribed.values()
-                )
+                names = [*self._cluster_names, *self._subscribed.values()]
+                if names:
+                    await connection.send_command("SUBSCRIBE", *names)
                 self._connection = connection
                 self._up.set()
                 pinger = asyncio.create_task(self._ping(connection))

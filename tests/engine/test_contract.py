@@ -17,6 +17,7 @@ import pytest
 from orbiter.engine.base import Broker, HistoryPolicy, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
+from orbiter.engine.redis_shards import ShardedRedisBroker, ShardedRedisPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 
@@ -28,8 +29,9 @@ ENGINES: dict[str, Callable[[Path], tuple[Broker, PresenceStore]]] = {
         MemoryPresenceStore(),
     ),
 }
-#: Engines that need a Redis (made by the fixture, with the test's server and prefix).
-REDIS_ENGINES = ("redis",)
+#: Engines that need a Redis (made by the fixture, with the test's server and prefix):
+#: one, and channels sharded over two.
+REDIS_ENGINES = ("redis", "redis-sharded")
 
 POLICY = HistoryPolicy(size=5, ttl=60.0, meta_ttl=600.0)
 
@@ -41,15 +43,19 @@ async def engine(
     if request.param in REDIS_ENGINES:
         url = request.getfixturevalue("redis_server").url
         prefix = request.getfixturevalue("redis_prefix")
-        broker: Broker = RedisBroker(url, prefix=prefix)
-        presence: PresenceStore = RedisPresenceStore(url, prefix=prefix)
+        if request.param == "redis-sharded":
+            urls = [url, request.getfixturevalue("second_redis_server").url]
+            broker: Broker = ShardedRedisBroker(urls, prefix=prefix)
+            presence: PresenceStore = ShardedRedisPresenceStore(urls, prefix=prefix)
+        else:
+            broker = RedisBroker(url, prefix=prefix)
+            presence = RedisPresenceStore(url, prefix=prefix)
     else:
         broker, presence = ENGINES[request.param](tmp_path)
     await broker.start()
     yield broker, presence
     await broker.close()
-    if isinstance(presence, RedisPresenceStore):
-        await presence.close()
+    await presence.close()
 
 
 async def _received(broker: Broker) -> list[Publication | PresenceEvent]:

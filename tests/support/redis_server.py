@@ -96,6 +96,14 @@ def redis_server() -> Iterator[RedisServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def second_redis_server() -> Iterator[RedisServer]:
+    """Another ``redis-server``, for channels sharded over two."""
+    server = RedisServer()
+    yield server
+    server.close()
+
+
 @pytest.fixture
 def redis_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix of this test's own, so tests sharing a Redis never meet."""
