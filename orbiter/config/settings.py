@@ -204,6 +204,17 @@ class LogSettings:
     payloads: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """``GET /metrics``, Prometheus' text format (``orbiter/http/metrics.py``)."""
+
+    #: Serve ``/metrics`` and time one channel hand-over in 16 (false: neither).
+    enabled: bool = True
+    #: Answer scrapers without ``server.api_key`` (a scraper on a private network);
+    #: false: ``/metrics`` needs the key whenever one is set, as ``/api`` does.
+    public: bool = False
+
+
 _LOG_LEVELS = ("debug", "info", "warning")
 _LOG_FORMATS = ("text", "json")
 
@@ -262,6 +273,8 @@ class Config:
     rpc: RpcSettings = field(default_factory=RpcSettings)
     #: The log's level and format (``[log]``).
     log: LogSettings = field(default_factory=LogSettings)
+    #: ``GET /metrics`` (``[metrics]``).
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def auth_required(self) -> bool:
@@ -305,6 +318,7 @@ _TOP_LEVEL = {
     "live",
     "rpc",
     "log",
+    "metrics",
 }
 #: A prefix is one or more path segments of URL-safe characters, no trailing slash.
 _SOCKJS_PREFIX = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
@@ -378,6 +392,9 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> Config:
     except SettingsError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     kwargs["log"] = _log(_table(raw, "log", source), source)
+    kwargs["metrics"] = _dataclass_from(
+        MetricsSettings, _table(raw, "metrics", source), "metrics", source
+    )
     for name, settings_class in (("poll", PollSettings), ("orbited", OrbitedSettings)):
         kwargs[name] = _positive(settings_class, _table(raw, name, source), name, source)
 

@@ -15,6 +15,7 @@ from orbiter.http.fast_publish import fast_publish_router
 from orbiter.http.front import front
 from orbiter.http.health import add_health_routes
 from orbiter.http.live_pages import add_live_pages
+from orbiter.http.metrics import add_metrics_route
 from orbiter.http.openapi import add_openapi_route
 from orbiter.http.origin_guard import add_cors_headers, origin_guard
 from orbiter.http.seed_scripts import add_seed_scripts
@@ -58,6 +59,7 @@ def build_app(node: Node) -> web.Application:
     add_call_route(app)  # POST /api/call: widget methods of live elements (http/api_calls.py)
     add_openapi_route(app)  # GET /api/openapi.json: the API's description (http/openapi.py)
     add_wall_route(app)  # POST /api/wall: a notice on every chat page (http/api_wall.py)
+    add_metrics_route(app, node)  # GET /metrics, Prometheus' text format (http/metrics.py)
     # Keep-alive POST /api/publish connections are served below aiohttp (http/fast_publish.py).
     app[RAW_ROUTERS].append(fast_publish_router(node))
     # Live element pages ([[live.element]], serve --element); the chat app unless one is at /.

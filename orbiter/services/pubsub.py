@@ -46,6 +46,8 @@ log = logging.getLogger("orbiter.pubsub")
 BatchHandler = Callable[[SharedBatch], None]
 #: Channels whose history policy :meth:`PubSub.policy` remembers.
 _POLICY_MEMO = 65_536
+#: One channel hand-over in this many is timed for :attr:`PubSub.latency_probe`.
+LATENCY_SAMPLE = 16
 
 
 class Subscriber(Protocol):
@@ -172,6 +174,14 @@ class PubSub:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Debug lines of subscribes and publishes (orbiter/logs.py): one flag test when off.
         self.events = EventLog(payloads=config.log.payloads)
+        #: Publications this node's routes published, and publications handed to
+        #: subscribers (one per subscriber): plain counts, read by ``GET /metrics``.
+        self.published = 0
+        self.delivered = 0
+        #: Set by ``GET /metrics`` (orbiter/http/metrics.py): called with the oldest
+        #: publication's ``time`` of one hand-over in :data:`LATENCY_SAMPLE`.
+        self.latency_probe: Callable[[float], None] | None = None
+        self._probe_in = LATENCY_SAMPLE
         broker.set_handlers(self._fan_out, self._fan_out_presence)
         # This node's share of the cluster-wide answers (other nodes' surveys).
         broker.set_answerer("channels", lambda _: dict(self.local_channels()))
@@ -244,10 +254,12 @@ class PubSub:
         if self.events.debug:
             self.events.published(channel, data, tags)
         try:
-            return await self._broker.publish(channel, data, self.policy(channel), tags)
+            pub = await self._broker.publish(channel, data, self.policy(channel), tags)
         except TooManyStreams:
             self._counters["limit_channels"] += 1
             raise
+        self.published += 1
+        return pub
 
     def publish_at_once(
         self, channel: str, data: JSON, tags: dict[str, str] | None = None
@@ -264,8 +276,10 @@ class PubSub:
         except TooManyStreams:
             self._counters["limit_channels"] += 1
             raise
-        if pub is not None and self.events.debug:
-            self.events.published(channel, data, tags)
+        if pub is not None:
+            self.published += 1
+            if self.events.debug:
+                self.events.published(channel, data, tags)
         return pub
 
     def publish_soon(
@@ -280,8 +294,10 @@ class PubSub:
         except TooManyStreams:
             self._counters["limit_channels"] += 1
             raise
-        if queued is not None and self.events.debug:
-            self.events.published(channel, data, tags)
+        if queued is not None:
+            self.published += 1
+            if self.events.debug:
+                self.events.published(channel, data, tags)
         return queued
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
@@ -468,6 +484,9 @@ class PubSub:
             if entry.given is None and (limit is None or len(subscribers) <= limit):
                 # The whole pass in one go: every subscriber has everything up to ``base``.
                 batch = SharedBatch(entry.name, entry.pubs)
+                self.delivered += len(entry.pubs) * len(subscribers)
+                if self.latency_probe is not None:
+                    self._sample(entry.pubs[0])
                 entry.pubs, entry.base = [], head
                 # A handler never unsubscribes synchronously (closing only marks the session).
                 for sub, handler in subscribers.items():
@@ -499,6 +518,7 @@ class PubSub:
             if shared is None:
                 skip = have - base
                 shared = batches[have] = SharedBatch(entry.name, entry.pubs[skip:])
+            self.delivered += len(shared.pubs)
             try:
                 handler(shared)
             except Exception:
@@ -511,12 +531,22 @@ class PubSub:
         entry.snapshot = None
         batches.clear()
         done = entry.pass_head - base
+        if self.latency_probe is not None and done:
+            self._sample(entry.pubs[0])
         del entry.pubs[:done]
         entry.base = entry.pass_head
         if entry.pubs:
             return _Progress.BEHIND
         self._end_passes(entry)
         return _Progress.CAUGHT_UP
+
+    def _sample(self, oldest: Publication) -> None:
+        """One hand-over of :data:`LATENCY_SAMPLE` is timed (no clock read for the others)."""
+        self._probe_in -= 1
+        if not self._probe_in:
+            self._probe_in = LATENCY_SAMPLE
+            if self.latency_probe is not None:
+                self.latency_probe(oldest.time)
 
     @staticmethod
     def _end_passes(entry: _Channel) -> None:
