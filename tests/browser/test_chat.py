@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 
 from orbiter.client import Client
 from tests.browser.chat_page import (
@@ -415,3 +415,44 @@ def test_a_message_published_twice_is_shown_once(
     open_chat(late, server.url, nick("late"))
     wait_for_line(late, f"app: {text}")
     assert lines(late).count(f"app: {text}") == 2
+
+
+def test_a_message_typed_offline_survives_a_reload(
+    server: RunningServer, new_page: Callable[[], Page]
+) -> None:
+    """The outbox is kept in the browser: typed offline, the tab reloaded (its files load,
+    its WebSocket cannot), the message is still pending, and is sent once the connection
+    is back. The page's WebSockets go through Playwright, which can refuse them."""
+    ann, bob = new_page(), new_page()
+    a = nick("ann")
+    up = [True]
+    sockets: list[WebSocketRoute] = []
+
+    def websocket(route: WebSocketRoute) -> None:
+        if not up[0]:
+            route.close()
+            return
+        route.connect_to_server()
+        sockets.append(route)
+
+    ann.route_web_socket("**/connection/websocket", websocket)
+    open_chat(ann, server.url, a, "?transports=websocket")
+    open_chat(bob, server.url, nick("bob"))
+    up[0] = False
+    for route in sockets:
+        route.close()
+    expect(ann.locator("#status")).to_have_text("reconnecting")
+    typed = unique("kept-in-the-browser")
+    say(ann, typed)
+    ann.reload()  # the name is remembered, the server cannot be asked: the page starts
+    expect(ann.locator("#my-nick")).to_have_text(a, timeout=WAIT)
+    assert pending(ann) == [typed]
+    assert f"{a}: {typed}" not in lines(bob)
+    up[0] = True
+    expect(ann.locator("#status")).to_have_text("connected", timeout=WAIT)
+    for page in (ann, bob):
+        wait_for_line(page, f"{a}: {typed}")
+    ann.wait_for_timeout(500)  # would a duplicate follow?
+    for page in (ann, bob):
+        assert_once(page, f"{a}: {typed}")
+    assert pending(ann) == []
