@@ -131,6 +131,10 @@ class Node:
         and new connections still sending their first request head."""
         return self._open
 
+    def opened_at(self, session: ClientSession) -> float | None:
+        """When ``session`` opened (``time.monotonic()``), while INFO lines are written."""
+        return self._opened.get(session)
+
     def refused(self, counter: str, message: str, *args: object) -> None:
         """Count a refusal under ``counter`` and log ``message % args`` (a WARNING,
         at most one per :data:`REFUSAL_LOG_INTERVAL` for each counter)."""

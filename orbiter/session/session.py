@@ -555,6 +555,15 @@ class ClientSession:
         if self._subs.pop(channel, None) is not None:
             await self._pubsub.unsubscribe(self, channel)
 
+    async def drop(self, channel: str, reason: str) -> bool:
+        """Leave ``channel`` on the server's word (an administrator, ``POST
+        /api/admin/unsubscribe``), telling the client why; False if not subscribed."""
+        if channel not in self._subs:
+            return False
+        await self._unsubscribe(channel)
+        self._send(encode_unsubscribed(channel, reason))
+        return True
+
     # ------------------------------------------------------------ direct calls
 
     async def subscribe(self, channel: str, since: StreamPosition | None = None) -> Subscribed:
