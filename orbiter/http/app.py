@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orbiter.http import api
+from orbiter.http.admin import add_admin
 from orbiter.http.api_calls import add_call_route
 from orbiter.http.api_wall import add_wall_route
 from orbiter.http.chat_app import add_chat_app
@@ -60,6 +61,7 @@ def build_app(node: Node) -> web.Application:
     add_openapi_route(app)  # GET /api/openapi.json: the API's description (http/openapi.py)
     add_wall_route(app)  # POST /api/wall: a notice on every chat page (http/api_wall.py)
     add_metrics_route(app, node)  # GET /metrics, Prometheus' text format (http/metrics.py)
+    add_admin(app, node, STATIC_DIR)  # /admin, its feed, /api/admin/* (http/admin.py)
     # Keep-alive POST /api/publish connections are served below aiohttp (http/fast_publish.py).
     app[RAW_ROUTERS].append(fast_publish_router(node))
     # Live element pages ([[live.element]], serve --element); the chat app unless one is at /.

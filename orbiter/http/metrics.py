@@ -77,8 +77,11 @@ class LatencyHistogram:
 _HISTOGRAM = web.AppKey("metrics_latency", LatencyHistogram)
 
 
-def node_sample(node: Node, stomp: StompBroker | None, latency: LatencyHistogram) -> dict[str, Any]:
-    """What this node counts now, as JSON (also its answer to other nodes' surveys)."""
+def node_sample(
+    node: Node, stomp: StompBroker | None, latency: LatencyHistogram | None
+) -> dict[str, Any]:
+    """What this node counts now, as JSON (its answer to other nodes' surveys, and the
+    admin dashboard's sample); ``latency`` None: not sampled (``[metrics] enabled = false``)."""
     transports = Counter(session.credentials.transport for session in node.sessions)
     if stomp is not None:
         transports.update(f"stomp-{session.transport}" for session in stomp.sessions)
@@ -93,8 +96,16 @@ def node_sample(node: Node, stomp: StompBroker | None, latency: LatencyHistogram
         "counters": dict(node.counters),
         "engine": node.broker.stats(),
         "stomp_queue_bytes": 0 if stomp is None else stomp.queues.bytes,
-        "latency": {"counts": list(latency.counts), "sum": latency.sum},
+        "latency": None
+        if latency is None
+        else {"counts": list(latency.counts), "sum": latency.sum},
+        "time": time.time(),
     }
+
+
+def app_sample(app: web.Application) -> dict[str, Any]:
+    """:func:`node_sample` of the node ``app`` serves."""
+    return node_sample(app[NODE], _stomp(app), app.get(_HISTOGRAM))
 
 
 def _int(value: JSON) -> int:
@@ -178,7 +189,7 @@ class _Samples(Collector):
             if "engine_failures" in engine:
                 engine_failures.add_metric(node, _int(engine["engine_failures"]))
             stomp_bytes.add_metric(node, _int(sample.get("stomp_queue_bytes")))
-            counts = sample.get("latency", {}).get("counts", [])
+            counts = (sample.get("latency") or {}).get("counts", [])
             if len(counts) == len(LATENCY_BUCKETS) + 1:
                 buckets, total = [], 0
                 for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
@@ -212,7 +223,7 @@ async def metrics(request: web.Request) -> web.Response:
             check_api_key(node, headers.get("X-API-Key"), headers.get("Authorization"))
         except ApiError as exc:
             return error_response(exc.status, exc.message)
-    samples = [node_sample(node, _stomp(app), app[_HISTOGRAM])]
+    samples = [app_sample(app)]
     nodes = 1
     if node.broker.clustered:
         survey = await node.broker.survey("metrics", None)

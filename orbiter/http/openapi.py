@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from orbiter.http.admin_api import MAX_CHANNELS, MAX_CONNECTIONS
 from orbiter.http.api import MAX_BATCH, MAX_EVENT_KEYS
 from orbiter.http.api_calls import MAX_TIMEOUT
 from orbiter.http.api_wall import MAX_WALL_TEXT, WALL_CHANNEL
@@ -368,6 +369,92 @@ _PATHS: Json = {
         }
     },
 }
+
+_ADMIN_REFUSALS: Json = {
+    "403": _error("server.api_key is not set: the admin routes are off."),
+    "404": _error("No such connection, or no such user subscribed, on any node."),
+}
+_NULLABLE_INT = {"type": ["integer", "null"], "minimum": 0}
+_PATHS["/api/admin/connections"] = _get(
+    "This node's connections (admin)",
+    [],
+    _json(
+        _object(
+            ["node", "total", "connections"],
+            {
+                "node": _STRING,
+                "total": _INT,
+                "connections": {
+                    "type": "array",
+                    "maxItems": MAX_CONNECTIONS,
+                    "items": _object(
+                        ["client", "user", "transport", "ip", "age", "buffer", "channels"],
+                        {
+                            "client": _STRING,
+                            "user": {"type": ["string", "null"]},
+                            "transport": _STRING,
+                            "ip": _STRING,
+                            "age": {"type": ["number", "null"], "minimum": 0},
+                            "buffer": _INT,
+                            "channels": _NULLABLE_INT,
+                        },
+                    ),
+                },
+            },
+        ),
+        "The longest-open first; age in seconds (null: not kept while INFO logs are off).",
+    ),
+    **{"403": _ADMIN_REFUSALS["403"]},
+)
+_PATHS["/api/admin/channels"] = _get(
+    "Channels with subscribers on any node, with their stream's offset (admin)",
+    [],
+    _json(
+        _object(
+            ["total", "channels", "time"],
+            {
+                "total": _INT,
+                "time": {"type": "number"},
+                "channels": {
+                    "type": "array",
+                    "maxItems": MAX_CHANNELS,
+                    "items": _object(
+                        ["channel", "subscribers", "offset", "epoch", "history_size"],
+                        {
+                            "channel": _STRING,
+                            "subscribers": _INT,
+                            "offset": _INT,
+                            "epoch": _STRING,
+                            "history_size": _INT,
+                        },
+                    ),
+                },
+            },
+        ),
+        "The most subscribed first; a rate is the offset's change over time.",
+    ),
+    **{"403": _ADMIN_REFUSALS["403"], "503": _UNAVAILABLE},
+)
+_PATHS["/api/admin/disconnect"] = _post(
+    "Close a connection on whichever node holds it (admin)",
+    _object(
+        ["client"],
+        {"client": {"type": "string", "minLength": 1}, "reconnect": {"type": "boolean"}},
+        description="reconnect: close 1001 (come back); else 3503 (do not).",
+    ),
+    {"200": _json(_object(["disconnected"], {"disconnected": _INT}), "Closed."), **_ADMIN_REFUSALS},
+)
+_PATHS["/api/admin/unsubscribe"] = _post(
+    "Take a user's connections off a channel, each told why (admin)",
+    _object(
+        ["user", "channel"],
+        {"user": {"type": "string", "minLength": 1}, "channel": _ref("Channel")},
+    ),
+    {
+        "200": _json(_object(["unsubscribed"], {"unsubscribed": _INT}), "How many."),
+        **_ADMIN_REFUSALS,
+    },
+)
 
 _SCHEMAS["Readiness"] = _object(
     ["status", "checks", "engine", "version", "uptime"],
