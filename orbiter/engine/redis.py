@@ -600,10 +600,12 @@ class RedisBroker(Broker):
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
-                # The command connections went with it: new ones for what comes next, rather
-                # than a publication failed on a connection already known dead.
+                # The idle command connections went with it: new ones for what comes next,
+                # rather than a publication failed on a connection already known dead. Those
+                # in use are left to finish (or fail) on their own: a pub/sub connection cut
+                # alone (a client kill, a proxy's timeout) must not fail a publication under way.
                 with contextlib.suppress(Exception):
-                    await self._redis.connection_pool.disconnect()
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
             finally:
                 self._connection = None
                 self._up.clear()

@@ -327,3 +327,33 @@ async def _until_async(read: Callable[[], Awaitable[object]], expected: object) 
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"never {expected!r}")
+
+
+async def test_a_cut_pub_sub_connection_fails_no_publication_under_way(brokers: Brokers) -> None:
+    """Only the pub/sub connection is cut (a client kill, a proxy's idle timeout): the
+    publications in flight on the healthy command connections are answered, not failed."""
+    publisher = await brokers()
+    admin = aioredis.Redis.from_url(publisher.url)
+    policy = HistoryPolicy(size=10, ttl=60.0, meta_ttl=600.0)
+
+    cutting = True
+
+    async def publish() -> int:
+        done = 0
+        while cutting:  # publications in flight at every cut
+            await asyncio.gather(*(publisher.publish(f"cut{k}", done, policy) for k in range(4)))
+            done += 4
+        return done
+
+    async def cut() -> None:
+        nonlocal cutting
+        for _ in range(15):
+            await asyncio.sleep(0.02)
+            await admin.client_kill_filter(_type="pubsub")
+        cutting = False
+
+    try:
+        done, _ = await asyncio.gather(publish(), cut())  # PublishFailed would come out here
+    finally:
+        await admin.aclose()
+    assert done > 100
