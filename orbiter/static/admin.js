@@ -150,7 +150,7 @@ function draw(canvas, points) {
   context.lineWidth = 2 * ratio;
   context.beginPath();
   points.forEach((value, i) => {
-    const x = (i / (POINTS - 1)) * width;
+    const x = (i / Math.max(1, points.length - 1)) * width;
     const y = height - (value / top) * (height - 14 * ratio) - ratio;
     if (i === 0) context.moveTo(x, y);
     else context.lineTo(x, y);
