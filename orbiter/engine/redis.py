@@ -241,6 +241,8 @@ class RedisBroker(Broker):
         self._connection: AbstractConnection | None = None
         #: Set while the pub/sub connection is up.
         self._up = asyncio.Event()
+        #: The ``run_id`` of the Redis it is connected to (another one: Redis restarted).
+        self._run_id = ""
         #: Times Redis could not be reached (publications failed, reconnects).
         self.failures = 0
         #: This node among the others (``engine/redis_cluster.py``), and its channels.
@@ -577,6 +579,7 @@ class RedisBroker(Broker):
             pinger: asyncio.Task[None] | None = None
             try:
                 await connection.connect()
+                await self._forget_connections_of_a_restarted_redis(connection)
                 # Each channel catches up from history once its subscription is
                 # confirmed: then nothing can fall between the read and the subscription.
                 self._resubscribed = {self._subscribed[c] for c in self._last}
@@ -600,12 +603,6 @@ class RedisBroker(Broker):
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
-                # The idle command connections went with it: new ones for what comes next,
-                # rather than a publication failed on a connection already known dead. Those
-                # in use are left to finish (or fail) on their own: a pub/sub connection cut
-                # alone (a client kill, a proxy's timeout) must not fail a publication under way.
-                with contextlib.suppress(Exception):
-                    await self._redis.connection_pool.disconnect(inuse_connections=False)
             finally:
                 self._connection = None
                 self._up.clear()
@@ -615,6 +612,24 @@ class RedisBroker(Broker):
                     await connection.disconnect()
             await asyncio.sleep(delay)
             delay = min(delay * 2, longest)
+
+    async def _forget_connections_of_a_restarted_redis(
+        self, connection: AbstractConnection
+    ) -> None:
+        """After a restart of Redis (its ``run_id`` changed) the command connections are
+        dead: new ones for what comes next, rather than a publication failed on one. A
+        pub/sub connection cut alone (a client kill, a proxy's timeout) leaves them be, so
+        no publication under way on them fails."""
+        await connection.send_command("INFO", "server")
+        info = await connection.read_response(timeout=PING_TIMEOUT)
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        run_id = next(
+            (line[7:].strip() for line in text.splitlines() if line.startswith("run_id:")), ""
+        )
+        if self._run_id and run_id != self._run_id:
+            with contextlib.suppress(Exception):
+                await self._redis.connection_pool.disconnect()
+        self._run_id = run_id
 
     async def _ping(self, connection: AbstractConnection) -> None:
         with contextlib.suppress(RedisError, OSError):
