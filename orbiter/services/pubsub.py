@@ -174,8 +174,9 @@ class PubSub:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Debug lines of subscribes and publishes (orbiter/logs.py): one flag test when off.
         self.events = EventLog(payloads=config.log.payloads)
-        #: Publications this node's routes published, and publications handed to
-        #: subscribers (one per subscriber): plain counts, read by ``GET /metrics``.
+        #: Publications this node's routes published, and publications due to subscribers
+        #: (one per subscriber here when it arrives, counted once per publication, not
+        #: per subscriber): plain counts, read by ``GET /metrics``.
         self.published = 0
         self.delivered = 0
         #: Set by ``GET /metrics`` (orbiter/http/metrics.py): called with the oldest
@@ -411,6 +412,7 @@ class PubSub:
         if entry is None:
             return
         entry.pubs.append(pub)
+        self.delivered += len(entry.subscribers)
         if entry.scheduled:
             return
         entry.scheduled = True
@@ -484,7 +486,6 @@ class PubSub:
             if entry.given is None and (limit is None or len(subscribers) <= limit):
                 # The whole pass in one go: every subscriber has everything up to ``base``.
                 batch = SharedBatch(entry.name, entry.pubs)
-                self.delivered += len(entry.pubs) * len(subscribers)
                 if self.latency_probe is not None:
                     self._sample(entry.pubs[0])
                 entry.pubs, entry.base = [], head
@@ -518,7 +519,6 @@ class PubSub:
             if shared is None:
                 skip = have - base
                 shared = batches[have] = SharedBatch(entry.name, entry.pubs[skip:])
-            self.delivered += len(shared.pubs)
             try:
                 handler(shared)
             except Exception:
