@@ -134,7 +134,7 @@ class _Samples(Collector):
         )
         delivered = CounterMetricFamily(
             "orbiter_deliveries",
-            "Publications handed to subscribers' connections (one per subscriber)",
+            "Publications due to subscribers here (one per subscriber when it arrived)",
             labels=label,
         )
         channels = GaugeMetricFamily(
