@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -255,3 +256,31 @@ def test_a_worker_that_cannot_start_stops_the_server_with_its_reason(tmp_path: P
     assert "could not start: stopping the server" in done.stderr
     assert "Traceback" not in done.stderr
     assert "private redis-server stopped" in done.stderr
+
+
+def test_workers_on_a_port_taken_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orbiter",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith("orbiter: cannot start: [Errno 98]")
+    assert "Traceback" not in done.stderr
+    assert "private redis-server stopped" in done.stderr  # started first, stopped again
