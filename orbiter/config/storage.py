@@ -27,6 +27,8 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SYNC_MODES = ("normal", "full")
 #: The data file's name in ``engine.data_dir``.
 DATA_FILE = "orbiter.sqlite3"
+#: The STOMP broker's persistent queue messages, in ``engine.data_dir`` beside it.
+QUEUE_FILE = "stomp-queues.sqlite3"
 #: Where ``orbiter serve`` keeps the data file when the config names no ``data_dir``:
 #: relative to the directory it is started in (as every relative path of the config).
 DEFAULT_DATA_DIR = "orbiter-data"
@@ -71,6 +73,11 @@ class EngineSettings:
     @property
     def data_file(self) -> Path:
         return Path(self.data_dir) / DATA_FILE
+
+    @property
+    def queue_file(self) -> Path:
+        """Where STOMP ``persistent:true`` queue messages are kept (when :attr:`durable`)."""
+        return Path(self.data_dir) / QUEUE_FILE
 
 
 def engine_settings_from(table: dict[str, Any]) -> EngineSettings:

@@ -53,6 +53,7 @@ def add_stomp(app: web.Application, node: Node) -> StompBroker:
     listener: list[asyncio.Server] = []
 
     async def start(app: web.Application) -> None:
+        await broker.start()  # persistent queue messages kept from the last run
         if not settings.listen:
             return
         host, port = parse_listen(settings.listen, config.host)

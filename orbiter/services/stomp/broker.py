@@ -6,7 +6,10 @@ there is :meth:`PubSub.publish`, so STOMP, the HTTP API and the native
 protocol share one delivery path and one order per channel. Queues are the
 broker's own (:mod:`.queues`), local to this node, within the byte budgets of
 ``[stomp]``; while they hold messages, one timer sweeps out those past their
-deadline every :data:`SWEEP_INTERVAL` seconds.
+deadline every :data:`SWEEP_INTERVAL` seconds. On a node with a data directory
+(the SQLite engine), ``persistent:true`` messages are also kept in the queue
+file until consumed (:mod:`.durable_queue`; :meth:`StompBroker.start` queues
+them again); elsewhere they are kept in memory like the others.
 
 Connections count in the node's ``limits.max_connections`` /
 ``max_connections_per_ip`` (:meth:`orbiter.node.Node.admit`), as native
@@ -37,8 +40,9 @@ from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.services.stomp.bodies import body_of
+from orbiter.services.stomp.durable_queue import DurableQueues, restore
 from orbiter.services.stomp.interfaces import Destination
-from orbiter.services.stomp.queues import QueueBook
+from orbiter.services.stomp.queues import QueueBook, QueuedMessage
 from orbiter.services.stomp.session import StompSession
 
 log = logging.getLogger("orbiter.stomp")
@@ -94,6 +98,11 @@ class StompBroker:
         )
         #: The queue sweep's next run, set while queues hold bytes.
         self._sweep: asyncio.TimerHandle | None = None
+        #: Where ``persistent:true`` queue messages are kept: None without a data directory.
+        self.durable: DurableQueues | None = None
+        if config.engine.durable:
+            self.durable = DurableQueues(config.engine.queue_file, config.engine.sync)
+            self.queues.stored_gone = self._stored_gone
         self.sessions: set[StompSession] = set()
         self.frame_limits = Limits(
             max_headers=self.settings.max_headers,
@@ -111,6 +120,20 @@ class StompBroker:
         self._tail_framings: dict[bool, Callable[[SharedBatch], list[bytes]]] = {
             escaped: partial(self._encode_tails, escaped) for escaped in (False, True)
         }
+
+    async def start(self) -> None:
+        """Open the queue file and queue its messages again (:class:`EngineUnavailable`)."""
+        if self.durable is None:
+            return
+        messages = await self.durable.open()
+        queued = restore(self.durable, self.queues, messages)
+        if queued:
+            log.info("%d persistent STOMP queue messages kept from the last run", queued)
+            self.queued()
+
+    def _stored_gone(self, message: QueuedMessage) -> None:
+        if self.durable is not None:
+            self.durable.delete(message.key)
 
     # ----------------------------------------------------------------- sessions
 
@@ -180,6 +203,8 @@ class StompBroker:
                     await asyncio.wait_for(self._empty.wait(), grace)
         if self.sessions:
             log.warning("%d stomp connections still open at shutdown", len(self.sessions))
+        if self.durable is not None:
+            await self.durable.close()
 
     def next_id(self) -> str:
         return str(next(self._ids))

@@ -19,6 +19,7 @@ from orbiter.model import Publication
 from orbiter.protocol.stomp import Limits
 from orbiter.services.pubsub import PubSub, Subscriber
 from orbiter.services.shared_batch import SharedBatch
+from orbiter.services.stomp.durable_queue import DurableQueues
 from orbiter.services.stomp.identity import StompIdentity
 from orbiter.services.stomp.queues import QueueBook
 
@@ -34,6 +35,8 @@ class SessionBroker(Protocol):
     auth: Authenticator
     pubsub: PubSub
     queues: QueueBook
+    #: Where ``persistent:true`` queue messages are kept (None: in memory only).
+    durable: DurableQueues | None
     #: Limit violations by name.
     counters: Counter[str]
     frame_limits: Limits

@@ -24,6 +24,13 @@ Every message has a deadline (``stomp.message_ttl``, shortened by its
 past it is never delivered; :meth:`QueueBook.sweep`, run now and then by the
 broker, drops such messages and frees their bytes, a bounded number of
 messages per call, and forgets queues left with no message and no consumer.
+
+A *persistent* message (:mod:`.durable_queue`) is stored before it is queued:
+:meth:`MessageQueue.reserve` counts its bytes in every budget (or refuses it)
+while its row is committed, then :meth:`MessageQueue.admit` queues it (or
+:meth:`MessageQueue.unreserve` gives the bytes back if the write failed).
+When it leaves the queues, its book's ``stored_gone`` is told, to delete
+its row.
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class QueuedMessage:
     size: int = field(init=False)
     #: The address of the client that sent it, whose share its bytes count in.
     sender: str = field(kw_only=True)
+    #: Its row in the queue file (``persistent:true``); 0 if it is kept in memory only.
+    key: int = field(default=0, kw_only=True)
 
     def __post_init__(self) -> None:
         self.size = (
@@ -97,7 +106,16 @@ class Consumer(Protocol):
 
 
 class MessageQueue:
-    __slots__ = ("_book", "_next", "bytes", "consumers", "earliest", "name", "pending")
+    __slots__ = (
+        "_book",
+        "_next",
+        "bytes",
+        "consumers",
+        "earliest",
+        "name",
+        "pending",
+        "reserved",
+    )
 
     def __init__(self, name: str, book: QueueBook) -> None:
         self.name = name
@@ -109,10 +127,12 @@ class MessageQueue:
         #: No waiting message expires before this (it may be earlier than the first that does).
         self.earliest = math.inf
         self._next = 0
+        #: Messages whose bytes are counted while they are being stored (not yet waiting).
+        self.reserved = 0
 
     @property
     def idle(self) -> bool:
-        return not self.pending and not self.consumers
+        return not self.pending and not self.consumers and not self.reserved
 
     def put(self, message: QueuedMessage) -> None:
         """Queue ``message`` and dispatch; :class:`QueueFull` (nothing queued) past a budget.
@@ -141,6 +161,41 @@ class MessageQueue:
             self.earliest = message.expires
         self.dispatch()
 
+    def reserve(self, message: QueuedMessage) -> None:
+        """Count a message that is being stored in every budget; :class:`QueueFull` (nothing
+        counted) past one. :meth:`admit` or :meth:`unreserve` must follow."""
+        now = self._book.clock()
+        if self.earliest <= now and self._refusal(message) is not None:
+            self.expire(now)
+        refusal = self._refusal(message)
+        if refusal is not None:
+            raise refusal
+        self._count(message)
+        self.reserved += 1
+
+    def admit(self, message: QueuedMessage) -> None:
+        """A reserved message was stored: it waits in the queue (its bytes already count)."""
+        self.reserved -= 1
+        if message.expires <= self._book.clock():
+            self._release(message)
+            return
+        self.pending.append(message)
+        if message.expires < self.earliest:
+            self.earliest = message.expires
+        self.dispatch()
+
+    def unreserve(self, message: QueuedMessage) -> None:
+        """A reserved message could not be stored: its bytes are free (it has no row)."""
+        self.reserved -= 1
+        self.bytes -= message.size
+        self._book.bytes -= message.size
+        self._book.shares.release(message.sender, message.size)
+
+    def _count(self, message: QueuedMessage) -> None:
+        self.bytes += message.size
+        self._book.bytes += message.size
+        self._book.shares.take(message.sender, message.size)
+
     def _hand_over(self, message: QueuedMessage) -> bool:
         """Give ``message`` to the next consumer in turn with room if it does not hold it."""
         consumers = self.consumers
@@ -156,7 +211,7 @@ class MessageQueue:
 
     def _refusal(self, message: QueuedMessage) -> QueueFull | None:
         book = self._book
-        if len(self.pending) >= book.max_length:
+        if len(self.pending) + self.reserved >= book.max_length:
             return _full(
                 "max_queue_length",
                 f"queue {self.name!r} holds {book.max_length} messages waiting for a consumer",
@@ -272,10 +327,14 @@ class MessageQueue:
         return looked
 
     def _release(self, message: QueuedMessage) -> None:
-        """``message`` left the queue (consumed, acknowledged or expired): its bytes are free."""
+        """``message`` left the queue (consumed, acknowledged or expired): its bytes are free,
+        and its row, if it has one, goes."""
+        book = self._book
         self.bytes -= message.size
-        self._book.bytes -= message.size
-        self._book.shares.release(message.sender, message.size)
+        book.bytes -= message.size
+        book.shares.release(message.sender, message.size)
+        if message.key and book.stored_gone is not None:
+            book.stored_gone(message)
 
 
 class QueueBook:
@@ -313,6 +372,8 @@ class QueueBook:
         self._queues: dict[str, MessageQueue] = {}
         #: Queues the current round of sweeps has still to visit.
         self._to_sweep: list[MessageQueue] = []
+        #: Told of each stored (persistent) message that left the queues, to delete its row.
+        self.stored_gone: Callable[[QueuedMessage], None] | None = None
 
     def get(self, name: str) -> MessageQueue | None:
         """The queue ``name``, created if need be; None if that would pass ``max_queues``."""

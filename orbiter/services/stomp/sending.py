@@ -7,6 +7,9 @@ queues' budgets, counted in the share of the connection's client address
 (``stomp.max_client_queue_bytes``, :mod:`.shares`), which every connection
 from that address draws from. SENDs of a connection held to the
 channel rules (not an app server) spend ``limits.publish_rate`` tokens.
+A queue SEND with ``persistent:true`` on a node with a queue file is stored
+first (:mod:`.durable_queue`): it returns (and the RECEIPT goes) only once
+its row is committed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from orbiter.protocol.stomp import Frame
 from orbiter.services.rate import TokenBucket
 from orbiter.services.stomp.bodies import BodyError, data_of
 from orbiter.services.stomp.destinations import channel_of, destination_of, queue_of
+from orbiter.services.stomp.durable_queue import put_persistent
 from orbiter.services.stomp.errors import StompError
 from orbiter.services.stomp.interfaces import Connection, SessionBroker
 from orbiter.services.stomp.queues import QueuedMessage, QueueFull
@@ -81,8 +85,12 @@ class Sending:
             f"q{broker.next_id()}", headers, frame.body, deadline, sender=connection.peer
         )
         queue = queue_of(broker, target)
+        durable = broker.durable
         try:
-            queue.put(message)
+            if durable is not None and _persistent(frame):
+                await put_persistent(durable, queues, queue, message)
+            else:
+                queue.put(message)
         except QueueFull as exc:
             broker.counters[exc.counter] += 1
             raise StompError("queue full", f"{exc}; the message was not accepted") from None
@@ -102,6 +110,13 @@ class Sending:
             f"{limits.publish_burst}; limits.publish_rate, limits.publish_burst); "
             "the message was not published",
         )
+
+
+def _persistent(frame: Frame) -> bool:
+    """The SEND asks for its message to be kept until consumed (``persistent:true``, the
+    header of ActiveMQ and RabbitMQ)."""
+    value = frame.get("persistent")
+    return value is not None and value.lower() == "true"
 
 
 def _tags(frame: Frame) -> dict[str, str] | None:

@@ -218,6 +218,9 @@ class StompSession:
             self._acks.acknowledge(
                 frame, self.version or "1.0", self.broker.queues, nack=command == "NACK"
             )
+            durable = self.broker.durable
+            if durable is not None and "receipt" in frame:
+                await durable.synced()  # the RECEIPT says: the consumed rows are gone
         elif command == "BEGIN":
             self._transactions.begin(frame)
         elif command == "COMMIT":
