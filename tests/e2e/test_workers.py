@@ -284,3 +284,24 @@ def test_workers_on_a_port_taken_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1].startswith("orbiter: cannot start: [Errno 98]")
     assert "Traceback" not in done.stderr
     assert "private redis-server stopped" in done.stderr  # started first, stopped again
+
+
+async def test_sigint_to_the_parent_stops_every_worker_and_tells_their_clients() -> None:
+    server = RunningServer(args=("--workers", "2"))
+    clients: list[NativeClient] = []
+    try:
+        _wait_listening(server, 2)
+        pids = list(_workers(server).values())
+        clients = [await NativeClient.open(server.ws_url) for _ in range(6)]
+        redis = _REDIS.search(server.log)
+        assert redis is not None
+        code = await asyncio.to_thread(server.stop, signal.SIGINT)
+        assert code == 0
+        for client in clients:  # told, whichever worker held them
+            await asyncio.wait_for(client.closed.wait(), 5)
+            assert client.close_reason == "server shutting down"
+    finally:
+        for client in clients:
+            await client.close()
+        server.stop()
+    _assert_gone([*pids, int(redis.group(1))], redis.group(2))
