@@ -46,6 +46,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from orbiter.config.settings import Config
+from orbiter.logs import JsonFormatter
 
 log = logging.getLogger("orbiter.workers")
 
@@ -195,14 +196,20 @@ def worker_config(config: Config, index: int, port: int, engine_url: str) -> Con
 
 
 class _WorkerLines(logging.Filter):
-    """Begins each log line of a worker with its index and pid."""
+    """Says whose each log line is: a ``[worker i, pid p]`` prefix on text lines, ``worker``
+    and ``pid`` fields on JSON lines (``[log] format``)."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, fields: bool) -> None:
         super().__init__()
-        self._prefix = f"[worker {index}, pid {os.getpid()}] "
+        self._index = index
+        self._pid = os.getpid()
+        self._fields = fields
+        self._prefix = f"[worker {index}, pid {self._pid}] "
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith(self._prefix):
+        if self._fields:
+            record.worker, record.pid = self._index, self._pid
+        elif not str(record.msg).startswith(self._prefix):
             record.msg = self._prefix + str(record.msg)
         return True
 
@@ -212,7 +219,7 @@ def _worker_main(config: Config, index: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     for handler in logging.getLogger().handlers:  # whatever their format, lines say whose
-        handler.addFilter(_WorkerLines(index))
+        handler.addFilter(_WorkerLines(index, isinstance(handler.formatter, JsonFormatter)))
     from orbiter.engine.base import EngineUnavailable
     from orbiter.server import serve
     from orbiter.services.live.host import ElementLoadError
