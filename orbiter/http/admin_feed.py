@@ -139,8 +139,10 @@ async def feed(request: web.Request) -> web.StreamResponse:
 
 
 async def _write(ws: web.WebSocketResponse, reader: _Reader) -> None:
-    while not ws.closed:
-        await ws.send_str((await reader.queue.get()).decode())
+    """Send the samples as they come, until the page is gone."""
+    with contextlib.suppress(ConnectionError, RuntimeError):  # gone mid-send
+        while not ws.closed:
+            await ws.send_str((await reader.queue.get()).decode())
 
 
 def add_admin_feed(app: web.Application, node: Node, sample: Callable[[], dict[str, Any]]) -> None:
