@@ -136,3 +136,50 @@ async def test_public_needs_no_key_and_disabled_is_gone() -> None:
         assert (await _scrape(off.url))[0] == 404
     finally:
         off.stop()
+
+
+async def test_one_scrape_of_workers_sees_every_worker() -> None:
+    """--workers 2 on one port: whichever worker answers serves both workers' series (asked
+    through the engine), each under its own node label, and their connections add up."""
+    srv = RunningServer(f'[server]\napi_key = "{KEY}"\n', args=("--workers", "2"))
+    clients: list[NativeClient] = []
+    try:
+        for _ in range(400):  # both workers listening (20 s at most)
+            if srv.log.count("listening on") >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.log.count("listening on") >= 2, srv.log
+        for _ in range(12):
+            client = await NativeClient.open(srv.ws_url)
+            await client.call("subscribe", channel=CHANNEL)
+            clients.append(client)
+        async with AsyncClient(srv.url, api_key=KEY) as app_server:
+            for i in range(5):
+                await app_server.publish(CHANNEL, {"n": i})
+        for client in clients:
+            assert len([await client.next_push() for _ in range(5)]) == 5
+        for _ in range(3):  # each scrape may reach either worker: the same totals
+            status, text = await _scrape(srv.url, {"X-API-Key": KEY})
+            assert status == 200, text
+            by_node: dict[str, dict[str, float]] = {}
+            nodes = answered = 0.0
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "orbiter_cluster_nodes":
+                        nodes = sample.value
+                    elif sample.name == "orbiter_cluster_nodes_answered":
+                        answered = sample.value
+                    elif "node" in sample.labels:
+                        values = by_node.setdefault(sample.labels["node"], {})
+                        key = sample.name + sample.labels.get("transport", "")
+                        values[key] = values.get(key, 0) + sample.value
+            assert (nodes, answered) == (2, 2)
+            assert len(by_node) == 2
+            assert sum(v.get("orbiter_connectionswebsocket", 0) for v in by_node.values()) == 12
+            assert all(v.get("orbiter_connectionswebsocket", 0) > 0 for v in by_node.values())
+            assert sum(v["orbiter_publications_total"] for v in by_node.values()) == 5
+            assert sum(v["orbiter_deliveries_total"] for v in by_node.values()) == 5 * 12
+    finally:
+        for client in clients:
+            await client.close()
+        srv.stop()
