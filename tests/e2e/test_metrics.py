@@ -83,7 +83,7 @@ async def test_numbers_after_known_traffic(server: RunningServer) -> None:
         assert samples[("orbiter_cluster_nodes", ())] == 1
         # One hand-over in 16 is timed: 40 publications one after another are 40 hand-overs.
         count = samples[("orbiter_publish_latency_seconds_count", ())]
-        assert count >= 1
+        assert 1 <= count <= PUBLICATIONS // 16  # sampled, never one clock read each
         assert samples[("orbiter_publish_latency_seconds_bucket", (("le", "+Inf"),))] == count
         assert 0 < samples[("orbiter_publish_latency_seconds_sum", ())] < count * 5
     finally:
