@@ -53,7 +53,11 @@ async def test_numbers_after_known_traffic(server: RunningServer) -> None:
     sockets = [await NativeClient.open(server.ws_url) for _ in range(SOCKETS)]
     url = f"{server.url}/connection/sse?channel={quote(CHANNEL, safe='')}"
     streams = [await EventStream.open(url) for _ in range(STREAMS)]
+    stomp_http = aiohttp.ClientSession()
+    stomp = await stomp_http.ws_connect(server.url + "/stomp", protocols=("v12.stomp",))
     try:
+        await stomp.send_str("CONNECT\naccept-version:1.2\nhost:orbiter\n\n\x00")
+        assert (await stomp.receive(timeout=5)).data.startswith("CONNECTED")
         for client in sockets:
             await client.call("subscribe", channel=CHANNEL)
         for stream in streams:  # subscribed once its first event (the connect) came
@@ -76,6 +80,7 @@ async def test_numbers_after_known_traffic(server: RunningServer) -> None:
         assert len(node_labels - {None}) == 1  # one node, named in every per-node series
         assert samples[("orbiter_connections", (("transport", "websocket"),))] == SOCKETS
         assert samples[("orbiter_connections", (("transport", "sse"),))] == STREAMS
+        assert samples[("orbiter_connections", (("transport", "stomp-websocket"),))] == 1
         assert samples[("orbiter_publications_total", ())] == PUBLICATIONS
         assert samples[("orbiter_deliveries_total", ())] == PUBLICATIONS * (SOCKETS + STREAMS)
         assert samples[("orbiter_subscribed_channels", ())] == 1
@@ -91,6 +96,8 @@ async def test_numbers_after_known_traffic(server: RunningServer) -> None:
             await client.close()
         for stream in streams:
             await stream.close()
+        await stomp.close()
+        await stomp_http.close()
 
     # Closed connections leave the gauges (the server sees them go within a moment).
     deadline = time.monotonic() + 5
