@@ -204,3 +204,40 @@ async def test_the_page_is_served_without_a_secret_and_not_framed(server: Runnin
         assert KEY not in page
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+async def test_actions_reach_every_worker() -> None:
+    """--workers 2 on one port: whichever worker takes the call, the connection or the user
+    is found on the other one too (asked through the engine)."""
+    srv = RunningServer(f'[server]\napi_key = "{KEY}"\n', args=("--workers", "2"))
+    clients: list[NativeClient] = []
+    try:
+        for _ in range(400):  # both workers listening (20 s at most)
+            if srv.log.count("listening on") >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.log.count("listening on") >= 2, srv.log
+        for i in range(8):
+            client = await NativeClient.open(srv.ws_url, key=f"u{i}, 1, /adm")
+            assert "result" in await client.call("subscribe", channel=ROOM)
+            clients.append(client)
+        for i, client in enumerate(clients[:4]):
+            status, answer = await _call(
+                srv.url, "POST", "/api/admin/unsubscribe", {"user": f"u{i}", "channel": ROOM}
+            )
+            assert (status, answer) == (200, {"unsubscribed": 1})
+            assert (await client.next_push())["push"] == "unsubscribed"
+        for client in clients[4:]:
+            status, answer = await _call(
+                srv.url,
+                "POST",
+                "/api/admin/disconnect",
+                {"client": client.connect_result["client"]},
+            )
+            assert (status, answer) == (200, {"disconnected": 1})
+            await asyncio.wait_for(client.closed.wait(), 5)
+            assert client.ws.close_code == 3503
+    finally:
+        for client in clients:
+            await client.close()
+        srv.stop()
