@@ -181,6 +181,8 @@ async def test_the_feed_needs_the_key_and_streams_samples(server: RunningServer)
             # The reserved channel is the server's: no client subscribes to it by name.
             refused = await client.call("subscribe", channel="$admin")
             assert "error" in refused, refused
+            forged = await client.call("publish", channel="$admin", data={"node": hello["node"]})
+            assert "error" in forged, forged
         finally:
             await client.close()
     finally:
