@@ -10,6 +10,7 @@ actions :mod:`orbiter.http.admin_api`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,8 @@ from orbiter.http.admin_api import add_admin_api
 from orbiter.http.admin_feed import add_admin_feed
 from orbiter.http.metrics import app_sample
 from orbiter.node import Node
+
+log = logging.getLogger("orbiter.admin")
 
 ADMIN_PATH = "/admin"
 #: The page's own files only; its feed is a WebSocket to this origin.
@@ -34,12 +37,16 @@ _HEADERS = {
 
 
 def add_admin(app: web.Application, node: Node, static_dir: Path) -> None:
-    """``/admin`` (the page), ``/admin/feed`` and ``/api/admin/*``."""
+    """``/admin`` (the page, unless a live element is mounted there), ``/admin/feed`` and
+    ``/api/admin/*``."""
+    add_admin_api(app, node)
+    add_admin_feed(app, node, lambda: app_sample(app))
+    if ADMIN_PATH in node.live.mounts:
+        log.warning("a live element is mounted at %s: the admin page is not served", ADMIN_PATH)
+        return
     page = (static_dir / "admin.html").read_bytes()
 
     async def admin_page(request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", headers=_HEADERS)
 
     app.router.add_get(ADMIN_PATH, admin_page)
-    add_admin_api(app, node)
-    add_admin_feed(app, node, lambda: app_sample(app))
