@@ -214,7 +214,18 @@ class Broker(abc.ABC):
 
 
 class PresenceStore(abc.ABC):
-    """Which clients are subscribed to each channel, and as which users."""
+    """Which clients are subscribed to each channel, and as which users.
+
+    Presence is live state, never persisted, and every entry expires: it lives
+    a TTL (30 s by default) after it was added or last refreshed, and one not
+    refreshed within it disappears from every answer. While a node runs, its
+    store refreshes the entries of its node's clients (added and not removed)
+    in bulk on a timer (every TTL / 3; never per message or per publication),
+    so an entry outlives its client only when its node stops or dies without
+    removing it, and then by at most the TTL. On Redis that is what takes a dead
+    node's clients out of presence; the memory and SQLite engines' entries are
+    their own process's and go with it, and keep the same contract.
+    """
 
     @abc.abstractmethod
     async def add(self, channel: str, info: ClientInfo) -> bool:

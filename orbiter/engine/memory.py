@@ -16,6 +16,10 @@ History is bounded per channel (size and age) and over the node
 first, whatever their channel, and a client asking to recover past them is
 told it cannot. A stream (epoch, offset) is forgotten once it has no
 history, no subscriber on this node, and no activity for ``meta_ttl``.
+
+Presence entries expire as the engine contract says
+(:class:`~orbiter.engine.base.PresenceStore`); all of this store's entries
+are its own node's, so one timestamp refreshed by one timer is their refresh.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import math
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 
 import orjson
 
@@ -290,15 +295,51 @@ class MemoryBroker(LocalBroker):
             self.sweep()
 
 
-class MemoryPresenceStore(PresenceStore):
-    """Presence for a single orbiter process."""
+#: Seconds a presence entry lives unless refreshed (the Redis engine's default too).
+PRESENCE_TTL = 30.0
 
-    def __init__(self) -> None:
+
+class MemoryPresenceStore(PresenceStore):
+    """Presence for a single orbiter process.
+
+    Every entry is refreshed at once, every ``ttl / 3`` seconds, by one timer
+    that runs from the first :meth:`add` until :meth:`close` (no work per entry
+    or per message); once it stops, the entries expire together ``ttl`` after
+    the last refresh. ``clock``: monotonic seconds, the event loop's in production.
+    """
+
+    def __init__(
+        self, ttl: float = PRESENCE_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._channels: dict[str, dict[str, ClientInfo]] = {}
         #: channel -> user -> number of that user's clients on the channel
         self._users: dict[str, dict[str, int]] = {}
+        self.ttl = ttl
+        self._clock = clock
+        #: When every entry was last refreshed.
+        self._refreshed = clock()
+        self._refresher: asyncio.TimerHandle | None = None
+
+    def _refresh(self) -> None:
+        self._refreshed = self._clock()
+        self._refresher = asyncio.get_running_loop().call_later(self.ttl / 3, self._refresh)
+
+    def _expire(self) -> None:
+        """Forget every entry if none was refreshed within the TTL."""
+        if self._channels and self._clock() - self._refreshed >= self.ttl:
+            self._channels.clear()
+            self._users.clear()
+
+    async def close(self) -> None:
+        """Stop refreshing: the entries expire ``ttl`` after the last refresh."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
 
     async def add(self, channel: str, info: ClientInfo) -> bool:
+        self._expire()
+        if self._refresher is None:
+            self._refresh()
         clients = self._channels.setdefault(channel, {})
         if info.client in clients:
             clients[info.client] = info
@@ -311,6 +352,7 @@ class MemoryPresenceStore(PresenceStore):
         return users[info.user] == 1
 
     async def remove(self, channel: str, client: str) -> ClientInfo | None:
+        self._expire()
         clients = self._channels.get(channel)
         info = None if clients is None else clients.pop(client, None)
         if clients is not None and not clients:
@@ -327,7 +369,9 @@ class MemoryPresenceStore(PresenceStore):
         return info
 
     async def clients(self, channel: str) -> list[ClientInfo]:
+        self._expire()
         return list(self._channels.get(channel, {}).values())
 
     async def channels(self) -> dict[str, int]:
+        self._expire()
         return {channel: len(clients) for channel, clients in self._channels.items()}

@@ -768,10 +768,13 @@ local existed = redis.call('hexists', KEYS[1], ARGV[1]) == 1
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 redis.call('zadd', KEYS[2], now + ttl, ARGV[1])
 redis.call('zadd', KEYS[4], now + ttl, ARGV[5])
+local first = 0
+if not existed and ARGV[3] ~= '' and redis.call('hincrby', KEYS[3], ARGV[3], 1) == 1 then
+  first = 1
+end
+-- After the count: a users hash made by this call expires with the others.
 for i = 1, 3 do redis.call('pexpire', KEYS[i], ttl) end
-if existed or ARGV[3] == '' then return 0 end
-if redis.call('hincrby', KEYS[3], ARGV[3], 1) == 1 then return 1 end
-return 0
+return first
 """
 )
 
