@@ -2,8 +2,8 @@
 
 A development tool, not a production front end (use a real proxy, CORS and
 ``[origins]`` there). With ``dev_proxy.enabled``, every request whose path
-is not one of orbiter's own (``/api``, ``/health``, ``/static``, ``/connection``, ``/poll``,
-``/tcp``, the SockJS and STOMP prefixes, Orbited 0.3 URLs with ``|``) is
+is not one of orbiter's own (``/api``, ``/health``, ``/metrics``, ``/admin``, ``/static``,
+``/connection``, ``/poll``, ``/tcp``, the SockJS and STOMP prefixes, Orbited 0.3 URLs with ``|``) is
 matched against the routes, longest prefix first: ``ORBITED`` means orbiter
 answers it; a URL means it is forwarded there with its path and query
 unchanged. Bodies stream both ways (nothing is buffered whole), WebSocket
@@ -63,6 +63,8 @@ def own_prefixes(node: Node) -> tuple[str, ...]:
     return (
         "/api",
         "/health",  # http/health.py: the node's own, whatever the proxy routes
+        "/metrics",  # http/metrics.py
+        "/admin",  # http/admin.py: the dashboard and its feed
         "/_",  # Orbited 0.3's /_/orbited.js
         "/static",
         "/connection",

@@ -13,6 +13,10 @@ import orjson
 import pytest
 
 from orbiter.client import AsyncClient
+from orbiter.config.settings import Config
+from orbiter.config.tcp import DevRoute
+from orbiter.http.dev_proxy import own_prefixes, route_for
+from orbiter.node import Node
 from tests.support.server import RunningServer
 from tests.support.sse_client import EventStream
 from tests.support.wsclient import NativeClient
@@ -243,3 +247,13 @@ async def test_actions_reach_every_worker() -> None:
         for client in clients:
             await client.close()
         srv.stop()
+
+
+def test_the_dev_proxy_never_forwards_metrics_or_the_dashboard() -> None:
+    """With a dev proxy route owning /, these stay orbiter's (a key sent to /admin's API or
+    the feed must not reach the app server)."""
+    own = own_prefixes(Node(Config()))
+    routes = (DevRoute("/", "http://127.0.0.1:9"),)
+    for path in ("/metrics", "/admin", "/admin/feed", "/api/admin/connections"):
+        assert route_for(path, routes, own) is None, path
+    assert route_for("/administrator", routes, own) is not None
