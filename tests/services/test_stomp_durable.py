@@ -222,14 +222,26 @@ async def test_a_restart_keeps_the_queues_within_their_budgets(tmp_path: Path) -
     producer = await _client(broker)
     for n in range(6):
         await _persist(producer, b"x" * 1000, f"r{n}")
-    assert len(await producer.written()) == 6
-    size = broker.queues.bytes // 6
+    await producer.send(
+        "SEND",
+        ("destination", "/queue/brief"),
+        ("persistent", "true"),
+        ("expiration", "50"),
+        ("receipt", "e"),
+        body=b"brief",
+    )
+    assert len(await producer.written()) == 7
+    await asyncio.sleep(0.1)  # the brief one's deadline passes while the server is down
+    jobs = broker.queues.find("jobs")
+    assert jobs is not None
+    size = jobs.bytes // 6
     await broker.shutdown("bye", grace=0.01)
     broker = await _broker(_config(tmp_path, max_queue_bytes=size * 4))
     queue = broker.queues.find("jobs")
     assert queue is not None
     assert len(queue.pending) == 4
     assert broker.queues.bytes == size * 4
+    assert broker.queues.find("brief") is None
     await broker.shutdown("bye", grace=0.01)
     rows = sqlite3.connect(tmp_path / "stomp-queues.sqlite3").execute(
         "SELECT count(*) FROM messages"

@@ -199,10 +199,13 @@ def restore(store: DurableQueues, book: QueueBook, messages: list[StoredMessage]
     dropped = 0
     for stored in messages:
         deadline = now + (stored.expires - wall) if not math.isinf(stored.expires) else math.inf
-        queue = book.get(stored.queue)
-        if deadline <= now or queue is None:
+        if deadline <= now:  # expired while the server was down
             store.delete(stored.key)
-            dropped += deadline > now
+            continue
+        queue = book.get(stored.queue)
+        if queue is None:  # past stomp.max_queues
+            store.delete(stored.key)
+            dropped += 1
             continue
         message = QueuedMessage(
             f"s{stored.key}",
