@@ -222,11 +222,17 @@ class SqliteBroker(LocalBroker):
         #: Set when nothing is queued or in flight.
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Transactions that failed (a full disk), for ``/metrics`` and ``/api/stats``.
+        self.failures = 0
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, int]:
-        return {"channels": len(self._streams), "history_bytes": self._window_bytes}
+        return {
+            "channels": len(self._streams),
+            "history_bytes": self._window_bytes,
+            "engine_failures": self.failures,
+        }
 
     async def check(self) -> str | None:
         """Why publications cannot be committed now (the file closed, the writer thread
@@ -459,6 +465,7 @@ class SqliteBroker(LocalBroker):
         self, queued: list[_Queued], streams: list[_Stream], batch: WriteBatch, error: BaseException
     ) -> None:
         """Take back the failed transaction's offsets; fail its publishers; keep its upkeep."""
+        self.failures += 1
         log.error(
             "could not store %d publications in %s: %s (their publishers are told)",
             len(queued),

@@ -156,7 +156,9 @@ class _Samples(Collector):
             "orbiter_engine_up", "1 while the engine is connected (Redis)", labels=label
         )
         engine_failures = CounterMetricFamily(
-            "orbiter_engine_failures", "Engine operations that failed (Redis)", labels=label
+            "orbiter_engine_failures",
+            "Engine operations that failed (Redis; SQLite commits)",
+            labels=label,
         )
         stomp_bytes = GaugeMetricFamily(
             "orbiter_stomp_queue_bytes", "Bytes held in STOMP queues", labels=label

@@ -6,8 +6,10 @@ limit and refusal counters; the API key guards it unless ``[metrics] public = tr
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
@@ -189,4 +191,27 @@ async def test_one_scrape_of_workers_sees_every_worker() -> None:
     finally:
         for client in clients:
             await client.close()
+        srv.stop()
+
+
+def _small_files() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (192 * 1024, resource.RLIM_INFINITY))
+
+
+async def test_a_full_disk_counts_as_engine_failures(tmp_path: Path) -> None:
+    srv = RunningServer(args=("--data-dir", str(tmp_path)), preexec=_small_files)
+    try:
+        failures = ("orbiter_engine_failures_total", ())
+        assert _samples((await _scrape(srv.url))[1])[failures] == 0
+        refused = 0
+        async with aiohttp.ClientSession() as http:
+            for n in range(200):  # 1.6 MB: far past the limit
+                body = {"channel": "full", "data": [n, "x" * 8000]}
+                async with http.post(srv.url + "/api/publish", json=body) as answer:
+                    if answer.status == 503:
+                        refused += 1
+                        break
+        assert refused == 1, "the disk never filled"
+        assert _samples((await _scrape(srv.url))[1])[failures] >= 1
+    finally:
         srv.stop()
