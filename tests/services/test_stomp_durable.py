@@ -247,3 +247,24 @@ async def test_a_restart_keeps_the_queues_within_their_budgets(tmp_path: Path) -
         "SELECT count(*) FROM messages"
     )
     assert rows.fetchone()[0] == 4  # the two past the budget were deleted
+
+
+async def test_a_transaction_stores_its_persistent_sends_at_commit_only(tmp_path: Path) -> None:
+    broker = await _broker(_config(tmp_path))
+    producer = await _client(broker)
+    for tx, body in (("t1", b"aborted"), ("t2", b"committed")):
+        await producer.send("BEGIN", ("transaction", tx))
+        await producer.send(
+            "SEND",
+            ("destination", "/queue/jobs"),
+            ("persistent", "true"),
+            ("transaction", tx),
+            body=body,
+        )
+    assert broker.queues.bytes == 0  # held by the transactions, nothing stored
+    await producer.send("ABORT", ("transaction", "t1"))
+    await producer.send("COMMIT", ("transaction", "t2"), ("receipt", "c"))
+    assert [f.command for f in await producer.written()] == ["RECEIPT"]
+    await broker.shutdown("bye", grace=0.01)
+    rows = sqlite3.connect(tmp_path / "stomp-queues.sqlite3").execute("SELECT body FROM messages")
+    assert rows.fetchall() == [(b"committed",)]

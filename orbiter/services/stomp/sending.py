@@ -86,8 +86,10 @@ class Sending:
         )
         queue = queue_of(broker, target)
         durable = broker.durable
+        # persistent:true, the header of ActiveMQ and RabbitMQ: kept until consumed.
+        persistent = frame.get("persistent")
         try:
-            if durable is not None and _persistent(frame):
+            if persistent is not None and durable is not None and persistent.lower() == "true":
                 await put_persistent(durable, queues, queue, message)
             else:
                 queue.put(message)
@@ -110,13 +112,6 @@ class Sending:
             f"{limits.publish_burst}; limits.publish_rate, limits.publish_burst); "
             "the message was not published",
         )
-
-
-def _persistent(frame: Frame) -> bool:
-    """The SEND asks for its message to be kept until consumed (``persistent:true``, the
-    header of ActiveMQ and RabbitMQ)."""
-    value = frame.get("persistent")
-    return value is not None and value.lower() == "true"
 
 
 def _tags(frame: Frame) -> dict[str, str] | None:
