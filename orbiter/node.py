@@ -115,7 +115,7 @@ class Node:
         self.hosts: HostAllowList = host_allow_list(config)
         #: Open connections per peer address (only addresses with one or more).
         self._per_ip: dict[str, int] = {}
-        #: Connections that are not native sessions (STOMP), counted in the same limits.
+        #: Connections that are not native sessions (STOMP, admin feeds), in the same limits.
         self.other_connections = 0
         #: New connections still sending their first request head (``transports/sniffing.py``).
         self.pending_connections = 0
@@ -216,7 +216,7 @@ class Node:
         self._count_out(peer)
 
     def admit(self, peer: str) -> None:
-        """Count a connection that is not a native session (a STOMP one) in the limits.
+        """Count a connection that is not a native session (STOMP, an admin feed) in the limits.
 
         :class:`TooManyConnections` (counted, as for sessions) past them; else
         :meth:`release` must follow when it closes.

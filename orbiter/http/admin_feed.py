@@ -10,7 +10,10 @@ reserved prefix), so the only reader is ``GET /admin/feed``: a WebSocket
 whose first message must be ``{"key": "<server.api_key>"}`` within
 :data:`KEY_TIMEOUT` seconds (a browser cannot set a header on a WebSocket,
 and a key in the URL would be logged). A wrong key closes it with 4401, no
-configured key with 4403, a page of another origin is refused 403. Then it
+configured key with 4403, a page of another origin is refused 403. From its
+handshake to its close it counts in the connection limits like any client
+connection (:meth:`orbiter.node.Node.admit`): past them it is refused 503
+before the handshake, so sockets held unauthenticated cannot exhaust them. Then it
 gets ``{"hello": {"node", "interval"}}`` and each sample as one text message;
 a reader that falls :data:`MAX_QUEUED` samples behind misses the next ones.
 """
@@ -30,9 +33,10 @@ from orbiter.engine.base import PublishFailed
 from orbiter.http.admin_api import check_admin
 from orbiter.http.api import ApiError
 from orbiter.http.metrics import NODE_NAME
-from orbiter.model import JSON
+from orbiter.model import JSON, TooManyConnections
 from orbiter.services.shared_batch import SharedBatch
 from orbiter.transports.app_keys import NODE
+from orbiter.transports.sse import busy
 
 if TYPE_CHECKING:
     from orbiter.node import Node
@@ -104,6 +108,19 @@ async def feed(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     if not _same_origin(request):
         raise web.HTTPForbidden(text="the admin feed is for this server's own pages")
+    peer = request.remote or "?"
+    try:
+        node.admit(peer)
+    except TooManyConnections as exc:
+        return busy(exc)
+    try:
+        return await _serve(request, node)
+    finally:
+        node.release(peer)
+
+
+async def _serve(request: web.Request, node: Node) -> web.WebSocketResponse:
+    """The feed of one admitted page: its key first, then the samples until it goes."""
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
     await ws.prepare(request)
     try:

@@ -202,6 +202,50 @@ async def test_the_feed_refuses_other_origins(server: RunningServer) -> None:
         assert refused.value.status == 403
 
 
+async def test_unauthenticated_feeds_count_in_the_connection_limits() -> None:
+    """Feed sockets held without a key count in limits.max_connections_per_ip: past it the
+    next ones from that address are refused 503 before their handshake (counted), another
+    address still connects, and a feed that closes gives its place back."""
+    limit = 4
+    srv = RunningServer(
+        f'[server]\napi_key = "{KEY}"\n[limits]\nmax_connections_per_ip = {limit}\n'
+    )
+    url = srv.url + "/admin/feed"
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            held = [await http.ws_connect(url) for _ in range(limit)]  # no key sent
+            for _ in range(3):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(url)
+                assert refused.value.status == 503
+            status, stats = await _call(srv.url, "GET", "/api/stats")
+            assert status == 200, stats
+            assert stats["counters"]["limit_connections_per_ip"] >= 3, stats
+            other = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession(connector=other) as elsewhere:
+                async with elsewhere.ws_connect(url) as ws:
+                    await ws.send_str(orjson.dumps({"key": KEY}).decode())
+                    assert "hello" in orjson.loads((await ws.receive(timeout=5)).data)
+                async with elsewhere.ws_connect(srv.ws_url) as native:
+                    await native.send_bytes(orjson.dumps({"id": 1, "op": "connect"}))
+                    assert "result" in orjson.loads((await native.receive(timeout=5)).data)
+            await held[0].close()
+            for _ in range(100):  # the server sees the close (5 s at most)
+                try:
+                    again = await http.ws_connect(url)
+                    break
+                except aiohttp.WSServerHandshakeError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("a closed feed's place was not given back")
+            await again.send_str(orjson.dumps({"key": KEY}).decode())
+            assert "hello" in orjson.loads((await again.receive(timeout=5)).data)
+            for ws in (*held, again):
+                await ws.close()
+    finally:
+        srv.stop()
+
+
 async def test_the_page_is_served_without_a_secret_and_not_framed(server: RunningServer) -> None:
     async with aiohttp.ClientSession() as http, http.get(server.url + "/admin") as answer:
         assert answer.status == 200
