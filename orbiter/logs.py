@@ -13,6 +13,12 @@ data only with ``[log] payloads = true``). Its ``info`` and ``debug`` flags
 are read once, when it is made (the level does not change while serving):
 call sites test the flag first (``if events.debug: events.published(...)``),
 so a level that is off costs one attribute read and nothing is formatted.
+
+:class:`Counters` are the node's counters of limit hits and refusals (``GET
+/api/stats``); a refusal or a limit hit it counts is also a WARNING line under
+``orbiter.node``, at most one per counter every :data:`WARNING_INTERVAL`
+seconds (the next says how many were left unwritten), so that a flood costs
+one line per interval.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -31,6 +39,10 @@ FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: The most characters of a publication's data a debug line shows.
 MAX_PAYLOAD = 500
+#: The logger of :class:`Counters`' lines.
+NODE_LOGGER = "orbiter.node"
+#: Seconds between two lines of one counter; the hits in between are only counted.
+WARNING_INTERVAL = 10.0
 
 #: A record's own attributes; anything else on it came as ``extra`` fields.
 _RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -144,6 +156,60 @@ class EventLog:
         if self.payloads:
             fields["data"] = orjson.dumps(data).decode()[:MAX_PAYLOAD]
         self._emit(logging.DEBUG, "publish", fields)
+
+
+class _Warnings:
+    """The WARNING lines of one counter, at most one per :data:`WARNING_INTERVAL`."""
+
+    __slots__ = ("_clock", "_next", "_unlogged")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._next = 0.0
+        self._unlogged = 0
+
+    def warn(self, fields: dict[str, Any], message: str, args: tuple[object, ...]) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._unlogged += 1
+            return
+        self._next = now + WARNING_INTERVAL
+        if self._unlogged:
+            message += " (and %d more like it since the last such line)"
+            args = (*args, self._unlogged)
+            self._unlogged = 0
+        logging.getLogger(NODE_LOGGER).warning(message, *args, extra=fields)
+
+
+class Counters(Counter[str]):
+    """The node's counters by name, and the WARNING lines of refusals and limit hits.
+
+    Plain increments (``counters[name] += 1``) count without a line; :meth:`refused`
+    and :meth:`limit` count and write one (see the module docstring). ``clock``:
+    monotonic seconds.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._warnings: dict[str, _Warnings] = {}
+
+    def _warn(self, counter: str, fields: dict[str, Any], message: str, *args: object) -> None:
+        self[counter] += 1
+        warnings = self._warnings.get(counter)
+        if warnings is None:
+            warnings = self._warnings[counter] = _Warnings(self._clock)
+        warnings.warn(fields, message, args)  # the JSON log shows the fields
+
+    def refused(self, counter: str, message: str, *args: object) -> None:
+        """A connection or request refused (``event=refused``): ``message % args``."""
+        self._warn(counter, {"event": "refused", "counter": counter}, message, *args)
+
+    def limit(self, counter: str, client: str, ip: str) -> None:
+        """A limit (``counter``) refused a command of ``client`` (from ``ip``) without
+        closing its connection (``event=limit``, with ``client`` and ``ip``)."""
+        fields = {"event": "limit", "counter": counter, "client": client, "ip": ip}
+        self._warn(counter, fields, "client %s (%s): a command refused: %s", client, ip, counter)
 
 
 class _Lazy:

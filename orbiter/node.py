@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 
 from orbiter.auth import Authenticator, Credentials
@@ -16,6 +15,7 @@ from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.engine.redis_shards import redis_broker, redis_presence
 from orbiter.engine.sqlite import SqliteBroker
+from orbiter.logs import Counters
 from orbiter.model import TooManyConnections
 from orbiter.protocol.native import DisconnectCode
 from orbiter.services.live.host import LiveHost
@@ -24,39 +24,6 @@ from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession
 
 log = logging.getLogger("orbiter.node")
-
-
-#: Seconds between two log lines of one kind of refusal; those in between are only counted.
-REFUSAL_LOG_INTERVAL = 10.0
-
-
-class _RefusalLog:
-    """Logs one kind of refusal at most once per :data:`REFUSAL_LOG_INTERVAL`.
-
-    A flood of refused sockets costs one WARNING per interval, which says how
-    many were refused since the last one (each is counted on the node too).
-    """
-
-    __slots__ = ("_clock", "_counter", "_next", "_unlogged")
-
-    def __init__(self, clock: Callable[[], float], counter: str) -> None:
-        self._clock = clock
-        self._counter = counter
-        self._next = 0.0
-        self._unlogged = 0
-
-    def warn(self, message: str, *args: object) -> None:
-        now = self._clock()
-        if now < self._next:
-            self._unlogged += 1
-            return
-        self._next = now + REFUSAL_LOG_INTERVAL
-        if self._unlogged:
-            message += " (and %d more like it since the last such line)"
-            args = (*args, self._unlogged)
-            self._unlogged = 0
-        # The JSON log shows these as fields (orbiter/logs.py).
-        log.warning(message, *args, extra={"event": "refused", "counter": self._counter})
 
 
 def engine_for(config: Config) -> Broker:
@@ -90,7 +57,7 @@ class Node:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock``: monotonic seconds (the event loop's in production) for the
-        refusal log and PubSub's write delay."""
+        refusal and limit lines and PubSub's write delay."""
         self.config = config
         self._clock = clock
         self.broker = broker if broker is not None else engine_for(config)
@@ -98,8 +65,8 @@ class Node:
             redis = config.engine.kind == "redis"
             presence = redis_presence(config.engine.url) if redis else MemoryPresenceStore()
         self.presence = presence
-        #: Limit violations and refusals by name, for ``GET /api/stats``.
-        self.counters: Counter[str] = Counter()
+        #: Limit violations and refusals by name, for ``GET /api/stats`` (and their lines).
+        self.counters = Counters(clock=clock)
         self.pubsub = PubSub(config, self.broker, self.presence, self.counters, clock)
         #: The connection lines (orbiter/logs.py); when INFO is off, nothing is kept for them.
         self.events = self.pubsub.events
@@ -121,7 +88,6 @@ class Node:
         self.pending_connections = 0
         #: Every connection :attr:`connection_count` counts, kept as they come and go.
         self._open = 0
-        self._refusal_logs: dict[str, _RefusalLog] = {}
         #: The mounted live elements (``[[live.element]]``), their factories imported now.
         self.live = LiveHost(config.live, config.rpc)
 
@@ -137,12 +103,8 @@ class Node:
 
     def refused(self, counter: str, message: str, *args: object) -> None:
         """Count a refusal under ``counter`` and log ``message % args`` (a WARNING,
-        at most one per :data:`REFUSAL_LOG_INTERVAL` for each counter)."""
-        self.counters[counter] += 1
-        refusal_log = self._refusal_logs.get(counter)
-        if refusal_log is None:
-            refusal_log = self._refusal_logs[counter] = _RefusalLog(self._clock, counter)
-        refusal_log.warn(message, *args)
+        at most one per :data:`orbiter.logs.WARNING_INTERVAL` for each counter)."""
+        self.counters.refused(counter, message, *args)
 
     def _check_room(self, peer: str, *, per_ip: bool = True, spare: int = 0) -> None:
         """:class:`TooManyConnections` (counted) if ``peer`` may not open one more.

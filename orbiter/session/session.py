@@ -26,7 +26,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
 from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPage, PublishFailed, TooManyStreams
+from orbiter.logs import Counters
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.live import Attach, Call, Return, Rpc
@@ -162,7 +162,7 @@ class ClientSession:
         peer: str,
         auth: Authenticator | None = None,
         credentials: Credentials | None = None,
-        counters: Counter[str] | None = None,
+        counters: Counters | None = None,
         live: LiveHost | None = None,
     ) -> None:
         self.client_id = secrets.token_urlsafe(9)
@@ -174,7 +174,7 @@ class ClientSession:
         self.identity: Identity | None = None
         self.credentials = credentials if credentials is not None else Credentials(peer=peer)
         #: Limit violations and refusals by name (the node's, shown at ``/api/stats``).
-        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.counters = counters if counters is not None else Counters()
         self._auth = auth if auth is not None else Authenticator(config)
         self._expiry: asyncio.TimerHandle | None = None
         #: Set by the transport: cut the connection of a client closed as a slow
@@ -417,7 +417,7 @@ class ClientSession:
         """Publish: the reply's result, or, if the engine queues publications (the SQLite
         engine's group commit), the queued publication's future (see :meth:`receive`)."""
         if not self._publishes.take(self._pubsub.clock()):
-            self.counters["limit_publish_rate"] += 1
+            self.counters.limit("limit_publish_rate", self.client_id, self.peer)
             limits = self._config.limits
             raise Refusal(
                 ErrorCode.LIMIT_EXCEEDED,
@@ -517,7 +517,7 @@ class ClientSession:
             raise Refusal(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
         limit = self._config.limits.max_subscriptions
         if len(self._subs) >= limit:
-            self.counters["limit_subscriptions"] += 1
+            self.counters.limit("limit_subscriptions", self.client_id, self.peer)
             raise Refusal(
                 ErrorCode.LIMIT_EXCEEDED,
                 f"a connection may hold at most {limit} subscriptions (limits.max_subscriptions)",

@@ -19,7 +19,14 @@ import pytest
 from orbiter import AsyncClient
 from orbiter.config.settings import Config, LogSettings
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
-from orbiter.logs import EVENTS_LOGGER, TEXT_FORMAT, EventLog
+from orbiter.logs import (
+    EVENTS_LOGGER,
+    NODE_LOGGER,
+    TEXT_FORMAT,
+    WARNING_INTERVAL,
+    Counters,
+    EventLog,
+)
 from orbiter.services.pubsub import PubSub
 from tests.support.server import RunningServer
 from tests.support.wsclient import NativeClient
@@ -256,3 +263,57 @@ async def test_a_slow_consumer_is_a_limit_line_and_a_close_line_with_3001() -> N
     )
     assert limit["client"] == closed["client"] == client.connect_result["client"]
     assert (closed["code"], closed["reason"]) == (3001, "outgoing buffer full")
+
+
+async def test_a_refused_publish_is_one_limit_line_per_interval() -> None:
+    """Limits that refuse a command without closing (here limits.publish_rate) are counted
+    and written as event=limit lines with the client and its address, one per interval."""
+    server = RunningServer(
+        '[log]\nformat = "json"\n[limits]\npublish_rate = 1\npublish_burst = 1\n',
+        args=("--engine", "memory"),
+    )
+    try:
+        client = await NativeClient.open(server.ws_url)
+        replies = [await client.call("publish", channel="chat:a", data=i) for i in range(6)]
+        assert "result" in replies[0], replies
+        assert all(reply["error"]["code"] == 106 for reply in replies[1:]), replies
+        assert not client.closed.is_set()
+        [limit] = _wait_for(server, "limit")
+        async with AsyncClient(server.url) as api:
+            counters = (await api.stats())["counters"]
+        await client.close()
+    finally:
+        server.stop()
+    assert counters["limit_publish_rate"] == 5
+    assert len(_events(server, "limit")) == 1  # the other four only counted
+    assert (limit["level"], limit["logger"], limit["counter"], limit["ip"]) == (
+        "WARNING",
+        "orbiter.node",
+        "limit_publish_rate",
+        "127.0.0.1",
+    )
+    assert limit["client"] == client.connect_result["client"]
+
+
+def test_limit_lines_are_one_per_counter_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    now = [50.0]
+    counters = Counters(clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, NODE_LOGGER)
+    for _ in range(30):
+        counters.limit("limit_subscriptions", "c1", "10.0.0.1")
+    counters.limit("limit_publish_rate", "c2", "10.0.0.2")
+    assert [(r.counter, r.client, r.ip) for r in caplog.records] == [  # type: ignore[attr-defined]
+        ("limit_subscriptions", "c1", "10.0.0.1"),
+        ("limit_publish_rate", "c2", "10.0.0.2"),
+    ]
+    now[0] += WARNING_INTERVAL - 0.1
+    counters.limit("limit_subscriptions", "c3", "10.0.0.3")
+    assert len(caplog.records) == 2
+    now[0] += 0.1
+    counters.limit("limit_subscriptions", "c4", "10.0.0.4")
+    assert caplog.records[-1].getMessage() == (
+        "client c4 (10.0.0.4): a command refused: limit_subscriptions "
+        "(and 30 more like it since the last such line)"
+    )
+    assert caplog.records[-1].event == "limit"  # type: ignore[attr-defined]
+    assert (counters["limit_subscriptions"], counters["limit_publish_rate"]) == (32, 1)

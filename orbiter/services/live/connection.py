@@ -40,12 +40,12 @@ import logging
 import secrets
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from orbiter.auth import Credentials
 from orbiter.config.live import LiveSettings
+from orbiter.logs import Counters
 from orbiter.protocol.live import (
     MAX_ERROR_MESSAGE,
     Attach,
@@ -99,7 +99,7 @@ class LiveConnection:
         host: LiveHost,
         caller: Caller,
         send: Callable[[bytes], None],
-        counters: Counter[str],
+        counters: Counters,
     ) -> None:
         self._host = host
         self._settings: LiveSettings = host.settings
@@ -154,7 +154,7 @@ class LiveConnection:
             return
         limit = self._settings.max_elements
         if len(self._elements) >= limit:
-            self._counters["limit_live_elements"] += 1
+            self._limit("limit_live_elements")
             self._error(
                 command.id,
                 ErrorCode.LIMIT_EXCEEDED,
@@ -238,10 +238,15 @@ class LiveConnection:
         else:
             self._result(command.id, exposed.name, result)
 
+    def _limit(self, counter: str) -> None:
+        """A limit refused something of this connection: counted, and a (rate-limited) line."""
+        caller = self._caller
+        self._counters.limit(counter, caller.client_id, caller.credentials.peer)
+
     def _admit(self, id_: int) -> bool:
         """Whether one more call may run now (the call rate, live.max_calls); else refused."""
         if not self._bucket.take(time.monotonic()):
-            self._counters["limit_call_rate"] += 1
+            self._limit("limit_call_rate")
             settings = self._settings
             self._error(
                 id_,
@@ -251,7 +256,7 @@ class LiveConnection:
             )
             return False
         if len(self._running) >= self._settings.max_calls:
-            self._counters["limit_live_calls"] += 1
+            self._limit("limit_live_calls")
             self._error(
                 id_,
                 ErrorCode.LIMIT_EXCEEDED,
@@ -357,7 +362,7 @@ class LiveConnection:
         try:
             call = self._ids.start()
         except TooManyCalls as exc:
-            self._counters["limit_live_calls"] += 1
+            self._limit("limit_live_calls")
             future.set_exception(exc)
             return future
         try:

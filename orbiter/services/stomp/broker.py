@@ -28,13 +28,13 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Protocol
 
 from orbiter.auth import Authenticator
 from orbiter.config.settings import Config
+from orbiter.logs import Counters
 from orbiter.model import Publication, TooManyConnections
 from orbiter.protocol.stomp import Limits, escape
 from orbiter.services.pubsub import PubSub
@@ -58,7 +58,7 @@ class DestinationError(ValueError):
 class ConnectionLimits(Protocol):
     """The node's connection accounting (:class:`orbiter.node.Node`) and its counters."""
 
-    counters: Counter[str]
+    counters: Counters
 
     def admit(self, peer: str) -> None: ...  # TooManyConnections past the limits
 
@@ -82,7 +82,7 @@ class StompBroker:
         self.clock = clock
         self._limits = limits
         #: Limit violations by name (the node's, shown at ``GET /api/stats``).
-        self.counters: Counter[str] = limits.counters if limits is not None else Counter()
+        self.counters = limits.counters if limits is not None else Counters()
         self.auth = auth
         self.settings = config.stomp
         self.pubsub = pubsub

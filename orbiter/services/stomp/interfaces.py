@@ -8,13 +8,13 @@ session as a :class:`Connection` (what :class:`~.session.StompSession` is).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Literal, Protocol
 
 from orbiter.auth import Authenticator
 from orbiter.config.settings import Config
 from orbiter.config.stomp import StompSettings
+from orbiter.logs import Counters
 from orbiter.model import Publication
 from orbiter.protocol.stomp import Limits
 from orbiter.services.pubsub import PubSub, Subscriber
@@ -38,7 +38,7 @@ class SessionBroker(Protocol):
     #: Where ``persistent:true`` queue messages are kept (None: in memory only).
     durable: DurableQueues | None
     #: Limit violations by name.
-    counters: Counter[str]
+    counters: Counters
     frame_limits: Limits
     #: Monotonic seconds (the event loop's clock in production).
     clock: Callable[[], float]
