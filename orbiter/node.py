@@ -13,6 +13,7 @@ from orbiter.auth.origins import HostAllowList, host_allow_list
 from orbiter.config.settings import Config
 from orbiter.engine.base import Broker, PresenceStore
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
+from orbiter.engine.redis_sessions import SessionDirectory, session_directory
 from orbiter.engine.redis_shards import redis_broker, redis_presence
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.logs import Counters
@@ -65,6 +66,8 @@ class Node:
             redis = config.engine.kind == "redis"
             presence = redis_presence(config.engine.url) if redis else MemoryPresenceStore()
         self.presence = presence
+        #: Which node holds each SockJS session, on a Redis engine (None: this node holds all).
+        self.session_directory: SessionDirectory | None = session_directory(self.broker)
         #: Limit violations and refusals by name, for ``GET /api/stats`` (and their lines).
         self.counters = Counters(clock=clock)
         self.pubsub = PubSub(config, self.broker, self.presence, self.counters, clock)

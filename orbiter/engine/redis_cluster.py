@@ -85,6 +85,25 @@ class ClusterLink:
         self._pending: dict[int, tuple[dict[str, JSON], set[str], asyncio.Event]] = {}
         self._heart: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Where messages to this node alone (those with a "t" kind) go
+        #: (``engine/redis_sessions.py``); None: they are dropped.
+        self.on_direct: Callable[[dict[str, JSON]], None] | None = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client of the node list (for what else lives beside it)."""
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    async def tell(self, node_id: str, message: dict[str, JSON]) -> int:
+        """Publish ``message`` to node ``node_id`` alone; how many listened (0: none)."""
+        listened: int = await self._redis.publish(
+            f"{self._prefix}:node:{node_id}", orjson.dumps(message)
+        )
+        return listened
 
     def names(self) -> list[bytes]:
         """The pub/sub channels this node listens to for the cluster."""
@@ -162,6 +181,10 @@ class ClusterLink:
                 task = asyncio.create_task(self._reply(message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            return
+        if "t" in message:  # to this node alone, not a survey's answer
+            if self.on_direct is not None:
+                self.on_direct(message)
             return
         pending = self._pending.get(message["id"])
         if pending is not None:

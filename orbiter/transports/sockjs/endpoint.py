@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from orbiter.engine.redis_sessions import SessionDirectory
 from orbiter.protocol.sockjs.frames import (
     ANOTHER_CONNECTION,
     INTERRUPTED,
@@ -296,6 +297,10 @@ class Endpoint:
         self.options = options
         self.factory = factory
         self.sessions: dict[str, LiveSession] = {}
+        #: On a Redis engine: where sessions held by other nodes are found, and this
+        #: endpoint's name there (its mount's prefix and its name; ``remote.py``).
+        self.directory: SessionDirectory | None = None
+        self.route = name
 
     def get(self, key: str) -> LiveSession | None:
         return self.sessions.get(key)
@@ -317,6 +322,8 @@ class Endpoint:
     def forget(self, live: LiveSession) -> None:
         if live.key is not None and self.sessions.get(live.key) is live:
             del self.sessions[live.key]
+            if self.directory is not None:
+                self.directory.release(self.directory.key(self.route, live.key))
         self.server.untrack(live)
 
 

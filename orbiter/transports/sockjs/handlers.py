@@ -37,6 +37,7 @@ from orbiter.protocol.sockjs.frames import (
 )
 from orbiter.transports.expect import expect_handler
 from orbiter.transports.sockjs.endpoint import Endpoint, SockJSServer
+from orbiter.transports.sockjs.remote import RemoteSessions
 from orbiter.transports.sockjs.websocket import raw_websocket, sockjs_websocket
 
 log = logging.getLogger("orbiter.sockjs")
@@ -72,6 +73,8 @@ class SockJSHandler:
         self.server = server
         self.prefix = prefix
         self._services = frozenset(name for name in server.endpoints if name)
+        #: On a Redis engine: each endpoint's sessions held by other nodes (``remote.py``).
+        self.remote: dict[str, RemoteSessions] = {}
         #: aiohttp's expect handler for the prefix: a body over the limit is refused first (413).
         self.expect = expect_handler(self._judge_head, _unknown_expect)
 
@@ -131,13 +134,16 @@ class SockJSHandler:
                 return _preflight(request, "OPTIONS, POST")
             if method != "POST":
                 return _not_allowed(request, "OPTIONS, POST" if transport == "xhr_send" else "POST")
-            return await _send(request, endpoint, target.session, jsonp=transport == "jsonp_send")
+            remote = self.remote.get(endpoint.name)
+            jsonp = transport == "jsonp_send"
+            return await _send(request, endpoint, target.session, remote, jsonp=jsonp)
         envelope = ENVELOPES[transport]
         if method == "OPTIONS" and envelope.method == "POST":
             return _preflight(request, "OPTIONS, POST")
         if method != envelope.method:
             return _not_allowed(request, "OPTIONS, POST" if envelope.method == "POST" else "GET")
-        return await _receive(request, endpoint, envelope, target.session)
+        remote = self.remote.get(endpoint.name)
+        return await _receive(request, endpoint, envelope, target.session, remote)
 
 
 # --------------------------------------------------------------------------- headers
@@ -280,7 +286,11 @@ class _StreamingReceiver(_PollingReceiver):
 
 
 async def _receive(
-    request: web.Request, endpoint: Endpoint, envelope: Envelope, session_id: str
+    request: web.Request,
+    endpoint: Endpoint,
+    envelope: Envelope,
+    session_id: str,
+    remote: RemoteSessions | None,
 ) -> web.StreamResponse:
     callback = ""
     if envelope.needs_callback:
@@ -291,6 +301,11 @@ async def _receive(
             return _error(request, 500, 'invalid "callback" parameter')
     headers = _session_headers(request, endpoint, envelope.content_type)
     peer = request.remote or "?"
+    if remote is not None and session_id not in endpoint.sessions:
+        # Held by another node (relayed there), or claimed here by this request.
+        relayed = await remote.receive(request, envelope, session_id, callback, headers)
+        if relayed is not None:
+            return relayed
     if not envelope.streaming:
         receiver = _PollingReceiver(request, envelope, callback)
         live = endpoint.open(session_id, peer)
@@ -320,10 +335,15 @@ async def _receive(
 
 
 async def _send(
-    request: web.Request, endpoint: Endpoint, session_id: str, *, jsonp: bool
+    request: web.Request,
+    endpoint: Endpoint,
+    session_id: str,
+    remote: RemoteSessions | None,
+    *,
+    jsonp: bool,
 ) -> web.Response:
     live = endpoint.get(session_id)
-    if live is None:
+    if live is None and remote is None:
         return _error(request, 404, "No such session.\n")
     options = endpoint.options
     refusal = _too_large(request, endpoint)
@@ -340,9 +360,22 @@ async def _send(
     if largest_message_size(messages) > options.max_message_size:
         options.counters["limit_message_size"] += 1
         log.info("sockjs send from %s: message over the size limit", request.remote)
-        live.close(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.reason)
+        if live is not None:
+            live.close(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.reason)
+        elif remote is not None:
+            await remote.send(session_id, messages)  # its node closes it
         return _error(request, 413, f"Message too big (at most {options.max_message_size} bytes).")
-    await live.deliver(messages)
+    if live is not None:
+        await live.deliver(messages)
+    elif remote is not None:
+        # Held by another node: answered once that node has delivered them.
+        result = await remote.send(session_id, messages)
+        if result == "unavailable":
+            return _error(request, 503, "Session directory unavailable.\n")
+        if result == "unknown":
+            return _error(request, 404, "No such session.\n")
+        if result == "too_big":
+            return _error(request, 413, "Message too big.")
     headers = _session_headers(request, endpoint, "text/plain; charset=UTF-8")
     if jsonp:
         # Some browsers mishandle a 204 here, so jsonp_send says "ok".

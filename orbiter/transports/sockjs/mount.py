@@ -26,6 +26,7 @@ from orbiter.transports.sockjs.endpoint import (
 )
 from orbiter.transports.sockjs.handlers import SockJSHandler
 from orbiter.transports.sockjs.hixie76 import hixie76_router
+from orbiter.transports.sockjs.remote import RemoteSessions
 from orbiter.transports.sockjs.services import CloseApp, EchoApp, NativeApp
 
 log = logging.getLogger("orbiter.sockjs")
@@ -82,6 +83,10 @@ def mount(
     sessions at shutdown is the caller's, whose order matters to it.
     """
     handler = SockJSHandler(server, prefix)
+    directory = node.session_directory
+    if directory is not None:  # sessions of other nodes are reached through Redis
+        for name, endpoint in server.endpoints.items():
+            handler.remote[name] = RemoteSessions(endpoint, directory, f"{prefix}/{name}")
     # The bound coroutine method, not the object: aiohttp wraps (and warns about)
     # a handler it does not see as a coroutine function, one more call per request.
     # Its expect handler judges a body's declared length before asking for the body.
@@ -108,5 +113,7 @@ def add_sockjs_routes(app: web.Application, node: Node) -> None:
 
     async def shutdown(app: web.Application) -> None:
         await server.close(int(DisconnectCode.SHUTDOWN), "server shutting down")
+        if node.session_directory is not None:
+            await node.session_directory.close()
 
     app.on_shutdown.append(shutdown)

@@ -1,0 +1,211 @@
+"""Which node holds a session, and messages between nodes about sessions.
+
+Session transports (SockJS over HTTP) keep a session in one node's memory.
+Without sticky routing its next request may reach another node; that node
+finds the owner here and talks to it over Redis.
+
+**Directory.** ``<prefix>:session:<route>:<id>`` holds the id of the node
+that holds session ``<id>`` of ``<route>`` (a SockJS mount and service).
+A node claims an id before it creates the session (``SET NX``: one owner
+cluster-wide, even when two nodes see a new id at once), renews the keys of
+the sessions it holds every :data:`TTL` / 3 seconds in one pipeline (never
+per request) and deletes a key when its session ends. A node that died
+leaves keys that expire within :data:`TTL`; meanwhile a node asking its dead
+owner gets no answer and takes the id over (``claim`` with the stale owner:
+compare and set).
+
+**Messages.** Each node listens on its own channel (``ClusterLink``); a
+message with a ``t`` kind goes to the handler registered for that kind
+(:meth:`SessionDirectory.on`). :meth:`SessionDirectory.ask` sends one and
+waits (bounded) for its ``reply``. What a message means, and checking that
+its session is really held here, is the caller's (``transports/sockjs/remote.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from orbiter.engine.base import Broker
+from orbiter.engine.redis import RedisBroker
+from orbiter.engine.redis_cluster import ClusterLink
+from orbiter.engine.redis_shards import ShardedRedisBroker
+from orbiter.model import JSON
+
+log = logging.getLogger("orbiter.engine.redis")
+
+#: Seconds a session's directory entry lives without being renewed.
+TTL = 60.0
+
+_CLAIM = """
+local current = redis.call('get', KEYS[1])
+if current == false or current == ARGV[2] then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return ARGV[1]
+end
+return current
+"""
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+Message = dict[str, Any]
+
+
+class SessionDirectory:
+    """This node's view of the session directory, and its session messages."""
+
+    def __init__(self, link: ClusterLink, ttl: float = TTL) -> None:
+        self.node_id = link.node_id
+        self._link = link
+        self._redis = link.client
+        self._prefix = f"{link.prefix}:session:"
+        self._ttl_ms = round(ttl * 1000)
+        self._renew_every = ttl / 3
+        self._claim = self._redis.register_script(_CLAIM)
+        self._release = self._redis.register_script(_RELEASE)
+        #: The keys of the sessions held here.
+        self._held: set[str] = set()
+        self._handlers: dict[str, Callable[[Message], None]] = {}
+        self._ids = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[Message]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        link.on_direct = self._dispatch
+        self._handlers["reply"] = self._replied
+
+    def key(self, route: str, session_id: str) -> str:
+        return f"{self._prefix}{route}:{session_id}"
+
+    def next_id(self) -> int:
+        """A number no other message of this node carries."""
+        return next(self._ids)
+
+    # ---------------------------------------------------------------- directory
+
+    async def owner(self, key: str) -> str | None:
+        """The node that holds ``key``'s session, or None when no node does."""
+        value = await self._redis.get(key)
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def claim(self, key: str, stale: str | None = None) -> str:
+        """Make this node the owner if nobody (or only ``stale``) is; the owner now."""
+        owner = await self._claim([key], [self.node_id, stale or "", self._ttl_ms])
+        if isinstance(owner, bytes):
+            owner = owner.decode()
+        if owner == self.node_id:
+            self.hold(key)
+        return str(owner)
+
+    def hold(self, key: str) -> None:
+        """``key``'s session is held here (renewed until :meth:`release`)."""
+        self._held.add(key)
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    def release(self, key: str) -> None:
+        """``key``'s session ended here: its entry goes (unless another node took it)."""
+        if key in self._held:
+            self._held.discard(key)
+            self._spawn(self._delete(key))
+
+    async def _delete(self, key: str) -> None:
+        try:
+            await self._release([key], [self.node_id])
+        except (RedisError, OSError) as exc:  # it expires by itself
+            log.warning("could not remove a session's directory entry: %s", exc)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._renew_every)
+            if not self._held:
+                continue
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in self._held:
+                        pipe.set(key, self.node_id, px=self._ttl_ms)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("could not renew the sessions' directory entries: %s", exc)
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ----------------------------------------------------------------- messages
+
+    def on(self, kind: str, handler: Callable[[Message], None]) -> None:
+        """Hand messages of ``kind`` sent to this node to ``handler`` (on the loop)."""
+        self._handlers[kind] = handler
+
+    async def tell(self, node_id: str, message: Message) -> bool:
+        """Send ``message`` to ``node_id``; False when no node listened (or Redis failed)."""
+        try:
+            return await self._link.tell(node_id, message) > 0
+        except (RedisError, OSError) as exc:
+            log.warning("could not reach node %s: %s", node_id, exc)
+            return False
+
+    async def ask(self, node_id: str, message: Message, timeout: float) -> Message | None:
+        """Send ``message`` and wait for its reply; None without one within ``timeout``."""
+        number = self.next_id()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._replies[number] = future
+        try:
+            if not await self.tell(node_id, {**message, "from": self.node_id, "ask": number}):
+                return None
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            del self._replies[number]
+
+    def reply(self, question: Message, answer: Message) -> None:
+        """Answer a message sent by :meth:`ask`."""
+        asker, number = question.get("from"), question.get("ask")
+        if isinstance(asker, str) and isinstance(number, int):
+            self._spawn(self.tell(asker, {**answer, "t": "reply", "re": number}))
+
+    def _replied(self, message: Message) -> None:
+        future = self._replies.get(message.get("re"))  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _dispatch(self, message: dict[str, JSON]) -> None:
+        handler = self._handlers.get(str(message.get("t")))
+        if handler is None:
+            log.info("a message of unknown kind %.50r to this node: dropped", message.get("t"))
+            return
+        handler(message)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def session_directory(broker: Broker) -> SessionDirectory | None:
+    """The session directory of a Redis broker's cluster; None for other engines."""
+    if isinstance(broker, ShardedRedisBroker):
+        broker = broker.shards[0]
+    if isinstance(broker, RedisBroker):
+        return SessionDirectory(broker.cluster)
+    return None

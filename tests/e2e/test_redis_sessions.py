@@ -1,0 +1,220 @@
+"""SockJS sessions need no sticky routing: one session's requests alternating between nodes.
+
+Two ``orbiter serve`` processes on one real ``redis-server``; each request
+of a session goes to the other node than the one before, as a round-robin
+proxy would send it. The node that opened a session holds it; the other
+relays its requests there through Redis (``transports/sockjs/remote.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from orbiter import AsyncClient
+from tests.support.rawhttp import fetch
+from tests.support.redis_server import RedisServer
+from tests.support.server import RunningServer
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.redis = RedisServer()
+        args = ("--engine", self.redis.url, "--sockjs-test-services")
+        self.nodes = [RunningServer(args=args) for _ in range(2)]
+        self.urls = [node.url for node in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.redis.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    running = Cluster()
+    yield running
+    running.stop()
+
+
+class Alternating:
+    """A SockJS session over xhr-polling whose every request goes to the next node."""
+
+    def __init__(self, urls: list[str], service: str = "") -> None:
+        session = f"000/{uuid.uuid4()}"
+        self.bases = [f"{url}/sockjs{service}/{session}" for url in urls]
+        self.turn = 0
+        self.frames: list[str] = []
+
+    def next_base(self) -> str:
+        base = self.bases[self.turn % len(self.bases)]
+        self.turn += 1
+        return base
+
+    async def poll(self) -> str:
+        head, body = await fetch(self.next_base() + "/xhr", "POST")
+        assert head.status == 200, body
+        frame = body.decode().rstrip("\n")
+        self.frames.append(frame)
+        return frame
+
+    async def send(self, *messages: str) -> int:
+        head, _ = await fetch(
+            self.next_base() + "/xhr_send", "POST", body=json.dumps(list(messages)).encode()
+        )
+        return head.status
+
+    def messages(self) -> list[str]:
+        got: list[str] = []
+        for frame in self.frames:
+            if frame.startswith("a"):
+                got += json.loads(frame[1:])
+        return got
+
+
+async def test_echo_sends_and_polls_alternating_arrive_once_in_order(cluster: Cluster) -> None:
+    session = Alternating(cluster.urls, "/echo")
+    assert await session.poll() == "o"
+    sent = [f"m{i}" for i in range(24)]
+    async with asyncio.timeout(30):
+        for i in range(0, len(sent), 2):
+            assert await session.send(sent[i]) == 204
+            assert await session.send(sent[i + 1]) == 204
+            if i % 4 == 0:
+                await session.poll()
+        while len(session.messages()) < len(sent):
+            await session.poll()
+    assert session.messages() == sent
+
+
+async def test_native_publications_reach_an_alternating_poller_once_in_order(
+    cluster: Cluster,
+) -> None:
+    session = Alternating(cluster.urls)
+    assert await session.poll() == "o"
+    ids = 0
+
+    async def call(op: str, **fields: Any) -> dict[str, Any]:
+        nonlocal ids
+        ids += 1
+        command = json.dumps({"id": ids, "op": op, **fields})
+        assert await session.send(command) == 204
+        for _ in range(10):
+            for message in session.messages():
+                reply: dict[str, Any] = json.loads(message)
+                if reply.get("id") == ids:
+                    return reply
+            await session.poll()
+        raise AssertionError(f"no reply to {op}")
+
+    async with asyncio.timeout(40):
+        assert "client" in (await call("connect"))["result"]
+        assert (await call("subscribe", channel="feed"))["result"]["channel"] == "feed"
+
+        async def publish() -> None:
+            async with AsyncClient(cluster.urls[0]) as a, AsyncClient(cluster.urls[1]) as b:
+                for i in range(30):
+                    await (a, b)[i % 2].publish("feed", i)
+                    await asyncio.sleep(0.01 if i % 3 else 0.1)  # some polls are held
+
+        publisher = asyncio.create_task(publish())
+
+        def pubs() -> list[int]:
+            pushes = [json.loads(m) for m in session.messages()]
+            return [p["data"] for p in pushes if p.get("push") == "pub"]
+
+        while len(pubs()) < 30:
+            await session.poll()
+        await publisher
+    assert pubs() == list(range(30))
+    assert session.turn >= 8  # both nodes answered many requests
+
+
+async def test_a_second_receiver_on_the_other_node_is_refused(cluster: Cluster) -> None:
+    session = Alternating(cluster.urls, "/echo")
+    assert await session.poll() == "o"  # node 0 holds it
+    owner, other = session.bases
+    held = asyncio.create_task(fetch(owner + "/xhr", "POST"))  # waits for a frame
+    await asyncio.sleep(0.3)
+    head, body = await fetch(other + "/xhr", "POST")
+    assert body == b'c[2010,"Another connection still open"]\n'
+    assert not held.done()
+    head, _ = await fetch(other + "/xhr_send", "POST", body=b'["x"]')
+    assert head.status == 204
+    _, body = await asyncio.wait_for(held, 10)
+    assert body == b'a["x"]\n'
+
+
+async def test_streaming_and_jsonp_receivers_on_the_other_node(cluster: Cluster) -> None:
+    session = Alternating(cluster.urls, "/echo")
+    assert await session.poll() == "o"
+    owner, other = session.bases
+    assert (await fetch(owner + "/xhr_send", "POST", body=b'["j"]'))[0].status == 204
+    head, body = await fetch(other + "/jsonp?c=cb", "GET")
+    assert head.status == 200
+    assert body == b'/**/cb("a[\\"j\\"]");\r\n'
+    streaming = asyncio.create_task(fetch(other + "/xhr_streaming", "POST"))
+    await asyncio.sleep(0.3)
+    assert (await fetch(owner + "/xhr_send", "POST", body=b'["y"]'))[0].status == 204
+    # The echo service's streaming responses end after 4096 bytes: this one ends it.
+    big = json.dumps(["z" * 4200]).encode()
+    assert (await fetch(other + "/xhr_send", "POST", body=big))[0].status == 204
+    head, body = await asyncio.wait_for(streaming, 15)
+    lines = body.decode().split("\n")
+    assert lines[0] == "h" * 2048
+    assert [line for line in lines[1:] if line] == ['a["y"]', "a" + big.decode()]
+
+
+async def test_an_unknown_session_is_new_on_any_node(cluster: Cluster) -> None:
+    for url in cluster.urls:
+        unknown = f"{url}/sockjs/echo/000/{uuid.uuid4()}"
+        head, _ = await fetch(unknown + "/xhr_send", "POST", body=b'["x"]')
+        assert head.status == 404
+        _, body = await fetch(unknown + "/xhr", "POST")
+        assert body == b"o\n"
+
+
+async def test_a_forged_forward_is_refused(cluster: Cluster) -> None:
+    session = Alternating(cluster.urls, "/echo")
+    assert await session.poll() == "o"
+    client = aioredis.Redis.from_url(cluster.redis.url)
+    pubsub = client.pubsub()
+    try:
+        keys = await client.hkeys("orbiter:nodes")
+        nodes = [key.decode() if isinstance(key, bytes) else key for key in keys]
+        assert len(nodes) == 2
+        await pubsub.subscribe("orbiter:node:forger")
+        for number, node in enumerate(nodes, 1):
+            forged = {
+                "t": "send@/sockjs/echo",
+                "from": "forger",
+                "ask": number,
+                "sid": str(uuid.uuid4()),  # no node holds it
+                "messages": ["forged"],
+            }
+            assert await client.publish(f"orbiter:node:{node}", orjson.dumps(forged)) == 1
+            async with asyncio.timeout(5):
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        break
+            assert orjson.loads(message["data"]) == {
+                "t": "reply",
+                "re": number,
+                "result": "unknown",
+            }
+        # The real session got nothing.
+        head, _ = await fetch(session.bases[1] + "/xhr_send", "POST", body=b'["real"]')
+        assert head.status == 204
+        assert await session.poll() == 'a["real"]'
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+    assert any("refused" in node.log for node in cluster.nodes)
