@@ -49,6 +49,11 @@ def _object(required: list[str], properties: Json, **extra: Any) -> Json:
 
 _INT = {"type": "integer", "minimum": 0}
 _STRING = {"type": "string"}
+#: One node's share of a cluster's numbers (``orbiter/http/api_cluster.py``).
+_SHARE = _object(
+    ["pid", "connections", "subscribed_channels"],
+    {"pid": _INT, "connections": _INT, "subscribed_channels": _INT},
+)
 _CHANNEL_QUERY = {
     "name": "channel",
     "in": "query",
@@ -334,9 +339,23 @@ _PATHS: Json = {
                     "engine_up": _INT,
                     "engine_failures": _INT,
                     "counters": {"type": "object", "additionalProperties": _INT},
+                    "cluster": _object(
+                        ["nodes", "answered", "connections", "by_node"],
+                        {
+                            "nodes": _INT,
+                            "answered": _INT,
+                            "connections": _INT,
+                            "by_node": {"type": "array", "items": _SHARE},
+                        },
+                        description=(
+                            "On a clustered engine (Redis) only: the nodes alive, how many "
+                            "answered in time, their connections summed, and each one's "
+                            "share (this node's first)."
+                        ),
+                    ),
                 },
             ),
-            "What this node holds now.",
+            "What this node holds now (and, on Redis, every node).",
         ),
     ),
     OPENAPI_PATH: {

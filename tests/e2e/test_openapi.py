@@ -4,9 +4,12 @@ and the served document is the one the code builds."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
+import jsonschema_rs
 import orjson
 import pytest
 from aiohttp import web
@@ -95,3 +98,44 @@ async def test_the_server_serves_the_document() -> None:
         server.stop()
     assert served == openapi_document()
     assert served["openapi"].startswith("3.1")
+
+
+def _closed(schema: Any) -> Any:
+    """``schema`` with every object that lists its properties closed to others, so that
+    an answer's field the document does not describe fails the validation."""
+    if isinstance(schema, list):
+        return [_closed(part) for part in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in schema and "additionalProperties" not in schema:
+        closed["additionalProperties"] = False
+    return closed
+
+
+@pytest.mark.parametrize("args", [("--engine", "memory"), ("--workers", "2")])
+async def test_stats_answers_are_described_field_by_field(args: tuple[str, ...]) -> None:
+    """GET /api/stats on one process and on a cluster (--workers 2: Redis, with its
+    ``cluster`` section) has exactly the fields its schema describes."""
+    operation = openapi_document()["paths"]["/api/stats"]["get"]
+    schema = _closed(operation["responses"]["200"]["content"]["application/json"]["schema"])
+    server = RunningServer('[server]\napi_key = "k"\n', args=args)
+    try:
+        workers = 2 if "--workers" in args else 1
+        for _ in range(400):  # every worker listening (20 s at most)
+            if server.log.count("listening on") >= workers:
+                break
+            await asyncio.sleep(0.05)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(server.url + "/api/stats", headers={"X-API-Key": "k"}) as answer,
+        ):
+            assert answer.status == 200
+            stats = orjson.loads(await answer.read())
+    finally:
+        server.stop()
+    jsonschema_rs.validate(schema, stats)
+    assert ("cluster" in stats) == (workers > 1), stats
+    if workers > 1:
+        assert stats["cluster"]["nodes"] == 2, stats
+        assert len(stats["cluster"]["by_node"]) == stats["cluster"]["answered"]
