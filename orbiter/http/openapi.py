@@ -49,6 +49,14 @@ def _object(required: list[str], properties: Json, **extra: Any) -> Json:
 
 _INT = {"type": "integer", "minimum": 0}
 _STRING = {"type": "string"}
+
+
+def _results(name: str) -> Json:
+    """``{results: [{<name>, offset, epoch}]}``: where each of many publications went."""
+    item = _object([name, "offset", "epoch"], {name: _STRING, "offset": _INT, "epoch": _STRING})
+    return _object(["results"], {"results": {"type": "array", "items": item}})
+
+
 #: One node's share of a cluster's numbers (``orbiter/http/api_cluster.py``).
 _SHARE = _object(
     ["pid", "connections", "subscribed_channels"],
@@ -173,18 +181,7 @@ _PATHS: Json = {
                 {
                     "oneOf": [
                         _ref("Position"),
-                        _object(
-                            ["results"],
-                            {
-                                "results": {
-                                    "type": "array",
-                                    "items": _object(
-                                        ["channel", "offset", "epoch"],
-                                        {"channel": _STRING, "offset": _INT, "epoch": _STRING},
-                                    ),
-                                }
-                            },
-                        ),
+                        _results("channel"),
                     ]
                 },
                 "Kept (SQLite: committed) and delivered: its position, or each one's.",
@@ -208,18 +205,7 @@ _PATHS: Json = {
         ),
         {
             "200": _json(
-                _object(
-                    ["results"],
-                    {
-                        "results": {
-                            "type": "array",
-                            "items": _object(
-                                ["key", "offset", "epoch"],
-                                {"key": _STRING, "offset": _INT, "epoch": _STRING},
-                            ),
-                        }
-                    },
-                ),
+                _results("key"),
                 "Published to each key's channel (no keys: a success reaching no one).",
             ),
             "503": _UNAVAILABLE,

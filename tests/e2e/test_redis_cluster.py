@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +20,7 @@ import redis.asyncio as aioredis
 from orbiter import AsyncClient
 from orbiter.client import OrbiterError
 from tests.support.redis_server import RedisServer
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, serve_to_its_end
 from tests.support.tcp_servers import free_port
 from tests.support.wsclient import NativeClient
 
@@ -144,21 +142,7 @@ async def test_a_redis_restart_mid_stream_never_answers_ok_for_a_lost_publicatio
 
 def test_serve_without_its_redis_stops_with_one_line_saying_so() -> None:
     port = free_port()  # nothing listens there
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orbiter",
-            "serve",
-            "--port",
-            "0",
-            "--engine",
-            f"redis://127.0.0.1:{port}/0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = serve_to_its_end("--engine", f"redis://127.0.0.1:{port}/0")
     assert done.returncode == 1
     assert done.stderr.startswith(
         f"orbiter: cannot start: cannot reach Redis at redis://127.0.0.1:{port}/0"

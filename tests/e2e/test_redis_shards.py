@@ -7,14 +7,11 @@ node's subscribers once, in order; the node list is on the first server.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import redis.asyncio as aioredis
 
 from orbiter import AsyncClient
 from tests.support.redis_server import RedisServer
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, serve_to_its_end
 from tests.support.wsclient import NativeClient
 
 CHANNELS = [f"shard:{i}" for i in range(12)]
@@ -64,21 +61,7 @@ async def test_channels_sharded_over_two_redis_servers_behave_as_one() -> None:
 
 
 def test_a_shard_that_is_not_a_redis_url_is_one_line() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orbiter",
-            "serve",
-            "--port",
-            "0",
-            "--engine",
-            "redis://127.0.0.1:1/0,http://127.0.0.1:2/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = serve_to_its_end("--engine", "redis://127.0.0.1:1/0,http://127.0.0.1:2/")
     assert done.returncode == 1
     assert done.stderr.startswith("orbiter: cannot start: 'http://127.0.0.1:2/' is not a Redis")
     assert "Traceback" not in done.stderr

@@ -106,3 +106,17 @@ class RunningServer:
             self.process.stdout.close()
         self._dir.cleanup()
         return self.process.returncode
+
+
+def serve_to_its_end(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``orbiter serve --port 0 ARGS`` run until it stops by itself, its output captured:
+    for a start-up that must fail (its exit code and the line saying why)."""
+    return subprocess.run(
+        [sys.executable, "-m", "orbiter", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
