@@ -262,11 +262,7 @@ async def test_actions_reach_every_worker() -> None:
     srv = RunningServer(f'[server]\napi_key = "{KEY}"\n', args=("--workers", "2"))
     clients: list[NativeClient] = []
     try:
-        for _ in range(400):  # both workers listening (20 s at most)
-            if srv.log.count("listening on") >= 2:
-                break
-            await asyncio.sleep(0.05)
-        assert srv.log.count("listening on") >= 2, srv.log
+        srv.wait_listening(2)
         for i in range(8):
             client = await NativeClient.open(srv.ws_url, key=f"u{i}, 1, /adm")
             assert "result" in await client.call("subscribe", channel=ROOM)

@@ -4,7 +4,6 @@ and the served document is the one the code builds."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -122,10 +121,7 @@ async def test_stats_answers_are_described_field_by_field(args: tuple[str, ...])
     server = RunningServer('[server]\napi_key = "k"\n', args=args)
     try:
         workers = 2 if "--workers" in args else 1
-        for _ in range(400):  # every worker listening (20 s at most)
-            if server.log.count("listening on") >= workers:
-                break
-            await asyncio.sleep(0.05)
+        server.wait_listening(workers)
         async with (
             aiohttp.ClientSession() as http,
             http.get(server.url + "/api/stats", headers={"X-API-Key": "k"}) as answer,

@@ -93,6 +93,13 @@ class RunningServer:
             time.sleep(0.02)
         return False
 
+    def wait_listening(self, count: int, timeout: float = 20.0) -> None:
+        """Wait until ``count`` processes (``--workers``) say they listen; fail if they do not."""
+        deadline = time.monotonic() + timeout
+        while self.log.count("listening on") < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.log.count("listening on") >= count, self.log
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
