@@ -185,7 +185,8 @@ class SessionDirectory:
             self._spawn(self.tell(asker, {**answer, "t": "reply", "re": number}))
 
     def _replied(self, message: Message) -> None:
-        future = self._replies.get(message.get("re"))  # type: ignore[arg-type]
+        number = message.get("re")
+        future = self._replies.get(number) if isinstance(number, int) else None
         if future is not None and not future.done():
             future.set_result(message)
 

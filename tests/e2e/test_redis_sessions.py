@@ -9,6 +9,7 @@ relays its requests there through Redis (``transports/sockjs/remote.py``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -22,13 +23,18 @@ from orbiter import AsyncClient
 from tests.support.rawhttp import fetch
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
+from tests.support.tcp_backends import Echo, free_port
+
+#: The TCP proxy's backend for its SockJS sessions.
+ECHO_PORT = free_port()
 
 
 class Cluster:
     def __init__(self) -> None:
         self.redis = RedisServer()
         args = ("--engine", self.redis.url, "--sockjs-test-services")
-        self.nodes = [RunningServer(args=args) for _ in range(2)]
+        config = f'[[tcp.access]]\nto = "127.0.0.1:{ECHO_PORT}"\n'
+        self.nodes = [RunningServer(config, args=args) for _ in range(2)]
         self.urls = [node.url for node in self.nodes]
 
     def stop(self) -> None:
@@ -47,9 +53,9 @@ def cluster() -> Iterator[Cluster]:
 class Alternating:
     """A SockJS session over xhr-polling whose every request goes to the next node."""
 
-    def __init__(self, urls: list[str], service: str = "") -> None:
+    def __init__(self, urls: list[str], service: str = "", prefix: str = "/sockjs") -> None:
         session = f"000/{uuid.uuid4()}"
-        self.bases = [f"{url}/sockjs{service}/{session}" for url in urls]
+        self.bases = [f"{url}{prefix}{service}/{session}" for url in urls]
         self.turn = 0
         self.frames: list[str] = []
 
@@ -135,6 +141,28 @@ async def test_native_publications_reach_an_alternating_poller_once_in_order(
         await publisher
     assert pubs() == list(range(30))
     assert session.turn >= 8  # both nodes answered many requests
+
+
+async def test_the_tcp_proxy_over_sockjs_alternating_nodes(cluster: Cluster) -> None:
+    backend = await Echo(ECHO_PORT).start()
+    try:
+        session = Alternating(cluster.urls, prefix="/tcp/sockjs")
+        assert await session.poll() == "o"
+        connect = {"type": "connect", "host": "127.0.0.1", "port": ECHO_PORT}
+        assert await session.send(json.dumps(connect)) == 204
+        chunks = [bytes([i]) * (i + 1) for i in range(20)]
+        echoed = b""
+        async with asyncio.timeout(30):
+            for chunk in chunks:
+                assert await session.send(base64.b64encode(chunk).decode()) == 204
+            while len(echoed) < sum(map(len, chunks)):
+                await session.poll()
+                data = [m for m in session.messages() if not m.startswith("{")]
+                echoed = b"".join(base64.b64decode(m) for m in data)
+        assert echoed == b"".join(chunks)
+        assert backend.received == b"".join(chunks)
+    finally:
+        await backend.stop()
 
 
 async def test_a_second_receiver_on_the_other_node_is_refused(cluster: Cluster) -> None:

@@ -97,10 +97,10 @@ class RemoteSessions:
         try:
             for _ in range(3):
                 owner = await self.directory.owner(key) if stale is None else stale
-                if owner is None or stale is not None:
-                    owner = await self.directory.claim(key, stale)
+                if owner is None or owner == self.directory.node_id or stale is not None:
+                    # Claimed (again, if its entry here is being removed after an end).
+                    owner = await self.directory.claim(key, owner)
                 if owner == self.directory.node_id:
-                    self.directory.hold(key)
                     return None
                 answer = await self._relay(request, envelope, session_id, callback, headers, owner)
                 if answer is not None:
@@ -198,7 +198,8 @@ class RemoteSessions:
         }
 
     def _on_out(self, message: Message) -> None:
-        queue = self._streams.get(message.get("rid"))  # type: ignore[arg-type]
+        number = message.get("rid")
+        queue = self._streams.get(number) if isinstance(number, int) else None
         if queue is not None:
             queue.put_nowait(message)
 
@@ -261,7 +262,9 @@ class RemoteSessions:
 
     def _on_ack(self, message: Message) -> None:
         asker, number = message.get("from"), message.get("rid")
-        receiver = self._receivers.get((asker, number))  # type: ignore[arg-type]
+        if not isinstance(asker, str) or not isinstance(number, int):
+            return
+        receiver = self._receivers.get((asker, number))
         if receiver is not None:
             receiver.acked(bool(message.get("alive")))
 
