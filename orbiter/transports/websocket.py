@@ -123,6 +123,7 @@ class _Endpoint:
     __slots__ = (
         "_ending",
         "frame_rate",
+        "guarded",
         "max_message_size",
         "node",
         "outgoing_buffer",
@@ -139,6 +140,8 @@ class _Endpoint:
         self.max_message_size = node.config.limits.max_message_size
         self.outgoing_buffer = node.config.limits.outgoing_buffer
         self.frame_rate = node.config.limits.frame_rate
+        #: :data:`PATH` is a guarded push route (origin checked): the config's, read once.
+        self.guarded = is_guarded(PATH, node)
         resolution = min(self.ping_interval, self.pong_timeout) / 8
         self.wheel = DeadlineWheel(min(1.0, max(0.05, resolution)))
         #: ``node.end_session`` of connections that went away, while it runs.
@@ -157,15 +160,16 @@ class _Endpoint:
         if refusal(parsed) is not None:
             return None
         node = self.node
-        if is_guarded(PATH, node) and not origin_verdict(parsed, node)[1]:
+        if self.guarded and not origin_verdict(parsed, node)[1]:
             return None  # aiohttp's origin guard answers 403, counts and logs it
         return lambda takeover: self._take(takeover, parsed)
 
     def _take(self, takeover: Takeover, head: HandshakeHead) -> None:
         """Answer ``101`` and serve the connection; past the connection limits, close 3003."""
         node = self.node
-        head = replace(head, remote=peer_address(head.remote, head.headers, node) or "?")
-        peer = head.remote or "?"
+        peer = peer_address(head.remote, head.headers, node) or "?"
+        if peer != head.remote:  # (a dataclass replace costs more than the rest of the head)
+            head = replace(head, remote=peer)
         rest = takeover.data[len(takeover.head) :]
         # The protocol keeps the takeover (to release it), not the bytes it was claimed with.
         takeover.data = takeover.head = b""

@@ -5,8 +5,9 @@ Run: ``.venv/bin/python -m tests.support.profile_connect_path [--connects 2000]
 kernel: each connection is accepted by the sniffer of a runner set up as
 ``orbiter serve`` sets it up (the node as its connection gate, the head
 deadline), sends the WebSocket handshake, a native ``connect`` and a
-``subscribe`` to one of 50 channels, gets both replies, and goes (EOF, then
-the connection is lost). The transport is a stand-in that keeps nothing, so
+``subscribe`` to one of 50 channels (where three others stay subscribed, as
+in the bench), gets both replies, and goes (EOF, then the connection is
+lost). The transport is a stand-in that keeps nothing, so
 the figure is the interpreter's share alone. ``--count``: the work per
 connect (calls, bytecodes, memory blocks still held after the connections
 are gone: :class:`~tests.support.work_counter.WorkCounter`) instead of the
@@ -129,8 +130,8 @@ class ChurnTransport(asyncio.Transport):
         self.reading = True
 
 
-async def connect_once(factory: Any, index: int) -> None:
-    """One connection's life, as the bench's churn makes it."""
+async def connect_once(factory: Any, index: int, *, leave: bool = True) -> ChurnTransport:
+    """One connection's life, as the bench's churn makes it (``leave=False``: it stays)."""
     transport = ChurnTransport(("127.0.0.1", 40000 + index % 20000))
     sniffer = factory()
     transport.protocol = sniffer
@@ -142,6 +143,13 @@ async def connect_once(factory: Any, index: int) -> None:
             break
         await asyncio.sleep(0)
     assert transport.writes >= 2, "no replies"
+    if leave:
+        await disconnect(transport)
+    return transport
+
+
+async def disconnect(transport: ChurnTransport) -> None:
+    """The client goes: EOF, then the connection is lost."""
     transport.protocol.eof_received()
     transport.closed = True
     transport.protocol.connection_lost(None)
@@ -161,6 +169,8 @@ async def measure(connects: int, count: bool) -> None:
     runner = SniffingRunner(app, first_claim(app[RAW_ROUTERS]), **options)
     await runner.setup()
     factory = runner.server
+    # The others on each channel (the bench's 200 on 50).
+    staying = [await connect_once(factory, index, leave=False) for index in range(3 * CHANNELS)]
     for index in range(connects // 4):  # warm-up: every channel once, caches filled
         await connect_once(factory, index)
     counter = WorkCounter()
@@ -174,7 +184,9 @@ async def measure(connects: int, count: bool) -> None:
         counter.__exit__(None, None, None)
         print(f"{counter.per(connects)}; bytecodes by function:")
         print(counter.top(connects, 400))
-    print(f"{spent / connects * 1e6:.1f} µs of CPU per connect; {len(node.sessions)} sessions left")
+    print(f"{spent / connects * 1e6:.1f} µs of CPU per connect; {len(node.sessions)} sessions stay")
+    for transport in staying:
+        await disconnect(transport)
     await runner.cleanup()
     await node.close()
 
