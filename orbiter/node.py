@@ -169,11 +169,11 @@ class Node:
         """A connection from ``peer`` counted in :attr:`connection_count` is gone."""
         self._open -= 1
         per_ip = self._per_ip
-        left = per_ip[peer] - 1
-        if left:
+        left = per_ip.get(peer, 0) - 1
+        if left > 0:
             per_ip[peer] = left
         else:
-            del per_ip[peer]
+            per_ip.pop(peer, None)
 
     def close_pending(self, peer: str) -> None:
         """An :meth:`open_pending` connection sent its head, or closed."""
