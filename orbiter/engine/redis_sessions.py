@@ -14,6 +14,11 @@ leaves keys that expire within :data:`TTL`; meanwhile a node asking its dead
 owner gets no answer and takes the id over (``claim`` with the stale owner:
 compare and set).
 
+**Orbited keys.** An Orbited 0.3 key's URLs carry no position; the position
+its last connection ended at is kept under ``<prefix>:orbited:<key>``
+(:meth:`SessionDirectory.key_position`), the newer of two kept, so the key's
+next poll on any node goes on from there.
+
 **Messages.** Each node listens on its own channel (``ClusterLink``); a
 message with a ``t`` kind goes to the handler registered for that kind
 (:meth:`SessionDirectory.on`). :meth:`SessionDirectory.ask` sends one and
@@ -36,7 +41,7 @@ from orbiter.engine.base import Broker
 from orbiter.engine.redis import RedisBroker
 from orbiter.engine.redis_cluster import ClusterLink
 from orbiter.engine.redis_shards import ShardedRedisBroker
-from orbiter.model import JSON
+from orbiter.model import JSON, StreamPosition
 
 log = logging.getLogger("orbiter.engine.redis")
 
@@ -59,6 +64,20 @@ end
 return 0
 """
 
+_KEEP_NEWER = """
+local kept = redis.call('get', KEYS[1])
+if kept then
+  local sep = string.find(kept, ':', 1, true)
+  if sep and string.sub(kept, sep + 1) == ARGV[2]
+      and tonumber(string.sub(kept, 1, sep - 1)) >= tonumber(ARGV[1]) then
+    redis.call('pexpire', KEYS[1], ARGV[3])
+    return 0
+  end
+end
+redis.call('set', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 Message = dict[str, Any]
 
 
@@ -74,6 +93,8 @@ class SessionDirectory:
         self._renew_every = ttl / 3
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
+        self._keep_newer = self._redis.register_script(_KEEP_NEWER)
+        self._positions = f"{link.prefix}:orbited:"
         #: The keys of the sessions held here.
         self._held: set[str] = set()
         self._handlers: dict[str, Callable[[Message], None]] = {}
@@ -139,6 +160,20 @@ class SessionDirectory:
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("could not renew the sessions' directory entries: %s", exc)
+
+    async def key_position(self, name: str) -> StreamPosition | None:
+        """Where the last connection of Orbited key ``name`` ended, on any node (or None)."""
+        value = await self._redis.get(self._positions + name)
+        if value is None:
+            return None
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        offset, _, epoch = text.partition(":")
+        return StreamPosition(int(offset), epoch)
+
+    async def keep_key_position(self, name: str, position: StreamPosition, ttl: float) -> None:
+        """Keep ``position`` for key ``name`` ``ttl`` seconds, unless a newer one is kept."""
+        args: list[str | int] = [position.offset, position.epoch, max(1, round(ttl * 1000))]
+        await self._keep_newer([self._positions + name], args)
 
     async def close(self) -> None:
         if self._renewer is not None:

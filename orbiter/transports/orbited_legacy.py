@@ -35,9 +35,11 @@ from collections.abc import Callable
 
 import orjson
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from orbiter.config.settings import OrbitedSettings
 from orbiter.model import StreamPosition, TooManyConnections
+from orbiter.node import Node
 from orbiter.protocol.eventstream import HEARTBEAT, BadEventId, encode_positions, parse_positions
 from orbiter.protocol.eventstream import event as sse_event
 from orbiter.protocol.keys import ConnectionKey
@@ -98,6 +100,36 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
+async def _begin(node: Node, state: LegacyState, key: ConnectionKey) -> KeyHold:
+    """The key's new connection; on a Redis engine it goes on from where the key's last
+    connection on any node ended, when that is newer than what this node knows."""
+    hold = state.positions.begin(key, _now())
+    directory = node.session_directory
+    if directory is None:
+        return hold
+    try:
+        kept = await directory.key_position(key.channel)
+    except (RedisError, OSError) as exc:
+        log.warning("Orbited key %s: its position in Redis cannot be read: %s", key, exc)
+        return hold
+    here = hold.position
+    if kept is not None and (here is None or kept.epoch != here.epoch or kept.offset > here.offset):
+        hold.position = kept
+    return hold
+
+
+async def _end(node: Node, state: LegacyState, key: ConnectionKey, hold: KeyHold) -> None:
+    """The connection ended: its position kept here, and in Redis for the other nodes."""
+    state.positions.end(key, hold, _now())
+    directory, position = node.session_directory, hold.position
+    if directory is None or position is None:
+        return
+    try:
+        await directory.keep_key_position(key.channel, position, state.settings.disconnect_delay)
+    except (RedisError, OSError) as exc:
+        log.warning("Orbited key %s: its position cannot be kept in Redis: %s", key, exc)
+
+
 async def legacy_handler(request: web.Request) -> web.StreamResponse:
     try:
         url = parse_legacy_path(request.path)
@@ -119,7 +151,7 @@ async def _xhr(request: web.Request, key: ConnectionKey) -> web.Response:
     node = request.app[NODE]
     hub = request.app[POLL_HUB]
     state = request.app[LEGACY_STATE]
-    hold = state.positions.begin(key, _now())
+    hold = await _begin(node, state, key)
     since = hold.position or await hub.position(key.channel)
 
     def current() -> bool:
@@ -148,7 +180,7 @@ async def _xhr(request: web.Request, key: ConnectionKey) -> web.Response:
         pub = batch.publications[0]
         hold.position = StreamPosition(pub.offset, pub.epoch)
         body = eval_body(orjson.dumps(pub.data))
-    state.positions.end(key, hold, _now())
+    await _end(node, state, key, hold)  # before the answer: the next poll may go elsewhere
     return _eval_response(body)
 
 
@@ -214,7 +246,7 @@ async def _stream(
         )
     except TooManyConnections as exc:
         return busy(exc)
-    hold = state.positions.begin(key, _now())
+    hold = await _begin(node, state, key)
     try:
         try:
             sub = await session.connect_key(key, resumed or hold.position)
@@ -225,7 +257,7 @@ async def _stream(
             return await _run_iframe(request, session, framer, callback, state.settings)
         return await _run_sse(request, session, framer, sub)
     finally:
-        state.positions.end(key, hold, _now())
+        await _end(node, state, key, hold)
         await node.end_session(session)
 
 

@@ -246,3 +246,33 @@ async def test_a_forged_forward_is_refused(cluster: Cluster) -> None:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
     assert any("refused" in node.log for node in cluster.nodes)
+
+
+async def test_orbited_xhr_polls_of_a_key_alternating_nodes_get_each_event_once_in_order(
+    cluster: Cluster,
+) -> None:
+    user = f"u{uuid.uuid4().hex[:8]}"
+    key = f"{user}, 0, /chat"
+    urls = [f"{base}/chat|{user},0,xhr" for base in cluster.urls]
+    turn = 0
+
+    async def poll() -> Any:
+        nonlocal turn
+        head, body = await fetch(urls[turn % 2], "GET")
+        turn += 1
+        assert head.status == 200, body
+        assert body[:1] == b"(", body
+        assert body[-1:] == b")", body
+        return orjson.loads(body[1:-1])
+
+    async with AsyncClient(cluster.urls[0]) as a, AsyncClient(cluster.urls[1]) as b:
+        async with asyncio.timeout(20):
+            held = asyncio.create_task(poll())  # the key's first poll: waits for an event
+            await asyncio.sleep(0.3)
+            await b.event(key, "e0")
+            got = [await held]
+            for i in range(1, 10):
+                await (a, b)[i % 2].event(key, f"e{i}")
+            while len(got) < 10:
+                got.append(await poll())  # one event per poll, each on the other node
+    assert got == [f"e{i}" for i in range(10)]
