@@ -6,9 +6,9 @@ each listens on a port of its own on 127.0.0.1, and an ``nginx`` started
 here (Debian's ``nginx`` or ``nginx-light``) serves ``--host:--port`` in
 front of them, with the configuration ``docs/cluster.md`` explains: a
 session's requests to its node (hashed by the SockJS session id or the
-Orbited key in the URL, else by client address: SockJS sessions would work
-without it, relayed through Redis, so for them it saves the relay; Orbited
-0.3 keys and parked live elements need it), WebSocket upgrades,
+Orbited key in the URL, else by client address: SockJS sessions and Orbited
+keys work without it, through Redis, so for them it saves the relay; parked
+live elements need it), WebSocket upgrades,
 nothing buffered, and the nodes trusting its ``X-Forwarded-For``. Its
 configuration and logs are in a temporary directory, removed when it stops;
 without ``nginx`` on PATH the nodes run alone and their addresses are logged.
@@ -59,8 +59,8 @@ http {{
     # The node of a request: by its session where it has one (SockJS sessions, the TCP
     # proxy's, an Orbited 0.3 key), so a session's requests meet on its node whatever
     # address each comes from; else by client address (parked live elements, keys).
-    # SockJS sessions work without it (relayed to their node through Redis): for them
-    # it only saves the relay. Orbited 0.3 keys and parked live elements need it.
+    # SockJS sessions and Orbited keys work without it (through Redis): for them it
+    # saves the relay. Parked live elements need it.
     map $uri $orbiter_affinity {{
         "~^(?:{sockjs}|/tcp/sockjs)/[^/]+/(?<sid>[^/]+)/" $sid;
         "~^/(?<key>[^/|]*\\|[^,/]+,[^,/]+)," $key;
