@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -180,24 +181,52 @@ async def test_a_second_receiver_on_the_other_node_is_refused(cluster: Cluster) 
     assert body == b'a["x"]\n'
 
 
-async def test_streaming_and_jsonp_receivers_on_the_other_node(cluster: Cluster) -> None:
+async def test_a_jsonp_poll_and_jsonp_send_on_the_other_node(cluster: Cluster) -> None:
     session = Alternating(cluster.urls, "/echo")
-    assert await session.poll() == "o"
-    owner, other = session.bases
-    assert (await fetch(owner + "/xhr_send", "POST", body=b'["j"]'))[0].status == 204
+    assert await session.poll() == "o"  # on node 0
+    other = session.bases[1]
+    head, _ = await fetch(
+        other + "/jsonp_send",
+        "POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body=b"d=%5B%22j%22%5D",
+    )
+    assert head.status == 200
     head, body = await fetch(other + "/jsonp?c=cb", "GET")
     assert head.status == 200
     assert body == b'/**/cb("a[\\"j\\"]");\r\n'
-    streaming = asyncio.create_task(fetch(other + "/xhr_streaming", "POST"))
+
+
+@pytest.mark.parametrize(
+    ("transport", "method", "prelude", "framed"),
+    [
+        ("xhr_streaming", "POST", "h" * 2048 + "\n", "a{}\n"),
+        ("eventsource", "GET", "\r\n", "data: a{}\r\n\r\n"),
+        ("htmlfile?c=cb", "GET", "", 'p("a{}");'),
+    ],
+)
+async def test_streaming_receivers_on_the_other_node(
+    cluster: Cluster, transport: str, method: str, prelude: str, framed: str
+) -> None:
+    session = Alternating(cluster.urls, "/echo")
+    assert await session.poll() == "o"
+    owner, other = session.bases
+    streaming = asyncio.create_task(fetch(f"{other}/{transport}", method))
     await asyncio.sleep(0.3)
     assert (await fetch(owner + "/xhr_send", "POST", body=b'["y"]'))[0].status == 204
     # The echo service's streaming responses end after 4096 bytes: this one ends it.
-    big = json.dumps(["z" * 4200]).encode()
-    assert (await fetch(other + "/xhr_send", "POST", body=big))[0].status == 204
+    big = json.dumps(["z" * 4200])
+    assert (await fetch(other + "/xhr_send", "POST", body=big.encode()))[0].status == 204
     head, body = await asyncio.wait_for(streaming, 15)
-    lines = body.decode().split("\n")
-    assert lines[0] == "h" * 2048
-    assert [line for line in lines[1:] if line] == ['a["y"]', "a" + big.decode()]
+    assert head.status == 200
+    text = body.decode()
+    assert text.startswith(prelude)
+    small = framed.format('["y"]' if transport != "htmlfile?c=cb" else '[\\"y\\"]')
+    large = framed.format(big if transport != "htmlfile?c=cb" else big.replace('"', '\\"'))
+    assert small in text
+    assert large in text
+    assert text.index(small) < text.index(large)
+    assert text.count("zzzz" * 1050) == 1
 
 
 async def test_an_unknown_session_is_new_on_any_node(cluster: Cluster) -> None:
@@ -276,3 +305,24 @@ async def test_orbited_xhr_polls_of_a_key_alternating_nodes_get_each_event_once_
             while len(got) < 10:
                 got.append(await poll())  # one event per poll, each on the other node
     assert got == [f"e{i}" for i in range(10)]
+
+
+async def test_a_session_of_a_killed_node_starts_again_on_another() -> None:
+    """Its directory entry outlives it (up to 60 s): the other node, finding nobody
+    listening for the owner, takes the id over rather than wait or fail."""
+    running = Cluster()
+    try:
+        session = Alternating(running.urls, "/echo")
+        assert await session.poll() == "o"  # held by node 0
+        assert await session.send("before") == 204  # relayed by node 1
+        running.nodes[0].stop(signal.SIGKILL)
+        other = session.bases[1]
+        head, _ = await fetch(other + "/xhr_send", "POST", body=b'["lost"]')
+        assert head.status == 404  # nobody holds it now: as on one node after a restart
+        _, body = await fetch(other + "/xhr", "POST")
+        assert body == b"o\n"  # a new session, here
+        assert (await fetch(other + "/xhr_send", "POST", body=b'["after"]'))[0].status == 204
+        _, body = await fetch(other + "/xhr", "POST")
+        assert body == b'a["after"]\n'
+    finally:
+        running.stop()
