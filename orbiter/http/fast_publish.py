@@ -234,6 +234,7 @@ class FastPublishProtocol(ClaimedProtocol):
         out: list[bytes] = []
         waiting: list[tuple[PublishHead, _Waiting]] = []
         pos, size, parse = 0, len(buffer), self._parser.parse
+        lines = self._dates.lines()  # (the Date line, read once for the requests of a read)
         while pos < size:
             parsed = parse(buffer, pos)
             if parsed is None:
@@ -246,7 +247,7 @@ class FastPublishProtocol(ClaimedProtocol):
                 self._hand_over(buffer[pos:])
                 return
             head, body, pos = parsed
-            response = self._answer(head, body)
+            response = self._answer(head, body, lines)
             if waiting or not isinstance(response, bytes):
                 # The engine must wait: this answer and those after it come from a task.
                 waiting.append((head, response))
@@ -282,7 +283,7 @@ class FastPublishProtocol(ClaimedProtocol):
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _answer(
-        self, head: PublishHead, body: bytes
+        self, head: PublishHead, body: bytes, lines: bytes
     ) -> bytes | Awaitable[dict[str, Any] | Publication]:
         """The response to a request, or what the engine's answer will be (it must wait)."""
         try:
@@ -291,7 +292,7 @@ class FastPublishProtocol(ClaimedProtocol):
         except Exception as exc:
             return self._failure(exc, head)
         if isinstance(answer, dict):
-            return self._ok(answer, head.close)
+            return self._ok(answer, head.close, lines)
         return answer
 
     def _when_answered(self, waiting: list[tuple[PublishHead, _Waiting]]) -> None:
@@ -302,6 +303,7 @@ class FastPublishProtocol(ClaimedProtocol):
                 answer.add_done_callback(lambda _: self._when_answered(waiting))
                 return
         responses = []
+        lines = self._dates.lines()
         for head, answer in waiting:
             if isinstance(answer, bytes):
                 responses.append(answer)
@@ -309,7 +311,7 @@ class FastPublishProtocol(ClaimedProtocol):
             assert isinstance(answer, asyncio.Future)
             exc = answer.exception()
             if exc is None:
-                responses.append(self._ok(answer_of(answer.result()), head.close))
+                responses.append(self._ok(answer_of(answer.result()), head.close, lines))
             else:
                 responses.append(self._failure(exc, head))  # type: ignore[arg-type]
         self._answered(waiting, responses)
@@ -323,7 +325,8 @@ class FastPublishProtocol(ClaimedProtocol):
                 responses.append(answer)
                 continue
             try:
-                responses.append(self._ok(answer_of(await answer), head.close))
+                answer_payload = answer_of(await answer)
+                responses.append(self._ok(answer_payload, head.close, self._dates.lines()))
             except Exception as exc:
                 responses.append(self._failure(exc, head))
         self._answered(waiting, responses)
@@ -348,10 +351,11 @@ class FastPublishProtocol(ClaimedProtocol):
         if self._eof and not self._busy and not transport.is_closing() and not self._end_of_input():
             transport.close()
 
-    def _ok(self, payload: dict[str, Any], close: bool) -> bytes:
+    def _ok(self, payload: dict[str, Any], close: bool, lines: bytes) -> bytes:
+        """A 200 answer; ``lines``: the ``Date`` and ``Server`` lines (``_DateHeader.lines``)."""
         body = orjson.dumps(payload)
         connection = b"Connection: close\r\n\r\n" if close else b"\r\n"
-        return b"%s%d\r\n%s%s%s" % (_OK_HEAD, len(body), self._dates.lines(), connection, body)
+        return b"%s%d\r\n%s%s%s" % (_OK_HEAD, len(body), lines, connection, body)
 
     def _failure(self, exc: Exception, head: PublishHead) -> bytes:
         """The answer aiohttp's middleware gives for ``exc``: the same rule functions."""
