@@ -97,3 +97,15 @@ def test_sockjs_client_through_round_robin_gets_every_echo_once_in_order(
     if transport == "xhr-polling":
         assert len(receives) == 3, requests
     assert receives, requests
+
+
+def test_sockjs_client_on_two_workers_of_one_port() -> None:
+    """``--workers 2``: the kernel spreads the client's connections over both processes."""
+    server = RunningServer(args=("--workers", "2", "--sockjs-test-services"))
+    try:
+        for transport in ("xhr-polling", "xhr-streaming"):
+            result = run_scenario(server.url + "/sockjs/echo", transport)
+            assert result["error"] is None, result
+            assert result["got"] == [f"m{i}" for i in range(40)]
+    finally:
+        server.stop()
