@@ -23,6 +23,8 @@ from orbiter.config.values import SettingsError, kinds_of, scalars
 ENGINE_KINDS = ("sqlite", "memory", "redis")
 #: The schemes of ``engine.url`` (redis-py's: TCP, TLS, a Unix socket).
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: The schemes of a Redis Cluster's ``engine.url`` (one node of it; the others are found).
+REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 #: The values of ``engine.sync`` (``PRAGMA synchronous`` in WAL mode).
 SYNC_MODES = ("normal", "full")
 #: The data file's name in ``engine.data_dir``.
@@ -43,7 +45,8 @@ class EngineSettings:
     #: Redis at ``url``, shared by every node that names it.
     kind: str = "sqlite"
     #: The Redis of ``kind = "redis"``: ``redis://host:port/db`` (``rediss://`` for TLS,
-    #: ``unix:///path?db=0`` for a socket); several, separated by commas, shard channels.
+    #: ``unix:///path?db=0`` for a socket); several, separated by commas, shard channels;
+    #: ``redis+cluster://host:port`` (``rediss+cluster://`` for TLS): a Redis Cluster.
     url: str = ""
     #: The directory of the SQLite data file (created on first start); a relative
     #: path is taken from the directory orbiter is started in. Empty: not configured
@@ -88,12 +91,14 @@ def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
         raise SettingsError(
             f"'engine.kind' must be one of {', '.join(ENGINE_KINDS)}, not {settings.kind!r}"
         )
-    if settings.kind == "redis" and not all(
-        part.strip().startswith(REDIS_SCHEMES) for part in settings.url.split(",")
+    if (
+        settings.kind == "redis"
+        and not settings.url.strip().startswith(REDIS_CLUSTER_SCHEMES)
+        and not all(part.strip().startswith(REDIS_SCHEMES) for part in settings.url.split(","))
     ):
         raise SettingsError(
-            "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
-            f"redis, not {settings.url!r}"
+            "'engine.url' must be a Redis URL (redis://host:port/db, or "
+            f"redis+cluster://host:port) when 'engine.kind' is redis, not {settings.url!r}"
         )
     if settings.sync not in SYNC_MODES:
         raise SettingsError(

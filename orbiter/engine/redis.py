@@ -156,6 +156,10 @@ class RedisKeys:
     def void(self) -> str:
         return f"{self.prefix}:void"
 
+    def void_of(self, channel: str) -> str:
+        """The void epoch's key a script on ``channel`` reads (one per slot in a cluster)."""
+        return self.void
+
 
 def _client(url: str) -> aioredis.Redis:
     """A client that never retries a command by itself (a retried publish could be kept twice)."""
@@ -219,7 +223,7 @@ class RedisBroker(Broker):
         #: Channels subscribed again after a reconnect, to catch up once Redis confirmed it.
         self._resubscribed: set[bytes] = set()
         self.keys = RedisKeys(prefix)
-        self._redis = _client(url)
+        self._redis = self._make_client(url)
         self._publish_sha = ""
         self._read_sha = ""
         #: Where the void epochs this node offers (when Redis has none) come from: never the
@@ -251,6 +255,11 @@ class RedisBroker(Broker):
         self._cluster_names = frozenset(self.cluster.names() if join else ())
 
     clustered = True
+    #: The publish script (the cluster mode's ends in SPUBLISH rather than PUBLISH).
+    _publish_script = _PUBLISH
+
+    def _make_client(self, url: str) -> aioredis.Redis:
+        return _client(url)
 
     def _void_offer(self) -> str:
         """A void epoch for Redis to keep if it has none (a first start, or its data lost)."""
@@ -285,7 +294,7 @@ class RedisBroker(Broker):
         if self._loop is not None:
             return
         try:
-            self._publish_sha = await self._redis.script_load(_PUBLISH)
+            self._publish_sha = await self._redis.script_load(self._publish_script)
             self._read_sha = await self._redis.script_load(_READ)
         except (RedisError, OSError) as exc:
             await self._redis.aclose()
@@ -395,7 +404,7 @@ class RedisBroker(Broker):
                     3,
                     keys.meta(item.channel),
                     keys.history(item.channel),
-                    keys.void,
+                    keys.void_of(item.channel),
                     keys.pubsub(item.channel),
                     policy.size,
                     _seconds(policy.ttl) * 1000,
@@ -413,7 +422,7 @@ class RedisBroker(Broker):
                     results[index] = answer
             if not missing:
                 break
-            self._publish_sha = await self._redis.script_load(_PUBLISH)
+            self._publish_sha = await self._redis.script_load(self._publish_script)
             todo = missing
         return results
 
@@ -439,7 +448,7 @@ class RedisBroker(Broker):
             3,
             keys.meta(channel),
             keys.history(channel),
-            keys.void,
+            keys.void_of(channel),
             mode,
             a,
             b,
@@ -639,7 +648,7 @@ class RedisBroker(Broker):
 
     async def _received(self, message: Any) -> None:
         kind = message[0]
-        if kind == b"message":
+        if kind in (b"message", b"smessage"):
             channel = self._channel_of.get(message[1])
             if channel is None:
                 if message[1] in self._cluster_names:
@@ -667,7 +676,7 @@ class RedisBroker(Broker):
                 await self._catch_up(channel, pub)
                 return
             self._deliver(pub)
-        elif kind == b"subscribe":
+        elif kind in (b"subscribe", b"ssubscribe"):
             name = message[1]
             for future in self._confirming.pop(name, []):
                 if not future.done():
@@ -838,7 +847,7 @@ class RedisPresenceStore(PresenceStore):
         self._prefix = prefix
         #: Milliseconds an entry lives unless refreshed.
         self._ttl = max(1, round(ttl * 1000))
-        self._redis = _client(url)
+        self._redis = self._make_client(url)
         self._add = self._redis.register_script(_PRESENCE_ADD)
         self._remove = self._redis.register_script(_PRESENCE_REMOVE)
         self._clients = self._redis.register_script(_PRESENCE_CLIENTS)
@@ -846,6 +855,9 @@ class RedisPresenceStore(PresenceStore):
         #: This node's clients, refreshed while they live.
         self._local: dict[str, dict[str, ClientInfo]] = {}
         self._refresher: asyncio.Task[None] | None = None
+
+    def _make_client(self, url: str) -> aioredis.Redis:
+        return _client(url)
 
     def _keys(self, channel: str) -> list[str]:
         base = f"{self._prefix}:presence:"

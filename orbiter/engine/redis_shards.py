@@ -29,6 +29,11 @@ from orbiter.engine.base import (
     Survey,
 )
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
+from orbiter.engine.redis_cluster_mode import (
+    ClusterRedisBroker,
+    ClusterRedisPresenceStore,
+    is_cluster_url,
+)
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
 
@@ -178,7 +183,10 @@ def _grouped(channels: Iterable[str], count: int) -> dict[int, list[str]]:
 
 
 def redis_broker(url: str, *, prefix: str = "orbiter") -> Broker:
-    """The broker of ``engine.url``: one Redis, or shards over several (comma-separated)."""
+    """The broker of ``engine.url``: one Redis, shards over several (comma-separated), or a
+    Redis Cluster (``engine/redis_cluster_mode.py``)."""
+    if is_cluster_url(url):
+        return ClusterRedisBroker(url, prefix=prefix)
     urls = shard_urls(url)
     if len(urls) == 1:
         return RedisBroker(urls[0], prefix=prefix)
@@ -187,6 +195,8 @@ def redis_broker(url: str, *, prefix: str = "orbiter") -> Broker:
 
 def redis_presence(url: str, *, prefix: str = "orbiter") -> PresenceStore:
     """The presence store of ``engine.url`` (sharded as :func:`redis_broker` is)."""
+    if is_cluster_url(url):
+        return ClusterRedisPresenceStore(url, prefix=prefix)
     urls = shard_urls(url)
     if len(urls) == 1:
         return RedisPresenceStore(urls[0], prefix=prefix)

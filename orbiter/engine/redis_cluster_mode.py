@@ -1,0 +1,570 @@
+"""The Redis engine on a Redis Cluster (``redis+cluster://host:port``), with sharded pub/sub.
+
+Everything :class:`RedisBroker` keeps per channel stays true, because every
+key of one channel is in one hash slot: its keys carry a hash tag (``{t}``,
+a short string chosen once per slot, the same on every node) for the slot
+of the channel's name, so the publish script runs on the channel's master,
+whose ``SPUBLISH`` sends the publication to that shard's subscribers only
+(``PUBLISH`` would cross the whole cluster bus). The void epoch a script may
+read is kept once per slot, under the same tag.
+
+**Delivery.** This node holds one pub/sub connection per master that owns
+a channel it is subscribed to (``SSUBSCRIBE``, one per channel, never per
+connection), plus one plain ``SUBSCRIBE`` connection for the node list's
+channels (``engine/redis_cluster.py``: their ``PUBLISH`` reaches every
+master). Each connection reconnects with backoff; after a failure, or when
+Redis says a slot moved (a ``MOVED`` answer, or ``SUNSUBSCRIBE`` sent by the
+server), the slot map is read again and the channels go to their master,
+catching up from history as after any reconnect.
+
+**Commands** go through redis-py's ``RedisCluster``: it follows ``MOVED`` and
+``ASK``, and never retries a command after a connection error, so a publish
+to a master that is down fails (:class:`PublishFailed`), never answers a
+false OK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from orbiter.config.storage import REDIS_CLUSTER_SCHEMES
+from orbiter.engine.base import EngineUnavailable
+from orbiter.engine.redis import (
+    _PUBLISH,
+    _PURGE,
+    PING_TIMEOUT,
+    RedisBroker,
+    RedisKeys,
+    RedisPresenceStore,
+    _period,
+    _Queued,
+    _seconds,
+    log,
+)
+from orbiter.model import PresenceEvent
+
+#: Hash slots of a Redis Cluster.
+SLOTS = 16384
+
+
+def is_cluster_url(url: str) -> bool:
+    """``url`` names a Redis Cluster (``redis+cluster://``)."""
+    return url.strip().startswith(REDIS_CLUSTER_SCHEMES)
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """A short hash tag for each slot (hex numbers, the first found for it)."""
+    tags = [""] * SLOTS
+    missing, number = SLOTS, 0
+    while missing:
+        tag = format(number, "x")
+        slot = key_slot(tag.encode())
+        if not tags[slot]:
+            tags[slot] = tag
+            missing -= 1
+        number += 1
+    return tuple(tags)
+
+
+def tag_of(channel: str) -> str:
+    """The hash tag of ``channel``'s keys: the tag of the slot its name hashes to."""
+    return slot_tags()[key_slot(channel.encode())]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterKeys(RedisKeys):
+    """:class:`RedisKeys` with every key of a channel in its slot (``{tag}`` before the name)."""
+
+    def meta(self, channel: str) -> str:
+        return f"{self.prefix}:meta:{{{tag_of(channel)}}}{channel}"
+
+    def history(self, channel: str) -> str:
+        return f"{self.prefix}:history:{{{tag_of(channel)}}}{channel}"
+
+    def pubsub(self, channel: str) -> str:
+        return f"{self.prefix}:ch:{{{tag_of(channel)}}}{channel}"
+
+    def void_of(self, channel: str) -> str:
+        return f"{self.prefix}:void:{{{tag_of(channel)}}}"
+
+
+def cluster_client(url: str) -> aioredis.Redis:
+    """A ``RedisCluster`` client that never retries a command after a connection error.
+
+    Typed as the plain client: the engine calls only commands both offer."""
+    plain = url.strip().replace("+cluster://", "://", 1)
+    client = RedisCluster.from_url(
+        plain, retry=Retry(NoBackoff(), 0), socket_timeout=10.0, protocol=2
+    )
+    return cast(aioredis.Redis, client)
+
+
+class _ShardLink:
+    """The pub/sub connection to one master, and the shard channels it carries."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        self.names: set[bytes] = set()
+        self.connection: AbstractConnection | None = None
+        self.up = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class ClusterRedisBroker(RedisBroker):
+    """:class:`RedisBroker` on a Redis Cluster: sharded pub/sub, keys hash-tagged per slot."""
+
+    _publish_script = _PUBLISH.replace("redis.call('publish'", "redis.call('spublish'")
+
+    def __init__(self, url: str, *, prefix: str = "orbiter", **kwargs: Any) -> None:
+        super().__init__(url, prefix=prefix, **kwargs)
+        self.keys = ClusterKeys(prefix)
+        #: The pub/sub connections to masters, by node name, and each channel's.
+        self._links: dict[str, _ShardLink] = {}
+        self._link_of: dict[bytes, _ShardLink] = {}
+        self._rehoming: asyncio.Task[None] | None = None
+        self._node_clients: dict[str, aioredis.Redis] = {}
+
+    def _make_client(self, url: str) -> aioredis.Redis:
+        return cluster_client(url)
+
+    def _node_client(self, node: ClusterNode) -> aioredis.Redis:
+        """A plain client of one master, for pipelines of scripts (``RedisCluster``'s
+        pipelines refuse them); kept by node name."""
+        client = self._node_clients.get(node.name)
+        if client is None:
+            kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
+            pool = ConnectionPool(connection_class=node.connection_class, **kwargs)
+            client = self._node_clients[node.name] = aioredis.Redis(connection_pool=pool)
+        return client
+
+    async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
+        """Run the publish script for each of ``batch``: one pipeline per master, in the
+        order queued. A ``MOVED`` answer (the script did not run) is sent again to the slot's
+        new master once the slot map is read again; a lost script is loaded and run again."""
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for _ in range(3):
+            groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+            for index in todo:
+                node = self._owner(self.keys.meta(batch[index].channel))
+                groups.setdefault(node.name, (node, []))[1].append(index)
+            answers = await asyncio.gather(
+                *(
+                    self._pipeline(node, [batch[i] for i in group])
+                    for node, group in groups.values()
+                ),
+                return_exceptions=True,
+            )
+            todo, moved = [], False
+            for (node, group), answer in zip(groups.values(), answers, strict=True):
+                if isinstance(answer, BaseException):
+                    for index in group:
+                        results[index] = answer
+                    continue
+                for index, result in zip(group, answer, strict=True):
+                    results[index] = result
+                    if isinstance(result, NoScriptError):
+                        todo.append(index)
+                        self._publish_sha = await self._node_client(node).script_load(
+                            self._publish_script
+                        )
+                    elif isinstance(result, (MovedError, AskError, TryAgainError)):
+                        todo.append(index)
+                        moved = True
+            if not todo:
+                break
+            if moved:
+                await self._refresh_slots()
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed and len(failed) == len(results):
+            raise failed[0]  # nothing published: the whole batch failed (counted, logged)
+        return results
+
+    async def _pipeline(self, node: ClusterNode, items: list[_Queued]) -> list[Any]:
+        pipe = self._node_client(node).pipeline(transaction=False)
+        keys = self.keys
+        for item in items:
+            policy = item.policy
+            pipe.evalsha(
+                self._publish_sha,
+                3,
+                keys.meta(item.channel),
+                keys.history(item.channel),
+                keys.void_of(item.channel),
+                keys.pubsub(item.channel),
+                policy.size,
+                _seconds(policy.ttl) * 1000,
+                _period(policy),
+                self._void_offer(),
+                item.tags_json,
+                item.encoded,
+            )
+        answers: list[Any] = await pipe.execute(raise_on_error=False)
+        return answers
+
+    @property
+    def _cluster(self) -> RedisCluster:
+        return cast(RedisCluster, self._redis)
+
+    def _owner(self, key: str | bytes) -> ClusterNode:
+        """The master of ``key``'s slot, as last read; a ``ConnectionError`` if none holds it."""
+        name = key.decode() if isinstance(key, bytes) else key
+        try:
+            node = self._cluster.get_node_from_key(name)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"no master holds the slot of {name!r}: {exc}") from None
+        if node is None:
+            raise RedisConnectionError(f"no master holds the slot of {name!r}")
+        return node
+
+    @property
+    def connected(self) -> bool:
+        """The node list's connection and every master's this node needs are up."""
+        return self._connection is not None and all(
+            link.connection is not None for link in self._links.values() if link.names
+        )
+
+    async def close(self) -> None:
+        if self._loop is None or self._closed:
+            return
+        for task in [self._rehoming, *(link.task for link in self._links.values())]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await super().close()
+        for client in self._node_clients.values():
+            await client.aclose()
+
+    # ------------------------------------------------------------ connections
+
+    def _connect(self, node: ClusterNode) -> AbstractConnection:
+        kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
+        connection: AbstractConnection = node.connection_class(**kwargs)
+        return connection
+
+    async def _listen_forever(self) -> None:
+        """Hold the node list's connection (plain SUBSCRIBE) to any master; reconnect with
+        backoff, to another master if need be."""
+        first, longest = self._backoff
+        delay = first
+        while True:
+            primaries = self._cluster.get_primaries()
+            connection = self._connect(random.choice(primaries))
+            try:
+                await connection.connect()  # type: ignore[no-untyped-call]
+                if self._cluster_names:
+                    await connection.send_command("SUBSCRIBE", *self._cluster_names)
+                self._connection = connection
+                self._up.set()
+                delay = first
+                await self._read_messages(connection)
+            except (RedisError, OSError) as exc:
+                self.failures += 1
+                log.error("lost the Redis Cluster node list's connection (%s)", exc)
+            finally:
+                self._connection = None
+                self._up.clear()
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, longest)
+            await self._refresh_slots()
+
+    async def _read_messages(
+        self, connection: AbstractConnection, link: _ShardLink | None = None
+    ) -> None:
+        """Read ``connection``'s messages until it fails, pinging it meanwhile."""
+        pinger = asyncio.create_task(self._ping(connection))
+        try:
+            while True:
+                try:
+                    message = await connection.read_response(timeout=PING_TIMEOUT)
+                except ResponseError as exc:  # SSUBSCRIBE of a slot no longer here (MOVED)
+                    log.warning("Redis Cluster refused a subscription (%s)", exc)
+                    self._rehome_soon()
+                    continue
+                if link is not None and message[0] == b"sunsubscribe":
+                    if message[1] in self._link_of:  # not asked for: the slot moved away
+                        self._rehome_soon()
+                    continue
+                try:
+                    await self._received(message)
+                except (RedisError, OSError):
+                    raise
+                except Exception:
+                    log.exception("could not handle a message from Redis: %.200r", message)
+        finally:
+            pinger.cancel()
+
+    async def _hold(self, link: _ShardLink) -> None:
+        """Hold ``link``'s connection: connect, SSUBSCRIBE its channels, read; reconnect with
+        backoff (channels whose slot went elsewhere move to their new master)."""
+        first, longest = self._backoff
+        delay = first
+        while not self._closed:
+            connection = self._connect(link.node)
+            try:
+                await connection.connect()  # type: ignore[no-untyped-call]
+                # Each catches up from history once its subscription is confirmed.
+                self._resubscribed |= {
+                    n for n in link.names if self._channel_of.get(n) in self._last
+                }
+                if link.names:
+                    commands = [("SSUBSCRIBE", name) for name in link.names]
+                    await connection.send_packed_command(connection.pack_commands(commands))
+                link.connection = connection
+                link.up.set()
+                if delay > first:
+                    log.info("reconnected to Redis Cluster master %s", link.node.name)
+                delay = first
+                await self._read_messages(connection, link)
+            except (RedisError, OSError) as exc:
+                self.failures += 1
+                log.error(
+                    "lost Redis Cluster master %s (%s); reconnecting in %.2f s",
+                    link.node.name,
+                    exc,
+                    delay,
+                )
+            finally:
+                link.connection = None
+                link.up.clear()
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, longest)
+            await self._rehome()
+            if not link.names:
+                break
+        if self._links.get(link.node.name) is link:
+            del self._links[link.node.name]
+
+    def _link(self, node: ClusterNode) -> _ShardLink:
+        link = self._links.get(node.name)
+        if link is None or link.task is None or link.task.done():
+            link = self._links[node.name] = _ShardLink(node)
+            assert self._loop is not None
+            link.task = self._loop.create_task(self._hold(link))
+        return link
+
+    async def _refresh_slots(self) -> bool:
+        try:
+            await self._cluster.nodes_manager.initialize()
+        except (RedisError, OSError) as exc:
+            log.warning("cannot read the Redis Cluster's slots: %s", exc)
+            return False
+        return True
+
+    def _rehome_soon(self) -> None:
+        if self._loop is not None and (self._rehoming is None or self._rehoming.done()):
+            self._rehoming = self._loop.create_task(self._rehome())
+
+    async def _rehome(self) -> None:
+        """Move each subscribed channel to the master that owns its slot now."""
+        if not await self._refresh_slots():
+            return
+        for name, link in list(self._link_of.items()):
+            try:
+                owner = self._owner(name)
+            except RedisConnectionError as exc:
+                log.warning("%s", exc)
+                continue
+            if owner.name == link.node.name:
+                continue
+            link.names.discard(name)
+            moved = self._link(owner)
+            moved.names.add(name)
+            self._link_of[name] = moved
+            if self._channel_of.get(name) in self._last:
+                self._resubscribed.add(name)
+            if moved.connection is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await moved.connection.send_command("SSUBSCRIBE", name)
+            log.info("channel %r follows its slot to %s", self._channel_of.get(name), owner.name)
+
+    # ------------------------------------------------------------ subscriptions
+
+    async def subscribe(self, channel: str) -> None:
+        """SSUBSCRIBE ``channel`` on its master once that confirmed it; see
+        :meth:`RedisBroker.subscribe`."""
+        if channel in self._subscribed:
+            return
+        name = self.keys.pubsub(channel).encode()
+        if self._loop is None or self._connection is None:
+            raise EngineUnavailable(f"cannot subscribe to {channel!r}: Redis is not connected")
+        try:
+            owner = self._owner(name)
+        except RedisConnectionError as exc:
+            raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
+        link = self._link(owner)
+        self._subscribed[channel] = name
+        self._channel_of[name] = channel
+        link.names.add(name)
+        self._link_of[name] = link
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._confirming.setdefault(name, []).append(future)
+        try:
+            await asyncio.wait_for(link.up.wait(), PING_TIMEOUT)
+            connection = link.connection
+            if connection is None:
+                raise OSError(f"no connection to {owner.name}")
+            await connection.send_command("SSUBSCRIBE", name)
+            await asyncio.wait_for(asyncio.shield(future), PING_TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._subscribed.pop(channel, None)
+            self._channel_of.pop(name, None)
+            self._confirming.pop(name, None)
+            self._link_of.pop(name, None)
+            link.names.discard(name)
+            if link.connection is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await link.connection.send_command("SUNSUBSCRIBE", name)
+            raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
+
+    async def unsubscribe(self, channel: str) -> None:
+        name = self._subscribed.pop(channel, None)
+        if name is None:
+            return
+        self._channel_of.pop(name, None)
+        self._last.pop(channel, None)
+        link = self._link_of.pop(name, None)
+        if link is not None:
+            link.names.discard(name)
+            if link.connection is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await link.connection.send_command("SUNSUBSCRIBE", name)
+
+    async def publish_presence(self, event: PresenceEvent) -> None:
+        info = event.client
+        message = (b"j" if event.joined else b"l") + orjson.dumps(
+            [info.client, info.user, info.info]
+        )
+        try:
+            await self._cluster.spublish(self.keys.pubsub(event.channel), message)
+        except (RedisError, OSError) as exc:  # no history: a lost one is only logged
+            log.warning("could not send a presence event of %r: %s", event.channel, exc)
+
+    async def subscribed(self, channels: list[str]) -> set[str]:
+        """Those of ``channels`` some node is subscribed to (``PUBSUB SHARDNUMSUB`` on each
+        channel's master); this node's own if Redis cannot say."""
+        found: set[str] = set()
+        groups: dict[str, tuple[ClusterNode, list[str]]] = {}
+        try:
+            for channel in channels:
+                node = self._owner(self.keys.pubsub(channel))
+                groups.setdefault(node.name, (node, []))[1].append(channel)
+            for node, group in groups.values():
+                names = [self.keys.pubsub(c) for c in group]
+                counts = await self._cluster.execute_command(
+                    "PUBSUB SHARDNUMSUB", *names, target_nodes=node
+                )
+                found |= {c for c, (_, n) in zip(group, counts, strict=True) if int(n) > 0}
+        except (RedisError, OSError) as exc:
+            log.warning("cannot ask Redis which channels have subscribers: %s", exc)
+            return {c for c in channels if c in self._subscribed}
+        return found
+
+
+_PRESENCE_CHANNELS = (
+    _PURGE
+    + """
+local now = clock()
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local result = {}
+for _, channel in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+  local base = ARGV[1] .. ':presence:'
+  local tag = '{' .. ARGV[2] .. '}'
+  local clients = base .. 'clients:' .. tag .. channel
+  purge(clients, base .. 'expiries:' .. tag .. channel, base .. 'users:' .. tag .. channel, now)
+  local count = redis.call('hlen', clients)
+  if count > 0 then
+    table.insert(result, channel)
+    table.insert(result, count)
+  else
+    redis.call('zrem', KEYS[1], channel)
+  end
+end
+return result
+"""
+)
+
+
+class ClusterRedisPresenceStore(RedisPresenceStore):
+    """:class:`RedisPresenceStore` on a Redis Cluster: a channel's presence keys in its slot,
+    and the channels with presence listed per slot (``<prefix>:presence:channels:{tag}``)."""
+
+    def __init__(self, url: str, *, prefix: str = "orbiter", ttl: float = 30.0) -> None:
+        super().__init__(url, prefix=prefix, ttl=ttl)
+        self._channels = self._redis.register_script(_PRESENCE_CHANNELS)
+
+    def _make_client(self, url: str) -> aioredis.Redis:
+        return cluster_client(url)
+
+    def _keys(self, channel: str) -> list[str]:
+        base = f"{self._prefix}:presence:"
+        tag = f"{{{tag_of(channel)}}}"
+        return [
+            f"{base}clients:{tag}{channel}",
+            f"{base}expiries:{tag}{channel}",
+            f"{base}users:{tag}{channel}",
+            f"{base}channels:{tag}",
+        ]
+
+    async def refresh(self) -> None:
+        """Renew the entries of this node's clients (concurrently: ``RedisCluster``'s
+        pipelines refuse scripts)."""
+        calls = [
+            self._add(self._keys(channel), self._args(channel, info))
+            for channel, clients in self._local.items()
+            for info in clients.values()
+        ]
+        await asyncio.gather(*calls)
+
+    async def channels(self) -> dict[str, int]:
+        """Every slot's list of channels (found by ``SCAN`` on each master), read and purged."""
+        cluster = cast(RedisCluster, self._redis)
+        pattern = f"{self._prefix}:presence:channels:*"
+        merged: dict[str, int] = {}
+        try:
+            for node in cluster.get_primaries():
+                cursor = 0
+                while True:
+                    cursors, keys = await cluster.execute_command(
+                        "SCAN", cursor, "MATCH", pattern, "COUNT", 1000, target_nodes=node
+                    )
+                    cursor = int(next(iter(cursors.values())))  # {node: cursor}
+                    for key in keys:
+                        tag = key.decode().rsplit("{", 1)[1].rstrip("}")
+                        flat = await self._channels([key], [self._prefix, tag])
+                        for name, count in zip(flat[::2], flat[1::2], strict=True):
+                            merged[name.decode()] = int(count)
+                    if cursor == 0:
+                        break
+        except (RedisError, OSError) as exc:
+            raise EngineUnavailable(f"cannot read presence in Redis: {exc}") from None
+        return merged

@@ -1,0 +1,147 @@
+"""A real 3-master Redis Cluster for the cluster mode's tests, on free 127.0.0.1 ports.
+
+Three ``redis-server --cluster-enabled yes`` processes, each in a temporary
+directory, without persistence, joined by ``redis-cli --cluster create``
+(Debian's ``redis-tools``, a dependency of ``redis-server``); stopped by
+their PIDs. :func:`redis_cluster` is scoped per test module, and returns once
+every node says the cluster is ``ok``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.redis_server import REDIS_SERVER
+from tests.support.tcp_servers import free_port
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+def _ask(port: int, *words: str) -> bytes:
+    """One inline command to the node on ``port``; its raw answer ("" if none)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(" ".join(words).encode() + b"\r\n")
+            return sock.recv(4096)
+    except OSError:
+        return b""
+
+
+class RedisCluster:
+    """Three master nodes covering every slot; :attr:`url` names the cluster for orbiter."""
+
+    def __init__(self) -> None:
+        for binary in (REDIS_SERVER, REDIS_CLI):
+            if shutil.which(binary) is None:
+                raise RuntimeError(f"{binary} is not installed (scripts/system-packages does it)")
+        self._dir = tempfile.TemporaryDirectory(prefix="orbiter-redis-cluster-")
+        self.ports = [free_port() for _ in range(3)]
+        #: The cluster bus ports (Redis's default, port + 10000, may be past 65535).
+        self.bus_ports = [free_port() for _ in range(3)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def _start(self) -> None:
+        for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        REDIS_SERVER,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        f"nodes-{port}.conf",
+                        "--cluster-port",
+                        str(bus_port),
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        self._dir.name,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        self._wait(lambda port: _ask(port, "PING").startswith(b"+PONG"), "start")
+        subprocess.run(
+            [
+                REDIS_CLI,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        self._wait(lambda port: b"cluster_state:ok" in _ask(port, "CLUSTER", "INFO"), "join")
+
+    def _wait(self, ready: object, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(ready(port) for port in self.ports):  # type: ignore[operator]
+                return
+            if any(process.poll() is not None for process in self.processes):
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"the Redis Cluster did not {what} on ports {self.ports}")
+
+    def port_of(self, key: str) -> int:
+        """The port of the master that holds ``key``'s slot (``CLUSTER KEYSLOT`` and nodes)."""
+        answer = _ask(self.ports[0], "CLUSTER", "KEYSLOT", key)
+        slot = int(answer[1:].split(b"\r\n")[0])
+        shards = _ask(self.ports[0], "CLUSTER", "NODES").decode()
+        for line in shards.splitlines():
+            fields = line.split()
+            if len(fields) < 9 or "master" not in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        raise RuntimeError(f"no master holds slot {slot}")
+
+    def close(self) -> None:
+        """Stop every node (by its PID) and remove their directories."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+        for process in self.processes:
+            process.wait(10)
+        self.processes = []
+        self._dir.cleanup()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A fresh 3-master Redis Cluster for this test module (each test uses its own prefix)."""
+    cluster = RedisCluster()
+    yield cluster
+    cluster.close()
