@@ -95,8 +95,8 @@ class SessionDirectory:
         self._release = self._redis.register_script(_RELEASE)
         self._keep_newer = self._redis.register_script(_KEEP_NEWER)
         self._positions = f"{link.prefix}:orbited:"
-        #: The keys of the sessions held here.
-        self._held: set[str] = set()
+        #: The keys of the sessions held here, and what to call if another node took one.
+        self._held: dict[str, Callable[[], None]] = {}
         self._handlers: dict[str, Callable[[Message], None]] = {}
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[Message]] = {}
@@ -121,25 +121,26 @@ class SessionDirectory:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    async def claim(self, key: str, stale: str | None = None) -> str:
-        """Make this node the owner if nobody (or only ``stale``) is; the owner now."""
+    async def claim(self, key: str, stale: str | None, lost: Callable[[], None]) -> str:
+        """Make this node the owner if nobody (or only ``stale``) is; the owner now.
+
+        Once this node owns it, the entry is renewed until :meth:`release`;
+        ``lost`` is called if a renewal finds another node's claim there (this
+        node did not answer in time and was taken for dead): the session here
+        must end, so that one node serves it.
+        """
         owner = await self._claim([key], [self.node_id, stale or "", self._ttl_ms])
         if isinstance(owner, bytes):
             owner = owner.decode()
         if owner == self.node_id:
-            self.hold(key)
+            self._held[key] = lost
+            if self._renewer is None:
+                self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
         return str(owner)
-
-    def hold(self, key: str) -> None:
-        """``key``'s session is held here (renewed until :meth:`release`)."""
-        self._held.add(key)
-        if self._renewer is None:
-            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
     def release(self, key: str) -> None:
         """``key``'s session ended here: its entry goes (unless another node took it)."""
-        if key in self._held:
-            self._held.discard(key)
+        if self._held.pop(key, None) is not None:
             self._spawn(self._delete(key))
 
     async def _delete(self, key: str) -> None:
@@ -153,13 +154,23 @@ class SessionDirectory:
             await asyncio.sleep(self._renew_every)
             if not self._held:
                 continue
+            keys = list(self._held)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in self._held:
-                        pipe.set(key, self.node_id, px=self._ttl_ms)
-                    await pipe.execute()
+                    for key in keys:  # renewed only where this node is still the owner
+                        await self._claim([key], [self.node_id, self.node_id, self._ttl_ms], pipe)
+                    owners = await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("could not renew the sessions' directory entries: %s", exc)
+                continue
+            for key, owner in zip(keys, owners, strict=True):
+                if isinstance(owner, bytes):
+                    owner = owner.decode()
+                lost = self._held.get(key) if owner != self.node_id else None
+                if lost is not None:
+                    log.warning("a session held here was taken over by node %s", owner)
+                    del self._held[key]
+                    lost()
 
     async def key_position(self, name: str) -> StreamPosition | None:
         """Where the last connection of Orbited key ``name`` ended, on any node (or None)."""

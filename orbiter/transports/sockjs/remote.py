@@ -44,6 +44,8 @@ log = logging.getLogger("orbiter.sockjs")
 
 #: Seconds a node waits for the owner to take a request, or a frame's acknowledgement.
 FORWARD_TIMEOUT = 5.0
+#: How a session ends on a node that another node took it over from.
+SESSION_TAKEN_OVER = (1011, "Session taken over by another node")
 
 
 class RemoteSessions:
@@ -99,7 +101,7 @@ class RemoteSessions:
                 owner = await self.directory.owner(key) if stale is None else stale
                 if owner is None or owner == self.directory.node_id or stale is not None:
                     # Claimed (again, if its entry here is being removed after an end).
-                    owner = await self.directory.claim(key, owner)
+                    owner = await self.directory.claim(key, owner, lambda: self._lost(session_id))
                 if owner == self.directory.node_id:
                     return None
                 answer = await self._relay(request, envelope, session_id, callback, headers, owner)
@@ -267,6 +269,12 @@ class RemoteSessions:
         receiver = self._receivers.get((asker, number))
         if receiver is not None:
             receiver.acked(bool(message.get("alive")))
+
+    def _lost(self, session_id: str) -> None:
+        """Another node took this session over (this one was taken for dead): end it here."""
+        live = self.endpoint.sessions.get(session_id)
+        if live is not None:
+            live.close(*SESSION_TAKEN_OVER)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
