@@ -15,7 +15,12 @@ from orbiter.client import DEFAULT_URL, Client, OrbiterError
 from orbiter.config.ini import load_any_config
 from orbiter.config.live import element_mount, with_mounts
 from orbiter.config.settings import Config, ConfigError
-from orbiter.config.storage import DEFAULT_DATA_DIR, REDIS_SCHEMES, EngineSettings
+from orbiter.config.storage import (
+    DEFAULT_DATA_DIR,
+    REDIS_CLUSTER_SCHEMES,
+    REDIS_SCHEMES,
+    EngineSettings,
+)
 from orbiter.config.values import SettingsError
 from orbiter.logs import configure as configure_logs
 from orbiter.version import __version__
@@ -390,8 +395,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _engine_option(settings: EngineSettings, engine: str) -> EngineSettings:
-    """``settings`` with ``--engine``: a kind (``sqlite``, ``memory``) or a Redis URL."""
-    if engine.startswith(REDIS_SCHEMES):
+    """``settings`` with ``--engine``: a kind (``sqlite``, ``memory``) or a Redis URL
+    (``redis+cluster://`` for a Redis Cluster)."""
+    if engine.startswith(REDIS_SCHEMES + REDIS_CLUSTER_SCHEMES):
         return replace(settings, kind="redis", url=engine)
     if engine not in ("sqlite", "memory"):
         raise SettingsError(f"--engine must be sqlite, memory or a redis:// URL, not {engine!r}")

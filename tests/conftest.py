@@ -7,11 +7,13 @@ import pytest
 from tests.support.server import RunningServer
 
 #: The ``manual_clock`` fixture (a clock the test moves, the loop's time too); the
-#: ``redis_server`` fixture (a real redis-server on a free port); the ``rabbitmq_server``
+#: ``redis_server`` fixture (a real redis-server on a free port); ``redis_cluster`` (a real
+#: 3-master Redis Cluster, per module); the ``rabbitmq_server``
 #: fixture (a private RabbitMQ node with STOMP, on free ports).
 pytest_plugins = [
     "tests.support.clock",
     "tests.support.redis_server",
+    "tests.support.redis_cluster",
     "tests.support.rabbitmq_server",
 ]
 

@@ -11,6 +11,7 @@ from orbiter.config.settings import Config, ConfigError, config_from_dict
 from orbiter.config.storage import EngineSettings
 from orbiter.engine.memory import MemoryBroker
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
+from orbiter.engine.redis_cluster_mode import ClusterRedisBroker, ClusterRedisPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.node import Node, engine_for
 
@@ -55,12 +56,14 @@ def test_a_full_table(tmp_path: Path):
         ({"kind": "mongo"}, "'engine.kind' must be one of sqlite, memory, redis, not 'mongo'"),
         (
             {"kind": "redis"},
-            "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
+            "'engine.url' must be a Redis URL (redis://host:port/db, or redis+cluster://host:port) "
+            "when 'engine.kind' is "
             "redis, not ''",
         ),
         (
             {"kind": "redis", "url": "http://h:6379"},
-            "'engine.url' must be a Redis URL (redis://host:port/db) when 'engine.kind' is "
+            "'engine.url' must be a Redis URL (redis://host:port/db, or redis+cluster://host:port) "
+            "when 'engine.kind' is "
             "redis, not 'http://h:6379'",
         ),
         ({"kind": 1}, "'engine.kind' must be of type str"),
@@ -106,4 +109,13 @@ async def test_a_redis_engine_is_named_by_its_url():
     assert node.broker.url == url
     assert isinstance(node.presence, RedisPresenceStore)
     assert node.presence.url == url
+    await node.presence.close()
+
+
+async def test_a_redis_cluster_is_named_by_a_cluster_url():
+    url = "redis+cluster://10.0.0.5:7000"
+    config = config_from_dict({"engine": {"kind": "redis", "url": url}})
+    node = Node(config)  # nothing connects before start
+    assert isinstance(node.broker, ClusterRedisBroker)
+    assert isinstance(node.presence, ClusterRedisPresenceStore)
     await node.presence.close()

@@ -21,7 +21,6 @@ from orbiter.engine.redis_cluster_mode import ClusterRedisBroker, ClusterRedisPr
 from orbiter.engine.redis_shards import ShardedRedisBroker, ShardedRedisPresenceStore
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
-from tests.support.redis_cluster import redis_cluster  # noqa: F401  (a fixture)
 
 ENGINES: dict[str, Callable[[Path], tuple[Broker, PresenceStore]]] = {
     "memory": lambda _: (MemoryBroker(), MemoryPresenceStore()),
