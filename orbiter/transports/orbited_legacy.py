@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -121,6 +121,11 @@ async def _begin(node: Node, state: LegacyState, key: ConnectionKey) -> KeyHold:
 async def _end(node: Node, state: LegacyState, key: ConnectionKey, hold: KeyHold) -> None:
     """The connection ended: its position kept here, and in Redis for the other nodes."""
     state.positions.end(key, hold, _now())
+    await _share(node, state, key, hold)
+
+
+async def _share(node: Node, state: LegacyState, key: ConnectionKey, hold: KeyHold) -> None:
+    """On a Redis engine, keep the key's position where the other nodes read it."""
     directory, position = node.session_directory, hold.position
     if directory is None or position is None:
         return
@@ -254,7 +259,11 @@ async def _stream(
             return error_response(refusal_status(exc), exc.message)
         framer = KeyFramer(hold, sub.start, _iframe_style if iframe else _sse_style)
         if iframe:
-            return await _run_iframe(request, session, framer, callback, state.settings)
+
+            async def share() -> None:  # before the reload: it may go to another node
+                await _share(node, state, key, hold)
+
+            return await _run_iframe(request, session, framer, callback, state.settings, share)
         return await _run_sse(request, session, framer, sub)
     finally:
         await _end(node, state, key, hold)
@@ -267,6 +276,7 @@ async def _run_iframe(
     framer: KeyFramer,
     callback: str,
     settings: OrbitedSettings,
+    share: Callable[[], Awaitable[None]],
 ) -> web.StreamResponse:
     timing = request.app[NODE].config.session
     headers = {"Content-Type": HTML_CONTENT_TYPE, "X-Accel-Buffering": "no", **NO_STORE}
@@ -285,6 +295,7 @@ async def _run_iframe(
             limit=max(1, settings.response_limit - len(prelude)),
         )
         delay = RELOAD_AFTER_CLOSE if closed else RELOAD_AFTER_LIMIT
+        await share()
         await write(request, response, iframe_end(delay), timing)
         await response.write_eof()
     return response

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -34,7 +35,7 @@ class Cluster:
     def __init__(self) -> None:
         self.redis = RedisServer()
         args = ("--engine", self.redis.url, "--sockjs-test-services")
-        config = f'[[tcp.access]]\nto = "127.0.0.1:{ECHO_PORT}"\n'
+        config = f'[orbited]\nresponse_limit = 3000\n[[tcp.access]]\nto = "127.0.0.1:{ECHO_PORT}"\n'
         self.nodes = [RunningServer(config, args=args) for _ in range(2)]
         self.urls = [node.url for node in self.nodes]
 
@@ -326,3 +327,32 @@ async def test_a_session_of_a_killed_node_starts_again_on_another() -> None:
         assert body == b'a["after"]\n'
     finally:
         running.stop()
+
+
+async def _read_until(response: aiohttp.ClientResponse, marker: bytes) -> bytes:
+    body = b""
+    async with asyncio.timeout(10):
+        while marker not in body:
+            chunk = await response.content.readany()
+            assert chunk, body
+            body += chunk
+    return body
+
+
+async def test_an_orbited_iframe_reloaded_on_the_other_node_resumes_where_it_stopped(
+    cluster: Cluster,
+) -> None:
+    user = f"i{uuid.uuid4().hex[:8]}"
+    key = f"{user}, 0, /chat"
+    first_url, second_url = (f"{base}/chat|{user},0,iframe" for base in cluster.urls)
+    async with aiohttp.ClientSession() as http, AsyncClient(cluster.urls[1]) as api:
+        async with http.get(first_url) as first:
+            await _read_until(first, b"-->\n")
+            await api.event(key, "before")
+            await api.event(key, "a" * 3000)  # past orbited.response_limit: it reloads
+            body = await _read_until(first, b"</html>")
+        assert body.count(b"<script>c(") == 2
+        await api.event(key, "sent while reloading")
+        async with http.get(second_url) as second:  # the reload, on the other node
+            body = await _read_until(second, b'c("sent while reloading");</script>')
+    assert body.count(b"<script>c(") == 1  # that event, and none from before the reload
