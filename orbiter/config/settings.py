@@ -13,7 +13,6 @@ import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +274,10 @@ class Config:
     log: LogSettings = field(default_factory=LogSettings)
     #: ``GET /metrics`` (``[metrics]``).
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    #: Each channel's rule once looked up (a copy by ``replace`` starts empty).
+    _rules_seen: dict[str, ChannelRule] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def auth_required(self) -> bool:
@@ -282,12 +285,25 @@ class Config:
         return self.auth.enabled or bool(self.hooks.connect_url)
 
     def rule_for(self, channel: str) -> ChannelRule:
-        """The rule that governs ``channel``."""
-        return _rule_for(self.channels, self.channel_defaults, channel)
+        """The rule that governs ``channel``: the first whose glob matches, else the default.
+
+        Asked on every subscribe and publish, so the answer is kept per channel name
+        (a dict lookup; hashing the rules as ``lru_cache`` did cost more than the match).
+        """
+        rule = self._rules_seen.get(channel)
+        if rule is None:
+            rule = _first_rule(self.channels, self.channel_defaults, channel)
+            if len(self._rules_seen) >= _RULES_SEEN:
+                self._rules_seen.clear()  # names from clients: bounded, never grown past
+            self._rules_seen[channel] = rule
+        return rule
 
 
-@lru_cache(maxsize=65_536)
-def _rule_for(rules: tuple[ChannelRule, ...], default: ChannelRule, channel: str) -> ChannelRule:
+#: How many channel names :meth:`Config.rule_for` remembers.
+_RULES_SEEN = 65_536
+
+
+def _first_rule(rules: tuple[ChannelRule, ...], default: ChannelRule, channel: str) -> ChannelRule:
     for rule in rules:
         if fnmatch.fnmatchcase(channel, rule.match):
             return rule
