@@ -356,3 +356,23 @@ async def test_an_orbited_iframe_reloaded_on_the_other_node_resumes_where_it_sto
         async with http.get(second_url) as second:  # the reload, on the other node
             body = await _read_until(second, b'c("sent while reloading");</script>')
     assert body.count(b"<script>c(") == 1  # that event, and none from before the reload
+
+
+async def test_with_redis_down_a_local_session_goes_on_and_a_new_one_gets_503() -> None:
+    running = Cluster()
+    try:
+        session = Alternating(running.urls, "/echo")
+        assert await session.poll() == "o"
+        owner = session.bases[0]
+        running.redis.stop()
+        # Held here: one dict lookup, no Redis.
+        assert (await fetch(owner + "/xhr_send", "POST", body=b'["still"]'))[0].status == 204
+        assert (await fetch(owner + "/xhr", "POST"))[1] == b'a["still"]\n'
+        # Anything else needs the directory: a clear 503, not a session on a guess.
+        head, body = await fetch(session.bases[1] + "/xhr_send", "POST", body=b'["x"]')
+        assert head.status == 503, body
+        head, body = await fetch(f"{running.urls[0]}/sockjs/echo/000/{uuid.uuid4()}/xhr", "POST")
+        assert head.status == 503, body
+        assert body == b"Session directory unavailable.\n"
+    finally:
+        running.stop()
