@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -56,35 +56,39 @@ class RedisCluster:
     def url(self) -> str:
         return f"redis+cluster://127.0.0.1:{self.ports[0]}"
 
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        port, bus_port = self.ports[index], self.bus_ports[index]
+        return subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-port",
+                str(bus_port),
+                "--cluster-node-timeout",
+                "2000",
+                # The slots of the other masters stay served while one is down.
+                "--cluster-require-full-coverage",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def _start(self) -> None:
-        for port, bus_port in zip(self.ports, self.bus_ports, strict=True):
-            self.processes.append(
-                subprocess.Popen(
-                    [
-                        REDIS_SERVER,
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        f"nodes-{port}.conf",
-                        "--cluster-port",
-                        str(bus_port),
-                        "--cluster-node-timeout",
-                        "2000",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        self._dir.name,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        self.processes = [self._spawn(index) for index in range(len(self.ports))]
         self._wait(lambda port: _ask(port, "PING").startswith(b"+PONG"), "start")
         subprocess.run(
             [
@@ -103,10 +107,10 @@ class RedisCluster:
         )
         self._wait(lambda port: b"cluster_state:ok" in _ask(port, "CLUSTER", "INFO"), "join")
 
-    def _wait(self, ready: object, what: str) -> None:
+    def _wait(self, ready: Callable[[int], bool], what: str) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if all(ready(port) for port in self.ports):  # type: ignore[operator]
+            if all(ready(port) for port in self.ports):
                 return
             if any(process.poll() is not None for process in self.processes):
                 break
@@ -127,6 +131,19 @@ class RedisCluster:
                 if low.isdigit() and int(low) <= slot <= int(high or low):
                     return int(fields[1].split(":")[1].split("@")[0])
         raise RuntimeError(f"no master holds slot {slot}")
+
+    def stop_node(self, port: int) -> None:
+        """Kill the master on ``port`` (by its PID), as a crash would."""
+        process = self.processes[self.ports.index(port)]
+        process.kill()
+        process.wait(10)
+
+    def start_node(self, port: int) -> None:
+        """Start the master on ``port`` again (its node id and slots from its nodes file, its
+        data lost); returns once it answers."""
+        index = self.ports.index(port)
+        self.processes[index] = self._spawn(index)
+        self._wait(lambda p: _ask(p, "PING").startswith(b"+PONG"), "restart")
 
     def close(self) -> None:
         """Stop every node (by its PID) and remove their directories."""

@@ -1,0 +1,84 @@
+"""The Redis engine on a real 3-master Redis Cluster when a master goes down and comes back
+(``tests/support/redis_cluster.py``, a cluster of this module's own): publications to its
+channels fail (never a false OK), the other masters' channels go on, and once it is back
+its channels are published and delivered again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from orbiter.engine.base import HistoryPolicy, PublishFailed
+from orbiter.engine.redis_cluster_mode import ClusterKeys, ClusterRedisBroker
+from orbiter.model import Publication
+from tests.support.redis_cluster import RedisCluster
+
+POLICY = HistoryPolicy(size=10, ttl=60.0, meta_ttl=600.0)
+
+
+@pytest.fixture
+async def brokers(
+    redis_cluster: RedisCluster, redis_prefix: str
+) -> AsyncIterator[tuple[ClusterRedisBroker, ClusterRedisBroker]]:
+    pair = tuple(
+        ClusterRedisBroker(redis_cluster.url, prefix=redis_prefix, backoff=(0.05, 0.2))
+        for _ in range(2)
+    )
+    for broker in pair:
+        await broker.start()
+    yield pair[0], pair[1]
+    for broker in pair:
+        await broker.close()
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    for _ in range(round(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not within the time")
+
+
+async def test_a_master_down_fails_its_channels_only_and_they_come_back(
+    redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
+) -> None:
+    publisher, subscriber = brokers
+    keys = ClusterKeys(redis_prefix)
+    by_port: dict[int, str] = {}
+    for number in range(200):
+        by_port.setdefault(redis_cluster.port_of(keys.meta(f"c{number}")), f"c{number}")
+        if len(by_port) == 3:
+            break
+    down_port, up_port = redis_cluster.ports[1], redis_cluster.ports[2]  # not the URL's node
+    lost, kept = by_port[down_port], by_port[up_port]
+    got: list[Publication] = []
+    subscriber.set_handlers(got.append, lambda _: None)
+    for channel in (lost, kept):
+        await subscriber.subscribe(channel)
+        await publisher.publish(channel, "before", POLICY)
+    await _until(lambda: len(got) == 2)
+
+    redis_cluster.stop_node(down_port)
+    with pytest.raises(PublishFailed):
+        await publisher.publish(lost, "during", POLICY)
+    await publisher.publish(kept, "during", POLICY)
+    await _until(lambda: [(p.channel, p.data) for p in got][2:] == [(kept, "during")])
+
+    redis_cluster.start_node(down_port)  # its data lost: the channel starts a new epoch
+    for _ in range(200):
+        try:
+            back = await publisher.publish(lost, "back", POLICY)
+            break
+        except PublishFailed:
+            await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the master did not come back")
+    assert back.offset == 1
+    await _until(lambda: (lost, "back") in [(p.channel, p.data) for p in got])
+    assert [(p.channel, p.data) for p in got if p.data != "before"] == [
+        (kept, "during"),
+        (lost, "back"),
+    ]
+    assert publisher.failures >= 1
