@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from orbiter import AsyncClient
 from tests.support.rawhttp import fetch
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
 from tests.support.tcp_backends import Echo, free_port
@@ -376,3 +377,24 @@ async def test_with_redis_down_a_local_session_goes_on_and_a_new_one_gets_503() 
         assert body == b"Session directory unavailable.\n"
     finally:
         running.stop()
+
+
+async def test_a_session_alternating_nodes_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """The directory and the node channels work on a Redis Cluster engine too."""
+    args = ("--engine", redis_cluster.url, "--sockjs-test-services")
+    nodes = [RunningServer(args=args) for _ in range(2)]
+    try:
+        session = Alternating([node.url for node in nodes], "/echo")
+        assert await session.poll() == "o"
+        sent = [f"m{i}" for i in range(10)]
+        async with asyncio.timeout(20):
+            for i in range(0, len(sent), 2):  # sends and polls each on both nodes in turn
+                assert await session.send(sent[i]) == 204
+                assert await session.send(sent[i + 1]) == 204
+                await session.poll()
+            while len(session.messages()) < len(sent):
+                await session.poll()
+        assert session.messages() == sent
+    finally:
+        for node in nodes:
+            node.stop()
