@@ -82,3 +82,28 @@ async def test_a_master_down_fails_its_channels_only_and_they_come_back(
         (lost, "back"),
     ]
     assert publisher.failures >= 1
+
+
+async def test_a_channel_follows_its_slot_to_another_master(
+    redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
+) -> None:
+    publisher, subscriber = brokers
+    keys = ClusterKeys(redis_prefix)
+    channel = "moving"
+    slot = redis_cluster.slot_of(keys.meta(channel))
+    source = redis_cluster.port_of_slot(slot)
+    target = next(port for port in redis_cluster.ports if port != source)
+    got: list[Publication] = []
+    subscriber.set_handlers(got.append, lambda _: None)
+    await subscriber.subscribe(channel)
+    await publisher.publish(channel, 1, POLICY)
+    await _until(lambda: len(got) == 1)
+
+    redis_cluster.move_slot(slot, target)  # keys migrated; the old master drops its
+    await asyncio.sleep(0.2)  # subscribers (SUNSUBSCRIBE), the publisher's map is stale
+    for data in range(2, 6):
+        await publisher.publish(channel, data, POLICY)  # MOVED, then the new master
+    await _until(lambda: len(got) == 5)
+    assert [(p.offset, p.data) for p in got] == [(n, n) for n in range(1, 6)]
+    assert redis_cluster.port_of(keys.pubsub(channel)) == target
+    assert await subscriber.subscribed([channel]) == {channel}  # SHARDNUMSUB on the new one

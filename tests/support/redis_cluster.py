@@ -119,8 +119,9 @@ class RedisCluster:
 
     def port_of(self, key: str) -> int:
         """The port of the master that holds ``key``'s slot (``CLUSTER KEYSLOT`` and nodes)."""
-        answer = _ask(self.ports[0], "CLUSTER", "KEYSLOT", key)
-        slot = int(answer[1:].split(b"\r\n")[0])
+        return self.port_of_slot(self.slot_of(key))
+
+    def port_of_slot(self, slot: int) -> int:
         shards = _ask(self.ports[0], "CLUSTER", "NODES").decode()
         for line in shards.splitlines():
             fields = line.split()
@@ -131,6 +132,32 @@ class RedisCluster:
                 if low.isdigit() and int(low) <= slot <= int(high or low):
                     return int(fields[1].split(":")[1].split("@")[0])
         raise RuntimeError(f"no master holds slot {slot}")
+
+    def slot_of(self, key: str) -> int:
+        return int(_ask(self.ports[0], "CLUSTER", "KEYSLOT", key)[1:].split(b"\r\n")[0])
+
+    def move_slot(self, slot: int, to_port: int) -> None:
+        """Migrate ``slot`` and its keys to the master on ``to_port``, as a resharding does
+        (``CLUSTER SETSLOT`` ... ``MIGRATING``/``IMPORTING``, ``MIGRATE``, ``NODE``)."""
+        from_port = next(port for port in self.ports if self._holds(port, slot))
+        ids = {
+            port: _ask(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+            for port in (from_port, to_port)
+        }
+        _ask(to_port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[from_port])
+        _ask(from_port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[to_port])
+        listing = _ask(from_port, "CLUSTER", "GETKEYSINSLOT", str(slot), "1000").split(b"\r\n")
+        keys = [line.decode() for line in listing[2::2] if line]
+        if keys:
+            answer = _ask(
+                from_port, "MIGRATE", "127.0.0.1", str(to_port), '""', "0", "5000", "KEYS", *keys
+            )
+            assert answer.startswith(b"+OK"), answer
+        for port in self.ports:
+            _ask(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[to_port])
+
+    def _holds(self, port: int, slot: int) -> bool:
+        return self.port_of_slot(slot) == port
 
     def stop_node(self, port: int) -> None:
         """Kill the master on ``port`` (by its PID), as a crash would."""
