@@ -90,6 +90,7 @@ def slot_tags() -> tuple[str, ...]:
     return tuple(tags)
 
 
+@functools.lru_cache(maxsize=65536)
 def tag_of(channel: str) -> str:
     """The hash tag of ``channel``'s keys: the tag of the slot its name hashes to."""
     return slot_tags()[key_slot(channel.encode())]
@@ -202,6 +203,9 @@ class ClusterRedisBroker(RedisBroker):
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed and len(failed) == len(results):
             raise failed[0]  # nothing published: the whole batch failed (counted, logged)
+        if failed:  # some masters failed: their publications fail, the others' stand
+            self.failures += 1
+            log.error("could not publish %d publications: %s", len(failed), failed[0])
         return results
 
     async def _pipeline(self, node: ClusterNode, items: list[_Queued]) -> list[Any]:
