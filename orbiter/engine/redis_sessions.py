@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from orbiter.engine.base import Broker
@@ -89,6 +90,7 @@ class SessionDirectory:
         self._link = link
         self._redis = link.client
         self._prefix = f"{link.prefix}:session:"
+        self._cluster_mode = isinstance(self._redis, RedisCluster)
         self._ttl_ms = round(ttl * 1000)
         self._renew_every = ttl / 3
         self._claim = self._redis.register_script(_CLAIM)
@@ -202,9 +204,15 @@ class SessionDirectory:
         self._handlers[kind] = handler
 
     async def tell(self, node_id: str, message: Message) -> bool:
-        """Send ``message`` to ``node_id``; False when no node listened (or Redis failed)."""
+        """Send ``message`` to ``node_id``; False when nobody listens for it (or Redis failed).
+
+        A Redis Cluster counts only the listeners on the master that took the
+        PUBLISH: there, none counted means the node is not in the node list.
+        """
         try:
-            return await self._link.tell(node_id, message) > 0
+            if await self._link.tell(node_id, message) > 0:
+                return True
+            return self._cluster_mode and node_id in await self._link.alive()
         except (RedisError, OSError) as exc:
             log.warning("could not reach node %s: %s", node_id, exc)
             return False
