@@ -486,7 +486,8 @@ class PubSub:
             if entry.given is None and (limit is None or len(subscribers) <= limit):
                 # The whole pass in one go: every subscriber has everything up to ``base``.
                 batch = SharedBatch(entry.name, entry.pubs)
-                if self.latency_probe is not None:
+                self._probe_in -= 1
+                if not self._probe_in:
                     self._sample(entry.pubs[0])
                 entry.pubs, entry.base = [], head
                 # A handler never unsubscribes synchronously (closing only marks the session).
@@ -531,8 +532,10 @@ class PubSub:
         entry.snapshot = None
         batches.clear()
         done = entry.pass_head - base
-        if self.latency_probe is not None and done:
-            self._sample(entry.pubs[0])
+        if done:
+            self._probe_in -= 1
+            if not self._probe_in:
+                self._sample(entry.pubs[0])
         del entry.pubs[:done]
         entry.base = entry.pass_head
         if entry.pubs:
@@ -541,12 +544,11 @@ class PubSub:
         return _Progress.CAUGHT_UP
 
     def _sample(self, oldest: Publication) -> None:
-        """One hand-over of :data:`LATENCY_SAMPLE` is timed (no clock read for the others)."""
-        self._probe_in -= 1
-        if not self._probe_in:
-            self._probe_in = LATENCY_SAMPLE
-            if self.latency_probe is not None:
-                self.latency_probe(oldest.time)
+        """Every :data:`LATENCY_SAMPLE`-th hand-over (counted down in ``_probe_in`` by the
+        caller, so the others cost no call and no clock read) is timed, if measured."""
+        self._probe_in = LATENCY_SAMPLE
+        if self.latency_probe is not None:
+            self.latency_probe(oldest.time)
 
     @staticmethod
     def _end_passes(entry: _Channel) -> None:
