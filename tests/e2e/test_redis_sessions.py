@@ -241,35 +241,38 @@ async def test_an_unknown_session_is_new_on_any_node(cluster: Cluster) -> None:
 
 
 async def test_a_forged_forward_is_refused(cluster: Cluster) -> None:
+    """A message to a node's channel naming a session that node does not hold is refused:
+    a send is answered "unknown" and delivers nothing, a receive is answered "unknown"."""
     session = Alternating(cluster.urls, "/echo")
     assert await session.poll() == "o"
-    client = aioredis.Redis.from_url(cluster.redis.url)
+    session_id = session.bases[0].rsplit("/", 1)[1]
+    client = aioredis.Redis.from_url(cluster.redis.url, decode_responses=True)
     pubsub = client.pubsub()
+
+    async def forge(node: str, message: dict[str, Any]) -> dict[str, Any]:
+        assert await client.publish(f"orbiter:node:{node}", orjson.dumps(message)) == 1
+        async with asyncio.timeout(5):
+            while True:
+                got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if got is not None:
+                    answer: dict[str, Any] = orjson.loads(got["data"])
+                    return answer
+
     try:
-        keys = await client.hkeys("orbiter:nodes")
-        nodes = [key.decode() if isinstance(key, bytes) else key for key in keys]
-        assert len(nodes) == 2
+        owner = str(await client.get(f"orbiter:session:/sockjs/echo:{session_id}"))
+        other = next(n for n in map(str, await client.hkeys("orbiter:nodes")) if n != owner)
         await pubsub.subscribe("orbiter:node:forger")
-        for number, node in enumerate(nodes, 1):
-            forged = {
-                "t": "send@/sockjs/echo",
-                "from": "forger",
-                "ask": number,
-                "sid": str(uuid.uuid4()),  # no node holds it
-                "messages": ["forged"],
-            }
-            assert await client.publish(f"orbiter:node:{node}", orjson.dumps(forged)) == 1
-            async with asyncio.timeout(5):
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                    if message is not None:
-                        break
-            assert orjson.loads(message["data"]) == {
-                "t": "reply",
-                "re": number,
-                "result": "unknown",
-            }
-        # The real session got nothing.
+        unknown = str(uuid.uuid4())
+        for number, (node, target) in enumerate(
+            [(owner, unknown), (other, unknown), (other, session_id)], 1
+        ):
+            send = {"t": "send@/sockjs/echo", "from": "forger", "ask": number, "sid": target}
+            answer = await forge(node, {**send, "messages": ["forged"]})
+            assert answer == {"t": "reply", "re": number, "result": "unknown"}
+            receive = {"t": "recv@/sockjs/echo", "from": "forger", "rid": number, "sid": target}
+            answer = await forge(node, {**receive, "transport": "xhr", "callback": ""})
+            assert answer == {"t": "out@/sockjs/echo", "rid": number, "unknown": True}
+        # The real session got none of it.
         head, _ = await fetch(session.bases[1] + "/xhr_send", "POST", body=b'["real"]')
         assert head.status == 204
         assert await session.poll() == 'a["real"]'
