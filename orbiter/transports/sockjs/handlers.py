@@ -5,7 +5,9 @@ says what was asked for. This module sets the headers the protocol wants
 (CORS with credentials, no caching for session URLs, a year of caching for
 ``OPTIONS`` and ``iframe.html``, the ``JSESSIONID`` cookie for services that
 need it), turns each envelope's receiving request into a :class:`Receiver`
-for the session, and hands ``xhr_send``/``jsonp_send`` bodies to it.
+for the session, and hands ``xhr_send``/``jsonp_send`` bodies to it. On a
+Redis engine, a request for a session this node does not hold goes to
+``remote.py``, which relays it to the node that does.
 """
 
 from __future__ import annotations
