@@ -379,7 +379,7 @@ class ClusterRedisBroker(RedisBroker):
     async def _refresh_slots(self) -> bool:
         try:
             await self._cluster.nodes_manager.initialize()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:  # none reached
             log.warning("cannot read the Redis Cluster's slots: %s", exc)
             return False
         return True
