@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from orbiter.engine.base import Broker
 from orbiter.engine.redis import RedisBroker
@@ -158,11 +158,8 @@ class SessionDirectory:
                 continue
             keys = list(self._held)
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in keys:  # renewed only where this node is still the owner
-                        await self._claim([key], [self.node_id, self.node_id, self._ttl_ms], pipe)
-                    owners = await pipe.execute()
-            except (RedisError, OSError) as exc:
+                owners = await self._renew(keys)
+            except (RedisError, RedisClusterException, OSError) as exc:
                 log.warning("could not renew the sessions' directory entries: %s", exc)
                 continue
             for key, owner in zip(keys, owners, strict=True):
@@ -173,6 +170,18 @@ class SessionDirectory:
                     log.warning("a session held here was taken over by node %s", owner)
                     del self._held[key]
                     lost()
+
+    async def _renew(self, keys: list[str]) -> list[Any]:
+        """Claim ``keys`` again for this node (renewed only where it is still the owner);
+        their owners now. One pipeline on a single Redis; on a Cluster, whose pipelines
+        refuse scripts, one call per key (each in its own slot), all at once."""
+        args = [self.node_id, self.node_id, self._ttl_ms]
+        if self._cluster_mode:
+            return list(await asyncio.gather(*(self._claim([key], args) for key in keys)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._claim([key], args, pipe)
+            return list(await pipe.execute())
 
     async def key_position(self, name: str) -> StreamPosition | None:
         """Where the last connection of Orbited key ``name`` ended, on any node (or None)."""

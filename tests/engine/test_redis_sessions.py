@@ -10,8 +10,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from orbiter.engine.redis import RedisBroker
+from orbiter.engine.redis_cluster_mode import ClusterRedisBroker
 from orbiter.engine.redis_sessions import SessionDirectory
 from orbiter.model import StreamPosition
+from tests.support.redis_cluster import RedisCluster as RedisClusterServer
 from tests.support.redis_server import RedisServer
 
 
@@ -77,3 +79,23 @@ async def test_a_keys_position_keeps_the_newer(
     await a.keep_key_position("k", StreamPosition(2, "e2"), 0.2)
     await asyncio.sleep(0.4)
     assert await a.key_position("k") is None
+
+
+async def test_claims_on_a_redis_cluster_are_renewed(
+    redis_cluster: RedisClusterServer, redis_prefix: str
+) -> None:
+    """A Cluster's pipelines refuse scripts: renewal claims each key on its own (one in
+    another slot each), so an entry held past the TTL is still there and still ours."""
+    broker = ClusterRedisBroker(redis_cluster.url, prefix=redis_prefix)
+    await broker.start()
+    directory = SessionDirectory(broker.cluster, ttl=0.6)
+    try:
+        keys = [directory.key("/sockjs/", f"s{n}") for n in range(6)]
+        for key in keys:
+            assert await directory.claim(key, None, lambda: None) == directory.node_id
+        await asyncio.sleep(1.5)  # well past the 0.6 s TTL: renewed every 0.2 s
+        for key in keys:
+            assert await directory.owner(key) == directory.node_id
+    finally:
+        await directory.close()
+        await broker.close()
