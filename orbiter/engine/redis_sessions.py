@@ -175,7 +175,7 @@ class SessionDirectory:
         """Claim ``keys`` again for this node (renewed only where it is still the owner);
         their owners now. One pipeline on a single Redis; on a Cluster, whose pipelines
         refuse scripts, one call per key (each in its own slot), all at once."""
-        args = [self.node_id, self.node_id, self._ttl_ms]
+        args: list[str | int] = [self.node_id, self.node_id, self._ttl_ms]
         if self._cluster_mode:
             return list(await asyncio.gather(*(self._claim([key], args) for key in keys)))
         async with self._redis.pipeline(transaction=False) as pipe:
