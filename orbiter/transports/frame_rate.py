@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 
 from aiohttp import WSMessage, WSMsgType, web
 from aiohttp.http import WS_CLOSED_MESSAGE
+
+from orbiter.logs import Counters
 
 #: What ends a WebSocket's messages (as ``async for msg in ws`` ends on them).
 _ENDINGS = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
@@ -67,15 +68,25 @@ class RatedFrames:
     ``await frames.receive()`` is ``ws.receive()`` with pings answered and
     pongs passed over; ``async for msg in frames`` ends as ``async for msg
     in ws`` does. Each wait past the limit counts ``limit_frame_rate`` in
-    ``counters``.
+    ``counters``, with its (rate-limited) ``event=limit`` line naming ``client``
+    (``-``: not known) and ``peer``.
     """
 
-    __slots__ = ("_budget", "_counters", "_ws")
+    __slots__ = ("_budget", "_client", "_counters", "_peer", "_ws")
 
-    def __init__(self, ws: web.WebSocketResponse, limit: int, counters: Counter[str]) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        limit: int,
+        counters: Counters,
+        peer: str,
+        client: str = "-",
+    ) -> None:
         self._ws = ws
         self._budget = FrameBudget(limit)
         self._counters = counters
+        self._peer = peer
+        self._client = client
 
     async def receive(self) -> WSMessage:
         """The next message (text, binary, or how the WebSocket ended)."""
@@ -84,7 +95,7 @@ class RatedFrames:
             msg = await ws.receive()
             due = self._budget.take(time.monotonic())
             if due is not None:  # over the limit: take nothing more until the next second
-                self._counters["limit_frame_rate"] += 1
+                self._counters.limit("limit_frame_rate", self._client, self._peer)
                 # A timer may fire a little early (uvloop counts whole milliseconds from the
                 # loop's cached time): sleep again until the second has really begun.
                 while (now := time.monotonic()) < due:  # noqa: ASYNC110 (no event to wait on)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
 from orbiter.auth.hooks import forwarded
 from orbiter.config.settings import Limits
+from orbiter.logs import Counters
 from orbiter.protocol.websocket_handshake import preferred_subprotocol
 from orbiter.services.outbox import Pull
 from orbiter.services.stomp.broker import StompBroker
@@ -34,7 +34,7 @@ SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
 
 def websocket_handler(
-    broker: StompBroker, limits: Limits, heartbeat: float, counters: Counter[str]
+    broker: StompBroker, limits: Limits, heartbeat: float, counters: Counters
 ) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
     """The aiohttp handler of STOMP over WebSocket (frames read at ``limits.frame_rate``)."""
 
@@ -50,13 +50,14 @@ def websocket_handler(
             heartbeat=heartbeat,
         )
         await ws.prepare(request)
+        peer = request.remote or "?"
         session = broker.new_session(
-            peer=request.remote or "?", transport="websocket", headers=forwarded(request.headers)
+            peer=peer, transport="websocket", headers=forwarded(request.headers)
         )
         output = asyncio.create_task(_write(session, ws))
         beats = asyncio.create_task(session.keepalive())
         try:
-            async for msg in RatedFrames(ws, limits.frame_rate, counters):
+            async for msg in RatedFrames(ws, limits.frame_rate, counters, peer, session.client_id):
                 if msg.type is WSMsgType.TEXT:
                     await session.receive(msg.data.encode())
                 elif msg.type is WSMsgType.BINARY:

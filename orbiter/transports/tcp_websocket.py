@@ -120,7 +120,7 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
         log.info("tcp proxy: %s -> %s refused: %s", peer, target, exc.reason)
         await _close(ws, exc.code, exc.reason)
         return ws
-    frames = RatedFrames(ws, node.config.limits.frame_rate, node.counters)
+    frames = RatedFrames(ws, node.config.limits.frame_rate, node.counters, peer)
     browser = _WebSocketBrowser(ws, framing, frames)
     try:
         if framing is Framing.NATIVE:

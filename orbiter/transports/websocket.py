@@ -322,7 +322,9 @@ class NativeWebSocket(ClaimedProtocol):
             return
         self._throttled = True
         transport.pause_reading()
-        self._endpoint.node.counters["limit_frame_rate"] += 1
+        session = self._session
+        client = "-" if session is None else session.client_id
+        self._endpoint.node.counters.limit("limit_frame_rate", client, self._peer)
         asyncio.get_running_loop().call_later(1.0 - time.monotonic() % 1.0, self._unthrottle)
 
     def _unthrottle(self) -> None:

@@ -317,3 +317,73 @@ def test_limit_lines_are_one_per_counter_per_interval(caplog: pytest.LogCaptureF
     )
     assert caplog.records[-1].event == "limit"  # type: ignore[attr-defined]
     assert (counters["limit_subscriptions"], counters["limit_publish_rate"]) == (32, 1)
+
+
+def _frame_rate_server() -> RunningServer:
+    return RunningServer(
+        '[log]\nformat = "json"\n[limits]\nframe_rate = 5\n', args=("--engine", "memory")
+    )
+
+
+async def _limit_frame_rate(server: RunningServer) -> int:
+    async with AsyncClient(server.url) as api:
+        return int((await api.stats())["counters"]["limit_frame_rate"])
+
+
+async def test_frames_past_frame_rate_are_a_limit_line_on_the_native_websocket() -> None:
+    """limits.frame_rate holds a client's frames back without closing it: counted, and
+    one event=limit line per interval with the client and its address."""
+    server = _frame_rate_server()
+    try:
+        client = await NativeClient.open(server.ws_url)
+        # 30 frames at once, 5 a second allowed: read over six seconds, none refused.
+        for id_ in range(100, 130):
+            await client.ws.send_bytes(orjson.dumps({"id": id_, "op": "ping"}))
+        assert "result" in await client.reply(129, timeout=10)
+        assert not client.closed.is_set()
+        counted = await _limit_frame_rate(server)
+        await client.close()
+    finally:
+        server.stop()
+    assert counted >= 5  # a throttle each second
+    [limit] = _events(server, "limit")  # the other hits only counted
+    assert (limit["level"], limit["logger"], limit["counter"], limit["ip"]) == (
+        "WARNING",
+        NODE_LOGGER,
+        "limit_frame_rate",
+        "127.0.0.1",
+    )
+    assert limit["client"] == client.connect_result["client"]
+
+
+async def test_frames_past_frame_rate_are_a_limit_line_on_aiohttps_websocket_routes() -> None:
+    """The same on the routes aiohttp serves (limits.frame_rate through RatedFrames): here
+    /stomp, whose connection has a client id from the start."""
+    server = _frame_rate_server()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(server.url + "/stomp", protocols=("v12.stomp",), autoping=False) as ws,
+        ):
+            await ws.send_str("CONNECT\naccept-version:1.2\nhost:x\n\n\x00")
+            assert (await ws.receive(timeout=5)).data.startswith("CONNECTED")
+            for i in range(12):  # 5 a second allowed: the pongs come over two more seconds
+                await ws.ping(b"%d" % i)
+            pongs = 0
+            while pongs < 12:
+                msg = await ws.receive(timeout=5)
+                pongs += msg.type is aiohttp.WSMsgType.PONG
+            [limit] = _wait_for(server, "limit")
+            [opened] = _wait_for(server, "open")
+            counted = await _limit_frame_rate(server)
+    finally:
+        server.stop()
+    assert counted >= 2
+    assert len(_events(server, "limit")) == 1
+    assert (limit["level"], limit["counter"], limit["ip"]) == (
+        "WARNING",
+        "limit_frame_rate",
+        "127.0.0.1",
+    )
+    assert limit["client"] == opened["client"]
+    assert opened["client"].startswith("stomp-")

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orbiter.engine.redis_sessions import SessionDirectory
+from orbiter.logs import Counters
 from orbiter.protocol.sockjs.frames import (
     ANOTHER_CONNECTION,
     INTERRUPTED,
@@ -102,7 +102,7 @@ class EndpointOptions:
     #: WebSocket frames a client may send per second (``limits.frame_rate``).
     frame_rate: int = 200
     #: Where limit violations are counted (the node's counters, ``/api/stats``).
-    counters: Counter[str] = field(default_factory=Counter, compare=False)
+    counters: Counters = field(default_factory=Counters, compare=False)
 
 
 class LiveSession:

@@ -101,7 +101,7 @@ async def sockjs_websocket(request: web.Request, endpoint: Endpoint) -> web.Stre
     live.request_headers = request.headers
     writer = asyncio.create_task(_write(ws, live, _FramedReceiver(ws)))
     try:
-        async for msg in RatedFrames(ws, options.frame_rate, options.counters):
+        async for msg in RatedFrames(ws, options.frame_rate, options.counters, live.peer):
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
             try:
@@ -152,7 +152,7 @@ async def raw_websocket(request: web.Request, endpoint: Endpoint) -> web.StreamR
     live.request_headers = request.headers
     writer = asyncio.create_task(_write(ws, live, _RawReceiver(ws)))
     try:
-        async for msg in RatedFrames(ws, options.frame_rate, options.counters):
+        async for msg in RatedFrames(ws, options.frame_rate, options.counters, live.peer):
             if msg.type is WSMsgType.TEXT:
                 await live.deliver([msg.data])
             elif msg.type is WSMsgType.BINARY:
