@@ -158,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     api_command("stats", "show connections, channels and limit/refusal counters")
     api_command("status", "is the server ready? its engine, connections and channels, in short")
     compact = sub.add_parser(
-        "compact", help="give the SQLite data file's free space back (the server stopped)"
+        "compact",
+        help="give the SQLite data file's and STOMP queue file's free space back "
+        "(the server stopped)",
     )
     compact.add_argument(
         "--data-dir",
@@ -319,18 +321,27 @@ def _status(url: str, api_key: str | None) -> int:
 
 
 def _compact(data_dir: str) -> int:
-    """``orbiter compact``: VACUUM the data file of a stopped server."""
+    """``orbiter compact``: VACUUM the data file and the STOMP queue file of a stopped
+    server, each that exists (the history file first; nothing more after a refusal)."""
     from pathlib import Path
 
-    from orbiter.config.storage import DATA_FILE
+    from orbiter.config.storage import DATA_FILE, QUEUE_FILE
     from orbiter.engine.sqlite_store import SqliteStore, StoreError
+    from orbiter.services.stomp.queue_file import QueueFile, QueueFileError
 
-    try:
-        before, after = SqliteStore(Path(data_dir) / DATA_FILE).compact()
-    except StoreError as exc:
-        print(f"orbiter: {exc}", file=sys.stderr)
+    data, queues = Path(data_dir) / DATA_FILE, Path(data_dir) / QUEUE_FILE
+    if not data.exists() and not queues.exists():
+        print(f"orbiter: there is no data file {data} (nor queue file {queues})", file=sys.stderr)
         return 1
-    print(f"orbiter: {Path(data_dir) / DATA_FILE}: {before:,} bytes -> {after:,} bytes")
+    for path, compact in ((data, SqliteStore(data).compact), (queues, QueueFile(queues).compact)):
+        if not path.exists():
+            continue
+        try:
+            before, after = compact()
+        except (StoreError, QueueFileError) as exc:
+            print(f"orbiter: {exc}", file=sys.stderr)
+            return 1
+        print(f"orbiter: {path}: {before:,} bytes -> {after:,} bytes")
     return 0
 
 
