@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -46,6 +46,7 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -113,13 +114,48 @@ class ClusterKeys(RedisKeys):
         return f"{self.prefix}:void:{{{tag_of(channel)}}}"
 
 
+class _Nodes(NodesManager):
+    """redis-py's slot map, whose slots no master holds are a ``SlotNotCoveredError``
+    (redis-py 8.1 lets a ``KeyError`` out when it does not require every slot covered)."""
+
+    __slots__ = ()
+
+    def get_node_from_slot(self, slot: int, *args: Any, **kwargs: Any) -> ClusterNode:
+        if slot not in self.slots_cache:
+            raise SlotNotCoveredError(f"slot {slot} is not covered by the cluster")
+        node: ClusterNode = super().get_node_from_slot(slot, *args, **kwargs)
+        return node
+
+
+class _Cluster(RedisCluster):
+    """``RedisCluster`` whose commands fail with a ``RedisError``, which the engine turns into
+    :class:`EngineUnavailable`: its own ``RedisClusterException`` (a slot no master holds, no
+    node reached) is no ``RedisError``, so it becomes a ``ConnectionError`` here, where every
+    command (scripts included) goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nodes_manager.__class__ = _Nodes
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
+
+
 def cluster_client(url: str) -> aioredis.Redis:
     """A ``RedisCluster`` client that never retries a command after a connection error.
 
     Typed as the plain client: the engine calls only commands both offer."""
     plain = url.strip().replace("+cluster://", "://", 1)
-    client = RedisCluster.from_url(
-        plain, retry=Retry(NoBackoff(), 0), socket_timeout=10.0, protocol=2
+    client = _Cluster.from_url(
+        plain,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=10.0,
+        protocol=2,
+        # A slot no master holds fails its own commands, not every other slot's.
+        require_full_coverage=False,
     )
     return cast(aioredis.Redis, client)
 

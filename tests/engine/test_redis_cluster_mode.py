@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from orbiter.engine.base import HistoryPolicy, PublishFailed
-from orbiter.engine.redis_cluster_mode import ClusterKeys, ClusterRedisBroker
-from orbiter.model import Publication
+from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
+from orbiter.engine.redis_cluster_mode import (
+    ClusterKeys,
+    ClusterRedisBroker,
+    ClusterRedisPresenceStore,
+)
+from orbiter.model import ClientInfo, Publication
 from tests.support.redis_cluster import RedisCluster
 
 POLICY = HistoryPolicy(size=10, ttl=60.0, meta_ttl=600.0)
@@ -31,6 +35,11 @@ async def brokers(
     yield pair[0], pair[1]
     for broker in pair:
         await broker.close()
+
+
+def _channel_on(cluster: RedisCluster, keys: ClusterKeys, port: int) -> str:
+    """A channel whose slot is on the master on ``port``."""
+    return next(f"c{n}" for n in range(1000) if cluster.port_of(keys.meta(f"c{n}")) == port)
 
 
 async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -107,3 +116,49 @@ async def test_a_channel_follows_its_slot_to_another_master(
     assert [(p.offset, p.data) for p in got] == [(n, n) for n in range(1, 6)]
     assert redis_cluster.port_of(keys.pubsub(channel)) == target
     assert await subscriber.subscribed([channel]) == {channel}  # SHARDNUMSUB on the new one
+
+
+async def test_reads_of_a_slot_no_master_holds_are_engine_unavailable_and_others_go_on(
+    redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
+) -> None:
+    broker = brokers[0]
+    keys = ClusterKeys(redis_prefix)
+    down_port, up_port = redis_cluster.ports[1], redis_cluster.ports[2]  # not the URL's node
+    lost, kept = (_channel_on(redis_cluster, keys, port) for port in (down_port, up_port))
+    presence = ClusterRedisPresenceStore(redis_cluster.url, prefix=redis_prefix)
+    for channel in (lost, kept):
+        await broker.publish(channel, "before", POLICY)
+        await presence.add(channel, ClientInfo(f"on-{channel}", "ann"))
+    redis_cluster.stop_node(down_port)
+    redis_cluster.drop_slots(down_port)  # no master holds its slots: not even a dead one
+    try:
+        for read in (
+            lambda: broker.history(lost, None, POLICY),
+            lambda: broker.history_before(lost, 2, POLICY, 10),
+            lambda: presence.clients(lost),
+        ):
+            errors: list[str] = []
+            for _ in range(3):  # a connection error first, then the slot is not covered
+                with pytest.raises(EngineUnavailable) as caught:
+                    await read()
+                errors.append(str(caught.value))
+            assert "not covered" in errors[-1], errors
+        with pytest.raises(PublishFailed):
+            await broker.publish(lost, "during", POLICY)
+        page = await broker.history(kept, None, POLICY)  # the other masters go on
+        assert [p.data for p in page.publications] == ["before"]
+        assert (await broker.publish(kept, "during", POLICY)).offset == 2
+        assert await presence.clients(kept) == [ClientInfo(f"on-{kept}", "ann")]
+    finally:
+        redis_cluster.start_node(down_port)  # claims its slots again (its data lost)
+        await presence.close()
+    for _ in range(200):
+        try:
+            back = await broker.publish(lost, "back", POLICY)
+            break
+        except PublishFailed:
+            await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the master did not come back")
+    assert back.offset == 1
+    assert [p.data for p in (await broker.history(lost, None, POLICY)).publications] == ["back"]

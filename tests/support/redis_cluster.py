@@ -165,6 +165,28 @@ class RedisCluster:
         process.kill()
         process.wait(10)
 
+    def drop_slots(self, port: int) -> None:
+        """The other masters forget that the (stopped) master on ``port`` holds its slots
+        (``CLUSTER DELSLOTSRANGE``), as when it is removed from the cluster: no master holds
+        them until it starts again and claims them."""
+        spans: list[str] = []
+        for line in (
+            _ask(self.ports[0] if self.ports[0] != port else self.ports[1], "CLUSTER", "NODES")
+            .decode()
+            .splitlines()
+        ):
+            fields = line.split()
+            if len(fields) >= 9 and fields[1].split("@")[0].endswith(f":{port}"):
+                for span in fields[8:]:
+                    if span[0].isdigit():
+                        low, _, high = span.partition("-")
+                        spans += [low, high or low]
+        assert spans, f"the master on {port} holds no slot"
+        for other in self.ports:
+            if other != port:
+                answer = _ask(other, "CLUSTER", "DELSLOTSRANGE", *spans)
+                assert answer.startswith(b"+OK"), answer
+
     def start_node(self, port: int) -> None:
         """Start the master on ``port`` again (its node id and slots from its nodes file, its
         data lost); returns once it answers."""
