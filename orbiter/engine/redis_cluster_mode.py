@@ -18,9 +18,9 @@ server), the slot map is read again and the channels go to their master,
 catching up from history as after any reconnect.
 
 **Commands** go through redis-py's ``RedisCluster``: it follows ``MOVED`` and
-``ASK``, and never retries a command after a connection error, so a publish
-to a master that is down fails (:class:`PublishFailed`), never answers a
-false OK.
+``ASK`` (publications, pipelined per master, follow them here), and never
+retries a command after a connection error, so a publish to a master that is
+down fails (:class:`PublishFailed`), never answers a false OK.
 """
 
 from __future__ import annotations
@@ -201,22 +201,33 @@ class ClusterRedisBroker(RedisBroker):
     async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
         """Run the publish script for each of ``batch``: one pipeline per master, in the
         order queued. A ``MOVED`` answer (the script did not run) is sent again to the slot's
-        new master once the slot map is read again; a lost script is loaded and run again."""
+        new master once the slot map is read again; an ``ASK`` answer (the slot is migrating,
+        its keys already on the new master) is sent once to the node named, after ``ASKING``;
+        a lost script is loaded and run again."""
         results: list[Any] = [None] * len(batch)
         todo = list(range(len(batch)))
+        asked: dict[int, ClusterNode] = {}  # by index: the node an ASK named, not yet sent
+        followed: set[int] = set()  # the indexes whose ASK was followed (once only)
         for _ in range(3):
-            groups: dict[str, tuple[ClusterNode, list[int]]] = {}
+            groups: dict[tuple[str, bool], tuple[ClusterNode, list[int]]] = {}
+            uncovered = False
             for index in todo:
-                node = self._owner(self.keys.meta(batch[index].channel))
-                groups.setdefault(node.name, (node, []))[1].append(index)
+                target = asked.pop(index, None)
+                try:
+                    node = target or self._owner(self.keys.meta(batch[index].channel))
+                except RedisConnectionError as exc:  # no master in the map: read it again
+                    results[index], uncovered = exc, True
+                    continue
+                key = (node.name, target is not None)
+                groups.setdefault(key, (node, []))[1].append(index)
             answers = await asyncio.gather(
                 *(
-                    self._pipeline(node, [batch[i] for i in group])
-                    for node, group in groups.values()
+                    self._pipeline(node, [batch[i] for i in group], asking=asking)
+                    for (_, asking), (node, group) in groups.items()
                 ),
                 return_exceptions=True,
             )
-            todo, moved = [], False
+            todo, moved = [], uncovered
             for (node, group), answer in zip(groups.values(), answers, strict=True):
                 if isinstance(answer, BaseException):
                     for index in group:
@@ -229,13 +240,19 @@ class ClusterRedisBroker(RedisBroker):
                         self._publish_sha = await self._node_client(node).script_load(
                             self._publish_script
                         )
-                    elif isinstance(result, (MovedError, AskError, TryAgainError)):
+                    elif isinstance(result, AskError):
+                        target = self._cluster.get_node(host=result.host, port=result.port)
+                        if target is not None and index not in followed:
+                            followed.add(index)
+                            asked[index] = target
+                            todo.append(index)
+                    elif isinstance(result, (MovedError, TryAgainError)):
                         todo.append(index)
                         moved = True
+            if moved:  # for the next batch too, when nothing is to be sent again
+                await self._refresh_slots()
             if not todo:
                 break
-            if moved:
-                await self._refresh_slots()
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed and len(failed) == len(results):
             raise failed[0]  # nothing published: the whole batch failed (counted, logged)
@@ -244,11 +261,17 @@ class ClusterRedisBroker(RedisBroker):
             log.error("could not publish %d publications: %s", len(failed), failed[0])
         return results
 
-    async def _pipeline(self, node: ClusterNode, items: list[_Queued]) -> list[Any]:
+    async def _pipeline(
+        self, node: ClusterNode, items: list[_Queued], *, asking: bool = False
+    ) -> list[Any]:
+        """The publish script for each of ``items`` on ``node``, each after ``ASKING`` if
+        ``asking`` (a slot it is importing); the scripts' answers."""
         pipe = self._node_client(node).pipeline(transaction=False)
         keys = self.keys
         for item in items:
             policy = item.policy
+            if asking:
+                pipe.execute_command("ASKING")
             pipe.evalsha(
                 self._publish_sha,
                 3,
@@ -264,7 +287,7 @@ class ClusterRedisBroker(RedisBroker):
                 item.encoded,
             )
         answers: list[Any] = await pipe.execute(raise_on_error=False)
-        return answers
+        return answers[1::2] if asking else answers
 
     @property
     def _cluster(self) -> RedisCluster:

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import redis.asyncio as aioredis
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
 from orbiter.engine.redis_cluster_mode import (
@@ -162,3 +163,50 @@ async def test_reads_of_a_slot_no_master_holds_are_engine_unavailable_and_others
         raise AssertionError("the master did not come back")
     assert back.offset == 1
     assert [p.data for p in (await broker.history(lost, None, POLICY)).publications] == ["back"]
+
+
+async def test_a_publish_caught_mid_migration_follows_ask_once(
+    redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
+) -> None:
+    publisher, subscriber = brokers
+    keys = ClusterKeys(redis_prefix)
+    channel = "migrating"
+    slot = redis_cluster.slot_of(keys.meta(channel))
+    source = redis_cluster.port_of_slot(slot)
+    target = next(port for port in redis_cluster.ports if port != source)
+    got: list[Publication] = []
+    subscriber.set_handlers(got.append, lambda _: None)
+    await subscriber.subscribe(channel)
+    await publisher.publish(channel, 1, POLICY)
+    await _until(lambda: len(got) == 1)
+
+    moved_from = redis_cluster.begin_move(slot, target)  # keys on the target: ASK
+    try:
+        during = await publisher.publish(channel, 2, POLICY)  # ASKING + script on the target
+        assert during.offset == 2
+        history = await redis_cluster_history(redis_cluster, target, keys, channel)
+        assert history == 2  # on the importing master, once
+    finally:
+        redis_cluster.finish_move(slot, target, moved_from)
+    await publisher.publish(channel, 3, POLICY)
+    await _until(lambda: len(got) == 3)  # 2 was published on the target: caught up
+    await asyncio.sleep(0.2)
+    assert [(p.offset, p.data) for p in got] == [(n, n) for n in range(1, 4)]
+    page = await publisher.history(channel, None, POLICY)
+    assert [(p.offset, p.data) for p in page.publications] == [(n, n) for n in range(1, 4)]
+
+
+async def redis_cluster_history(
+    cluster: RedisCluster, port: int, keys: ClusterKeys, channel: str
+) -> int:
+    """The number of entries of ``channel``'s history on the master on ``port`` (importing
+    its slot: asked after ``ASKING``)."""
+    admin = aioredis.Redis(host="127.0.0.1", port=port)
+    try:
+        pipe = admin.pipeline(transaction=False)
+        pipe.execute_command("ASKING")
+        pipe.xlen(keys.history(channel))
+        _, length = await pipe.execute()
+        return int(length)
+    finally:
+        await admin.aclose()

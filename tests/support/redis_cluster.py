@@ -139,6 +139,12 @@ class RedisCluster:
     def move_slot(self, slot: int, to_port: int) -> None:
         """Migrate ``slot`` and its keys to the master on ``to_port``, as a resharding does
         (``CLUSTER SETSLOT`` ... ``MIGRATING``/``IMPORTING``, ``MIGRATE``, ``NODE``)."""
+        self.finish_move(slot, to_port, self.begin_move(slot, to_port))
+
+    def begin_move(self, slot: int, to_port: int) -> int:
+        """The first half of :meth:`move_slot`: ``slot``'s keys migrated to ``to_port``, the
+        slot still ``MIGRATING`` there (its old master answers ``ASK``); its old master's
+        port."""
         from_port = next(port for port in self.ports if self._holds(port, slot))
         ids = {
             port: _ask(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
@@ -153,8 +159,13 @@ class RedisCluster:
                 from_port, "MIGRATE", "127.0.0.1", str(to_port), '""', "0", "5000", "KEYS", *keys
             )
             assert answer.startswith(b"+OK"), answer
-        for port in self.ports:
-            _ask(port, "CLUSTER", "SETSLOT", str(slot), "NODE", ids[to_port])
+        return from_port
+
+    def finish_move(self, slot: int, to_port: int, from_port: int) -> None:
+        """The second half of :meth:`move_slot`: every master says ``to_port`` holds ``slot``."""
+        to_id = _ask(to_port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+        for port in (to_port, from_port, *self.ports):
+            _ask(port, "CLUSTER", "SETSLOT", str(slot), "NODE", to_id)
 
     def _holds(self, port: int, slot: int) -> bool:
         return self.port_of_slot(slot) == port
