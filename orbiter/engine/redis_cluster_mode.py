@@ -160,6 +160,17 @@ def cluster_client(url: str) -> aioredis.Redis:
     return cast(aioredis.Redis, client)
 
 
+def _node_client(clients: dict[str, aioredis.Redis], node: ClusterNode) -> aioredis.Redis:
+    """A plain client of the master ``node``, for pipelines of scripts (``RedisCluster``'s
+    pipelines refuse them), kept in ``clients`` by node name; never retries a command."""
+    client = clients.get(node.name)
+    if client is None:
+        kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
+        pool = ConnectionPool(connection_class=node.connection_class, **kwargs)
+        client = clients[node.name] = aioredis.Redis(connection_pool=pool)
+    return client
+
+
 class _ShardLink:
     """The pub/sub connection to one master, and the shard channels it carries."""
 
@@ -191,12 +202,7 @@ class ClusterRedisBroker(RedisBroker):
     def _node_client(self, node: ClusterNode) -> aioredis.Redis:
         """A plain client of one master, for pipelines of scripts (``RedisCluster``'s
         pipelines refuse them); kept by node name."""
-        client = self._node_clients.get(node.name)
-        if client is None:
-            kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
-            pool = ConnectionPool(connection_class=node.connection_class, **kwargs)
-            client = self._node_clients[node.name] = aioredis.Redis(connection_pool=pool)
-        return client
+        return _node_client(self._node_clients, node)
 
     async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
         """Run the publish script for each of ``batch``: one pipeline per master, in the
@@ -584,6 +590,13 @@ class ClusterRedisPresenceStore(RedisPresenceStore):
     def __init__(self, url: str, *, prefix: str = "orbiter", ttl: float = 30.0) -> None:
         super().__init__(url, prefix=prefix, ttl=ttl)
         self._channels = self._redis.register_script(_PRESENCE_CHANNELS)
+        self._node_clients: dict[str, aioredis.Redis] = {}
+
+    async def close(self) -> None:
+        await super().close()
+        for client in self._node_clients.values():
+            await client.aclose()
+        self._node_clients.clear()
 
     def _make_client(self, url: str) -> aioredis.Redis:
         return cluster_client(url)
@@ -599,14 +612,56 @@ class ClusterRedisPresenceStore(RedisPresenceStore):
         ]
 
     async def refresh(self) -> None:
-        """Renew the entries of this node's clients (concurrently: ``RedisCluster``'s
-        pipelines refuse scripts)."""
-        calls = [
-            self._add(self._keys(channel), self._args(channel, info))
-            for channel, clients in self._local.items()
-            for info in clients.values()
-        ]
-        await asyncio.gather(*calls)
+        """Renew the entries of this node's clients: one pipeline per master, on a plain
+        client of it (``RedisCluster``'s pipelines refuse scripts). The channels of a master
+        that failed (a slot moved, the master lost) are tried once more after the slot map
+        is read again; what still fails is raised, once every master was tried."""
+        cluster = cast(RedisCluster, self._redis)
+        todo = list(self._local)
+        error: BaseException | None = None
+        for attempt in range(2):
+            groups: dict[str, tuple[ClusterNode, list[str]]] = {}
+            failed: list[str] = []
+            for channel in todo:
+                try:
+                    node = cluster.get_node_from_key(self._keys(channel)[0])
+                    if node is None:
+                        raise SlotNotCoveredError(f"no master holds the slot of {channel!r}")
+                except RedisClusterException as exc:  # no master holds its slot
+                    error = RedisConnectionError(f"Redis Cluster: {exc}")
+                    failed.append(channel)
+                    continue
+                groups.setdefault(node.name, (node, []))[1].append(channel)
+            answers = await asyncio.gather(
+                *(self._refresh_on(node, group) for node, group in groups.values()),
+                return_exceptions=True,
+            )
+            for (_, group), answer in zip(groups.values(), answers, strict=True):
+                if isinstance(answer, BaseException):
+                    if not isinstance(answer, (RedisError, OSError)):
+                        raise answer
+                    error = answer
+                    failed += group
+            if not failed:
+                return
+            todo = failed
+            if attempt == 0:
+                try:
+                    await cluster.nodes_manager.initialize()
+                except (RedisError, RedisClusterException, OSError) as exc:
+                    error = RedisConnectionError(f"cannot read the slot map: {exc}")
+                    break
+        assert error is not None
+        raise error
+
+    async def _refresh_on(self, node: ClusterNode, channels: list[str]) -> None:
+        """Renew the entries of this node's clients on ``channels``, all on ``node``."""
+        pipe = _node_client(self._node_clients, node).pipeline(transaction=False)
+        for channel in channels:
+            keys = self._keys(channel)
+            for info in self._local.get(channel, {}).values():
+                await self._add(keys, self._args(channel, info), client=pipe)
+        await pipe.execute()
 
     async def channels(self) -> dict[str, int]:
         """Every slot's list of channels (found by ``SCAN`` on each master), read and purged."""

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
 from orbiter.engine.redis_cluster_mode import (
@@ -210,3 +211,60 @@ async def redis_cluster_history(
         return int(length)
     finally:
         await admin.aclose()
+
+
+async def test_presence_refreshed_per_master_outlives_its_ttl_on_every_master(
+    redis_cluster: RedisCluster, redis_prefix: str
+) -> None:
+    ttl = 0.6
+    store, reader = (
+        ClusterRedisPresenceStore(redis_cluster.url, prefix=redis_prefix, ttl=ttl) for _ in range(2)
+    )
+    probe = ClusterRedisPresenceStore(redis_cluster.url, prefix=redis_prefix, ttl=ttl)
+    keys = ClusterKeys(redis_prefix)
+    channels = [_channel_on(redis_cluster, keys, port) for port in redis_cluster.ports]
+    channels += [f"{c}x" for c in channels]  # more than one channel on some masters
+    try:
+        for channel in channels:
+            for n in range(2):
+                assert await store.add(channel, ClientInfo(f"{channel}-{n}", f"u{n}"))
+        assert await probe.add("gone", ClientInfo("g", "ann"))
+        await probe.close()  # not refreshed: expires, as the others would without refresh
+        await asyncio.sleep(ttl * 2.5)
+        for channel in channels:
+            names = sorted(c.client for c in await reader.clients(channel))
+            assert names == [f"{channel}-0", f"{channel}-1"], channel
+        assert await reader.clients("gone") == []
+        assert await reader.channels() == {channel: 2 for channel in channels}
+        # one pipeline per master: a plain client of each, none of another
+        assert set(store._node_clients) == {f"127.0.0.1:{port}" for port in redis_cluster.ports}
+    finally:
+        for each in (store, reader):
+            await each.close()
+
+
+async def test_a_presence_refresh_with_a_master_down_renews_the_others_and_fails(
+    redis_cluster: RedisCluster, redis_prefix: str
+) -> None:
+    ttl = 1.5
+    store = ClusterRedisPresenceStore(redis_cluster.url, prefix=redis_prefix, ttl=ttl)
+    reader = ClusterRedisPresenceStore(redis_cluster.url, prefix=redis_prefix, ttl=ttl)
+    keys = ClusterKeys(redis_prefix)
+    down_port, up_port = redis_cluster.ports[1], redis_cluster.ports[2]
+    lost, kept = (_channel_on(redis_cluster, keys, port) for port in (down_port, up_port))
+    try:
+        for channel in (lost, kept):
+            await store.add(channel, ClientInfo(f"on-{channel}", "ann"))
+        assert store._refresher is not None
+        store._refresher.cancel()  # refreshed by hand below, not on its timer
+        assert len(await reader.clients(kept)) == 1  # its scripts loaded on every master
+        redis_cluster.stop_node(down_port)
+        for _ in range(3):  # past the TTL, refreshed within each third of it
+            await asyncio.sleep(ttl / 2)
+            with pytest.raises(RedisConnectionError):
+                await store.refresh()  # the lost master's channel fails, once all were tried
+        assert await reader.clients(kept) == [ClientInfo(f"on-{kept}", "ann")]
+    finally:
+        redis_cluster.start_node(down_port)
+        for each in (store, reader):
+            await each.close()
