@@ -598,6 +598,17 @@ class ClusterRedisPresenceStore(RedisPresenceStore):
             await client.aclose()
         self._node_clients.clear()
 
+    async def _call(self, what: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` on its keys' master; ``EVAL`` there if it lacks it (redis-py's
+        scripts load themselves on every master, which fails while any one is down)."""
+        try:
+            try:
+                return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await self._redis.eval(script.script, len(keys), *keys, *args)
+        except (RedisError, OSError) as exc:
+            raise EngineUnavailable(f"cannot {what} presence in Redis: {exc}") from None
+
     def _make_client(self, url: str) -> aioredis.Redis:
         return cluster_client(url)
 
