@@ -59,8 +59,9 @@ class PublishFailed(Exception):
 
 
 class EngineUnavailable(Exception):
-    """The engine cannot start (a damaged or unreadable data file); the message says
-    which file and what to do."""
+    """The engine cannot start (a damaged or unreadable data file), or cannot be reached
+    now (Redis down): the message says which and what to do; a client's command that
+    met it is answered with that message."""
 
 
 #: Called by the broker, on the event loop, for each publication on a

@@ -58,7 +58,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -161,11 +161,26 @@ class RedisKeys:
         return self.void
 
 
+#: Commands in flight to one Redis at most (each on its own connection); more wait
+#: for one to come back, at most :data:`POOL_WAIT` seconds. redis-py's plain pool
+#: refuses the 101st at once ("Too many connections"), which failed the history read
+#: of a burst of subscribes (2,000 clients subscribing together) instead of queueing it.
+POOL_SIZE = 100
+POOL_WAIT = 10.0
+
+
 def _client(url: str) -> aioredis.Redis:
-    """A client that never retries a command by itself (a retried publish could be kept twice)."""
-    return aioredis.Redis.from_url(
-        url, retry=Retry(NoBackoff(), 0), socket_timeout=10.0, protocol=2
+    """A client that never retries a command by itself (a retried publish could be kept
+    twice), with at most :data:`POOL_SIZE` connections that commands wait for."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=10.0,
+        protocol=2,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def _seconds(value: float) -> int:

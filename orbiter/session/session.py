@@ -32,7 +32,7 @@ from typing import Any
 
 from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
 from orbiter.config.settings import Config
-from orbiter.engine.base import HistoryPage, PublishFailed, TooManyStreams
+from orbiter.engine.base import EngineUnavailable, HistoryPage, PublishFailed, TooManyStreams
 from orbiter.logs import Counters
 from orbiter.model import Publication, StreamPosition
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
@@ -239,6 +239,9 @@ class ClientSession:
                     self.close(exc.close_code, exc.message)
                 elif isinstance(event, Connect):
                     self.close(DisconnectCode.CONNECT_FAILED, exc.message)
+            except EngineUnavailable as exc:  # Redis unreachable, say: told, no traceback
+                log.warning("client %s (%s): %s", self.client_id, self.peer, exc)
+                self._send_reply(encode_error(event.id, ErrorCode.INTERNAL, str(exc)))
             except Exception:
                 log.exception("client %s (%s): internal error", self.client_id, self.peer)
                 internal = encode_error(event.id, ErrorCode.INTERNAL, "internal server error")

@@ -357,3 +357,20 @@ async def test_a_cut_pub_sub_connection_fails_no_publication_under_way(brokers: 
     finally:
         await admin.aclose()
     assert done > 100
+
+
+async def test_a_burst_past_the_pool_waits_for_connections(brokers: Brokers) -> None:
+    """More commands at once than the pool has connections (2,000 clients subscribing
+    together, each reading history) queue for a connection instead of failing:
+    redis-py's plain pool refused the 101st with "Too many connections"."""
+    from orbiter.engine import redis as redis_engine
+
+    broker = await brokers()
+    await broker.publish("burst", "x", POLICY)
+    reads = 5 * redis_engine.POOL_SIZE
+    pages = await asyncio.gather(
+        *(broker.history("burst", None, POLICY) for _ in range(reads)), return_exceptions=True
+    )
+    failed = [page for page in pages if isinstance(page, BaseException)]
+    assert failed == []
+    assert all(len(page.publications) == 1 for page in pages if not isinstance(page, BaseException))
