@@ -31,14 +31,14 @@ and loses nothing committed, at the cost of one ``fsync`` per group commit.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
+from orbiter.engine.sqlite_file import SYNC_MODES, FileLock, compact
 
 #: The schema this code reads and writes (``PRAGMA user_version``).
 SCHEMA_VERSION = 2
@@ -70,10 +70,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS publications_by_stream ON publications (stream
 
 #: Publications deleted at most in one transaction to fit ``engine.max_disk_bytes``.
 DISK_TRIM_ROWS = 20_000
-
-#: ``[engine] sync`` values and the ``PRAGMA synchronous`` each sets.
-SYNC_MODES = {"normal": "NORMAL", "full": "FULL"}
-
 
 #: Every publication of a batch in one statement: its rows as one JSON array (each
 #: ``[stream, offset, data, tags, time]``, data and tags embedded as they were encoded;
@@ -167,7 +163,7 @@ class SqliteStore:
         self._reader: sqlite3.Connection | None = None
         self._reader_thread: int | None = None
         #: The lock file held while the store is open: one orbiter per data file.
-        self._lock: int | None = None
+        self._lock = FileLock(path, "data file", StoreError)
 
     # ------------------------------------------------------------ writer thread
 
@@ -179,48 +175,25 @@ class SqliteStore:
             raise StoreError(
                 f"cannot create the data directory {self.path.parent}: {exc}"
             ) from None
-        self._take_lock()
+        self._lock.take()
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.0
             )
         except sqlite3.Error as exc:
-            self._release_lock()
+            self._lock.release()
             raise StoreError(f"cannot open the data file {self.path}: {exc}") from None
         try:
             loaded = self._prepare(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            self._release_lock()
+            self._lock.release()
             raise StoreError(
                 f"the data file {self.path} is damaged or not an orbiter data file ({exc}); "
                 "move it away to start with empty history, or restore it from a backup"
             ) from None
         self._writer = conn
         return loaded
-
-    def _take_lock(self) -> None:
-        """Hold ``<file>.lock`` (``flock``): a second orbiter on the same data file would
-        give the same offsets twice. The system drops the lock when the process dies."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot open the lock file {lock_path}: {exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise StoreError(
-                f"the data file {self.path} is in use by another orbiter process (it holds "
-                f"{lock_path.name}); give each server its own engine.data_dir"
-            ) from None
-        self._lock = fd
-
-    def _release_lock(self) -> None:
-        fd, self._lock = self._lock, None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor drops the flock
 
     def _prepare(self, conn: sqlite3.Connection) -> Loaded:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -341,23 +314,7 @@ class SqliteStore:
         """Give the file's free pages back to the system (``VACUUM``), with no server on
         it (:class:`StoreError` if one is, or the file is damaged): its size before and
         after, in bytes."""
-        if not self.path.exists():
-            raise StoreError(f"there is no data file {self.path}")
-        self._take_lock()
-        try:
-            before = self.path.stat().st_size
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("VACUUM")
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                conn.close()
-            return before, self.path.stat().st_size
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot compact the data file {self.path}: {exc}") from None
-        finally:
-            self._release_lock()
+        return compact(self.path, self._lock, "data file", StoreError)
 
     def close(self) -> None:
         """Checkpoint the log into the file and close the writer connection."""
@@ -367,7 +324,7 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
-        self._release_lock()
+        self._lock.release()
 
     # ------------------------------------------------------------ reader thread
 

@@ -15,14 +15,14 @@ engine file's (``engine/sqlite_store.py``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from orbiter.engine.sqlite_file import SYNC_MODES, FileLock, compact
 
 #: The schema this code reads and writes (``PRAGMA user_version``).
 SCHEMA_VERSION = 1
@@ -37,9 +37,6 @@ CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL
 );
 """
-
-#: ``[engine] sync`` values and the ``PRAGMA synchronous`` each sets.
-_SYNC = {"normal": "NORMAL", "full": "FULL"}
 
 
 class QueueFileError(Exception):
@@ -68,19 +65,20 @@ class QueueFile:
     """One queue file, used by one thread (the writer thread of :mod:`.durable_queue`)."""
 
     def __init__(self, path: Path, sync: str = "normal") -> None:
-        if sync not in _SYNC:
-            raise ValueError(f"sync must be one of {', '.join(_SYNC)}, not {sync!r}")
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.path = path
         self.sync = sync
         self._conn: sqlite3.Connection | None = None
-        self._lock: int | None = None
+        #: Two servers on one file would deliver each message twice.
+        self._lock = FileLock(path, "queue file", QueueFileError)
 
     def open(self) -> list[StoredMessage]:
         """Open (or create) the file and read its messages, oldest first (or raise
         :class:`QueueFileError`)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._take_lock()
+            self._lock.take()
         except OSError as exc:
             raise QueueFileError(f"cannot use the queue file {self.path}: {exc}") from None
         try:
@@ -88,13 +86,13 @@ class QueueFile:
                 self.path, isolation_level=None, check_same_thread=False, timeout=0.0
             )
         except sqlite3.Error as exc:
-            self._release_lock()
+            self._lock.release()
             raise QueueFileError(f"cannot open the queue file {self.path}: {exc}") from None
         try:
             messages = self._prepare(conn)
         except (sqlite3.DatabaseError, orjson.JSONDecodeError, ValueError, TypeError) as exc:
             conn.close()
-            self._release_lock()
+            self._lock.release()
             raise QueueFileError(
                 f"the queue file {self.path} is damaged or not an orbiter queue file ({exc}); "
                 "move it away to start with empty queues, or restore it from a backup"
@@ -102,30 +100,11 @@ class QueueFile:
         self._conn = conn
         return messages
 
-    def _take_lock(self) -> None:
-        """Hold ``<file>.lock``: two servers on one file would deliver each message twice."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise QueueFileError(
-                f"the queue file {self.path} is in use by another orbiter process; "
-                "give each server its own engine.data_dir"
-            ) from None
-        self._lock = fd
-
-    def _release_lock(self) -> None:
-        fd, self._lock = self._lock, None
-        if fd is not None:
-            os.close(fd)
-
     def _prepare(self, conn: sqlite3.Connection) -> list[StoredMessage]:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.DatabaseError(f"cannot use WAL journal mode (got {mode!r})")
-        conn.execute(f"PRAGMA synchronous = {_SYNC[self.sync]}")
+        conn.execute(f"PRAGMA synchronous = {SYNC_MODES[self.sync]}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -173,26 +152,10 @@ class QueueFile:
             raise
 
     def compact(self) -> tuple[int, int]:
-        """Give the file's free pages back to the system (``VACUUM``, then the log
-        checkpointed and emptied), with no server on it (:class:`QueueFileError` if one
-        is, or the file is missing or damaged): its size before and after, in bytes."""
-        if not self.path.exists():
-            raise QueueFileError(f"there is no queue file {self.path}")
-        self._take_lock()
-        try:
-            before = self.path.stat().st_size
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("VACUUM")
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                conn.close()
-            return before, self.path.stat().st_size
-        except sqlite3.DatabaseError as exc:
-            raise QueueFileError(f"cannot compact the queue file {self.path}: {exc}") from None
-        finally:
-            self._release_lock()
+        """Give the file's free pages back to the system, with no server on it
+        (:class:`QueueFileError` if one is, or the file is missing or damaged): its size
+        before and after, in bytes."""
+        return compact(self.path, self._lock, "queue file", QueueFileError)
 
     def close(self) -> None:
         """Checkpoint the log into the file, close it and drop the lock."""
@@ -201,4 +164,4 @@ class QueueFile:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
-        self._release_lock()
+        self._lock.release()
