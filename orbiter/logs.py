@@ -9,7 +9,8 @@ writes one JSON object per line with ``time``, ``level``, ``logger``,
 ``orbiter.events``, each with its fields in the record (for JSON) and as
 ``key=value`` in the message (for text): ``open`` and ``close`` at INFO;
 ``subscribe``, ``unsubscribe`` and ``publish`` at DEBUG (a publication's
-data only with ``[log] payloads = true``). Its ``info`` and ``debug`` flags
+data only with ``[log] payloads = true``) and ``fallback`` (a client that
+reached this connection after other transports failed). Its ``info`` and ``debug`` flags
 are read once, when it is made (the level does not change while serving):
 call sites test the flag first (``if events.debug: events.published(...)``),
 so a level that is off costs one attribute read and nothing is formatted.
@@ -18,7 +19,9 @@ so a level that is off costs one attribute read and nothing is formatted.
 /api/stats``); a refusal or a limit hit it counts is also a WARNING line under
 ``orbiter.node``, at most one per counter every :data:`WARNING_INTERVAL`
 seconds (the next says how many were left unwritten), so that a flood costs
-one line per interval.
+one line per interval. They also count the transport fallbacks clients report
+(:attr:`Counters.fallbacks`, by the first transport tried and the one that
+worked; ``/metrics`` only).
 """
 
 from __future__ import annotations
@@ -157,6 +160,18 @@ class EventLog:
             fields["data"] = orjson.dumps(data).decode()[:MAX_PAYLOAD]
         self._emit(logging.DEBUG, "publish", fields)
 
+    def fell_back(self, client: str, ip: str, transport: str, chain: str, reasons: str) -> None:
+        """A client connected over ``transport`` after others failed (DEBUG): ``chain``
+        (``websocket>xhr-streaming``) and ``reasons``, as the client reported them."""
+        fields = {"client": client, "ip": ip, "transport": transport, "chain": chain}
+        self._emit(logging.DEBUG, "fallback", {**fields, "reasons": reasons})
+
+    def fallback_ignored(self, client: str, ip: str, problem: str) -> None:
+        """A client's fallback report was malformed and ignored (DEBUG): ``problem``."""
+        self._emit(
+            logging.DEBUG, "fallback_ignored", {"client": client, "ip": ip, "problem": problem}
+        )
+
 
 class _Warnings:
     """The WARNING lines of one counter, at most one per :data:`WARNING_INTERVAL`."""
@@ -193,6 +208,9 @@ class Counters(Counter[str]):
         super().__init__()
         self._clock = clock
         self._warnings: dict[str, _Warnings] = {}
+        #: Transport fallbacks clients reported, by (first transport tried, the one that
+        #: worked): names the caller checked against a fixed set (``protocol/fallback.py``).
+        self.fallbacks: Counter[tuple[str, str]] = Counter()
 
     def _warn(self, counter: str, fields: dict[str, Any], message: str, *args: object) -> None:
         self[counter] += 1

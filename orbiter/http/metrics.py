@@ -94,6 +94,7 @@ def node_sample(
         "delivered": pubsub.delivered,
         "subscribed_channels": pubsub.channel_count,
         "counters": dict(node.counters),
+        "fallbacks": [[*pair, count] for pair, count in sorted(node.counters.fallbacks.items())],
         "engine": node.broker.stats(),
         "stomp_queue_bytes": 0 if stomp is None else stomp.queues.bytes,
         "latency": None
@@ -163,6 +164,12 @@ class _Samples(Collector):
         stomp_bytes = GaugeMetricFamily(
             "orbiter_stomp_queue_bytes", "Bytes held in STOMP queues", labels=label
         )
+        fallbacks = CounterMetricFamily(
+            "orbiter_transport_fallbacks",
+            "Connections made after other transports failed, as clients reported them,"
+            " by the first transport tried and the one that worked",
+            labels=["node", "from_transport", "to_transport"],
+        )
         latency = HistogramMetricFamily(
             "orbiter_publish_latency_seconds",
             "Publication to hand-over to subscribers' connections, 1 channel batch in 16",
@@ -181,6 +188,8 @@ class _Samples(Collector):
                     limits.add_metric([*node, name.removeprefix("limit_")], _int(count))
                 else:
                     refusals.add_metric([*node, str(name)], _int(count))
+            for first, to, count in sample.get("fallbacks", []):
+                fallbacks.add_metric([*node, str(first), str(to)], _int(count))
             engine = sample.get("engine", {})
             if "channels" in engine:
                 streams.add_metric(node, _int(engine["channels"]))
@@ -199,6 +208,7 @@ class _Samples(Collector):
                     buckets.append((_bound(bound), total))
                 latency.add_metric(node, buckets, float(sample["latency"].get("sum", 0.0)))
         yield from (connections, pending, published, delivered, channels, limits, refusals)
+        yield fallbacks
         yield from (streams, history, engine_up, engine_failures, stomp_bytes, latency)
         yield GaugeMetricFamily("orbiter_cluster_nodes", "Nodes alive", value=self._nodes)
         yield GaugeMetricFamily(

@@ -129,6 +129,10 @@ class Connect:
     info: JSON = None
     #: The connection token (JWT), when the server needs one.
     token: str | None = None
+    #: The client's report of the transports it tried first, unchecked: the session
+    #: reads it with :func:`orbiter.protocol.fallback.parse_fallback` (a bad one is
+    #: ignored, never the connection).
+    fallback: JSON = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +320,7 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call | R
             since=_since(obj.get("since")),
             info=obj.get("info"),
             token=_optional_str(obj, "token"),
+            fallback=obj.get("fallback"),
         )
     if not isinstance(op, str):
         raise Refusal(ErrorCode.BAD_REQUEST, "command 'op' must be a string")

@@ -35,6 +35,7 @@ from orbiter.config.settings import Config
 from orbiter.engine.base import EngineUnavailable, HistoryPage, PublishFailed, TooManyStreams
 from orbiter.logs import Counters
 from orbiter.model import Publication, StreamPosition
+from orbiter.protocol.fallback import parse_fallback
 from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.live import Attach, Call, Return, Rpc
 from orbiter.protocol.native import (
@@ -303,6 +304,8 @@ class ClientSession:
     async def _connect(self, command: Connect) -> tuple[dict[str, Any], Subscription | None]:
         result: dict[str, Any] = {"client": self.client_id, "protocol": PROTOCOL_VERSION}
         identity = await self.authenticate(command.token)
+        if command.fallback is not None:
+            self._report_fallback(command.fallback)
         if identity.expires is not None:
             result["expires_in"] = max(0.0, round(identity.expires - time.time(), 3))
         try:
@@ -329,6 +332,21 @@ class ClientSession:
         key_result = _subscribe_result(self.key.channel, command.since, page)
         result["key"] = {"key": str(self.key), **key_result}
         return result, sub
+
+    def _report_fallback(self, report: object) -> None:
+        """Count and log (DEBUG) the transports the client says failed before this one; a
+        malformed report is ignored (it is a diagnostic: the connection goes on)."""
+        events = self._pubsub.events
+        try:
+            fallback = parse_fallback(report)
+        except ValueError as exc:
+            if events.debug:
+                events.fallback_ignored(self.client_id, self.peer, str(exc))
+            return
+        self.counters.fallbacks[fallback.first, fallback.to] += 1
+        if events.debug:
+            chain, reasons = fallback.chain, fallback.reasons
+            events.fell_back(self.client_id, self.peer, fallback.to, chain, reasons)
 
     async def authenticate(self, token: str | None = None) -> Identity:
         """Who the client is, from ``token`` or the session's credentials.
