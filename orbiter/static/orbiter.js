@@ -125,6 +125,15 @@
     return u.href;
   }
 
+  /** At most this many characters of a failed transport's reason (the server's limit). */
+  const MAX_FALLBACK_REASON = 120;
+
+  /** Why a transport failed, as `connect`'s fallback report carries it: printable ASCII. */
+  function failureReason(code, reason) {
+    const text = `closed ${code}${reason ? `: ${reason}` : ""}`;
+    return text.replace(/[^\x20-\x7e]/g, "?").slice(0, MAX_FALLBACK_REASON);
+  }
+
   let jsonpCounter = 0;
   const randomId = (n) => {
     const bytes = new Uint8Array(n);
@@ -408,6 +417,7 @@
       this._transportIndex = 0; // into options.transports: the one to try next
       this._established = false; // the server answered `connect` on the current connection
       this._proven = new Set(); // transports on which the server has answered `connect`
+      this._failedTransports = []; // {transport, reason} failed before `connect` this round
       this._sockjsUrl = httpUrl(this.url, this.options.sockjsPath);
       /** @type {"connecting"|"connected"|"disconnected"} */
       this.state = "disconnected";
@@ -640,6 +650,10 @@
       }
       if (this.options.info !== undefined) connect.info = this.options.info;
       if (this._key.position) connect.since = this._key.position;
+      if (this._failedTransports.length) {
+        // What failed before this transport, for the server's debug log and /metrics.
+        connect.fallback = { to: this.transport, failed: this._failedTransports.slice() };
+      }
       const lines = [this._command(connect, (err, result) => this._connected(err, result))];
       for (const stream of this._streams.values()) lines.push(this._subscribeCommand(stream));
       const queued = this._queue.splice(0);
@@ -663,6 +677,7 @@
       this._attempts = 0;
       this._established = true;
       this._proven.add(this.transport);
+      this._failedTransports = [];
       this.clientId = result.client;
       this._setState("connected");
       this._emit("connect", { client: result.client, key: result.key ? result.key.key : undefined });
@@ -705,7 +720,7 @@
         this._rejectQueue(ErrorCode.CLOSED, `connection closed (${code}) and not reopened`);
       } else if (!this._stopped && !this._ws && this._reconnectTimer === null) {
         // unless a "disconnect" listener already acted
-        if (this._established || !this._fallBack()) this._scheduleReconnect();
+        if (this._established || !this._fallBack(code, reason)) this._scheduleReconnect();
       }
     }
 
@@ -725,17 +740,23 @@
      * The connection failed before the server answered `connect`: try the next
      * transport at once. At the end of the list start over, after a backoff.
      * A transport that has worked before is kept: its failure is an outage
-     * (retried with backoff), not a network that blocks it.
+     * (retried with backoff), not a network that blocks it. The failures of a round
+     * are reported in the `connect` that gets through (`fallback`, docs/protocol.md).
+     * @param {number} code the close code of the failed connection
+     * @param {string} [reason] its close reason
      * @returns {boolean} whether a next transport is being tried
      */
-    _fallBack() {
+    _fallBack(code, reason) {
       if (this._proven.has(this.transport)) return false;
       this._transportIndex += 1;
       if (this._transportIndex < this.options.transports.length) {
+        const failed = { transport: this.transport, reason: failureReason(code, reason) };
+        this._failedTransports.push(failed);
         this._reconnectTimer = setTimeout(() => this._reconnectNow(), 0);
         return true;
       }
       this._transportIndex = 0;
+      this._failedTransports = [];
       return false;
     }
 
