@@ -106,8 +106,9 @@ class MemoryBroker(LocalBroker):
         #: Every publication kept, and those dropped from their stream since the
         #: last compaction, in the order published (so the oldest goes first).
         self._kept: deque[Publication] = deque()
-        #: Bytes of the publications in ``_kept`` still in their streams, and of those not.
-        self._live_bytes = 0
+        #: Bytes of the publications in ``_kept`` (the one sum a publication adds to), and
+        #: of those among them no stream keeps any more; history holds the difference.
+        self._kept_bytes = 0
         self._dead_bytes = 0
         self._node_epoch = new_epoch()
         self._forgets = 0
@@ -117,7 +118,8 @@ class MemoryBroker(LocalBroker):
         self._sweeper: asyncio.Task[None] | None = None
 
     def stats(self) -> dict[str, int]:
-        return {"channels": len(self._streams), "history_bytes": self._live_bytes}
+        history_bytes = self._kept_bytes - self._dead_bytes
+        return {"channels": len(self._streams), "history_bytes": history_bytes}
 
     async def start(self) -> None:
         if self._sweeper is None:
@@ -146,20 +148,23 @@ class MemoryBroker(LocalBroker):
             stream.touched = now
             stream.policy = policy
         offset = stream.offset = stream.offset + 1
-        pubs = stream.publications
         if policy.size:
-            size = kept_size(data, tags)
+            if type(data) is str and tags is None and data.isascii():
+                size = len(data) + _QUOTED_OVERHEAD  # kept_size's rule, for its common case
+            else:
+                size = kept_size(data, tags)
             pub = Publication(channel, offset, stream.epoch, data, now, tags, size)
+            pubs = stream.publications
             pubs.append(pub)
             if len(pubs) > policy.size or pubs[0].time < now - policy.ttl:
                 self._trim(stream, now)
             self._kept.append(pub)
-            live = self._live_bytes = self._live_bytes + size
-            if live + self._dead_bytes > self._max_history_bytes:
+            kept = self._kept_bytes = self._kept_bytes + size
+            if kept > self._max_history_bytes:
                 self._make_room(self._max_history_bytes)
         else:
             pub = Publication(channel, offset, stream.epoch, data, now, tags)
-            if pubs:  # kept under an earlier policy
+            if stream.publications:  # kept under an earlier policy
                 self._trim(stream, now)
         if self._on_publication is not None and channel in self._subscribed:
             self._on_publication(pub)
@@ -242,9 +247,8 @@ class MemoryBroker(LocalBroker):
         pubs = stream.publications
         size, oldest_kept = stream.policy.size, now - stream.policy.ttl
         while pubs and (len(pubs) > size or pubs[0].time < oldest_kept):
-            dropped = pubs.popleft().size
-            self._live_bytes -= dropped
-            self._dead_bytes += dropped  # still in ``_kept`` until it reaches the front
+            # Its bytes count until it reaches the front of ``_kept`` (or a compaction).
+            self._dead_bytes += pubs.popleft().size
 
     def _is_kept(self, pub: Publication) -> bool:
         stream = self._streams.get(pub.channel)
@@ -254,21 +258,22 @@ class MemoryBroker(LocalBroker):
 
     def _make_room(self, limit: float) -> None:
         """Drop the oldest publications until history fits in ``limit`` bytes."""
-        while self._live_bytes + self._dead_bytes > limit and self._kept:
-            if 2 * self._dead_bytes >= self._live_bytes + self._dead_bytes:
+        while self._kept_bytes > limit and self._kept:
+            if 2 * self._dead_bytes >= self._kept_bytes:
                 self._compact()
                 continue
             pub = self._kept.popleft()
+            self._kept_bytes -= pub.size
             if not self._is_kept(pub):
                 self._dead_bytes -= pub.size
                 continue
             stream = self._streams[pub.channel]
             stream.publications.popleft()  # the oldest kept anywhere is its stream's oldest
-            self._live_bytes -= pub.size
 
     def _compact(self) -> None:
         """Forget the publications no stream keeps any more (half of ``_kept`` or more)."""
         self._kept = deque(pub for pub in self._kept if self._is_kept(pub))
+        self._kept_bytes -= self._dead_bytes
         self._dead_bytes = 0
 
     # ------------------------------------------------------------ upkeep
@@ -278,15 +283,17 @@ class MemoryBroker(LocalBroker):
         now = time.time() if now is None else now
         forget = []
         for channel, stream in self._streams.items():
-            self._trim(stream, now)
+            pubs = stream.publications
+            if pubs and (len(pubs) > stream.policy.size or pubs[0].time < now - stream.policy.ttl):
+                self._trim(stream, now)
             if (
-                not stream.publications
+                not pubs
                 and channel not in self._subscribed
                 and stream.touched < now - stream.policy.meta_ttl
             ):
                 forget.append(channel)
         self._forget(forget)
-        if self._dead_bytes and 2 * self._dead_bytes >= self._live_bytes + self._dead_bytes:
+        if self._dead_bytes and 2 * self._dead_bytes >= self._kept_bytes:
             self._compact()
 
     async def _sweep_forever(self) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -48,6 +50,8 @@ BatchHandler = Callable[[SharedBatch], None]
 _POLICY_MEMO = 65_536
 #: One channel hand-over in this many is timed for :attr:`PubSub.latency_probe`.
 LATENCY_SAMPLE = 16
+#: A step with no bound on its subscribers (:meth:`PubSub._catch_up`).
+_ALL = sys.maxsize
 
 
 class Subscriber(Protocol):
@@ -78,6 +82,7 @@ class _Channel:
     __slots__ = (
         "base",
         "batches",
+        "counted",
         "cursor",
         "flushed_at",
         "given",
@@ -102,6 +107,9 @@ class _Channel:
         #: is number ``base + i + 1``).
         self.pubs: list[Publication] = []
         self.base = 0
+        #: The number of the newest publication whose deliveries :attr:`PubSub.delivered`
+        #: has settled (those after it are due to each of ``subscribers``).
+        self.counted = 0
         #: A step of a pass is due (queued, on a timer or next in the loop).
         self.scheduled = False
         #: The pass under way (see :meth:`PubSub._step`): the subscribers it goes through,
@@ -142,6 +150,9 @@ class _Progress(enum.Enum):
     BEHIND = 3
 
 
+_CAUGHT_UP = _Progress.CAUGHT_UP
+
+
 class PubSub:
     def __init__(
         self,
@@ -165,6 +176,9 @@ class PubSub:
         self._presence = presence
         self._channels: dict[str, _Channel] = {}
         self._write_delay = config.session.write_delay
+        #: A channel whose last batch was written less than this long ago is busy (see
+        #: :meth:`_fan_out`); -inf: none is (no write delay).
+        self._busy_within = 2 * self._write_delay if self._write_delay > 0 else -math.inf
         #: Each recent channel's history policy (the config does not change while running).
         self._policies: dict[str, HistoryPolicy] = {}
         #: Channels with publications waiting: for the end of this loop iteration, and
@@ -174,11 +188,10 @@ class PubSub:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Debug lines of subscribes and publishes (orbiter/logs.py): one flag test when off.
         self.events = EventLog(payloads=config.log.payloads)
-        #: Publications this node's routes published, and publications due to subscribers
-        #: (one per subscriber here when it arrives, counted once per publication, not
-        #: per subscriber): plain counts, read by ``GET /metrics``.
+        #: Publications this node's routes published: a plain count, read by ``GET /metrics``.
         self.published = 0
-        self.delivered = 0
+        #: Deliveries (:attr:`delivered`) of the channels' publications up to their ``counted``.
+        self._delivered_settled = 0
         #: Set by ``GET /metrics`` (orbiter/http/metrics.py): called with the oldest
         #: publication's ``time`` of one hand-over in :data:`LATENCY_SAMPLE`.
         self.latency_probe: Callable[[float], None] | None = None
@@ -187,6 +200,26 @@ class PubSub:
         # This node's share of the cluster-wide answers (other nodes' surveys).
         broker.set_answerer("channels", lambda _: dict(self.local_channels()))
         broker.set_answerer("subscribers", lambda channel: self.subscriber_count(str(channel)))
+
+    @property
+    def delivered(self) -> int:
+        """Publications due to subscribers here: one per subscriber the channel had when
+        the publication arrived, read by ``GET /metrics``.
+
+        Derived when read, not counted per publication: each channel numbers its
+        publications anyway (``base``), and whatever came since its subscribers last
+        changed is due to each of them (:meth:`_settle_deliveries`).
+        """
+        return self._delivered_settled + sum(
+            (entry.base + len(entry.pubs) - entry.counted) * len(entry.subscribers)
+            for entry in self._channels.values()
+        )
+
+    def _settle_deliveries(self, entry: _Channel) -> None:
+        """Count the deliveries of ``entry``'s publications so far: its subscribers change."""
+        head = entry.base + len(entry.pubs)
+        self._delivered_settled += (head - entry.counted) * len(entry.subscribers)
+        entry.counted = head
 
     def policy(self, channel: str) -> HistoryPolicy:
         policy = self._policies.get(channel)
@@ -211,10 +244,12 @@ class PubSub:
 
             def forget() -> None:
                 if self._channels.get(channel) is entry:
+                    self._settle_deliveries(entry)
                     del self._channels[channel]
 
             await entry.ready.run(self._broker.subscribe(channel), forget)
         else:
+            self._settle_deliveries(entry)
             entry.subscribers[sub] = sub.deliver_batch
             await entry.ready.wait()
         if not self._config.rule_for(channel).presence:
@@ -229,6 +264,7 @@ class PubSub:
             return
         if self.events.debug:
             self.events.unsubscribed(sub.client_id, channel)
+        self._settle_deliveries(entry)
         del entry.subscribers[sub]
         if entry.given is not None:
             entry.given.pop(sub, None)
@@ -412,59 +448,79 @@ class PubSub:
         if entry is None:
             return
         entry.pubs.append(pub)
-        self.delivered += len(entry.subscribers)
         if entry.scheduled:
             return
         entry.scheduled = True
-        loop = self._loop
-        if loop is None:  # asyncio.get_running_loop() costs a getpid() system call
-            loop = self._loop = asyncio.get_running_loop()
-        delay = self._write_delay
-        if delay > 0 and self.clock() - entry.flushed_at < 2 * delay:
+        if self.clock() - entry.flushed_at < self._busy_within:
             if not self._delayed:
-                loop.call_later(delay, self._flush_delayed)
+                self._event_loop().call_later(self._write_delay, self._flush_delayed)
             self._delayed.append(entry)
         else:
             if not self._dirty:
-                loop.call_soon(self._flush_dirty)
+                self._event_loop().call_soon(self._flush_dirty)
             self._dirty.append(entry)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() costs a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _flush_dirty(self) -> None:
         dirty, self._dirty = self._dirty, []
-        now = self.clock()
-        for entry in dirty:
-            self._run_step(entry, now)
+        self._flush(dirty)
 
     def _flush_delayed(self) -> None:
         delayed, self._delayed = self._delayed, []
-        now = self.clock()
-        for entry in delayed:
-            self._run_step(entry, now)
+        self._flush(delayed)
 
-    def _run_step(self, entry: _Channel, now: float | None = None) -> None:
-        """A due step: run it, and schedule the next one while subscribers are behind.
+    def _flush(self, entries: list[_Channel]) -> None:
+        """Run the channels' due steps: for most, the whole hand-over (one clock read for all).
 
-        ``now`` is when the flush it is part of began (one clock read for many channels).
+        Each channel's hand-over counts for :data:`LATENCY_SAMPLE`; the one that reaches it
+        is timed once the flush is over.
         """
-        progress = self._step(entry, STEP)
-        if progress is _Progress.CAUGHT_UP:
+        now = self.clock()
+        timed = None
+        self._probe_in -= len(entries)
+        if self._probe_in <= 0:  # (past it by some: the next is due as much sooner)
+            self._probe_in = self._probe_in % LATENCY_SAMPLE or LATENCY_SAMPLE
+            if entries[0].pubs:
+                timed = entries[0].pubs[0]
+        for entry in entries:
+            if self._step(entry, STEP) is _CAUGHT_UP:
+                entry.scheduled = False
+                entry.flushed_at = now
+            else:
+                self._schedule_step(entry)
+        if timed is not None and self.latency_probe is not None:
+            self.latency_probe(timed.time)
+
+    def _run_step(self, entry: _Channel) -> None:
+        """A step after the first of a channel's passes (see :meth:`_step`)."""
+        if self._step(entry, STEP) is _CAUGHT_UP:
             entry.scheduled = False
-            entry.flushed_at = self.clock() if now is None else now
-            return
-        loop = self._loop or asyncio.get_running_loop()
-        if progress is _Progress.MID_PASS:
+            entry.flushed_at = self.clock()
+        else:
+            self._schedule_step(entry)
+
+    def _schedule_step(self, entry: _Channel) -> None:
+        """Subscribers are still behind: the next step, at once mid-pass, else after the
+        write delay (publications came during the pass)."""
+        loop = self._event_loop()
+        if entry.snapshot is not None:  # mid-pass
             loop.call_soon(self._run_step, entry)
             return
-        # Publications came during the pass: the next pass starts ``write_delay`` after
-        # this one did, or at once if this one took longer.
+        # The next pass starts ``write_delay`` after this one did, or at once if this one
+        # took longer.
         wait = entry.pass_started + self._write_delay - self.clock()
         if wait > 0:
             loop.call_later(wait, self._run_step, entry)
         else:
             loop.call_soon(self._run_step, entry)
 
-    def _step(self, entry: _Channel, limit: int | None) -> _Progress:
-        """Hand the channel's publications to the next ``limit`` subscribers (None: all).
+    def _step(self, entry: _Channel, limit: int) -> _Progress:
+        """Hand the channel's publications to the next ``limit`` subscribers.
 
         A pass goes through the channel's subscribers in order, giving each
         what it has not been given, as one :class:`SharedBatch` shared by
@@ -478,25 +534,24 @@ class PubSub:
         Subscribers who join during a pass are in the next one.
         """
         subscribers = entry.subscribers
-        if not entry.pubs or not subscribers:
+        pubs = entry.pubs
+        if not pubs or not subscribers:
             self._end_passes(entry)
-            return _Progress.CAUGHT_UP
-        head = entry.base + len(entry.pubs)
+            return _CAUGHT_UP
+        if entry.given is None and len(subscribers) <= limit:  # (no pass under way either)
+            # The whole pass in one go: every subscriber has everything up to ``base``.
+            batch = SharedBatch(entry.name, pubs)
+            entry.pubs = []
+            entry.base += len(pubs)
+            # A handler never unsubscribes synchronously (closing only marks the session).
+            for sub, handler in subscribers.items():
+                try:
+                    handler(batch)
+                except Exception:
+                    _log_failed(sub, batch)
+            return _CAUGHT_UP
+        head = entry.base + len(pubs)
         if entry.snapshot is None:
-            if entry.given is None and (limit is None or len(subscribers) <= limit):
-                # The whole pass in one go: every subscriber has everything up to ``base``.
-                batch = SharedBatch(entry.name, entry.pubs)
-                self._probe_in -= 1
-                if not self._probe_in:
-                    self._sample(entry.pubs[0])
-                entry.pubs, entry.base = [], head
-                # A handler never unsubscribes synchronously (closing only marks the session).
-                for sub, handler in subscribers.items():
-                    try:
-                        handler(batch)
-                    except Exception:
-                        _log_failed(sub, batch)
-                return _Progress.CAUGHT_UP
             entry.snapshot = list(subscribers.items())
             entry.cursor = 0
             entry.pass_head = head
@@ -506,7 +561,7 @@ class PubSub:
         snapshot, given, base = entry.snapshot, entry.given, entry.base
         assert given is not None
         start = entry.cursor
-        end = len(snapshot) if limit is None else min(len(snapshot), start + limit)
+        end = min(len(snapshot), start + limit)
         batches = entry.batches
         if batches and next(iter(batches.values())).pubs[-1] is not entry.pubs[-1]:
             batches.clear()  # publications came since: batches now run further
@@ -532,20 +587,21 @@ class PubSub:
         entry.snapshot = None
         batches.clear()
         done = entry.pass_head - base
-        if done:
+        if done:  # a hand-over (those of a flush are counted there)
             self._probe_in -= 1
-            if not self._probe_in:
+            if self._probe_in <= 0:
                 self._sample(entry.pubs[0])
         del entry.pubs[:done]
         entry.base = entry.pass_head
         if entry.pubs:
             return _Progress.BEHIND
         self._end_passes(entry)
-        return _Progress.CAUGHT_UP
+        return _CAUGHT_UP
 
     def _sample(self, oldest: Publication) -> None:
-        """Every :data:`LATENCY_SAMPLE`-th hand-over (counted down in ``_probe_in`` by the
-        caller, so the others cost no call and no clock read) is timed, if measured."""
+        """Every :data:`LATENCY_SAMPLE`-th hand-over of a pass of several steps (counted
+        down in ``_probe_in`` by the caller, so the others cost no call and no clock read)
+        is timed, if measured (a flush's, in :meth:`_flush`)."""
         self._probe_in = LATENCY_SAMPLE
         if self.latency_probe is not None:
             self.latency_probe(oldest.time)
@@ -561,7 +617,7 @@ class PubSub:
     def _catch_up(self, entry: _Channel) -> None:
         """Hand every subscriber everything now (a step already due stays due, and finds
         nothing left to do)."""
-        while self._step(entry, None) is not _Progress.CAUGHT_UP:
+        while self._step(entry, _ALL) is not _CAUGHT_UP:
             pass
 
     def _fan_out_presence(self, event: PresenceEvent) -> None:

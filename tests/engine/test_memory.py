@@ -9,8 +9,8 @@ import time
 import pytest
 
 from orbiter.engine.base import HistoryPolicy, TooManyStreams
-from orbiter.engine.memory import MemoryBroker, kept_size
-from orbiter.model import StreamPosition
+from orbiter.engine.memory import PUBLICATION_OVERHEAD, MemoryBroker, kept_size
+from orbiter.model import JSON, StreamPosition
 
 
 async def test_history_older_than_ttl_is_dropped() -> None:
@@ -178,3 +178,51 @@ async def test_dropped_publications_never_hold_more_than_the_budget() -> None:
         assert len(broker._kept) <= 100
     page = await broker.history("a", None, policy)
     assert [p.data for p in page.publications] == ["p9999"]
+
+
+@pytest.mark.parametrize(
+    ("data", "tags", "expected"),
+    [
+        ("x" * 1000, None, 1000 + 2 + PUBLICATION_OVERHEAD),  # an ASCII string: its quotes too
+        ("é" * 100, None, 200 + 2 + PUBLICATION_OVERHEAD),  # UTF-8 bytes, not characters
+        ("x" * 10, {"kind": "news"}, 10 + 2 + 8 + PUBLICATION_OVERHEAD),  # the tags' characters
+        ({"n": 12345}, None, len(b'{"n":12345}') + PUBLICATION_OVERHEAD),
+        ([1, 2, 3], {"a": "b"}, len(b"[1,2,3]") + 2 + PUBLICATION_OVERHEAD),
+        (None, None, 4 + PUBLICATION_OVERHEAD),
+    ],
+)
+async def test_what_a_kept_publication_counts_against_the_budget(
+    data: JSON, tags: dict[str, str] | None, expected: int
+) -> None:
+    """The sizes the budget adds, in figures (not from kept_size itself): the engine's
+    running total and each publication's size must both say them, whatever path of the
+    engine computed them."""
+    assert kept_size(data, tags) == expected
+    broker = MemoryBroker(max_history_bytes=10**9)
+    policy = HistoryPolicy(size=100, ttl=60.0, meta_ttl=600.0)
+    first = await broker.publish("a", data, policy, tags)
+    await broker.publish("b", data, policy, tags)
+    assert first.size == expected
+    assert broker.stats()["history_bytes"] == 2 * expected
+
+
+async def test_the_budget_is_exact_for_every_kind_of_data() -> None:
+    """Ten publications of a kind fill a budget of ten of them: the eleventh evicts the
+    first (an under-counted size would keep eleven, an over-counted one nine)."""
+    policy = HistoryPolicy(size=100, ttl=60.0, meta_ttl=600.0)
+    for data, tags in [
+        ("x" * 50, None),
+        ("ü" * 50, None),
+        ({"k": "v" * 50}, None),
+        ("x" * 50, {"t": "u"}),
+    ]:
+        broker = MemoryBroker(max_history_bytes=10 * kept_size(data, tags))
+        for i in range(11):
+            await broker.publish("abc"[i % 3], data, policy, tags)
+        kept = [
+            pub
+            for channel in "abc"
+            for pub in (await broker.history(channel, None, policy)).publications
+        ]
+        assert len(kept) == 10, (data, tags)
+        assert (await broker.history("a", None, policy)).publications[0].offset == 2
