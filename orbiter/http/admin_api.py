@@ -1,7 +1,9 @@
 """``/api/admin/*``: what the dashboard (``/admin``) lists and does, for administrators.
 
-- ``GET /api/admin/connections``: this node's connections (client, user,
-  transport, IP, age, bytes queued, channels), the longest-open first;
+- ``GET /api/admin/connections``: the connections of every node (client,
+  user, transport, IP, age, bytes queued, channels, the node holding it), the
+  longest-open first, at most :data:`MAX_CONNECTIONS`; on a clustered engine
+  each node sends its own longest-open (``api_cluster.every_share``);
 - ``GET /api/admin/channels``: channels with subscribers (on every node), the
   most subscribed first, each with its stream's offset (the dashboard's rate is
   its change) and history size;
@@ -10,9 +12,10 @@
 - ``POST /api/admin/unsubscribe`` ``{"user", "channel"}``: take a user's
   connections off a channel (each is told, with an ``unsubscribed`` push).
 
-On a clustered engine the two actions reach every node (the engine's
-survey). Every route needs ``server.api_key``, and is refused (403) while
-none is set: without a key the dashboard's powers would be anyone's.
+On a clustered engine the two actions reach every node, so the one that
+holds the connection acts (the engine's survey). Every route needs
+``server.api_key``, and is refused (403) while none is set: without a key the
+dashboard's powers would be anyone's.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from orbiter.http.api import ApiError, check_api_key, check_post, expect_body, json_body
+from orbiter.http.api_cluster import every_share
 from orbiter.http.metrics import NODE_NAME
 from orbiter.model import JSON
 from orbiter.protocol.native import DisconnectCode, validate_channel
@@ -64,8 +68,9 @@ def _stomp(app: web.Application) -> StompBroker | None:
     return app.get(STOMP_BROKER)
 
 
-async def connections(request: web.Request) -> web.Response:
-    node = _admin(request)
+def _connections_here(node: Node, stomp: StompBroker | None) -> dict[str, Any]:
+    """``{total, rows}``: how many connections this node holds, and the longest-open
+    :data:`MAX_CONNECTIONS` of them as rows (its answer to other nodes' surveys too)."""
     now = time.monotonic()
     rows: list[dict[str, Any]] = []
     for session in node.sessions:
@@ -79,9 +84,9 @@ async def connections(request: web.Request) -> web.Response:
                 "age": None if opened is None else round(now - opened, 1),
                 "buffer": session.outbox.queued_bytes,
                 "channels": len(session.channels),
+                "node": NODE_NAME,
             }
         )
-    stomp = _stomp(request.app)
     for stomp_session in () if stomp is None else stomp.sessions:
         identity = stomp_session.identity
         rows.append(
@@ -93,11 +98,38 @@ async def connections(request: web.Request) -> web.Response:
                 "age": round(now - stomp_session.started, 1),
                 "buffer": stomp_session.outbox.queued_bytes,
                 "channels": None,
+                "node": NODE_NAME,
             }
         )
+    _longest_open_first(rows)
+    return {"total": len(rows), "rows": rows[:MAX_CONNECTIONS]}
+
+
+def _longest_open_first(rows: list[dict[str, Any]]) -> None:
     rows.sort(key=lambda row: -(row["age"] or 0))
+
+
+async def connections(request: web.Request) -> web.Response:
+    node = _admin(request)
+    here = _connections_here(node, _stomp(request.app))
+    nodes, shares = await every_share(node, "admin_connections", here)
+    rows: list[dict[str, Any]] = []
+    total = answered = 0
+    for share in shares:
+        if not isinstance(share, dict) or not isinstance(share.get("rows"), list):
+            continue
+        answered += 1
+        total += int(share.get("total") or 0)
+        rows += (row for row in share["rows"][:MAX_CONNECTIONS] if isinstance(row, dict))
+    _longest_open_first(rows)
     return json_response(
-        {"node": NODE_NAME, "total": len(rows), "connections": rows[:MAX_CONNECTIONS]}
+        {
+            "node": NODE_NAME,
+            "nodes": nodes,
+            "answered": answered,
+            "total": total,
+            "connections": rows[:MAX_CONNECTIONS],
+        }
     )
 
 
@@ -154,10 +186,8 @@ _TASKS = web.AppKey("admin_tasks", set[asyncio.Task[bool]])
 
 async def _everywhere(node: Node, kind: str, here: int, argument: JSON) -> int:
     """``here`` plus what the other nodes answer to a survey of ``kind`` (on a cluster)."""
-    if not node.broker.clustered:
-        return here
-    answers = (await node.broker.survey(kind, argument)).answers
-    return here + sum(answer for answer in answers if isinstance(answer, int))
+    _, answers = await every_share(node, kind, here, argument)
+    return sum(answer for answer in answers if isinstance(answer, int))
 
 
 async def disconnect(request: web.Request) -> web.Response:
@@ -198,7 +228,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
 
 
 def add_admin_api(app: web.Application, node: Node) -> None:
-    """The four routes, and this node's answers to other nodes' admin actions."""
+    """The four routes, and this node's answers to other nodes' admin lists and actions."""
     tasks = app[_TASKS] = set()
 
     def disconnect_answer(argument: JSON) -> JSON:
@@ -213,6 +243,7 @@ def add_admin_api(app: web.Application, node: Node) -> None:
         user, channel = str(argument.get("user")), str(argument.get("channel"))
         return len(_unsubscribe_here(node, user, channel, tasks))
 
+    node.broker.set_answerer("admin_connections", lambda _: _connections_here(node, _stomp(app)))
     node.broker.set_answerer("admin_disconnect", disconnect_answer)
     node.broker.set_answerer("admin_unsubscribe", unsubscribe_answer)
     app.router.add_get(ADMIN_API + "/connections", connections)

@@ -381,19 +381,21 @@ _ADMIN_REFUSALS: Json = {
 }
 _NULLABLE_INT = {"type": ["integer", "null"], "minimum": 0}
 _PATHS["/api/admin/connections"] = _get(
-    "This node's connections (admin)",
+    "Every node's connections (admin)",
     [],
     _json(
         _object(
-            ["node", "total", "connections"],
+            ["node", "nodes", "answered", "total", "connections"],
             {
                 "node": _STRING,
+                "nodes": _INT,
+                "answered": _INT,
                 "total": _INT,
                 "connections": {
                     "type": "array",
                     "maxItems": MAX_CONNECTIONS,
                     "items": _object(
-                        ["client", "user", "transport", "ip", "age", "buffer", "channels"],
+                        ["client", "user", "transport", "ip", "age", "buffer", "channels", "node"],
                         {
                             "client": _STRING,
                             "user": {"type": ["string", "null"]},
@@ -402,12 +404,15 @@ _PATHS["/api/admin/connections"] = _get(
                             "age": {"type": ["number", "null"], "minimum": 0},
                             "buffer": _INT,
                             "channels": _NULLABLE_INT,
+                            "node": _STRING,
                         },
                     ),
                 },
             },
         ),
-        "The longest-open first; age in seconds (null: not kept while INFO logs are off).",
+        "The longest-open first, from every node (node: the one holding it; answered below"
+        " nodes: a node did not answer in time); age in seconds (null: not kept while INFO"
+        " logs are off).",
     ),
     **{"403": _ADMIN_REFUSALS["403"]},
 )

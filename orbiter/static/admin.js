@@ -1,7 +1,8 @@
 // admin.js — the dashboard at /admin. The API key is asked once, kept in this tab's
 // sessionStorage and sent only in the X-API-Key header (and the feed's first message):
 // never in a URL. Live numbers come from /admin/feed (the node's $admin channel, once a
-// second); the lists from /api/admin/* every two seconds.
+// second); the lists from /api/admin/* every two seconds (every node's connections, each
+// with the node that holds it; its disconnect button reaches that node through the engine).
 "use strict";
 
 const KEY_ITEM = "orbiter-admin-key";
@@ -215,7 +216,12 @@ function showChannels(answer) {
 }
 
 function showConnections(answer) {
-  $("connections-total").textContent = `${answer.total} open`;
+  const nodes = answer.nodes > 1 ? ` on ${answer.nodes} nodes` : "";
+  const missing = answer.nodes - answer.answered;
+  const unanswered = missing > 0 ? ` (${missing} not answering)` : "";
+  const listed = answer.connections.length;
+  const shown = answer.total > listed ? `, the ${listed} longest-open shown` : "";
+  $("connections-total").textContent = `${answer.total} open${nodes}${unanswered}${shown}`;
   const body = $("connections").tBodies[0];
   body.replaceChildren();
   for (const c of answer.connections) {
@@ -228,6 +234,7 @@ function showConnections(answer) {
     cell(row, c.age === null ? null : `${c.age} s`);
     cell(row, bytes(c.buffer));
     cell(row, c.channels);
+    cell(row, c.node);
     button(row, "disconnect", () => act("/api/admin/disconnect", { client: c.client }));
     body.append(row);
   }

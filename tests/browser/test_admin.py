@@ -5,7 +5,9 @@ numbers changing as clients connect and the app server publishes, the lists, the
 from __future__ import annotations
 
 import http.client
+import json
 import struct
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from playwright.sync_api import Browser, Page
 
 from orbiter.client import Client
 from tests.browser.conftest import WAIT
+from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
 
 KEY = "dashboard-key"
@@ -137,6 +140,9 @@ def test_numbers_lists_and_actions(new_page: Callable[[], Page], server: Running
         transports = admin.locator("#connections td:nth-child(3)").all_inner_texts()
         assert transports.count("websocket") >= 2
         assert "sse" in transports
+        this_node = admin.locator("#node").inner_text().removeprefix("node ")
+        holders = admin.locator("#connections td:nth-child(8)").all_inner_texts()
+        assert holders == [this_node] * len(transports)  # one node: each row is its own
         admin.locator(f"#channels tr[data-channel='{ROOM}'] button").click()
         admin.wait_for_function("() => !document.querySelector('#presence').hidden")
         assert "clients" in admin.locator("#presence-summary").inner_text()
@@ -171,6 +177,46 @@ def test_numbers_lists_and_actions(new_page: Callable[[], Page], server: Running
         )
     finally:
         sse.close()
+
+
+def test_the_list_shows_every_node_and_acts_on_the_other(
+    new_page: Callable[[], Page],
+) -> None:
+    """Two nodes on one real redis-server: the dashboard of node A lists a page's
+    connection held by node B, with B in its node column, and its disconnect button
+    closes it there."""
+    redis = RedisServer()
+    nodes: list[RunningServer] = []
+    try:
+        for _ in range(2):
+            config = f'[server]\napi_key = "{KEY}"\n'
+            nodes.append(RunningServer(config, args=("--engine", redis.url)))
+        a, b = nodes
+        dee = _client_page(new_page, b, "dee")
+        request = urllib.request.Request(
+            b.url + "/api/admin/connections", headers={"X-API-Key": KEY}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            node_b = json.load(answer)["node"]
+        admin = new_page()
+        _sign_in(admin, a)
+        node_a = admin.locator("#node").inner_text().removeprefix("node ")
+        assert node_a != node_b
+        row = admin.locator("#connections tr", has_text="dee")
+        row.wait_for()
+        assert row.locator("td").nth(7).inner_text() == node_b
+        assert "on 2 nodes" in admin.locator("#connections-total").inner_text()
+        row.locator("button").click()
+        dee.wait_for_function("() => window.seen.close !== null")
+        assert dee.evaluate("() => window.seen.close") == [3503, "disconnected by an administrator"]
+        admin.wait_for_function(
+            "() => ![...document.querySelectorAll('#connections td:nth-child(2)')]"
+            ".map((td) => td.textContent).includes('dee')"
+        )
+    finally:
+        for server in nodes:
+            server.stop()
+        redis.close()
 
 
 def test_screenshot_for_the_readme(browser: Browser) -> None:
