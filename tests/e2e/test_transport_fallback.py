@@ -5,6 +5,7 @@ and their lines stay short."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
 from tests.support.wsclient import NativeClient
 
@@ -126,3 +128,41 @@ async def test_the_text_format_writes_one_line_per_report() -> None:
         await hostile.close()
     finally:
         srv.stop()
+
+
+async def test_one_scrape_shows_every_node_s_fallbacks() -> None:
+    """Two nodes on a real redis-server: a fallback reported at node B is on node A's
+    /metrics, under B's node label."""
+    redis = RedisServer()
+    nodes: list[RunningServer] = []
+    try:
+        for _ in range(2):
+            nodes.append(RunningServer(args=("--engine", redis.url)))
+        a, b = nodes
+        client = await NativeClient.open(b.ws_url, fallback=REPORT)
+        try:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(100):  # until A's scrape has B's answer (node list: 1 s)
+                    async with http.get(a.url + "/metrics") as answer:
+                        text = await answer.text()
+                    series = [
+                        s
+                        for family in text_string_to_metric_families(text)
+                        if family.name == "orbiter_transport_fallbacks"
+                        for s in family.samples
+                        if s.name.endswith("_total")
+                    ]
+                    if series:
+                        break
+                    await asyncio.sleep(0.1)
+            [sample] = series
+            assert sample.labels["from_transport"] == "websocket"
+            assert sample.labels["to_transport"] == "eventsource"
+            assert sample.value == 1.0
+            assert sample.labels["node"].endswith(f":{b.process.pid}")
+        finally:
+            await client.close()
+    finally:
+        for server in nodes:
+            server.stop()
+        redis.close()
