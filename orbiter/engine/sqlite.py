@@ -46,6 +46,7 @@ import itertools
 import logging
 import math
 import time
+from array import array
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -63,7 +64,8 @@ from orbiter.engine.base import (
 )
 from orbiter.engine.local import LocalBroker
 from orbiter.engine.memory import PUBLICATION_OVERHEAD, new_epoch
-from orbiter.engine.sqlite_store import Row, SqliteStore, StoreError, WriteBatch
+from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys
+from orbiter.engine.sqlite_store import SqliteStore, StoreError, WriteBatch
 from orbiter.engine.sqlite_writer import WriterThread
 from orbiter.model import JSON, Publication, StreamPosition
 
@@ -74,6 +76,8 @@ DEFAULT_WINDOW = 128
 #: Channels trimmed on disk in one transaction at most, so that a sweep over many
 #: channels does not hold up the publications committed with it.
 TRIMS_PER_TRANSACTION = 1000
+#: Commit rows deleted in one transaction at most.
+DELETES_PER_TRANSACTION = 10_000
 
 
 class _Stream:
@@ -86,6 +90,7 @@ class _Stream:
         "last_time",
         "policy",
         "queued",
+        "rows",
         "sizes",
         "stored",
         "top",
@@ -119,12 +124,15 @@ class _Stream:
         #: publication expired and was trimmed on disk.
         self.trim_due = False
         self.emptied = False
+        #: Its stored offsets and the commit rows holding them.
+        self.rows = StreamRows()
 
 
 class _Queued:
     """A publication waiting for its transaction."""
 
     __slots__ = (
+        "commit",
         "data",
         "encoded",
         "future",
@@ -152,6 +160,8 @@ class _Queued:
         self.time = now
         self.future = future
         self.offset = 0
+        #: The commit row that stores it (0: not stored, the channel keeps no history).
+        self.commit = 0
         size = len(self.encoded) + PUBLICATION_OVERHEAD
         if tags:
             size += sum(len(name) + len(value) for name, value in tags.items())
@@ -159,17 +169,22 @@ class _Queued:
 
 
 def _decode(
-    store: SqliteStore, stream: int, channel: str, epoch: str, after: int, upto: int
+    store: SqliteStore,
+    commits: list[int],
+    stream: int,
+    channel: str,
+    epoch: str,
+    first: int,
+    last: int,
 ) -> list[Publication]:
-    """Read and decode stored publications (runs in the reader thread)."""
-    rows: list[Row] = store.read_after(stream, after, upto)
-    loads = orjson.loads
-    return [
-        Publication(
-            channel, offset, epoch, loads(data), when, None if tags is None else loads(tags)
-        )
-        for offset, data, tags, when in rows
-    ]
+    """Read the commit rows and decode the stream's publications from ``first`` to
+    ``last`` in them (runs in the reader thread)."""
+    pubs = []
+    for blob in store.read_commits(commits):
+        for owner, offset, data, tags, when in orjson.loads(blob):
+            if owner == stream and first <= offset <= last:
+                pubs.append(Publication(channel, offset, epoch, data, when, tags))
+    return pubs
 
 
 def _nothing() -> None:
@@ -203,6 +218,9 @@ class SqliteBroker(LocalBroker):
         self._closed = False
         self._streams: dict[str, _Stream] = {}
         self._next_id = 1
+        #: Which commit row holds each stored publication, and the next row's id.
+        self._index = CommitIndex()
+        self._next_commit = 1
         self._max_streams = max_streams
         self._full_sweep_at = 0.0
         self._max_history_bytes = max_history_bytes
@@ -216,7 +234,7 @@ class SqliteBroker(LocalBroker):
         #: Publications waiting for the next transaction, and those of the one in flight.
         self._pending: list[_Queued] = []
         self._in_flight: list[_Queued] | None = None
-        #: Forgotten streams and trims for the next transaction.
+        #: Forgotten streams, tops and deleted commit rows for the next transaction.
         self._upkeep = WriteBatch()
         self._cut_scheduled = False
         #: Set when nothing is queued or in flight.
@@ -280,8 +298,11 @@ class SqliteBroker(LocalBroker):
             stream.top = stream.assigned = row.top
             stream.stored = True
             stream.trim_due = True
+            stream.rows = loaded.rows[row.id]
             self._streams[row.channel] = stream
-            self._next_id = max(self._next_id, row.id + 1)
+        self._next_id = loaded.next_stream
+        self._index = loaded.index
+        self._next_commit = loaded.next_commit
         self._loop, self._writer, self._reader = loop, writer, reader
         self._sweeper = loop.create_task(self._sweep_forever())
         log.info(
@@ -365,17 +386,25 @@ class SqliteBroker(LocalBroker):
             return
         queued, self._pending = self._pending, []
         batch, self._upkeep = self._upkeep, WriteBatch()
-        if len(batch.trims) > TRIMS_PER_TRANSACTION:  # the rest in the next ones
-            self._upkeep.trims = batch.trims[TRIMS_PER_TRANSACTION:]
-            batch.trims = batch.trims[:TRIMS_PER_TRANSACTION]
-        if len(batch.tops) > TRIMS_PER_TRANSACTION:
+        index = self._index
+        if index.dead:
+            batch.deletes.extend(index.dead)
+            index.dead = []
+        if len(batch.tops) > TRIMS_PER_TRANSACTION:  # the rest in the next ones
             self._upkeep.tops = batch.tops[TRIMS_PER_TRANSACTION:]
             batch.tops = batch.tops[:TRIMS_PER_TRANSACTION]
+            # A row's publications go only once its stream's row has its top.
+            self._upkeep.deletes, batch.deletes = batch.deletes, []
+        elif len(batch.deletes) > DELETES_PER_TRANSACTION:
+            self._upkeep.deletes = batch.deletes[DELETES_PER_TRANSACTION:]
+            batch.deletes = batch.deletes[:DELETES_PER_TRANSACTION]
         if not queued and not batch.upkeep:
             self._idle.set()
             return
         streams: dict[_Stream, None] = {}
         rows = batch.publications
+        keys: array[int] = array("q")
+        commit = self._next_commit
         for item in queued:
             stream = item.stream
             if not stream.stored and stream not in streams:
@@ -394,7 +423,15 @@ class SqliteBroker(LocalBroker):
             offset = item.offset = stream.assigned = stream.assigned + 1
             if stream.policy.size:
                 rows.append((stream.id, offset, item.encoded, item.tags_json, item.time))
+                keys.append(stream.id)
+                keys.append(offset)
+                item.commit = commit
             streams[stream] = None
+        if rows:
+            self._next_commit = batch.commit = commit
+            self._next_commit += 1
+            batch.time = time.time()
+            batch.keys = pack_keys(keys)
         for stream in streams:
             if not stream.policy.size:  # no publication row says where it stands: its row does
                 batch.tops.append(self._row(stream, stream.assigned))
@@ -425,6 +462,13 @@ class SqliteBroker(LocalBroker):
                 item.stream.queued -= 1
             self._failed(queued, streams, batch, error)
         else:
+            index = self._index
+            if batch.commit:
+                index.committed(batch.commit, len(batch.publications), batch.time)
+            if batch.deleted_through:
+                index.deleted_through(
+                    batch.deleted_through, [s.rows for s in self._streams.values()]
+                )
             for stream in streams:
                 stream.stored = True
                 stream.trim_due = True
@@ -439,6 +483,8 @@ class SqliteBroker(LocalBroker):
                     stream.channel, offset, stream.epoch, item.data, item.time, item.tags
                 )
                 stream.last_time = item.time
+                if item.commit:
+                    index.add(stream.rows, offset, item.commit)
                 remember(stream, pub, item.size)
                 if handler is not None and stream.channel in subscribed:
                     try:
@@ -449,7 +495,7 @@ class SqliteBroker(LocalBroker):
                     item.future.set_result(pub)
         if self._pending:
             self._cut()
-        elif self._upkeep.upkeep:
+        elif self._upkeep.upkeep or self._index.dead:
             if error is None:
                 self._cut()
                 return
@@ -474,9 +520,11 @@ class SqliteBroker(LocalBroker):
         )
         for stream in streams:
             stream.assigned = stream.top
+        if batch.commit:
+            self._next_commit = batch.commit
         upkeep = self._upkeep
         upkeep.forgets[:0] = batch.forgets
-        upkeep.trims[:0] = batch.trims
+        upkeep.deletes[:0] = batch.deletes
         upkeep.tops[:0] = batch.tops
         if upkeep.void_epoch is None:
             upkeep.void_epoch = batch.void_epoch
@@ -547,16 +595,20 @@ class SqliteBroker(LocalBroker):
         if window and window[0].offset <= first:
             start = window[0].offset
             return list(itertools.islice(window, first - start, last - start + 1))
+        commits = self._index.commits_for(stream.rows, first, last)
+        if not commits:
+            return []
         assert self._loop is not None
         assert self._reader is not None
         return await self._loop.run_in_executor(
             self._reader,
             _decode,
             self._store,
+            commits,
             stream.id,
             stream.channel,
             stream.epoch,
-            first - 1,
+            first,
             last,
         )
 
@@ -619,6 +671,7 @@ class SqliteBroker(LocalBroker):
         now = time.time() if now is None else now
         forget = []
         upkeep = self._upkeep
+        index = self._index
         for channel, stream in self._streams.items():
             policy = stream.policy
             cutoff = now - policy.ttl
@@ -633,7 +686,7 @@ class SqliteBroker(LocalBroker):
             expired = policy.size == 0 or stream.last_time < cutoff
             if stream.stored and (stream.trim_due or (expired and not stream.emptied)):
                 upkeep.tops.append(self._row(stream, stream.top))  # before its rows go
-                upkeep.trims.append((stream.id, stream.top - policy.size, cutoff))
+                index.trim(stream.rows, stream.top - policy.size, cutoff)
                 stream.trim_due = False
                 stream.emptied = expired
             if (
@@ -646,6 +699,7 @@ class SqliteBroker(LocalBroker):
         for channel in forget:
             stream = self._streams.pop(channel)
             self._drop_window(stream)
+            index.release(stream.rows, stream.rows.last)
             if stream.stored:
                 upkeep.forgets.append(stream.id)
         if forget:
@@ -654,7 +708,7 @@ class SqliteBroker(LocalBroker):
             self.void_epoch = upkeep.void_epoch = new_epoch()
         if self._max_disk_bytes is not None:
             upkeep.disk_budget = self._max_disk_bytes
-        if upkeep.upkeep:
+        if upkeep.upkeep or index.dead:
             self._schedule_cut()
 
     async def _sweep_forever(self) -> None:

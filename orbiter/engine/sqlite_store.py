@@ -9,16 +9,21 @@ connection (WAL lets the reader see the last commit while the writer writes).
 
 The schema keeps, per channel stream, its epoch and top offset (kept longer
 than its publications, so a drained channel still answers recovery
-truthfully) and the policy it was last published with; and the publications
-(stream, offset, data, tags, time), data and tags as JSON bytes, in the order
-written (a rowid table: a transaction appends to its end) with an index on
-(stream, offset). A stream's row is not updated by every transaction (that
-would dirty a page per channel per commit): its top is the larger of the
-row's and its newest publication's, and the row is brought up to date
-whenever its publications are trimmed (so a drained stream's row has it) and
-at a clean stop. Measured (2,000 channels, 64 publications a transaction):
-6.4 µs of CPU per publication with the row updated each time and the
-publications keyed by (stream, offset), 3.1 µs so.
+truthfully) and the policy it was last published with; and **one row per
+group commit** (``commits``: its id, time, keys and publications), not a row
+per publication: the publications as one JSON array (each ``[stream,
+offset, data, tags, time]``), and their keys (stream id and offset of each,
+packed: ``engine/sqlite_index.py``), which is all a start reads to rebuild
+the in-memory index saying which row holds each stored offset. One row
+append per transaction, where a row and an index entry per publication
+dirtied a page per channel (measured: ``docs/benchmarks.md``). A row is
+deleted once none of its publications is kept (retention, forgotten
+streams) or, oldest first, past ``max_disk_bytes``. A stream's row is not
+updated by every transaction: its top is the larger of the row's and its
+newest stored offset, and the row is brought up to date whenever its
+publications are let go (so a drained stream's row has it) and at a clean
+stop. Files of schema version 2 (a row per publication) are converted at
+start.
 
 Durability: in WAL mode a commit is in the log file when :meth:`write`
 returns, so a process crash (``kill -9``) loses nothing committed. With
@@ -31,17 +36,24 @@ and loses nothing committed, at the cost of one ``fsync`` per group commit.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from orbiter.engine.sqlite_file import SYNC_MODES, FileLock, compact
+from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys, unpack_keys
+
+log = logging.getLogger("orbiter.engine.sqlite")
 
 #: The schema this code reads and writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: The older schema converted at start: a row per publication, indexed by (stream, offset).
+ROW_PER_PUBLICATION_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -58,47 +70,46 @@ CREATE TABLE IF NOT EXISTS streams (
     ttl REAL NOT NULL,
     meta_ttl REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS publications (
-    stream INTEGER NOT NULL,
-    offset INTEGER NOT NULL,
-    data BLOB NOT NULL,
-    tags BLOB,
-    time REAL NOT NULL
+CREATE TABLE IF NOT EXISTS commits (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    keys BLOB NOT NULL,
+    rows BLOB NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS publications_by_stream ON publications (stream, offset);
 """
 
-#: Publications deleted at most in one transaction to fit ``engine.max_disk_bytes``.
-DISK_TRIM_ROWS = 20_000
+#: Commit rows deleted at most in one transaction to fit ``engine.max_disk_bytes``.
+DISK_TRIM_ROWS = 5_000
+#: Publications per commit row when a version-2 file is converted.
+MIGRATION_ROWS = 1_000
 
-#: Every publication of a batch in one statement: its rows as one JSON array (each
-#: ``[stream, offset, data, tags, time]``, data and tags embedded as they were encoded;
-#: ``->`` gives back an element's JSON text as it was written).
-_INSERT_ROWS = (
-    "INSERT INTO publications (stream, offset, data, tags, time) "
-    "SELECT value ->> 0, value ->> 1, value -> 2, nullif(value -> 3, 'null'), value ->> 4 "
-    "FROM json_each(?)"
-)
+#: One publication as the engine hands it over: (stream id, offset, data, tags, time),
+#: data and tags encoded as JSON.
+Publication = tuple[int, int, bytes, bytes | None, float]
 
 
-def _rows(publications: list[tuple[int, int, bytes, bytes | None, float]]) -> str:
-    """The JSON array :data:`_INSERT_ROWS` reads."""
+def encode_rows(publications: list[Publication]) -> bytes:
+    """A commit row's publications: one JSON array, data and tags embedded as encoded."""
     fragment = orjson.Fragment
     return orjson.dumps(
         [
             [stream, offset, fragment(data), None if tags is None else fragment(tags), when]
             for stream, offset, data, tags, when in publications
         ]
-    ).decode()
+    )
+
+
+_INSERT_COMMIT = "INSERT INTO commits (id, time, keys, rows) VALUES (?, ?, ?, ?)"
+
+
+def _utf8(text: str | bytes) -> bytes:
+    """A version-2 row's JSON column (text, or bytes) as bytes."""
+    return text.encode() if isinstance(text, str) else text
 
 
 class StoreError(Exception):
     """The data file cannot be used (damaged, unreadable, another program's); the message
     names the file and what is wrong."""
-
-
-#: One stored publication: its offset, data (JSON text), tags (JSON text or None) and time.
-Row = tuple[int, str, str | None, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,35 +130,51 @@ class StoredStream:
 class WriteBatch:
     """What one transaction writes, applied in this order."""
 
-    #: Streams forgotten (their row and publications deleted).
+    #: Streams forgotten (their row deleted; their commit rows go with ``deletes``).
     forgets: list[int] = field(default_factory=list)
     #: The void epoch, when it changed (a stream was forgotten).
     void_epoch: str | None = None
     #: New streams: (id, channel, epoch, touched, keep, ttl, meta_ttl).
     new_streams: list[tuple[int, str, str, float, int, float, float]] = field(default_factory=list)
-    #: Publications: (stream id, offset, data, tags, time).
-    publications: list[tuple[int, int, bytes, bytes | None, float]] = field(default_factory=list)
+    #: The commit row's id (0: none), time and publications; ``keys`` packed
+    #: (``sqlite_index.pack_keys``) in the order of ``publications``.
+    commit: int = 0
+    time: float = 0.0
+    keys: bytes = b""
+    publications: list[Publication] = field(default_factory=list)
     #: Streams' rows brought up to date: (top, touched, keep, ttl, meta_ttl, stream id).
-    #: Applied after the publications and before the trims.
+    #: Applied before the deletes.
     tops: list[tuple[int, float, int, float, float, int]] = field(default_factory=list)
-    #: Retention: (stream id, delete offsets up to this, delete times before this).
-    trims: list[tuple[int, int, float]] = field(default_factory=list)
+    #: Commit rows nothing is kept of any more.
+    deletes: list[int] = field(default_factory=list)
     #: The node's bytes on disk (``engine.max_disk_bytes``): past it, the oldest
-    #: publications of every channel go first (at most :data:`DISK_TRIM_ROWS`).
+    #: commit rows go first (at most :data:`DISK_TRIM_ROWS`).
     disk_budget: int | None = None
+    #: Set by :meth:`SqliteStore.write`: the newest commit row it deleted to fit the
+    #: disk budget (0: none).
+    deleted_through: int = 0
 
     @property
     def upkeep(self) -> bool:
         """Anything besides publications to write."""
-        return bool(self.forgets or self.trims or self.tops or self.void_epoch or self.disk_budget)
+        return bool(
+            self.forgets or self.deletes or self.tops or self.void_epoch or self.disk_budget
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Loaded:
-    """What the file holds at start: its streams and void epoch (None: a new file)."""
+    """What the file holds at start: its streams (tops and times counting their stored
+    publications), void epoch (None: a new file), the index of its commit rows and
+    each stream's rows in it, and the next commit row's id."""
 
     streams: list[StoredStream]
     void_epoch: str | None
+    index: CommitIndex
+    rows: dict[int, StreamRows]
+    next_commit: int
+    #: One more than the largest stream id the file names (streams or commit rows).
+    next_stream: int
 
 
 class SqliteStore:
@@ -204,47 +231,118 @@ class SqliteStore:
         tables = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        if version == 0 and tables - {"meta", "streams", "publications"}:
+        if version == 0 and tables - {"meta", "streams", "commits"}:
             raise sqlite3.DatabaseError("it holds tables orbiter did not make")
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, ROW_PER_PUBLICATION_VERSION, SCHEMA_VERSION):
             raise sqlite3.DatabaseError(
-                f"schema version {version}, this orbiter reads version {SCHEMA_VERSION}"
+                f"schema version {version}, this orbiter reads versions "
+                f"{ROW_PER_PUBLICATION_VERSION} and {SCHEMA_VERSION}"
             )
-        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        # A row's top and touched may be older than its newest publication (see above).
-        streams = [
-            StoredStream(*row)
-            for row in conn.execute(
-                "SELECT id, channel, epoch, "
-                "max(top, coalesce((SELECT max(offset) FROM publications WHERE stream = id), 0)), "
-                "max(touched, coalesce((SELECT time FROM publications WHERE stream = id "
-                "ORDER BY offset DESC LIMIT 1), 0)), keep, ttl, meta_ttl FROM streams"
+        conn.execute("BEGIN")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if version == ROW_PER_PUBLICATION_VERSION:
+                self._convert(conn)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return self._load(conn)
+
+    @staticmethod
+    def _convert(conn: sqlite3.Connection) -> None:
+        """A version-2 file's publications into commit rows (of :data:`MIGRATION_ROWS`
+        each, in the order written), inside the caller's transaction."""
+        log.info("converting the data file to schema version %d (a row per commit)", SCHEMA_VERSION)
+        source = conn.execute(
+            "SELECT stream, offset, data, tags, time FROM publications ORDER BY rowid"
+        )
+        commit = 0
+        while chunk := source.fetchmany(MIGRATION_ROWS):
+            commit += 1
+            keys = array("q")
+            publications: list[Publication] = []
+            for stream, offset, data, tags, when in chunk:
+                keys.append(stream)
+                keys.append(offset)
+                publications.append(
+                    (stream, offset, _utf8(data), None if tags is None else _utf8(tags), when)
+                )
+            conn.execute(
+                "INSERT INTO commits (id, time, keys, rows) VALUES (?, ?, ?, ?)",
+                (
+                    commit,
+                    max(p[4] for p in publications),
+                    pack_keys(keys),
+                    encode_rows(publications),
+                ),
             )
-        ]
-        row = conn.execute("SELECT value FROM meta WHERE key = 'void_epoch'").fetchone()
-        return Loaded(streams, None if row is None else str(row[0]))
+        conn.execute("DROP TABLE publications")
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection) -> Loaded:
+        """The streams, and the index rebuilt from the commit rows' keys."""
+        stored = conn.execute(
+            "SELECT id, channel, epoch, top, touched, keep, ttl, meta_ttl FROM streams"
+        ).fetchall()
+        rows = {row[0]: StreamRows() for row in stored}
+        index = CommitIndex()
+        next_commit = 1
+        next_stream = max(rows, default=0) + 1
+        for commit, when, keys in conn.execute("SELECT id, time, keys FROM commits ORDER BY id"):
+            unpacked = unpack_keys(keys)
+            index.load(commit, when, unpacked, rows)
+            next_commit = commit + 1
+            if unpacked:
+                next_stream = max(next_stream, max(unpacked[::2]) + 1)
+        streams = []
+        times = index.times
+        for id_, channel, epoch, top, touched, keep, ttl, meta_ttl in stored:
+            mine = rows[id_]
+            if mine.commits:
+                top = max(top, mine.last)
+                touched = max(touched, times[mine.commits[-1]])
+            streams.append(StoredStream(id_, channel, epoch, top, touched, keep, ttl, meta_ttl))
+        void = conn.execute("SELECT value FROM meta WHERE key = 'void_epoch'").fetchone()
+        return Loaded(
+            streams,
+            None if void is None else str(void[0]),
+            index,
+            rows,
+            next_commit,
+            next_stream,
+        )
 
     def write(self, batch: WriteBatch) -> None:
         """Apply ``batch`` in one transaction; sqlite3.Error (rolled back) if it fails.
+        Sets :attr:`WriteBatch.deleted_through`.
 
         Publications alone (the usual group commit) are one statement, which SQLite
         runs as its own transaction: the writer thread gives up and takes back the
-        GIL once for it, not once per row and for BEGIN and COMMIT, so it seldom
-        waits for the event loop's thread (measured: ``docs/benchmarks.md``).
+        GIL once for it, not once per statement and for BEGIN and COMMIT, so it
+        seldom waits for the event loop's thread (measured: ``docs/benchmarks.md``).
         """
         conn = self._writer
         assert conn is not None, "open() first"
-        rows = _rows(batch.publications) if batch.publications else None
+        row = (
+            (batch.commit, batch.time, batch.keys, encode_rows(batch.publications))
+            if batch.commit
+            else None
+        )
         if not (batch.upkeep or batch.new_streams):
-            if rows is not None:
-                conn.execute(_INSERT_ROWS, (rows,))
+            if row is not None:
+                conn.execute(_INSERT_COMMIT, row)
             return
         try:
             conn.execute("BEGIN")
             if batch.forgets:
-                ids = [(stream,) for stream in batch.forgets]
-                conn.executemany("DELETE FROM publications WHERE stream = ?", ids)
-                conn.executemany("DELETE FROM streams WHERE id = ?", ids)
+                conn.executemany(
+                    "DELETE FROM streams WHERE id = ?", [(stream,) for stream in batch.forgets]
+                )
             if batch.void_epoch is not None:
                 conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('void_epoch', ?)",
@@ -256,22 +354,22 @@ class SqliteStore:
                     "VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
                     batch.new_streams,
                 )
-            if rows is not None:
-                conn.execute(_INSERT_ROWS, (rows,))
+            if row is not None:
+                conn.execute(_INSERT_COMMIT, row)
             if batch.tops:
                 conn.executemany(
                     "UPDATE streams SET top = max(top, ?), touched = ?, keep = ?, ttl = ?, "
                     "meta_ttl = ? WHERE id = ?",
                     batch.tops,
                 )
-            if batch.trims:
-                conn.executemany(
-                    "DELETE FROM publications WHERE stream = ? AND (offset <= ? OR time < ?)",
-                    batch.trims,
+            if batch.deletes:
+                conn.execute(
+                    "DELETE FROM commits WHERE id IN (SELECT value FROM json_each(?))",
+                    (orjson.dumps(batch.deletes).decode(),),
                 )
-            if batch.disk_budget is not None:
-                self._fit(conn, batch.disk_budget)
+            deleted = 0 if batch.disk_budget is None else self._fit(conn, batch.disk_budget)
             conn.execute("COMMIT")
+            batch.deleted_through = deleted
         except BaseException:
             if conn.in_transaction:
                 # SQLite may have rolled back on its own (a full disk, an I/O error).
@@ -280,10 +378,10 @@ class SqliteStore:
             raise
 
     @staticmethod
-    def _fit(conn: sqlite3.Connection, budget: int) -> None:
-        """Delete the oldest publications (the lowest rowids: the order written) while the
-        pages in use are more than ``budget`` bytes, at most :data:`DISK_TRIM_ROWS` at a
-        time; each stream's row keeps the top of what goes."""
+    def _fit(conn: sqlite3.Connection, budget: int) -> int:
+        """Delete the oldest commit rows while the pages in use are more than ``budget``
+        bytes, at most :data:`DISK_TRIM_ROWS` at a time; each stream's row keeps the top
+        of what goes. Returns the newest row deleted (0: none)."""
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         used = conn.execute(
             "SELECT (page_count - freelist_count) * ? "
@@ -291,24 +389,31 @@ class SqliteStore:
             (page_size,),
         ).fetchone()[0]
         if used <= budget:
-            return
-        rows = conn.execute("SELECT count(*) FROM publications").fetchone()[0]
+            return 0
+        rows = conn.execute("SELECT count(*) FROM commits").fetchone()[0]
         if not rows:
-            return
+            return 0
         # Rows' share of the excess, rounded up: the next sweep goes on if it was not enough.
         count = min(DISK_TRIM_ROWS, max(1, -(-rows * (used - budget) // used)))
-        last = conn.execute(
-            "SELECT rowid FROM publications ORDER BY rowid LIMIT 1 OFFSET ?", (count - 1,)
+        last_row = conn.execute(
+            "SELECT id FROM commits ORDER BY id LIMIT 1 OFFSET ?", (count - 1,)
         ).fetchone()
-        if last is None:
-            return
-        conn.execute(
-            "UPDATE streams SET top = max(top, (SELECT max(offset) FROM publications "
-            "WHERE stream = streams.id)) WHERE id IN "
-            "(SELECT DISTINCT stream FROM publications WHERE rowid <= ?)",
-            last,
+        if last_row is None:
+            return 0
+        last = int(last_row[0])
+        tops: dict[int, int] = {}
+        for (keys,) in conn.execute("SELECT keys FROM commits WHERE id <= ?", (last,)):
+            unpacked = unpack_keys(keys)
+            for i in range(0, len(unpacked), 2):
+                stream, offset = unpacked[i], unpacked[i + 1]
+                if offset > tops.get(stream, 0):
+                    tops[stream] = offset
+        conn.executemany(
+            "UPDATE streams SET top = max(top, ?) WHERE id = ?",
+            [(top, stream) for stream, top in tops.items()],
         )
-        conn.execute("DELETE FROM publications WHERE rowid <= ?", last)
+        conn.execute("DELETE FROM commits WHERE id <= ?", (last,))
+        return last
 
     def compact(self) -> tuple[int, int]:
         """Give the file's free pages back to the system (``VACUUM``), with no server on
@@ -341,19 +446,19 @@ class SqliteStore:
             raise StoreError(f"cannot open the data file {self.path} to read: {exc}") from None
         self._reader_thread = threading.get_ident()
 
-    def read_after(self, stream: int, after: int, upto: int) -> list[Row]:
-        """The stored publications of ``stream`` with ``after < offset <= upto``, oldest first."""
-        return self._rows(
-            "SELECT offset, data, tags, time FROM publications "
-            "WHERE stream = ? AND offset > ? AND offset <= ? ORDER BY offset",
-            (stream, after, upto),
-        )
-
-    def _rows(self, sql: str, params: tuple[int, ...]) -> list[Row]:
+    def read_commits(self, commits: list[int]) -> list[bytes]:
+        """The publications (:func:`encode_rows`) of these commit rows, in their order;
+        rows deleted meanwhile are left out."""
         conn = self._reader
         assert conn is not None, "open_reader() first"
         assert self._reader_thread == threading.get_ident(), "read in the reader's thread"
-        return conn.execute(sql, params).fetchall()
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT rows FROM commits WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                (orjson.dumps(commits).decode(),),
+            )
+        ]
 
     def close_reader(self) -> None:
         conn, self._reader = self._reader, None

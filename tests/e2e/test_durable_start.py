@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
+
 from orbiter import AsyncClient
 from orbiter.config.storage import DATA_FILE, QUEUE_FILE
 from orbiter.services.stomp.queue_file import QueueFile, StoredMessage
@@ -22,9 +24,9 @@ async def test_serve_keeps_history_in_orbiter_data_where_it_is_started() -> None
         async with AsyncClient(server.url) as api:
             await api.publish("start:x", "kept")
         with sqlite3.connect(data_file) as conn:
-            rows = conn.execute("SELECT data FROM publications").fetchall()
+            rows = conn.execute("SELECT rows FROM commits").fetchall()
         conn.close()
-        assert rows == [('"kept"',)]
+        assert [[row[2] for row in orjson.loads(blob)] for (blob,) in rows] == [["kept"]]
     finally:
         server.stop()
 

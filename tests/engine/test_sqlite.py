@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed, TooManyStreams
@@ -37,15 +38,20 @@ async def broker(path: Path) -> AsyncIterator[SqliteBroker]:
 
 
 def _stored(path: Path, channel: str) -> list[tuple[int, str]]:
-    """The publications the file has for ``channel``, read on a connection of our own."""
+    """The publications the file has for ``channel`` (offset, data as JSON), read on a
+    connection of our own from the commit rows."""
     with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            "SELECT p.offset, p.data FROM publications p JOIN streams s ON s.id = p.stream "
-            "WHERE s.channel = ? ORDER BY p.offset",
-            (channel,),
-        ).fetchall()
+        ids = conn.execute("SELECT id FROM streams WHERE channel = ?", (channel,)).fetchall()
+        blobs = conn.execute("SELECT rows FROM commits ORDER BY id").fetchall()
     conn.close()
-    return rows
+    if not ids:
+        return []
+    return sorted(
+        (offset, orjson.dumps(data).decode())
+        for (blob,) in blobs
+        for stream, offset, data, _, _ in orjson.loads(blob)
+        if stream == ids[0][0]
+    )
 
 
 async def test_a_restart_keeps_epochs_offsets_history_and_the_void_epoch(path: Path) -> None:
@@ -258,23 +264,26 @@ async def test_a_sweep_over_many_channels_trims_them_over_several_transactions(
 ) -> None:
     small = HistoryPolicy(size=1, ttl=600.0, meta_ttl=3600.0)
     channels = TRIMS_PER_TRANSACTION * 2 + 10
-    for i in range(channels):
-        broker.publish_soon(f"c{i}", 1, small)
+    # Two commit rows: every channel's first publication, then every channel's second.
+    await asyncio.gather(*(broker.publish(f"c{i}", 1, small) for i in range(channels)))
     await asyncio.gather(*(broker.publish(f"c{i}", 2, small) for i in range(channels)))
-    sizes: list[int] = []
+    sizes: list[tuple[int, int]] = []
     write = broker._store.write
 
-    def counted(batch):  # the real write, its trims counted
-        sizes.append(len(batch.trims))
+    def counted(batch):  # the real write, its streams' rows and deleted commit rows counted
+        sizes.append((len(batch.tops), len(batch.deletes)))
         write(batch)
 
     broker._store.write = counted  # type: ignore[method-assign]
     broker.sweep()
     await broker._idle.wait()
-    assert sizes == [TRIMS_PER_TRANSACTION, TRIMS_PER_TRANSACTION, 10]
+    # The first row goes only once every stream's row has its top (a crash between
+    # the transactions must not lose a top: test_sqlite_layout.py).
+    assert sizes == [(TRIMS_PER_TRANSACTION, 0), (TRIMS_PER_TRANSACTION, 0), (10, 1)]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT count(*) FROM publications").fetchone() == (channels,)
+        assert conn.execute("SELECT count(*) FROM commits").fetchone() == (1,)
     conn.close()
+    assert _stored(path, "c7") == [(2, "2")]
 
 
 def _used_bytes(path: Path) -> int:

@@ -1,0 +1,174 @@
+"""Where each stored publication of the SQLite engine is: its commit row, kept in memory.
+
+The data file (``engine/sqlite_store.py``) keeps one row per group commit,
+holding all the publications it committed, and no per-publication row or
+index: one row written per transaction instead of a row and an index entry
+per publication (measured in ``docs/benchmarks.md``). This module is the
+index that layout leaves to memory: for each stream, the commit row of each
+of its stored offsets (:class:`StreamRows`, 8 bytes an offset), and for each
+commit row how many of its publications are still kept and when it was
+committed (:class:`CommitIndex`), so that a row is deleted once nothing in
+it is kept. It is rebuilt at start from each row's packed keys (stream id
+and offset of each publication, :func:`pack_keys`), without reading the
+publications.
+
+Nothing here touches the file or asyncio: the engine (``engine/sqlite.py``)
+updates it on the event loop as commits return, the store builds it at start.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Iterable
+
+
+def pack_keys(keys: array[int]) -> bytes:
+    """A commit row's keys (stream id, offset, stream id, offset ...) as stored:
+    little-endian 64-bit integers."""
+    if sys.byteorder == "big":  # pragma: no cover - the file is the same on every machine
+        keys = array("q", keys)
+        keys.byteswap()
+    return keys.tobytes()
+
+
+def unpack_keys(blob: bytes) -> array[int]:
+    """The keys :func:`pack_keys` stored."""
+    keys = array("q")
+    keys.frombytes(blob)
+    if sys.byteorder == "big":  # pragma: no cover
+        keys.byteswap()
+    return keys
+
+
+class StreamRows:
+    """One stream's stored offsets ``first`` .. ``first + len(commits) - 1`` (no gap),
+    each with the id of the commit row holding it."""
+
+    __slots__ = ("commits", "first")
+
+    def __init__(self) -> None:
+        self.first = 0
+        self.commits: array[int] = array("q")
+
+    @property
+    def last(self) -> int:
+        """The newest stored offset (``first - 1`` when none is)."""
+        return self.first + len(self.commits) - 1
+
+
+class CommitIndex:
+    """The commit rows holding kept publications: per row, how many and when committed."""
+
+    def __init__(self) -> None:
+        #: Kept publications of each live commit row, in the order of their ids.
+        self.live: dict[int, int] = {}
+        #: When each live commit row was committed (its publications are no newer).
+        self.times: dict[int, float] = {}
+        #: Rows nothing is kept of any more, to delete from the file.
+        self.dead: list[int] = []
+
+    def committed(self, commit: int, count: int, when: float) -> None:
+        """A commit row holding ``count`` publications was written."""
+        self.live[commit] = count
+        self.times[commit] = when
+
+    def add(self, rows: StreamRows, offset: int, commit: int) -> None:
+        """``offset`` of a stream is in ``commit``. An offset that does not follow the
+        last stored one (publications not kept between them: a history size of 0)
+        starts the stream's rows again; what it held before is let go."""
+        commits = rows.commits
+        if not commits:
+            rows.first = offset
+        elif rows.first + len(commits) != offset:
+            self.release(rows, rows.last)
+            rows.first = offset
+        commits.append(commit)
+
+    def release(self, rows: StreamRows, upto: int) -> None:
+        """Let go of a stream's stored offsets up to ``upto``."""
+        count = min(len(rows.commits), upto - rows.first + 1)
+        if count <= 0:
+            return
+        live, dead = self.live, self.dead
+        for commit in rows.commits[:count]:
+            left = live.get(commit)
+            if left is None:  # deleted already (the disk budget)
+                continue
+            if left <= 1:
+                del live[commit]
+                del self.times[commit]
+                dead.append(commit)
+            else:
+                live[commit] = left - 1
+        del rows.commits[:count]
+        rows.first += count
+
+    def trim(self, rows: StreamRows, floor: int, cutoff: float) -> None:
+        """Let go of a stream's offsets up to ``floor`` and of those committed before
+        ``cutoff``."""
+        times, commits = self.times, rows.commits
+        count = min(len(commits), max(0, floor - rows.first + 1))
+        while count < len(commits) and times.get(commits[count], 0.0) < cutoff:
+            count += 1
+        self.release(rows, rows.first + count - 1)
+
+    def commits_for(self, rows: StreamRows, first: int, last: int) -> list[int]:
+        """The commit rows holding a stream's stored offsets ``first`` .. ``last``."""
+        start = max(first, rows.first) - rows.first
+        end = min(last, rows.last) - rows.first + 1
+        if start >= end:
+            return []
+        live = self.live
+        return [commit for commit in dict.fromkeys(rows.commits[start:end]) if commit in live]
+
+    def deleted_through(self, commit: int, streams: Iterable[StreamRows]) -> None:
+        """Commit rows up to ``commit`` are gone from the file (the disk budget): forget
+        them, and every stream's offsets in them (the oldest of each stream)."""
+        live, times = self.live, self.times
+        gone = []
+        for key in live:
+            if key > commit:
+                break
+            gone.append(key)
+        for key in gone:
+            del live[key]
+            del times[key]
+        self.dead = [key for key in self.dead if key > commit]
+        for rows in streams:
+            commits = rows.commits
+            count = 0
+            while count < len(commits) and commits[count] <= commit:
+                count += 1
+            if count:
+                del commits[:count]
+                rows.first += count
+
+    def load(
+        self, commit: int, when: float, keys: array[int], streams: dict[int, StreamRows]
+    ) -> None:
+        """Rebuilding at start: a commit row (in the order of ids) and its keys; offsets
+        of streams not in ``streams`` (forgotten) are not kept. (A million offsets take
+        about half a second here: the loop is :meth:`add` made inline.)"""
+        live = self.live
+        live[commit] = 0
+        self.times[commit] = when
+        get = streams.get
+        count = 0
+        for stream, offset in zip(keys[::2], keys[1::2], strict=True):
+            rows = get(stream)
+            if rows is None:
+                continue
+            commits = rows.commits
+            if commits and rows.first + len(commits) == offset:
+                commits.append(commit)
+            else:
+                self.add(rows, offset, commit)
+            count += 1
+        count += live.get(commit, 0)  # (add may have let go of earlier offsets here)
+        if count:
+            live[commit] = count
+        else:
+            del live[commit]
+            del self.times[commit]
+            self.dead.append(commit)
