@@ -249,7 +249,8 @@ class PubSub:
 
             await entry.ready.run(self._broker.subscribe(channel), forget)
         else:
-            self._settle_deliveries(entry)
+            if entry.pubs or entry.counted != entry.base:  # (else nothing to settle)
+                self._settle_deliveries(entry)
             entry.subscribers[sub] = sub.deliver_batch
             await entry.ready.wait()
         if not self._config.rule_for(channel).presence:
@@ -264,7 +265,8 @@ class PubSub:
             return
         if self.events.debug:
             self.events.unsubscribed(sub.client_id, channel)
-        self._settle_deliveries(entry)
+        if entry.pubs or entry.counted != entry.base:
+            self._settle_deliveries(entry)
         del entry.subscribers[sub]
         if entry.given is not None:
             entry.given.pop(sub, None)
