@@ -17,7 +17,9 @@ a publication that cannot reach Redis (or whose answer is lost) fails with
 :class:`PublishFailed`. Commands are never retried by the client library:
 a retry after a lost answer could publish twice. Publications queued in one
 loop iteration go to Redis in one pipeline (one round trip, in order), one
-pipeline in flight at a time, so their order is the order they were queued.
+pipeline in flight at a time, so their order is the order they were queued;
+the pipeline runs on a connection of its own, packed and read in bulk
+(``engine/redis_wire.py``), and a reply error fails that publication alone.
 
 **Void epoch.** A channel never published reads as offset 0 of an epoch
 its first publication keeps, and reading stores nothing per channel. That
@@ -33,6 +35,8 @@ not evict keys (``maxmemory-policy noeviction``, its default).
 **Delivery.** Each node holds one pub/sub connection, subscribed once to
 each channel it has subscribers for (never per connection); a publication
 reaches a node once whatever the number of its subscribers. The reader
+takes every message one read brought (``engine/redis_wire.py``) and hands
+each to the node at once, awaiting only a catch-up from history. It
 remembers each channel's last delivered position: a publication that does
 not follow it (the connection dropped and came back) is preceded by what
 history holds between them, or, if history lost them, logged. The pub/sub
@@ -53,6 +57,7 @@ import itertools
 import logging
 import math
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +66,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from orbiter.engine.base import (
     CHECK_TIMEOUT,
@@ -74,6 +79,7 @@ from orbiter.engine.base import (
     Survey,
 )
 from orbiter.engine.redis_cluster import ClusterLink
+from orbiter.engine.redis_wire import CommandPipe, ReplyStream, pack_command
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
 log = logging.getLogger("orbiter.engine.redis")
@@ -167,6 +173,8 @@ class RedisKeys:
 #: of a burst of subscribes (2,000 clients subscribing together) instead of queueing it.
 POOL_SIZE = 100
 POOL_WAIT = 10.0
+#: Seconds a command may wait for Redis's answer before its connection is taken for dead.
+COMMAND_TIMEOUT = 10.0
 
 
 def _client(url: str) -> aioredis.Redis:
@@ -177,7 +185,7 @@ def _client(url: str) -> aioredis.Redis:
         max_connections=POOL_SIZE,
         timeout=POOL_WAIT,
         retry=Retry(NoBackoff(), 0),
-        socket_timeout=10.0,
+        socket_timeout=COMMAND_TIMEOUT,
         protocol=2,
     )
     return aioredis.Redis.from_pool(pool)
@@ -197,6 +205,27 @@ def _period(policy: HistoryPolicy) -> int:
 
 def _stamp(raw: bytes) -> float:
     return float(raw)
+
+
+#: The publish script's arguments of each policy met (a node has a few).
+_POLICY_ARGS: dict[HistoryPolicy, tuple[int, int, int]] = {}
+
+
+def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
+    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
+    args = _POLICY_ARGS.get(policy)
+    if args is None:
+        if len(_POLICY_ARGS) >= 1024:
+            _POLICY_ARGS.clear()
+        args = _POLICY_ARGS[policy] = (policy.size, _seconds(policy.ttl) * 1000, _period(policy))
+    return args
+
+
+def _is_noscript(answer: Any) -> bool:
+    """The answer says Redis does not hold the script (it restarted, or was flushed)."""
+    return isinstance(answer, NoScriptError) or (
+        isinstance(answer, ResponseError) and str(answer).startswith("NOSCRIPT")
+    )
 
 
 class _Queued:
@@ -249,6 +278,8 @@ class RedisBroker(Broker):
         self._closed = False
         self._pending: list[_Queued] = []
         self._sender: asyncio.Task[None] | None = None
+        #: The connection publications go through (made on the first one).
+        self._pipe: CommandPipe | None = None
         #: Channels this node is subscribed to, by their pub/sub name, and back.
         self._subscribed: dict[str, bytes] = {}
         self._channel_of: dict[bytes, str] = {}
@@ -345,6 +376,8 @@ class RedisBroker(Broker):
                 await self._listener
         if self._joins:
             await self.cluster.close()
+        if self._pipe is not None:
+            await self._pipe.drop()
         await self._redis.aclose()
 
     # ------------------------------------------------------------ publishing
@@ -404,42 +437,55 @@ class RedisBroker(Broker):
             self._sender = None
 
     async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
-        """Run the publish script for each of ``batch``, in order, in one round trip
-        (two if Redis lost its scripts: those refused are loaded and run again)."""
+        """Run the publish script for each of ``batch``, in order, in one round trip (two if
+        Redis lost its scripts: those refused are loaded and run again) on this node's
+        publishing connection: each one's answer, a reply error in its place."""
+        pipe = self._pipe
+        if pipe is None:
+            pool = self._redis.connection_pool
+            pipe = self._pipe = CommandPipe(pool.make_connection, COMMAND_TIMEOUT)
         results: list[Any] = [None] * len(batch)
         todo = list(range(len(batch)))
         for attempt in range(2):
-            pipe = self._redis.pipeline(transaction=False)
-            for index in todo:
-                item = batch[index]
-                keys = self.keys
-                policy = item.policy
-                pipe.evalsha(
-                    self._publish_sha,
-                    3,
-                    keys.meta(item.channel),
-                    keys.history(item.channel),
-                    keys.void_of(item.channel),
-                    keys.pubsub(item.channel),
-                    policy.size,
-                    _seconds(policy.ttl) * 1000,
-                    _period(policy),
-                    self._void_offer(),
-                    item.tags_json,
-                    item.encoded,
-                )
-            answers = await pipe.execute(raise_on_error=False)
+            packed = b"".join([self._packed_publish(batch[index]) for index in todo])
+            answers = await pipe.run(packed, len(todo))
             missing = []
             for index, answer in zip(todo, answers, strict=True):
-                if isinstance(answer, NoScriptError) and attempt == 0:
+                if attempt == 0 and _is_noscript(answer):
                     missing.append(index)
                 else:
                     results[index] = answer
             if not missing:
                 break
-            self._publish_sha = await self._redis.script_load(self._publish_script)
+            (sha,) = await pipe.run(pack_command(("SCRIPT", "LOAD", self._publish_script)), 1)
+            if isinstance(sha, ResponseError):
+                raise sha
+            self._publish_sha = sha.decode()
             todo = missing
         return results
+
+    def _packed_publish(self, item: _Queued) -> bytes:
+        """The publish script's command for ``item``, packed for the wire."""
+        keys = self.keys
+        channel = item.channel
+        size, ttl_ms, period = _policy_args(item.policy)
+        return pack_command(
+            (
+                "EVALSHA",
+                self._publish_sha,
+                3,
+                keys.meta(channel),
+                keys.history(channel),
+                keys.void_of(channel),
+                keys.pubsub(channel),
+                size,
+                ttl_ms,
+                period,
+                self._void_offer(),
+                item.tags_json,
+                item.encoded,
+            )
+        )
 
     async def publish_presence(self, event: PresenceEvent) -> None:
         info = event.client
@@ -610,20 +656,26 @@ class RedisBroker(Broker):
                 names = [*self._cluster_names, *self._subscribed.values()]
                 if names:
                     await connection.send_command("SUBSCRIBE", *names)
+                # From here on the messages are read in bulk, never by redis-py.
+                stream = ReplyStream(connection)
                 self._connection = connection
                 self._up.set()
-                pinger = asyncio.create_task(self._ping(connection))
+                pinger = asyncio.create_task(self._keep_alive(connection, stream))
                 if delay > first:
                     log.info("reconnected to Redis at %s", self.url)
                 delay = first
                 while True:
-                    message = await connection.read_response(timeout=PING_TIMEOUT)
-                    try:
-                        await self._received(message)
-                    except (RedisError, OSError):
-                        raise
-                    except Exception:  # a message this node cannot read: not the end of delivery
-                        log.exception("could not handle a message from Redis: %.200r", message)
+                    for message in await stream.read():
+                        if isinstance(message, ResponseError):
+                            raise message
+                        try:
+                            later = self._take(message)
+                            if later is not None:
+                                await later
+                        except (RedisError, OSError):
+                            raise
+                        except Exception:  # a message this node cannot read: delivery goes on
+                            log.exception("could not handle a message from Redis: %.200r", message)
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
@@ -651,6 +703,8 @@ class RedisBroker(Broker):
             (line[7:].strip() for line in text.splitlines() if line.startswith("run_id:")), ""
         )
         if self._run_id and run_id != self._run_id:
+            if self._pipe is not None:
+                await self._pipe.drop()
             with contextlib.suppress(Exception):
                 await self._redis.connection_pool.disconnect()
         self._run_id = run_id
@@ -661,14 +715,35 @@ class RedisBroker(Broker):
                 await asyncio.sleep(PING_INTERVAL)
                 await connection.send_command("PING")
 
+    async def _keep_alive(self, connection: AbstractConnection, stream: ReplyStream) -> None:
+        """Ping Redis on the pub/sub connection, and cut it when nothing came back for
+        :data:`PING_TIMEOUT` (a dead peer): the reader then reconnects."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(RedisError, OSError):
+            while True:
+                await asyncio.sleep(PING_INTERVAL)
+                if loop.time() - stream.read_at > PING_TIMEOUT:
+                    log.error("Redis at %s did not answer for %g s", self.url, PING_TIMEOUT)
+                    stream.abort()
+                    return
+                await connection.send_command("PING")
+
     async def _received(self, message: Any) -> None:
+        """Handle one message of a pub/sub connection (:meth:`_take`, awaiting what it left)."""
+        later = self._take(message)
+        if later is not None:
+            await later
+
+    def _take(self, message: Any) -> Coroutine[Any, Any, None] | None:
+        """Handle one message of a pub/sub connection now, or return what must be awaited
+        before the next one is handled (a catch-up from history)."""
         kind = message[0]
-        if kind in (b"message", b"smessage"):
+        if kind == b"message" or kind == b"smessage":
             channel = self._channel_of.get(message[1])
             if channel is None:
                 if message[1] in self._cluster_names:
                     self.cluster.received(message[1], message[2])
-                return  # else unsubscribed meanwhile
+                return None  # else unsubscribed meanwhile
             payload: bytes = message[2]
             if payload[:1] in (b"j", b"l"):
                 if self._on_presence is not None:
@@ -677,7 +752,7 @@ class RedisBroker(Broker):
                     self._on_presence(
                         PresenceEvent(channel, joined, ClientInfo(client, user, info))
                     )
-                return
+                return None
             offset, epoch, stamp, tags_length, rest = payload.split(b":", 4)
             cut = int(tags_length)
             tags = orjson.loads(rest[:cut]) if cut else None
@@ -687,11 +762,10 @@ class RedisBroker(Broker):
             last = self._last.get(channel)
             if last is not None and not (pub.epoch == last.epoch and pub.offset == last.offset + 1):
                 if pub.epoch == last.epoch and pub.offset <= last.offset:
-                    return  # delivered already, from history
-                await self._catch_up(channel, pub)
-                return
+                    return None  # delivered already, from history
+                return self._catch_up(channel, pub)
             self._deliver(pub)
-        elif kind in (b"subscribe", b"ssubscribe"):
+        elif kind == b"subscribe" or kind == b"ssubscribe":
             name = message[1]
             for future in self._confirming.pop(name, []):
                 if not future.done():
@@ -700,7 +774,8 @@ class RedisBroker(Broker):
                 self._resubscribed.discard(name)
                 channel = self._channel_of.get(name)
                 if channel is not None:
-                    await self._catch_up(channel, None)
+                    return self._catch_up(channel, None)
+        return None
 
     async def _catch_up(self, channel: str, pub: Publication | None) -> None:
         """Deliver what ``channel`` published since its last delivered position (up to and

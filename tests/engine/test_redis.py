@@ -5,7 +5,9 @@ stream position, and a Redis that goes away. Against a real ``redis-server`` the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -374,3 +376,74 @@ async def test_a_burst_past_the_pool_waits_for_connections(brokers: Brokers) -> 
     failed = [page for page in pages if isinstance(page, BaseException)]
     assert failed == []
     assert all(len(page.publications) == 1 for page in pages if not isinstance(page, BaseException))
+
+
+async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
+    brokers: Brokers,
+) -> None:
+    """Publications queued together go in one pipeline; one that Redis refuses (its
+    channel's meta key is not a hash: WRONGTYPE) fails with its own answer, and every
+    other one is kept, in the order queued, each answered with its own offset."""
+    broker = await brokers()
+    got = _receiver(broker)
+    for channel in ("a", "b", "bad"):
+        await broker.subscribe(channel)
+    admin = aioredis.Redis.from_url(broker.url)
+    await admin.set(broker.keys.meta("bad"), "not a hash")
+    await admin.aclose()
+    batches: list[int] = []
+    run = broker._run_publishes
+
+    async def counted(batch: list[Any]) -> list[Any]:
+        batches.append(len(batch))
+        return await run(batch)
+
+    broker._run_publishes = counted  # type: ignore[method-assign]
+    channels = ["a", "bad", "a", "b", "bad", "b", "a"]
+    futures = [broker.publish_soon(channel, i, POLICY) for i, channel in enumerate(channels)]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert batches == [len(channels)]
+    for i, (channel, result) in enumerate(zip(channels, results, strict=True)):
+        if channel == "bad":
+            assert isinstance(result, PublishFailed), (i, result)
+            assert "WRONGTYPE" in str(result)
+        else:
+            assert isinstance(result, Publication), (i, result)
+            assert (result.channel, result.data) == (channel, i)
+    answered = {
+        ch: [r.offset for r in results if isinstance(r, Publication) and r.channel == ch]
+        for ch in ("a", "b")
+    }
+    assert answered == {"a": [1, 2, 3], "b": [1, 2]}
+    await _until(lambda: len(got) >= 5)
+    await asyncio.sleep(0.05)
+    assert [(p.channel, p.offset, p.data) for p in got] == [
+        ("a", 1, 0),
+        ("a", 2, 2),
+        ("b", 1, 3),
+        ("b", 2, 5),
+        ("a", 3, 6),
+    ]
+
+
+async def test_a_publishing_connection_cut_fails_its_pipeline_then_a_new_one_serves(
+    brokers: Brokers,
+) -> None:
+    """The connection publications go through is killed between two pipelines: the next
+    pipeline is never answered a false OK (it fails, or goes through a new connection),
+    and the one after it is kept."""
+    broker = await brokers()
+    await broker.publish("k", 0, POLICY)  # the publishing connection exists
+    admin = aioredis.Redis.from_url(broker.url)
+    await admin.client_kill_filter(_type="normal", skipme=True)
+    await admin.aclose()
+    answer: Publication | None = None
+    with contextlib.suppress(PublishFailed):
+        answer = await broker.publish("k", 1, POLICY)
+    pub = await broker.publish("k", 2, POLICY)
+    page = await broker.history("k", None, POLICY)
+    kept = {p.offset: p.data for p in page.publications}
+    if answer is not None:  # answered OK: then it is kept, where its answer said
+        assert kept[answer.offset] == 1
+    assert kept[pub.offset] == 2
+    assert sorted(kept) == list(range(1, pub.offset + 1))
