@@ -465,6 +465,9 @@ class SqliteBroker(LocalBroker):
             index = self._index
             if batch.commit:
                 index.committed(batch.commit, len(batch.publications), batch.time)
+            for group in batch.merges:
+                if index.merged(group) and group[-1] in self._upkeep.deletes:
+                    self._upkeep.deletes.remove(group[-1])  # it was brought back
             if batch.deleted_through:
                 index.deleted_through(
                     batch.deleted_through, [s.rows for s in self._streams.values()]
@@ -525,6 +528,7 @@ class SqliteBroker(LocalBroker):
         upkeep = self._upkeep
         upkeep.forgets[:0] = batch.forgets
         upkeep.deletes[:0] = batch.deletes
+        upkeep.merges[:0] = batch.merges
         upkeep.tops[:0] = batch.tops
         if upkeep.void_epoch is None:
             upkeep.void_epoch = batch.void_epoch
@@ -706,6 +710,7 @@ class SqliteBroker(LocalBroker):
             # Positions read from the void epoch before this point may name one of
             # these streams: a stream created from now on must not honour them.
             self.void_epoch = upkeep.void_epoch = new_epoch()
+        upkeep.merges.extend(index.merges())
         if self._max_disk_bytes is not None:
             upkeep.disk_budget = self._max_disk_bytes
         if upkeep.upkeep or index.dead:

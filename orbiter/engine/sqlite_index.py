@@ -12,6 +12,14 @@ it is kept. It is rebuilt at start from each row's packed keys (stream id
 and offset of each publication, :func:`pack_keys`), without reading the
 publications.
 
+**Small rows are merged.** A quiet node commits each publication on its own:
+a million one-publication rows would take seconds to read at start. The
+sweep merges runs of consecutive small rows (:meth:`CommitIndex.merges`)
+into the last row of each run, which keeps its id; the offsets in memory
+keep naming the rows they were committed in, and such an id is resolved to
+the first kept row at or after it (:meth:`CommitIndex.row_of`): a merged
+row stands for every id since the kept row before it.
+
 Nothing here touches the file or asyncio: the engine (``engine/sqlite.py``)
 updates it on the event loop as commits return, the store builds it at start.
 """
@@ -20,7 +28,15 @@ from __future__ import annotations
 
 import sys
 from array import array
+from bisect import bisect_left, insort
 from collections.abc import Iterable
+
+#: Rows with fewer kept publications than this are merged by the sweep...
+MERGE_BELOW = 16
+#: ... into rows of about this many publications...
+MERGE_TARGET = 1024
+#: ... at most this many rows a sweep.
+MERGES_PER_SWEEP = 64
 
 
 def pack_keys(keys: array[int]) -> bytes:
@@ -67,11 +83,27 @@ class CommitIndex:
         self.times: dict[int, float] = {}
         #: Rows nothing is kept of any more, to delete from the file.
         self.dead: list[int] = []
+        #: The ids of the live rows, ascending (and of some dead ones, tidied now and then).
+        self.ids: list[int] = []
+        #: Rows from this id on have not been looked at for merging yet.
+        self.merge_from = 0
 
     def committed(self, commit: int, count: int, when: float) -> None:
         """A commit row holding ``count`` publications was written."""
         self.live[commit] = count
         self.times[commit] = when
+        self.ids.append(commit)
+
+    def row_of(self, commit: int) -> int | None:
+        """The live row holding what ``commit`` wrote: that row, or the row it was merged
+        into (the first live row after it); None if it is gone."""
+        if commit in self.live:
+            return commit
+        ids, live = self.ids, self.live
+        for index in range(bisect_left(ids, commit), len(ids)):
+            if ids[index] in live:
+                return ids[index]
+        return None
 
     def add(self, rows: StreamRows, offset: int, commit: int) -> None:
         """``offset`` of a stream is in ``commit``. An offset that does not follow the
@@ -91,10 +123,11 @@ class CommitIndex:
         if count <= 0:
             return
         live, dead = self.live, self.dead
-        for commit in rows.commits[:count]:
-            left = live.get(commit)
-            if left is None:  # deleted already (the disk budget)
+        for entry in rows.commits[:count]:
+            commit = entry if entry in live else self.row_of(entry)
+            if commit is None:  # deleted already (the disk budget)
                 continue
+            left = live[commit]
             if left <= 1:
                 del live[commit]
                 del self.times[commit]
@@ -109,7 +142,10 @@ class CommitIndex:
         ``cutoff``."""
         times, commits = self.times, rows.commits
         count = min(len(commits), max(0, floor - rows.first + 1))
-        while count < len(commits) and times.get(commits[count], 0.0) < cutoff:
+        while count < len(commits):
+            row = self.row_of(commits[count])
+            if row is not None and times[row] >= cutoff:
+                break
             count += 1
         self.release(rows, rows.first + count - 1)
 
@@ -119,30 +155,89 @@ class CommitIndex:
         end = min(last, rows.last) - rows.first + 1
         if start >= end:
             return []
-        live = self.live
-        return [commit for commit in dict.fromkeys(rows.commits[start:end]) if commit in live]
+        found = {self.row_of(commit) for commit in dict.fromkeys(rows.commits[start:end])}
+        return sorted(row for row in found if row is not None)
 
     def deleted_through(self, commit: int, streams: Iterable[StreamRows]) -> None:
         """Commit rows up to ``commit`` are gone from the file (the disk budget): forget
         them, and every stream's offsets in them (the oldest of each stream)."""
-        live, times = self.live, self.times
-        gone = []
-        for key in live:
-            if key > commit:
-                break
-            gone.append(key)
-        for key in gone:
-            del live[key]
-            del times[key]
-        self.dead = [key for key in self.dead if key > commit]
-        for rows in streams:
+        for rows in streams:  # (before the rows are forgotten: row_of needs them)
             commits = rows.commits
             count = 0
-            while count < len(commits) and commits[count] <= commit:
+            while count < len(commits):
+                row = self.row_of(commits[count])
+                if row is not None and row > commit:
+                    break
                 count += 1
             if count:
                 del commits[:count]
                 rows.first += count
+        live, times = self.live, self.times
+        for key in [key for key in live if key <= commit]:
+            del live[key]
+            del times[key]
+        self.dead = [key for key in self.dead if key > commit]
+        self.ids = sorted(live)
+
+    def merges(self) -> list[list[int]]:
+        """Runs of consecutive live rows of fewer than :data:`MERGE_BELOW` publications
+        each, about :data:`MERGE_TARGET` together, to merge into their last row (at
+        most :data:`MERGES_PER_SWEEP`); each row is looked at once."""
+        if len(self.ids) > 2 * len(self.live) + 1024:
+            self.ids = sorted(self.live)
+        ids, live = self.ids, self.live
+        groups: list[list[int]] = []
+        run: list[int] = []
+        total = 0
+        start = bisect_left(ids, self.merge_from)
+        for commit in ids[start:]:
+            count = live.get(commit)
+            if count is None:
+                continue
+            if count >= MERGE_BELOW:  # a big row ends the run
+                if len(run) > 1:
+                    groups.append(run)
+                run, total = [], 0
+                self.merge_from = commit + 1
+            else:
+                run.append(commit)
+                total += count
+                if total >= MERGE_TARGET:
+                    groups.append(run)
+                    run, total = [], 0
+                    self.merge_from = commit + 1
+            if len(groups) >= MERGES_PER_SWEEP:
+                break
+        return groups
+
+    def merged(self, group: list[int]) -> bool:
+        """``group``'s rows were merged into its last row: that row now counts what they
+        kept. Whether it is live (if it had died meanwhile it is brought back, and must
+        be taken off any list of rows to delete)."""
+        live, times = self.live, self.times
+        survivor = group[-1]
+        total = live.get(survivor, 0)
+        when = times.get(survivor, 0.0)
+        for commit in group[:-1]:
+            if commit in live:
+                total += live.pop(commit)
+                when = max(when, times.pop(commit))
+        if not total:
+            if survivor not in live:
+                self.dead.append(survivor)  # written again by the merge: delete it again
+            return False
+        if survivor not in live:
+            live[survivor] = total
+            times[survivor] = when
+            if survivor in self.dead:
+                self.dead.remove(survivor)
+            index = bisect_left(self.ids, survivor)
+            if index == len(self.ids) or self.ids[index] != survivor:
+                insort(self.ids, survivor)
+        else:
+            live[survivor] = total
+            times[survivor] = when
+        return True
 
     def load(
         self, commit: int, when: float, keys: array[int], streams: dict[int, StreamRows]
@@ -168,7 +263,8 @@ class CommitIndex:
         count += live.get(commit, 0)  # (add may have let go of earlier offsets here)
         if count:
             live[commit] = count
+            self.ids.append(commit)
         else:
-            del live[commit]
-            del self.times[commit]
+            live.pop(commit, None)
+            self.times.pop(commit, None)
             self.dead.append(commit)

@@ -147,6 +147,8 @@ class WriteBatch:
     tops: list[tuple[int, float, int, float, float, int]] = field(default_factory=list)
     #: Commit rows nothing is kept of any more.
     deletes: list[int] = field(default_factory=list)
+    #: Runs of small commit rows, each merged into its last row (after the deletes).
+    merges: list[list[int]] = field(default_factory=list)
     #: The node's bytes on disk (``engine.max_disk_bytes``): past it, the oldest
     #: commit rows go first (at most :data:`DISK_TRIM_ROWS`).
     disk_budget: int | None = None
@@ -158,7 +160,12 @@ class WriteBatch:
     def upkeep(self) -> bool:
         """Anything besides publications to write."""
         return bool(
-            self.forgets or self.deletes or self.tops or self.void_epoch or self.disk_budget
+            self.forgets
+            or self.deletes
+            or self.merges
+            or self.tops
+            or self.void_epoch
+            or self.disk_budget
         )
 
 
@@ -367,6 +374,8 @@ class SqliteStore:
                     "DELETE FROM commits WHERE id IN (SELECT value FROM json_each(?))",
                     (orjson.dumps(batch.deletes).decode(),),
                 )
+            for group in batch.merges:
+                self._merge(conn, group)
             deleted = 0 if batch.disk_budget is None else self._fit(conn, batch.disk_budget)
             conn.execute("COMMIT")
             batch.deleted_through = deleted
@@ -376,6 +385,33 @@ class SqliteStore:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _merge(conn: sqlite3.Connection, group: list[int]) -> None:
+        """Merge the commit rows ``group`` names (those still in the file) into one with
+        the id of its last: their keys and publications one after the other."""
+        found = conn.execute(
+            "SELECT time, keys, rows FROM commits "
+            "WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (orjson.dumps(group).decode(),),
+        ).fetchall()
+        if not found:
+            return
+        # Each row's publications are one JSON array: their elements, joined, are one too.
+        parts = [bytes(rows)[1:-1] for _, _, rows in found if len(rows) > 2]
+        conn.execute(
+            "DELETE FROM commits WHERE id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(group[:-1]).decode(),),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO commits (id, time, keys, rows) VALUES (?, ?, ?, ?)",
+            (
+                group[-1],
+                max(when for when, _, _ in found),
+                b"".join(bytes(keys) for _, keys, _ in found),
+                b"[" + b",".join(parts) + b"]",
+            ),
+        )
 
     @staticmethod
     def _fit(conn: sqlite3.Connection, budget: int) -> int:
@@ -447,15 +483,17 @@ class SqliteStore:
         self._reader_thread = threading.get_ident()
 
     def read_commits(self, commits: list[int]) -> list[bytes]:
-        """The publications (:func:`encode_rows`) of these commit rows, in their order;
-        rows deleted meanwhile are left out."""
+        """The publications (:func:`encode_rows`) of the rows holding what these commits
+        wrote (each the first row at or after its id: a row merged since is found in
+        the row it went into), in their order."""
         conn = self._reader
         assert conn is not None, "open_reader() first"
         assert self._reader_thread == threading.get_ident(), "read in the reader's thread"
         return [
-            row[0]
+            row[1]
             for row in conn.execute(
-                "SELECT rows FROM commits WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                "SELECT DISTINCT c.id, c.rows FROM json_each(?) AS j JOIN commits AS c "
+                "ON c.id = (SELECT min(id) FROM commits WHERE id >= j.value) ORDER BY c.id",
                 (orjson.dumps(commits).decode(),),
             )
         ]

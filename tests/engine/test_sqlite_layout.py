@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from orbiter.engine import sqlite_index
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys, unpack_keys
@@ -275,3 +276,78 @@ async def test_a_file_of_a_newer_orbiter_is_refused_naming_its_version(path: Pat
     conn.close()
     with pytest.raises(EngineUnavailable, match=f"schema version {SCHEMA_VERSION + 1}"):
         await SqliteBroker(path).start()
+
+
+# ---------------------------------------------------------------- merging small rows
+
+
+def test_runs_of_small_rows_are_merged_into_their_last_which_stands_for_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_index, "MERGE_TARGET", 3)
+    index = CommitIndex()
+    a = StreamRows()
+    for commit in range(1, 8):  # offsets 1..7, a row each
+        index.committed(commit, 1, float(commit))
+        index.add(a, commit, commit)
+    assert index.merges() == [[1, 2, 3], [4, 5, 6]]  # 7 waits for more
+    assert index.merges() == []  # each row is looked at once
+    assert index.merged([1, 2, 3])
+    assert index.merged([4, 5, 6])
+    assert index.live == {3: 3, 6: 3, 7: 1}
+    assert [index.row_of(commit) for commit in range(1, 8)] == [3, 3, 3, 6, 6, 6, 7]
+    assert index.commits_for(a, 2, 5) == [3, 6]
+    index.release(a, 2)
+    assert (index.live[3], index.dead) == (1, [])
+    index.release(a, 4)
+    assert (index.dead, index.live[6]) == ([3], 2)
+
+
+def test_a_merge_brings_back_its_last_row_if_it_died_meanwhile() -> None:
+    index = CommitIndex()
+    a, b = StreamRows(), StreamRows()
+    index.committed(1, 1, 1.0)
+    index.add(a, 1, 1)
+    index.committed(2, 1, 2.0)
+    index.add(b, 1, 2)
+    index.release(b, 1)  # row 2 dies before the merge of [1, 2] commits
+    assert index.dead == [2]
+    assert index.merged([1, 2])  # the file's row 2 now holds a's offset 1
+    assert (index.live, index.dead) == ({2: 1}, [])
+    assert index.commits_for(a, 1, 1) == [2]
+
+
+async def test_small_commits_are_merged_by_the_sweep_and_read_back(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_index, "MERGE_TARGET", 10)
+    broker = SqliteBroker(path, window=1)
+    await broker.start()
+    try:
+        for i in range(25):  # a row each, alternating between two channels
+            await broker.publish(f"c{i % 2}", i, POLICY)
+        before = broker._index.commits_for(broker._streams["c0"].rows, 1, 13)
+        assert len(_commit_ids(path)) == 25
+        broker.sweep()
+        await broker._idle.wait()
+        assert _commit_ids(path) == [10, 20, 21, 22, 23, 24, 25]
+        page = await broker.history("c0", None, POLICY)
+        assert [p.data for p in page.publications] == list(range(0, 25, 2))
+        # A read that resolved its rows before the merge finds them in the merged rows.
+        assert broker._reader is not None
+        blobs = await asyncio.get_running_loop().run_in_executor(
+            broker._reader, broker._store.read_commits, before
+        )
+        c0 = broker._streams["c0"].id
+        found = [row[2] for blob in blobs for row in orjson.loads(blob) if row[0] == c0]
+        assert found == list(range(0, 25, 2))
+    finally:
+        await broker.close()
+    again = SqliteBroker(path, window=1)
+    await again.start()
+    try:
+        page = await again.history("c1", None, POLICY)
+        assert [p.data for p in page.publications] == list(range(1, 25, 2))
+        assert (await again.publish("c1", "next", POLICY)).offset == 13
+    finally:
+        await again.close()
