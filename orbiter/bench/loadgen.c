@@ -20,6 +20,12 @@
  * microseconds on this process's monotonic clock, so latency is receive time
  * minus that. Per connection a bitmap of seen sequence numbers tells unique
  * deliveries from duplicates; the driver compares with what it expected.
+ *
+ * Every WebSocket handshake (subscribers' and the publisher's) sends a fresh
+ * random Sec-WebSocket-Key and is checked as a browser checks it (RFC 6455
+ * section 4.1, see ws_handshake_problem): a subscriber whose answer fails is
+ * counted as failed and in "handshake_errors", never as connected; a
+ * publisher whose answer fails ends the run (exit 2).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,7 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -84,6 +92,7 @@ typedef struct {
     long unique, dup;
     int probed; /* a probe publication (see probe_subscriptions) has arrived */
     int channel; /* index in channels of what it subscribes to ("subscribes" line) */
+    char ws_accept[29]; /* the Sec-WebSocket-Accept its handshake's key calls for */
 } conn_t;
 
 typedef struct {
@@ -95,6 +104,7 @@ typedef struct {
     size_t nin, capin;
     int inflight;
     int ready;
+    char ws_accept[29];
 } pubconn_t;
 
 static conn_t *conns;
@@ -138,6 +148,7 @@ static long lp_polls, lp_unrecoverable, lp_errors;
 static long churn_ms, churn_cycles, churn_failures;
 static int churning;
 static long total_unique, total_dup, total_bad, pub_sent, pub_acked, pub_errors;
+static long handshake_errors; /* WebSocket handshakes answered wrongly (ws_handshake_problem) */
 static long lat_max;
 static uint64_t first_send_us, last_recv_us, last_pub_us;
 static int epfd;
@@ -291,14 +302,148 @@ static int open_socket_to(const char *h, int p) {
 static int open_socket(void) { return open_socket_to(host, port); }
 static int open_pub_socket(void) { return open_socket_to(pub_host, pub_port); }
 
-static void send_request(int fd, const char *path, int ws) {
-    char req[8192];
+/* ------------------------------------------------------ WebSocket handshake
+ *
+ * RFC 6455 section 4.1: the client sends a random 16-byte nonce, base64, as
+ * Sec-WebSocket-Key; the server must answer 101, "Upgrade: websocket",
+ * "Connection: Upgrade" and Sec-WebSocket-Accept = base64(SHA-1(key + GUID)).
+ * A browser refuses anything else, and so does this load generator, or a
+ * server that gets it wrong would be measured as if it worked. SHA-1 is
+ * written out here: the build is plain gcc and libc (native.py). */
+
+static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"; /* RFC 6455 section 1.3 */
+
+static uint32_t rol32(uint32_t x, int n) { return x << n | x >> (32 - n); }
+
+/* FIPS 180-4 SHA-1 of m[0..n). */
+static void sha1(const unsigned char *m, size_t n, unsigned char out[20]) {
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t nblocks = (n + 9 + 63) / 64; /* the message, 0x80, the 64-bit bit length */
+    for (size_t b = 0; b < nblocks; b++) {
+        unsigned char blk[64];
+        for (int i = 0; i < 64; i++) {
+            size_t at = b * 64 + i;
+            blk[i] = at < n ? m[at] : at == n ? 0x80 : 0;
+        }
+        if (b == nblocks - 1)
+            for (int i = 0; i < 8; i++) blk[63 - i] = (unsigned char)(((uint64_t)n * 8) >> (8 * i));
+        uint32_t w[80];
+        for (int i = 0; i < 16; i++)
+            w[i] = (uint32_t)blk[4 * i] << 24 | (uint32_t)blk[4 * i + 1] << 16 | (uint32_t)blk[4 * i + 2] << 8 | blk[4 * i + 3];
+        for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+        uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4];
+        for (int i = 0; i < 80; i++) {
+            uint32_t f, k;
+            if (i < 20) f = (bb & c) | (~bb & d), k = 0x5A827999;
+            else if (i < 40) f = bb ^ c ^ d, k = 0x6ED9EBA1;
+            else if (i < 60) f = (bb & c) | (bb & d) | (c & d), k = 0x8F1BBCDC;
+            else f = bb ^ c ^ d, k = 0xCA62C1D6;
+            uint32_t t = rol32(a, 5) + f + e + k + w[i];
+            e = d, d = c, c = rol32(bb, 30), bb = a, a = t;
+        }
+        h[0] += a, h[1] += bb, h[2] += c, h[3] += d, h[4] += e;
+    }
+    for (int i = 0; i < 5; i++) put_u32be(out + 4 * i, h[i]);
+}
+
+/* Standard base64 of p[0..n) into out (4 * ceil(n / 3) characters and a NUL). */
+static void base64(const unsigned char *p, size_t n, char *out) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *out++ = tab[v >> 18 & 63];
+        *out++ = tab[v >> 12 & 63];
+        *out++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *out++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *out = 0;
+}
+
+/* A fresh Sec-WebSocket-Key (16 random bytes, base64: 24 characters) into key,
+ * and the Sec-WebSocket-Accept it calls for into accept (28 characters). */
+static void ws_new_key(char key[25], char accept[29]) {
+    static uint64_t state;
+    if (!state && getrandom(&state, sizeof state, 0) != sizeof state) state = now_us() ^ (uint64_t)getpid() << 32;
+    unsigned char nonce[16];
+    for (int i = 0; i < 16; i += 8) { /* splitmix64 */
+        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        memcpy(nonce + i, &z, 8);
+    }
+    base64(nonce, 16, key);
+    unsigned char text[24 + sizeof WS_GUID], digest[20];
+    memcpy(text, key, 24);
+    memcpy(text + 24, WS_GUID, sizeof WS_GUID - 1);
+    sha1(text, 24 + sizeof WS_GUID - 1, digest);
+    base64(digest, 20, accept);
+}
+
+/* s[0..n) without the blanks around it, compared with lit ignoring ASCII case. */
+static int equals_nocase(const char *s, size_t n, const char *lit) {
+    while (n && (*s == ' ' || *s == '\t')) s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    return n == strlen(lit) && !strncasecmp(s, lit, n);
+}
+
+/* Why the answer head[0..n) (its status line and header lines, up to the blank
+ * line) does not open the WebSocket whose key called for ``accept``: NULL when
+ * it does. What a browser requires (RFC 6455 section 4.1): status 101; every
+ * Upgrade header "websocket" and at least one; a Connection header holding the
+ * token "Upgrade"; exactly one Sec-WebSocket-Accept, equal to ``accept`` (base64
+ * is case-sensitive: every character counts). */
+static const char *ws_handshake_problem(const char *head, size_t n, const char *accept) {
+    const char *end = head + n, *line = memmem(head, n, "\r\n", 2);
+    if (n < 12 || memcmp(head, "HTTP/1.", 7) || memcmp(head + 8, " 101", 4) || (n > 12 && head[12] != ' ' && head[12] != '\r'))
+        return "the status is not 101";
+    int upgrade = 0, bad_upgrade = 0, connection = 0, naccept = 0, accept_ok = 0;
+    while (line && line + 2 < end) {
+        const char *ls = line + 2, *le = memmem(ls, end - ls, "\r\n", 2);
+        if (!le) le = end;
+        const char *colon = memchr(ls, ':', le - ls);
+        if (colon) {
+            const char *v = colon + 1;
+            size_t nv = le - v, nn = colon - ls;
+            if (equals_nocase(ls, nn, "upgrade")) {
+                upgrade = 1;
+                if (!equals_nocase(v, nv, "websocket")) bad_upgrade = 1;
+            } else if (equals_nocase(ls, nn, "connection")) {
+                for (const char *t = v; t < le;) { /* a comma-separated list of tokens */
+                    const char *comma = memchr(t, ',', le - t);
+                    const char *te = comma ? comma : le;
+                    if (equals_nocase(t, te - t, "upgrade")) connection = 1;
+                    t = te + 1;
+                }
+            } else if (equals_nocase(ls, nn, "sec-websocket-accept")) {
+                naccept++;
+                while (v < le && (*v == ' ' || *v == '\t')) v++, nv--;
+                while (nv && (v[nv - 1] == ' ' || v[nv - 1] == '\t')) nv--;
+                accept_ok = nv == 28 && !memcmp(v, accept, 28);
+            }
+        }
+        line = le < end ? le : NULL;
+    }
+    if (!upgrade || bad_upgrade) return "no \"Upgrade: websocket\"";
+    if (!connection) return "no \"Connection: Upgrade\"";
+    if (naccept == 0) return "no Sec-WebSocket-Accept";
+    if (naccept > 1) return "more than one Sec-WebSocket-Accept";
+    if (!accept_ok) return "Sec-WebSocket-Accept is not base64(SHA-1(key + RFC 6455's GUID))";
+    return NULL;
+}
+
+/* The request that opens ``path``: ws 1, a WebSocket handshake (a fresh key;
+ * the accept it calls for goes to ``accept``); 2, a long poll; 0, SSE. */
+static void send_request(int fd, const char *path, int ws, char accept[29]) {
+    char req[8192], key[25];
     int n;
-    if (ws == 1)
+    if (ws == 1) {
+        ws_new_key(key, accept);
         n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path, host, port);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     path, host, port, key);
+    }
     else if (ws == 2) /* a long poll: plain keep-alive GET */
         n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", path, host, port);
     else
@@ -310,14 +455,20 @@ static void send_request(int fd, const char *path, int ws) {
 
 static long closed_before_ready;
 
-static void conn_close(conn_t *c) {
+/* This side ends the connection: one that was not ready yet has failed. */
+static void conn_refuse(conn_t *c) {
     if (c->state == S_CLOSED) return;
-    if (!c->ready && closed_before_ready++ < 3)
-        fprintf(stderr, "loadgen: %s closed by the server before it was ready\n", c->path);
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->state = S_CLOSED;
     if (!c->ready) c->failed = 1;
+}
+
+static void conn_close(conn_t *c) {
+    if (c->state == S_CLOSED) return;
+    if (!c->ready && closed_before_ready++ < 3)
+        fprintf(stderr, "loadgen: %s closed by the server before it was ready\n", c->path);
+    conn_refuse(c);
 }
 
 static void keep(unsigned char **store, size_t *nstore, const unsigned char *p, size_t n) {
@@ -485,7 +636,7 @@ static void lp_send(conn_t *c) {
         snprintf(path, sizeof path, "%s", c->path);
     else
         snprintf(path, sizeof path, "%s&since=%ld&epoch=%s", c->path, c->lp_offset, ep);
-    send_request(c->fd, path, 2);
+    send_request(c->fd, path, 2, NULL);
     lp_polls++;
 }
 
@@ -593,12 +744,23 @@ static void on_readable(conn_t *c) {
                 keep(&c->leftover, &c->nleft, rbuf, n);
                 continue;
             }
-            int status = 0;
-            sscanf((char *)rbuf, "HTTP/1.%*d %d", &status);
-            if (!((c->kind == K_WS && status == 101) || (c->kind == K_SSE && status == 200))) {
-                fprintf(stderr, "loadgen: %s answered %.*s\n", c->path, (int)(e - rbuf), rbuf);
-                conn_close(c);
-                return;
+            if (c->kind == K_WS) {
+                const char *problem = ws_handshake_problem((char *)rbuf, e - rbuf, c->ws_accept);
+                if (problem) {
+                    if (handshake_errors++ < 3)
+                        fprintf(stderr, "loadgen: %s: WebSocket handshake refused: %s; the answer: %.*s\n", c->path,
+                                problem, (int)(e - rbuf > 600 ? 600 : e - rbuf), rbuf);
+                    conn_refuse(c);
+                    return;
+                }
+            } else {
+                int status = 0;
+                sscanf((char *)rbuf, "HTTP/1.%*d %d", &status);
+                if (status != 200) {
+                    fprintf(stderr, "loadgen: %s answered %.*s\n", c->path, (int)(e - rbuf), rbuf);
+                    conn_close(c);
+                    return;
+                }
             }
             c->chunked = memmem(rbuf, e - rbuf, "hunked", 6) != NULL;
             c->state = S_OPEN;
@@ -748,8 +910,10 @@ static void pub_readable(pubconn_t *p) {
             if (eof) pub_reconnect(p, 0);
             return;
         }
-        if (!memmem(p->in, e - p->in, " 101 ", 5)) {
-            fprintf(stderr, "loadgen: publisher handshake: %.*s\n", (int)(e - p->in), p->in);
+        const char *problem = ws_handshake_problem((char *)p->in, e - p->in, p->ws_accept);
+        if (problem) {
+            fprintf(stderr, "loadgen: publisher's WebSocket handshake refused: %s; the answer: %.*s\n", problem,
+                    (int)(e - p->in > 600 ? 600 : e - p->in), p->in);
             exit(2);
         }
         off = e + 4 - p->in;
@@ -921,6 +1085,7 @@ static void dump_json(void) {
     printf("{\"publisher_reconnects\":%ld,\"publisher_connects\":%ld,\"churn_cycles\":%ld,\"churn_failures\":%ld,",
            pub_reconnects, pub_connects, churn_cycles, churn_failures);
     printf("\"polls\":%ld,\"polls_unrecoverable\":%ld,\"poll_errors\":%ld,", lp_polls, lp_unrecoverable, lp_errors);
+    printf("\"handshake_errors\":%ld,", handshake_errors);
     printf("\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,\"unique\":%ld,\"duplicates\":%ld,"
            "\"bad\":%ld,\"first_send_us\":%llu,\"last_pub_us\":%llu,\"last_recv_us\":%llu,\"latency_max_us\":%ld,",
            pub_sent, pub_acked, pub_errors, total_unique, total_dup, total_bad,
@@ -988,7 +1153,7 @@ static void conn_event(uint64_t idx, uint32_t events) {
                 c->state = S_OPEN;
                 lp_send(c);
             } else {
-                send_request(c->fd, c->path, c->kind == K_WS);
+                send_request(c->fd, c->path, c->kind == K_WS, c->ws_accept);
             }
         }
     } else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -1139,7 +1304,7 @@ int main(int argc, char **argv) {
             add_fd(pubs[i].fd, (1ull << 32) | i, EPOLLIN);
             if (pub_ws) {
                 pubs[i].state = S_HANDSHAKE;
-                send_request(pubs[i].fd, pub_path, 1);
+                send_request(pubs[i].fd, pub_path, 1, pubs[i].ws_accept);
             } else {
                 pubs[i].state = S_OPEN, pubs[i].ready = 1;
             }

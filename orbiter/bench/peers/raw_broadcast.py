@@ -18,16 +18,14 @@ orbiter.bench.peers.raw_broadcast PORT``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import sys
 from typing import cast
 
 import uvloop
 
 from orbiter.protocol.websocket import text_frame
+from orbiter.protocol.websocket_handshake import accept_value
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 _BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _MAX_HEAD = 8192
@@ -108,7 +106,8 @@ class Connection(asyncio.Protocol):
             transport.write(_BAD)
             transport.close()
             return
-        accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+        # RFC 6455's accept value, from the one place orbiter computes it (a SHA-1, as before).
+        accept = accept_value(key.decode("latin-1")).encode()
         transport.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
