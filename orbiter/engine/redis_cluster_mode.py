@@ -17,10 +17,12 @@ Redis says a slot moved (a ``MOVED`` answer, or ``SUNSUBSCRIBE`` sent by the
 server), the slot map is read again and the channels go to their master,
 catching up from history as after any reconnect.
 
-**Commands** go through redis-py's ``RedisCluster``: it follows ``MOVED`` and
-``ASK`` (publications, pipelined per master, follow them here), and never
-retries a command after a connection error, so a publish to a master that is
-down fails (:class:`PublishFailed`), never answers a false OK.
+**Commands** go through :class:`~orbiter.engine.redis_cluster_client.ClusterClient`
+(redis-py's ``RedisCluster``, which follows ``MOVED`` and ``ASK``, with the
+engine's rules for where a command goes and when it is sent again).
+Publications go in one pipeline per master and follow ``MOVED`` and ``ASK``
+here; they are never sent again after a connection error, so a publish to a
+master that is down fails (:class:`PublishFailed`), never answers a false OK.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
+    ClusterDownError,
     MovedError,
     NoScriptError,
     RedisClusterException,
@@ -64,6 +67,12 @@ from orbiter.engine.redis import (
     _Queued,
     _seconds,
     log,
+)
+from orbiter.engine.redis_cluster_client import (
+    ATTEMPTS,
+    FIRST_BACKOFF,
+    cluster_client,
+    node_client,
 )
 from orbiter.model import PresenceEvent
 
@@ -114,63 +123,6 @@ class ClusterKeys(RedisKeys):
         return f"{self.prefix}:void:{{{tag_of(channel)}}}"
 
 
-class _Nodes(NodesManager):
-    """redis-py's slot map, whose slots no master holds are a ``SlotNotCoveredError``
-    (redis-py 8.1 lets a ``KeyError`` out when it does not require every slot covered)."""
-
-    __slots__ = ()
-
-    def get_node_from_slot(self, slot: int, *args: Any, **kwargs: Any) -> ClusterNode:
-        if slot not in self.slots_cache:
-            raise SlotNotCoveredError(f"slot {slot} is not covered by the cluster")
-        node: ClusterNode = super().get_node_from_slot(slot, *args, **kwargs)
-        return node
-
-
-class _Cluster(RedisCluster):
-    """``RedisCluster`` whose commands fail with a ``RedisError``, which the engine turns into
-    :class:`EngineUnavailable`: its own ``RedisClusterException`` (a slot no master holds, no
-    node reached) is no ``RedisError``, so it becomes a ``ConnectionError`` here, where every
-    command (scripts included) goes."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.nodes_manager.__class__ = _Nodes
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
-
-
-def cluster_client(url: str) -> aioredis.Redis:
-    """A ``RedisCluster`` client that never retries a command after a connection error.
-
-    Typed as the plain client: the engine calls only commands both offer."""
-    plain = url.strip().replace("+cluster://", "://", 1)
-    client = _Cluster.from_url(
-        plain,
-        retry=Retry(NoBackoff(), 0),
-        socket_timeout=10.0,
-        protocol=2,
-        # A slot no master holds fails its own commands, not every other slot's.
-        require_full_coverage=False,
-    )
-    return cast(aioredis.Redis, client)
-
-
-def _node_client(clients: dict[str, aioredis.Redis], node: ClusterNode) -> aioredis.Redis:
-    """A plain client of the master ``node``, for pipelines of scripts (``RedisCluster``'s
-    pipelines refuse them), kept in ``clients`` by node name; never retries a command."""
-    client = clients.get(node.name)
-    if client is None:
-        kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
-        pool = ConnectionPool(connection_class=node.connection_class, **kwargs)
-        client = clients[node.name] = aioredis.Redis(connection_pool=pool)
-    return client
-
-
 class _ShardLink:
     """The pub/sub connection to one master, and the shard channels it carries."""
 
@@ -202,19 +154,22 @@ class ClusterRedisBroker(RedisBroker):
     def _node_client(self, node: ClusterNode) -> aioredis.Redis:
         """A plain client of one master, for pipelines of scripts (``RedisCluster``'s
         pipelines refuse them); kept by node name."""
-        return _node_client(self._node_clients, node)
+        return node_client(self._node_clients, node)
 
     async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
         """Run the publish script for each of ``batch``: one pipeline per master, in the
         order queued. A ``MOVED`` answer (the script did not run) is sent again to the slot's
         new master once the slot map is read again; an ``ASK`` answer (the slot is migrating,
         its keys already on the new master) is sent once to the node named, after ``ASKING``;
-        a lost script is loaded and run again."""
+        a lost script is loaded and run again; ``TRYAGAIN`` and ``CLUSTERDOWN`` (the script did
+        not run) are sent again after a backoff, :data:`ATTEMPTS` times in all, then fail with
+        an error naming them."""
         results: list[Any] = [None] * len(batch)
         todo = list(range(len(batch)))
         asked: dict[int, ClusterNode] = {}  # by index: the node an ASK named, not yet sent
         followed: set[int] = set()  # the indexes whose ASK was followed (once only)
-        for _ in range(3):
+        delay = FIRST_BACKOFF
+        for _ in range(ATTEMPTS):
             groups: dict[tuple[str, bool], tuple[ClusterNode, list[int]]] = {}
             uncovered = False
             for index in todo:
@@ -233,7 +188,7 @@ class ClusterRedisBroker(RedisBroker):
                 ),
                 return_exceptions=True,
             )
-            todo, moved = [], uncovered
+            todo, moved, wait = [], uncovered, False
             for (node, group), answer in zip(groups.values(), answers, strict=True):
                 if isinstance(answer, BaseException):
                     for index in group:
@@ -252,13 +207,23 @@ class ClusterRedisBroker(RedisBroker):
                             followed.add(index)
                             asked[index] = target
                             todo.append(index)
-                    elif isinstance(result, (MovedError, TryAgainError)):
+                    elif isinstance(result, (MovedError, TryAgainError, ClusterDownError)):
                         todo.append(index)
                         moved = True
+                        wait = wait or not isinstance(result, MovedError)
             if moved:  # for the next batch too, when nothing is to be sent again
                 await self._refresh_slots()
             if not todo:
                 break
+            if wait:  # a resharding or a failover under way: give it time
+                await asyncio.sleep(delay)
+                delay *= 2
+        for index, result in enumerate(results):
+            if isinstance(result, (TryAgainError, ClusterDownError)):
+                said = "TRYAGAIN" if isinstance(result, TryAgainError) else "CLUSTERDOWN"
+                results[index] = RedisConnectionError(
+                    f"Redis Cluster answered {said} {ATTEMPTS} times: {result}"
+                )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed and len(failed) == len(results):
             raise failed[0]  # nothing published: the whole batch failed (counted, logged)
@@ -598,17 +563,6 @@ class ClusterRedisPresenceStore(RedisPresenceStore):
             await client.aclose()
         self._node_clients.clear()
 
-    async def _call(self, what: str, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` on its keys' master; ``EVAL`` there if it lacks it (redis-py's
-        scripts load themselves on every master, which fails while any one is down)."""
-        try:
-            try:
-                return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                return await self._redis.eval(script.script, len(keys), *keys, *args)
-        except (RedisError, OSError) as exc:
-            raise EngineUnavailable(f"cannot {what} presence in Redis: {exc}") from None
-
     def _make_client(self, url: str) -> aioredis.Redis:
         return cluster_client(url)
 
@@ -667,7 +621,7 @@ class ClusterRedisPresenceStore(RedisPresenceStore):
 
     async def _refresh_on(self, node: ClusterNode, channels: list[str]) -> None:
         """Renew the entries of this node's clients on ``channels``, all on ``node``."""
-        pipe = _node_client(self._node_clients, node).pipeline(transaction=False)
+        pipe = node_client(self._node_clients, node).pipeline(transaction=False)
         for channel in channels:
             keys = self._keys(channel)
             for info in self._local.get(channel, {}).values():

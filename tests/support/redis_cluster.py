@@ -141,10 +141,13 @@ class RedisCluster:
         (``CLUSTER SETSLOT`` ... ``MIGRATING``/``IMPORTING``, ``MIGRATE``, ``NODE``)."""
         self.finish_move(slot, to_port, self.begin_move(slot, to_port))
 
-    def begin_move(self, slot: int, to_port: int) -> int:
-        """The first half of :meth:`move_slot`: ``slot``'s keys migrated to ``to_port``, the
-        slot still ``MIGRATING`` there (its old master answers ``ASK``); its old master's
-        port."""
+    def begin_move(
+        self, slot: int, to_port: int, *, only: Callable[[str], bool] | None = None
+    ) -> int:
+        """The first half of :meth:`move_slot`: ``slot``'s keys (those ``only`` accepts, if
+        given: a half-done migration) migrated to ``to_port``, the slot still ``MIGRATING``
+        there (its old master answers ``ASK``, or ``TRYAGAIN`` to a command on keys on both
+        masters); its old master's port."""
         from_port = next(port for port in self.ports if self._holds(port, slot))
         ids = {
             port: _ask(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
@@ -154,6 +157,7 @@ class RedisCluster:
         _ask(from_port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[to_port])
         listing = _ask(from_port, "CLUSTER", "GETKEYSINSLOT", str(slot), "1000").split(b"\r\n")
         keys = [line.decode() for line in listing[2::2] if line]
+        keys = [key for key in keys if only is None or only(key)]
         if keys:
             answer = _ask(
                 from_port, "MIGRATE", "127.0.0.1", str(to_port), '""', "0", "5000", "KEYS", *keys
@@ -162,10 +166,39 @@ class RedisCluster:
         return from_port
 
     def finish_move(self, slot: int, to_port: int, from_port: int) -> None:
-        """The second half of :meth:`move_slot`: every master says ``to_port`` holds ``slot``."""
+        """The second half of :meth:`move_slot`: the keys left migrated, and every master says
+        ``to_port`` holds ``slot``."""
+        listing = _ask(from_port, "CLUSTER", "GETKEYSINSLOT", str(slot), "1000").split(b"\r\n")
+        keys = [line.decode() for line in listing[2::2] if line]
+        if keys:
+            answer = _ask(
+                from_port, "MIGRATE", "127.0.0.1", str(to_port), '""', "0", "5000", "KEYS", *keys
+            )
+            assert answer.startswith(b"+OK"), answer
+        self.assign_slot(slot, to_port)
+
+    def assign_slot(self, slot: int, port: int) -> None:
+        """Every master says the master on ``port`` holds ``slot`` (``CLUSTER SETSLOT`` ...
+        ``NODE``, which also gives an unassigned slot)."""
+        to_port = port
         to_id = _ask(to_port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
-        for port in (to_port, from_port, *self.ports):
-            _ask(port, "CLUSTER", "SETSLOT", str(slot), "NODE", to_id)
+        for each in (to_port, *self.ports):
+            _ask(each, "CLUSTER", "SETSLOT", str(slot), "NODE", to_id)
+
+    def unassign_slot(self, slot: int) -> None:
+        """No master holds ``slot`` (``CLUSTER DELSLOTS`` on each; its keys stay where they
+        are): a command on it is answered ``CLUSTERDOWN Hash slot not served``."""
+        for port in self.ports:
+            answer = _ask(port, "CLUSTER", "DELSLOTS", str(slot))
+            assert answer.startswith(b"+OK"), answer
+
+    def error_count(self, port: int, error: str) -> int:
+        """How many ``error`` answers (``TRYAGAIN``, ``CLUSTERDOWN``...) the master on ``port``
+        gave (``INFO errorstats``)."""
+        for line in _ask(port, "INFO", "errorstats").decode().splitlines():
+            if line.startswith(f"errorstat_{error}:count="):
+                return int(line.split("=", 1)[1])
+        return 0
 
     def _holds(self, port: int, slot: int) -> bool:
         return self.port_of_slot(slot) == port
