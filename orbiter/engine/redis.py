@@ -1,6 +1,7 @@
 """The Redis engine: channel streams, delivery and presence shared by many orbiter nodes.
 
-**Keeping.** A publication is one Lua script on the channel's keys: it
+**Keeping.** A publication is one Lua script's steps on the channel's keys
+(the publications of one pipeline share a call: ``_PUBLISH_MANY``): it
 takes the stream's epoch (a hash ``meta``: epoch and top offset), adds one
 to the offset, appends to the history stream (``XADD`` with the offset as
 its id, trimmed to the history size, expiring ``ttl`` after the last
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import math
@@ -116,6 +118,60 @@ redis.call('publish', ARGV[1],
            offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #ARGV[6] .. ':' .. ARGV[6] .. ARGV[7])
 return {offset, epoch, stamp}
 """
+
+#: The publish script for many publications at once (one EVALSHA per pipeline, rather than
+#: one per publication: Redis's cost per script call is shared). KEYS: the void epoch's key,
+#: then each publication's meta and history keys; ARGV: a void epoch to offer, then six per
+#: publication (pub/sub channel, history size, history TTL in ms, meta TTL in s, tags,
+#: data). Each publication is ``_PUBLISH``'s steps, run under ``pcall``: one that fails
+#: (a key of another type) answers its error in its place, and the others are kept. The
+#: answer: Redis's time, then ``{offset, epoch}`` or an error per publication.
+_PUBLISH_MANY = """
+local now = redis.call('time')
+local stamp = now[1] .. '.' .. string.format('%06d', now[2])
+local seconds = tonumber(now[1])
+local void = nil
+local function publish(meta, history, channel, size, ttl, period, tags, data)
+  local epoch = redis.call('hget', meta, 'e')
+  if not epoch then
+    if not void then
+      void = redis.call('get', KEYS[1])
+      if not void then void = ARGV[1]; redis.call('set', KEYS[1], void) end
+    end
+    epoch = void .. '-' .. math.floor(seconds / tonumber(period))
+    redis.call('hset', meta, 'e', epoch)
+    redis.call('del', history)
+  end
+  local offset = redis.call('hincrby', meta, 's', 1)
+  redis.call('expire', meta, period)
+  if tonumber(size) > 0 then
+    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', stamp, 'g', tags, 'd', data)
+    redis.call('pexpire', history, ttl)
+  else
+    redis.call('del', history)
+  end
+  redis.call('publish', channel,
+             offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data)
+  return {offset, epoch}
+end
+local out = {stamp}
+for i = 1, (#KEYS - 1) / 2 do
+  local a = i * 6 - 4
+  local ok, result = pcall(publish, KEYS[i * 2], KEYS[i * 2 + 1], ARGV[a], ARGV[a + 1],
+                           ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+  if ok or type(result) == 'table' then
+    out[i + 1] = result
+  else
+    out[i + 1] = {err = tostring(result)}
+  end
+end
+return out
+"""
+_PUBLISH_MANY_SHA = hashlib.sha1(_PUBLISH_MANY.encode()).hexdigest()
+#: Publications per call of :data:`_PUBLISH_MANY` at most (a pipeline of more makes more
+#: calls), so that one call never holds Redis long.
+PUBLISH_MANY_MAX = 128
+
 
 _READ = """
 local now = redis.call('time')
@@ -437,55 +493,46 @@ class RedisBroker(Broker):
             self._sender = None
 
     async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
-        """Run the publish script for each of ``batch``, in order, in one round trip (two if
-        Redis lost its scripts: those refused are loaded and run again) on this node's
-        publishing connection: each one's answer, a reply error in its place."""
+        """Publish ``batch``, in order, in one round trip on this node's publishing
+        connection (:data:`_PUBLISH_MANY`, once per :data:`PUBLISH_MANY_MAX`): each one's
+        ``(offset, epoch, time)``, or the error that refused it in its place. A call
+        refused because Redis lost the script (it restarted) ran nothing: the script is
+        loaded and that call sent again."""
         pipe = self._pipe
         if pipe is None:
             pool = self._redis.connection_pool
             pipe = self._pipe = CommandPipe(pool.make_connection, COMMAND_TIMEOUT)
-        results: list[Any] = [None] * len(batch)
-        todo = list(range(len(batch)))
-        for attempt in range(2):
-            packed = b"".join([self._packed_publish(batch[index]) for index in todo])
-            answers = await pipe.run(packed, len(todo))
-            missing = []
-            for index, answer in zip(todo, answers, strict=True):
-                if attempt == 0 and _is_noscript(answer):
-                    missing.append(index)
-                else:
-                    results[index] = answer
-            if not missing:
-                break
-            (sha,) = await pipe.run(pack_command(("SCRIPT", "LOAD", self._publish_script)), 1)
-            if isinstance(sha, ResponseError):
-                raise sha
-            self._publish_sha = sha.decode()
-            todo = missing
+        step = PUBLISH_MANY_MAX
+        parts = [batch[start : start + step] for start in range(0, len(batch), step)]
+        packed = [self._packed_publish(part) for part in parts]
+        answers = await pipe.run(b"".join(packed), len(parts))
+        lost = [index for index, answer in enumerate(answers) if _is_noscript(answer)]
+        if lost:  # nothing of those calls ran: load the script, send them again
+            await pipe.run(pack_command(("SCRIPT", "LOAD", _PUBLISH_MANY)), 1)
+            again = await pipe.run(b"".join([packed[index] for index in lost]), len(lost))
+            for index, answer in zip(lost, again, strict=True):
+                answers[index] = answer
+        results: list[Any] = []
+        for part, answer in zip(parts, answers, strict=True):
+            if isinstance(answer, BaseException):  # the call failed: every one of it did
+                results += [answer] * len(part)
+                continue
+            stamp = answer[0]
+            for each in answer[1:]:
+                results.append(each if isinstance(each, BaseException) else (*each, stamp))
         return results
 
-    def _packed_publish(self, item: _Queued) -> bytes:
-        """The publish script's command for ``item``, packed for the wire."""
+    def _packed_publish(self, items: list[_Queued]) -> bytes:
+        """The call of :data:`_PUBLISH_MANY` for ``items``, packed for the wire."""
         keys = self.keys
-        channel = item.channel
-        size, ttl_ms, period = _policy_args(item.policy)
-        return pack_command(
-            (
-                "EVALSHA",
-                self._publish_sha,
-                3,
-                keys.meta(channel),
-                keys.history(channel),
-                keys.void_of(channel),
-                keys.pubsub(channel),
-                size,
-                ttl_ms,
-                period,
-                self._void_offer(),
-                item.tags_json,
-                item.encoded,
-            )
-        )
+        names: list[str] = [keys.void]
+        args: list[str | bytes | int] = [self._void_offer()]
+        for item in items:
+            channel = item.channel
+            size, ttl_ms, period = _policy_args(item.policy)
+            names += (keys.meta(channel), keys.history(channel))
+            args += (keys.pubsub(channel), size, ttl_ms, period, item.tags_json, item.encoded)
+        return pack_command(("EVALSHA", _PUBLISH_MANY_SHA, len(names), *names, *args))
 
     async def publish_presence(self, event: PresenceEvent) -> None:
         info = event.client

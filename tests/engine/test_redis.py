@@ -447,3 +447,18 @@ async def test_a_publishing_connection_cut_fails_its_pipeline_then_a_new_one_ser
         assert kept[answer.offset] == 1
     assert kept[pub.offset] == 2
     assert sorted(kept) == list(range(1, pub.offset + 1))
+
+
+async def test_publications_after_redis_lost_its_scripts_are_kept_once(brokers: Brokers) -> None:
+    """``SCRIPT FLUSH`` (as a restarted Redis has no scripts): the pipeline refused for it
+    is sent again once the script is loaded, and each publication is kept exactly once."""
+    broker = await brokers()
+    first = await broker.publish("s", 0, POLICY)
+    admin = aioredis.Redis.from_url(broker.url)
+    await admin.script_flush()
+    await admin.aclose()
+    futures = [broker.publish_soon("s", i, POLICY) for i in range(1, 4)]
+    pubs = [await future for future in futures]
+    assert [p.offset for p in pubs] == [first.offset + 1, first.offset + 2, first.offset + 3]
+    page = await broker.history("s", None, POLICY)
+    assert [(p.offset, p.data) for p in page.publications] == [(1, 0), (2, 1), (3, 2), (4, 3)]
