@@ -7,6 +7,10 @@ name=X,flavor=F,url=http://127.0.0.1:PORT,pid=PID``. Each target runs
 ``--repeat`` times, interleaved (target A, B, A, B, ...), so that noise
 from other load on the machine falls on all of them alike; medians are
 reported.
+
+``--nodes N`` runs orbiter twice per repeat: one node, then N nodes sharing one
+Redis, both behind the same nginx (round robin: the subscribers split over
+the nodes) with the publisher on the first node (:mod:`orbiter.bench.nodes`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import orjson
 
 from orbiter.bench import report
 from orbiter.bench.flavors import FLAVORS, FlavorError
+from orbiter.bench.nodes import PrivateRedis, SpawnedNodes, engine_arg, spawn_nodes
 from orbiter.bench.runner import BenchError, Target, run
 from orbiter.bench.scenarios import PRESETS, TRANSPORTS, Scenario, preset
 from orbiter.bench.spawn import SPAWNABLE, Spawned, Unavailable, spawn
@@ -29,6 +34,12 @@ DESCRIPTION = (
     "Run a benchmark preset against orbiter and peer servers, side by side: a C load "
     "generator (needs gcc) holds the subscribers and publishes; spawned servers run one at "
     "a time, each --repeat times, interleaved; medians are reported (docs/benchmarks.md)."
+)
+
+NODES_EXAMPLE = (
+    "cross-node latency: orbiter bench latency --nodes 2 runs orbiter on one node, then on\n"
+    "two nodes sharing a private redis-server (or --orbiter-arg=--engine=redis://...), the\n"
+    "subscribers split by an nginx in front of both rows, the publisher on the first node."
 )
 
 _TRANSPORT_NAMES = {"ws": "WebSocket", "sse": "SSE", "longpoll": "long-poll", "sockjs": "SockJS"}
@@ -60,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="orbiter bench",
         description=DESCRIPTION,
-        epilog=f"presets:\n{presets}",
+        epilog=f"presets:\n{presets}\n\n{NODES_EXAMPLE}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("preset", choices=sorted(PRESETS), help="one of the presets below")
@@ -85,6 +96,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--html", default="bench-result.html", help="HTML plot file")
     p.add_argument("--orbiter-arg", action="append", default=[], help="extra `orbiter serve` arg")
     p.add_argument("--baseline", help="source tree that --spawn orbiter-before runs")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="N > 1: orbiter on 1 node and on N nodes sharing one Redis (the --engine of "
+        "--orbiter-arg, else a private redis-server), side by side, the subscribers split "
+        "over the nodes by an nginx in front of both rows, the publisher on the first node "
+        "(cross-node latency: orbiter bench latency --nodes 2)",
+    )
     p.add_argument(
         "--write-delay",
         type=float,
@@ -121,6 +141,15 @@ def parse_target(text: str) -> Target:
     return Target(fields.get("name", flavor), flavor, url, pid, fields.get("pub"))
 
 
+def _node_rows(nodes: int, spawn_names: list[str], targets: list[Target]) -> list[tuple[str, str]]:
+    """The rows of a ``--nodes`` run: orbiter on one node, then on ``nodes``."""
+    if nodes < 2:
+        raise BenchError(f"--nodes must be at least 2 (or 1, the default), not {nodes}")
+    if targets or spawn_names != ["orbiter"]:
+        raise BenchError("--nodes compares orbiter with itself: --spawn orbiter only, no --target")
+    return [("nodes", "orbiter 1 node"), ("nodes", f"orbiter {nodes} nodes")]
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     overrides = {
@@ -152,39 +181,71 @@ def main(argv: list[str]) -> int:
     spawn_names = args.spawn.split(",") if args.spawn else ([] if targets else ["orbiter"])
     server_cpu = None if args.no_pin else args.server_cpu
     loadgen_cpu = None if args.no_pin else args.loadgen_cpu
+    orbiter_args = tuple(args.orbiter_arg)
+    order = [("spawn", n) for n in spawn_names] + [("target", t.name) for t in targets]
+    redis: PrivateRedis | None = None
+    if args.nodes != 1:
+        try:
+            order = _node_rows(args.nodes, spawn_names, targets)
+            if engine_arg(orbiter_args) is None:
+                redis = PrivateRedis(server_cpu)
+        except (BenchError, Unavailable) as exc:
+            print(f"orbiter bench: {exc}", file=sys.stderr)
+            return 2
     runs: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
-    order = [("spawn", n) for n in spawn_names] + [("target", t.name) for t in targets]
-    for _ in range(args.repeat):
-        for kind, name in order:
-            if name in skipped:
-                continue
-            spawned: Spawned | None = None
-            try:
-                if kind == "spawn":
-                    spawned = spawn(
-                        name, server_cpu, tuple(args.orbiter_arg), args.baseline, args.write_delay
-                    )
-                    target = spawned.target
-                else:
-                    target = next(t for t in targets if t.name == name)
-                result = run(scenario, target, loadgen_cpu=loadgen_cpu)
-            except (Unavailable, FlavorError) as exc:
-                skipped[name] = str(exc)
-                print(f"orbiter bench: skipping {name}: {exc}", file=sys.stderr)
-                continue
-            except BenchError as exc:
-                print(f"orbiter bench: {name}: {exc}", file=sys.stderr)
-                return 1
-            finally:
-                if spawned is not None:
-                    spawned.stop()
-            runs.setdefault(name, []).append(result)
-            s = report.summarize([result])
-            print(report.markdown_table([s]).splitlines()[-1], file=sys.stderr)
+    try:
+        for _ in range(args.repeat):
+            for kind, name in order:
+                if name in skipped:
+                    continue
+                spawned: Spawned | SpawnedNodes | None = None
+                try:
+                    if kind == "nodes":
+                        count = int(name.split()[1])
+                        spawned = spawn_nodes(
+                            count,
+                            name,
+                            server_cpu,
+                            orbiter_args,
+                            redis.url if redis is not None else "",
+                            args.write_delay,
+                            (redis.process.pid,) if redis is not None else (),
+                        )
+                        target = spawned.target
+                    elif kind == "spawn":
+                        spawned = spawn(
+                            name, server_cpu, orbiter_args, args.baseline, args.write_delay
+                        )
+                        target = spawned.target
+                    else:
+                        target = next(t for t in targets if t.name == name)
+                    result = run(scenario, target, loadgen_cpu=loadgen_cpu)
+                    if isinstance(spawned, SpawnedNodes):
+                        result["split"] = spawned.split(result["subscribers"])
+                        print(f"{name}: connections per node {result['split']}", file=sys.stderr)
+                except (Unavailable, FlavorError) as exc:
+                    skipped[name] = str(exc)
+                    print(f"orbiter bench: skipping {name}: {exc}", file=sys.stderr)
+                    continue
+                except BenchError as exc:
+                    print(f"orbiter bench: {name}: {exc}", file=sys.stderr)
+                    return 1
+                finally:
+                    if spawned is not None:
+                        spawned.stop()
+                runs.setdefault(name, []).append(result)
+                s = report.summarize([result])
+                print(report.markdown_table([s]).splitlines()[-1], file=sys.stderr)
+    finally:
+        if redis is not None:
+            redis.stop()
     summaries = [report.summarize(r) for r in runs.values()]
     table = report.markdown_table(summaries)
     print(f"\n{scenario.name}: {asdict(scenario)}\n\n{table}")
+    for name, rows in runs.items():
+        if "split" in rows[0]:
+            print(f"- {name}: connections per node (port: count): {rows[0]['split']}")
     for name, why in skipped.items():
         print(f"- {name}: not measured: {why}")
     Path(args.out).write_bytes(

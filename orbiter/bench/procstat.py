@@ -58,3 +58,14 @@ def sample(pid: int) -> ProcSample:
     if count == 0:
         raise ProcessLookupError(f"no process {pid}")
     return ProcSample(user + system, user, rss, count)
+
+
+def sample_all(pids: tuple[int, ...]) -> ProcSample:
+    """The sum of :func:`sample` over ``pids`` (a target of several processes)."""
+    samples = [sample(pid) for pid in pids]
+    return ProcSample(
+        sum(s.cpu_s for s in samples),
+        sum(s.user_s for s in samples),
+        sum(s.rss_bytes for s in samples),
+        sum(s.processes for s in samples),
+    )

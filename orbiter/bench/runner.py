@@ -40,6 +40,9 @@ class Target:
     pid: int | None = None
     #: Where the publisher connects, when not to ``url`` (Pushpin's control port).
     pub_url: str | None = None
+    #: The target's other processes, whose CPU and memory count with ``pid``'s (the
+    #: other nodes of ``--nodes N``, their nginx and Redis).
+    pids: tuple[int, ...] = ()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -48,6 +51,11 @@ class Target:
     @property
     def pub_host_port(self) -> tuple[str, int]:
         return _host_port(self.pub_url or self.url)
+
+
+def _sample(target: Target) -> procstat.ProcSample | None:
+    """CPU and memory of the target's processes so far; ``None`` if it names none."""
+    return procstat.sample_all((target.pid, *target.pids)) if target.pid else None
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -139,7 +147,7 @@ def run(
         subscriber_channels, max(scenario.channels, 1), scenario.messages
     )
     binary = loadgen_binary()
-    base = procstat.sample(target.pid) if target.pid else None
+    base = _sample(target)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="orbiter-bench-") as tmp:
         path = Path(tmp) / "loadgen.conf"
@@ -190,7 +198,7 @@ def _drive(
             _, ok, failed = line.split()
             if progress is not None:
                 progress.write(f"{label}: {ok} subscribers ready, {failed} failed\n")
-            at_ready = procstat.sample(target.pid) if target.pid else None
+            at_ready = _sample(target)
             started = time.monotonic()
             proc.stdin.write("GO\n")
             proc.stdin.flush()
@@ -201,7 +209,7 @@ def _drive(
                 bar.update(int(unique), int(unique) / max(elapsed, 1e-9))
         elif line.startswith("DONE"):
             wall = time.monotonic() - started
-            at_done = procstat.sample(target.pid) if target.pid else None
+            at_done = _sample(target)
             if bar is not None:
                 bar.end()
         elif line.startswith("{"):

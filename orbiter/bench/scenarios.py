@@ -58,6 +58,9 @@ PRESETS: dict[str, Scenario] = {
         Scenario("idle", subscribers=10_000, channels=1, messages=0),
         Scenario("fanout", subscribers=2_000, channels=1, messages=2_000),
         Scenario("fanout-rate", subscribers=2_000, channels=1, messages=2_000, rate=200),
+        # Unsaturated: the latency of a server with time to spare (with --nodes 2, the
+        # latency across nodes beside one node's).
+        Scenario("latency", subscribers=2_000, channels=1, messages=300, rate=10),
         Scenario("many-channels", subscribers=2_000, channels=2_000, messages=20_000, depth=8),
         Scenario(
             "many-channels-batch",
