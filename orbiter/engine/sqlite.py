@@ -398,6 +398,9 @@ class SqliteBroker(LocalBroker):
         elif len(batch.deletes) > DELETES_PER_TRANSACTION:
             self._upkeep.deletes = batch.deletes[DELETES_PER_TRANSACTION:]
             batch.deletes = batch.deletes[:DELETES_PER_TRANSACTION]
+        if len(batch.merges) > 1:  # one run a transaction: a few ms, never a long stall
+            self._upkeep.merges = batch.merges[1:]
+            batch.merges = batch.merges[:1]
         if not queued and not batch.upkeep:
             self._idle.set()
             return

@@ -33,10 +33,11 @@ from collections.abc import Iterable
 
 #: Rows with fewer kept publications than this are merged by the sweep...
 MERGE_BELOW = 16
-#: ... into rows of about this many publications...
-MERGE_TARGET = 1024
-#: ... at most this many rows a sweep.
-MERGES_PER_SWEEP = 64
+#: ... into rows of about this many publications (one such run a transaction:
+#: a few milliseconds of the writer's time)...
+MERGE_TARGET = 512
+#: ... at most this many runs a sweep.
+MERGES_PER_SWEEP = 256
 
 
 def pack_keys(keys: array[int]) -> bytes:

@@ -328,9 +328,19 @@ async def test_small_commits_are_merged_by_the_sweep_and_read_back(
             await broker.publish(f"c{i % 2}", i, POLICY)
         before = broker._index.commits_for(broker._streams["c0"].rows, 1, 13)
         assert len(_commit_ids(path)) == 25
+        merges: list[list[list[int]]] = []
+        write = broker._store.write
+
+        def counted(batch):  # the real write, its merges noted
+            merges.append(batch.merges)
+            write(batch)
+
+        broker._store.write = counted  # type: ignore[method-assign]
         broker.sweep()
         await broker._idle.wait()
         assert _commit_ids(path) == [10, 20, 21, 22, 23, 24, 25]
+        # One run a transaction, so that no commit waits behind a long merge.
+        assert merges == [[list(range(1, 11))], [list(range(11, 21))]]
         page = await broker.history("c0", None, POLICY)
         assert [p.data for p in page.publications] == list(range(0, 25, 2))
         # A read that resolved its rows before the merge finds them in the merged rows.
