@@ -339,8 +339,8 @@ class RedisBroker(Broker):
         #: Channels this node is subscribed to, by their pub/sub name, and back.
         self._subscribed: dict[str, bytes] = {}
         self._channel_of: dict[bytes, str] = {}
-        #: The last position delivered on each subscribed channel.
-        self._last: dict[str, StreamPosition] = {}
+        #: The last publication delivered on each subscribed channel (or where it stood).
+        self._last: dict[str, Publication | StreamPosition] = {}
         #: Subscriptions sent and not yet confirmed by Redis.
         self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -517,9 +517,9 @@ class RedisBroker(Broker):
             if isinstance(answer, BaseException):  # the call failed: every one of it did
                 results += [answer] * len(part)
                 continue
-            stamp = answer[0]
+            when = float(answer[0])
             for each in answer[1:]:
-                results.append(each if isinstance(each, BaseException) else (*each, stamp))
+                results.append(each if isinstance(each, BaseException) else (*each, when))
         return results
 
     def _packed_publish(self, items: list[_Queued]) -> bytes:
@@ -801,17 +801,23 @@ class RedisBroker(Broker):
                     )
                 return None
             offset, epoch, stamp, tags_length, rest = payload.split(b":", 4)
-            cut = int(tags_length)
-            tags = orjson.loads(rest[:cut]) if cut else None
-            pub = Publication(
-                channel, int(offset), epoch.decode(), orjson.loads(rest[cut:]), float(stamp), tags
-            )
+            if tags_length == b"0":
+                tags, data = None, orjson.loads(rest)
+            else:
+                cut = int(tags_length)
+                tags, data = orjson.loads(rest[:cut]), orjson.loads(rest[cut:])
+            pub = Publication(channel, int(offset), epoch.decode(), data, float(stamp), tags)
             last = self._last.get(channel)
             if last is not None and not (pub.epoch == last.epoch and pub.offset == last.offset + 1):
                 if pub.epoch == last.epoch and pub.offset <= last.offset:
                     return None  # delivered already, from history
                 return self._catch_up(channel, pub)
-            self._deliver(pub)
+            self._last[channel] = pub
+            if self._on_publication is not None:
+                try:
+                    self._on_publication(pub)
+                except Exception:
+                    log.exception("delivering a publication of %r failed", channel)
         elif kind == b"subscribe" or kind == b"ssubscribe":
             name = message[1]
             for future in self._confirming.pop(name, []):
@@ -827,11 +833,12 @@ class RedisBroker(Broker):
     async def _catch_up(self, channel: str, pub: Publication | None) -> None:
         """Deliver what ``channel`` published since its last delivered position (up to and
         including ``pub``, which does not follow it), from history."""
-        last = self._last.get(channel)
-        if last is None:
+        held = self._last.get(channel)
+        if held is None:
             if pub is not None:
                 self._deliver(pub)
             return
+        last = StreamPosition(held.offset, held.epoch)
         everything = HistoryPolicy(2**31, math.inf, 0.0)
         try:
             page = await self.history(channel, last, everything)
@@ -875,7 +882,7 @@ class RedisBroker(Broker):
     def _deliver(self, pub: Publication) -> None:
         if pub.channel not in self._subscribed:
             return
-        self._last[pub.channel] = StreamPosition(pub.offset, pub.epoch)
+        self._last[pub.channel] = pub
         if self._on_publication is not None:
             try:
                 self._on_publication(pub)
