@@ -32,7 +32,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 
 #: Rows with fewer kept publications than this are merged by the sweep...
-MERGE_BELOW = 16
+MERGE_BELOW = 8
 #: ... into rows of about this many publications (one such run a transaction:
 #: a few milliseconds of the writer's time)...
 MERGE_TARGET = 512

@@ -303,6 +303,19 @@ def test_runs_of_small_rows_are_merged_into_their_last_which_stands_for_them(
     assert (index.dead, index.live[6]) == ([3], 2)
 
 
+def test_a_row_of_many_publications_is_not_merged_and_ends_a_run() -> None:
+    index = CommitIndex()
+    a = StreamRows()
+    counts = [1, 1, sqlite_index.MERGE_BELOW, 1, 1, 1]
+    offset = 0
+    for commit, count in enumerate(counts, start=1):
+        index.committed(commit, count, float(commit))
+        for _ in range(count):
+            offset += 1
+            index.add(a, offset, commit)
+    assert index.merges() == [[1, 2]]  # 3 is big enough; 4..6 wait for more
+
+
 def test_a_merge_brings_back_its_last_row_if_it_died_meanwhile() -> None:
     index = CommitIndex()
     a, b = StreamRows(), StreamRows()
