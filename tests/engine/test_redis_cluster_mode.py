@@ -391,3 +391,39 @@ async def test_a_read_answered_tryagain_mid_resharding_is_asked_again(
     finally:
         redis_cluster.finish_move(slot, target, source)
     assert redis_cluster.port_of(keys.meta(channel)) == target
+
+
+async def test_a_read_whose_master_died_goes_to_the_master_its_slot_went_to(
+    redis_prefix: str,
+) -> None:
+    # A cluster of its own: a slot handed over while its master is down stays disputed
+    # once that master is back.
+    redis_cluster = RedisCluster()
+    broker = ClusterRedisBroker(redis_cluster.url, prefix=redis_prefix, backoff=(0.05, 0.2))
+    try:
+        await broker.start()
+        keys = ClusterKeys(redis_prefix)
+        down_port, up_port = redis_cluster.ports[1], redis_cluster.ports[2]
+        lost = _channel_on(redis_cluster, keys, down_port)
+        other = next(
+            f"o{n}"
+            for n in range(1000)
+            if redis_cluster.port_of(keys.meta(f"o{n}")) == down_port
+            and redis_cluster.slot_of(keys.meta(f"o{n}")) != redis_cluster.slot_of(keys.meta(lost))
+        )
+        for channel in (lost, other):
+            await broker.publish(channel, "before", POLICY)
+        redis_cluster.stop_node(down_port)
+        # as a failover would: the slot of `lost` (its data lost) now on a live master,
+        # while the broker's slot map still names the stopped one
+        redis_cluster.assign_slot(redis_cluster.slot_of(keys.meta(lost)), up_port)
+        page = await broker.history(lost, None, POLICY)  # refused, map read, sent there
+        assert page.publications == []
+        # a slot still on the stopped master fails at once, without waiting
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(EngineUnavailable, match="connecting"):
+            await broker.history(other, None, POLICY)
+        assert asyncio.get_running_loop().time() - started < 1
+    finally:
+        await broker.close()
+        redis_cluster.close()
