@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -58,8 +59,10 @@ def test_two_nodes_and_one_node_rows_and_every_publication_everywhere(
         assert (run["lost"], run["subscribers_with_loss"]) == (0, 0), name
         assert (run["duplicates"], run["unexpected"]) == (0, 0), name
         assert sorted(run["split"].values()) == splits, (name, run["split"])
-        # the publisher posts to the first node, the subscribers come through nginx
+        # the publisher posts to one of the nodes (the first), the subscribers come
+        # through nginx: on two nodes, half of them get every publication through Redis
         assert run["target"]["pub_url"] != run["target"]["url"], name
+        assert str(urlsplit(run["target"]["pub_url"]).port) in run["split"], name
         assert run["latency_ms"]["p99"] > 0, name
 
 
