@@ -28,9 +28,10 @@ published least recently are dropped first; the file still has them). A
 history read the window does not cover reads the file in the reader thread
 (its own connection; WAL lets it read while the writer writes), never on
 the event loop. History is bounded on disk by each channel's rule (size,
-age): reads apply it at once, the periodic sweep deletes what it excludes;
-and over the node by ``max_disk_bytes`` (the sweep deletes the oldest
-publications of every channel first).
+age): reads apply it at once, the periodic sweep lets go of what it
+excludes (a commit row is deleted once nothing in it is kept:
+``engine/sqlite_index.py``); and over the node by ``max_disk_bytes`` (the
+sweep deletes the oldest commit rows first).
 
 Streams and the *void epoch* of channels never published behave as in the
 memory engine (``engine/memory.py``), and both live in the file, so a
