@@ -169,7 +169,7 @@ class ClusterRedisBroker(RedisBroker):
         asked: dict[int, ClusterNode] = {}  # by index: the node an ASK named, not yet sent
         followed: set[int] = set()  # the indexes whose ASK was followed (once only)
         delay = FIRST_BACKOFF
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             groups: dict[tuple[str, bool], tuple[ClusterNode, list[int]]] = {}
             uncovered = False
             for index in todo:
@@ -211,13 +211,13 @@ class ClusterRedisBroker(RedisBroker):
                         todo.append(index)
                         moved = True
                         wait = wait or not isinstance(result, MovedError)
+            if wait and todo and attempt < ATTEMPTS - 1:  # a resharding or a failover
+                await asyncio.sleep(delay)  # under way: give it time, then read the map
+                delay *= 2
             if moved:  # for the next batch too, when nothing is to be sent again
                 await self._refresh_slots()
             if not todo:
                 break
-            if wait:  # a resharding or a failover under way: give it time
-                await asyncio.sleep(delay)
-                delay *= 2
         for index, result in enumerate(results):
             if isinstance(result, (TryAgainError, ClusterDownError)):
                 said = "TRYAGAIN" if isinstance(result, TryAgainError) else "CLUSTERDOWN"

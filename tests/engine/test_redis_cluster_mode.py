@@ -427,3 +427,35 @@ async def test_a_read_whose_master_died_goes_to_the_master_its_slot_went_to(
     finally:
         await broker.close()
         redis_cluster.close()
+
+
+async def test_a_publish_answered_tryagain_mid_resharding_is_kept_once_when_it_ends(
+    redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
+) -> None:
+    publisher, subscriber = brokers
+    keys = ClusterKeys(redis_prefix)
+    source, target = redis_cluster.ports[2], redis_cluster.ports[0]
+    channel = next(
+        f"t{n}" for n in range(1000) if redis_cluster.port_of(keys.meta(f"t{n}")) == source
+    )
+    slot = redis_cluster.slot_of(keys.meta(channel))
+    got: list[Publication] = []
+    subscriber.set_handlers(got.append, lambda _: None)
+    await subscriber.subscribe(channel)
+    await publisher.publish(channel, 1, POLICY)
+    await _until(lambda: len(got) == 1)
+    history = keys.history(channel)
+    redis_cluster.begin_move(slot, target, only=lambda key: key == history)  # TRYAGAIN
+    try:
+        # the move ends after the third TRYAGAIN: the publish waits and is sent again
+        done = _after_errors(redis_cluster, "TRYAGAIN", 3)
+        done.add_done_callback(lambda _: redis_cluster.finish_move(slot, target, source))
+        kept = await publisher.publish(channel, 2, POLICY)
+        assert await done
+    finally:
+        redis_cluster.finish_move(slot, target, source)
+    assert kept.offset == 2
+    page = await publisher.history(channel, None, POLICY)
+    assert [(p.offset, p.data) for p in page.publications] == [(1, 1), (2, 2)]  # once
+    await _until(lambda: len(got) == 2)  # caught up once its channel follows the slot
+    assert [(p.offset, p.data) for p in got] == [(1, 1), (2, 2)]
