@@ -19,8 +19,11 @@ a publication that cannot reach Redis (or whose answer is lost) fails with
 a retry after a lost answer could publish twice. Publications queued in one
 loop iteration go to Redis in one pipeline (one round trip, in order), one
 pipeline in flight at a time, so their order is the order they were queued;
-the pipeline runs on a connection of its own, packed and read in bulk
-(``engine/redis_wire.py``), and a reply error fails that publication alone.
+the pipeline runs on a connection of its own (``engine/redis_wire.py``'s
+``CommandLink``) whose answers are handed to the publishers in the I/O
+callback that parsed them, the last one sending what was queued meanwhile;
+a refused publication fails alone, a lost connection fails what was in
+flight on it.
 
 **Void epoch.** A channel never published reads as offset 0 of an epoch
 its first publication keeps, and reading stores nothing per channel. That
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
@@ -81,7 +85,7 @@ from orbiter.engine.base import (
     Survey,
 )
 from orbiter.engine.redis_cluster import ClusterLink
-from orbiter.engine.redis_wire import CommandPipe, ReplyStream, pack_command
+from orbiter.engine.redis_wire import CommandLink, ReplyStream, pack_command
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
 log = logging.getLogger("orbiter.engine.redis")
@@ -334,8 +338,19 @@ class RedisBroker(Broker):
         self._closed = False
         self._pending: list[_Queued] = []
         self._sender: asyncio.Task[None] | None = None
-        #: The connection publications go through (made on the first one).
-        self._pipe: CommandPipe | None = None
+        #: The connection publications go through (made on the first one), the script calls
+        #: sent on it not answered yet, when the last pipeline was sent, its watchdog, and
+        #: whether a flush is due at the end of this loop iteration.
+        self._publishing: CommandLink | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._sent_at = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._flush_due = False
+        #: Set by a close waiting for what is queued and in flight to be answered.
+        self._drained: asyncio.Future[None] | None = None
+        #: Publications go through the link, unless a subclass publishes its own way.
+        self._linked = type(self)._run_publishes is RedisBroker._run_publishes
         #: Channels this node is subscribed to, by their pub/sub name, and back.
         self._subscribed: dict[str, bytes] = {}
         self._channel_of: dict[bytes, str] = {}
@@ -426,14 +441,20 @@ class RedisBroker(Broker):
         if self._sender is not None:
             with contextlib.suppress(Exception):
                 await self._sender
+        # What is queued or in flight on the link is answered first (within the timeout).
+        if self._pending or self._in_flight:
+            self._drained = self._loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained, COMMAND_TIMEOUT)
+        self._drop_publishing("the engine closed")
+        self._fail(self._pending, PublishFailed("the engine is closed"))
+        self._pending = []
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         if self._joins:
             await self.cluster.close()
-        if self._pipe is not None:
-            await self._pipe.drop()
         await self._redis.aclose()
 
     # ------------------------------------------------------------ publishing
@@ -453,12 +474,133 @@ class RedisBroker(Broker):
             raise PublishFailed("the engine is closed" if self._closed else "not started")
         future: asyncio.Future[Publication] = loop.create_future()
         self._pending.append(_Queued(channel, data, policy, tags, future))
-        if self._sender is None:
-            self._sender = loop.create_task(self._send_pending())
+        if not self._linked:
+            if self._sender is None:
+                self._sender = loop.create_task(self._send_pending())
+        elif not (self._flush_due or self._in_flight):
+            self._flush_due = True
+            loop.call_soon(self._flush)
         return future
 
+    # The publishing link: what is queued in one loop iteration goes as one pipeline, the
+    # answers are handed over in the I/O callback that parsed them (CommandLink), and the
+    # last answer of a pipeline sends what was queued meanwhile as the next one.
+
+    def _flush(self) -> None:
+        """Send what is queued as one pipeline, unless one is in flight (its last answer
+        sends this one); the link is made first if need be."""
+        self._flush_due = False
+        if self._in_flight or not self._pending or self._connecting is not None:
+            return
+        link = self._publishing
+        loop = self._loop
+        assert loop is not None
+        if link is None or not link.usable:
+            self._connecting = loop.create_task(self._connect_publishing())
+            return
+        batch, self._pending = self._pending, []
+        step = PUBLISH_MANY_MAX
+        parts = [batch[start : start + step] for start in range(0, len(batch), step)]
+        self._in_flight = len(parts)
+        self._sent_at = loop.time()
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(COMMAND_TIMEOUT, self._watch)
+        link.send(
+            b"".join([self._packed_publish(part) for part in parts]),
+            [functools.partial(self._answered, part, False) for part in parts],
+        )
+
+    def _answered(self, part: list[_Queued], again: bool, answer: Any) -> None:
+        """Answer the publishers of ``part`` with Redis's answer to its script call; a call
+        refused for a lost script (Redis restarted: it ran nothing) is sent once more with
+        the script's text (``EVAL`` keeps it for the next calls)."""
+        if not again and _is_noscript(answer) and self._publishing is not None:
+            self._publishing.send(
+                self._packed_publish(part, with_text=True),
+                [functools.partial(self._answered, part, True)],
+            )
+            return
+        self._in_flight -= 1
+        if isinstance(answer, ResponseError):  # the call refused as a whole (OOM, BUSY)
+            self._fail(part, PublishFailed(f"Redis refused it: {answer}"))
+        elif isinstance(answer, BaseException):  # the connection lost: the answers with it
+            self.failures += 1
+            log.error("could not publish %d publications: %s", len(part), answer)
+            self._fail(part, PublishFailed(f"the server could not reach Redis: {answer}"))
+        else:
+            when = float(answer[0])
+            for item, each in zip(part, answer[1:], strict=True):
+                future = item.future
+                if future.done():
+                    continue
+                if isinstance(each, BaseException):
+                    future.set_exception(PublishFailed(f"Redis refused it: {each}"))
+                    continue
+                offset, epoch = each
+                future.set_result(
+                    Publication(
+                        item.channel, int(offset), epoch.decode(), item.data, when, item.tags
+                    )
+                )
+        if not self._in_flight:
+            if self._pending:
+                self._flush()
+            else:
+                self._quiet()
+
+    def _quiet(self) -> None:
+        """Nothing is queued or in flight: a close waiting for that may go on."""
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    @staticmethod
+    def _fail(items: list[_Queued], failure: PublishFailed) -> None:
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(failure)
+
+    async def _connect_publishing(self) -> None:
+        """Make the publishing link, then send what is queued; if Redis cannot be reached,
+        what is queued fails (never waits for a Redis that may not come back)."""
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                connection = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+                self._publishing = await CommandLink.open(connection)
+        except Exception as exc:
+            self._publishing = None
+            self.failures += 1
+            log.error("could not publish %d publications: %s", len(self._pending), exc)
+            queued, self._pending = self._pending, []
+            self._fail(queued, PublishFailed(f"the server could not reach Redis: {exc}"))
+        finally:
+            self._connecting = None
+        if self._pending:
+            self._flush()
+        elif not self._in_flight:
+            self._quiet()
+
+    def _watch(self) -> None:
+        """Cut the link when a pipeline waited :data:`COMMAND_TIMEOUT` for its answers."""
+        self._watchdog = None
+        if not self._in_flight or self._loop is None:
+            return
+        left = self._sent_at + COMMAND_TIMEOUT - self._loop.time()
+        if left > 0:
+            self._watchdog = self._loop.call_later(left, self._watch)
+        elif self._publishing is not None:
+            self._publishing.abort(f"Redis did not answer within {COMMAND_TIMEOUT:g} s")
+
+    def _drop_publishing(self, why: str) -> None:
+        """Cut the publishing link (what is in flight on it fails); the next pipeline
+        makes another."""
+        link, self._publishing = self._publishing, None
+        if link is not None:
+            link.abort(why)
+
     async def _send_pending(self) -> None:
-        """Send what is queued, one pipeline at a time, until nothing is."""
+        """Send what is queued through :meth:`_run_publishes`, one pipeline at a time, until
+        nothing is (a subclass's way to publish: the cluster mode's)."""
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
@@ -493,37 +635,15 @@ class RedisBroker(Broker):
             self._sender = None
 
     async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
-        """Publish ``batch``, in order, in one round trip on this node's publishing
-        connection (:data:`_PUBLISH_MANY`, once per :data:`PUBLISH_MANY_MAX`): each one's
-        ``(offset, epoch, time)``, or the error that refused it in its place. A call
-        refused because Redis lost the script (it restarted) ran nothing: the script is
-        loaded and that call sent again."""
-        pipe = self._pipe
-        if pipe is None:
-            pool = self._redis.connection_pool
-            pipe = self._pipe = CommandPipe(pool.make_connection, COMMAND_TIMEOUT)
-        step = PUBLISH_MANY_MAX
-        parts = [batch[start : start + step] for start in range(0, len(batch), step)]
-        packed = [self._packed_publish(part) for part in parts]
-        answers = await pipe.run(b"".join(packed), len(parts))
-        lost = [index for index, answer in enumerate(answers) if _is_noscript(answer)]
-        if lost:  # nothing of those calls ran: load the script, send them again
-            await pipe.run(pack_command(("SCRIPT", "LOAD", _PUBLISH_MANY)), 1)
-            again = await pipe.run(b"".join([packed[index] for index in lost]), len(lost))
-            for index, answer in zip(lost, again, strict=True):
-                answers[index] = answer
-        results: list[Any] = []
-        for part, answer in zip(parts, answers, strict=True):
-            if isinstance(answer, BaseException):  # the call failed: every one of it did
-                results += [answer] * len(part)
-                continue
-            when = float(answer[0])
-            for each in answer[1:]:
-                results.append(each if isinstance(each, BaseException) else (*each, when))
-        return results
+        """Publish ``batch`` in order: each one's ``(offset, epoch, time)``, or the error that
+        refused it in its place. A subclass that publishes elsewhere overrides this (and is
+        then sent its publications by :meth:`_send_pending`); this class publishes through
+        its link (:meth:`_flush`) and never calls it."""
+        raise NotImplementedError
 
-    def _packed_publish(self, items: list[_Queued]) -> bytes:
-        """The call of :data:`_PUBLISH_MANY` for ``items``, packed for the wire."""
+    def _packed_publish(self, items: list[_Queued], *, with_text: bool = False) -> bytes:
+        """The call of :data:`_PUBLISH_MANY` for ``items``, packed for the wire (by its
+        SHA-1, or ``with_text`` to send the script itself)."""
         keys = self.keys
         names: list[str] = [keys.void]
         args: list[str | bytes | int] = [self._void_offer()]
@@ -532,6 +652,8 @@ class RedisBroker(Broker):
             size, ttl_ms, period = _policy_args(item.policy)
             names += (keys.meta(channel), keys.history(channel))
             args += (keys.pubsub(channel), size, ttl_ms, period, item.tags_json, item.encoded)
+        if with_text:
+            return pack_command(("EVAL", _PUBLISH_MANY, len(names), *names, *args))
         return pack_command(("EVALSHA", _PUBLISH_MANY_SHA, len(names), *names, *args))
 
     async def publish_presence(self, event: PresenceEvent) -> None:
@@ -750,8 +872,7 @@ class RedisBroker(Broker):
             (line[7:].strip() for line in text.splitlines() if line.startswith("run_id:")), ""
         )
         if self._run_id and run_id != self._run_id:
-            if self._pipe is not None:
-                await self._pipe.drop()
+            self._drop_publishing("Redis restarted")
             with contextlib.suppress(Exception):
                 await self._redis.connection_pool.disconnect()
         self._run_id = run_id

@@ -14,15 +14,15 @@ never raised, so the answers of a pipeline stay one per command, in order.
 
 - :class:`ReplyStream`: one connected redis-py connection's replies, parsed in
   bulk (the pub/sub connection reads its messages through it).
-- :class:`CommandPipe`: one connection of its own that runs packed pipelines, one
-  at a time, and is dropped (and made again by the next run) on any failure, so a
-  reply is never taken for another command's.
+- :class:`CommandLink`: a connection of its own whose replies go, in the loop's I/O
+  callback, to the handler sent with each command (the publications' path: their
+  publishers are answered without a loop iteration between).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +30,6 @@ import hiredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: Bytes asked of the socket per read.
 READ_SIZE = 65536
@@ -116,49 +115,108 @@ class ReplyStream:
             await self._fill()
 
 
-class CommandPipe:
-    """A connection of its own (made by ``connect``, an unconnected redis-py connection) that
-    runs one pipeline at a time: packed commands out in one write, their replies back in
-    order, within ``timeout`` seconds.
+#: What a command's reply is handed to: the reply, a ResponseError in its place, or a
+#: ``ConnectionError`` when the connection was lost before it came.
+ReplyHandler = Callable[[Any], None]
 
-    Any failure (the connection lost, no answer in time, cancellation) drops the connection
-    and is raised: what Redis did with the commands is unknown, and the next run makes a new
-    connection rather than read a reply meant for them.
+
+class CommandLink(asyncio.Protocol):
+    """A connection of its own whose replies are handed over as they are parsed, in the
+    loop's I/O callback, each to the handler sent with its command: no task, no coroutine
+    and no loop iteration between a reply and its handler.
+
+    Made by :meth:`open` from an unconnected redis-py connection (which does the
+    handshake), whose transport it then takes over. When the connection is lost (or
+    :meth:`abort`), every handler still waiting gets a ``ConnectionError``.
     """
 
-    def __init__(self, connect: Callable[[], AbstractConnection], timeout: float) -> None:
-        self._connect = connect
-        self._timeout = timeout
-        self._connection: AbstractConnection | None = None
-        self._stream: ReplyStream | None = None
+    def __init__(self) -> None:
+        self._parser = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self._waiting: deque[ReplyHandler] = deque()
+        self._transport: asyncio.WriteTransport | None = None
+        self._write: Callable[[bytes], None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lost: BaseException | None = None
 
-    async def run(self, packed: bytes, count: int) -> list[Any]:
-        """Send ``packed`` (``count`` commands) and return their ``count`` replies."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                stream = self._stream
-                if stream is None:
-                    stream = await self._open()
-                stream.send(packed)
-                await stream.drain()
-                return await stream.replies(count)
-        except TimeoutError:
-            await self.drop()
-            raise RedisTimeoutError(f"Redis did not answer within {self._timeout:g} s") from None
-        except BaseException:
-            await self.drop()
-            raise
-
-    async def _open(self) -> ReplyStream:
-        connection = self._connect()
-        self._connection = connection
+    @classmethod
+    async def open(cls, connection: AbstractConnection) -> CommandLink:
+        """Connect ``connection`` (AUTH, SELECT, TLS: redis-py's handshake), then read it."""
         await connection.connect()  # type: ignore[no-untyped-call]
-        self._stream = ReplyStream(connection)
-        return self._stream
+        writer = getattr(connection, "_writer", None)  # see ReplyStream
+        if not isinstance(writer, asyncio.StreamWriter):
+            raise RedisConnectionError("the redis-py connection keeps its stream elsewhere")
+        link = cls()
+        transport = writer.transport
+        transport.set_protocol(link)
+        # The transport is the link's now: the redis-py connection forgets it (or its
+        # finalizer would close it whenever the connection is collected), and the link
+        # holds its stream writer (whose finalizer closes it too).
+        connection._reader = connection._writer = None
+        link._writer = writer
+        link._transport = transport
+        link._write = transport.write
+        return link
 
-    async def drop(self) -> None:
-        """Close the connection (the next run makes another)."""
-        connection, self._connection, self._stream = self._connection, None, None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+    @property
+    def usable(self) -> bool:
+        """Commands sent now may be answered (the connection was not lost)."""
+        return self._lost is None and self._transport is not None
+
+    @property
+    def waiting(self) -> int:
+        """Commands sent and not answered yet."""
+        return len(self._waiting)
+
+    def send(self, packed: bytes, handlers: list[ReplyHandler]) -> None:
+        """Write ``packed`` commands, one handler per command, in order."""
+        if self._lost is not None or self._write is None:
+            error = RedisConnectionError(f"the connection to Redis was lost: {self._lost}")
+            for handler in handlers:
+                handler(error)
+            return
+        self._waiting.extend(handlers)
+        self._write(packed)
+
+    def abort(self, why: str) -> None:
+        """Cut the connection now: every handler waiting gets a ``ConnectionError``."""
+        if self._lost is None:
+            self._lost = RedisConnectionError(why)
+        if self._transport is not None:
+            self._transport.abort()
+        self._fail_waiting()
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        try:
+            parser.feed(data)
+            reply = parser.gets()
+        except InvalidResponse as exc:
+            self.abort(f"Redis sent what is not RESP: {exc}")
+            return
+        waiting = self._waiting
+        while reply is not False:
+            if not waiting:
+                self.abort("Redis sent a reply to no command")
+                return
+            waiting.popleft()(reply)
+            try:
+                reply = parser.gets()
+            except InvalidResponse as exc:
+                self.abort(f"Redis sent what is not RESP: {exc}")
+                return
+
+    def eof_received(self) -> bool:
+        return False  # closes the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost is None:
+            self._lost = RedisConnectionError(
+                f"Redis closed the connection: {exc}" if exc else "Redis closed the connection"
+            )
+        self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, deque()
+        error = self._lost
+        for handler in waiting:
+            handler(error)

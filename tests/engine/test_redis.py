@@ -85,13 +85,13 @@ async def test_a_second_node_gets_the_first_ones_publications_once_in_order(brok
 async def test_publications_queued_together_go_in_one_pipeline(brokers) -> None:
     broker = await brokers()
     batches: list[int] = []
-    run = broker._run_publishes
+    pack = broker._packed_publish
 
-    async def counted(batch):
+    def counted(batch, **how):
         batches.append(len(batch))
-        return await run(batch)
+        return pack(batch, **how)
 
-    broker._run_publishes = counted
+    broker._packed_publish = counted
     futures = [broker.publish_soon("c", i, POLICY) for i in range(50)]
     pubs = [await f for f in futures]
     assert [p.offset for p in pubs] == list(range(1, 51))  # queued order is offset order
@@ -392,13 +392,13 @@ async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
     await admin.set(broker.keys.meta("bad"), "not a hash")
     await admin.aclose()
     batches: list[int] = []
-    run = broker._run_publishes
+    pack = broker._packed_publish
 
-    async def counted(batch: list[Any]) -> list[Any]:
+    def counted(batch: list[Any], **how: bool) -> bytes:
         batches.append(len(batch))
-        return await run(batch)
+        return pack(batch, **how)
 
-    broker._run_publishes = counted  # type: ignore[method-assign]
+    broker._packed_publish = counted  # type: ignore[method-assign,assignment]
     channels = ["a", "bad", "a", "b", "bad", "b", "a"]
     futures = [broker.publish_soon(channel, i, POLICY) for i, channel in enumerate(channels)]
     results = await asyncio.gather(*futures, return_exceptions=True)
