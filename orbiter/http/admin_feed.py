@@ -16,6 +16,16 @@ connection (:meth:`orbiter.node.Node.admit`): past them it is refused 503
 before the handshake, so sockets held unauthenticated cannot exhaust them. Then it
 gets ``{"hello": {"node", "interval"}}`` and each sample as one text message;
 a reader that falls :data:`MAX_QUEUED` samples behind misses the next ones.
+
+On a clustered engine (Redis, ``--workers N``) each tick also asks the other
+nodes for their sample through the engine's survey
+(:func:`orbiter.http.api_cluster.every_share`, kind :data:`SURVEY_KIND`): one
+survey per tick, only while this node has a reader. The sample published then
+carries ``cluster: {nodes, answered, by_node}`` (the nodes alive, how many
+answered, and each answering node's sample, this node's first); the page sums
+``by_node`` for its tiles and shows each node's row. Samples are published
+through PubSub, so on Redis every node's ``$admin`` readers get every node's
+samples: the page keeps those of the node that said ``hello``.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from aiohttp import WSMsgType, web
 from orbiter.engine.base import PublishFailed
 from orbiter.http.admin_api import check_admin
 from orbiter.http.api import ApiError
+from orbiter.http.api_cluster import every_share
 from orbiter.http.metrics import NODE_NAME
 from orbiter.model import JSON, TooManyConnections
 from orbiter.services.shared_batch import SharedBatch
@@ -48,6 +59,8 @@ INTERVAL = 1.0
 KEY_TIMEOUT = 5.0
 #: Samples one reader may have waiting.
 MAX_QUEUED = 16
+#: The survey kind every node answers with its sample.
+SURVEY_KIND = "admin_sample"
 
 
 class StatsPublisher:
@@ -67,8 +80,18 @@ class StatsPublisher:
         pubsub = self._node.pubsub
         while pubsub.subscriber_count(ADMIN_CHANNEL) > 0:
             with contextlib.suppress(PublishFailed):  # a full disk: the next one may go
-                await pubsub.publish(ADMIN_CHANNEL, self._sample())
+                await pubsub.publish(ADMIN_CHANNEL, await self.cluster_sample())
             await asyncio.sleep(INTERVAL)
+
+    async def cluster_sample(self) -> dict[str, Any]:
+        """This node's sample; on a clustered engine with ``cluster`` (see the module's
+        docstring) from one survey of the other nodes."""
+        own = self._sample()
+        if not self._node.broker.clustered:
+            return own
+        nodes, answers = await every_share(self._node, SURVEY_KIND, own)
+        samples = [answer for answer in answers if isinstance(answer, dict)]
+        return {**own, "cluster": {"nodes": nodes, "answered": len(samples), "by_node": samples}}
 
     async def close(self) -> None:
         if self._task is not None:
@@ -164,6 +187,7 @@ async def _write(ws: web.WebSocketResponse, reader: _Reader) -> None:
 
 def add_admin_feed(app: web.Application, node: Node, sample: Callable[[], dict[str, Any]]) -> None:
     publisher = app[_PUBLISHER] = StatsPublisher(node, sample)
+    node.broker.set_answerer(SURVEY_KIND, lambda _: sample())
 
     async def stop(app: web.Application) -> None:
         await publisher.close()

@@ -1,7 +1,8 @@
 // admin.js — the dashboard at /admin. The API key is asked once, kept in this tab's
 // sessionStorage and sent only in the X-API-Key header (and the feed's first message):
 // never in a URL. Live numbers come from /admin/feed (the node's $admin channel, once a
-// second); the lists from /api/admin/* every two seconds (every node's connections, each
+// second; on a cluster each sample carries every answering node's, summed in the tiles and
+// listed per node); the lists from /api/admin/* every two seconds (every node's connections, each
 // with the node that holds it; its disconnect button reaches that node through the engine).
 "use strict";
 
@@ -11,7 +12,7 @@ const $ = (id) => document.getElementById(id);
 
 let feed = null;
 let listTimer = null;
-let previous = null; // the last sample, for rates
+let previous = new Map(); // node -> its last sample's counts, for rates
 let node = null;
 const series = { connections: [], "pub-rate": [], "deliv-rate": [], latency: [] };
 const offsets = new Map(); // channel -> [offset, epoch, time]
@@ -78,45 +79,125 @@ function connectFeed() {
 }
 
 function sum(values) {
-  return Object.values(values || {}).reduce((a, b) => a + b, 0);
+  return Object.values(values || {}).reduce((a, b) => a + number(b), 0);
 }
 
-function showSample(sample) {
-  const connections = sum(sample.connections);
-  $("t-connections").textContent = connections;
-  $("t-transports").textContent = Object.entries(sample.connections)
-    .map(([transport, count]) => `${transport} ${count}`)
-    .join(" · ");
-  $("t-published").textContent = sample.published;
-  $("t-delivered").textContent = sample.delivered;
-  const counters = sample.counters || {};
-  $("t-slow").textContent = counters.limit_outgoing_buffer || 0;
-  $("t-limits").textContent = Object.entries(counters)
-    .filter(([name]) => name.startsWith("limit_"))
-    .reduce((total, [, count]) => total + count, 0);
-  const engine = sample.engine || {};
-  $("t-history").textContent = bytes(engine.history_bytes || 0);
-  $("t-streams").textContent = engine.channels === undefined ? "–" : engine.channels;
-  let pubRate = 0;
-  let delivRate = 0;
-  let latency = null;
-  if (previous) {
-    const seconds = Math.max(0.001, sample.time - previous.time);
-    pubRate = (sample.published - previous.published) / seconds;
-    delivRate = (sample.delivered - previous.delivered) / seconds;
-    if (sample.latency && previous.latency) {
-      const count = sum(sample.latency.counts) - sum(previous.latency.counts);
-      if (count > 0) latency = ((sample.latency.sum - previous.latency.sum) / count) * 1000;
+function number(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : 0;
+}
+
+// One node's figures from its sample, its rates against that node's previous sample.
+function figures(sample) {
+  const counters = sample.counters && typeof sample.counters === "object" ? sample.counters : {};
+  const engine = sample.engine && typeof sample.engine === "object" ? sample.engine : {};
+  const transports =
+    sample.connections && typeof sample.connections === "object" ? sample.connections : {};
+  const latency = sample.latency && Array.isArray(sample.latency.counts) ? sample.latency : null;
+  const row = {
+    node: String(sample.node),
+    transports,
+    connections: sum(transports),
+    published: number(sample.published),
+    delivered: number(sample.delivered),
+    slow: number(counters.limit_outgoing_buffer),
+    limits: Object.entries(counters)
+      .filter(([name]) => name.startsWith("limit_"))
+      .reduce((total, [, count]) => total + number(count), 0),
+    history: number(engine.history_bytes),
+    streams: engine.channels === undefined ? null : number(engine.channels),
+    pubRate: 0,
+    delivRate: 0,
+    latencyCount: 0,
+    latencySum: 0,
+  };
+  const before = previous.get(row.node);
+  if (before) {
+    const seconds = Math.max(0.001, number(sample.time) - before.time);
+    row.pubRate = Math.max(0, (row.published - before.published) / seconds);
+    row.delivRate = Math.max(0, (row.delivered - before.delivered) / seconds);
+    if (latency && before.latency) {
+      row.latencyCount = sum(latency.counts) - sum(before.latency.counts);
+      row.latencySum = number(latency.sum) - number(before.latency.sum);
     }
   }
-  previous = sample;
+  return row;
+}
+
+// A sample: this node's alone, or (cluster) every answering node's, summed in the tiles.
+function showSample(message) {
+  const cluster = message.cluster && Array.isArray(message.cluster.by_node) ? message.cluster : null;
+  const samples = (cluster ? cluster.by_node : [message]).filter(
+    (sample) => sample && typeof sample === "object",
+  );
+  const rows = samples.map(figures);
+  const seen = new Map();
+  for (const sample of samples) {
+    seen.set(String(sample.node), {
+      time: number(sample.time),
+      published: number(sample.published),
+      delivered: number(sample.delivered),
+      latency: sample.latency && Array.isArray(sample.latency.counts) ? sample.latency : null,
+    });
+  }
+  previous = seen;
+  const total = (field) => rows.reduce((a, row) => a + row[field], 0);
+  const transports = {};
+  for (const row of rows) {
+    for (const [transport, count] of Object.entries(row.transports)) {
+      transports[transport] = (transports[transport] || 0) + number(count);
+    }
+  }
+  const connections = total("connections");
+  $("t-connections").textContent = connections;
+  $("t-transports").textContent = Object.entries(transports)
+    .map(([transport, count]) => `${transport} ${count}`)
+    .join(" · ");
+  $("t-published").textContent = total("published");
+  $("t-delivered").textContent = total("delivered");
+  $("t-slow").textContent = total("slow");
+  $("t-limits").textContent = total("limits");
+  $("t-history").textContent = bytes(total("history"));
+  const streams = rows.filter((row) => row.streams !== null);
+  $("t-streams").textContent = streams.length ? streams.reduce((a, r) => a + r.streams, 0) : "–";
+  const pubRate = total("pubRate");
+  const delivRate = total("delivRate");
+  const count = total("latencyCount");
+  const latency = count > 0 ? (total("latencySum") / count) * 1000 : null;
   $("t-pub-rate").textContent = pubRate.toFixed(1);
   $("t-deliv-rate").textContent = delivRate.toFixed(1);
   if (latency !== null) $("t-latency").textContent = `${latency.toFixed(2)} ms`;
+  showNodes(cluster, rows);
   push("connections", connections);
   push("pub-rate", pubRate);
   push("deliv-rate", delivRate);
   push("latency", latency === null ? 0 : latency);
+}
+
+// The cluster's line ("N of M nodes answered") and each node's row; hidden on one node.
+function showNodes(cluster, rows) {
+  $("cluster").hidden = cluster === null;
+  if (cluster === null) {
+    $("cluster-state").textContent = "";
+    return;
+  }
+  const answered = `${rows.length} of ${number(cluster.nodes)} nodes answered`;
+  $("cluster-state").textContent = answered;
+  $("cluster-state").classList.toggle("error", rows.length < number(cluster.nodes));
+  $("nodes-total").textContent = `${answered}; the tiles are their sums`;
+  const body = $("nodes").tBodies[0];
+  body.replaceChildren();
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.node = row.node;
+    cell(tr, row.node === node ? `${row.node} (this page's)` : row.node);
+    cell(tr, row.connections);
+    cell(tr, row.pubRate.toFixed(1));
+    cell(tr, row.delivRate.toFixed(1));
+    cell(tr, row.slow);
+    cell(tr, row.limits);
+    cell(tr, bytes(row.history));
+    body.append(tr);
+  }
 }
 
 function bytes(n) {
@@ -312,7 +393,7 @@ function stop() {
   feed = null;
   if (ws) ws.close();
   clearInterval(listTimer);
-  previous = null;
+  previous = new Map();
 }
 
 onSubmit("login-form", async () => {

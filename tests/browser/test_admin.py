@@ -111,6 +111,9 @@ def test_numbers_lists_and_actions(new_page: Callable[[], Page], server: Running
     )
     before = _number(admin, "t-connections")
     published = _number(admin, "t-published")
+    # One node: no cluster line, no nodes table.
+    assert admin.locator("#cluster").is_hidden()
+    assert admin.locator("#cluster-state").inner_text() == ""
 
     ann = _client_page(new_page, server, "ann")
     bob = _client_page(new_page, server, "bob")
@@ -184,7 +187,8 @@ def test_the_list_shows_every_node_and_acts_on_the_other(
 ) -> None:
     """Two nodes on one real redis-server: the dashboard of node A lists a page's
     connection held by node B, with B in its node column, and its disconnect button
-    closes it there."""
+    closes it there; its tiles sum both nodes (A holds one page, B two and B's
+    publications), its header says both answered, its nodes table has each node's row."""
     redis = RedisServer()
     nodes: list[RunningServer] = []
     try:
@@ -193,6 +197,11 @@ def test_the_list_shows_every_node_and_acts_on_the_other(
             nodes.append(RunningServer(config, args=("--engine", redis.url)))
         a, b = nodes
         dee = _client_page(new_page, b, "dee")
+        _client_page(new_page, b, "fay")
+        _client_page(new_page, a, "eve")
+        app_server = Client(b.url, api_key=KEY)
+        for i in range(7):
+            app_server.publish("news:b", {"i": i})
         request = urllib.request.Request(
             b.url + "/api/admin/connections", headers={"X-API-Key": KEY}
         )
@@ -206,6 +215,22 @@ def test_the_list_shows_every_node_and_acts_on_the_other(
         row.wait_for()
         assert row.locator("td").nth(7).inner_text() == node_b
         assert "on 2 nodes" in admin.locator("#connections-total").inner_text()
+        # The tiles: both nodes' numbers summed (A alone holds 1 connection, B 2, and
+        # the 7 publications were made on B), not the node serving the page.
+        admin.wait_for_function(
+            "() => document.querySelector('#t-connections').textContent === '3'"
+        )
+        assert admin.locator("#t-transports").inner_text() == "websocket 3"
+        assert _number(admin, "t-published") >= 7
+        assert admin.locator("#cluster-state").inner_text() == "2 of 2 nodes answered"
+        assert admin.locator("#cluster").is_visible()
+        rows = admin.locator("#nodes tbody tr")
+        assert rows.count() == 2
+        by_node = {
+            rows.nth(i).get_attribute("data-node"): rows.nth(i).locator("td").nth(1).inner_text()
+            for i in range(2)
+        }
+        assert by_node == {node_a: "1", node_b: "2"}
         row.locator("button").click()
         dee.wait_for_function("() => window.seen.close !== null")
         assert dee.evaluate("() => window.seen.close") == [3503, "disconnected by an administrator"]

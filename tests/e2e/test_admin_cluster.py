@@ -106,3 +106,47 @@ async def test_either_node_lists_both_and_acts_on_the_other(
     finally:
         for client in clients.values():
             await client.close()
+
+
+async def _cluster_sample(server: RunningServer, want: int) -> tuple[str, dict[str, Any]]:
+    """This node's name and the first sample of its feed whose cluster section says that
+    both nodes answered and holds ``want`` connections in all (at most ~10 s)."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.url + "/admin/feed") as ws:
+        await ws.send_str(orjson.dumps({"key": KEY}).decode())
+        name = orjson.loads((await ws.receive(timeout=5)).data)["hello"]["node"]
+        sample: dict[str, Any] = {}
+        for _ in range(40):  # one sample a second per node; other nodes' go past too
+            sample = orjson.loads((await ws.receive(timeout=5)).data)
+            if sample["node"] != name:
+                continue
+            cluster = sample["cluster"]
+            total = sum(sum(s["connections"].values()) for s in cluster["by_node"])
+            if cluster["answered"] == cluster["nodes"] == 2 and total == want:
+                return name, sample
+        raise AssertionError(f"never 2 of 2 nodes with {want} connections: {sample}")
+
+
+async def test_the_feed_carries_every_node_sample(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """Node A's dashboard feed: A's own sample at the top (as on one node), and in
+    ``cluster`` both nodes' samples, each with the connections and publications it holds."""
+    a, b = nodes
+    clients = []
+    try:
+        for server, count in ((a, 1), (b, 3)):
+            for i in range(count):
+                clients.append(await NativeClient.open(server.ws_url, key=f"u{i}, 1, /adm"))
+        status, _ = await _call(b.url, "POST", "/api/publish", {"channel": ROOM, "data": 1})
+        assert status == 200
+        name_a, sample = await _cluster_sample(a, 4)
+        assert sample["connections"] == {"websocket": 1}  # A's own, as on one node
+        by_node = {s["node"]: s for s in sample["cluster"]["by_node"]}
+        assert sample["cluster"]["by_node"][0]["node"] == name_a  # this node's first
+        name_b = next(name for name in by_node if name != name_a)
+        assert by_node[name_b]["connections"] == {"websocket": 3}
+        assert by_node[name_b]["published"] >= 1
+        assert set(by_node[name_b]) >= {"delivered", "counters", "engine", "time"}
+    finally:
+        for client in clients:
+            await client.close()
