@@ -3,8 +3,9 @@
 The nodes are forked as ``--workers`` are (``orbiter/workers.py``: the same
 signals, restarts and private ``redis-server`` when no Redis is named), but
 each listens on a port of its own on 127.0.0.1, and an ``nginx`` started
-here (Debian's ``nginx`` or ``nginx-light``) serves ``--host:--port`` in
-front of them, with the configuration ``docs/cluster.md`` explains: a
+here (Debian's ``nginx`` or ``nginx-light``, run by :mod:`orbiter.nginx_front`)
+serves ``--host:--port`` in front of them, with the configuration
+``docs/cluster.md`` explains: a
 session's requests to its node (hashed by the SockJS session id or the
 Orbited key in the URL, else by client address: SockJS sessions and Orbited
 keys work without it, through Redis, so for them it saves the relay; parked
@@ -18,17 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from orbiter.config.settings import Config
+from orbiter.nginx_front import (
+    FrontSettings,
+    NginxFailed,
+    NginxFront,
+    SessionAffinity,
+    find_nginx,
+)
 from orbiter.workers import (
     PrivateRedis,
     Supervisor,
@@ -38,115 +41,6 @@ from orbiter.workers import (
 )
 
 log = logging.getLogger("orbiter.cluster")
-
-_NGINX_CONF = """\
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-daemon off;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      '';
-    }}
-    # The node of a request: by its session where it has one (SockJS sessions, the TCP
-    # proxy's, an Orbited 0.3 key), so a session's requests meet on its node whatever
-    # address each comes from; else by client address (parked live elements, keys).
-    # SockJS sessions and Orbited keys work without it (through Redis): for them it
-    # saves the relay. Parked live elements need it.
-    map $uri $orbiter_affinity {{
-        "~^(?:{sockjs}|/tcp/sockjs)/[^/]+/(?<sid>[^/]+)/" $sid;
-        "~^/(?<key>[^/|]*\\|[^,/]+,[^,/]+)," $key;
-        default $remote_addr;
-    }}
-    upstream orbiter {{
-        hash $orbiter_affinity consistent;
-{servers}
-        keepalive 64;
-        keepalive_timeout 5s;
-    }}
-    server {{
-        listen {listen};
-        location / {{
-            proxy_pass http://orbiter;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 75s;
-            proxy_send_timeout 75s;
-            client_max_body_size {body};
-        }}
-    }}
-}}
-"""
-
-
-class Nginx:
-    """An ``nginx`` in front of the nodes, its files in a temporary directory."""
-
-    def __init__(
-        self, binary: str, listen: str, ports: list[int], max_body: int, sockjs_prefix: str
-    ) -> None:
-        self._binary = binary
-        self._dir = Path(tempfile.mkdtemp(prefix="orbiter-nginx-"))
-        self._dir.chmod(0o755)  # its workers may run as another user
-        servers = "\n".join(f"        server 127.0.0.1:{port};" for port in ports)
-        conf = _NGINX_CONF.format(
-            dir=self._dir,
-            servers=servers,
-            listen=listen,
-            body=max_body,
-            sockjs=re.escape(sockjs_prefix),
-        )
-        self.conf = self._dir / "nginx.conf"
-        self.conf.write_text(conf)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it; :class:`WorkersRefused` with nginx's complaint if its config is refused."""
-        test = subprocess.run(
-            [self._binary, "-t", "-q", "-p", str(self._dir), "-c", str(self.conf)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if test.returncode != 0:
-            raise WorkersRefused(f"nginx refused its configuration: {test.stderr.strip()}")
-        self.process = subprocess.Popen(
-            [self._binary, "-p", str(self._dir), "-c", str(self.conf)],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # stopped by this process, after the signal reached it
-        )
-
-    def failed(self) -> str | None:
-        """Why nginx is no longer running (its error log's last line), or None."""
-        if self.process is None or self.process.poll() is None:
-            return None
-        lines = (self._dir / "error.log").read_text(errors="replace").strip().splitlines()
-        return f"nginx exited ({lines[-1] if lines else 'status ' + str(self.process.returncode)})"
-
-    def stop(self) -> None:
-        """SIGQUIT (graceful), killed if it has not stopped within 10 s; its files removed."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(3)  # SIGQUIT: finish the requests under way
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _wait_listening(ports: list[int], timeout: float = 30.0) -> None:
@@ -170,7 +64,7 @@ def run_cluster(config: Config, nodes: int, *, engine_configured: bool) -> int:
     if config.port == 0:
         raise WorkersRefused("orbiter cluster needs a port for nginx to listen on (--port)")
     url = engine_for_workers(config, nodes, engine_configured=engine_configured)
-    nginx_binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    nginx_binary = find_nginx()
     front = f"{config.host}:{config.port}"
     private: PrivateRedis | None = None
     if url is None:
@@ -185,12 +79,16 @@ def run_cluster(config: Config, nodes: int, *, engine_configured: bool) -> int:
                 reserved.enter_context(reserve_port("127.0.0.1", 0)).getsockname()[1]
                 for _ in range(nodes)
             ]
-            nginx: Nginx | None = None
+            nginx: NginxFront | None = None
             if nginx_binary is not None:
                 listen = f"[{config.host}]:{config.port}" if ":" in config.host else front
-                nginx = Nginx(
-                    nginx_binary, listen, ports, config.limits.max_http_body, config.sockjs.prefix
+                settings = FrontSettings(
+                    listen=listen,
+                    upstreams=tuple(f"127.0.0.1:{port}" for port in ports),
+                    affinity=SessionAffinity(config.sockjs.prefix),
+                    max_body=config.limits.max_http_body,
                 )
+                nginx = NginxFront(settings, nginx_binary)
             supervisor = Supervisor(node_config, ports, url)
 
             def started() -> None:
@@ -203,7 +101,10 @@ def run_cluster(config: Config, nodes: int, *, engine_configured: bool) -> int:
                         addresses,
                     )
                     return
-                nginx.start()  # its refusal stops the nodes, and is printed
+                try:
+                    nginx.start()
+                except NginxFailed as exc:  # stops the nodes, and is printed
+                    raise WorkersRefused(str(exc)) from None
                 log.info(
                     "cluster of %d nodes through Redis at %s: nginx on http://%s in front of %s",
                     nodes,

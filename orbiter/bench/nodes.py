@@ -2,20 +2,19 @@
 
 N ``orbiter serve`` processes share one Redis (``--orbiter-arg=--engine=redis://...``, or a
 private ``redis-server`` started here on a free port when none is named); an ``nginx``
-in front of them hands the subscribers' connections to the nodes in turn (round robin:
-N nodes hold a share each), and the publisher posts to the first node directly, so a
-publication reaches the other nodes' subscribers through Redis. The single-node row of
-the same run has the same front, Redis and core (``--server-cpu``), with one node behind
-it: the rows differ only by the nodes. The target's CPU is that of every process here
-(nodes, nginx, the private Redis); :meth:`SpawnedNodes.split` counts, from nginx's
-access log, the connections each node took.
+(:mod:`orbiter.nginx_front`) in front of them hands the subscribers' connections to the
+nodes in turn (round robin: N nodes hold a share each), and the publisher posts to the
+first node directly, so a publication reaches the other nodes' subscribers through Redis.
+The single-node row of the same run has the same front, Redis and core
+(``--server-cpu``), with one node behind it: the rows differ only by the nodes. The
+target's CPU is that of every process here (nodes, nginx, the private Redis);
+:meth:`SpawnedNodes.split` counts, from nginx's access log, the connections each node took.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,41 +24,7 @@ from pathlib import Path
 
 from orbiter.bench.runner import BenchError, Target
 from orbiter.bench.spawn import Spawned, Unavailable, _wait_listening, free_port, spawn
-
-_NGINX_CONF = """\
-worker_processes 1;
-worker_rlimit_nofile 200000;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-daemon off;
-events {{ worker_connections 100000; }}
-http {{
-    log_format upstream '$upstream_addr';
-    access_log {dir}/access.log upstream;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    upstream orbiter {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
-            proxy_pass http://orbiter;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header Host $host;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }}
-    }}
-}}
-"""
+from orbiter.nginx_front import FrontSettings, NginxFailed, NginxFront, find_nginx
 
 
 def _binary(name: str, *fallbacks: str) -> str:
@@ -124,35 +89,26 @@ class SpawnedNodes:
 
     target: Target
     nodes: list[Spawned]
-    front: subprocess.Popen[bytes]
-    tmp: tempfile.TemporaryDirectory[str]
+    front: NginxFront
     ports: list[int] = field(default_factory=list)
 
     def split(self, expected: int, wait: float = 5.0) -> dict[str, int]:
         """Connections each node took (by port), from nginx's access log: a WebSocket's line
         is written when it closes; waits up to ``wait`` s for ``expected`` lines."""
-        log = Path(self.tmp.name) / "access.log"
         counts: Counter[str] = Counter()
         deadline = time.monotonic() + wait
         while True:
             with contextlib.suppress(OSError):
-                lines = log.read_text().split()
+                lines = self.front.access_log.read_text().split()
                 counts = Counter(line.rsplit(":", 1)[-1] for line in lines)
             if sum(counts.values()) >= expected or time.monotonic() > deadline:
                 return {str(port): counts.get(str(port), 0) for port in self.ports}
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.front.poll() is None:
-            self.front.send_signal(signal.SIGQUIT)  # graceful: the access log is complete
-            try:
-                self.front.wait(10)
-            except subprocess.TimeoutExpired:
-                self.front.kill()
-                self.front.wait()
+        self.front.stop()  # graceful: the access log is complete
         for node in self.nodes:
             node.stop()
-        self.tmp.cleanup()
 
 
 def spawn_nodes(
@@ -166,39 +122,38 @@ def spawn_nodes(
 ) -> SpawnedNodes:
     """``count`` orbiter nodes on ``redis_url`` behind an nginx, as the target ``name``;
     ``extra_pids`` (a private Redis) are counted in its CPU."""
-    nginx = _binary("nginx", "/usr/sbin/nginx")
+    nginx = find_nginx()
+    if nginx is None:
+        raise Unavailable("nginx is not installed (apt-get install nginx)")
     engine = () if engine_arg(orbiter_args) else ("--engine", redis_url)
     nodes: list[Spawned] = []
-    tmp = tempfile.TemporaryDirectory(prefix="orbiter-bench-nodes-")
     try:
         for _ in range(count):
             nodes.append(spawn("orbiter", cpu, (*orbiter_args, *engine), None, write_delay))
         ports = [node.target.host_port[1] for node in nodes]
-        port = free_port()
-        servers = "\n".join(f"        server 127.0.0.1:{p};" for p in ports)
-        conf = Path(tmp.name) / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(dir=tmp.name, servers=servers, port=port))
+        settings = FrontSettings(
+            listen=f"127.0.0.1:{free_port()}",
+            upstreams=tuple(f"127.0.0.1:{p}" for p in ports),
+            access_log="$upstream_addr",  # one line per connection: split()
+            worker_connections=100_000,
+            open_files=200_000,
+            backlog=4096,
+            proxy_timeout=3600,  # a bench's subscribers may wait long for a publication
+        )
+        front = NginxFront(settings, nginx)
         pin = ["taskset", "-c", cpu] if cpu is not None and shutil.which("taskset") else []
-        with (Path(tmp.name) / "nginx.out").open("wb") as out:
-            front = subprocess.Popen(
-                [*pin, nginx, "-c", str(conf), "-p", tmp.name, "-e", f"{tmp.name}/error.log"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
         try:
-            _wait_listening(port, front)
-        except BenchError:
-            front.kill()
-            front.wait()
-            errors = (Path(tmp.name) / "error.log").read_text()[-2000:]
-            raise BenchError(f"nginx did not start in front of the nodes: {errors}") from None
+            front.start(pin)
+        except NginxFailed as exc:
+            front.stop()
+            raise BenchError(f"nginx did not start in front of the nodes: {exc}") from None
     except BaseException:
         for node in nodes:
             node.stop()
-        tmp.cleanup()
         raise
     first = nodes[0].target
     others = [n.target.pid for n in nodes[1:] if n.target.pid]
-    pids = (*others, front.pid, *extra_pids)
-    target = replace(first, name=name, url=f"http://127.0.0.1:{port}", pub_url=first.url, pids=pids)
-    return SpawnedNodes(target, nodes, front, tmp, ports)
+    pids = (*others, *(() if front.pid is None else (front.pid,)), *extra_pids)
+    url = f"http://127.0.0.1:{front.port}"
+    target = replace(first, name=name, url=url, pub_url=first.url, pids=pids)
+    return SpawnedNodes(target, nodes, front, ports)
