@@ -462,3 +462,28 @@ async def test_publications_after_redis_lost_its_scripts_are_kept_once(brokers: 
     assert [p.offset for p in pubs] == [first.offset + 1, first.offset + 2, first.offset + 3]
     page = await broker.history("s", None, POLICY)
     assert [(p.offset, p.data) for p in page.publications] == [(1, 0), (2, 1), (3, 2), (4, 3)]
+
+
+async def test_a_redis_that_does_not_answer_fails_the_pipeline_then_a_new_link_serves(
+    brokers: Brokers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis holds every client's commands (``CLIENT PAUSE``) past the command timeout: the
+    publication waiting for its answer fails (never an OK that Redis did not give), and
+    once Redis answers again the next one goes through a new connection."""
+    from orbiter.engine import redis as redis_engine
+
+    monkeypatch.setattr(redis_engine, "COMMAND_TIMEOUT", 0.3)
+    broker = await brokers()
+    await broker.publish("p", 0, POLICY)
+    admin = aioredis.Redis.from_url(broker.url)
+    await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    await admin.aclose()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(PublishFailed, match="did not answer within"):
+        await broker.publish("p", 1, POLICY)
+    assert asyncio.get_running_loop().time() - started < 1.2  # the timeout, not the pause
+    await asyncio.sleep(1.5)  # the pause is over
+    pub = await broker.publish("p", 2, POLICY)
+    page = await broker.history("p", None, POLICY)
+    assert page.publications[-1].data == 2
+    assert page.position.offset == pub.offset
