@@ -476,7 +476,7 @@ async def test_a_redis_that_does_not_answer_fails_the_pipeline_then_a_new_link_s
     broker = await brokers()
     await broker.publish("p", 0, POLICY)
     admin = aioredis.Redis.from_url(broker.url)
-    await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    await admin.client_pause(1500, all=True)
     await admin.aclose()
     started = asyncio.get_running_loop().time()
     with pytest.raises(PublishFailed, match="did not answer within"):
