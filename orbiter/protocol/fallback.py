@@ -16,11 +16,18 @@ of at most :data:`MAX_REASON` printable characters (no line break into a
 text log). Anything else raises :class:`ValueError` naming the problem, and
 the session ignores the report rather than the connection (see
 ``docs/protocol.md``).
+
+The TCP proxy's client (orbiter.js's ``TCPSocket``) reports the same object:
+in its ``connect`` message over SockJS, and as JSON in the ``fallback`` query
+parameter of a ``/tcp`` WebSocket (:func:`parse_fallback_text`, at most
+:data:`MAX_REPORT_TEXT` characters).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import orjson
 
 #: orbiter.js's transports (its ``TRANSPORTS``): the only names a report may hold.
 TRANSPORT_NAMES = frozenset(
@@ -30,6 +37,8 @@ TRANSPORT_NAMES = frozenset(
 MAX_FAILED = len(TRANSPORT_NAMES) - 1
 #: The most characters of one failure's reason.
 MAX_REASON = 120
+#: The most characters of a report sent as JSON text (a query parameter).
+MAX_REPORT_TEXT = 1024
 #: The most characters of a bad value that an error message quotes.
 _QUOTED = 40
 
@@ -97,3 +106,14 @@ def parse_fallback(value: object) -> TransportFallback:
     if not isinstance(failed, list) or not 0 < len(failed) <= MAX_FAILED:
         raise ValueError(f"'fallback.failed' must be a list of 1 to {MAX_FAILED} failures")
     return TransportFallback(to, tuple(_failure(entry) for entry in failed))
+
+
+def parse_fallback_text(text: str) -> TransportFallback:
+    """A report sent as JSON text (``/tcp?fallback=``), checked; ValueError if malformed."""
+    if len(text) > MAX_REPORT_TEXT:
+        raise ValueError(f"'fallback' must be at most {MAX_REPORT_TEXT} characters of JSON")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ValueError("'fallback' must be JSON: {to, failed}") from None
+    return parse_fallback(value)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orbiter.config.tcp import TcpSettings
+from orbiter.logs import Counters, EventLog
+from orbiter.protocol.fallback import TransportFallback
 from orbiter.protocol.tcp_access import AccessPolicy, Requester, Target
 
 log = logging.getLogger("orbiter.tcp")
@@ -38,6 +40,29 @@ log = logging.getLogger("orbiter.tcp")
 AddressInfo = tuple[int, int, int, str, tuple[str, int]]
 #: Resolves ``(host, port)``; raises ``socket.gaierror`` for a name that does not exist.
 Resolver = Callable[[str, int], Awaitable[list[AddressInfo]]]
+
+
+def record_fallback(
+    counters: Counters,
+    events: EventLog,
+    page: str | None,
+    peer: str,
+    parse: Callable[[], TransportFallback],
+) -> None:
+    """Count and log (DEBUG) the transports a TCPSocket says failed before the one that
+    reached the proxy (``parse`` reads its report: ``protocol/fallback.py``), as a native
+    session does; a malformed report is ignored with a DEBUG line, the relay goes on.
+    ``page`` (the page's session id) names the client in the log."""
+    client = f"tcp:{page}" if page else "tcp"
+    try:
+        fallback = parse()
+    except ValueError as exc:
+        if events.debug:
+            events.fallback_ignored(client, peer, str(exc))
+        return
+    counters.fallbacks[fallback.first, fallback.to] += 1
+    if events.debug:
+        events.fell_back(client, peer, fallback.to, fallback.chain, fallback.reasons)
 
 
 class CloseCode(enum.IntEnum):

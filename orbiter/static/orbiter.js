@@ -1358,6 +1358,11 @@
   /** Transports tried in order; the SockJS ones carry the proxy where WebSocket is blocked. */
   const TCP_TRANSPORTS = Object.freeze(["websocket", "xhr-streaming", "xhr-polling"]);
 
+  /** Why a transport failed, in a fallback report: printable ASCII, at most 120 characters
+   * (the server's limit; the Client's section words its reports the same way). */
+  const tcpFailureReason = (code, reason) =>
+    `closed ${code}${reason ? `: ${reason}` : ""}`.replace(/[^\x20-\x7e]/g, "?").slice(0, 120);
+
   /**
    * One proxied connection: the common core of both APIs. Over a WebSocket at
    * /tcp (binary frames), or over a SockJS session at /tcp/sockjs (base64
@@ -1367,6 +1372,9 @@
    * `token` (when the server requires auth): a connection token, or a function
    * returning one or a promise of one (as the Client's), fetched once before
    * connecting; sent as ?token= over WebSocket, in the "connect" message over SockJS.
+   * The transports that failed before the one that got through are reported the same
+   * two ways ({to, failed: [{transport, reason}]}: ?fallback= JSON, or the "connect"
+   * message's "fallback"), for the server's debug log and /metrics.
    */
   class TCPChannel {
     constructor(base, host, port, hooks, transports, token) {
@@ -1377,6 +1385,7 @@
       this._transports = Array.from(transports || TCP_TRANSPORTS);
       this._open = false;
       this._done = false;
+      this._failed = []; // {transport, reason} that failed before an answer, in order
       this.transport = null;
       this.ws = null;
       this._token = null;
@@ -1405,11 +1414,13 @@
       const sockjs = transport !== "websocket";
       let answered = false;
       this.transport = transport;
+      const fallback = this._failed.length ? { to: transport, failed: this._failed.slice() } : null;
       let ws;
       try {
         if (!sockjs) {
-          const url = tcpUrl(this._base, this._host, this._port, this._token);
-          ws = new WebSocket(url, TCP_SUBPROTOCOL);
+          const url = new URL(tcpUrl(this._base, this._host, this._port, this._token));
+          if (fallback) url.searchParams.set("fallback", JSON.stringify(fallback));
+          ws = new WebSocket(url.href, TCP_SUBPROTOCOL);
           ws.binaryType = "arraybuffer";
         } else {
           ws = new root.Orbiter.SockJSSocket(httpBase(this._base) + TCP_PATH + "/sockjs", transport);
@@ -1421,11 +1432,15 @@
                 port: Number(this._port),
                 session: PAGE_SESSION,
                 ...(this._token ? { token: this._token } : {}),
+                ...(fallback ? { fallback } : {}),
               }),
             );
         }
       } catch (err) {
-        if (index + 1 < this._transports.length) return this._attempt(index + 1);
+        if (index + 1 < this._transports.length) {
+          this._failed.push({ transport, reason: tcpFailureReason(CLOSE_ABNORMAL, String(err && err.message)) });
+          return this._attempt(index + 1);
+        }
         return this._finish(CLOSE_ABNORMAL, String(err && err.message));
       }
       this.ws = ws;
@@ -1445,6 +1460,7 @@
         if (this.ws !== ws) return;
         const code = ev.code || CLOSE_ABNORMAL;
         if (!answered && code === CLOSE_ABNORMAL && index + 1 < this._transports.length) {
+          this._failed.push({ transport, reason: tcpFailureReason(code, ev.reason) });
           this._attempt(index + 1); // blocked or unreachable this way: try the next transport
           return;
         }

@@ -6,7 +6,9 @@ per SockJS session. SockJS messages are text, so:
 
 - the client's first message is ``{"type": "connect", "host": H, "port": P}``,
   with ``"token": T`` (the connection token) when the server requires auth
-  (SockJS has no headers of its own, and a token in the URL would be logged);
+  (SockJS has no headers of its own, and a token in the URL would be logged),
+  and ``"fallback": {to, failed}`` when other transports failed first (counted
+  and logged once the relay is authorized: ``protocol/fallback.py``);
 - the server answers ``{"type": "open", "target": "H:P"}`` once connected;
 - after that every message, both ways, is base64 of the bytes;
 - the end is a SockJS close frame with the proxy's close code and reason.
@@ -24,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
+from typing import NamedTuple
 
 import orjson
 from aiohttp import web
@@ -31,6 +35,7 @@ from aiohttp import web
 from orbiter.auth import Credentials
 from orbiter.auth.hooks import forwarded
 from orbiter.node import Node
+from orbiter.protocol.fallback import parse_fallback
 from orbiter.protocol.tcp_access import BadTarget, Requester, Target
 from orbiter.protocol.tcp_websockify import (
     BadFrame,
@@ -40,7 +45,7 @@ from orbiter.protocol.tcp_websockify import (
     session_from,
 )
 from orbiter.services.tcp_auth import authorize_relay
-from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
+from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy, record_fallback
 from orbiter.transports.sockjs.endpoint import (
     Connection,
     LiveSession,
@@ -52,8 +57,19 @@ from orbiter.transports.sockjs.mount import endpoint_options, mount
 log = logging.getLogger("orbiter.tcp")
 
 
-def parse_connect(message: str) -> tuple[Target, str | None, str | None]:
-    """The target, page session and token of the first message, or :class:`BadTarget`."""
+class ConnectMessage(NamedTuple):
+    """The SockJS client's first message, read."""
+
+    target: Target
+    session: str | None
+    token: str | None
+    #: The client's fallback report as sent (checked when recorded), or None.
+    fallback: object
+
+
+def parse_connect(message: str) -> ConnectMessage:
+    """The target, page session, token and fallback report of the first message, or
+    :class:`BadTarget`."""
     try:
         data = orjson.loads(message)
     except orjson.JSONDecodeError:
@@ -69,7 +85,8 @@ def parse_connect(message: str) -> tuple[Target, str | None, str | None]:
     token = data.get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise BadTarget("'token' must be a non-empty string")
-    return Target.build(host, port), session_from(session), token
+    target = Target.build(host, port)
+    return ConnectMessage(target, session_from(session), token, data.get("fallback"))
 
 
 class SockJSTcpApp:
@@ -96,11 +113,11 @@ class SockJSTcpApp:
             return
         if self._relay is None:
             try:
-                target, session, token = parse_connect(message)
+                connect = parse_connect(message)
             except BadTarget as exc:
                 self._end(Ending(CloseCode.BAD_REQUEST, str(exc)))
                 return
-            self._relay = asyncio.create_task(self._run(target, session, token))
+            self._relay = asyncio.create_task(self._run(connect))
             return
         try:
             data = decode_base64(message)
@@ -140,7 +157,8 @@ class SockJSTcpApp:
 
     # -------------------------------------------------------------------- relay
 
-    async def _run(self, target: Target, session: str | None, token: str | None) -> None:
+    async def _run(self, connect: ConnectMessage) -> None:
+        target, session, token = connect.target, connect.session, connect.token
         try:
             try:
                 credentials = Credentials(
@@ -149,7 +167,12 @@ class SockJSTcpApp:
                     headers=forwarded(self._conn.headers),
                     transport="tcp-sockjs",
                 )
-                await authorize_relay(self._node.auth, self._node.counters, credentials)
+                node = self._node
+                await authorize_relay(node.auth, node.counters, credentials)
+                if connect.fallback is not None:
+                    parse = partial(parse_fallback, connect.fallback)
+                    events = node.pubsub.events
+                    record_fallback(node.counters, events, session, self._conn.peer, parse)
                 backend = await self._proxy.open(target, Requester(), self._conn.peer, session)
             except ProxyError as exc:
                 log.info("tcp proxy (sockjs): %s -> %s refused: %s", self._conn.peer, target, exc)

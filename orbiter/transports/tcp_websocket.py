@@ -6,7 +6,10 @@ framing the subprotocol chose (``orbiter/protocol/tcp_websockify.py``):
 plain websockify without one, orbiter.js's open message under ``orbiter.tcp``.
 When the server requires auth, the request must carry a connection token
 (``?token=`` or ``Authorization: Bearer``; :mod:`orbiter.services.tcp_auth`),
-else it is closed with 4401 before any backend is contacted.
+else it is closed with 4401 before any backend is contacted. orbiter.js's
+TCPSocket says which transports failed before this one in ``?fallback=``
+(JSON ``{to, failed}``, ``protocol/fallback.py``), counted and logged once
+the relay is authorized.
 Every ending is a WebSocket close with a documented code and reason
 (``CloseCode``). The browser's heartbeat is WebSocket pings, so a browser
 that vanished without a FIN is noticed within ``session.ping_interval`` +
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from functools import partial
 
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
+from orbiter.protocol.fallback import parse_fallback_text
 from orbiter.protocol.tcp_access import BadTarget, Requester
 from orbiter.protocol.tcp_websockify import (
     SUBPROTOCOLS,
@@ -34,7 +39,7 @@ from orbiter.protocol.tcp_websockify import (
 )
 from orbiter.protocol.websocket_handshake import preferred_subprotocol
 from orbiter.services.tcp_auth import authorize_relay
-from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy
+from orbiter.services.tcp_proxy import CloseCode, Ending, ProxyError, TcpProxy, record_fallback
 from orbiter.transports.app_keys import NODE
 from orbiter.transports.frame_rate import RatedFrames
 from orbiter.transports.request_checks import request_credentials
@@ -115,6 +120,10 @@ async def tcp_websocket_handler(request: web.Request) -> web.WebSocketResponse:
     requester = Requester(host=request.host, origin=request.headers.get("Origin"))
     try:
         await authorize_relay(node.auth, node.counters, request_credentials(request, "tcp"))
+        report = request.query.get("fallback")
+        if report is not None:
+            parse = partial(parse_fallback_text, report)
+            record_fallback(node.counters, node.pubsub.events, session, peer, parse)
         backend = await proxy.open(target, requester, peer, session)
     except ProxyError as exc:
         log.info("tcp proxy: %s -> %s refused: %s", peer, target, exc.reason)
