@@ -87,6 +87,7 @@ def run_cluster(config: Config, nodes: int, *, engine_configured: bool) -> int:
                     upstreams=tuple(f"127.0.0.1:{port}" for port in ports),
                     affinity=SessionAffinity(config.sockjs.prefix),
                     max_body=config.limits.max_http_body,
+                    keepalive=64,
                 )
                 nginx = NginxFront(settings, nginx_binary)
             supervisor = Supervisor(node_config, ports, url)

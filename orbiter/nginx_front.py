@@ -8,7 +8,7 @@ balancer (``tests/support/nginx_balancer.py``: a log line per request).
 writes the configuration text; what they share is written once there: WebSocket
 upgrades passed on (``map $http_upgrade``), nothing buffered either way, the client's
 ``Host`` (port included, which the same-origin check compares) and
-``X-Forwarded-For``, kept-alive connections to the nodes. :class:`NginxFront` runs it:
+``X-Forwarded-For``. :class:`NginxFront` runs it:
 Debian's binary found (``/usr/sbin`` is not on every PATH), the configuration checked,
 started, waited for until it listens, stopped by its PID; its files (configuration, pid,
 logs, nginx's temporary paths) in a temporary directory removed when it stops.
@@ -96,6 +96,9 @@ class FrontSettings:
     proxy_timeout: int = 75
     #: ``client_max_body_size`` in bytes (nginx's default: 1 MiB).
     max_body: int = 1 << 20
+    #: Idle connections to the nodes kept per worker (5 s at most) for later requests;
+    #: None: a connection per request.
+    keepalive: int | None = None
     #: A request whose node cannot be reached goes to the next node; False: it fails
     #: (``proxy_next_upstream off``), so each request lands exactly where its turn says.
     retry_next_node: bool = True
@@ -112,7 +115,14 @@ class FrontSettings:
             not self.access_log.strip() or _BAD_LOG_FORMAT.search(self.access_log)
         ):
             raise ValueError(f"nginx access-log format {self.access_log!r} is empty or has quotes")
-        for name in ("worker_connections", "open_files", "backlog", "proxy_timeout", "max_body"):
+        for name in (
+            "worker_connections",
+            "open_files",
+            "backlog",
+            "proxy_timeout",
+            "max_body",
+            "keepalive",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"nginx front {name} must be at least 1, not {value}")
@@ -153,7 +163,9 @@ class FrontSettings:
         if self.affinity is not None:
             lines.append("        hash $orbiter_affinity consistent;")
         lines += [f"        server {node};" for node in self.upstreams]
-        lines += ["        keepalive 64;", "        keepalive_timeout 5s;", "    }"]
+        if self.keepalive is not None:
+            lines += [f"        keepalive {self.keepalive};", "        keepalive_timeout 5s;"]
+        lines.append("    }")
         backlog = "" if self.backlog is None else f" backlog={self.backlog}"
         lines += [
             "    server {",

@@ -75,6 +75,7 @@ def test_what_differs_between_fronts_is_written_as_asked() -> None:
     assert "listen 127.0.0.1:8000;" in default
     assert "proxy_read_timeout 75s;" in default
     assert "proxy_next_upstream" not in default
+    assert "keepalive" not in default
     bench = _settings(
         access_log="$upstream_addr",
         worker_connections=100_000,
@@ -83,6 +84,7 @@ def test_what_differs_between_fronts_is_written_as_asked() -> None:
         proxy_timeout=3600,
         max_body=5,
         retry_next_node=False,
+        keepalive=64,
     ).render(Path("/tmp/x"))
     assert "log_format front '$upstream_addr';" in bench
     assert "access_log /tmp/x/access.log front;" in bench
@@ -93,6 +95,7 @@ def test_what_differs_between_fronts_is_written_as_asked() -> None:
     assert "proxy_send_timeout 3600s;" in bench
     assert "client_max_body_size 5;" in bench
     assert "proxy_next_upstream off;" in bench
+    assert "keepalive 64;" in bench
 
 
 @pytest.mark.parametrize(
@@ -105,6 +108,7 @@ def test_what_differs_between_fronts_is_written_as_asked() -> None:
         ({"access_log": "it's"}, "access-log format"),
         ({"worker_connections": 0}, "worker_connections must be at least 1"),
         ({"open_files": -1}, "open_files must be at least 1"),
+        ({"keepalive": 0}, "keepalive must be at least 1"),
     ],
 )
 def test_bad_settings_are_refused_by_name(changes: dict[str, object], complaint: str) -> None:
