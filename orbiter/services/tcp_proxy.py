@@ -33,6 +33,7 @@ from orbiter.config.tcp import TcpSettings
 from orbiter.logs import Counters, EventLog
 from orbiter.protocol.fallback import TransportFallback
 from orbiter.protocol.tcp_access import AccessPolicy, Requester, Target
+from orbiter.services.fallback_report import record_fallback as report_fallback
 
 log = logging.getLogger("orbiter.tcp")
 
@@ -49,20 +50,9 @@ def record_fallback(
     peer: str,
     parse: Callable[[], TransportFallback],
 ) -> None:
-    """Count and log (DEBUG) the transports a TCPSocket says failed before the one that
-    reached the proxy (``parse`` reads its report: ``protocol/fallback.py``), as a native
-    session does; a malformed report is ignored with a DEBUG line, the relay goes on.
-    ``page`` (the page's session id) names the client in the log."""
-    client = f"tcp:{page}" if page else "tcp"
-    try:
-        fallback = parse()
-    except ValueError as exc:
-        if events.debug:
-            events.fallback_ignored(client, peer, str(exc))
-        return
-    counters.fallbacks[fallback.first, fallback.to] += 1
-    if events.debug:
-        events.fell_back(client, peer, fallback.to, fallback.chain, fallback.reasons)
+    """Count and log a TCPSocket's fallback report (``services/fallback_report.py``), the
+    client named by its page's session id (``page``) in the log."""
+    report_fallback(counters, events, f"tcp:{page}" if page else "tcp", peer, parse)
 
 
 class CloseCode(enum.IntEnum):

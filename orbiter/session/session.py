@@ -28,6 +28,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from orbiter.auth import Authenticator, AuthError, Credentials, Failure, Identity
@@ -61,6 +62,7 @@ from orbiter.protocol.native import (
     reserved_refusal,
     validate_channel,
 )
+from orbiter.services.fallback_report import record_fallback
 from orbiter.services.live.connection import LiveConnection
 from orbiter.services.live.host import LiveHost
 from orbiter.services.outbox import Outbox
@@ -305,7 +307,13 @@ class ClientSession:
         result: dict[str, Any] = {"client": self.client_id, "protocol": PROTOCOL_VERSION}
         identity = await self.authenticate(command.token)
         if command.fallback is not None:
-            self._report_fallback(command.fallback)
+            record_fallback(
+                self.counters,
+                self._pubsub.events,
+                self.client_id,
+                self.peer,
+                partial(parse_fallback, command.fallback),
+            )
         if identity.expires is not None:
             result["expires_in"] = max(0.0, round(identity.expires - time.time(), 3))
         try:
@@ -332,21 +340,6 @@ class ClientSession:
         key_result = _subscribe_result(self.key.channel, command.since, page)
         result["key"] = {"key": str(self.key), **key_result}
         return result, sub
-
-    def _report_fallback(self, report: object) -> None:
-        """Count and log (DEBUG) the transports the client says failed before this one; a
-        malformed report is ignored (it is a diagnostic: the connection goes on)."""
-        events = self._pubsub.events
-        try:
-            fallback = parse_fallback(report)
-        except ValueError as exc:
-            if events.debug:
-                events.fallback_ignored(self.client_id, self.peer, str(exc))
-            return
-        self.counters.fallbacks[fallback.first, fallback.to] += 1
-        if events.debug:
-            chain, reasons = fallback.chain, fallback.reasons
-            events.fell_back(self.client_id, self.peer, fallback.to, chain, reasons)
 
     async def authenticate(self, token: str | None = None) -> Identity:
         """Who the client is, from ``token`` or the session's credentials.
