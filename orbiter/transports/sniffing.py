@@ -10,7 +10,12 @@ The sniffer buffers only until the first request head is complete (at most
 handler in with ``transport.set_protocol`` and hands it every byte: later
 requests and WebSocket frames never pass through it. (That handler is a
 :class:`~orbiter.transports.departure.NoticingRequestHandler`, so that long
-responses learn at once that their client left.)
+responses learn at once that their client left.) One exception: when a later
+request on a kept-alive connection begins with one of :data:`RECLAIMED_HEADS`
+(a native WebSocket handshake, which a proxy reusing its upstream connections
+sends after ordinary requests) and aiohttp's handler is between requests,
+the handler is detached and a new sniffer reads that head as a first one:
+the same routers, limits, pending count and ``head_timeout``.
 
 Until its head is whole a connection is *pending*: it counts against the
 node's connection limits (:class:`ConnectionGate`; past them it is answered
@@ -57,6 +62,25 @@ Claim = Callable[["Takeover"], None]
 #: Given a connection's first request head and the peer's address, the claim that
 #: takes the connection, or None to leave it to aiohttp.
 RawRouter = Callable[[bytes, str], Claim | None]
+
+#: How a later request on a kept-alive connection must begin for the sniffer to read it
+#: again (aiohttp serves the others): the native WebSocket handshake, which only its
+#: router takes (transports/websocket.py's ``PATH``). (Hixie-76 handshakes and fast-path
+#: publishes after another request stay with aiohttp: the first is refused there, as
+#: it was, the second served by the aiohttp route.)
+RECLAIMED_HEADS: tuple[bytes, ...] = (b"GET /connection/websocket",)
+_RECLAIMED_LONGEST = max(len(head) for head in RECLAIMED_HEADS)
+
+
+def begins_reclaimed_head(data: bytes) -> bool:
+    """Could ``data``, the first read of a request, be the start of a :data:`RECLAIMED_HEADS` one?
+
+    A read shorter than the heads is compared on its own length.
+    """
+    if data.startswith(RECLAIMED_HEADS):
+        return True
+    return len(data) < _RECLAIMED_LONGEST and any(head.startswith(data) for head in RECLAIMED_HEADS)
+
 
 #: File descriptors kept for the server's own use (engine, hooks, backends, files): a
 #: connection accepted into one of the last of them is refused. At most a quarter of
@@ -195,6 +219,8 @@ class Takeover:
         """
         if protocol is not None:
             self.release(protocol)
+        if begins_reclaimed_head(data):  # (a handshake after fast-path publishes)
+            return self._server.read_again(self.transport, data)
         return self._server.to_aiohttp(self.transport, data)
 
     def to_streams(self, handler: RawHandler, rest: bytes) -> None:
@@ -275,6 +301,26 @@ class _HeadSniffer(asyncio.Protocol):
             )
             _refuse(transport, _OUT_OF_DESCRIPTORS)
             return
+        self._open_pending(transport)
+
+    def read_again(self, transport: asyncio.Transport) -> None:
+        """Take a kept-alive connection back from aiohttp, at the first byte of a request.
+
+        It is pending again, exactly as a new connection (aiohttp's requests are
+        not counted in the gate): counted, refused past the limits, with
+        ``head_timeout`` to finish the head. Its descriptor was checked when accepted.
+        """
+        self._transport = transport
+        self._peer = _peer(transport)
+        if self._factory.gate is not None:
+            self._open_pending(transport)
+
+    def _open_pending(self, transport: asyncio.Transport) -> None:
+        """Count the connection as pending and start its head deadline (or refuse it: 503)."""
+        factory = self._factory
+        gate = factory.gate
+        assert gate is not None
+        peer = self._peer
         refusal = gate.open_pending(peer)
         if refusal is not None:
             _refuse(transport, _refusal(b"503 Service Unavailable", refusal, b"Retry-After: 5\r\n"))
@@ -401,6 +447,7 @@ class _SniffingServer:
 
     def to_aiohttp(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol:
         inner = NoticingRequestHandler.made_by(self._inner)  # tells when the client left
+        inner.reclaim = self.reclaim
         transport.set_protocol(inner)
         inner.connection_made(transport)
         if not transport.is_reading() and not transport.is_closing():
@@ -408,6 +455,35 @@ class _SniffingServer:
         if data:
             inner.data_received(data)
         return inner
+
+    def reclaim(self, handler: NoticingRequestHandler, data: bytes) -> bool:
+        """Read a kept-alive connection's next head again, if ``data`` may begin a reclaimed one.
+
+        ``handler`` is between requests and has not read ``data`` (see
+        :meth:`NoticingRequestHandler.data_received`). True if the sniffer took it.
+        """
+        if not begins_reclaimed_head(data):
+            return False
+        transport = handler.transport
+        if transport is None or transport.is_closing():
+            return False
+        handler.detach()
+        self.read_again(transport, data)
+        return True
+
+    def read_again(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol:
+        """A new sniffer reads the connection from ``data``, the first byte of a request.
+
+        The protocol now serving it (the sniffer, or whoever it handed it to).
+        """
+        sniffer = _HeadSniffer(self)
+        transport.set_protocol(sniffer)
+        sniffer.read_again(transport)
+        if not transport.is_closing():
+            if not transport.is_reading():
+                transport.resume_reading()
+            sniffer.data_received(data)
+        return cast(asyncio.Protocol, transport.get_protocol())
 
     def run(self, work: Awaitable[None], writer: asyncio.StreamWriter) -> None:
         async def guarded() -> None:

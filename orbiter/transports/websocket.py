@@ -113,7 +113,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     return error_response(
         400,
         "orbiter did not take this WebSocket handshake: send it as an HTTP/1.1 GET of "
-        f"{PATH} without a body (orbiter serve reads these before aiohttp)",
+        f"{PATH} without a body, not pipelined behind another request "
+        "(orbiter serve reads these before aiohttp)",
     )
 
 
