@@ -23,7 +23,7 @@ from orbiter.config.storage import (
 )
 from orbiter.config.values import SettingsError
 from orbiter.logs import configure as configure_logs
-from orbiter.version import __version__
+from orbiter.version import __version__, build
 
 DESCRIPTION = "orbiter: a real-time push server for web applications."
 
@@ -46,6 +46,17 @@ URL_VARIABLE = "ORBITER_URL"
 KEY_VARIABLE = "ORBITER_API_KEY"
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and which build runs (imports the compiled modules to tell)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"orbiter {__version__} ({build()})")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orbiter",
@@ -53,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"orbiter {__version__}")
+    parser.add_argument(
+        "--version", action=_Version, help="show the version and the build (compiled or pure)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server")

@@ -18,7 +18,7 @@ from orbiter.http.app import build_app
 from orbiter.node import Node
 from orbiter.transports.app_keys import RAW_ROUTERS
 from orbiter.transports.sniffing import SniffingRunner, first_claim
-from orbiter.version import __version__
+from orbiter.version import __version__, build
 
 log = logging.getLogger("orbiter")
 
@@ -85,13 +85,14 @@ async def run_server(config: Config, *, reuse_port: bool = False) -> None:
     # out of the collector's sight, so no full collection walks it again.
     gc.collect()
     gc.freeze()
-    home = _home(config, node)
+    home, variant = _home(config, node), build()
     for url in _listener_urls(runner):
         log.info(
-            "orbiter %s listening on %s (%s, WebSocket /connection/websocket, API /api/)",
+            "orbiter %s listening on %s (%s, WebSocket /connection/websocket, API /api/; %s)",
             __version__,
             url,
             home,
+            variant,
         )
     for mount in node.live.mounts.values():
         log.info("live element %s at %s", mount.element_class.__qualname__, mount.path)

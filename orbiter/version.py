@@ -1,9 +1,98 @@
-"""The version of orbiter: the one place it is written (pyproject.toml reads it from here
-for the package; ``orbiter --version``, the start-up line and the STOMP ``server`` header).
+"""The version of orbiter and which build of it runs: the one place both are written
+(pyproject.toml reads the version from here for the package, setup.py reads
+:data:`COMPILED_MODULES`; ``orbiter --version`` and the start-up line show both, the
+STOMP ``server`` header the version).
 
-A leaf module, so that any layer may import it; the package root re-exports it.
+The build: the modules of the publish → deliver path are compiled from their own
+source with mypyc at install when a C compiler is present (``setup.py``), and run
+as plain Python otherwise. :func:`build` says which this process runs, from the
+evidence (a module's file: a compiled extension or its ``.py``). In a checkout
+whose compiled files sit next to their ``.py``, ``ORBITER_PURE=1`` runs the pure
+build: :func:`prefer_source_when_asked`, called by the package root before
+anything else is imported, makes every ``orbiter.*`` module load from its ``.py``.
+
+A leaf module, so that any layer may import it; the package root re-exports the version.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
 __version__ = "0.1.0"
+
+#: The modules compiled with mypyc (setup.py reads this tuple, as a literal).
+COMPILED_MODULES = (
+    "orbiter.protocol.http_publish",
+    "orbiter.protocol.websocket",
+    "orbiter.http.fast_publish",
+    "orbiter.services.pubsub",
+    "orbiter.services.shared_batch",
+    "orbiter.services.outbox",
+    "orbiter.session.session",
+    "orbiter.engine.memory",
+)
+
+#: Set to 1: import the Python source of every orbiter module, compiled or not.
+PURE_VARIABLE = "ORBITER_PURE"
+
+
+def pure_asked() -> bool:
+    """Whether this process was asked to run the pure-Python build (``ORBITER_PURE=1``)."""
+    value = os.environ.get(PURE_VARIABLE, "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{PURE_VARIABLE} must be 1 (pure Python) or 0/unset, not {value!r}")
+    return value == "1"
+
+
+class _SourceFirst(importlib.abc.MetaPathFinder):
+    """Finds an ``orbiter.*`` module's ``.py`` before a compiled file next to it
+    (Python's own finder prefers extension modules)."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is None or not fullname.startswith("orbiter."):
+            return None
+        leaf = fullname.rpartition(".")[2]
+        for entry in path:
+            source = os.path.join(entry, leaf + ".py")
+            if os.path.isfile(source):
+                return importlib.util.spec_from_file_location(fullname, source)
+        return None  # a package, or not orbiter's: the usual finders look
+
+
+def prefer_source_when_asked() -> None:
+    """With ``ORBITER_PURE=1``, put the source-first finder ahead of Python's own."""
+    if pure_asked() and not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFirst())
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a compiled extension rather than its ``.py``."""
+    file = getattr(module, "__file__", None) or ""
+    return file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def compiled_now() -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` this process runs compiled (imports them)."""
+    return [name for name in COMPILED_MODULES if is_compiled(importlib.import_module(name))]
+
+
+def build() -> str:
+    """Which build this process runs, in words, for ``--version`` and the start-up line."""
+    compiled = compiled_now()
+    if len(compiled) == len(COMPILED_MODULES):
+        return f"compiled with mypyc: {len(compiled)} modules"
+    if not compiled:
+        return f"pure Python, {PURE_VARIABLE}=1" if pure_asked() else "pure Python"
+    return f"partly compiled: {len(compiled)} of {len(COMPILED_MODULES)} modules (rebuild it)"

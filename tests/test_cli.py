@@ -21,7 +21,7 @@ from orbiter.config.ini import load_any_config
 from orbiter.config.sample import sample_text
 from orbiter.config.settings import Config, config_from_dict
 from orbiter.config.tcp import DevProxySettings, DevRoute
-from orbiter.version import __version__
+from orbiter.version import __version__, build
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What reStructuredText markup looks like in a help text.
@@ -40,7 +40,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["--version"], capsys)
     assert code == 0
-    assert out.strip() == f"orbiter {__version__}"
+    assert out.strip() == f"orbiter {__version__} ({build()})"
     assert re.fullmatch(r"\d+\.\d+\.\d+", __version__)
 
 

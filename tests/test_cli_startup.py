@@ -1,10 +1,10 @@
-"""``orbiter serve``'s start-up line: the version, and what answers ``/``."""
+"""``orbiter serve``'s start-up line: the version, what answers ``/``, the build."""
 
 from __future__ import annotations
 
 import pytest
 
-from orbiter.version import __version__
+from orbiter.version import __version__, build
 from tests.support.server import RunningServer
 
 PROXIED = """
@@ -32,7 +32,7 @@ to = "http://127.0.0.1:5999"
         (NOT_ROOT, "chat demo /"),
     ],
 )
-def test_the_start_up_line_names_the_version_and_what_serves_root(
+def test_the_start_up_line_names_the_version_what_serves_root_and_the_build(
     config: str | None, home: str
 ) -> None:
     server = RunningServer(config, args=("--engine", "memory"))
@@ -41,5 +41,7 @@ def test_the_start_up_line_names_the_version_and_what_serves_root(
     finally:
         server.stop()
     assert f"orbiter {__version__} listening on {server.url} ({home}," in line
+    # The server runs in a process of its own, with this one's environment: same build.
+    assert line.rstrip().endswith(f"API /api/; {build()})"), line
     if config == PROXIED:
         assert "chat demo" not in server.log

@@ -26,6 +26,7 @@ from orbiter.services.stomp.broker import StompBroker
 from orbiter.services.stomp.session import StompSession
 from tests.support.clock import ManualClock
 from tests.support.keys import SECRET, token
+from tests.support.wrapped_broker import WrappedBroker
 
 CONFIG = replace(Config(), stomp=StompSettings(max_queue_length=50, max_unacked=3))
 
@@ -126,7 +127,7 @@ def test_no_sequence_of_frames_makes_the_session_raise(frames, garbage):
     asyncio.run(_run(frames, garbage))
 
 
-class SlowHistoryBroker(MemoryBroker):
+class SlowHistoryBroker(WrappedBroker):
     """The memory engine, but reading history waits until the test lets it go on."""
 
     def __init__(self) -> None:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from orbiter.config.settings import Config, Limits
+from orbiter.engine.base import Broker
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import StreamPosition
 from orbiter.protocol.keys import ConnectionKey
@@ -19,7 +20,7 @@ from orbiter.session.session import ClientSession
 from tests.session.test_session import RacingBroker
 
 
-def make(broker: MemoryBroker | None = None, config: Config | None = None) -> PubSub:
+def make(broker: Broker | None = None, config: Config | None = None) -> PubSub:
     return PubSub(config or Config(), broker or MemoryBroker(), MemoryPresenceStore())
 
 
@@ -82,7 +83,7 @@ async def test_publications_racing_the_history_read_are_queued_once_in_order() -
     broker = RacingBroker()
     pubsub = make(broker)
     policy = pubsub.policy("c")
-    first = await MemoryBroker.publish(broker, "c", "before", policy)
+    first = await broker.inner.publish("c", "before", policy)
     session = session_for(pubsub)
     sub = await session.subscribe("c", StreamPosition(first.offset, first.epoch))
     assert sub.recovered is True

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from orbiter.config.settings import AuthSettings, Config, Limits
-from orbiter.engine.base import HistoryPage, HistoryPolicy
+from orbiter.engine.base import Broker, HistoryPage, HistoryPolicy
 from orbiter.engine.memory import MemoryBroker, MemoryPresenceStore
 from orbiter.model import StreamPosition
 from orbiter.protocol.native import DisconnectCode
@@ -18,9 +18,10 @@ from orbiter.services.pubsub import PubSub
 from orbiter.session.session import ClientSession
 from tests.support.clock import ManualClock
 from tests.support.keys import SECRET, token
+from tests.support.wrapped_broker import WrappedBroker
 
 
-def make(config: Config | None = None, broker: MemoryBroker | None = None) -> PubSub:
+def make(config: Config | None = None, broker: Broker | None = None) -> PubSub:
     return PubSub(config or Config(), broker or MemoryBroker(), MemoryPresenceStore())
 
 
@@ -83,8 +84,9 @@ async def test_unrecoverable_position_is_reported() -> None:
     assert reply["result"]["publications"] == []
 
 
-class RacingBroker(MemoryBroker):
-    """Publications land while the session reads history: the race every engine has."""
+class RacingBroker(WrappedBroker):
+    """Publications land while the session reads history: the race every engine has
+    (``inner``, the memory engine, publishes without it)."""
 
     async def history(
         self,
@@ -104,7 +106,7 @@ async def test_publications_racing_the_history_read_arrive_once_after_the_reply(
     pubsub = make(broker=broker)
     session, _ = await connected(pubsub)
     policy = pubsub.policy("c")
-    first = await MemoryBroker.publish(broker, "c", "before", policy)
+    first = await broker.inner.publish("c", "before", policy)
     since = {"offset": first.offset, "epoch": first.epoch}
     messages = await send(session, {"id": 2, "op": "subscribe", "channel": "c", "since": since})
     reply, *pushes = messages

@@ -1,0 +1,127 @@
+"""The build: the modules of ``COMPILED_MODULES`` run compiled exactly when they were
+compiled (their extension files sit next to their ``.py``) and ``ORBITER_PURE=1`` is
+not set, never half of them; the compiled files are not older than their source;
+``ORBITER_PURE=1`` loads the source even beside a compiled file; and CI runs the
+build it means to test (``ORBITER_EXPECT_BUILD``, set by scripts/test).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orbiter.version import COMPILED_MODULES, _SourceFirst, build, is_compiled, pure_asked
+
+ROOT = Path(__file__).resolve().parents[1]
+#: What scripts/test sets to the build each pytest run is meant to test.
+EXPECT_VARIABLE = "ORBITER_EXPECT_BUILD"
+
+
+def _extension_beside(name: str) -> Path | None:
+    """The compiled file of module ``name`` next to its ``.py``, if one was built."""
+    package = importlib.import_module(name.rpartition(".")[0])
+    leaf = name.rpartition(".")[2]
+    for directory in package.__path__:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            candidate = Path(directory) / f"{leaf}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def test_the_modules_run_compiled_exactly_when_they_were_built_so() -> None:
+    built = {name: _extension_beside(name) for name in COMPILED_MODULES}
+    compiled_files = [name for name, path in built.items() if path is not None]
+    assert compiled_files in ([], list(COMPILED_MODULES)), (
+        f"a partial build: only {compiled_files} were compiled (rebuild: scripts/setup)"
+    )
+    for name, extension in built.items():
+        module = importlib.import_module(name)
+        file = Path(str(module.__file__))
+        if extension is None or pure_asked():
+            assert file.suffix == ".py", f"{name} runs from {file}, not its source"
+            assert not is_compiled(module)
+        else:
+            assert file == extension, f"{name} runs from {file}, not its compiled {extension}"
+            assert is_compiled(module)
+    expected = "pure Python" if not compiled_files or pure_asked() else "compiled with mypyc"
+    assert build().startswith(expected)
+
+
+def test_no_compiled_module_is_older_than_its_source() -> None:
+    for name in COMPILED_MODULES:
+        extension = _extension_beside(name)
+        if extension is None:
+            continue
+        source = extension.with_name(name.rpartition(".")[2] + ".py")
+        assert extension.stat().st_mtime >= source.stat().st_mtime, (
+            f"{extension.name} is older than {source.name}: the compiled module would run "
+            "code that is no longer the source (rebuild: scripts/setup)"
+        )
+
+
+def test_ci_runs_the_build_it_means_to_test() -> None:
+    expected = os.environ.get(EXPECT_VARIABLE)
+    if expected is None:
+        pytest.skip(f"{EXPECT_VARIABLE} is not set (scripts/test sets it)")
+    assert expected in ("compiled", "pure"), f"{EXPECT_VARIABLE}={expected!r}"
+    wanted = "compiled with mypyc" if expected == "compiled" else "pure Python"
+    assert build().startswith(wanted), f"{EXPECT_VARIABLE}={expected} but this runs {build()}"
+
+
+def _files_in_a_new_process(pure: str | None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ORBITER_PURE"}
+    if pure is not None:
+        env["ORBITER_PURE"] = pure
+    names = ", ".join(repr(name) for name in COMPILED_MODULES)
+    # orbiter.node first: most compiled modules are then imported by compiled ones
+    # (directly, not through importlib), whose __file__ mypyc derives itself.
+    script = (
+        "import importlib, orbiter.node\n"
+        f"for n in ({names},): print(importlib.import_module(n).__file__)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+def test_orbiter_pure_loads_the_source_even_beside_a_compiled_file() -> None:
+    assert all(file.endswith(".py") for file in _files_in_a_new_process("1"))
+    built = [_extension_beside(name) for name in COMPILED_MODULES]
+    unset = _files_in_a_new_process(None)
+    assert unset == [str(path) if path else unset[i] for i, path in enumerate(built)]
+    assert _files_in_a_new_process("0") == unset
+
+
+def test_the_source_first_finder_prefers_the_py_over_an_extension(tmp_path: Path) -> None:
+    package = tmp_path / "orbiter_pkg"
+    package.mkdir()
+    (package / "fast.py").write_text("X = 1\n")
+    (package / f"fast{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"not loaded")
+    spec = _SourceFirst().find_spec("orbiter.fast", [str(package)])
+    assert spec is not None
+    assert spec.origin == str(package / "fast.py")
+    # Not orbiter's, a top-level name, or no .py there: the usual finders decide.
+    assert _SourceFirst().find_spec("other.fast", [str(package)]) is None
+    assert _SourceFirst().find_spec("orbiter", None) is None
+    assert _SourceFirst().find_spec("orbiter.slow", [str(package)]) is None
+
+
+def test_a_wrong_orbiter_pure_value_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORBITER_PURE", "yes")
+    with pytest.raises(ValueError, match="ORBITER_PURE must be 1"):
+        pure_asked()
