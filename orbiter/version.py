@@ -9,7 +9,8 @@ as plain Python otherwise. :func:`build` says which this process runs, from the
 evidence (a module's file: a compiled extension or its ``.py``). In a checkout
 whose compiled files sit next to their ``.py``, ``ORBITER_PURE=1`` runs the pure
 build: :func:`prefer_source_when_asked`, called by the package root before
-anything else is imported, makes every ``orbiter.*`` module load from its ``.py``.
+anything else is imported, makes every ``orbiter.*`` module load from its ``.py``
+(so it does, saying why, where a compiled file is older than its source).
 
 A leaf module, so that any layer may import it; the package root re-exports the version.
 """
@@ -37,6 +38,8 @@ COMPILED_MODULES = (
     "orbiter.services.outbox",
     "orbiter.session.session",
     "orbiter.engine.memory",
+    "orbiter.protocol.native",
+    "orbiter.transports.websocket",
 )
 
 #: Set to 1: import the Python source of every orbiter module, compiled or not.
@@ -71,9 +74,41 @@ class _SourceFirst(importlib.abc.MetaPathFinder):
         return None  # a package, or not orbiter's: the usual finders look
 
 
+def stale_in_checkout(package: str) -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` whose compiled file is older than their
+    ``.py`` in a source checkout (``package``'s parent holds setup.py: ``pip install -e``),
+    where an edit does not rebuild them. Installed packages are never checked: their
+    files' times are those of the install."""
+    if not os.path.isfile(os.path.join(os.path.dirname(package), "setup.py")):
+        return []
+    stale = []
+    for name in COMPILED_MODULES:
+        source = os.path.join(package, *name.split(".")[1:]) + ".py"
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            compiled = source[: -len(".py")] + suffix
+            if os.path.isfile(compiled) and os.path.getmtime(compiled) < os.path.getmtime(source):
+                stale.append(name)
+    return stale
+
+
+#: Why this process runs the pure-Python build although compiled files may be there.
+_source_chosen: str | None = None
+
+
 def prefer_source_when_asked() -> None:
-    """With ``ORBITER_PURE=1``, put the source-first finder ahead of Python's own."""
-    if pure_asked() and not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+    """Put the source-first finder ahead of Python's own with ``ORBITER_PURE=1``, and in
+    a checkout whose compiled files are older than their source (saying so on stderr):
+    old compiled code must never run for an edited ``.py``."""
+    global _source_chosen
+    if any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+        return
+    stale = stale_in_checkout(os.path.dirname(os.path.abspath(__file__)))
+    if pure_asked():
+        _source_chosen = f"{PURE_VARIABLE}=1"
+    elif stale:
+        _source_chosen = "the compiled files are older than the source: run scripts/setup"
+        print(f"orbiter: {', '.join(stale)}: {_source_chosen}", file=sys.stderr)
+    if _source_chosen is not None:
         sys.meta_path.insert(0, _SourceFirst())
 
 
@@ -94,5 +129,5 @@ def build() -> str:
     if len(compiled) == len(COMPILED_MODULES):
         return f"compiled with mypyc: {len(compiled)} modules"
     if not compiled:
-        return f"pure Python, {PURE_VARIABLE}=1" if pure_asked() else "pure Python"
+        return "pure Python" if _source_chosen is None else f"pure Python, {_source_chosen}"
     return f"partly compiled: {len(compiled)} of {len(COMPILED_MODULES)} modules (rebuild it)"

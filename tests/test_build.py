@@ -1,6 +1,7 @@
 """The build: the modules of ``COMPILED_MODULES`` run compiled exactly when they were
 compiled (their extension files sit next to their ``.py``) and ``ORBITER_PURE=1`` is
-not set, never half of them; the compiled files are not older than their source;
+not set, never half of them; the compiled files are not older than their source (in
+a checkout, older ones are not run);
 ``ORBITER_PURE=1`` loads the source even beside a compiled file; and CI runs the
 build it means to test (``ORBITER_EXPECT_BUILD``, set by scripts/test).
 """
@@ -16,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from orbiter.version import COMPILED_MODULES, _SourceFirst, build, is_compiled, pure_asked
+import orbiter
+from orbiter.version import (
+    COMPILED_MODULES,
+    _SourceFirst,
+    build,
+    is_compiled,
+    pure_asked,
+    stale_in_checkout,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What scripts/test sets to the build each pytest run is meant to test.
@@ -41,16 +50,17 @@ def test_the_modules_run_compiled_exactly_when_they_were_built_so() -> None:
     assert compiled_files in ([], list(COMPILED_MODULES)), (
         f"a partial build: only {compiled_files} were compiled (rebuild: scripts/setup)"
     )
+    source_chosen = pure_asked() or bool(stale_in_checkout(orbiter.__path__[0]))
     for name, extension in built.items():
         module = importlib.import_module(name)
         file = Path(str(module.__file__))
-        if extension is None or pure_asked():
+        if extension is None or source_chosen:
             assert file.suffix == ".py", f"{name} runs from {file}, not its source"
             assert not is_compiled(module)
         else:
             assert file == extension, f"{name} runs from {file}, not its compiled {extension}"
             assert is_compiled(module)
-    expected = "pure Python" if not compiled_files or pure_asked() else "compiled with mypyc"
+    expected = "pure Python" if not compiled_files or source_chosen else "compiled with mypyc"
     assert build().startswith(expected)
 
 
@@ -99,9 +109,29 @@ def _files_in_a_new_process(pure: str | None) -> list[str]:
     return run.stdout.split()
 
 
+def test_a_compiled_file_older_than_its_source_is_found_in_a_checkout_only(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "orbiter"
+    source = package / "services" / "outbox.py"
+    source.parent.mkdir(parents=True)
+    compiled = source.with_name(f"outbox{importlib.machinery.EXTENSION_SUFFIXES[0]}")
+    compiled.write_bytes(b"")
+    source.write_text("")
+    os.utime(compiled, (1_000_000, 1_000_000))  # built before the last edit
+    assert stale_in_checkout(str(package)) == []  # installed: no setup.py beside it
+    (tmp_path / "setup.py").write_text("")
+    assert stale_in_checkout(str(package)) == ["orbiter.services.outbox"]
+    os.utime(compiled, None)  # rebuilt
+    os.utime(source, (1_000_000, 1_000_000))
+    assert stale_in_checkout(str(package)) == []
+
+
 def test_orbiter_pure_loads_the_source_even_beside_a_compiled_file() -> None:
     assert all(file.endswith(".py") for file in _files_in_a_new_process("1"))
     built = [_extension_beside(name) for name in COMPILED_MODULES]
+    if stale_in_checkout(orbiter.__path__[0]):  # then the source runs: the test above fails
+        built = [None for _ in built]
     unset = _files_in_a_new_process(None)
     assert unset == [str(path) if path else unset[i] for i, path in enumerate(built)]
     assert _files_in_a_new_process("0") == unset
