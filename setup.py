@@ -65,7 +65,8 @@ def why_not_compiled() -> str | None:
 
 def remove_earlier_build() -> None:
     """Removes the compiled files an earlier build left next to the sources (``pip
-    install -e``): Python would import them before the ``.py``, old or not."""
+    install -e``): Python would import them before the ``.py``, old or not. Called by
+    builds in place only, so that building a wheel leaves a checkout's install alone."""
     for compiled in [*(HERE / "orbiter").rglob("*.so"), *HERE.glob(f"{GROUP}__mypyc*")]:
         compiled.unlink()
 
@@ -88,14 +89,17 @@ class BuildOrFallBack(build_ext):
         super().finalize_options()
 
     def run(self) -> None:
-        remove_earlier_build()
+        in_place = self.inplace or getattr(self, "editable_mode", False)
+        if in_place:
+            remove_earlier_build()
         try:
             super().run()
         except Exception as exc:  # the compiler's or linker's error, whatever its class
-            for ext in self.extensions:
-                built = self.get_ext_fullpath(ext.name)
-                for path in (Path(built), HERE / self.get_ext_filename(ext.name)):
-                    path.unlink(missing_ok=True)
+            self.inplace = False  # (setuptools leaves it so when its build fails)
+            for ext in self.extensions:  # what was built of the group, in build/
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            if in_place:
+                remove_earlier_build()
             self.extensions = self.distribution.ext_modules = []
             say(f"compiling failed ({exc}); installing pure Python")
 
@@ -110,11 +114,15 @@ def mypyc_extensions() -> list[Extension]:
         built: list[Extension] = mypycify(paths, group_name=GROUP, opt_level="3")
     except (Exception, SystemExit) as exc:  # mypy's errors end in SystemExit
         say(f"mypyc failed ({exc!r}); installing pure Python")
-        remove_earlier_build()
+        if IN_PLACE:
+            remove_earlier_build()
         return []
     say(f"compiling {len(modules)} modules with mypyc")
     return built
 
+
+#: Whether this is an install in place (pip install -e runs editable_wheel).
+IN_PLACE = bool({"editable_wheel", "develop", "--inplace"} & set(sys.argv))
 
 #: The commands that only describe the package (what pip asks before a build).
 METADATA_COMMANDS = {"egg_info", "dist_info", "sdist"}
@@ -129,7 +137,8 @@ def extensions() -> list[Extension]:
     why = why_not_compiled()
     if why is not None:
         say(f"pure Python: {why}")
-        remove_earlier_build()
+        if IN_PLACE:
+            remove_earlier_build()
         return []
     return [PLACEHOLDER]
 
