@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from orbiter.config.settings import Config
-from orbiter.engine.base import Survey
+from orbiter.engine.base import Broker, Survey
 from orbiter.engine.memory import MemoryBroker
 from orbiter.http.admin_api import MAX_CONNECTIONS, add_admin_api, connections
 from orbiter.http.metrics import NODE_NAME
@@ -23,11 +23,12 @@ from orbiter.logs import EVENTS_LOGGER
 from orbiter.model import JSON
 from orbiter.node import Node
 from orbiter.transports.app_keys import NODE
+from tests.support.wrapped_broker import WrappedBroker
 
 KEY = "admin-key"
 
 
-class ClusterBroker(MemoryBroker):
+class ClusterBroker(WrappedBroker):
     """A memory engine that says it is clustered, and whose surveys get ``answers`` from
     ``nodes - 1`` other nodes (and records what was asked)."""
 
@@ -44,7 +45,7 @@ class ClusterBroker(MemoryBroker):
         return Survey(self.nodes, list(self.answers))
 
 
-def _node(broker: MemoryBroker, sessions: int) -> tuple[Node, web.Application]:
+def _node(broker: Broker, sessions: int) -> tuple[Node, web.Application]:
     node = Node(replace(Config(), api_key=KEY), broker=broker)
     for i in range(sessions):
         node.new_session(f"10.0.{i // 250}.{i % 250}")

@@ -25,11 +25,11 @@ from orbiter.model import JSON, PresenceEvent, Publication, StreamPosition
 
 
 class WrappedBroker(Broker):
-    """Every :class:`Broker` method, handed to ``inner`` (a new memory engine by default)."""
+    """Every :class:`Broker` method, handed to ``inner`` (a new memory engine by default);
+    ``clustered`` is the class's own (False, unless a subclass says True)."""
 
     def __init__(self, inner: Broker | None = None) -> None:
         self.inner = MemoryBroker() if inner is None else inner
-        self.clustered = self.inner.clustered
 
     def set_handlers(self, publication: PublicationHandler, presence: PresenceHandler) -> None:
         self.inner.set_handlers(publication, presence)
