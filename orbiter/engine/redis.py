@@ -72,6 +72,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from orbiter.engine.base import (
@@ -851,6 +852,14 @@ class RedisBroker(Broker):
             finally:
                 self._connection = None
                 self._up.clear()
+                # Subscriptions sent on the lost connection are never confirmed: their
+                # subscribers are told now, not when PING_TIMEOUT ends their wait.
+                lost = RedisConnectionError(f"lost the pub/sub connection to Redis at {self.url}")
+                for waiting in self._confirming.values():
+                    for future in waiting:
+                        if not future.done():
+                            future.set_exception(lost)
+                self._confirming.clear()
                 if pinger is not None:
                     pinger.cancel()
                 with contextlib.suppress(Exception):
