@@ -247,8 +247,8 @@ class ServerProtocol:
     def _receive_line(self, line: bytes) -> Received:
         try:
             obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            return CommandError(None, ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}")
+        except orjson.JSONDecodeError as malformed:
+            return CommandError(None, ErrorCode.BAD_REQUEST, f"malformed JSON: {malformed}")
         if not isinstance(obj, dict):
             return CommandError(None, ErrorCode.BAD_REQUEST, "a command must be a JSON object")
         if obj.get("op") == "return":  # a live widget's answer: no id, no reply
@@ -256,8 +256,8 @@ class ServerProtocol:
                 return CommandError(None, ErrorCode.NOT_CONNECTED, "'return' before 'connect'")
             try:
                 return parse_return(obj)
-            except BadLiveMessage as exc:
-                return CommandError(None, ErrorCode.BAD_REQUEST, str(exc))
+            except BadLiveMessage as bad_live:
+                return CommandError(None, ErrorCode.BAD_REQUEST, str(bad_live))
         raw_id = obj.get("id")
         if type(raw_id) is not int or not 0 < raw_id <= _MAX_ID:
             return CommandError(
@@ -308,8 +308,8 @@ def _parse_command(id_: int, obj: dict[str, Any]) -> Command | Attach | Call | R
             if op == "call":
                 return parse_call(id_, obj)
             return parse_attach(id_, obj) if op == "attach" else parse_rpc(id_, obj)
-        except BadLiveMessage as exc:
-            raise Refusal(ErrorCode.BAD_REQUEST, str(exc)) from None
+        except BadLiveMessage as bad_live:
+            raise Refusal(ErrorCode.BAD_REQUEST, str(bad_live)) from None
     if op == "connect":
         return Connect(
             id_,

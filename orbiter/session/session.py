@@ -242,9 +242,9 @@ class ClientSession:
                     self.close(exc.close_code, exc.message)
                 elif isinstance(event, Connect):
                     self.close(DisconnectCode.CONNECT_FAILED, exc.message)
-            except EngineUnavailable as exc:  # Redis unreachable, say: told, no traceback
-                log.warning("client %s (%s): %s", self.client_id, self.peer, exc)
-                self._send_reply(encode_error(event.id, ErrorCode.INTERNAL, str(exc)))
+            except EngineUnavailable as unavailable:  # Redis unreachable, say: told, no traceback
+                log.warning("client %s (%s): %s", self.client_id, self.peer, unavailable)
+                self._send_reply(encode_error(event.id, ErrorCode.INTERNAL, str(unavailable)))
             except Exception:
                 log.exception("client %s (%s): internal error", self.client_id, self.peer)
                 internal = encode_error(event.id, ErrorCode.INTERNAL, "internal server error")
@@ -459,10 +459,10 @@ class ClientSession:
             if queued is not None:
                 return queued
             pub = await self._pubsub.publish(channel, data, tags)
-        except TooManyStreams as exc:  # counted by PubSub
-            raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc)) from None
-        except PublishFailed as exc:  # a full disk: told, never OK
-            raise Refusal(ErrorCode.INTERNAL, str(exc)) from None
+        except TooManyStreams as too_many:  # counted by PubSub
+            raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(too_many)) from None
+        except PublishFailed as failed:  # a full disk: told, never OK
+            raise Refusal(ErrorCode.INTERNAL, str(failed)) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
 
     def _reply_when_kept(self, id_: int, queued: asyncio.Future[Publication]) -> None:
