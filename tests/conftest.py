@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.redis_cluster",
     "tests.support.rabbitmq_server",
+    "tests.support.task_dump",
 ]
 
 
