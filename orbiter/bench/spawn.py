@@ -27,6 +27,7 @@ SPAWNABLE = {
     "orbiter": "orbiter",
     "orbiter-before": "orbiter",
     "orbiter-memory": "orbiter",
+    "orbiter-pure": "orbiter",
     "aiohttp": "broadcast",
     "websockets": "broadcast-ws",
     "node-ws": "broadcast",
@@ -190,6 +191,8 @@ def spawn(
         if baseline is None or not (Path(baseline) / "orbiter" / "__init__.py").exists():
             raise Unavailable("orbiter-before needs --baseline DIR, a source tree of orbiter")
         env = {**os.environ, "PYTHONPATH": str(Path(baseline).resolve())}
+    if name == "orbiter-pure":  # this tree's pure-Python build, beside the compiled one
+        env = {**os.environ, "ORBITER_PURE": "1"}
     if name.startswith("orbiter"):
         conf = Path(tmp.name) / "orbiter.toml"
         session = f"[session]\nwrite_delay = {write_delay}\n"
@@ -199,7 +202,7 @@ def spawn(
         conf.write_text(BENCH_CONFIG.format(session=session, limits=limits) + orbiter_config)
         cmd = [sys.executable, "-m", "orbiter", "serve", "--port", str(port), "--config", str(conf)]
         cmd += ["--log-level", "warning", *orbiter_args]
-        if name == "orbiter-memory":  # this tree on the memory engine, beside the default
+        if name in ("orbiter-memory", "orbiter-pure"):  # the memory engine, beside the default
             cmd += ["--engine", "memory"]
     elif name == "aiohttp":
         cmd = [sys.executable, "-m", "orbiter.bench.peers.aiohttp_broadcast", str(port)]
