@@ -18,12 +18,17 @@ a publication that cannot reach Redis (or whose answer is lost) fails with
 :class:`PublishFailed`. Commands are never retried by the client library:
 a retry after a lost answer could publish twice. Publications queued in one
 loop iteration go to Redis in one pipeline (one round trip, in order), one
-pipeline in flight at a time, so their order is the order they were queued;
-the pipeline runs on a connection of its own (``engine/redis_wire.py``'s
-``CommandLink``) whose answers are handed to the publishers in the I/O
-callback that parsed them, the last one sending what was queued meanwhile;
-a refused publication fails alone, a lost connection fails what was in
-flight on it.
+pipeline in flight at a time, so their order is the order they were queued
+(``engine/redis_publishing.py``, both modes: here one link to the Redis, on
+a cluster one link per master); a refused publication fails alone, a lost
+connection fails what was in flight on it.
+
+**Two modes, one broker.** :class:`RedisBroker` is a single Redis (or one
+shard of ``engine/redis_shards.py``); ``engine/redis_cluster_mode.py``'s
+subclass supplies only what a Redis Cluster changes: the keys' hash tags,
+the route of publications (``MasterLinks``), and the pub/sub connections
+(one per master, ``SSUBSCRIBE``). Queueing, answering, history reads,
+subscribing, catching up and delivering are this module's, for both.
 
 **Void epoch.** A channel never published reads as offset 0 of an epoch
 its first publication keeps, and reading stores nothing per channel. That
@@ -57,13 +62,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
 import itertools
 import logging
 import math
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +85,18 @@ from orbiter.engine.base import (
     HistoryPage,
     HistoryPolicy,
     PresenceStore,
-    PublishFailed,
     Survey,
 )
 from orbiter.engine.redis_cluster import ClusterLink
-from orbiter.engine.redis_wire import CommandLink, ReplyStream, pack_command
+from orbiter.engine.redis_publishing import (
+    _PUBLISH_MANY,
+    COMMAND_TIMEOUT,
+    OneLink,
+    Publisher,
+    Route,
+    _period,
+)
+from orbiter.engine.redis_wire import ReplyStream
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
 log = logging.getLogger("orbiter.engine.redis")
@@ -98,85 +108,6 @@ PING_TIMEOUT = 15.0
 #: The reconnect backoff: first wait, longest wait (seconds).
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
-
-_PUBLISH = """
-local now = redis.call('time')
-local stamp = now[1] .. '.' .. string.format('%06d', now[2])
-local epoch = redis.call('hget', KEYS[1], 'e')
-if not epoch then
-  local void = redis.call('get', KEYS[3])
-  if not void then void = ARGV[5]; redis.call('set', KEYS[3], void) end
-  epoch = void .. '-' .. math.floor(tonumber(now[1]) / tonumber(ARGV[4]))
-  redis.call('hset', KEYS[1], 'e', epoch)
-  redis.call('del', KEYS[2])
-end
-local offset = redis.call('hincrby', KEYS[1], 's', 1)
-redis.call('expire', KEYS[1], ARGV[4])
-if tonumber(ARGV[2]) > 0 then
-  redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0',
-             't', stamp, 'g', ARGV[6], 'd', ARGV[7])
-  redis.call('pexpire', KEYS[2], ARGV[3])
-else
-  redis.call('del', KEYS[2])
-end
-redis.call('publish', ARGV[1],
-           offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #ARGV[6] .. ':' .. ARGV[6] .. ARGV[7])
-return {offset, epoch, stamp}
-"""
-
-#: The publish script for many publications at once (one EVALSHA per pipeline, rather than
-#: one per publication: Redis's cost per script call is shared). KEYS: the void epoch's key,
-#: then each publication's meta and history keys; ARGV: a void epoch to offer, then six per
-#: publication (pub/sub channel, history size, history TTL in ms, meta TTL in s, tags,
-#: data). Each publication is ``_PUBLISH``'s steps, run under ``pcall``: one that fails
-#: (a key of another type) answers its error in its place, and the others are kept. The
-#: answer: Redis's time, then ``{offset, epoch}`` or an error per publication.
-_PUBLISH_MANY = """
-local now = redis.call('time')
-local stamp = now[1] .. '.' .. string.format('%06d', now[2])
-local seconds = tonumber(now[1])
-local void = nil
-local function publish(meta, history, channel, size, ttl, period, tags, data)
-  local epoch = redis.call('hget', meta, 'e')
-  if not epoch then
-    if not void then
-      void = redis.call('get', KEYS[1])
-      if not void then void = ARGV[1]; redis.call('set', KEYS[1], void) end
-    end
-    epoch = void .. '-' .. math.floor(seconds / tonumber(period))
-    redis.call('hset', meta, 'e', epoch)
-    redis.call('del', history)
-  end
-  local offset = redis.call('hincrby', meta, 's', 1)
-  redis.call('expire', meta, period)
-  if tonumber(size) > 0 then
-    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', stamp, 'g', tags, 'd', data)
-    redis.call('pexpire', history, ttl)
-  else
-    redis.call('del', history)
-  end
-  redis.call('publish', channel,
-             offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data)
-  return {offset, epoch}
-end
-local out = {stamp}
-for i = 1, (#KEYS - 1) / 2 do
-  local a = i * 6 - 4
-  local ok, result = pcall(publish, KEYS[i * 2], KEYS[i * 2 + 1], ARGV[a], ARGV[a + 1],
-                           ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
-  if ok or type(result) == 'table' then
-    out[i + 1] = result
-  else
-    out[i + 1] = {err = tostring(result)}
-  end
-end
-return out
-"""
-_PUBLISH_MANY_SHA = hashlib.sha1(_PUBLISH_MANY.encode()).hexdigest()
-#: Publications per call of :data:`_PUBLISH_MANY` at most (a pipeline of more makes more
-#: calls), so that one call never holds Redis long.
-PUBLISH_MANY_MAX = 128
-
 
 _READ = """
 local now = redis.call('time')
@@ -234,8 +165,6 @@ class RedisKeys:
 #: of a burst of subscribes (2,000 clients subscribing together) instead of queueing it.
 POOL_SIZE = 100
 POOL_WAIT = 10.0
-#: Seconds a command may wait for Redis's answer before its connection is taken for dead.
-COMMAND_TIMEOUT = 10.0
 
 
 def _client(url: str) -> aioredis.Redis:
@@ -252,61 +181,8 @@ def _client(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)
 
 
-def _seconds(value: float) -> int:
-    """A TTL in whole seconds for Redis: at least 1, and a day's worth of years when infinite."""
-    if math.isinf(value) or value > 10**9:
-        return 10**9
-    return max(1, math.ceil(value))
-
-
-def _period(policy: HistoryPolicy) -> int:
-    """How long a stream's epoch and offset outlive its last publication (the meta's TTL)."""
-    return _seconds(max(policy.meta_ttl, policy.ttl))
-
-
 def _stamp(raw: bytes) -> float:
     return float(raw)
-
-
-#: The publish script's arguments of each policy met (a node has a few).
-_POLICY_ARGS: dict[HistoryPolicy, tuple[int, int, int]] = {}
-
-
-def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
-    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
-    args = _POLICY_ARGS.get(policy)
-    if args is None:
-        if len(_POLICY_ARGS) >= 1024:
-            _POLICY_ARGS.clear()
-        args = _POLICY_ARGS[policy] = (policy.size, _seconds(policy.ttl) * 1000, _period(policy))
-    return args
-
-
-def _is_noscript(answer: Any) -> bool:
-    """The answer says Redis does not hold the script (it restarted, or was flushed)."""
-    return isinstance(answer, NoScriptError) or (
-        isinstance(answer, ResponseError) and str(answer).startswith("NOSCRIPT")
-    )
-
-
-class _Queued:
-    __slots__ = ("channel", "data", "encoded", "future", "policy", "tags", "tags_json")
-
-    def __init__(
-        self,
-        channel: str,
-        data: JSON,
-        policy: HistoryPolicy,
-        tags: dict[str, str] | None,
-        future: asyncio.Future[Publication],
-    ) -> None:
-        self.channel = channel
-        self.data = data
-        self.encoded = orjson.dumps(data)
-        self.tags = tags
-        self.tags_json = orjson.dumps(tags) if tags else b""
-        self.policy = policy
-        self.future = future
 
 
 class RedisBroker(Broker):
@@ -327,9 +203,8 @@ class RedisBroker(Broker):
         self._backoff = backoff
         #: Channels subscribed again after a reconnect, to catch up once Redis confirmed it.
         self._resubscribed: set[bytes] = set()
-        self.keys = RedisKeys(prefix)
+        self.keys = self._keys_class(prefix)
         self._redis = self._make_client(url)
-        self._publish_sha = ""
         self._read_sha = ""
         #: Where the void epochs this node offers (when Redis has none) come from: never the
         #: same one twice, so that a Redis that lost its data never gets an old one back.
@@ -337,21 +212,12 @@ class RedisBroker(Broker):
         self._offers = itertools.count()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._pending: list[_Queued] = []
-        self._sender: asyncio.Task[None] | None = None
-        #: The connection publications go through (made on the first one), the script calls
-        #: sent on it not answered yet, when the last pipeline was sent, its watchdog, and
-        #: whether a flush is due at the end of this loop iteration.
-        self._publishing: CommandLink | None = None
-        self._connecting: asyncio.Task[None] | None = None
-        self._in_flight = 0
-        self._sent_at = 0.0
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._flush_due = False
-        #: Set by a close waiting for what is queued and in flight to be answered.
-        self._drained: asyncio.Future[None] | None = None
-        #: Publications go through the link, unless a subclass publishes its own way.
-        self._linked = type(self)._run_publishes is RedisBroker._run_publishes
+        #: Where publications are queued, sent and answered (``engine/redis_publishing.py``).
+        self._publisher = Publisher(
+            self._publish_route(), self.keys, self._publish_script, self._void_offer, self._failed
+        )
+        #: The publisher's own (the same checks, one call less per publication).
+        self.publish_soon = self._publisher.queue  # type: ignore[method-assign]
         #: Channels this node is subscribed to, by their pub/sub name, and back.
         self._subscribed: dict[str, bytes] = {}
         self._channel_of: dict[bytes, str] = {}
@@ -373,11 +239,21 @@ class RedisBroker(Broker):
         self._cluster_names = frozenset(self.cluster.names() if join else ())
 
     clustered = True
-    #: The publish script (the cluster mode's ends in SPUBLISH rather than PUBLISH).
-    _publish_script = _PUBLISH
+    #: Where a channel's keys are, and the publish script (the cluster mode's keys carry
+    #: their slot's hash tag, and its script ends in SPUBLISH rather than PUBLISH).
+    _keys_class: type[RedisKeys] = RedisKeys
+    _publish_script = _PUBLISH_MANY
 
     def _make_client(self, url: str) -> aioredis.Redis:
         return _client(url)
+
+    def _publish_route(self) -> Route:
+        """The link(s) publications go to: one link to this Redis."""
+        return OneLink(self._redis.connection_pool.make_connection)
+
+    def _failed(self) -> None:
+        """Redis could not be reached (counted in :meth:`stats`)."""
+        self.failures += 1
 
     def _void_offer(self) -> str:
         """A void epoch for Redis to keep if it has none (a first start, or its data lost)."""
@@ -412,12 +288,13 @@ class RedisBroker(Broker):
         if self._loop is not None:
             return
         try:
-            self._publish_sha = await self._redis.script_load(self._publish_script)
+            await self._redis.script_load(self._publish_script)
             self._read_sha = await self._redis.script_load(_READ)
         except (RedisError, OSError) as exc:
             await self._redis.aclose()
             raise EngineUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
         self._loop = asyncio.get_running_loop()
+        self._publisher.start()
         self._listener = self._loop.create_task(self._listen_forever())
         try:
             await asyncio.wait_for(self._up.wait(), PING_TIMEOUT)
@@ -439,17 +316,8 @@ class RedisBroker(Broker):
         if self._loop is None or self._closed:
             return
         self._closed = True
-        if self._sender is not None:
-            with contextlib.suppress(Exception):
-                await self._sender
-        # What is queued or in flight on the link is answered first (within the timeout).
-        if self._pending or self._in_flight:
-            self._drained = self._loop.create_future()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained, COMMAND_TIMEOUT)
-        self._drop_publishing("the engine closed")
-        self._fail(self._pending, PublishFailed("the engine is closed"))
-        self._pending = []
+        # What is queued or in flight is answered first (within the command timeout).
+        await self._publisher.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -470,192 +338,7 @@ class RedisBroker(Broker):
     ) -> asyncio.Future[Publication]:
         """Queue a publication for the next pipeline: its future, the publication once Redis
         kept it, or :class:`PublishFailed`."""
-        loop = self._loop
-        if loop is None or self._closed:
-            raise PublishFailed("the engine is closed" if self._closed else "not started")
-        future: asyncio.Future[Publication] = loop.create_future()
-        self._pending.append(_Queued(channel, data, policy, tags, future))
-        if not self._linked:
-            if self._sender is None:
-                self._sender = loop.create_task(self._send_pending())
-        elif not (self._flush_due or self._in_flight):
-            self._flush_due = True
-            loop.call_soon(self._flush)
-        return future
-
-    # The publishing link: what is queued in one loop iteration goes as one pipeline, the
-    # answers are handed over in the I/O callback that parsed them (CommandLink), and the
-    # last answer of a pipeline sends what was queued meanwhile as the next one.
-
-    def _flush(self) -> None:
-        """Send what is queued as one pipeline, unless one is in flight (its last answer
-        sends this one); the link is made first if need be."""
-        self._flush_due = False
-        if self._in_flight or not self._pending or self._connecting is not None:
-            return
-        link = self._publishing
-        loop = self._loop
-        assert loop is not None
-        if link is None or not link.usable:
-            self._connecting = loop.create_task(self._connect_publishing())
-            return
-        batch, self._pending = self._pending, []
-        step = PUBLISH_MANY_MAX
-        parts = [batch[start : start + step] for start in range(0, len(batch), step)]
-        self._in_flight = len(parts)
-        self._sent_at = loop.time()
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(COMMAND_TIMEOUT, self._watch)
-        link.send(
-            b"".join([self._packed_publish(part) for part in parts]),
-            [functools.partial(self._answered, part, False) for part in parts],
-        )
-
-    def _answered(self, part: list[_Queued], again: bool, answer: Any) -> None:
-        """Answer the publishers of ``part`` with Redis's answer to its script call; a call
-        refused for a lost script (Redis restarted: it ran nothing) is sent once more with
-        the script's text (``EVAL`` keeps it for the next calls)."""
-        if not again and _is_noscript(answer) and self._publishing is not None:
-            self._publishing.send(
-                self._packed_publish(part, with_text=True),
-                [functools.partial(self._answered, part, True)],
-            )
-            return
-        self._in_flight -= 1
-        if isinstance(answer, ResponseError):  # the call refused as a whole (OOM, BUSY)
-            self._fail(part, PublishFailed(f"Redis refused it: {answer}"))
-        elif isinstance(answer, BaseException):  # the connection lost: the answers with it
-            self.failures += 1
-            log.error("could not publish %d publications: %s", len(part), answer)
-            self._fail(part, PublishFailed(f"the server could not reach Redis: {answer}"))
-        else:
-            when = float(answer[0])
-            for item, each in zip(part, answer[1:], strict=True):
-                future = item.future
-                if future.done():
-                    continue
-                if isinstance(each, BaseException):
-                    future.set_exception(PublishFailed(f"Redis refused it: {each}"))
-                    continue
-                offset, epoch = each
-                future.set_result(
-                    Publication(
-                        item.channel, int(offset), epoch.decode(), item.data, when, item.tags
-                    )
-                )
-        if not self._in_flight:
-            if self._pending:
-                self._flush()
-            else:
-                self._quiet()
-
-    def _quiet(self) -> None:
-        """Nothing is queued or in flight: a close waiting for that may go on."""
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
-
-    @staticmethod
-    def _fail(items: list[_Queued], failure: PublishFailed) -> None:
-        for item in items:
-            if not item.future.done():
-                item.future.set_exception(failure)
-
-    async def _connect_publishing(self) -> None:
-        """Make the publishing link, then send what is queued; if Redis cannot be reached,
-        what is queued fails (never waits for a Redis that may not come back)."""
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                connection = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-                self._publishing = await CommandLink.open(connection)
-        except Exception as exc:
-            self._publishing = None
-            self.failures += 1
-            log.error("could not publish %d publications: %s", len(self._pending), exc)
-            queued, self._pending = self._pending, []
-            self._fail(queued, PublishFailed(f"the server could not reach Redis: {exc}"))
-        finally:
-            self._connecting = None
-        if self._pending:
-            self._flush()
-        elif not self._in_flight:
-            self._quiet()
-
-    def _watch(self) -> None:
-        """Cut the link when a pipeline waited :data:`COMMAND_TIMEOUT` for its answers."""
-        self._watchdog = None
-        if not self._in_flight or self._loop is None:
-            return
-        left = self._sent_at + COMMAND_TIMEOUT - self._loop.time()
-        if left > 0:
-            self._watchdog = self._loop.call_later(left, self._watch)
-        elif self._publishing is not None:
-            self._publishing.abort(f"Redis did not answer within {COMMAND_TIMEOUT:g} s")
-
-    def _drop_publishing(self, why: str) -> None:
-        """Cut the publishing link (what is in flight on it fails); the next pipeline
-        makes another."""
-        link, self._publishing = self._publishing, None
-        if link is not None:
-            link.abort(why)
-
-    async def _send_pending(self) -> None:
-        """Send what is queued through :meth:`_run_publishes`, one pipeline at a time, until
-        nothing is (a subclass's way to publish: the cluster mode's)."""
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    results = await self._run_publishes(batch)
-                except Exception as exc:  # Redis unreachable or its answer lost (or a bug):
-                    self.failures += 1  # never an OK, and never a publisher left waiting
-                    log.error("could not publish %d publications: %s", len(batch), exc)
-                    failure = PublishFailed(f"the server could not reach Redis: {exc}")
-                    for item in batch:
-                        if not item.future.done():
-                            item.future.set_exception(failure)
-                    continue
-                for item, result in zip(batch, results, strict=True):
-                    if item.future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        item.future.set_exception(PublishFailed(f"Redis refused it: {result}"))
-                        continue
-                    offset, epoch, stamp = result
-                    item.future.set_result(
-                        Publication(
-                            item.channel,
-                            int(offset),
-                            epoch.decode(),
-                            item.data,
-                            _stamp(stamp),
-                            item.tags,
-                        )
-                    )
-        finally:
-            self._sender = None
-
-    async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
-        """Publish ``batch`` in order: each one's ``(offset, epoch, time)``, or the error that
-        refused it in its place. A subclass that publishes elsewhere overrides this (and is
-        then sent its publications by :meth:`_send_pending`); this class publishes through
-        its link (:meth:`_flush`) and never calls it."""
-        raise NotImplementedError
-
-    def _packed_publish(self, items: list[_Queued], *, with_text: bool = False) -> bytes:
-        """The call of :data:`_PUBLISH_MANY` for ``items``, packed for the wire (by its
-        SHA-1, or ``with_text`` to send the script itself)."""
-        keys = self.keys
-        names: list[str] = [keys.void]
-        args: list[str | bytes | int] = [self._void_offer()]
-        for item in items:
-            channel = item.channel
-            size, ttl_ms, period = _policy_args(item.policy)
-            names += (keys.meta(channel), keys.history(channel))
-            args += (keys.pubsub(channel), size, ttl_ms, period, item.tags_json, item.encoded)
-        if with_text:
-            return pack_command(("EVAL", _PUBLISH_MANY, len(names), *names, *args))
-        return pack_command(("EVALSHA", _PUBLISH_MANY_SHA, len(names), *names, *args))
+        return self._publisher.queue(channel, data, policy, tags)  # (bound in __init__)
 
     async def publish_presence(self, event: PresenceEvent) -> None:
         info = event.client
@@ -778,23 +461,21 @@ class RedisBroker(Broker):
         if channel in self._subscribed:
             return
         name = self.keys.pubsub(channel).encode()
-        connection = self._connection
-        if connection is None or self._loop is None:
+        if self._connection is None or self._loop is None:
             raise EngineUnavailable(f"cannot subscribe to {channel!r}: Redis is not connected")
         self._subscribed[channel] = name
         self._channel_of[name] = channel
         future: asyncio.Future[None] = self._loop.create_future()
         self._confirming.setdefault(name, []).append(future)
         try:
-            await connection.send_command("SUBSCRIBE", name)
+            await self._send_subscribe(name)
             await asyncio.wait_for(asyncio.shield(future), PING_TIMEOUT)
         except (RedisError, OSError, TimeoutError) as exc:
             # Not subscribed: the caller forgets the channel (PubSub does), so must this node.
             self._subscribed.pop(channel, None)
             self._channel_of.pop(name, None)
             self._confirming.pop(name, None)
-            with contextlib.suppress(RedisError, OSError):
-                await connection.send_command("UNSUBSCRIBE", name)
+            await self._send_unsubscribe(name)
             raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
 
     async def unsubscribe(self, channel: str) -> None:
@@ -803,10 +484,30 @@ class RedisBroker(Broker):
             return
         self._channel_of.pop(name, None)
         self._last.pop(channel, None)
+        await self._send_unsubscribe(name)
+
+    async def _send_subscribe(self, name: bytes) -> None:
+        """Ask Redis for the pub/sub channel ``name`` (confirmed by a message read later)."""
+        connection = self._connection
+        if connection is None:
+            raise RedisConnectionError("Redis is not connected")
+        await connection.send_command("SUBSCRIBE", name)
+
+    async def _send_unsubscribe(self, name: bytes) -> None:
+        """Tell Redis this node no longer wants ``name`` (nothing if it cannot be told)."""
         connection = self._connection
         if connection is not None:
             with contextlib.suppress(RedisError, OSError):
                 await connection.send_command("UNSUBSCRIBE", name)
+
+    def _unconfirmed(self, names: Iterable[bytes], why: str) -> None:
+        """The subscriptions to ``names`` sent on a connection just lost are never confirmed:
+        their subscribers are told now, not when :data:`PING_TIMEOUT` ends their wait."""
+        lost = RedisConnectionError(why)
+        for name in list(names):
+            for future in self._confirming.pop(name, []):
+                if not future.done():
+                    future.set_exception(lost)
 
     async def _listen_forever(self) -> None:
         """Hold the pub/sub connection: connect, subscribe, read; reconnect with backoff."""
@@ -852,14 +553,7 @@ class RedisBroker(Broker):
             finally:
                 self._connection = None
                 self._up.clear()
-                # Subscriptions sent on the lost connection are never confirmed: their
-                # subscribers are told now, not when PING_TIMEOUT ends their wait.
-                lost = RedisConnectionError(f"lost the pub/sub connection to Redis at {self.url}")
-                for waiting in self._confirming.values():
-                    for future in waiting:
-                        if not future.done():
-                            future.set_exception(lost)
-                self._confirming.clear()
+                self._unconfirmed(self._confirming, f"lost the pub/sub connection to {self.url}")
                 if pinger is not None:
                     pinger.cancel()
                 with contextlib.suppress(Exception):
@@ -881,7 +575,7 @@ class RedisBroker(Broker):
             (line[7:].strip() for line in text.splitlines() if line.startswith("run_id:")), ""
         )
         if self._run_id and run_id != self._run_id:
-            self._drop_publishing("Redis restarted")
+            self._publisher.drop_links("Redis restarted")
             with contextlib.suppress(Exception):
                 await self._redis.connection_pool.disconnect()
         self._run_id = run_id

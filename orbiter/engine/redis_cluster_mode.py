@@ -20,9 +20,12 @@ catching up from history as after any reconnect.
 **Commands** go through :class:`~orbiter.engine.redis_cluster_client.ClusterClient`
 (redis-py's ``RedisCluster``, which follows ``MOVED`` and ``ASK``, with the
 engine's rules for where a command goes and when it is sent again).
-Publications go in one pipeline per master and follow ``MOVED`` and ``ASK``
-here; they are never sent again after a connection error, so a publish to a
-master that is down fails (:class:`PublishFailed`), never answers a false OK.
+**Publications** go as the single mode's do (``engine/redis_publishing.py``:
+one script call per pipeline, answered in the I/O callback), on one link per
+master, one call per slot (:class:`MasterLinks`), following ``MOVED``,
+``ASK``, ``TRYAGAIN`` and ``CLUSTERDOWN``; they are never sent again after a
+connection error, so a publish to a master that is down fails
+(:class:`PublishFailed`) and only the publications of its slots do.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -41,31 +46,22 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MovedError,
-    NoScriptError,
     RedisClusterException,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
-    TryAgainError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from orbiter.config.storage import REDIS_CLUSTER_SCHEMES
 from orbiter.engine.base import EngineUnavailable
 from orbiter.engine.redis import (
-    _PUBLISH,
     _PURGE,
     PING_TIMEOUT,
     RedisBroker,
     RedisKeys,
     RedisPresenceStore,
-    _period,
-    _Queued,
-    _seconds,
     log,
 )
 from orbiter.engine.redis_cluster_client import (
@@ -73,6 +69,13 @@ from orbiter.engine.redis_cluster_client import (
     FIRST_BACKOFF,
     cluster_client,
     node_client,
+)
+from orbiter.engine.redis_publishing import (
+    _SPUBLISH_MANY,
+    PUBLISH_MANY_MAX,
+    Call,
+    Route,
+    _Queued,
 )
 from orbiter.model import PresenceEvent
 
@@ -134,131 +137,133 @@ class _ShardLink:
         self.task: asyncio.Task[None] | None = None
 
 
+class MasterLinks:
+    """Where publications go on a Redis Cluster (a ``Route`` of ``engine/redis_publishing.py``):
+    one link per master, one script call per slot (every key of a call in its slot: the
+    channels of one hash tag), the calls of a slot one after another, so a call sent again
+    elsewhere is never overtaken by a later one of its slot.
+
+    A call Redis sends elsewhere (it ran nothing) goes there: ``MOVED`` to the slot's master
+    once the slot map is read again; ``ASK`` (the slot migrating, its keys on the importing
+    master) once to the node named, after ``ASKING``; ``TRYAGAIN`` and ``CLUSTERDOWN`` (and a
+    slot no master holds in the map) after a backoff, the map read again; :data:`ATTEMPTS`
+    sendings in all, then an error naming the answer. A lost link is never sent again on
+    (what was in flight on it fails), and has the slot map read again (a failover)."""
+
+    def __init__(
+        self, cluster: RedisCluster, keys: RedisKeys, refresh: Callable[[], Awaitable[bool]]
+    ) -> None:
+        self._cluster = cluster
+        self._keys = keys
+        self._refresh_map = refresh
+        self._refreshing: asyncio.Future[bool] | None = None
+
+    def calls(self, batch: list[_Queued]) -> list[Call]:
+        by_tag: dict[str, list[_Queued]] = {}
+        for item in batch:
+            by_tag.setdefault(tag_of(item.channel), []).append(item)
+        calls = []
+        step = PUBLISH_MANY_MAX
+        for items in by_tag.values():
+            target = self._master_of(items[0].channel)
+            parts = [Call(items[i : i + step], target) for i in range(0, len(items), step)]
+            for before, after in itertools.pairwise(parts):
+                before.then = after
+            calls.append(parts[0])
+        return calls
+
+    def _master_of(self, channel: str) -> str | None:
+        """The name of the master of ``channel``'s slot in the map, ``None`` if none."""
+        try:
+            node = self._cluster.get_node_from_key(self._keys.meta(channel))
+        except RedisClusterException:
+            return None
+        return None if node is None else str(node.name)
+
+    def connection(self, target: str) -> AbstractConnection:
+        node = self._cluster.get_node(node_name=target)
+        if node is None:
+            raise RedisConnectionError(f"{target} is no longer a node of the Redis Cluster")
+        return _connection_to(node)
+
+    def redirect(self, call: Call, answer: ResponseError | None) -> Awaitable[None] | None:
+        if answer is None:
+            text = f"CLUSTERDOWN no master holds the slot of {call.items[0].channel!r}"
+        else:
+            text = str(answer)
+        said = text.split(" ", 1)[0]
+        if said not in ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"):
+            return None
+        call.redirects += 1
+        if said == "ASK":
+            if call.asked:
+                return None
+            call.asked = True
+            return self._ask(call, text.rsplit(" ", 1)[-1])
+        if call.redirects >= ATTEMPTS:
+            if said == "MOVED":
+                return None
+            return self._give_up(said, text)
+        return self._again(call, wait=said != "MOVED")
+
+    def lost(self, target: str) -> Awaitable[None] | None:
+        return self._refresh()
+
+    async def _ask(self, call: Call, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        node = self._cluster.get_node(host=host, port=int(port))
+        if node is None:
+            await self._refresh()
+            node = self._cluster.get_node(host=host, port=int(port))
+        if node is None:
+            raise RedisConnectionError(f"Redis Cluster asked for {address}, which it does not list")
+        call.target = node.name
+        call.asking = True
+
+    async def _again(self, call: Call, *, wait: bool) -> None:
+        if wait:  # a resharding or a failover under way: give it time
+            await asyncio.sleep(FIRST_BACKOFF * 2 ** (call.redirects - 1))
+        await self._refresh()
+        call.asking = False
+        call.target = self._master_of(call.items[0].channel)
+
+    @staticmethod
+    async def _give_up(said: str, text: str) -> None:
+        raise RedisConnectionError(f"Redis Cluster answered {said} {ATTEMPTS} times: {text}")
+
+    async def _refresh(self) -> None:
+        """Read the slot map again (once for every call asking meanwhile)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh_map())
+        await asyncio.shield(self._refreshing)
+
+
+def _connection_to(node: ClusterNode) -> AbstractConnection:
+    """An unconnected connection to ``node`` that never retries a command."""
+    kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
+    connection: AbstractConnection = node.connection_class(**kwargs)
+    return connection
+
+
 class ClusterRedisBroker(RedisBroker):
     """:class:`RedisBroker` on a Redis Cluster: sharded pub/sub, keys hash-tagged per slot."""
 
-    _publish_script = _PUBLISH.replace("redis.call('publish'", "redis.call('spublish'")
+    _keys_class = ClusterKeys
+    _publish_script = _SPUBLISH_MANY
 
     def __init__(self, url: str, *, prefix: str = "orbiter", **kwargs: Any) -> None:
-        super().__init__(url, prefix=prefix, **kwargs)
-        self.keys = ClusterKeys(prefix)
         #: The pub/sub connections to masters, by node name, and each channel's.
         self._links: dict[str, _ShardLink] = {}
         self._link_of: dict[bytes, _ShardLink] = {}
         self._rehoming: asyncio.Task[None] | None = None
-        self._node_clients: dict[str, aioredis.Redis] = {}
+        super().__init__(url, prefix=prefix, **kwargs)
 
     def _make_client(self, url: str) -> aioredis.Redis:
         return cluster_client(url)
 
-    def _node_client(self, node: ClusterNode) -> aioredis.Redis:
-        """A plain client of one master, for pipelines of scripts (``RedisCluster``'s
-        pipelines refuse them); kept by node name."""
-        return node_client(self._node_clients, node)
-
-    async def _run_publishes(self, batch: list[_Queued]) -> list[Any]:
-        """Run the publish script for each of ``batch``: one pipeline per master, in the
-        order queued. A ``MOVED`` answer (the script did not run) is sent again to the slot's
-        new master once the slot map is read again; an ``ASK`` answer (the slot is migrating,
-        its keys already on the new master) is sent once to the node named, after ``ASKING``;
-        a lost script is loaded and run again; ``TRYAGAIN`` and ``CLUSTERDOWN`` (the script did
-        not run) are sent again after a backoff, :data:`ATTEMPTS` times in all, then fail with
-        an error naming them."""
-        results: list[Any] = [None] * len(batch)
-        todo = list(range(len(batch)))
-        asked: dict[int, ClusterNode] = {}  # by index: the node an ASK named, not yet sent
-        followed: set[int] = set()  # the indexes whose ASK was followed (once only)
-        delay = FIRST_BACKOFF
-        for attempt in range(ATTEMPTS):
-            groups: dict[tuple[str, bool], tuple[ClusterNode, list[int]]] = {}
-            uncovered = False
-            for index in todo:
-                target = asked.pop(index, None)
-                try:
-                    node = target or self._owner(self.keys.meta(batch[index].channel))
-                except RedisConnectionError as exc:  # no master in the map: read it again
-                    results[index], uncovered = exc, True
-                    continue
-                key = (node.name, target is not None)
-                groups.setdefault(key, (node, []))[1].append(index)
-            answers = await asyncio.gather(
-                *(
-                    self._pipeline(node, [batch[i] for i in group], asking=asking)
-                    for (_, asking), (node, group) in groups.items()
-                ),
-                return_exceptions=True,
-            )
-            todo, moved, wait = [], uncovered, False
-            for (node, group), answer in zip(groups.values(), answers, strict=True):
-                if isinstance(answer, BaseException):
-                    for index in group:
-                        results[index] = answer
-                    continue
-                for index, result in zip(group, answer, strict=True):
-                    results[index] = result
-                    if isinstance(result, NoScriptError):
-                        todo.append(index)
-                        self._publish_sha = await self._node_client(node).script_load(
-                            self._publish_script
-                        )
-                    elif isinstance(result, AskError):
-                        target = self._cluster.get_node(host=result.host, port=result.port)
-                        if target is not None and index not in followed:
-                            followed.add(index)
-                            asked[index] = target
-                            todo.append(index)
-                    elif isinstance(result, (MovedError, TryAgainError, ClusterDownError)):
-                        todo.append(index)
-                        moved = True
-                        wait = wait or not isinstance(result, MovedError)
-            if wait and todo and attempt < ATTEMPTS - 1:  # a resharding or a failover
-                await asyncio.sleep(delay)  # under way: give it time, then read the map
-                delay *= 2
-            if moved:  # for the next batch too, when nothing is to be sent again
-                await self._refresh_slots()
-            if not todo:
-                break
-        for index, result in enumerate(results):
-            if isinstance(result, (TryAgainError, ClusterDownError)):
-                said = "TRYAGAIN" if isinstance(result, TryAgainError) else "CLUSTERDOWN"
-                results[index] = RedisConnectionError(
-                    f"Redis Cluster answered {said} {ATTEMPTS} times: {result}"
-                )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed and len(failed) == len(results):
-            raise failed[0]  # nothing published: the whole batch failed (counted, logged)
-        if failed:  # some masters failed: their publications fail, the others' stand
-            self.failures += 1
-            log.error("could not publish %d publications: %s", len(failed), failed[0])
-        return results
-
-    async def _pipeline(
-        self, node: ClusterNode, items: list[_Queued], *, asking: bool = False
-    ) -> list[Any]:
-        """The publish script for each of ``items`` on ``node``, each after ``ASKING`` if
-        ``asking`` (a slot it is importing); the scripts' answers."""
-        pipe = self._node_client(node).pipeline(transaction=False)
-        keys = self.keys
-        for item in items:
-            policy = item.policy
-            if asking:
-                pipe.execute_command("ASKING")
-            pipe.evalsha(
-                self._publish_sha,
-                3,
-                keys.meta(item.channel),
-                keys.history(item.channel),
-                keys.void_of(item.channel),
-                keys.pubsub(item.channel),
-                policy.size,
-                _seconds(policy.ttl) * 1000,
-                _period(policy),
-                self._void_offer(),
-                item.tags_json,
-                item.encoded,
-            )
-        answers: list[Any] = await pipe.execute(raise_on_error=False)
-        return answers[1::2] if asking else answers
+    def _publish_route(self) -> Route:
+        """The links publications go to: one per master, a call per slot."""
+        return MasterLinks(self._cluster, self.keys, self._refresh_slots)
 
     @property
     def _cluster(self) -> RedisCluster:
@@ -291,15 +296,8 @@ class ClusterRedisBroker(RedisBroker):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await super().close()
-        for client in self._node_clients.values():
-            await client.aclose()
 
     # ------------------------------------------------------------ connections
-
-    def _connect(self, node: ClusterNode) -> AbstractConnection:
-        kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0), "protocol": 2}
-        connection: AbstractConnection = node.connection_class(**kwargs)
-        return connection
 
     async def _listen_forever(self) -> None:
         """Hold the node list's connection (plain SUBSCRIBE) to any master; reconnect with
@@ -308,7 +306,7 @@ class ClusterRedisBroker(RedisBroker):
         delay = first
         while True:
             primaries = self._cluster.get_primaries()
-            connection = self._connect(random.choice(primaries))
+            connection = _connection_to(random.choice(primaries))
             try:
                 await connection.connect()  # type: ignore[no-untyped-call]
                 if self._cluster_names:
@@ -361,7 +359,7 @@ class ClusterRedisBroker(RedisBroker):
         first, longest = self._backoff
         delay = first
         while not self._closed:
-            connection = self._connect(link.node)
+            connection = _connection_to(link.node)
             try:
                 await connection.connect()  # type: ignore[no-untyped-call]
                 # Each catches up from history once its subscription is confirmed.
@@ -388,6 +386,7 @@ class ClusterRedisBroker(RedisBroker):
             finally:
                 link.connection = None
                 link.up.clear()
+                self._unconfirmed(link.names, f"lost Redis Cluster master {link.node.name}")
                 with contextlib.suppress(Exception):
                     await connection.disconnect()
             await asyncio.sleep(delay)
@@ -443,49 +442,19 @@ class ClusterRedisBroker(RedisBroker):
 
     # ------------------------------------------------------------ subscriptions
 
-    async def subscribe(self, channel: str) -> None:
-        """SSUBSCRIBE ``channel`` on its master once that confirmed it; see
-        :meth:`RedisBroker.subscribe`."""
-        if channel in self._subscribed:
-            return
-        name = self.keys.pubsub(channel).encode()
-        if self._loop is None or self._connection is None:
-            raise EngineUnavailable(f"cannot subscribe to {channel!r}: Redis is not connected")
-        try:
-            owner = self._owner(name)
-        except RedisConnectionError as exc:
-            raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
+    async def _send_subscribe(self, name: bytes) -> None:
+        """SSUBSCRIBE ``name`` on the master of its slot (connected first if need be)."""
+        owner = self._owner(name)
         link = self._link(owner)
-        self._subscribed[channel] = name
-        self._channel_of[name] = channel
         link.names.add(name)
         self._link_of[name] = link
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._confirming.setdefault(name, []).append(future)
-        try:
-            await asyncio.wait_for(link.up.wait(), PING_TIMEOUT)
-            connection = link.connection
-            if connection is None:
-                raise OSError(f"no connection to {owner.name}")
-            await connection.send_command("SSUBSCRIBE", name)
-            await asyncio.wait_for(asyncio.shield(future), PING_TIMEOUT)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._subscribed.pop(channel, None)
-            self._channel_of.pop(name, None)
-            self._confirming.pop(name, None)
-            self._link_of.pop(name, None)
-            link.names.discard(name)
-            if link.connection is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await link.connection.send_command("SUNSUBSCRIBE", name)
-            raise EngineUnavailable(f"cannot subscribe to {channel!r}: {exc}") from None
+        await asyncio.wait_for(link.up.wait(), PING_TIMEOUT)
+        connection = link.connection
+        if connection is None:
+            raise RedisConnectionError(f"no connection to {owner.name}")
+        await connection.send_command("SSUBSCRIBE", name)
 
-    async def unsubscribe(self, channel: str) -> None:
-        name = self._subscribed.pop(channel, None)
-        if name is None:
-            return
-        self._channel_of.pop(name, None)
-        self._last.pop(channel, None)
+    async def _send_unsubscribe(self, name: bytes) -> None:
         link = self._link_of.pop(name, None)
         if link is not None:
             link.names.discard(name)

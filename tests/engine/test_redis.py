@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
+from orbiter.engine.redis_publishing import Call
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 from tests.support.redis_server import RedisServer
 
@@ -56,6 +56,19 @@ def _receiver(broker: RedisBroker) -> list[Publication]:
     return got
 
 
+def _script_calls(broker: RedisBroker) -> list[int]:
+    """The number of publications of each publish-script call ``broker`` sends from now on."""
+    calls: list[int] = []
+    pack = broker._publisher._packed
+
+    def counted(call: Call) -> bytes:
+        calls.append(len(call.items))
+        return pack(call)
+
+    broker._publisher._packed = counted  # type: ignore[method-assign]
+    return calls
+
+
 async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -84,14 +97,7 @@ async def test_a_second_node_gets_the_first_ones_publications_once_in_order(brok
 
 async def test_publications_queued_together_go_in_one_pipeline(brokers) -> None:
     broker = await brokers()
-    batches: list[int] = []
-    pack = broker._packed_publish
-
-    def counted(batch, **how):
-        batches.append(len(batch))
-        return pack(batch, **how)
-
-    broker._packed_publish = counted
+    batches = _script_calls(broker)
     futures = [broker.publish_soon("c", i, POLICY) for i in range(50)]
     pubs = [await f for f in futures]
     assert [p.offset for p in pubs] == list(range(1, 51))  # queued order is offset order
@@ -391,14 +397,7 @@ async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
     admin = aioredis.Redis.from_url(broker.url)
     await admin.set(broker.keys.meta("bad"), "not a hash")
     await admin.aclose()
-    batches: list[int] = []
-    pack = broker._packed_publish
-
-    def counted(batch: list[Any], **how: bool) -> bytes:
-        batches.append(len(batch))
-        return pack(batch, **how)
-
-    broker._packed_publish = counted  # type: ignore[method-assign,assignment]
+    batches = _script_calls(broker)
     channels = ["a", "bad", "a", "b", "bad", "b", "a"]
     futures = [broker.publish_soon(channel, i, POLICY) for i, channel in enumerate(channels)]
     results = await asyncio.gather(*futures, return_exceptions=True)
@@ -470,9 +469,9 @@ async def test_a_redis_that_does_not_answer_fails_the_pipeline_then_a_new_link_s
     """Redis holds every client's commands (``CLIENT PAUSE``) past the command timeout: the
     publication waiting for its answer fails (never an OK that Redis did not give), and
     once Redis answers again the next one goes through a new connection."""
-    from orbiter.engine import redis as redis_engine
+    from orbiter.engine import redis_publishing
 
-    monkeypatch.setattr(redis_engine, "COMMAND_TIMEOUT", 0.3)
+    monkeypatch.setattr(redis_publishing, "COMMAND_TIMEOUT", 0.3)
     broker = await brokers()
     await broker.publish("p", 0, POLICY)
     admin = aioredis.Redis.from_url(broker.url)

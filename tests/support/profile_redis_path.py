@@ -2,8 +2,12 @@
 
 Run: ``.venv/bin/python -m tests.support.profile_redis_path URL [--mode many|fanout]
 [--subscribers N] [--publishes N] [--depth N] [--count | --profile FILE]``, where ``URL``
-is a running ``redis-server`` of yours (``redis://127.0.0.1:PORT/0``; ``memory`` runs
-the embedded memory engine instead, for the same harness's figure beside it).
+is a running ``redis-server`` of yours (``redis://127.0.0.1:PORT/0``; a Redis Cluster's
+``redis+cluster://127.0.0.1:PORT`` runs the cluster mode, ``redis-server`` being then the
+sum over its masters; ``memory`` runs the embedded memory engine instead, for the same
+harness's figure beside it). ``python -m tests.support.profile_redis_path cluster`` starts
+a 3-master cluster (``tests/support/redis_cluster.py``), prints its URL and holds it until
+interrupted.
 
 ``many``: what ``orbiter bench many-channels`` makes a server do, as
 ``tests/support/profile_publish_path.py`` does it on the embedded engines:
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import cProfile
 import resource
+import sys
 import time
 import tomllib
 from dataclasses import replace
@@ -46,23 +51,41 @@ from tests.support.standins import StandInTakeover
 from tests.support.work_counter import WorkCounter
 
 
-async def _redis_pid(url: str) -> int | None:
+async def _redis_pids(url: str) -> list[int]:
+    """The ``redis-server`` processes behind ``url`` (a cluster's masters)."""
     if url == "memory":
-        return None
-    client = aioredis.Redis.from_url(url)
-    try:
-        info = await client.info("server")
-    finally:
-        await client.aclose()
-    return int(info["process_id"])
+        return []
+    if url.startswith("redis+cluster://"):
+        client = aioredis.Redis.from_url(url.replace("+cluster://", "://", 1))
+        try:
+            nodes = await client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
+        finally:
+            await client.aclose()
+        text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+        addresses = [
+            line.split()[1].split("@")[0] for line in text.splitlines() if "master" in line
+        ]
+        urls = [f"redis://{address}/0" for address in addresses]
+    else:
+        urls = [url]
+    pids = []
+    for each in urls:
+        client = aioredis.Redis.from_url(each)
+        try:
+            pids.append(int((await client.info("server"))["process_id"]))
+        finally:
+            await client.aclose()
+    return pids
 
 
-def _ticks(pid: int | None) -> int:
-    """The process's CPU ticks (utime + stime), 0 when it does not run on this machine."""
-    if pid is None or not Path(f"/proc/{pid}/stat").exists():
-        return 0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+def _ticks(pids: list[int]) -> int:
+    """The processes' CPU ticks (utime + stime), 0 for one that does not run on this machine."""
+    total = 0
+    for pid in pids:
+        if Path(f"/proc/{pid}/stat").exists():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total
 
 
 async def measure(args: argparse.Namespace) -> None:
@@ -72,7 +95,7 @@ async def measure(args: argparse.Namespace) -> None:
         config = replace(config, engine=replace(config.engine, kind="memory"))
     else:
         config = replace(config, engine=replace(config.engine, kind="redis", url=args.url))
-    pid = await _redis_pid(args.url)
+    pid = await _redis_pids(args.url)
     node = Node(config)
     await node.start()
     endpoint = _Endpoint(node)
@@ -164,7 +187,24 @@ async def measure(args: argparse.Namespace) -> None:
     await node.close()
 
 
+def _hold_a_cluster() -> None:
+    from tests.support.redis_cluster import RedisCluster
+
+    cluster = RedisCluster()
+    print(cluster.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.close()
+
+
 def main() -> None:
+    if sys.argv[1:] == ["cluster"]:
+        _hold_a_cluster()
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="redis://127.0.0.1:PORT/0 of a running redis-server, or memory")
     parser.add_argument("--mode", choices=("many", "fanout"), default="many")

@@ -1,0 +1,535 @@
+"""Publications to Redis: queued, sent as publish-script calls over ``CommandLink`` s, answered.
+
+One :class:`Publisher` serves both modes of the Redis engine; a :class:`Route`
+says what differs: which link a publication goes to, and what to do when
+Redis sends a call elsewhere. :class:`OneLink` is a single Redis's (one link);
+the cluster mode's (one link per master, ``MOVED``/``ASK``/``TRYAGAIN``
+followed) is ``engine/redis_cluster_mode.py``'s ``MasterLinks``.
+
+**Pipelines.** Publications queued in one loop iteration go to Redis
+together; the next ones wait until every call of those is answered (one
+pipeline in flight at a time), so their order is the order they were queued.
+A pipeline is split into calls of :data:`_PUBLISH_MANY` (one call per link,
+at most :data:`PUBLISH_MANY_MAX` publications each; on a cluster, one slot
+per call), written to each link in one write; the answers are handed to
+the publishers in the I/O callback that parsed them (``CommandLink``), the
+last one sending what was queued meanwhile.
+
+**No false OK.** A refused publication fails alone; a lost connection fails
+what was in flight on it (never sent again: its answer may be all that was
+lost); a pipeline unanswered for :data:`COMMAND_TIMEOUT` has its links cut.
+A call refused for a lost script (``NOSCRIPT``: Redis restarted or was
+flushed; it ran nothing) is sent once more with the script's text (``EVAL``
+keeps it for the next calls). The calls of one pipeline in flight together
+on one link that may share a channel (a single Redis's pipeline of more than
+:data:`PUBLISH_MANY_MAX`) all carry the text: by ``EVALSHA``, a later call
+could run (the script loaded meanwhile by another node) while an earlier one
+was refused, and its channel's publications would be kept out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from orbiter.engine.base import HistoryPolicy, PublishFailed
+from orbiter.engine.redis_wire import CommandLink, pack_command
+from orbiter.model import JSON, Publication
+
+log = logging.getLogger("orbiter.engine.redis")
+
+#: Seconds a command may wait for Redis's answer before its connection is taken for dead.
+COMMAND_TIMEOUT = 10.0
+
+#: The publish script (one call per pipeline and link, rather than one per publication:
+#: Redis's cost per script call is shared). KEYS: the void epoch's key, then each
+#: publication's meta and history keys; ARGV: a void epoch to offer, then six per
+#: publication (pub/sub channel, history size, history TTL in ms, meta TTL in s, tags,
+#: data). Each publication is run under ``pcall``: one that fails (a key of another type)
+#: answers its error in its place, and the others are kept. The answer: Redis's time, then
+#: ``{offset, epoch}`` or an error per publication. See ``engine/redis.py`` ("Keeping").
+_PUBLISH_MANY = """
+local now = redis.call('time')
+local stamp = now[1] .. '.' .. string.format('%06d', now[2])
+local seconds = tonumber(now[1])
+local void = nil
+local function publish(meta, history, channel, size, ttl, period, tags, data)
+  local epoch = redis.call('hget', meta, 'e')
+  if not epoch then
+    if not void then
+      void = redis.call('get', KEYS[1])
+      if not void then void = ARGV[1]; redis.call('set', KEYS[1], void) end
+    end
+    epoch = void .. '-' .. math.floor(seconds / tonumber(period))
+    redis.call('hset', meta, 'e', epoch)
+    redis.call('del', history)
+  end
+  local offset = redis.call('hincrby', meta, 's', 1)
+  redis.call('expire', meta, period)
+  if tonumber(size) > 0 then
+    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', stamp, 'g', tags, 'd', data)
+    redis.call('pexpire', history, ttl)
+  else
+    redis.call('del', history)
+  end
+  redis.call('publish', channel,
+             offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data)
+  return {offset, epoch}
+end
+local out = {stamp}
+for i = 1, (#KEYS - 1) / 2 do
+  local a = i * 6 - 4
+  local ok, result = pcall(publish, KEYS[i * 2], KEYS[i * 2 + 1], ARGV[a], ARGV[a + 1],
+                           ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+  if ok or type(result) == 'table' then
+    out[i + 1] = result
+  else
+    out[i + 1] = {err = tostring(result)}
+  end
+end
+return out
+"""
+#: The same on a Redis Cluster: ``SPUBLISH`` (the channel's shard only).
+_SPUBLISH_MANY = _PUBLISH_MANY.replace("redis.call('publish'", "redis.call('spublish'")
+#: Publications per script call at most (a pipeline of more makes more calls), so that one
+#: call never holds Redis long.
+PUBLISH_MANY_MAX = 128
+
+
+def _seconds(value: float) -> int:
+    """A TTL in whole seconds for Redis: at least 1, and a day's worth of years when infinite."""
+    if math.isinf(value) or value > 10**9:
+        return 10**9
+    return max(1, math.ceil(value))
+
+
+def _period(policy: HistoryPolicy) -> int:
+    """How long a stream's epoch and offset outlive its last publication (the meta's TTL)."""
+    return _seconds(max(policy.meta_ttl, policy.ttl))
+
+
+#: The publish script's arguments of each policy met (a node has a few).
+_POLICY_ARGS: dict[HistoryPolicy, tuple[int, int, int]] = {}
+
+
+def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
+    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
+    args = _POLICY_ARGS.get(policy)
+    if args is None:
+        if len(_POLICY_ARGS) >= 1024:
+            _POLICY_ARGS.clear()
+        args = _POLICY_ARGS[policy] = (policy.size, _seconds(policy.ttl) * 1000, _period(policy))
+    return args
+
+
+class ChannelKeys(Protocol):
+    """Where a channel lives in Redis (``engine/redis.py``'s ``RedisKeys``)."""
+
+    def meta(self, channel: str) -> str: ...
+    def history(self, channel: str) -> str: ...
+    def pubsub(self, channel: str) -> str: ...
+    def void_of(self, channel: str) -> str: ...
+
+
+class _Queued:
+    """A publication waiting for its pipeline, and its publisher's future."""
+
+    __slots__ = ("channel", "data", "encoded", "future", "policy", "tags", "tags_json")
+
+    def __init__(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        future: asyncio.Future[Publication],
+    ) -> None:
+        self.channel = channel
+        self.data = data
+        self.encoded = orjson.dumps(data)
+        self.tags = tags
+        self.tags_json = orjson.dumps(tags) if tags else b""
+        self.policy = policy
+        self.future = future
+
+
+class Call:
+    """One call of the publish script: its publications, the link it goes to (``target``,
+    ``None`` when no link is known for it), whether it carries the script's text, whether
+    ``ASKING`` goes before it, how many times it was sent elsewhere, and the call of the
+    same slot to send once this one is answered (``then``)."""
+
+    __slots__ = ("asked", "asking", "items", "redirects", "target", "then", "with_text")
+
+    def __init__(self, items: list[_Queued], target: str | None, *, with_text: bool = False):
+        self.items = items
+        self.target = target
+        self.with_text = with_text
+        self.asking = False
+        self.asked = False
+        self.redirects = 0
+        self.then: Call | None = None
+
+
+class Route(Protocol):
+    """What differs between a single Redis and a cluster, for publications."""
+
+    def calls(self, batch: list[_Queued]) -> list[Call]:
+        """``batch`` (in the order queued) as script calls to send now; each call's
+        ``then`` chain is sent after it, in order."""
+        ...
+
+    def connection(self, target: str) -> AbstractConnection:
+        """An unconnected redis-py connection to ``target`` (a link to make)."""
+        ...
+
+    def redirect(self, call: Call, answer: ResponseError | None) -> Awaitable[None] | None:
+        """What to await before sending ``call`` again (it then has its new target), when
+        ``answer`` (``None``: no target was known) sends it elsewhere; ``None`` when it
+        does not (the answer stands). What is awaited raises a ``RedisError`` when it gives
+        up: the call fails with it."""
+        ...
+
+    def lost(self, target: str) -> Awaitable[None] | None:
+        """What to do (``None``: nothing) when the link to ``target`` was lost or could not
+        be made."""
+        ...
+
+
+class OneLink:
+    """A single Redis: every publication on one link, a pipeline split in calls of at most
+    :data:`PUBLISH_MANY_MAX` in the order queued (with the script's text when there are
+    several: see the module's docstring); Redis never sends a call elsewhere."""
+
+    def __init__(self, make_connection: Callable[[], AbstractConnection]) -> None:
+        self._make_connection = make_connection
+
+    def calls(self, batch: list[_Queued]) -> list[Call]:
+        step = PUBLISH_MANY_MAX
+        if len(batch) <= step:
+            return [Call(batch, "")]
+        return [Call(batch[i : i + step], "", with_text=True) for i in range(0, len(batch), step)]
+
+    def connection(self, target: str) -> AbstractConnection:
+        return self._make_connection()
+
+    def redirect(self, call: Call, answer: ResponseError | None) -> Awaitable[None] | None:
+        return None
+
+    def lost(self, target: str) -> Awaitable[None] | None:
+        return None
+
+
+class Publisher:
+    """Publications queued, sent in pipelines through links a :class:`Route` chooses, and
+    their publishers answered; see the module's docstring."""
+
+    def __init__(
+        self,
+        route: Route,
+        keys: ChannelKeys,
+        script: str,
+        void_offer: Callable[[], str],
+        failed: Callable[[], None],
+    ) -> None:
+        """``script``: :data:`_PUBLISH_MANY` or :data:`_SPUBLISH_MANY`; ``void_offer``: a void
+        epoch to offer; ``failed``: called each time Redis could not be reached."""
+        self._route = route
+        self._keys = keys
+        self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._void_offer = void_offer
+        self._failed = failed
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Queued] = []
+        #: The links by target, and the tasks making those that are not made yet.
+        self._links: dict[str, CommandLink] = {}
+        self._opening: dict[str, asyncio.Task[None]] = {}
+        #: Calls of the pipeline in flight not answered yet (sent, waiting for a link, to be
+        #: sent again, or chained behind another).
+        self._in_flight = 0
+        self._sent_at = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._flush_due = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        #: Set by a close waiting for what is queued and in flight to be answered.
+        self._drained: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        """Take publications from now on (in the running loop)."""
+        self._loop = asyncio.get_running_loop()
+
+    def queue(
+        self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
+    ) -> asyncio.Future[Publication]:
+        """Queue a publication for the next pipeline: its future, the publication once Redis
+        kept it, or :class:`PublishFailed`."""
+        loop = self._loop
+        if loop is None or self._closed:
+            raise PublishFailed("the engine is closed" if self._closed else "not started")
+        future: asyncio.Future[Publication] = loop.create_future()
+        self._pending.append(_Queued(channel, data, policy, tags, future))
+        if not (self._flush_due or self._in_flight):
+            self._flush_due = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        """Send what is queued as one pipeline, unless one is in flight (its last answer
+        sends this one)."""
+        self._flush_due = False
+        if self._in_flight or not self._pending:
+            return
+        loop = self._loop
+        assert loop is not None
+        batch, self._pending = self._pending, []
+        calls = self._route.calls(batch)
+        count = len(calls)
+        for call in calls:
+            then = call.then
+            while then is not None:
+                count += 1
+                then = then.then
+        self._in_flight = count
+        self._sent_at = loop.time()
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(COMMAND_TIMEOUT, self._watch)
+        self._send(calls)
+
+    def _send(self, calls: list[Call]) -> None:
+        """Write ``calls`` to their links, one write per link (a link is made first if need
+        be, the calls for it waiting)."""
+        if len(calls) == 1:  # most pipelines (always, on a single Redis of few publishers)
+            target = calls[0].target
+            if target is not None:
+                self._write(target, calls)
+                return
+        by_target: dict[str, list[Call]] = {}
+        for call in calls:
+            if call.target is None:
+                self._follow(call, None)
+            else:
+                by_target.setdefault(call.target, []).append(call)
+        for target, group in by_target.items():
+            self._write(target, group)
+
+    def _write(self, target: str, calls: list[Call]) -> None:
+        """Write ``calls`` to the link to ``target`` in one write (once it is made)."""
+        link = self._links.get(target)
+        if link is None or not link.usable:
+            self._open(target, calls)
+            return
+        packed: list[bytes] = []
+        handlers: list[Callable[[Any], None]] = []
+        for call in calls:
+            if call.asking:
+                packed.append(pack_command(("ASKING",)))
+                handlers.append(_ignore)
+            packed.append(self._packed(call))
+            handlers.append(functools.partial(self._answered, call))
+        link.send(b"".join(packed), handlers)
+
+    def _open(self, target: str, calls: list[Call]) -> None:
+        """Make the link to ``target``, then send ``calls`` on it; if Redis cannot be reached,
+        they fail (never wait for a Redis that may not come back)."""
+        task = self._opening.get(target)
+        if task is None:
+            assert self._loop is not None
+            task = self._opening[target] = self._loop.create_task(self._make_link(target))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._after_open(target, calls, done))
+
+    async def _make_link(self, target: str) -> None:
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                self._links[target] = await CommandLink.open(self._route.connection(target))
+        except Exception:
+            self._links.pop(target, None)
+            self._lost(target)
+            raise
+        finally:
+            self._opening.pop(target, None)
+
+    def _after_open(self, target: str, calls: list[Call], done: asyncio.Task[None]) -> None:
+        error = RedisConnectionError("the engine closed") if done.cancelled() else done.exception()
+        link = self._links.get(target)
+        if error is None and link is not None and link.usable:
+            self._send(calls)
+            return
+        why = error or RedisConnectionError(f"the link to {target or 'Redis'} was lost")
+        for call in calls:
+            self._settle(call, why)
+
+    def _answered(self, call: Call, answer: Any) -> None:
+        """Redis's answer to ``call``: a lost script is sent once more with its text, a call
+        sent elsewhere (on a cluster) goes there, and otherwise its publishers are answered."""
+        if isinstance(answer, ResponseError):
+            if not call.with_text and str(answer).startswith("NOSCRIPT"):
+                call.with_text = True
+                self._send([call])
+                return
+            redirect = self._route.redirect(call, answer)
+            if redirect is not None:
+                self._follow(call, redirect)
+                return
+        elif isinstance(answer, BaseException) and call.target is not None:
+            self._lost(call.target)
+        self._settle(call, answer)
+
+    def _lost(self, target: str) -> None:
+        after = None if self._closed else self._route.lost(target)
+        if after is not None:
+            self._run(after)
+
+    def _run(self, what: Awaitable[None]) -> None:
+        """Run ``what`` on a task of this publisher's (cancelled when it closes)."""
+        assert self._loop is not None
+        task = self._loop.create_task(_awaited(what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _follow(self, call: Call, redirect: Awaitable[None] | None) -> None:
+        """Send ``call`` again once ``redirect`` gave it its new target (or fail it)."""
+        if redirect is None:
+            redirect = self._route.redirect(call, None)
+        if redirect is None:
+            self._settle(call, _unreachable(call.target))
+            return
+
+        async def follow(redirect: Awaitable[None]) -> None:
+            try:
+                await redirect
+            except Exception as exc:
+                self._settle(call, exc)
+                return
+            self._send([call])
+
+        self._run(follow(redirect))
+
+    def _settle(self, call: Call, answer: Any) -> None:
+        """Answer the publishers of ``call`` with ``answer``: Redis's answer to it, or what
+        kept it from Redis; then the call chained behind it goes, or the next pipeline."""
+        items = call.items
+        if isinstance(answer, ResponseError):  # the call refused as a whole (OOM, BUSY)
+            _fail(items, PublishFailed(f"Redis refused it: {answer}"))
+        elif isinstance(answer, BaseException):  # the connection lost: the answers with it
+            self._failed()
+            log.error("could not publish %d publications: %s", len(items), answer)
+            _fail(items, PublishFailed(f"the server could not reach Redis: {answer}"))
+        else:
+            when = float(answer[0])
+            for item, each in zip(items, answer[1:], strict=True):
+                future = item.future
+                if future.done():
+                    continue
+                if isinstance(each, BaseException):
+                    future.set_exception(PublishFailed(f"Redis refused it: {each}"))
+                    continue
+                offset, epoch = each
+                future.set_result(
+                    Publication(
+                        item.channel, int(offset), epoch.decode(), item.data, when, item.tags
+                    )
+                )
+        self._in_flight -= 1
+        if call.then is not None:
+            self._send([call.then])
+        elif not self._in_flight:
+            if self._pending:
+                self._flush()
+            else:
+                self._quiet()
+
+    def _quiet(self) -> None:
+        """Nothing is queued or in flight: a close waiting for that may go on."""
+        drained = self._drained
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _watch(self) -> None:
+        """Cut the links still waiting for answers when a pipeline waited
+        :data:`COMMAND_TIMEOUT` (a master that answers is left be)."""
+        self._watchdog = None
+        if not self._in_flight or self._loop is None:
+            return
+        left = self._sent_at + COMMAND_TIMEOUT - self._loop.time()
+        if left > 0:
+            self._watchdog = self._loop.call_later(left, self._watch)
+            return
+        for link in list(self._links.values()):
+            if link.waiting:
+                link.abort(f"Redis did not answer within {COMMAND_TIMEOUT:g} s")
+
+    def _packed(self, call: Call) -> bytes:
+        """``call`` packed for the wire (the script by its SHA-1, or its text)."""
+        keys = self._keys
+        items = call.items
+        names: list[str] = [keys.void_of(items[0].channel)]
+        args: list[str | bytes | int] = [self._void_offer()]
+        for item in items:
+            channel = item.channel
+            size, ttl_ms, period = _policy_args(item.policy)
+            names += (keys.meta(channel), keys.history(channel))
+            args += (keys.pubsub(channel), size, ttl_ms, period, item.tags_json, item.encoded)
+        if call.with_text:
+            return pack_command(("EVAL", self._script, len(names), *names, *args))
+        return pack_command(("EVALSHA", self._sha, len(names), *names, *args))
+
+    def drop_links(self, why: str) -> None:
+        """Cut every link (what is in flight on them fails); the next pipeline makes new
+        ones."""
+        links, self._links = self._links, {}
+        for link in links.values():
+            link.abort(why)
+
+    async def close(self) -> None:
+        """Answer what is queued and in flight (within :data:`COMMAND_TIMEOUT`), then cut the
+        links; what is still queued fails."""
+        if self._closed:
+            return
+        self._closed = True
+        if (self._pending or self._in_flight) and self._loop is not None:
+            self._drained = self._loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained, COMMAND_TIMEOUT)
+        self.drop_links("the engine closed")
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        _fail(self._pending, PublishFailed("the engine is closed"))
+        self._pending = []
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+
+def _unreachable(target: str | None) -> Exception:
+    return RedisConnectionError(f"cannot reach {target or 'Redis'}")
+
+
+async def _awaited(what: Awaitable[None]) -> None:
+    with contextlib.suppress(Exception):
+        await what
+
+
+def _ignore(_: Any) -> None:
+    """The answer to ``ASKING``: the call after it answers for both."""
+
+
+def _fail(items: list[_Queued], failure: PublishFailed) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(failure)
