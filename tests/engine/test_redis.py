@@ -13,8 +13,9 @@ import redis.asyncio as aioredis
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
-from orbiter.engine.redis_publishing import Call
+from orbiter.engine.redis_publishing import _PUBLISH_MANY, PUBLISH_MANY_MAX, Call
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
+from tests.support.redis_relay import RedisRelay
 from tests.support.redis_server import RedisServer
 
 POLICY = HistoryPolicy(size=100, ttl=60.0, meta_ttl=600.0)
@@ -486,3 +487,41 @@ async def test_a_redis_that_does_not_answer_fails_the_pipeline_then_a_new_link_s
     page = await broker.history("p", None, POLICY)
     assert page.publications[-1].data == 2
     assert page.position.offset == pub.offset
+
+
+async def test_a_pipeline_of_several_script_calls_keeps_queue_order_when_the_script_is_lost(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """More than PUBLISH_MANY_MAX publications queued together are several script calls.
+    After ``SCRIPT FLUSH``, another node loads the script between the first call and the
+    next (deterministic here: a relay holds the link after the first call until Redis
+    answered it and the script is loaded): every publication is kept exactly once, and
+    each channel's in the order queued, answers and history alike. Sent by ``EVALSHA``,
+    the first call was refused (NOSCRIPT) and sent again after the later ones had run."""
+    relay = RedisRelay(redis_server.port)
+    await relay.start()
+    broker = RedisBroker(relay.url, prefix=redis_prefix)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    policy = HistoryPolicy(size=1000, ttl=60.0, meta_ttl=600.0)
+    try:
+        await broker.start()
+        await broker.publish("a", -1, policy)  # the publishing link is made
+        await admin.script_flush()
+        void = broker.keys.void.encode()
+        hold = relay.hold_after(lambda words: words[0] in (b"EVAL", b"EVALSHA") and void in words)
+        queued = [("a" if i % 3 else "b", i) for i in range(3 * PUBLISH_MANY_MAX - 50)]
+        futures = [broker.publish_soon(channel, i, policy) for channel, i in queued]
+        await asyncio.wait_for(hold.answered.wait(), 5)
+        await admin.script_load(_PUBLISH_MANY)  # as another node would, after its NOSCRIPT
+        hold.release()
+        pubs = await asyncio.wait_for(asyncio.gather(*futures), 10)
+        for channel, first in (("a", 2), ("b", 1)):
+            answered = [(p.offset, p.data) for p in pubs if p.channel == channel]
+            datas = [i for c, i in queued if c == channel]
+            assert answered == list(enumerate(datas, first)), channel
+            page = await broker.history(channel, None, policy)
+            assert [p.data for p in page.publications] == ([-1] if channel == "a" else []) + datas
+    finally:
+        await broker.close()
+        await admin.aclose()
+        await relay.close()
