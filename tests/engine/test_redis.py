@@ -525,3 +525,31 @@ async def test_a_pipeline_of_several_script_calls_keeps_queue_order_when_the_scr
         await broker.close()
         await admin.aclose()
         await relay.close()
+
+
+async def test_a_subscribe_sent_just_as_redis_dies_fails_at_once(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """The pub/sub connection is lost right after Redis read a SUBSCRIBE and before its
+    confirmation came back (deterministic here: a relay forwards the SUBSCRIBE, then cuts
+    the connection and refuses new ones, as a Redis that died): the subscriber gets
+    EngineUnavailable at once, not after PING_TIMEOUT; once Redis is back it subscribes."""
+    relay = RedisRelay(redis_server.port)
+    await relay.start()
+    broker = RedisBroker(relay.url, prefix=redis_prefix, backoff=(0.05, 0.2))
+    loop = asyncio.get_running_loop()
+    try:
+        await broker.start()
+        name = broker.keys.pubsub("late").encode()
+        cut = relay.cut_after(lambda words: words[0].upper() == b"SUBSCRIBE" and name in words)
+        started = loop.time()
+        with pytest.raises(EngineUnavailable, match="lost the pub/sub connection"):
+            await asyncio.wait_for(broker.subscribe("late"), 3)  # PING_TIMEOUT is 15 s
+        assert cut.is_set()
+        assert loop.time() - started < 1.0
+        relay.restore()
+        await _until(lambda: broker.connected)
+        await broker.subscribe("late")
+    finally:
+        await broker.close()
+        await relay.close()
