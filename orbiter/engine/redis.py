@@ -517,7 +517,6 @@ class RedisBroker(Broker):
         pool = ConnectionPool.from_url(self.url, retry=Retry(NoBackoff(), 0), protocol=2)
         while True:
             connection = pool.make_connection()  # type: ignore[no-untyped-call]
-            pinger: asyncio.Task[None] | None = None
             try:
                 await connection.connect()
                 await self._forget_connections_of_a_restarted_redis(connection)
@@ -527,26 +526,12 @@ class RedisBroker(Broker):
                 names = [*self._cluster_names, *self._subscribed.values()]
                 if names:
                     await connection.send_command("SUBSCRIBE", *names)
-                # From here on the messages are read in bulk, never by redis-py.
-                stream = ReplyStream(connection)
                 self._connection = connection
                 self._up.set()
-                pinger = asyncio.create_task(self._keep_alive(connection, stream))
                 if delay > first:
                     log.info("reconnected to Redis at %s", self.url)
                 delay = first
-                while True:
-                    for message in await stream.read():
-                        if isinstance(message, ResponseError):
-                            raise message
-                        try:
-                            later = self._take(message)
-                            if later is not None:
-                                await later
-                        except (RedisError, OSError):
-                            raise
-                        except Exception:  # a message this node cannot read: delivery goes on
-                            log.exception("could not handle a message from Redis: %.200r", message)
+                await self._read_messages(connection, f"Redis at {self.url}")
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
@@ -554,8 +539,6 @@ class RedisBroker(Broker):
                 self._connection = None
                 self._up.clear()
                 self._unconfirmed(self._confirming, f"lost the pub/sub connection to {self.url}")
-                if pinger is not None:
-                    pinger.cancel()
                 with contextlib.suppress(Exception):
                     await connection.disconnect()
             await asyncio.sleep(delay)
@@ -580,30 +563,47 @@ class RedisBroker(Broker):
                 await self._redis.connection_pool.disconnect()
         self._run_id = run_id
 
-    async def _ping(self, connection: AbstractConnection) -> None:
-        with contextlib.suppress(RedisError, OSError):
+    async def _read_messages(self, connection: AbstractConnection, peer: str) -> None:
+        """Read the pub/sub messages of ``connection`` (to ``peer``, for the logs) until it
+        fails: in bulk (``ReplyStream``; never by redis-py from here on), each handled at
+        once (:meth:`_take`, awaiting only a catch-up from history)."""
+        stream = ReplyStream(connection)
+        pinger = asyncio.create_task(self._keep_alive(connection, stream, peer))
+        try:
             while True:
-                await asyncio.sleep(PING_INTERVAL)
-                await connection.send_command("PING")
+                for message in await stream.read():
+                    if isinstance(message, ResponseError):
+                        self._refused(message)
+                        continue
+                    try:
+                        later = self._take(message)
+                        if later is not None:
+                            await later
+                    except (RedisError, OSError):
+                        raise
+                    except Exception:  # a message this node cannot read: delivery goes on
+                        log.exception("could not handle a message from Redis: %.200r", message)
+        finally:
+            pinger.cancel()
 
-    async def _keep_alive(self, connection: AbstractConnection, stream: ReplyStream) -> None:
-        """Ping Redis on the pub/sub connection, and cut it when nothing came back for
+    def _refused(self, error: ResponseError) -> None:
+        """Redis refused a command of a pub/sub connection: the connection starts again."""
+        raise error
+
+    async def _keep_alive(
+        self, connection: AbstractConnection, stream: ReplyStream, peer: str
+    ) -> None:
+        """Ping Redis on a pub/sub connection, and cut it when nothing came back for
         :data:`PING_TIMEOUT` (a dead peer): the reader then reconnects."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(RedisError, OSError):
             while True:
                 await asyncio.sleep(PING_INTERVAL)
                 if loop.time() - stream.read_at > PING_TIMEOUT:
-                    log.error("Redis at %s did not answer for %g s", self.url, PING_TIMEOUT)
+                    log.error("%s did not answer for %g s", peer, PING_TIMEOUT)
                     stream.abort()
                     return
                 await connection.send_command("PING")
-
-    async def _received(self, message: Any) -> None:
-        """Handle one message of a pub/sub connection (:meth:`_take`, awaiting what it left)."""
-        later = self._take(message)
-        if later is not None:
-            await later
 
     def _take(self, message: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one message of a pub/sub connection now, or return what must be awaited

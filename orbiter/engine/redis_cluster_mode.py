@@ -35,7 +35,7 @@ import contextlib
 import functools
 import itertools
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -314,7 +314,7 @@ class ClusterRedisBroker(RedisBroker):
                 self._connection = connection
                 self._up.set()
                 delay = first
-                await self._read_messages(connection)
+                await self._read_messages(connection, "the Redis Cluster node list's connection")
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error("lost the Redis Cluster node list's connection (%s)", exc)
@@ -327,31 +327,20 @@ class ClusterRedisBroker(RedisBroker):
             delay = min(delay * 2, longest)
             await self._refresh_slots()
 
-    async def _read_messages(
-        self, connection: AbstractConnection, link: _ShardLink | None = None
-    ) -> None:
-        """Read ``connection``'s messages until it fails, pinging it meanwhile."""
-        pinger = asyncio.create_task(self._ping(connection))
-        try:
-            while True:
-                try:
-                    message = await connection.read_response(timeout=PING_TIMEOUT)
-                except ResponseError as exc:  # SSUBSCRIBE of a slot no longer here (MOVED)
-                    log.warning("Redis Cluster refused a subscription (%s)", exc)
-                    self._rehome_soon()
-                    continue
-                if link is not None and message[0] == b"sunsubscribe":
-                    if message[1] in self._link_of:  # not asked for: the slot moved away
-                        self._rehome_soon()
-                    continue
-                try:
-                    await self._received(message)
-                except (RedisError, OSError):
-                    raise
-                except Exception:
-                    log.exception("could not handle a message from Redis: %.200r", message)
-        finally:
-            pinger.cancel()
+    def _refused(self, error: ResponseError) -> None:
+        """An SSUBSCRIBE of a slot no longer on that master (MOVED): channels follow their
+        slots."""
+        log.warning("Redis Cluster refused a subscription (%s)", error)
+        self._rehome_soon()
+
+    def _take(self, message: Any) -> Coroutine[Any, Any, None] | None:
+        """:meth:`RedisBroker._take`, and a ``SUNSUBSCRIBE`` this node did not ask for (the
+        master gave the slot away): channels follow their slots."""
+        if message[0] == b"sunsubscribe":
+            if message[1] in self._link_of:
+                self._rehome_soon()
+            return None
+        return super()._take(message)
 
     async def _hold(self, link: _ShardLink) -> None:
         """Hold ``link``'s connection: connect, SSUBSCRIBE its channels, read; reconnect with
@@ -374,7 +363,7 @@ class ClusterRedisBroker(RedisBroker):
                 if delay > first:
                     log.info("reconnected to Redis Cluster master %s", link.node.name)
                 delay = first
-                await self._read_messages(connection, link)
+                await self._read_messages(connection, f"Redis Cluster master {link.node.name}")
             except (RedisError, OSError) as exc:
                 self.failures += 1
                 log.error(
