@@ -19,6 +19,7 @@ from orbiter.engine.redis_cluster_mode import (
     ClusterRedisBroker,
     ClusterRedisPresenceStore,
 )
+from orbiter.engine.redis_publishing import PUBLISH_MANY_MAX, Call
 from orbiter.model import ClientInfo, Publication
 from tests.support.redis_cluster import RedisCluster
 
@@ -478,3 +479,54 @@ async def test_a_publish_answered_tryagain_mid_resharding_is_kept_once_when_it_e
     assert [(p.offset, p.data) for p in page.publications] == [(1, 1), (2, 2)]  # once
     await _until(lambda: len(got) == 2)  # caught up once its channel follows the slot
     assert [(p.offset, p.data) for p in got] == [(1, 1), (2, 2)]
+
+
+async def test_a_pipeline_over_every_master_is_one_script_call_per_slot_in_queue_order(
+    redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
+) -> None:
+    """Publications queued together on channels of every master go as one script call per
+    slot (a slot's keys only: no CROSSSLOT), on one link per master; a slot with more than
+    PUBLISH_MANY_MAX makes calls one after another; each channel's publications are
+    answered, delivered and kept in the order queued."""
+    publisher, subscriber = brokers
+    keys = ClusterKeys(redis_prefix)
+    channels = [_channel_on(redis_cluster, keys, port) for port in redis_cluster.ports]
+    channels.append(  # another slot of the first one's master
+        next(
+            f"d{n}"
+            for n in range(1000)
+            if redis_cluster.port_of(keys.meta(f"d{n}")) == redis_cluster.ports[0]
+            and redis_cluster.slot_of(keys.meta(f"d{n}"))
+            != redis_cluster.slot_of(keys.meta(channels[0]))
+        )
+    )
+    got: list[Publication] = []
+    subscriber.set_handlers(got.append, lambda _: None)
+    for channel in channels:
+        await subscriber.subscribe(channel)
+    calls: list[int] = []
+    pack = publisher._publisher._packed
+
+    def counted(call: Call) -> bytes:
+        calls.append(len(call.items))
+        return pack(call)
+
+    publisher._publisher._packed = counted  # type: ignore[method-assign]
+    busy = channels[0]  # past one call's worth
+    queued = [(busy, i) for i in range(PUBLISH_MANY_MAX + 20)]
+    queued += [(channels[i % 4], i) for i in range(1000, 1040)]
+    futures = [publisher.publish_soon(channel, data, POLICY) for channel, data in queued]
+    pubs = await asyncio.wait_for(asyncio.gather(*futures), 10)
+    assert sorted(calls) == [10, 10, 10, 30, PUBLISH_MANY_MAX]  # 148 + 10 on busy's slot
+    assert set(publisher._publisher._links) == {f"127.0.0.1:{p}" for p in redis_cluster.ports}
+    for channel in channels:
+        datas = [data for c, data in queued if c == channel]
+        assert [(p.offset, p.data) for p in pubs if p.channel == channel] == list(
+            enumerate(datas, 1)
+        )
+    await _until(lambda: len(got) == len(queued))
+    for channel in channels:
+        datas = [data for c, data in queued if c == channel]
+        assert [p.data for p in got if p.channel == channel] == datas
+        page = await publisher.history(channel, None, POLICY)
+        assert [p.data for p in page.publications] == datas[-POLICY.size :]
