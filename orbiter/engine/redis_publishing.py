@@ -263,7 +263,9 @@ class Publisher:
         self._watchdog: asyncio.TimerHandle | None = None
         self._flush_due = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Closed: no publication taken; stopped: none sent any more (the close drained).
         self._closed = False
+        self._stopped = False
         #: Set by a close waiting for what is queued and in flight to be answered.
         self._drained: asyncio.Future[None] | None = None
 
@@ -290,7 +292,7 @@ class Publisher:
         """Send what is queued as one pipeline, unless one is in flight (its last answer
         sends this one)."""
         self._flush_due = False
-        if self._in_flight or not self._pending:
+        if self._in_flight or not self._pending or self._stopped:
             return
         loop = self._loop
         assert loop is not None
@@ -327,6 +329,10 @@ class Publisher:
 
     def _write(self, target: str, calls: list[Call]) -> None:
         """Write ``calls`` to the link to ``target`` in one write (once it is made)."""
+        if self._stopped:
+            for call in calls:
+                self._settle(call, RedisConnectionError("the engine closed"))
+            return
         link = self._links.get(target)
         if link is None or not link.usable:
             self._open(target, calls)
@@ -505,6 +511,7 @@ class Publisher:
             self._drained = self._loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained, COMMAND_TIMEOUT)
+        self._stopped = True
         self.drop_links("the engine closed")
         for task in list(self._tasks):
             task.cancel()
