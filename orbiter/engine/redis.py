@@ -66,7 +66,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -511,38 +511,63 @@ class RedisBroker(Broker):
 
     async def _listen_forever(self) -> None:
         """Hold the pub/sub connection: connect, subscribe, read; reconnect with backoff."""
-        first, longest = self._backoff
-        delay = first
         # RESP2: pub/sub messages are replies read here (RESP3 would hand them to a push handler).
         pool = ConnectionPool.from_url(self.url, retry=Retry(NoBackoff(), 0), protocol=2)
-        while True:
-            connection = pool.make_connection()  # type: ignore[no-untyped-call]
+
+        async def subscribe(connection: AbstractConnection) -> None:
+            await self._forget_connections_of_a_restarted_redis(connection)
+            # Each channel catches up from history once its subscription is
+            # confirmed: then nothing can fall between the read and the subscription.
+            self._resubscribed = {self._subscribed[c] for c in self._last}
+            names = [*self._cluster_names, *self._subscribed.values()]
+            if names:
+                await connection.send_command("SUBSCRIBE", *names)
+            self._connection = connection
+            self._up.set()
+
+        def lost() -> None:
+            self._connection = None
+            self._up.clear()
+            self._unconfirmed(self._confirming, f"lost the pub/sub connection to {self.url}")
+
+        await self._keep_connected(
+            f"Redis at {self.url}", pool.make_connection, subscribe, lost, _always
+        )
+
+    async def _keep_connected(
+        self,
+        peer: str,
+        make: Callable[[], AbstractConnection],
+        subscribe: Callable[[AbstractConnection], Awaitable[None]],
+        lost: Callable[[], None],
+        again: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """Hold a pub/sub connection to ``peer`` (named in the logs): ``make`` one, connect it,
+        ``subscribe`` on it (which marks it up), read its messages until it fails, then
+        ``lost`` (which marks it down), and connect again after a backoff (doubled each time,
+        from the first to the longest wait) while ``again`` says so."""
+        first, longest = self._backoff
+        delay = first
+        while not self._closed:
+            connection = make()
             try:
-                await connection.connect()
-                await self._forget_connections_of_a_restarted_redis(connection)
-                # Each channel catches up from history once its subscription is
-                # confirmed: then nothing can fall between the read and the subscription.
-                self._resubscribed = {self._subscribed[c] for c in self._last}
-                names = [*self._cluster_names, *self._subscribed.values()]
-                if names:
-                    await connection.send_command("SUBSCRIBE", *names)
-                self._connection = connection
-                self._up.set()
+                await connection.connect()  # type: ignore[no-untyped-call]
+                await subscribe(connection)
                 if delay > first:
-                    log.info("reconnected to Redis at %s", self.url)
+                    log.info("reconnected to %s", peer)
                 delay = first
-                await self._read_messages(connection, f"Redis at {self.url}")
+                await self._read_messages(connection, peer)
             except (RedisError, OSError) as exc:
                 self.failures += 1
-                log.error("lost Redis at %s (%s); reconnecting in %.2f s", self.url, exc, delay)
+                log.error("lost %s (%s); reconnecting in %.2f s", peer, exc, delay)
             finally:
-                self._connection = None
-                self._up.clear()
-                self._unconfirmed(self._confirming, f"lost the pub/sub connection to {self.url}")
+                lost()
                 with contextlib.suppress(Exception):
                     await connection.disconnect()
             await asyncio.sleep(delay)
             delay = min(delay * 2, longest)
+            if not await again():
+                break
 
     async def _forget_connections_of_a_restarted_redis(
         self, connection: AbstractConnection
@@ -712,6 +737,10 @@ class RedisBroker(Broker):
                 self._on_publication(pub)
             except Exception:
                 log.exception("delivering a publication of %r failed", pub.channel)
+
+
+async def _always() -> bool:
+    return True
 
 
 _PURGE = """

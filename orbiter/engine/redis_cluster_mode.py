@@ -301,31 +301,27 @@ class ClusterRedisBroker(RedisBroker):
 
     async def _listen_forever(self) -> None:
         """Hold the node list's connection (plain SUBSCRIBE) to any master; reconnect with
-        backoff, to another master if need be."""
-        first, longest = self._backoff
-        delay = first
-        while True:
-            primaries = self._cluster.get_primaries()
-            connection = _connection_to(random.choice(primaries))
-            try:
-                await connection.connect()  # type: ignore[no-untyped-call]
-                if self._cluster_names:
-                    await connection.send_command("SUBSCRIBE", *self._cluster_names)
-                self._connection = connection
-                self._up.set()
-                delay = first
-                await self._read_messages(connection, "the Redis Cluster node list's connection")
-            except (RedisError, OSError) as exc:
-                self.failures += 1
-                log.error("lost the Redis Cluster node list's connection (%s)", exc)
-            finally:
-                self._connection = None
-                self._up.clear()
-                with contextlib.suppress(Exception):
-                    await connection.disconnect()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, longest)
+        backoff, to another master if need be (the slot map read again)."""
+
+        def make() -> AbstractConnection:
+            return _connection_to(random.choice(self._cluster.get_primaries()))
+
+        async def subscribe(connection: AbstractConnection) -> None:
+            if self._cluster_names:
+                await connection.send_command("SUBSCRIBE", *self._cluster_names)
+            self._connection = connection
+            self._up.set()
+
+        def lost() -> None:
+            self._connection = None
+            self._up.clear()
+
+        async def again() -> bool:
             await self._refresh_slots()
+            return True
+
+        peer = "the Redis Cluster node list's connection"
+        await self._keep_connected(peer, make, subscribe, lost, again)
 
     def _refused(self, error: ResponseError) -> None:
         """An SSUBSCRIBE of a slot no longer on that master (MOVED): channels follow their
@@ -344,47 +340,35 @@ class ClusterRedisBroker(RedisBroker):
 
     async def _hold(self, link: _ShardLink) -> None:
         """Hold ``link``'s connection: connect, SSUBSCRIBE its channels, read; reconnect with
-        backoff (channels whose slot went elsewhere move to their new master)."""
-        first, longest = self._backoff
-        delay = first
-        while not self._closed:
-            connection = _connection_to(link.node)
-            try:
-                await connection.connect()  # type: ignore[no-untyped-call]
-                # Each catches up from history once its subscription is confirmed.
-                self._resubscribed |= {
-                    n for n in link.names if self._channel_of.get(n) in self._last
-                }
-                if link.names:
-                    commands = [("SSUBSCRIBE", name) for name in link.names]
-                    await connection.send_packed_command(connection.pack_commands(commands))
-                link.connection = connection
-                link.up.set()
-                if delay > first:
-                    log.info("reconnected to Redis Cluster master %s", link.node.name)
-                delay = first
-                await self._read_messages(connection, f"Redis Cluster master {link.node.name}")
-            except (RedisError, OSError) as exc:
-                self.failures += 1
-                log.error(
-                    "lost Redis Cluster master %s (%s); reconnecting in %.2f s",
-                    link.node.name,
-                    exc,
-                    delay,
-                )
-            finally:
-                link.connection = None
-                link.up.clear()
-                self._unconfirmed(link.names, f"lost Redis Cluster master {link.node.name}")
-                with contextlib.suppress(Exception):
-                    await connection.disconnect()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, longest)
+        backoff (channels whose slot went elsewhere move to their new master) while it has
+        channels."""
+
+        async def subscribe(connection: AbstractConnection) -> None:
+            # Each catches up from history once its subscription is confirmed.
+            self._resubscribed |= {n for n in link.names if self._channel_of.get(n) in self._last}
+            if link.names:
+                commands = [("SSUBSCRIBE", name) for name in link.names]
+                await connection.send_packed_command(connection.pack_commands(commands))
+            link.connection = connection
+            link.up.set()
+
+        def lost() -> None:
+            link.connection = None
+            link.up.clear()
+            self._unconfirmed(link.names, f"lost Redis Cluster master {link.node.name}")
+
+        async def again() -> bool:
             await self._rehome()
-            if not link.names:
-                break
-        if self._links.get(link.node.name) is link:
-            del self._links[link.node.name]
+            return bool(link.names)
+
+        peer = f"Redis Cluster master {link.node.name}"
+        try:
+            await self._keep_connected(
+                peer, functools.partial(_connection_to, link.node), subscribe, lost, again
+            )
+        finally:
+            if self._links.get(link.node.name) is link:
+                del self._links[link.node.name]
 
     def _link(self, node: ClusterNode) -> _ShardLink:
         link = self._links.get(node.name)
