@@ -150,8 +150,11 @@ def handshake_server(request: pytest.FixtureRequest) -> Iterator[HandshakeServer
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     yield server
+    # close() alone does not wake a thread blocked in accept() (Linux): shutdown() does.
+    server.listener.shutdown(socket.SHUT_RDWR)
     server.listener.close()
     thread.join(5)
+    assert not thread.is_alive()
 
 
 @dataclass
