@@ -85,7 +85,6 @@ Event = Message | PeerClosed | Failed
 
 #: Close codes a client may send (RFC 6455 section 7.4, and 1012-1014 registered since).
 _VALID_CLOSE = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)))
-_OPEN, _CLOSING, _CLOSED = 0, 1, 2
 
 
 class ServerConnection:
@@ -100,12 +99,13 @@ class ServerConnection:
         "_out",
         "_partial",
         "_parts",
+        "_peer_closed",
         "_pos",
         "_size",
         "_skip",
-        "_state",
         "frame_limit",
         "frames",
+        "open",
     )
 
     def __init__(self, max_message_size: int) -> None:
@@ -124,7 +124,12 @@ class ServerConnection:
         self._parts: list[bytes] = []
         self._size = 0
         self._out = b""
-        self._state = _OPEN
+        #: May data frames (and pings) be written? Not once either side sent a close
+        #: frame, nor after a failure (read-only outside; an attribute, not a property:
+        #: it is read per write, on the fan-out path).
+        self.open = True
+        #: The client's close frame came (ours went, or goes back at once).
+        self._peer_closed = False
         #: A protocol error or invalid data: nothing more can be parsed.
         self._broken = False
         #: Frames parsed since the caller last set it to 0, and how many it may be
@@ -135,14 +140,9 @@ class ServerConnection:
         self.frame_limit: int | None = None
 
     @property
-    def open(self) -> bool:
-        """May data frames (and pings) be written? Not once either side sent a close frame."""
-        return self._state == _OPEN and not self._broken
-
-    @property
     def closed(self) -> bool:
         """Are both close frames through, or did the connection fail past reading?"""
-        return self._broken or self._state == _CLOSED
+        return self._broken or self._peer_closed
 
     @property
     def starved(self) -> bool:
@@ -191,7 +191,7 @@ class ServerConnection:
         """Start the closing handshake: the close frame to write (nothing if already closing)."""
         if not self.open:
             return b""
-        self._state = _CLOSING
+        self.open = False
         return _close_frame(code, reason)
 
     def next_event(self) -> Event | None:
@@ -288,9 +288,10 @@ class ServerConnection:
                 reason = payload[2:].decode("utf-8")
             except UnicodeDecodeError:
                 return self._fail(INVALID_DATA, "a close reason that is not UTF-8")
-        if self._state == _OPEN:
+        if self.open:
             self._out += _close_frame(code, reason) if code != 1005 else b"\x88\x00"
-        self._state = _CLOSED
+            self.open = False
+        self._peer_closed = True
         return PeerClosed(code, reason)
 
     def _data(self, opcode: int, payload: bytes, fin: bool) -> Event | None:
@@ -319,7 +320,7 @@ class ServerConnection:
     def _fail(self, code: int, reason: str, *, broken: bool = True) -> Failed:
         if self.open:
             self._out += _close_frame(code, reason)
-            self._state = _CLOSING
+            self.open = False
         self._broken = self._broken or broken
         if broken:
             self._buf, self._pos, self._partial = b"", 0, None

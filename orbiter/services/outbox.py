@@ -136,10 +136,9 @@ class Outbox:
         """Queue (or, at an empty outbox, write) a shared batch; False past the limit."""
         if self._closed:
             return True
+        if batch.native is None:  # the first subscriber of the batch: its size
+            pushes(batch)
         sink = self._sink
-        messages = batch.native
-        if messages is None:
-            messages = pushes(batch)
         if sink is not None and not self._items:
             if batch.native_size + sink.backlog() > self._limit:
                 return False
@@ -148,7 +147,7 @@ class Outbox:
         size = self._size + batch.native_size
         if size > self._limit or (sink is not None and size + sink.backlog() > self._limit):
             return False
-        self._items.extend(messages)
+        self._items.extend(pushes(batch))
         self._size = size
         return True
 

@@ -14,7 +14,7 @@ whose subscribers all speak STOMP is never encoded as JSON.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from orbiter.model import Publication
 
@@ -34,18 +34,22 @@ class SharedBatch:
         "_kind",
         "_more",
         "channel",
-        "first_offset",
+        "epoch",
         "last_offset",
         "native",
         "native_size",
+        "previous_offset",
         "pubs",
     )
 
     def __init__(self, channel: str, pubs: list[Publication]) -> None:
         self.channel = channel
         self.pubs = pubs
-        #: The offsets of the first and the last publication (read once per subscriber).
-        self.first_offset = pubs[0].offset
+        #: What a subscriber must have been given for the batch to follow on (the first
+        #: publication's offset - 1, and its epoch), and the last offset: read per subscriber.
+        first = pubs[0]
+        self.previous_offset = first.offset - 1
+        self.epoch = first.epoch
         self.last_offset = pubs[-1].offset
         #: The native protocol's pushes, encoded on first use by
         #: :func:`orbiter.services.pushes.pushes`, and their total size in bytes: most
@@ -65,8 +69,8 @@ class SharedBatch:
         Each ``kind`` must always be framed by the same function (its result
         type). A framing may use another one: the outer kind keeps the slot.
         """
-        if kind is self._kind:
-            return cast(T, self._frame)
+        if kind is self._kind:  # (no typing.cast: interpreted, it is a call per subscriber)
+            return self._frame  # type: ignore[return-value]
         if self._kind is None:
             self._kind = kind
             try:
@@ -82,4 +86,4 @@ class SharedBatch:
         found = more.get(kind)
         if found is None:
             found = more[kind] = frame(self)
-        return cast(T, found)
+        return found  # type: ignore[return-value]

@@ -679,8 +679,8 @@ class ClientSession:
             return
         if (
             sub.recovery is not None
-            or batch.first_offset != sub.offset + 1
-            or batch.pubs[0].epoch != sub.epoch
+            or sub.offset != batch.previous_offset
+            or sub.epoch != batch.epoch
         ):
             for pub, message in zip(batch.pubs, pushes(batch), strict=True):
                 self.deliver(pub, message)

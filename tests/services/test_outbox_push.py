@@ -120,7 +120,7 @@ async def test_a_shared_batch_is_framed_once_per_kind() -> None:
 
     assert [b.framed("ws", frame) for _ in range(3)] == [m(1) + b"|" + m(2)] * 3
     assert calls == [1]
-    assert (b.first_offset, b.last_offset) == (1, 2)
+    assert (b.previous_offset, b.epoch, b.last_offset) == (0, "e", 2)
     assert pushes(b) is b.native
     assert b.native_size == len(m(1)) + len(m(2))
 

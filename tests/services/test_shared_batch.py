@@ -29,7 +29,7 @@ def test_each_kind_is_framed_once_and_kinds_do_not_mix() -> None:
         for kind in kinds:
             assert shared.framed(kind, framing(kind)) == kind.encode() + b":m3,m4"
     assert calls == kinds
-    assert (shared.first_offset, shared.last_offset) == (3, 4)
+    assert (shared.previous_offset, shared.epoch, shared.last_offset) == (2, "e", 4)
 
 
 def test_a_framing_may_use_another_and_keeps_the_first_slot() -> None:

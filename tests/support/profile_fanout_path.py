@@ -2,7 +2,7 @@
 profiling aid.
 
 Run: ``.venv/bin/python -m tests.support.profile_fanout_path [--subscribers 2000]
-[--publishes 2000] [--depth 4] [--data-dir DIR]``. What ``orbiter bench fanout``
+[--publishes 2000] [--depth 4] [--data-dir DIR] [--count]``. What ``orbiter bench fanout``
 makes a server do: ``subscribers`` native WebSockets on one channel, and a
 publisher that keeps ``depth`` pipelined ``POST /api/publish`` requests in
 flight, sending the next ones as soon as answers are written (one loop
@@ -10,8 +10,14 @@ iteration later, standing in for the network). ``--data-dir``: the SQLite
 engine on a file there, else the memory engine. It prints the subscriber
 writes per publication (fewer: more publications share each write, the
 batching a fast answer allows) and the CPU per delivery (the process's, the
-SQLite writer thread's included). The transports are stand-ins that count
-writes: no system call. Not a test: pytest does not collect it.
+SQLite writer thread's included). ``--count``: instead of the time, the
+interpreter's work per publication on the loop's thread
+(:class:`~tests.support.work_counter.WorkCounter`, bytecodes by function), the
+first quarter of the publications not counted; use a few hundred publications.
+The same file runs against another tree (``PYTHONPATH=TREE:/work/main python
+/work/main/tests/support/profile_fanout_path.py --count``): compare only runs
+that print the same writes per publication. The transports are stand-ins that
+count writes: no system call. Not a test: pytest does not collect it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from orbiter.node import Node
 from orbiter.transports.websocket import NativeWebSocket, _Endpoint
 from tests.support.profile_publish_path import CountingTransport
 from tests.support.standins import StandInTakeover
+from tests.support.work_counter import WorkCounter
 
 # This file also runs against an older tree: b67c848's (the tree issues 13 and 14 are
 # measured against) kept config_from_dict elsewhere.
@@ -59,11 +66,16 @@ class Publisher(CountingTransport):
         self.total = total
         self.answered = 0
         self.done = asyncio.Event()
+        #: Set when ``warm_up`` publications are answered (``--count`` starts counting).
+        self.warm_up = 0
+        self.warmed = asyncio.Event()
 
     def write(self, data: bytes) -> None:
         super().write(data)
         answers = data.count(b"HTTP/1.1 200")
         self.answered += answers
+        if self.answered >= self.warm_up:
+            self.warmed.set()
         if self.answered >= self.total:
             self.done.set()
         more = min(answers, self.total - self.sent)
@@ -74,7 +86,9 @@ class Publisher(CountingTransport):
             asyncio.get_running_loop().call_soon(self.protocol.data_received, reads)
 
 
-async def measure(subscribers: int, publishes: int, depth: int, data_dir: str | None) -> None:
+async def measure(
+    subscribers: int, publishes: int, depth: int, data_dir: str | None, count: bool
+) -> None:
     config = config_from_dict(tomllib.loads(BENCH_CONFIG.format(session="", limits="")))
     if data_dir is not None:
         config = replace(config, engine=replace(config.engine, kind="sqlite", data_dir=data_dir))
@@ -96,13 +110,29 @@ async def measure(subscribers: int, publishes: int, depth: int, data_dir: str | 
     protocol = FastPublishProtocol(StandInTakeover(publisher), node, _DateHeader())  # type: ignore[arg-type]
     publisher.protocol = protocol
     protocol.connection_made(publisher)  # type: ignore[arg-type]
-    started, cpu = time.monotonic(), time.process_time()
+    counter = WorkCounter(allocations=False)
+    publisher.warm_up = publishes // 4
     publisher.sent = depth
     protocol.data_received(b"".join(request(i) for i in range(depth)))
-    await asyncio.wait_for(publisher.done.wait(), 120)
+    if count:  # the first quarter warms up (caches, the channel's first publications)
+        await asyncio.wait_for(publisher.warmed.wait(), 120)
+        for transport in sinks:
+            transport.writes = 0
+        counted = publishes - publisher.answered
+        counter.__enter__()
+    started, cpu = time.monotonic(), time.process_time()
+    await asyncio.wait_for(publisher.done.wait(), 600 if count else 120)
     await asyncio.sleep(0.05)  # the last pass
     spent, elapsed = time.process_time() - cpu, time.monotonic() - started
     writes = sum(t.writes for t in sinks)
+    if count:
+        counter.__exit__(None, None, None)
+        print(f"{counter.per(counted)} on the loop's thread; bytecodes by function:")
+        print(counter.top(counted, 40))
+        print(f"{writes / counted:.0f} subscriber writes per publication ({counted} counted)")
+        endpoint.wheel.close()
+        await node.close()
+        return
     print(
         f"{writes / publishes:.0f} subscriber writes per publication ({writes / subscribers:.0f} "
         f"each); {spent / (publishes * subscribers) * 1e6:.3f} µs of CPU per delivery; "
@@ -118,8 +148,9 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=2000)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--data-dir", help="the SQLite engine's directory (default: memory)")
+    parser.add_argument("--count", action="store_true", help="count the work, not the time")
     args = parser.parse_args()
-    uvloop.run(measure(args.subscribers, args.publishes, args.depth, args.data_dir))
+    uvloop.run(measure(args.subscribers, args.publishes, args.depth, args.data_dir, args.count))
 
 
 if __name__ == "__main__":
