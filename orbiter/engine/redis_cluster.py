@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from orbiter.engine.base import Survey
 from orbiter.model import JSON
+from orbiter.tasks import stop
 
 log = logging.getLogger("orbiter.engine.redis")
 
@@ -114,10 +115,7 @@ class ClusterLink:
         self._heart = asyncio.create_task(self._beat_forever())
 
     async def close(self) -> None:
-        if self._heart is not None:
-            self._heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heart
+        await stop(self._heart)
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(RedisError, OSError):

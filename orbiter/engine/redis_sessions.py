@@ -29,7 +29,6 @@ its session is really held here, is the caller's (``transports/sockjs/remote.py`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from orbiter.engine.redis import RedisBroker
 from orbiter.engine.redis_cluster import ClusterLink
 from orbiter.engine.redis_shards import ShardedRedisBroker
 from orbiter.model import JSON, StreamPosition
+from orbiter.tasks import stop
 
 log = logging.getLogger("orbiter.engine.redis")
 
@@ -198,11 +198,8 @@ class SessionDirectory:
         await self._keep_newer([self._positions + name], args)
 
     async def close(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
+        await stop(self._renewer)
+        self._renewer = None
         for task in list(self._tasks):
             task.cancel()
 
