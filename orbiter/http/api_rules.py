@@ -5,7 +5,8 @@ aiohttp's handlers (:mod:`orbiter.http.api`) and the publish fast path
 (:mod:`orbiter.http.fast_publish`) both call them, so the rules are written once.
 Every publication over HTTP runs them: they are compiled with mypyc
 (``COMPILED_MODULES`` in ``orbiter/version.py``), which is why they are apart
-from the handlers (aiohttp's decorators and handler checks want Python functions).
+from the handlers: aiohttp's ``@web.middleware`` sets an attribute on its
+function, which a compiled function has no room for.
 """
 
 from __future__ import annotations
