@@ -23,13 +23,15 @@ class StreamPosition:
     epoch: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Publication:
     """One message published to a channel, with its place in the stream.
 
     Treated as immutable, but not ``frozen``: a frozen dataclass sets each
     field through ``object.__setattr__``, and one is made per publication
-    (what that costs: ``docs/benchmarks.md``).
+    (what that costs: ``docs/benchmarks.md``). For the same reason its
+    ``__init__`` is written out: compiled with mypyc, what a dataclass
+    generates stays interpreted (23 bytecodes a publication).
     """
 
     channel: str
@@ -41,6 +43,24 @@ class Publication:
     tags: dict[str, str] | None = None
     #: What keeping it counts against ``history.max_bytes`` (set by the engine that keeps it).
     size: int = 0
+
+    def __init__(
+        self,
+        channel: str,
+        offset: int,
+        epoch: str,
+        data: JSON,
+        time: float,
+        tags: dict[str, str] | None = None,
+        size: int = 0,
+    ) -> None:
+        self.channel = channel
+        self.offset = offset
+        self.epoch = epoch
+        self.data = data
+        self.time = time
+        self.tags = tags
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,11 @@ COMPILED_MODULES = (
     "orbiter.engine.memory",
     "orbiter.protocol.native",
     "orbiter.transports.websocket",
+    "orbiter.http.api_rules",
+    "orbiter.services.pushes",
+    "orbiter.model",
+    "orbiter.engine.sqlite",
+    "orbiter.engine.sqlite_index",
 )
 
 #: Set to 1: import the Python source of every orbiter module, compiled or not.

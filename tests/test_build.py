@@ -2,8 +2,10 @@
 compiled (their extension files sit next to their ``.py``) and ``ORBITER_PURE=1`` is
 not set, never half of them; the compiled files are not older than their source (in
 a checkout, older ones are not run);
-``ORBITER_PURE=1`` loads the source even beside a compiled file; and CI runs the
-build it means to test (``ORBITER_EXPECT_BUILD``, set by scripts/test).
+``ORBITER_PURE=1`` loads the source even beside a compiled file; CI runs the
+build it means to test (``ORBITER_EXPECT_BUILD``, set by scripts/test); and the
+compiled modules' source keeps mypyc's rules that plain Python does not have
+(:mod:`tests.support.mypyc_rules`), which only the compiled build would break on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from orbiter.version import (
     pure_asked,
     stale_in_checkout,
 )
+from tests.support.mypyc_rules import except_name_clashes
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What scripts/test sets to the build each pytest run is meant to test.
@@ -155,3 +158,75 @@ def test_a_wrong_orbiter_pure_value_is_refused_by_name(monkeypatch: pytest.Monke
     monkeypatch.setenv("ORBITER_PURE", "yes")
     with pytest.raises(ValueError, match="ORBITER_PURE must be 1"):
         pure_asked()
+
+
+#: Commit 2bb1a07's bug, as ClientSession.receive had it: compiled, ``exc`` is a Refusal
+#: variable, and catching EngineUnavailable into it raised TypeError.
+CLASHING = """\
+class ClientSession:
+    async def receive(self, event):
+        for _ in range(3):
+            try:
+                await self.handle(event)
+            except Refusal as exc:
+                self.close(exc.close_code, exc.message)
+            except EngineUnavailable as exc:
+                self.tell(str(exc))
+"""
+
+#: What the rule allows: one type per name, another name, a nested function's (or
+#: class's) own locals, the same type twice, and clauses without a name.
+ALLOWED = """\
+def receive(event):
+    try:
+        handle(event)
+    except Refusal as exc:
+        close(exc)
+    except EngineUnavailable as unavailable:
+        tell(unavailable)
+    except Refusal as exc:
+        close(exc)
+    except ValueError:
+        pass
+
+    def later():
+        try:
+            handle(event)
+        except (OSError, ValueError) as exc:
+            tell(exc)
+
+    class Retry:
+        try:
+            handle(event)
+        except OSError as exc:
+            error = exc
+"""
+
+
+def test_the_except_rule_finds_one_name_bound_to_two_exception_types() -> None:
+    assert except_name_clashes(CLASHING, "session.py") == [
+        "session.py:8 receive: 'exc' is Refusal (line 6) and EngineUnavailable"
+    ]
+    tuple_then_one = "try: f()\nexcept (A, B) as e: pass\nexcept A as e: pass\n"
+    assert except_name_clashes(tuple_then_one) == [
+        "<source>:3 <module>: 'e' is (A, B) (line 2) and A"
+    ]
+    assert except_name_clashes(ALLOWED) == []
+
+
+def _source(module: str) -> Path:
+    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def test_no_compiled_module_binds_one_except_name_to_two_exception_types() -> None:
+    """Compiled, a local keeps one type in its whole function (the pure build and mypy
+    accept it; the compiled build raises TypeError when the second one is caught):
+    give each exception type its own name."""
+    clashes = [
+        clash
+        for module in COMPILED_MODULES
+        for clash in except_name_clashes(
+            _source(module).read_text(encoding="utf-8"), str(_source(module).relative_to(ROOT))
+        )
+    ]
+    assert clashes == []

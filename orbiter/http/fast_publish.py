@@ -9,7 +9,7 @@ per request) several times over orbiter's own work (the figures:
 :class:`FastPublishProtocol` serves them on a bare :class:`asyncio.Protocol`:
 each request is judged by the strict parser :mod:`orbiter.protocol.http_publish`,
 checked and published by the same functions as aiohttp's handler
-(:func:`orbiter.http.api.check_api_key`, :func:`orbiter.http.api.publish_body`),
+(:func:`orbiter.http.api_rules.check_api_key`, :func:`orbiter.http.api_rules.publish_body`),
 and answered in order; the answers to one read go out in one write.
 
 The memory engine publishes at once (:meth:`~orbiter.engine.base.Broker.publish_at_once`),
@@ -43,14 +43,8 @@ import orjson
 from aiohttp.http import SERVER_SOFTWARE
 
 from orbiter.engine.base import PublishFailed, TooManyStreams
-from orbiter.http.api import (
-    ApiError,
-    answer_of,
-    check_api_key,
-    json_type_refusal,
-    publish_body,
-    refusal_answer,
-)
+from orbiter.http.api import json_type_refusal, refusal_answer
+from orbiter.http.api_rules import ApiError, answer_of, check_api_key, publish_body
 from orbiter.model import Publication
 from orbiter.protocol.http_publish import (
     REQUEST_LINE,

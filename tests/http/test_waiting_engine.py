@@ -15,7 +15,7 @@ import orjson
 
 from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPolicy
-from orbiter.http.api import answer_of, publish_body
+from orbiter.http.api_rules import answer_of, publish_body
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.model import JSON, Publication
 from orbiter.node import Node

@@ -29,7 +29,6 @@ from orbiter.protocol.sockjs.frames import (
     encode_messages,
 )
 from orbiter.protocol.sockjs.session_state import SLOW_CONSUMER, SockJSSession
-from orbiter.services import pushes as pushes_module
 from orbiter.services.outbox import Flusher, Outbox
 from orbiter.services.pushes import pushes
 from orbiter.services.shared_batch import SharedBatch
@@ -110,15 +109,14 @@ class SessionConnection:
         return [encode_frame(f) for f in out]
 
 
-@pytest.fixture(autouse=True)
-def pushes_are_the_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each publication's native push is its data, so that the tests choose the exact bytes."""
-    monkeypatch.setattr(pushes_module, "encode_publication", lambda pub: pub.data.encode())
-
-
 def batch(channel: str, messages: Sequence[str], first_offset: int = 1) -> SharedBatch:
+    """A batch whose native pushes are its messages, so that the tests choose the exact
+    bytes: set where :func:`pushes` caches them (it is compiled: not patched)."""
     pubs = [Publication(channel, first_offset + i, "e", m, 0.0) for i, m in enumerate(messages)]
-    return SharedBatch(channel, pubs)
+    shared = SharedBatch(channel, pubs)
+    shared.native = [m.encode() for m in messages]
+    shared.native_size = sum(map(len, shared.native))
+    return shared
 
 
 async def started(node: FakeNode, conn: SessionConnection) -> tuple[NativeApp, FakeClient]:
