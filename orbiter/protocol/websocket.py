@@ -341,11 +341,18 @@ def _close_frame(code: int, reason: str) -> bytes:
     return bytes((0x88, 2 + len(cut))) + code.to_bytes(2, "big") + cut
 
 
+#: A text frame's header: under 126 bytes of payload, made once for each length (not a
+#: tuple and a ``bytes`` call per frame), else packed by a format compiled once.
+_SHORT_TEXT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+_PACK_16 = struct.Struct("!BBH").pack
+_PACK_64 = struct.Struct("!BBQ").pack
+
+
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, final WebSocket text frame (RFC 6455 section 5.2)."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return _SHORT_TEXT_HEADERS[n] + payload
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
+        return _PACK_16(0x81, 126, n) + payload
+    return _PACK_64(0x81, 127, n) + payload

@@ -239,11 +239,15 @@ def test_a_long_close_reason_is_cut_to_fit_a_control_frame() -> None:
 
 
 def test_text_frame_is_what_a_client_parses() -> None:
-    for size in (0, 125, 126, 65535, 65536):
+    for size in (0, 1, 100, 125, 126, 200, 65535, 65536):
         payload = b"x" * size
-        encoded = text_frame(payload)
-        assert encoded[0] == 0x81
-        assert encoded.endswith(payload)
+        if size < 126:  # RFC 6455 section 5.2: the length in 7 bits, or 126 + 16, 127 + 64
+            header = bytes((0x81, size))
+        elif size < 65536:
+            header = b"\x81\x7e" + size.to_bytes(2, "big")
+        else:
+            header = b"\x81\x7f" + size.to_bytes(8, "big")
+        assert text_frame(payload) == header + payload
 
 
 @st.composite
