@@ -308,16 +308,15 @@ class Publisher:
         self._sent_at = loop.time()
         if self._watchdog is None:
             self._watchdog = loop.call_later(COMMAND_TIMEOUT, self._watch)
-        self._send(calls)
+        target = calls[0].target
+        if count == 1 and target is not None:  # most pipelines
+            self._write(target, calls)
+        else:
+            self._send(calls)
 
     def _send(self, calls: list[Call]) -> None:
         """Write ``calls`` to their links, one write per link (a link is made first if need
         be, the calls for it waiting)."""
-        if len(calls) == 1:  # most pipelines (always, on a single Redis of few publishers)
-            target = calls[0].target
-            if target is not None:
-                self._write(target, calls)
-                return
         by_target: dict[str, list[Call]] = {}
         for call in calls:
             if call.target is None:
