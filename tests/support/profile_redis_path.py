@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import cProfile
 import resource
+import signal
 import sys
 import time
 import tomllib
@@ -192,11 +193,11 @@ def _hold_a_cluster() -> None:
 
     cluster = RedisCluster()
     print(cluster.url, flush=True)
+    for each in (signal.SIGINT, signal.SIGTERM):  # a background job ignores SIGINT
+        signal.signal(each, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
     finally:
         cluster.close()
 
