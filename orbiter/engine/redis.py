@@ -98,6 +98,7 @@ from orbiter.engine.redis_publishing import (
 )
 from orbiter.engine.redis_wire import ReplyStream
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
+from orbiter.tasks import stop
 
 log = logging.getLogger("orbiter.engine.redis")
 
@@ -318,10 +319,7 @@ class RedisBroker(Broker):
         self._closed = True
         # What is queued or in flight is answered first (within the command timeout).
         await self._publisher.close()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await stop(self._listener)
         if self._joins:
             await self.cluster.close()
         await self._redis.aclose()
@@ -874,11 +872,8 @@ class RedisPresenceStore(PresenceStore):
             self._refresher = asyncio.create_task(self._refresh_forever())
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await stop(self._refresher)
+        self._refresher = None
         await self._redis.aclose()
 
     async def _call(self, what: str, script: Any, keys: list[str], args: list[Any]) -> Any:

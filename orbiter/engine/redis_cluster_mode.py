@@ -78,6 +78,7 @@ from orbiter.engine.redis_publishing import (
     _Queued,
 )
 from orbiter.model import PresenceEvent
+from orbiter.tasks import stop
 
 #: Hash slots of a Redis Cluster.
 SLOTS = 16384
@@ -291,10 +292,7 @@ class ClusterRedisBroker(RedisBroker):
         if self._loop is None or self._closed:
             return
         for task in [self._rehoming, *(link.task for link in self._links.values())]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop(task)
         await super().close()
 
     # ------------------------------------------------------------ connections

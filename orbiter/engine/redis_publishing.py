@@ -46,6 +46,7 @@ from redis.exceptions import ResponseError
 from orbiter.engine.base import HistoryPolicy, PublishFailed
 from orbiter.engine.redis_wire import CommandLink, pack_command
 from orbiter.model import JSON, Publication
+from orbiter.tasks import stop
 
 log = logging.getLogger("orbiter.engine.redis")
 
@@ -513,9 +514,8 @@ class Publisher:
         self._stopped = True
         self.drop_links("the engine closed")
         for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            with contextlib.suppress(Exception):
+                await stop(task)
         _fail(self._pending, PublishFailed("the engine is closed"))
         self._pending = []
         if self._watchdog is not None:
