@@ -175,6 +175,17 @@ class Broker(abc.ABC):
         """
         return None
 
+    def flush(self) -> None:
+        """Start keeping what :meth:`publish_soon` queued now, not at the next loop iteration.
+
+        A route calls this once the publications of one read are all queued
+        (the fast HTTP publish path, the native WebSocket's read), so their
+        commit starts in that read's iteration: the answers, which wait for the
+        commit, come an iteration sooner. It changes what is kept together, not
+        when a publication counts as kept. The default does nothing.
+        """
+        return None
+
     def stats(self) -> dict[str, int]:
         """What the engine keeps now, for ``GET /api/stats``: ``channels`` (streams
         stored) and ``history_bytes`` (counted against ``history.max_bytes``),

@@ -238,6 +238,8 @@ class SqliteBroker(LocalBroker):
         #: Forgotten streams, tops and deleted commit rows for the next transaction.
         self._upkeep = WriteBatch()
         self._cut_scheduled = False
+        #: The scheduled cut (:meth:`flush` cuts at once and cancels it).
+        self._cut_handle: asyncio.Handle | None = None
         #: Set when nothing is queued or in flight.
         self._idle = asyncio.Event()
         self._idle.set()
@@ -370,19 +372,30 @@ class SqliteBroker(LocalBroker):
             # (a transaction in flight or a cut scheduled has cleared it already)
             self._idle.clear()
             self._cut_scheduled = True
-            loop.call_soon(self._cut)
+            self._cut_handle = loop.call_soon(self._cut)
         return future
+
+    def flush(self) -> None:
+        """Cut now what a read queued (see :meth:`Broker.flush`): its transaction starts in
+        this iteration instead of the next. With one in flight, nothing changes: what is
+        queued goes in the next transaction, once that one returns."""
+        if self._cut_scheduled and self._in_flight is None:
+            handle = self._cut_handle
+            if handle is not None:
+                handle.cancel()
+            self._cut()
 
     def _schedule_cut(self) -> None:
         if self._loop is None or self._cut_scheduled or self._in_flight is not None:
             return
         self._cut_scheduled = True
         self._idle.clear()
-        self._loop.call_soon(self._cut)
+        self._cut_handle = self._loop.call_soon(self._cut)
 
     def _cut(self) -> None:
         """Give the queued publications their offsets and start their transaction."""
         self._cut_scheduled = False
+        self._cut_handle = None
         if self._in_flight is not None:
             return
         queued, self._pending = self._pending, []

@@ -16,7 +16,8 @@ The memory engine publishes at once (:meth:`~orbiter.engine.base.Broker.publish_
 so no coroutine or task is made per request. An engine that queues
 publications (:meth:`~orbiter.engine.base.Broker.publish_soon`, the SQLite
 engine's group commit) has every request of a read queued at once, so
-pipelined requests share a commit; one task per read waits for their answers
+pipelined requests share a commit, which starts in the read's own iteration
+(:meth:`~orbiter.engine.base.Broker.flush`); one task per read waits for their answers
 while reading pauses. If an engine must be awaited, the rest of the publish
 runs in that task, and later requests wait in the buffer. Answers stay in order.
 
@@ -256,6 +257,9 @@ class FastPublishProtocol(ClaimedProtocol):
                 transport.close()
                 return
         if waiting:  # answered once the engine has, then what is kept and came meanwhile
+            # The read's publications are all queued: their commit starts now, not at the
+            # next iteration (Broker.flush), so the answers come an iteration sooner.
+            self._node.broker.flush()
             if out:
                 transport.write(b"".join(out))
             self._begun = self._last_read if pos < size else 0.0

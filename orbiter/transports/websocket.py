@@ -379,6 +379,8 @@ class NativeWebSocket(ClaimedProtocol):
         while message is not None and session is not None:
             await session.receive(message)
             message = self._next_message()
+        # The read's publishes are queued: their commit starts now (Broker.flush).
+        self._endpoint.node.broker.flush()
 
     def _received(self, task: asyncio.Task[None]) -> None:
         self._receiving = None
