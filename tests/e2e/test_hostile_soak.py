@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 import aiohttp
 import orjson
+import pytest
 
 from orbiter import AsyncClient
 from tests.support.server import RunningServer
@@ -253,6 +254,7 @@ async def stream_churn(url: str, until: float) -> None:
         await asyncio.gather(*(one() for _ in range(5)))
 
 
+@pytest.mark.solo  # the app's publication rate under the flood is part of what it checks
 async def test_legitimate_clients_get_everything_in_order_under_every_attack(
     start_server: Callable[..., RunningServer],
 ) -> None:

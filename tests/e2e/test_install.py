@@ -26,6 +26,10 @@ import pytest
 
 from orbiter.version import COMPILED_MODULES, __version__
 
+# The module's venv fixture compiles the publish path (15+ modules with mypyc: ~2 min of
+# CPU, more on a busy machine): past the suite's 120 s per test.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parents[2]
 #: What pip itself needs from the environment (its index, proxy and certificates).
 _PIP_ENV = ("PIP_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy")
