@@ -120,18 +120,12 @@ def _period(policy: HistoryPolicy) -> int:
     return _seconds(max(policy.meta_ttl, policy.ttl))
 
 
-#: The publish script's arguments of each policy met (a node has a few).
-_POLICY_ARGS: dict[HistoryPolicy, tuple[int, int, int]] = {}
-
-
 def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
-    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
-    args = _POLICY_ARGS.get(policy)
-    if args is None:
-        if len(_POLICY_ARGS) >= 1024:
-            _POLICY_ARGS.clear()
-        args = _POLICY_ARGS[policy] = (policy.size, _seconds(policy.ttl) * 1000, _period(policy))
-    return args
+    """The script's history size, history TTL (milliseconds) and meta TTL (seconds).
+    Computed each time: compiled, that costs less than a lookup keyed by the policy (its
+    dataclass ``__hash__`` and ``__eq__`` run interpreted; each channel has its own policy
+    object)."""
+    return policy.size, _seconds(policy.ttl) * 1000, _period(policy)
 
 
 class ChannelKeys(Protocol):

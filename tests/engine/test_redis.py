@@ -567,3 +567,26 @@ async def test_a_subscribe_sent_just_as_redis_dies_fails_at_once(
     finally:
         await broker.close()
         await relay.close()
+
+
+async def test_publications_of_different_policies_in_one_call_keep_their_own_history(
+    brokers: Brokers, script_calls: Callable[[], Awaitable[ScriptCalls]]
+) -> None:
+    """One script call carries publications of several policies, alternating: each is
+    packed with its own policy's arguments, and each channel's history is trimmed by its
+    own size."""
+    broker = await brokers()
+    batches = await script_calls()
+    short, long = HistoryPolicy(size=2, ttl=60.0, meta_ttl=600.0), POLICY
+    queued = [("short" if i % 2 else "long", i) for i in range(20)]
+    futures = [
+        broker.publish_soon(channel, i, short if channel == "short" else long)
+        for channel, i in queued
+    ]
+    await asyncio.gather(*futures)
+    await _until(lambda: sum(batches.calls) >= len(queued))
+    assert batches.calls == [len(queued)]
+    kept_short = await broker.history("short", None, POLICY)
+    kept_long = await broker.history("long", None, POLICY)
+    assert [p.data for p in kept_short.publications] == [17, 19]
+    assert [p.data for p in kept_long.publications] == list(range(0, 20, 2))
