@@ -45,6 +45,9 @@ COMPILED_MODULES = (
     "orbiter.model",
     "orbiter.engine.sqlite",
     "orbiter.engine.sqlite_index",
+    "orbiter.engine.redis_wire",
+    "orbiter.engine.redis_publishing",
+    "orbiter.engine.redis_delivery",
 )
 
 #: Set to 1: import the Python source of every orbiter module, compiled or not.

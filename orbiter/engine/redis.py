@@ -45,7 +45,8 @@ not evict keys (``maxmemory-policy noeviction``, its default).
 each channel it has subscribers for (never per connection); a publication
 reaches a node once whatever the number of its subscribers. The reader
 takes every message one read brought (``engine/redis_wire.py``) and hands
-each to the node at once, awaiting only a catch-up from history. It
+each to the node at once (``engine/redis_delivery.py``: the per-message code,
+compiled), awaiting only a catch-up from history. It
 remembers each channel's last delivered position: a publication that does
 not follow it (the connection dropped and came back) is preceded by what
 history holds between them, or, if history lost them, logged. The pub/sub
@@ -88,6 +89,7 @@ from orbiter.engine.base import (
     Survey,
 )
 from orbiter.engine.redis_cluster import ClusterLink
+from orbiter.engine.redis_delivery import Delivery
 from orbiter.engine.redis_publishing import (
     _PUBLISH_MANY,
     COMMAND_TIMEOUT,
@@ -196,14 +198,15 @@ class RedisBroker(Broker):
         prefix: str = "orbiter",
         backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
         join: bool = True,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         """``join``: keep this node in the node list and answer surveys through this Redis
-        (False for the shards after the first of a :class:`ShardedRedisBroker`)."""
+        (False for the shards after the first of a :class:`ShardedRedisBroker`);
+        ``command_timeout``: seconds a pipeline of publications may wait for Redis's
+        answer before its links are taken for dead."""
         self.url = url
         #: The first and the longest wait before reconnecting (doubled each time between).
         self._backoff = backoff
-        #: Channels subscribed again after a reconnect, to catch up once Redis confirmed it.
-        self._resubscribed: set[bytes] = set()
         self.keys = self._keys_class(prefix)
         self._redis = self._make_client(url)
         self._read_sha = ""
@@ -215,17 +218,15 @@ class RedisBroker(Broker):
         self._closed = False
         #: Where publications are queued, sent and answered (``engine/redis_publishing.py``).
         self._publisher = Publisher(
-            self._publish_route(), self.keys, self._publish_script, self._void_offer, self._failed
+            self._publish_route(),
+            self.keys,
+            self._publish_script,
+            self._void_offer,
+            self._failed,
+            timeout=command_timeout,
         )
         #: The publisher's own (the same checks, one call less per publication).
         self.publish_soon = self._publisher.queue  # type: ignore[method-assign]
-        #: Channels this node is subscribed to, by their pub/sub name, and back.
-        self._subscribed: dict[str, bytes] = {}
-        self._channel_of: dict[bytes, str] = {}
-        #: The last publication delivered on each subscribed channel (or where it stood).
-        self._last: dict[str, Publication | StreamPosition] = {}
-        #: Subscriptions sent and not yet confirmed by Redis.
-        self._confirming: dict[bytes, list[asyncio.Future[None]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._connection: AbstractConnection | None = None
         #: Set while the pub/sub connection is up.
@@ -238,6 +239,17 @@ class RedisBroker(Broker):
         self.cluster = ClusterLink(self._redis, prefix, self._node_id, self.answer)
         self._joins = join
         self._cluster_names = frozenset(self.cluster.names() if join else ())
+        #: Each pub/sub message handled (``engine/redis_delivery.py``, compiled), and the
+        #: subscriptions it knows, shared with this broker (the same objects): the channels
+        #: by their pub/sub name and back, the last publication delivered on each (or where
+        #: it stood), the subscriptions not confirmed yet, and those sent again after a
+        #: reconnect (each catches up once Redis confirmed it).
+        self._delivery = Delivery(self._catch_up, self._cluster_names, self.cluster.received)
+        self._subscribed = self._delivery.subscribed
+        self._channel_of = self._delivery.channel_of
+        self._last = self._delivery.last
+        self._confirming = self._delivery.confirming
+        self._resubscribed = self._delivery.resubscribed
 
     clustered = True
     #: Where a channel's keys are, and the publish script (the cluster mode's keys carry
@@ -247,6 +259,13 @@ class RedisBroker(Broker):
 
     def _make_client(self, url: str) -> aioredis.Redis:
         return _client(url)
+
+    def set_handlers(
+        self, publication: Callable[[Publication], None], presence: Callable[[PresenceEvent], None]
+    ) -> None:
+        super().set_handlers(publication, presence)
+        self._delivery.on_publication = publication
+        self._delivery.on_presence = presence
 
     def _publish_route(self) -> Route:
         """The link(s) publications go to: one link to this Redis."""
@@ -516,7 +535,8 @@ class RedisBroker(Broker):
             await self._forget_connections_of_a_restarted_redis(connection)
             # Each channel catches up from history once its subscription is
             # confirmed: then nothing can fall between the read and the subscription.
-            self._resubscribed = {self._subscribed[c] for c in self._last}
+            self._resubscribed.clear()  # (the delivery's set: changed in place)
+            self._resubscribed.update(self._subscribed[c] for c in self._last)
             names = [*self._cluster_names, *self._subscribed.values()]
             if names:
                 await connection.send_command("SUBSCRIBE", *names)
@@ -592,6 +612,7 @@ class RedisBroker(Broker):
         once (:meth:`_take`, awaiting only a catch-up from history)."""
         stream = ReplyStream(connection)
         pinger = asyncio.create_task(self._keep_alive(connection, stream, peer))
+        take = self._take
         try:
             while True:
                 for message in await stream.read():
@@ -599,7 +620,7 @@ class RedisBroker(Broker):
                         self._refused(message)
                         continue
                     try:
-                        later = self._take(message)
+                        later = take(message)
                         if later is not None:
                             await later
                     except (RedisError, OSError):
@@ -630,52 +651,8 @@ class RedisBroker(Broker):
 
     def _take(self, message: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one message of a pub/sub connection now, or return what must be awaited
-        before the next one is handled (a catch-up from history)."""
-        kind = message[0]
-        if kind == b"message" or kind == b"smessage":
-            channel = self._channel_of.get(message[1])
-            if channel is None:
-                if message[1] in self._cluster_names:
-                    self.cluster.received(message[1], message[2])
-                return None  # else unsubscribed meanwhile
-            payload: bytes = message[2]
-            if payload[:1] in (b"j", b"l"):
-                if self._on_presence is not None:
-                    client, user, info = orjson.loads(payload[1:])
-                    joined = payload[:1] == b"j"
-                    self._on_presence(
-                        PresenceEvent(channel, joined, ClientInfo(client, user, info))
-                    )
-                return None
-            offset, epoch, stamp, tags_length, rest = payload.split(b":", 4)
-            if tags_length == b"0":
-                tags, data = None, orjson.loads(rest)
-            else:
-                cut = int(tags_length)
-                tags, data = orjson.loads(rest[:cut]), orjson.loads(rest[cut:])
-            pub = Publication(channel, int(offset), epoch.decode(), data, float(stamp), tags)
-            last = self._last.get(channel)
-            if last is not None and not (pub.epoch == last.epoch and pub.offset == last.offset + 1):
-                if pub.epoch == last.epoch and pub.offset <= last.offset:
-                    return None  # delivered already, from history
-                return self._catch_up(channel, pub)
-            self._last[channel] = pub
-            if self._on_publication is not None:
-                try:
-                    self._on_publication(pub)
-                except Exception:
-                    log.exception("delivering a publication of %r failed", channel)
-        elif kind == b"subscribe" or kind == b"ssubscribe":
-            name = message[1]
-            for future in self._confirming.pop(name, []):
-                if not future.done():
-                    future.set_result(None)
-            if name in self._resubscribed:
-                self._resubscribed.discard(name)
-                channel = self._channel_of.get(name)
-                if channel is not None:
-                    return self._catch_up(channel, None)
-        return None
+        before the next one is handled (a catch-up from history): the delivery's."""
+        return self._delivery.take(message)
 
     async def _catch_up(self, channel: str, pub: Publication | None) -> None:
         """Deliver what ``channel`` published since its last delivered position (up to and
@@ -727,14 +704,7 @@ class RedisBroker(Broker):
                 self._deliver(pub)
 
     def _deliver(self, pub: Publication) -> None:
-        if pub.channel not in self._subscribed:
-            return
-        self._last[pub.channel] = pub
-        if self._on_publication is not None:
-            try:
-                self._on_publication(pub)
-            except Exception:
-                log.exception("delivering a publication of %r failed", pub.channel)
+        self._delivery.deliver(pub)
 
 
 async def _always() -> bool:

@@ -120,18 +120,12 @@ def _period(policy: HistoryPolicy) -> int:
     return _seconds(max(policy.meta_ttl, policy.ttl))
 
 
-#: The publish script's arguments of each policy met (a node has a few).
-_POLICY_ARGS: dict[HistoryPolicy, tuple[int, int, int]] = {}
-
-
 def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
-    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
-    args = _POLICY_ARGS.get(policy)
-    if args is None:
-        if len(_POLICY_ARGS) >= 1024:
-            _POLICY_ARGS.clear()
-        args = _POLICY_ARGS[policy] = (policy.size, _seconds(policy.ttl) * 1000, _period(policy))
-    return args
+    """The script's history size, history TTL (milliseconds) and meta TTL (seconds).
+    Computed each time: compiled, that costs less than a lookup keyed by the policy (its
+    dataclass ``__hash__`` and ``__eq__`` run interpreted; each channel has its own policy
+    object)."""
+    return policy.size, _seconds(policy.ttl) * 1000, _period(policy)
 
 
 class ChannelKeys(Protocol):
@@ -243,9 +237,13 @@ class Publisher:
         script: str,
         void_offer: Callable[[], str],
         failed: Callable[[], None],
+        *,
+        timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         """``script``: :data:`_PUBLISH_MANY` or :data:`_SPUBLISH_MANY`; ``void_offer``: a void
-        epoch to offer; ``failed``: called each time Redis could not be reached."""
+        epoch to offer; ``failed``: called each time Redis could not be reached; ``timeout``:
+        seconds a pipeline may wait for its answers (:data:`COMMAND_TIMEOUT`)."""
+        self._timeout = timeout
         self._route = route
         self._keys = keys
         self._script = script
@@ -308,7 +306,7 @@ class Publisher:
         self._in_flight = count
         self._sent_at = loop.time()
         if self._watchdog is None:
-            self._watchdog = loop.call_later(COMMAND_TIMEOUT, self._watch)
+            self._watchdog = loop.call_later(self._timeout, self._watch)
         target = calls[0].target
         if count == 1 and target is not None:  # most pipelines
             self._write(target, calls)
@@ -360,7 +358,7 @@ class Publisher:
 
     async def _make_link(self, target: str) -> None:
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with asyncio.timeout(self._timeout):
                 self._links[target] = await CommandLink.open(self._route.connection(target))
         except Exception:
             self._links.pop(target, None)
@@ -471,13 +469,13 @@ class Publisher:
         self._watchdog = None
         if not self._in_flight or self._loop is None:
             return
-        left = self._sent_at + COMMAND_TIMEOUT - self._loop.time()
+        left = self._sent_at + self._timeout - self._loop.time()
         if left > 0:
             self._watchdog = self._loop.call_later(left, self._watch)
             return
         for link in list(self._links.values()):
             if link.waiting:
-                link.abort(f"Redis did not answer within {COMMAND_TIMEOUT:g} s")
+                link.abort(f"Redis did not answer within {self._timeout:g} s")
 
     def _packed(self, call: Call) -> bytes:
         """``call`` packed for the wire (the script by its SHA-1, or its text)."""
@@ -510,7 +508,7 @@ class Publisher:
         if (self._pending or self._in_flight) and self._loop is not None:
             self._drained = self._loop.create_future()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained, COMMAND_TIMEOUT)
+                await asyncio.wait_for(self._drained, self._timeout)
         self._stopped = True
         self.drop_links("the engine closed")
         for task in list(self._tasks):

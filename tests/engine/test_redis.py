@@ -13,8 +13,9 @@ import redis.asyncio as aioredis
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
-from orbiter.engine.redis_publishing import _PUBLISH_MANY, PUBLISH_MANY_MAX, Call
+from orbiter.engine.redis_publishing import _PUBLISH_MANY, PUBLISH_MANY_MAX
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
+from tests.support.redis_monitor import ScriptCalls
 from tests.support.redis_relay import RedisRelay
 from tests.support.redis_server import RedisServer
 
@@ -57,17 +58,23 @@ def _receiver(broker: RedisBroker) -> list[Publication]:
     return got
 
 
-def _script_calls(broker: RedisBroker) -> list[int]:
-    """The number of publications of each publish-script call ``broker`` sends from now on."""
-    calls: list[int] = []
-    pack = broker._publisher._packed
+@pytest.fixture
+async def script_calls(
+    redis_server: RedisServer, redis_prefix: str
+) -> AsyncIterator[Callable[[], Awaitable[ScriptCalls]]]:
+    """Watch the publish-script calls of the test's brokers from now on (``MONITOR``):
+    the number of publications of each call."""
+    watching: list[ScriptCalls] = []
 
-    def counted(call: Call) -> bytes:
-        calls.append(len(call.items))
-        return pack(call)
+    async def watch() -> ScriptCalls:
+        calls = ScriptCalls(redis_server.port, redis_prefix)
+        await calls.start()
+        watching.append(calls)
+        return calls
 
-    broker._publisher._packed = counted  # type: ignore[method-assign]
-    return calls
+    yield watch
+    for calls in watching:
+        await calls.close()
 
 
 async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -96,13 +103,14 @@ async def test_a_second_node_gets_the_first_ones_publications_once_in_order(brok
     assert [p.data for p in got_b] == [by_offset[p.offset] for p in got_b]
 
 
-async def test_publications_queued_together_go_in_one_pipeline(brokers) -> None:
+async def test_publications_queued_together_go_in_one_pipeline(brokers, script_calls) -> None:
     broker = await brokers()
-    batches = _script_calls(broker)
+    batches = await script_calls()
     futures = [broker.publish_soon("c", i, POLICY) for i in range(50)]
     pubs = [await f for f in futures]
     assert [p.offset for p in pubs] == list(range(1, 51))  # queued order is offset order
-    assert batches == [50]
+    await _until(lambda: sum(batches.calls) >= 50)
+    assert batches.calls == [50]
 
 
 async def test_epoch_and_offset_outlive_the_history_ttl(brokers) -> None:
@@ -386,7 +394,7 @@ async def test_a_burst_past_the_pool_waits_for_connections(brokers: Brokers) -> 
 
 
 async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
-    brokers: Brokers,
+    brokers: Brokers, script_calls: Callable[[], Awaitable[ScriptCalls]]
 ) -> None:
     """Publications queued together go in one pipeline; one that Redis refuses (its
     channel's meta key is not a hash: WRONGTYPE) fails with its own answer, and every
@@ -398,11 +406,12 @@ async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
     admin = aioredis.Redis.from_url(broker.url)
     await admin.set(broker.keys.meta("bad"), "not a hash")
     await admin.aclose()
-    batches = _script_calls(broker)
+    batches = await script_calls()
     channels = ["a", "bad", "a", "b", "bad", "b", "a"]
     futures = [broker.publish_soon(channel, i, POLICY) for i, channel in enumerate(channels)]
     results = await asyncio.gather(*futures, return_exceptions=True)
-    assert batches == [len(channels)]
+    await _until(lambda: sum(batches.calls) >= len(channels))
+    assert batches.calls == [len(channels)]
     for i, (channel, result) in enumerate(zip(channels, results, strict=True)):
         if channel == "bad":
             assert isinstance(result, PublishFailed), (i, result)
@@ -465,15 +474,20 @@ async def test_publications_after_redis_lost_its_scripts_are_kept_once(brokers: 
 
 
 async def test_a_redis_that_does_not_answer_fails_the_pipeline_then_a_new_link_serves(
-    brokers: Brokers, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, redis_prefix: str
 ) -> None:
     """Redis holds every client's commands (``CLIENT PAUSE``) past the command timeout: the
     publication waiting for its answer fails (never an OK that Redis did not give), and
     once Redis answers again the next one goes through a new connection."""
-    from orbiter.engine import redis_publishing
+    broker = RedisBroker(redis_server.url, prefix=redis_prefix, command_timeout=0.3)
+    await broker.start()
+    try:
+        await _unanswered_then_served(broker)
+    finally:
+        await broker.close()
 
-    monkeypatch.setattr(redis_publishing, "COMMAND_TIMEOUT", 0.3)
-    broker = await brokers()
+
+async def _unanswered_then_served(broker: RedisBroker) -> None:
     await broker.publish("p", 0, POLICY)
     admin = aioredis.Redis.from_url(broker.url)
     await admin.client_pause(1500, all=True)
@@ -553,3 +567,26 @@ async def test_a_subscribe_sent_just_as_redis_dies_fails_at_once(
     finally:
         await broker.close()
         await relay.close()
+
+
+async def test_publications_of_different_policies_in_one_call_keep_their_own_history(
+    brokers: Brokers, script_calls: Callable[[], Awaitable[ScriptCalls]]
+) -> None:
+    """One script call carries publications of several policies, alternating: each is
+    packed with its own policy's arguments, and each channel's history is trimmed by its
+    own size."""
+    broker = await brokers()
+    batches = await script_calls()
+    short, long = HistoryPolicy(size=2, ttl=60.0, meta_ttl=600.0), POLICY
+    queued = [("short" if i % 2 else "long", i) for i in range(20)]
+    futures = [
+        broker.publish_soon(channel, i, short if channel == "short" else long)
+        for channel, i in queued
+    ]
+    await asyncio.gather(*futures)
+    await _until(lambda: sum(batches.calls) >= len(queued))
+    assert batches.calls == [len(queued)]
+    kept_short = await broker.history("short", None, POLICY)
+    kept_long = await broker.history("long", None, POLICY)
+    assert [p.data for p in kept_short.publications] == [17, 19]
+    assert [p.data for p in kept_long.publications] == list(range(0, 20, 2))

@@ -19,9 +19,10 @@ from orbiter.engine.redis_cluster_mode import (
     ClusterRedisBroker,
     ClusterRedisPresenceStore,
 )
-from orbiter.engine.redis_publishing import PUBLISH_MANY_MAX, Call
+from orbiter.engine.redis_publishing import PUBLISH_MANY_MAX
 from orbiter.model import ClientInfo, Publication
 from tests.support.redis_cluster import RedisCluster
+from tests.support.redis_monitor import ScriptCalls
 
 POLICY = HistoryPolicy(size=10, ttl=60.0, meta_ttl=600.0)
 
@@ -504,19 +505,20 @@ async def test_a_pipeline_over_every_master_is_one_script_call_per_slot_in_queue
     subscriber.set_handlers(got.append, lambda _: None)
     for channel in channels:
         await subscriber.subscribe(channel)
-    calls: list[int] = []
-    pack = publisher._publisher._packed
-
-    def counted(call: Call) -> bytes:
-        calls.append(len(call.items))
-        return pack(call)
-
-    publisher._publisher._packed = counted  # type: ignore[method-assign]
-    busy = channels[0]  # past one call's worth
-    queued = [(busy, i) for i in range(PUBLISH_MANY_MAX + 20)]
-    queued += [(channels[i % 4], i) for i in range(1000, 1040)]
-    futures = [publisher.publish_soon(channel, data, POLICY) for channel, data in queued]
-    pubs = await asyncio.wait_for(asyncio.gather(*futures), 10)
+    masters = [ScriptCalls(port, redis_prefix) for port in redis_cluster.ports]
+    for master in masters:
+        await master.start()
+    try:
+        busy = channels[0]  # past one call's worth
+        queued = [(busy, i) for i in range(PUBLISH_MANY_MAX + 20)]
+        queued += [(channels[i % 4], i) for i in range(1000, 1040)]
+        futures = [publisher.publish_soon(channel, data, POLICY) for channel, data in queued]
+        pubs = await asyncio.wait_for(asyncio.gather(*futures), 10)
+        await _until(lambda: sum(sum(m.calls) for m in masters) >= len(queued))
+        calls = [each for master in masters for each in master.calls]
+    finally:
+        for master in masters:
+            await master.close()
     assert sorted(calls) == [10, 10, 10, 30, PUBLISH_MANY_MAX]  # 148 + 10 on busy's slot
     assert set(publisher._publisher._links) == {f"127.0.0.1:{p}" for p in redis_cluster.ports}
     for channel in channels:
