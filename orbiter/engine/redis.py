@@ -357,6 +357,10 @@ class RedisBroker(Broker):
         kept it, or :class:`PublishFailed`."""
         return self._publisher.queue(channel, data, policy, tags)  # (bound in __init__)
 
+    def flush(self) -> None:
+        """Send the pipeline a read queued in that read's iteration (see ``Broker.flush``)."""
+        self._publisher.flush_now()
+
     async def publish_presence(self, event: PresenceEvent) -> None:
         info = event.client
         message = (b"j" if event.joined else b"l") + orjson.dumps(

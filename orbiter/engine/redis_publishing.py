@@ -261,6 +261,8 @@ class Publisher:
         self._sent_at = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._flush_due = False
+        #: The next iteration's send of what is queued (cancelled by :meth:`flush_now`).
+        self._flush_handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         #: Closed: no publication taken; stopped: none sent any more (the close drained).
         self._closed = False
@@ -284,13 +286,22 @@ class Publisher:
         self._pending.append(_Queued(channel, data, policy, tags, future))
         if not (self._flush_due or self._in_flight):
             self._flush_due = True
-            loop.call_soon(self._flush)
+            self._flush_handle = loop.call_soon(self._flush)
         return future
+
+    def flush_now(self) -> None:
+        """Send what is queued now rather than at the next iteration (``Broker.flush``):
+        unless a pipeline is in flight, whose last answer sends it."""
+        handle = self._flush_handle
+        if self._flush_due and not self._in_flight and handle is not None:
+            handle.cancel()
+            self._flush()
 
     def _flush(self) -> None:
         """Send what is queued as one pipeline, unless one is in flight (its last answer
         sends this one)."""
         self._flush_due = False
+        self._flush_handle = None
         if self._in_flight or not self._pending or self._stopped:
             return
         loop = self._loop

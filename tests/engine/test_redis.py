@@ -113,6 +113,21 @@ async def test_publications_queued_together_go_in_one_pipeline(brokers, script_c
     assert batches.calls == [50]
 
 
+async def test_flush_sends_what_a_read_queued_in_that_iteration(brokers, script_calls) -> None:
+    # Broker.flush (the fast publish path and the native read call it): the first three,
+    # flushed, are sent at once; the two queued after them in the same iteration wait for
+    # that pipeline's answer. Without the flush all five would go as one pipeline.
+    broker = await brokers()
+    batches = await script_calls()
+    futures = [broker.publish_soon("c", i, POLICY) for i in range(3)]
+    broker.flush()
+    futures += [broker.publish_soon("c", i, POLICY) for i in range(3, 5)]
+    pubs = [await f for f in futures]
+    assert [(p.offset, p.data) for p in pubs] == [(i + 1, i) for i in range(5)]
+    await _until(lambda: sum(batches.calls) >= 5)
+    assert batches.calls == [3, 2]
+
+
 async def test_epoch_and_offset_outlive_the_history_ttl(brokers) -> None:
     broker = await brokers()
     policy = HistoryPolicy(size=10, ttl=1.0, meta_ttl=600.0)
