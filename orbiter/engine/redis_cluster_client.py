@@ -21,6 +21,11 @@ what the engine needs on top of it, with its own retries switched off:
   which redis-py itself asks up to 16 times): sent again at most
   :data:`ATTEMPTS` times with backoff (the map read again), then a
   ``ConnectionError`` naming the answer.
+* **The command table** (``COMMAND``, which redis-py reads once per slot map to
+  find a command's keys) is asked of the slot map's first master, then of the
+  others in turn while they do not answer: redis-py asks only the first, so a
+  fresh client whose map named a stopped master first failed every command.
+  The master that answered becomes the default node (keyless commands).
 * **Scripts** are loaded on every master that answers (redis-py's
   ``SCRIPT LOAD`` fails while any one is down), and a script a master lacks
   (``NOSCRIPT``: restarted, flushed, or down when it was loaded) is loaded on
@@ -38,10 +43,12 @@ import hashlib
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.cluster import PRIMARY
 from redis.exceptions import (
     ClusterDownError,
     ClusterError,
@@ -72,6 +79,31 @@ class _Nodes(NodesManager):
         return node
 
 
+class _CommandTable(AsyncCommandsParser):
+    """redis-py's command table, read from the first master of the slot map that answers
+    (redis-py asks the first one only, even when it is down)."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: NodesManager) -> None:
+        super().__init__()
+        self._nodes = nodes
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        masters = self._nodes.get_nodes_by_server_type(PRIMARY)
+        candidates = ([node] if node is not None else []) + [m for m in masters if m is not node]
+        failure: Exception = RedisConnectionError("the Redis Cluster's slot map names no master")
+        for candidate in candidates:
+            try:
+                await super().initialize(candidate)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                failure = exc
+                continue
+            self._nodes.default_node = candidate
+            return
+        raise failure
+
+
 class ClusterClient(RedisCluster):
     """``RedisCluster`` that routes by the slot map it has read, resends a command after a
     connection error only to a new master of its slot, resends after ``CLUSTERDOWN`` or
@@ -81,6 +113,7 @@ class ClusterClient(RedisCluster):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.nodes_manager.__class__ = _Nodes
+        self.commands_parser = _CommandTable(self.nodes_manager)
         #: The body of each script loaded or registered, by its SHA1.
         self._script_bodies: dict[str, bytes] = {}
 
