@@ -1,4 +1,4 @@
-"""CPU time and resident memory of a server process and its children, from /proc."""
+"""CPU time, resident memory and connections of a server process and its children, from /proc."""
 
 from __future__ import annotations
 
@@ -69,3 +69,46 @@ def sample_all(pids: tuple[int, ...]) -> ProcSample:
         sum(s.rss_bytes for s in samples),
         sum(s.processes for s in samples),
     )
+
+
+#: ``/proc/net/tcp``'s state of an established connection.
+_ESTABLISHED = "01"
+
+
+def _established_inodes(port: int) -> set[str]:
+    """The socket inodes of the established TCP connections whose local port is ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == _ESTABLISHED and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def connections_by_process(pids: tuple[int, ...], port: int) -> dict[int, int]:
+    """How many established connections to ``port`` each process of ``pids``' trees holds
+    (``--workers N``: how the kernel spread them); processes holding none are left out."""
+    inodes = _established_inodes(port)
+    counts: dict[int, int] = {}
+    for pid in {p for root in pids for p in process_tree(root)}:
+        held = 0
+        try:
+            with os.scandir(f"/proc/{pid}/fd") as fds:
+                for fd in fds:
+                    try:
+                        link = os.readlink(fd.path)
+                    except OSError:
+                        continue
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        held += 1
+        except OSError:
+            continue
+        if held:
+            counts[pid] = held
+    return counts

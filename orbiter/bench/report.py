@@ -36,6 +36,15 @@ def _user_pct(run: dict[str, Any]) -> float | None:
     return 100.0 * float(server["cpu_user_s"]) / float(server["cpu_s"])
 
 
+def _busiest_share(run: dict[str, Any]) -> float | None:
+    """The share of the connections the busiest process held (``--workers N``: the kernel's
+    spread over the workers); None unless several processes held some."""
+    held: list[int] = run.get("server", {}).get("connections_by_process") or []
+    if len(held) < 2:
+        return None
+    return 100.0 * max(held) / sum(held)
+
+
 def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Medians over repeated runs of one scenario against one target."""
 
@@ -72,6 +81,9 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "rss_kib_per_subscriber": med(server("rss_per_subscriber_kib")),
         "subscribers_failed": med(lambda r: r["subscribers_failed"]),
     }
+    busiest = med(_busiest_share)
+    if busiest is not None:  # a server whose connections several processes hold
+        out["busiest_process_pct"] = busiest
     if "connects_per_s" in runs[0]:
         out["connects_per_s"] = med(lambda r: r["connects_per_s"])
         out["cpu_ms_per_connect"] = med(server("cpu_ms_per_connect"))
@@ -96,6 +108,7 @@ COLUMNS = [
     ("delivered_pct", "delivered %"),
     ("duplicates", "dups"),
     ("rss_kib_per_subscriber", "RSS KiB/conn"),
+    ("busiest_process_pct", "busiest process % of conns"),
     ("connects_per_s", "connects/s"),
     ("cpu_ms_per_connect", "CPU ms/connect"),
     ("churn_failures", "refused"),

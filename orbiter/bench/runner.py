@@ -162,7 +162,7 @@ def run(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
             )
             try:
-                report, at_ready, at_done, wall = _drive(
+                report, at_ready, at_done, wall, spread = _drive(
                     proc, scenario, target, sum(expected), progress
                 )
             finally:
@@ -173,6 +173,8 @@ def run(
                 errors = err.read()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = _result(scenario, target, report, expected, base, at_ready, at_done, wall, errors)
+    if "server" in result:
+        result["server"]["connections_by_process"] = sorted(spread.values(), reverse=True)
     result["loadgen_cpu_s"] = (after.ru_utime + after.ru_stime) - (
         before.ru_utime + before.ru_stime
     )
@@ -185,10 +187,16 @@ def _drive(
     target: Target,
     total: int,
     progress: IO[str] | None,
-) -> tuple[dict[str, Any], procstat.ProcSample | None, procstat.ProcSample | None, float]:
+) -> tuple[
+    dict[str, Any], procstat.ProcSample | None, procstat.ProcSample | None, float, dict[int, int]
+]:
+    """Drive the load generator: its report, the server's samples when subscribers were ready
+    and when publishing was done, the time between, and the connections each of the target's
+    processes held when ready (``--workers N``: the kernel's spread)."""
     assert proc.stdin is not None
     assert proc.stdout is not None
     at_ready = at_done = None
+    spread: dict[int, int] = {}
     started = 0.0
     wall = 0.0
     label = f"{target.name} {scenario.name}"
@@ -199,6 +207,10 @@ def _drive(
             if progress is not None:
                 progress.write(f"{label}: {ok} subscribers ready, {failed} failed\n")
             at_ready = _sample(target)
+            if target.pid:
+                spread = procstat.connections_by_process(
+                    (target.pid, *target.pids), target.host_port[1]
+                )
             started = time.monotonic()
             proc.stdin.write("GO\n")
             proc.stdin.flush()
@@ -213,7 +225,7 @@ def _drive(
             if bar is not None:
                 bar.end()
         elif line.startswith("{"):
-            return orjson.loads(line), at_ready, at_done, wall
+            return orjson.loads(line), at_ready, at_done, wall, spread
     raise BenchError(f"the load generator ended without a report (exit {proc.wait()})")
 
 
