@@ -60,6 +60,7 @@ from orbiter.engine.base import (
     EngineUnavailable,
     HistoryPage,
     HistoryPolicy,
+    Kept,
     PublishFailed,
     TooManyStreams,
 )
@@ -130,11 +131,13 @@ class _Stream:
 
 
 class _Queued:
-    """A publication waiting for its transaction."""
+    """A publication waiting for its transaction, and who is told how it went: a future
+    (:meth:`SqliteBroker.publish_soon`) or a callback (:meth:`SqliteBroker.publish_then`)."""
 
     __slots__ = (
         "commit",
         "data",
+        "done",
         "encoded",
         "future",
         "offset",
@@ -151,7 +154,8 @@ class _Queued:
         data: JSON,
         tags: dict[str, str] | None,
         now: float,
-        future: asyncio.Future[Publication],
+        future: asyncio.Future[Publication] | None,
+        done: Kept | None,
     ) -> None:
         self.stream = stream
         self.data = data
@@ -160,6 +164,7 @@ class _Queued:
         self.tags_json = orjson.dumps(tags) if tags else None
         self.time = now
         self.future = future
+        self.done = done
         self.offset = 0
         #: The commit row that stores it (0: not stored, the channel keeps no history).
         self.commit = 0
@@ -353,11 +358,43 @@ class SqliteBroker(LocalBroker):
         :class:`TooManyStreams` at once if it would open a stream past ``max_streams``;
         :class:`PublishFailed` at once if the engine is not running.
         """
+        future: asyncio.Future[Publication] = self._running().create_future()
+        self._queue(channel, data, policy, tags, future, None)
+        return future
+
+    def publish_then(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        done: Kept,
+    ) -> bool:
+        """Queue a publication; ``done`` is called with it from the commit's report (or with
+        :class:`PublishFailed` from the failure's), in queue order. Refused at once as
+        :meth:`publish_soon` is."""
+        self._running()
+        self._queue(channel, data, policy, tags, None, done)
+        return True
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        """The loop, or :class:`PublishFailed` if the engine is not running."""
         loop = self._loop
         if loop is None or self._closed:
             raise PublishFailed(
                 "the history store is closed" if self._closed else "the engine is not started"
             )
+        return loop
+
+    def _queue(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        future: asyncio.Future[Publication] | None,
+        done: Kept | None,
+    ) -> None:
         now = time.time()
         stream = self._streams.get(channel)
         if stream is None:
@@ -365,15 +402,14 @@ class SqliteBroker(LocalBroker):
         else:
             stream.touched = now
             stream.policy = policy
-        future: asyncio.Future[Publication] = loop.create_future()
-        self._pending.append(_Queued(stream, data, tags, now, future))
+        self._pending.append(_Queued(stream, data, tags, now, future, done))
         stream.queued += 1
         if self._in_flight is None and not self._cut_scheduled:
             # (a transaction in flight or a cut scheduled has cleared it already)
             self._idle.clear()
             self._cut_scheduled = True
-            self._cut_handle = loop.call_soon(self._cut)
-        return future
+            assert self._loop is not None
+            self._cut_handle = self._loop.call_soon(self._cut)
 
     def flush(self) -> None:
         """Cut now what a read queued (see :meth:`Broker.flush`): its transaction starts in
@@ -472,8 +508,11 @@ class SqliteBroker(LocalBroker):
         _: None,
         error: BaseException | None,
     ) -> None:
-        """A transaction returned: deliver and answer its publications, or fail them."""
-        self._in_flight = None
+        """A transaction returned: deliver and answer its publications, or fail them.
+
+        It counts as in flight until all are answered: what the answers' callbacks
+        queue is cut at the end, in the next transaction, never amid this report.
+        """
         if error is not None:
             for item in queued:
                 item.stream.queued -= 1
@@ -511,8 +550,17 @@ class SqliteBroker(LocalBroker):
                         handler(pub)
                     except Exception:
                         log.exception("delivering a publication of %r failed", stream.channel)
-                if not item.future.done():
-                    item.future.set_result(pub)
+                done = item.done
+                if done is not None:
+                    try:
+                        done(pub)
+                    except Exception:
+                        log.exception("answering a publication of %r failed", stream.channel)
+                else:
+                    future = item.future
+                    if future is not None and not future.done():
+                        future.set_result(pub)
+        self._in_flight = None
         if self._pending:
             self._cut()
         elif self._upkeep.upkeep or self._index.dead:
@@ -551,8 +599,16 @@ class SqliteBroker(LocalBroker):
             upkeep.void_epoch = batch.void_epoch
         failure = PublishFailed(f"the server could not store the publication: {error}")
         for item in queued:
-            if not item.future.done():
-                item.future.set_exception(failure)
+            done = item.done
+            if done is not None:
+                try:
+                    done(failure)
+                except Exception:
+                    log.exception("answering a publication of %r failed", item.stream.channel)
+            else:
+                future = item.future
+                if future is not None and not future.done():
+                    future.set_exception(failure)
 
     # ------------------------------------------------------------ reading
 
