@@ -210,7 +210,11 @@ class Broker(abc.ABC):
         (the fast HTTP publish path, the native WebSocket's read), so their
         commit starts in that read's iteration: the answers, which wait for the
         commit, come an iteration sooner. It changes what is kept together, not
-        when a publication counts as kept. The default does nothing.
+        when a publication counts as kept. An engine may also report the commit
+        within this call (the SQLite engine waits for it a bounded time): the
+        publications' futures are then done, and :meth:`publish_then`'s callbacks
+        called, before it returns, so a route calls it once ready for them (its
+        earlier answers written). The default does nothing.
         """
         return None
 

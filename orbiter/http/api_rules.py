@@ -109,20 +109,16 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
     problem, before anything is published. The aiohttp handler calls this; the
     fast path (:mod:`orbiter.http.fast_publish`) calls :func:`publish_body_then`.
     """
-    answer = _publish_body(pubsub, body, None, 0)
+    answer = publish_body_then(pubsub, body, None, 0)
     assert answer is not None  # (None only when told)
     return answer
 
 
-def publish_body_then(pubsub: PubSub, body: bytes, told: Told, slot: int) -> Answer | None:
-    """:func:`publish_body`, but what the engine queues is told, not a future: None is
-    returned and ``told(slot, outcome)`` is called as soon as the engine knows
-    (:meth:`PubSub.publish_then`: from the SQLite engine's commit report, an iteration
-    before a future's callbacks would run)."""
-    return _publish_body(pubsub, body, told, slot)
-
-
-def _publish_body(pubsub: PubSub, body: bytes, told: Told | None, slot: int) -> Answer | None:
+def publish_body_then(pubsub: PubSub, body: bytes, told: Told | None, slot: int) -> Answer | None:
+    """:func:`publish_body`, but given ``told``, what the engine queues is told, not a
+    future: None is returned and ``told(slot, outcome)`` is called as soon as the engine
+    knows (:meth:`PubSub.publish_then`: from the SQLite engine's commit report, an
+    iteration before a future's callbacks would run)."""
     payload = _json_object(body)
     if "publications" in payload:
         return _publish_batch(pubsub, _batch_items(payload["publications"]), told, slot)

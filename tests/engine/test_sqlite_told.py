@@ -51,17 +51,16 @@ class Reports:
         assert writer is not None
         submit = writer.submit
 
-        def noted(function: Callable[..., Any], *args: Any, done: Any) -> None:
+        def noted(function: Callable[..., Any], *args: Any, done: Any, wait: float = 0.0) -> bool:
             if function != broker._store.write or not args[0].publications:
-                submit(function, *args, done=done)
-                return
+                return submit(function, *args, done=done, wait=wait)
 
             def reported(result: Any, error: BaseException | None) -> None:
                 self.ticks.append(ticker.ticks)
                 done(result, error)
                 self.after.append((broker._idle.is_set(), broker._in_flight is not None))
 
-            submit(function, *args, done=reported)
+            return submit(function, *args, done=reported, wait=wait)
 
         writer.submit = noted  # type: ignore[method-assign]
 
