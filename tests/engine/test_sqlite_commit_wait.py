@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ import orjson
 import pytest
 
 from orbiter.config.settings import Config
+from orbiter.engine.base import PublishFailed
 from orbiter.engine.sqlite import SqliteBroker
 from orbiter.engine.sqlite_store import WriteBatch
 from orbiter.engine.sqlite_writer import WriterThread
@@ -242,3 +244,31 @@ async def test_only_the_first_flush_of_an_iteration_waits(broker: SqliteBroker) 
     broker.flush()
     assert len(told) == 4  # the next iteration's first flush waits again
     assert [o.offset for o in told if isinstance(o, Publication)] == [1, 2, 3, 4]
+
+
+async def test_a_failed_commit_reported_within_the_flush_tells_publish_failed(
+    broker: SqliteBroker,
+) -> None:
+    delivered: list[Publication] = []
+    broker.set_handlers(delivered.append, lambda _: None)
+    await broker.subscribe("c")
+    store = broker._store
+    write = store.write
+
+    def refused(batch: WriteBatch) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    store.write = refused  # type: ignore[method-assign]
+    told: list[Outcome] = []
+    broker.publish_then("c", "lost", POLICY, None, told.append)
+    broker.flush()
+    assert len(told) == 1  # within the flush: never an OK
+    assert isinstance(told[0], PublishFailed)
+    assert delivered == []
+    store.write = write  # type: ignore[method-assign]
+    await asyncio.sleep(0)
+    broker.publish_then("c", "kept", POLICY, None, told.append)
+    broker.flush()
+    assert isinstance(told[1], Publication)
+    assert told[1].offset == 1  # the failed one's offset was given back
+    assert [p.offset for p in delivered] == [1]
