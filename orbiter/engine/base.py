@@ -19,6 +19,7 @@ import abc
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
@@ -69,6 +70,9 @@ class EngineUnavailable(Exception):
 PublicationHandler = Callable[[Publication], None]
 #: Called by the broker for each presence event on a subscribed channel.
 PresenceHandler = Callable[[PresenceEvent], None]
+#: Told, on the event loop, how a publication queued by :meth:`Broker.publish_then` went:
+#: the publication once the engine kept it, or why it could not (:class:`PublishFailed`).
+Kept = Callable[[Publication | BaseException], None]
 
 
 #: Seconds :meth:`Broker.check` waits for the engine to answer.
@@ -175,6 +179,30 @@ class Broker(abc.ABC):
         """
         return None
 
+    def publish_then(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        done: Kept,
+    ) -> bool:
+        """:meth:`publish_soon` with a callback instead of a future: True once queued.
+
+        ``done`` is then called once, on the loop (never within this call), with
+        the publication once kept or the exception, as soon as the engine knows: the
+        SQLite engine calls it in the iteration that learns of the commit, where a
+        future's callbacks would run one iteration later (the route answering from it
+        answers an iteration sooner). False means nothing was queued and
+        :meth:`publish` must be awaited. By default it waits on :meth:`publish_soon`'s
+        future (its done-callback).
+        """
+        future = self.publish_soon(channel, data, policy, tags)
+        if future is None:
+            return False
+        future.add_done_callback(partial(_tell, done))
+        return True
+
     def flush(self) -> None:
         """Start keeping what :meth:`publish_soon` queued now, not at the next loop iteration.
 
@@ -182,7 +210,11 @@ class Broker(abc.ABC):
         (the fast HTTP publish path, the native WebSocket's read), so their
         commit starts in that read's iteration: the answers, which wait for the
         commit, come an iteration sooner. It changes what is kept together, not
-        when a publication counts as kept. The default does nothing.
+        when a publication counts as kept. An engine may also report the commit
+        within this call (the SQLite engine waits for it a bounded time): the
+        publications' futures are then done, and :meth:`publish_then`'s callbacks
+        called, before it returns, so a route calls it once ready for them (its
+        earlier answers written). The default does nothing.
         """
         return None
 
@@ -223,6 +255,15 @@ class Broker(abc.ABC):
         every publication from its first offset up to ``before - 1`` (an empty
         page: there is nothing retained before ``before``). Stores nothing.
         """
+
+
+def _tell(done: Kept, future: asyncio.Future[Publication]) -> None:
+    """Tell ``done`` what ``future`` gave (:meth:`Broker.publish_then`'s default)."""
+    if future.cancelled():
+        done(PublishFailed("the publication was cancelled"))
+        return
+    error = future.exception()
+    done(future.result() if error is None else error)
 
 
 class PresenceStore(abc.ABC):

@@ -6,6 +6,13 @@ a function it gave, called on the loop (one ``call_soon_threadsafe`` per
 call): no future or executor machinery per group commit, whose cost the loop
 pays once per transaction. :meth:`WriterThread.call` is the awaitable form,
 for the rare calls (open, close).
+
+The loop may also wait a bounded time for a call it submits (``wait``): if the
+call is over within it, the loop calls ``done`` itself, at once, and the thread
+does not report it; if not, the loop goes on and the thread reports it as
+usual. Which of the two reports is settled under a lock, so ``done`` is called
+exactly once whatever the timing; the loop never waits longer than ``wait``,
+whatever the call (a disk that stalls) does.
 """
 
 from __future__ import annotations
@@ -21,13 +28,39 @@ T = TypeVar("T")
 Outcome = Callable[[Any, BaseException | None], None]
 
 
+class _Ticket:
+    """A call the loop waits for: which side reports it (settled under the thread's lock)."""
+
+    __slots__ = ("error", "finished", "over", "result", "waiting")
+
+    def __init__(self) -> None:
+        #: Released by the thread when the call is over while the loop still waits.
+        self.finished = threading.Lock()
+        self.finished.acquire()
+        #: The loop still waits (the thread leaves the report to it); the call is over and
+        #: the loop reports it.
+        self.waiting = True
+        self.over = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+#: A job: the call, its arguments, what reports it, and the ticket of a waited call.
+_Job = tuple[Callable[..., Any], tuple[Any, ...], Outcome, _Ticket | None]
+
+
 class WriterThread:
     """One thread that runs the calls it is given one after another."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
         self._loop = loop
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], Outcome] | None]
-        self._jobs = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        #: Settles who reports a waited call (:class:`_Ticket`).
+        self._lock = threading.Lock()
+        #: Calls submitted and reported so far (on the loop): a call is waited for only
+        #: when every one before it was reported, so that reports keep their order.
+        self._submitted = 0
+        self._reported = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -36,10 +69,35 @@ class WriterThread:
         """The thread is running (it ends only after :meth:`stop`, or if it died)."""
         return self._thread.is_alive()
 
-    def submit(self, function: Callable[..., Any], *args: Any, done: Outcome) -> None:
+    def submit(
+        self, function: Callable[..., Any], *args: Any, done: Outcome, wait: float = 0.0
+    ) -> bool:
         """Run ``function(*args)`` after the calls submitted before; then, on the loop,
-        ``done(result, None)`` or ``done(None, exception)``."""
-        self._jobs.put((function, args, done))
+        ``done(result, None)`` or ``done(None, exception)``.
+
+        With ``wait`` (seconds, > 0), the loop waits at most that long for the call to
+        be over: if it is, ``done`` is called here, before this returns True; if not,
+        False, and ``done`` comes from the thread as without a wait. Calls are reported
+        in the order they were submitted: no wait while an earlier one is unreported.
+        """
+        self._submitted += 1
+        if wait <= 0 or self._reported != self._submitted - 1:
+            self._jobs.put((function, args, done, None))
+            return False
+        ticket = _Ticket()
+        self._jobs.put((function, args, done, ticket))
+        ticket.finished.acquire(True, wait)
+        with self._lock:
+            if not ticket.over:
+                ticket.waiting = False  # the thread reports it
+                return False
+        self._report(done, ticket.result, ticket.error)
+        return True
+
+    def _report(self, done: Outcome, result: Any, error: BaseException | None) -> None:
+        """Report a call (on the loop)."""
+        self._reported += 1
+        done(result, error)
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(*args)`` in turn and return its result (or raise its exception)."""
@@ -66,12 +124,19 @@ class WriterThread:
             job = self._jobs.get()
             if job is None:
                 return
-            function, args, done = job
+            function, args, done, ticket = job
             try:
                 result, error = function(*args), None
             except BaseException as exc:  # reported to the loop, never lost
                 result, error = None, exc
+            if ticket is not None:
+                with self._lock:
+                    if ticket.waiting:  # the loop reports it
+                        ticket.result, ticket.error = result, error
+                        ticket.over = True
+                        ticket.finished.release()
+                        continue
             try:
-                self._loop.call_soon_threadsafe(done, result, error)
+                self._loop.call_soon_threadsafe(self._report, done, result, error)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return

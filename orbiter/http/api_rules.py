@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -81,6 +82,13 @@ Answer = (
     | asyncio.Future[dict[str, Any]]
     | Coroutine[Any, Any, dict[str, Any]]
 )
+#: What a request's queued publications gave, once the engine told: the publication (a
+#: single one: :func:`answer_of` makes the answer), the answer (a batch), or the failure
+#: (:class:`PublishFailed` for a single one, :class:`ApiError` for a batch, or a bug).
+Outcome = dict[str, Any] | Publication | BaseException
+#: Told, on the loop, the outcome of the queued publish request numbered ``slot``
+#: (:func:`publish_body`'s ``told``): ``told(slot, outcome)``.
+Told = Callable[[int, Outcome], None]
 
 
 def answer_of(result: dict[str, Any] | Publication) -> dict[str, Any]:
@@ -98,12 +106,22 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
     they are queued and a future of the answer is returned; else what is left is
     returned as a coroutine to await, which returns the answer. A publication
     the engine could not keep is answered 503. Raises :class:`ApiError` naming the
-    problem, before anything is published. The aiohttp handler and the fast
-    path (:mod:`orbiter.http.fast_publish`) both call this.
+    problem, before anything is published. The aiohttp handler calls this; the
+    fast path (:mod:`orbiter.http.fast_publish`) calls :func:`publish_body_then`.
     """
+    answer = publish_body_then(pubsub, body, None, 0)
+    assert answer is not None  # (None only when told)
+    return answer
+
+
+def publish_body_then(pubsub: PubSub, body: bytes, told: Told | None, slot: int) -> Answer | None:
+    """:func:`publish_body`, but given ``told``, what the engine queues is told, not a
+    future: None is returned and ``told(slot, outcome)`` is called as soon as the engine
+    knows (:meth:`PubSub.publish_then`: from the SQLite engine's commit report, an
+    iteration before a future's callbacks would run)."""
     payload = _json_object(body)
     if "publications" in payload:
-        return _publish_batch(pubsub, _batch_items(payload["publications"]))
+        return _publish_batch(pubsub, _batch_items(payload["publications"]), told, slot)
     try:
         channel = validate_channel(payload.get("channel"))
         tags = payload.get("tags")
@@ -118,12 +136,16 @@ def publish_body(pubsub: PubSub, body: bytes) -> Answer:
     if pub is not None:
         return {"offset": pub.offset, "epoch": pub.epoch}
     try:
-        queued = pubsub.publish_soon(channel, data, tags)
+        if told is not None:
+            if pubsub.publish_then(channel, data, tags, partial(told, slot)):
+                return None
+        else:
+            queued = pubsub.publish_soon(channel, data, tags)
+            if queued is not None:
+                return queued
     except PublishFailed as failed:  # the engine is closing
         raise ApiError(503, str(failed)) from None
-    if queued is None:
-        return _publish_later(pubsub, channel, data, tags)
-    return queued
+    return _publish_later(pubsub, channel, data, tags)
 
 
 async def _publish_later(
@@ -158,64 +180,104 @@ def _batch_items(items: object) -> list[_Item]:
     return batch
 
 
-def _publish_batch(pubsub: PubSub, batch: list[_Item]) -> Answer:
+def _publish_batch(
+    pubsub: PubSub, batch: list[_Item], told: Told | None, slot: int
+) -> Answer | None:
     """Publish the batch in order, at once while the engine can, else queued."""
     results: list[dict[str, Any]] = []
     for index, (channel, data, tags) in enumerate(batch):
         pub = pubsub.publish_at_once(channel, data, tags)
         if pub is None:
-            return _queue_batch(pubsub, batch, index, results)
+            return _queue_batch(pubsub, batch, index, results, told, slot)
         results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
     return {"results": results}
 
 
 def _queue_batch(
-    pubsub: PubSub, batch: list[_Item], start: int, results: list[dict[str, Any]]
-) -> Answer:
-    """Queue the rest of the batch (one group commit takes them all), from ``start``."""
-    queued: list[asyncio.Future[Publication]] = []
+    pubsub: PubSub,
+    batch: list[_Item],
+    start: int,
+    results: list[dict[str, Any]],
+    told: Told | None,
+    slot: int,
+) -> Answer | None:
+    """Queue the rest of the batch (one group commit takes them all), from ``start``: its
+    answer is told (``told``), or a future of it returned."""
+    answer: asyncio.Future[dict[str, Any]] | None = None
+    if told is None:
+        answer = asyncio.get_running_loop().create_future()
+        tell: Callable[[Outcome], None] = partial(_settle, answer)
+    else:
+        tell = partial(told, slot)
+    waiting = _QueuedBatch(batch, start, results, tell)
     try:
-        for channel, data, tags in batch[start:]:
-            future = pubsub.publish_soon(channel, data, tags)
-            if future is None:  # an engine that does not queue: one after another
+        for index, (channel, data, tags) in enumerate(batch[start:]):
+            if not pubsub.publish_then(channel, data, tags, partial(waiting.kept, index)):
+                # an engine that does not queue: one after another
+                waiting.abandoned = True
                 return _publish_batch_later(pubsub, batch, start, results)
-            queued.append(future)
     except BaseException as exc:  # refused midway (limit_channels): those queued still go out
-        for future in queued:
-            future.add_done_callback(_retrieved)
+        waiting.abandoned = True
         if isinstance(exc, PublishFailed):  # the engine is closing
             raise ApiError(503, str(exc)) from None
         raise
-    answer: asyncio.Future[dict[str, Any]] = queued[0].get_loop().create_future()
-    waiting = len(queued)
-
-    def done(_: asyncio.Future[Publication]) -> None:
-        nonlocal waiting
-        waiting -= 1
-        if waiting or answer.done():
-            return
-        failed = [exc for exc in (f.exception() for f in queued) if exc is not None]
-        if failed:
-            ok = len(results) + len(queued) - len(failed)
-            exc = failed[0]
-            if isinstance(exc, PublishFailed):
-                exc = ApiError(503, f"{exc} ({ok} of the {len(batch)} publications were published)")
-            answer.set_exception(exc)
-            return
-        for item, kept in zip(batch[start:], queued, strict=True):
-            pub = kept.result()
-            results.append({"channel": item[0], "offset": pub.offset, "epoch": pub.epoch})
-        answer.set_result({"results": results})
-
-    for future in queued:
-        future.add_done_callback(done)
     return answer
 
 
-def _retrieved(future: asyncio.Future[Publication]) -> None:
-    """Nobody waits for this future: its failure, if any, is read (and so not logged)."""
-    if not future.cancelled():
-        future.exception()
+class _QueuedBatch:
+    """A batch's queued publications, until the engine told how each went; then the
+    batch's answer (or its failure) is told."""
+
+    __slots__ = ("abandoned", "batch", "missing", "outcomes", "results", "start", "tell")
+
+    def __init__(
+        self,
+        batch: list[_Item],
+        start: int,
+        results: list[dict[str, Any]],
+        tell: Callable[[Outcome], None],
+    ) -> None:
+        self.batch = batch
+        self.start = start
+        #: The answers of those published at once (before ``start``).
+        self.results = results
+        self.tell = tell
+        self.outcomes: list[Publication | BaseException | None] = [None] * (len(batch) - start)
+        self.missing = len(batch) - start
+        #: The request was answered otherwise (refused midway): nothing more is told.
+        self.abandoned = False
+
+    def kept(self, index: int, outcome: Publication | BaseException) -> None:
+        self.outcomes[index] = outcome
+        self.missing -= 1
+        if self.missing or self.abandoned:
+            return
+        failed = [exc for exc in self.outcomes if isinstance(exc, BaseException)]
+        results = self.results
+        if failed:
+            ok = len(results) + len(self.outcomes) - len(failed)
+            exc = failed[0]
+            if isinstance(exc, PublishFailed):
+                exc = ApiError(
+                    503, f"{exc} ({ok} of the {len(self.batch)} publications were published)"
+                )
+            self.tell(exc)
+            return
+        for (channel, _, _), pub in zip(self.batch[self.start :], self.outcomes, strict=True):
+            assert isinstance(pub, Publication)
+            results.append({"channel": channel, "offset": pub.offset, "epoch": pub.epoch})
+        self.tell({"results": results})
+
+
+def _settle(future: asyncio.Future[dict[str, Any]], outcome: Outcome) -> None:
+    """Give ``future`` the outcome a queued batch was told."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        assert isinstance(outcome, dict)
+        future.set_result(outcome)
 
 
 async def _publish_batch_later(

@@ -9,17 +9,20 @@ per request) several times over orbiter's own work (the figures:
 :class:`FastPublishProtocol` serves them on a bare :class:`asyncio.Protocol`:
 each request is judged by the strict parser :mod:`orbiter.protocol.http_publish`,
 checked and published by the same functions as aiohttp's handler
-(:func:`orbiter.http.api_rules.check_api_key`, :func:`orbiter.http.api_rules.publish_body`),
+(:func:`orbiter.http.api_rules.check_api_key`,
+:func:`orbiter.http.api_rules.publish_body_then`),
 and answered in order; the answers to one read go out in one write.
 
 The memory engine publishes at once (:meth:`~orbiter.engine.base.Broker.publish_at_once`),
 so no coroutine or task is made per request. An engine that queues
-publications (:meth:`~orbiter.engine.base.Broker.publish_soon`, the SQLite
+publications (:meth:`~orbiter.engine.base.Broker.publish_then`, the SQLite
 engine's group commit) has every request of a read queued at once, so
 pipelined requests share a commit, which starts in the read's own iteration
-(:meth:`~orbiter.engine.base.Broker.flush`); one task per read waits for their answers
-while reading pauses. If an engine must be awaited, the rest of the publish
-runs in that task, and later requests wait in the buffer. Answers stay in order.
+(:meth:`~orbiter.engine.base.Broker.flush`); the engine tells each request's
+outcome (the SQLite engine from its commit's report, with no future or task in
+between), and the read's answers are written once all are told, while reading
+pauses. If an engine must be awaited, the rest of the publish runs in a task,
+and later requests wait in the buffer. Answers stay in order.
 
 Any request the parser does not take (another method or path, HTTP/1.0,
 ``Transfer-Encoding``, ``Expect``, an odd header, a body over the limit, a
@@ -45,8 +48,14 @@ from aiohttp.http import SERVER_SOFTWARE
 
 from orbiter.engine.base import PublishFailed, TooManyStreams
 from orbiter.http.api import json_type_refusal, refusal_answer
-from orbiter.http.api_rules import ApiError, answer_of, check_api_key, publish_body
-from orbiter.model import Publication
+from orbiter.http.api_rules import (
+    ApiError,
+    Outcome,
+    Told,
+    answer_of,
+    check_api_key,
+    publish_body_then,
+)
 from orbiter.protocol.http_publish import (
     REQUEST_LINE,
     Admit,
@@ -69,8 +78,9 @@ KEEPALIVE_TIMEOUT = 3630.0
 #: Requests of one connection queued for an engine at once (pipelined ones); reading
 #: pauses until they are answered.
 MAX_WAITING = 64
-#: A request's response, or what it will be once the engine has answered.
-_Waiting = bytes | Awaitable[dict[str, Any] | Publication]
+#: A request's response; None until the engine tells it (:meth:`FastPublishProtocol._told`);
+#: or what publishes it once awaited.
+_Waiting = bytes | Awaitable[dict[str, Any]] | None
 _OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
 _SERVER = b"Server: " + SERVER_SOFTWARE.encode("ascii") + b"\r\n"
 _JSON_LENGTH = b"Content-Type: application/json\r\nContent-Length: "
@@ -145,11 +155,14 @@ class FastPublishProtocol(ClaimedProtocol):
         "_idle_timer",
         "_last_read",
         "_loop",
+        "_missing",
         "_node",
         "_parser",
         "_takeover",
         "_task",
+        "_tell",
         "_transport",
+        "_waiting",
         "_wanted",
         "_write_paused",
     )
@@ -173,6 +186,11 @@ class FastPublishProtocol(ClaimedProtocol):
         #: A publish suspended (not the memory engine): its task answers, then serving resumes.
         self._busy = False
         self._task: asyncio.Task[None] | None = None
+        #: The read whose requests wait for the engine, and how many of them (and the read
+        #: itself, until flushed) are still to be told; :meth:`_told`, made once.
+        self._waiting: list[tuple[PublishHead, _Waiting]] = []
+        self._missing = 0
+        self._tell: Told = self._told
         self._write_paused = False
         self._closing = False
         self._eof = False
@@ -242,11 +260,13 @@ class FastPublishProtocol(ClaimedProtocol):
                 self._hand_over(buffer[pos:])
                 return
             head, body, pos = parsed
-            response = self._answer(head, body, lines)
+            response = self._answer(head, body, lines, len(waiting))
             if waiting or not isinstance(response, bytes):
-                # The engine must wait: this answer and those after it come from a task.
+                # The engine must wait: this answer and those after it come later.
+                if response is None:  # queued: told (_told) once the engine knows
+                    self._missing += 1
                 waiting.append((head, response))
-                if head.close or not isinstance(response, bytes | asyncio.Future):
+                if head.close or not isinstance(response, bytes | None):
                     break  # a coroutine publishes when awaited: later requests wait for it
                 if len(waiting) >= MAX_WAITING:
                     break
@@ -257,19 +277,21 @@ class FastPublishProtocol(ClaimedProtocol):
                 transport.close()
                 return
         if waiting:  # answered once the engine has, then what is kept and came meanwhile
-            # The read's publications are all queued: their commit starts now, not at the
-            # next iteration (Broker.flush), so the answers come an iteration sooner.
-            self._node.broker.flush()
             if out:
                 transport.write(b"".join(out))
+            self._waiting = waiting
             self._begun = self._last_read if pos < size else 0.0
             self._keep(buffer[pos:], 0)
             self._busy = True
             self._update_reading()
-            if all(isinstance(answer, bytes | asyncio.Future) for _, answer in waiting):
-                self._when_answered(waiting)  # no task: a callback once they are done
-            else:
-                self._task = self._loop.create_task(self._finish(waiting))
+            # The read's publications are all queued: their commit starts now, not at the
+            # next iteration (Broker.flush), so the answers come an iteration sooner; an
+            # engine may even tell them within this call.
+            self._missing += 1  # (until flushed: answered once every one was told)
+            self._node.broker.flush()
+            self._missing -= 1
+            if not self._missing:
+                self._when_told()
             return
         if pos < size:
             if pos or not self._begun:  # a request began in this read
@@ -281,47 +303,52 @@ class FastPublishProtocol(ClaimedProtocol):
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _answer(
-        self, head: PublishHead, body: bytes, lines: bytes
-    ) -> bytes | Awaitable[dict[str, Any] | Publication]:
-        """The response to a request, or what the engine's answer will be (it must wait)."""
+        self, head: PublishHead, body: bytes, lines: bytes, slot: int
+    ) -> bytes | Awaitable[dict[str, Any]] | None:
+        """The response to a request; None if the engine queued it (request ``slot`` of
+        the read is told to :meth:`_told`); or what publishes it once awaited."""
         try:
             check_api_key(self._node, head.x_api_key, head.authorization)
-            answer = publish_body(self._node.pubsub, body)
+            answer = publish_body_then(self._node.pubsub, body, self._tell, slot)
         except Exception as exc:
             return self._failure(exc, head)
         if isinstance(answer, dict):
             return self._ok(answer, head.close, lines)
+        assert not isinstance(answer, asyncio.Future)  # (told instead)
         return answer
 
-    def _when_answered(self, waiting: list[tuple[PublishHead, _Waiting]]) -> None:
-        """Write the answers once every future among them is done (a callback on the first
-        that is not; the engine's complete in order, so usually the last one's)."""
-        for _, answer in reversed(waiting):
-            if isinstance(answer, asyncio.Future) and not answer.done():
-                answer.add_done_callback(lambda _: self._when_answered(waiting))
-                return
-        responses = []
-        lines = self._dates.lines()
-        for head, answer in waiting:
-            if isinstance(answer, bytes):
-                responses.append(answer)
-                continue
-            assert isinstance(answer, asyncio.Future)
-            exc = answer.exception()
-            if exc is None:
-                responses.append(self._ok(answer_of(answer.result()), head.close, lines))
-            else:
-                responses.append(self._failure(exc, head))  # type: ignore[arg-type]
-        self._answered(waiting, responses)
+    def _told(self, slot: int, outcome: Outcome) -> None:
+        """The engine told how request ``slot`` of the waiting read went: its response is
+        made; once every one is, the read's responses are written."""
+        waiting = self._waiting
+        head = waiting[slot][0]
+        if isinstance(outcome, BaseException):
+            response = self._failure(outcome, head)  # type: ignore[arg-type]
+        else:
+            response = self._ok(answer_of(outcome), head.close, self._dates.lines())
+        waiting[slot] = (head, response)
+        self._missing -= 1
+        if not self._missing:
+            self._when_told()
+
+    def _when_told(self) -> None:
+        """Every queued request of the waiting read was told: write the answers, unless a
+        request that must be awaited ends the read (a task answers it, then the rest)."""
+        waiting, self._waiting = self._waiting, []
+        if isinstance(waiting[-1][1], bytes):
+            self._answered(waiting, [response for _, response in waiting])  # type: ignore[misc]
+        else:
+            self._task = self._loop.create_task(self._finish(waiting))
 
     async def _finish(self, waiting: list[tuple[PublishHead, _Waiting]]) -> None:
-        """Requests the engine could not answer at once, one of them a coroutine: answer
-        them in order (with those answered at once after them)."""
+        """A read that ends with a request the engine could not queue (a coroutine, which
+        publishes once awaited): answer it after those before it, in order."""
         responses = []
         for head, answer in waiting:
             if isinstance(answer, bytes):
                 responses.append(answer)
                 continue
+            assert answer is not None
             try:
                 answer_payload = answer_of(await answer)
                 responses.append(self._ok(answer_payload, head.close, self._dates.lines()))

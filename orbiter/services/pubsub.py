@@ -33,6 +33,7 @@ from orbiter.engine.base import (
     Broker,
     HistoryPage,
     HistoryPolicy,
+    Kept,
     PresenceStore,
     TooManyStreams,
 )
@@ -334,10 +335,30 @@ class PubSub:
             self._counters["limit_channels"] += 1
             raise
         if queued is not None:
-            self.published += 1
-            if self.events.debug:
-                self.events.published(channel, data, tags)
+            self._queued(channel, data, tags)
         return queued
+
+    def publish_then(
+        self, channel: str, data: JSON, tags: dict[str, str] | None, done: Kept
+    ) -> bool:
+        """Queue a publication if the engine queues them (:meth:`Broker.publish_then`): True,
+        and ``done`` is told how it went as soon as the engine knows; else False (then
+        await :meth:`publish`). Refused and counted as :meth:`publish` is."""
+        policy = self._policies.get(channel) or self.policy(channel)
+        try:
+            queued = self._broker.publish_then(channel, data, policy, tags, done)
+        except TooManyStreams:
+            self._counters["limit_channels"] += 1
+            raise
+        if queued:
+            self._queued(channel, data, tags)
+        return queued
+
+    def _queued(self, channel: str, data: JSON, tags: dict[str, str] | None) -> None:
+        """Count (and log) a publication the engine queued."""
+        self.published += 1
+        if self.events.debug:
+            self.events.published(channel, data, tags)
 
     async def event(self, keys: Iterable[ConnectionKey], data: JSON) -> list[Publication]:
         """Orbited's ``event(keys, message)``: publish to each key's channel, in order.

@@ -49,7 +49,9 @@ class Counted:
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    node = Node(Config(), broker=SqliteBroker(tmp_path / "data.sqlite3"))
+    # No bounded wait for a flushed commit: answers come from a later iteration, so these
+    # tests see the read wait (the wait's own tests: tests/engine/test_sqlite_commit_wait.py).
+    node = Node(Config(), broker=SqliteBroker(tmp_path / "data.sqlite3", commit_wait=0))
     await node.start()
     yield node
     await node.close()
