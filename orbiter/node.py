@@ -38,6 +38,7 @@ def engine_for(config: Config) -> Broker:
             settings.data_file,
             sync=settings.sync,
             window=settings.memory_window,
+            commit_wait=settings.commit_wait,
             max_streams=config.limits.max_channels,
             max_history_bytes=config.history_max_bytes,
             max_disk_bytes=settings.max_disk_bytes or None,

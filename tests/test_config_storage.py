@@ -36,6 +36,7 @@ def test_a_full_table(tmp_path: Path):
                 "sync": "full",
                 "memory_window": 16,
                 "max_disk_bytes": 10_000_000,
+                "commit_wait": 0.001,
             }
         }
     )
@@ -47,6 +48,8 @@ def test_a_full_table(tmp_path: Path):
     broker = engine_for(config)
     assert isinstance(broker, SqliteBroker)
     assert broker._max_disk_bytes == 10_000_000
+    assert broker._commit_wait == 0.001
+    assert config_from_dict({}).engine.commit_wait == 0.0002
     assert engine_for(config_from_dict({"engine": {"data_dir": "d"}}))._max_disk_bytes is None  # type: ignore[attr-defined]
 
 
@@ -72,6 +75,16 @@ def test_a_full_table(tmp_path: Path):
         ({"data_dir": ""}, "'engine.data_dir' must be a directory path"),
         ({"data_dir": "a\0b"}, "'engine.data_dir' must be a directory path"),
         ({"memory_window": 0}, "'engine.memory_window' must be positive"),
+        (
+            {"commit_wait": 0.02},
+            "'engine.commit_wait' must be between 0 and 0.01 seconds "
+            "(0: the loop never waits for a commit), not 0.02",
+        ),
+        (
+            {"commit_wait": -0.001},
+            "'engine.commit_wait' must be between 0 and 0.01 seconds "
+            "(0: the loop never waits for a commit), not -0.001",
+        ),
         ({"max_disk_bytes": -1}, "'engine.max_disk_bytes' must not be negative (0: no bound)"),
         ({"window": 3}, "unknown key 'engine.window'"),
     ],

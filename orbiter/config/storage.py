@@ -36,6 +36,10 @@ QUEUE_FILE = "stomp-queues.sqlite3"
 DEFAULT_DATA_DIR = "orbiter-data"
 
 
+#: The longest ``engine.commit_wait``: the loop must stay responsive.
+MAX_COMMIT_WAIT = 0.01
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     """Where channel streams (epochs, offsets, history) are kept."""
@@ -60,6 +64,10 @@ class EngineSettings:
     #: Publications of each channel kept in memory (its newest); older pages are
     #: read from the file.
     memory_window: int = 128
+    #: Seconds the event loop may wait for the commit a read's publications start
+    #: (0..0.01; 0: never waits): a group commit over within it is answered and
+    #: delivered in the read's own loop iteration. Never longer, whatever the disk does.
+    commit_wait: float = 0.0002
     #: Bytes of the data file in use at most (0: no bound): past it, every few
     #: seconds, the oldest publications of every channel are deleted first (a client
     #: recovering past them is told it cannot); epochs and offsets stay.
@@ -108,6 +116,11 @@ def engine_settings_from(table: dict[str, Any]) -> EngineSettings:
         raise SettingsError("'engine.data_dir' must be a directory path")
     if settings.memory_window <= 0:
         raise SettingsError("'engine.memory_window' must be positive")
+    if not 0 <= settings.commit_wait <= MAX_COMMIT_WAIT:
+        raise SettingsError(
+            f"'engine.commit_wait' must be between 0 and {MAX_COMMIT_WAIT} seconds "
+            f"(0: the loop never waits for a commit), not {settings.commit_wait!r}"
+        )
     if settings.max_disk_bytes < 0:
         raise SettingsError("'engine.max_disk_bytes' must not be negative (0: no bound)")
     return settings
