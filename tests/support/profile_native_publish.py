@@ -44,11 +44,14 @@ except ImportError:  # run as a file against another tree: its neighbours
     from profile_publish_path import CountingTransport  # type: ignore[import-not-found,no-redef]
     from work_counter import WorkCounter  # type: ignore[import-not-found,no-redef]
 
-_MASK = b"\x5a\x13\xc4\x7e"
+#: An all-zero masking key: the frame's payload is its text as it is, so that the harness
+#: spends nothing masking (cachegrind counts the harness too), while the server unmasks it
+#: as it unmasks any (the cost does not depend on the key).
+_MASK = b"\x00\x00\x00\x00"
 
 
 def client_frame(payload: bytes) -> bytes:
-    """A masked text frame, as a client sends it."""
+    """A masked text frame, as a client sends it (with the key :data:`_MASK`)."""
     n = len(payload)
     if n < 126:
         head = struct.pack("!BB", 0x81, 0x80 | n)
@@ -56,8 +59,7 @@ def client_frame(payload: bytes) -> bytes:
         head = struct.pack("!BBH", 0x81, 0x80 | 126, n)
     else:
         head = struct.pack("!BBQ", 0x81, 0x80 | 127, n)
-    mask = (_MASK * (n // 4 + 1))[:n]
-    return head + _MASK + bytes(a ^ b for a, b in zip(payload, mask, strict=True))
+    return head + _MASK + payload
 
 
 def reads(subscribers: int, publishes: int, depth: int) -> list[bytes]:
