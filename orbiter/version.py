@@ -48,6 +48,7 @@ COMPILED_MODULES = (
     "orbiter.engine.redis_wire",
     "orbiter.engine.redis_publishing",
     "orbiter.engine.redis_delivery",
+    "orbiter.services.rate",
 )
 
 #: Set to 1: import the Python source of every orbiter module, compiled or not.

@@ -88,6 +88,14 @@ class Permissions:
         headers: Mapping[str, str] | None = None,
     ) -> JSON:
         """The payload to publish (perhaps rewritten by the hook); else :class:`AuthError`."""
+        if self.check_publish_now(channel, subscribed=subscribed):
+            return await self.publish_hook(identity, channel, data, client=client, headers=headers)
+        return data
+
+    def check_publish_now(self, channel: str, *, subscribed: bool) -> bool:
+        """The rules of :meth:`check_publish` that need no await: :class:`AuthError` if
+        one refuses; True if the publish hook must still decide (await
+        :meth:`publish_hook`), False if the payload may be published as it is."""
         rule = self._config.rule_for(channel)
         if not rule.client_publish:
             raise AuthError(
@@ -100,17 +108,27 @@ class Permissions:
                 Failure.FORBIDDEN,
                 f"only subscribers may publish to channel {channel!r}: subscribe first",
             )
-        if rule.publish_hook:
-            if self._hooks is None:
-                raise AuthError(Failure.FORBIDDEN, "no publish hook configured")
-            try:
-                answer = await self._hooks.publish(
-                    client, identity.user, channel, data, headers or {}
-                )
-            except HookDenied as exc:
-                raise AuthError(Failure.FORBIDDEN, exc.message) from None
-            if answer.has("data"):
-                return answer.get("data")
+        return rule.publish_hook
+
+    async def publish_hook(
+        self,
+        identity: Identity,
+        channel: str,
+        data: JSON,
+        *,
+        client: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> JSON:
+        """The app's publish hook's word, once :meth:`check_publish_now` said it must be
+        asked: the payload to publish (perhaps replaced); else :class:`AuthError`."""
+        if self._hooks is None:
+            raise AuthError(Failure.FORBIDDEN, "no publish hook configured")
+        try:
+            answer = await self._hooks.publish(client, identity.user, channel, data, headers or {})
+        except HookDenied as exc:
+            raise AuthError(Failure.FORBIDDEN, exc.message) from None
+        if answer.has("data"):
+            return answer.get("data")
         return data
 
     def check_presence(self, channel: str) -> None:

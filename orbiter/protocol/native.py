@@ -158,12 +158,25 @@ class Unsubscribe:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Publish:
+    """Treated as immutable, but not ``frozen``, with its ``__init__`` written out: one is
+    made per ``publish`` command, and a frozen dataclass's generated ``__init__`` (run
+    interpreted even in the compiled build) sets each field through
+    ``object.__setattr__``, as :class:`~orbiter.model.Publication` explains."""
+
     id: int
     channel: str
     data: JSON
     tags: dict[str, str] | None = None
+
+    def __init__(
+        self, id_: int, channel: str, data: JSON, tags: dict[str, str] | None = None
+    ) -> None:
+        self.id = id_
+        self.channel = channel
+        self.data = data
+        self.tags = tags
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """One client session: the native protocol conversation, whatever carries it.
 
 A transport adapter feeds :meth:`ClientSession.receive` with each message
-the client sent, writes out what :meth:`Outbox.take` returns, and calls
+the client sent (or :meth:`ClientSession.receive_now`, which handles a
+message of publishes without a coroutine and returns the rest of any other
+to await), writes out what :meth:`Outbox.take` returns, and calls
 :meth:`ClientSession.finish` when the connection is gone. Everything else
 (commands, permissions, subscriptions, recovery from history, slow-consumer
 protection) lives here once for every transport.
@@ -26,7 +28,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -41,6 +43,7 @@ from orbiter.protocol.keys import ConnectionKey, InvalidKey
 from orbiter.protocol.live import Attach, Call, Return, Rpc
 from orbiter.protocol.native import (
     PROTOCOL_VERSION,
+    Command,
     CommandError,
     Connect,
     DisconnectCode,
@@ -49,6 +52,7 @@ from orbiter.protocol.native import (
     Ping,
     Presence,
     Publish,
+    Received,
     Refresh,
     Refusal,
     ServerProtocol,
@@ -89,6 +93,19 @@ _CLOSE_CODES = {
     Failure.EXPIRED: DisconnectCode.TOKEN_EXPIRED,
     Failure.FORBIDDEN: DisconnectCode.FORBIDDEN,
 }
+
+
+#: What a publish gives its reply: the result, or the queued publication's future.
+Published = dict[str, Any] | asyncio.Future[Publication]
+#: A publish begun without suspending: :data:`Published`, or the rest of it to await.
+PublishStep = Published | Coroutine[Any, Any, Published]
+
+
+def _engine_refusal(exc: TooManyStreams | PublishFailed) -> Refusal:
+    """How a publish the engine refused is answered."""
+    if isinstance(exc, TooManyStreams):  # counted by PubSub
+        return Refusal(ErrorCode.LIMIT_EXCEEDED, str(exc))
+    return Refusal(ErrorCode.INTERNAL, str(exc))  # a full disk: told, never OK
 
 
 class ConnectRefused(Refusal):
@@ -216,7 +233,40 @@ class ClientSession:
 
     async def receive(self, data: str | bytes) -> None:
         """Handle one message from the client, holding one or more commands."""
-        for event in self._protocol.receive(data):
+        rest = self.receive_now(data)
+        if rest is not None:
+            await rest
+
+    def receive_now(self, data: str | bytes) -> Coroutine[Any, Any, None] | None:
+        """Handle one message at once, without a coroutine, if every command in it can be:
+        None; else what is left of it, in order, as a coroutine to await.
+
+        A ``publish`` is handled at once when its rules need no await (no publish
+        hook) and the engine publishes at once or queues it (the memory, SQLite
+        and Redis engines); anything else (another command, a malformed one, a
+        publish hook's) goes to the coroutine from that command on, so replies
+        and effects come in the order, and are the ones, of :meth:`receive`.
+        """
+        events = self._protocol.receive(data)
+        for index, event in enumerate(events):
+            if self.closed:
+                return None
+            if not isinstance(event, Publish):
+                return self._receive_events(events, index, None)
+            rest = self._start_publish(event)
+            if rest is not None:
+                return self._receive_events(events, index, rest)
+        return None
+
+    async def _receive_events(
+        self, events: list[Received], start: int, started: Coroutine[Any, Any, None] | None
+    ) -> None:
+        """Handle ``events`` from ``start`` on, in order; ``started``: the rest of the
+        publish ``events[start]``, begun by :meth:`receive_now`, to await first."""
+        if started is not None:
+            await started
+            start += 1
+        for event in events[start:]:
             if not isinstance(event, Publish) and self._unkept is not None:
                 # Commands run in order: this one after the publications queued before it.
                 await asyncio.wait([self._unkept])
@@ -226,33 +276,65 @@ class ClientSession:
             if not isinstance(event, _COMMANDS):  # (one check for the commands)
                 self._receive_other(event)
                 continue
+            if isinstance(event, Publish):
+                rest = self._start_publish(event)
+                if rest is not None:
+                    await rest
+                continue
             try:
-                if isinstance(event, Publish):
-                    published = await self._publish(event.channel, event.data, event.tags)
-                    if isinstance(published, asyncio.Future):
-                        self._reply_when_kept(event.id, published)
-                        continue
-                    result, settling = published, None
-                else:
-                    result, settling = await self._dispatch(event)
-            except Refusal as exc:
-                log.info("client %s (%s): refused: %s", self.client_id, self.peer, exc.message)
-                self._send_reply(encode_error(event.id, exc.code, exc.message))
-                if isinstance(exc, ConnectRefused):
-                    self.close(exc.close_code, exc.message)
-                elif isinstance(event, Connect):
-                    self.close(DisconnectCode.CONNECT_FAILED, exc.message)
-            except EngineUnavailable as unavailable:  # Redis unreachable, say: told, no traceback
-                log.warning("client %s (%s): %s", self.client_id, self.peer, unavailable)
-                self._send_reply(encode_error(event.id, ErrorCode.INTERNAL, str(unavailable)))
-            except Exception:
-                log.exception("client %s (%s): internal error", self.client_id, self.peer)
-                internal = encode_error(event.id, ErrorCode.INTERNAL, "internal server error")
-                self._send_reply(internal)
+                result, settling = await self._dispatch(event)
+            except Exception as exc:
+                self._command_failed(event, exc)
             else:
                 self._send_reply(encode_reply(event.id, result))
                 if settling is not None:
                     self._settle(settling)
+
+    def _start_publish(self, event: Publish) -> Coroutine[Any, Any, None] | None:
+        """Publish at once, or queue, and reply (or reply once kept): None; else, when
+        the publish needs an await (a publish hook, an engine that must be awaited),
+        the coroutine that finishes it and replies."""
+        try:
+            step = self._publish_now(event.channel, event.data, event.tags)
+        except Exception as exc:
+            self._command_failed(event, exc)
+            return None
+        if isinstance(step, (dict, asyncio.Future)):
+            self._published(event.id, step)
+            return None
+        return self._finish_publish(event, step)
+
+    async def _finish_publish(self, event: Publish, step: Coroutine[Any, Any, Published]) -> None:
+        try:
+            published = await step
+        except Exception as exc:
+            self._command_failed(event, exc)
+            return
+        self._published(event.id, published)
+
+    def _published(self, id_: int, published: Published) -> None:
+        """Reply to a publish: now, or once the engine kept it (:meth:`_reply_when_kept`)."""
+        if isinstance(published, asyncio.Future):
+            self._reply_when_kept(id_, published)
+        else:
+            self._send_reply(encode_reply(id_, published))
+
+    def _command_failed(self, command: Command, exc: Exception) -> None:
+        """Answer a command that raised: refused, the engine unreachable, or a bug."""
+        if isinstance(exc, Refusal):
+            log.info("client %s (%s): refused: %s", self.client_id, self.peer, exc.message)
+            self._send_reply(encode_error(command.id, exc.code, exc.message))
+            if isinstance(exc, ConnectRefused):
+                self.close(exc.close_code, exc.message)
+            elif isinstance(command, Connect):
+                self.close(DisconnectCode.CONNECT_FAILED, exc.message)
+        elif isinstance(exc, EngineUnavailable):  # Redis unreachable, say: told, no traceback
+            log.warning("client %s (%s): %s", self.client_id, self.peer, exc)
+            self._send_reply(encode_error(command.id, ErrorCode.INTERNAL, str(exc)))
+        else:
+            log.error("client %s (%s): internal error", self.client_id, self.peer, exc_info=exc)
+            internal = encode_error(command.id, ErrorCode.INTERNAL, "internal server error")
+            self._send_reply(internal)
 
     def _receive_other(self, event: CommandError | Return | Attach | Call | Rpc) -> None:
         """A message that is not a command: a malformed one, or a live element's."""
@@ -425,11 +507,13 @@ class ClientSession:
             self.counters["subscribe_denied"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
 
-    async def _publish(
-        self, channel: str, data: Any, tags: dict[str, str] | None = None
-    ) -> dict[str, Any] | asyncio.Future[Publication]:
-        """Publish: the reply's result, or, if the engine queues publications (the SQLite
-        engine's group commit), the queued publication's future (see :meth:`receive`)."""
+    def _publish_now(self, channel: str, data: Any, tags: dict[str, str] | None) -> PublishStep:
+        """Publish, as far as it can without suspending: the rules (the publish rate, a
+        reserved channel, the channel's permission), then the engine. The reply's result;
+        or the queued publication's future, if the engine queues them (the SQLite
+        engine's group commit, see :meth:`receive`); or, when the publish hook must be
+        asked or the engine awaited, the coroutine that does the rest and returns one of
+        those. A refusal raises :class:`Refusal`, before anything is published."""
         if not self._publishes.take(self._pubsub.clock()):
             self.counters.limit("limit_publish_rate", self.client_id, self.peer)
             limits = self._config.limits
@@ -441,28 +525,62 @@ class ClientSession:
         reserved = reserved_refusal(channel)
         if reserved is not None:
             raise Refusal(ErrorCode.PERMISSION_DENIED, reserved)
+        try:
+            hooked = self._auth.permissions.check_publish_now(
+                channel, subscribed=channel in self._subs
+            )
+        except AuthError as exc:
+            raise self._publish_denied(exc) from None
+        if hooked:
+            return self._publish_hooked(channel, data, tags)
+        return self._publish_checked(channel, data, tags)
+
+    async def _publish_hooked(
+        self, channel: str, data: Any, tags: dict[str, str] | None
+    ) -> Published:
+        """The rest of :meth:`_publish_now` when the app's publish hook decides."""
         assert self.identity is not None
         try:
-            data = await self._auth.permissions.check_publish(
+            data = await self._auth.permissions.publish_hook(
                 self.identity,
                 channel,
                 data,
                 client=self.client_id,
-                subscribed=channel in self._subs,
                 headers=self.credentials.headers,
             )
         except AuthError as exc:
-            self.counters["publish_denied"] += 1
-            raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
+            raise self._publish_denied(exc) from None
+        step = self._publish_checked(channel, data, tags)
+        if isinstance(step, (dict, asyncio.Future)):
+            return step
+        return await step
+
+    def _publish_denied(self, exc: AuthError) -> Refusal:
+        self.counters["publish_denied"] += 1
+        return Refusal(_ERROR_CODES[exc.failure], exc.message)
+
+    def _publish_checked(self, channel: str, data: Any, tags: dict[str, str] | None) -> PublishStep:
+        """Publish what the rules let through: at once if the engine can (the memory
+        engine), else queued if it queues, else the coroutine that awaits it."""
+        pubsub = self._pubsub
         try:
-            queued = self._pubsub.publish_soon(channel, data, tags)
-            if queued is not None:
-                return queued
+            pub = pubsub.publish_at_once(channel, data, tags)
+            if pub is None:
+                queued = pubsub.publish_soon(channel, data, tags)
+                if queued is not None:
+                    return queued
+                return self._publish_later(channel, data, tags)
+        except (TooManyStreams, PublishFailed) as exc:
+            raise _engine_refusal(exc) from None
+        return {"offset": pub.offset, "epoch": pub.epoch}
+
+    async def _publish_later(
+        self, channel: str, data: Any, tags: dict[str, str] | None
+    ) -> Published:
+        try:
             pub = await self._pubsub.publish(channel, data, tags)
-        except TooManyStreams as too_many:  # counted by PubSub
-            raise Refusal(ErrorCode.LIMIT_EXCEEDED, str(too_many)) from None
-        except PublishFailed as failed:  # a full disk: told, never OK
-            raise Refusal(ErrorCode.INTERNAL, str(failed)) from None
+        except (TooManyStreams, PublishFailed) as exc:
+            raise _engine_refusal(exc) from None
         return {"offset": pub.offset, "epoch": pub.epoch}
 
     def _reply_when_kept(self, id_: int, queued: asyncio.Future[Publication]) -> None:

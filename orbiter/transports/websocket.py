@@ -1,8 +1,10 @@
 """The native protocol over a raw WebSocket (``/connection/websocket``), served below aiohttp.
 
 Each text (or binary, UTF-8) frame from the client holds newline-separated
-commands, run in order; what the session queued in one event-loop iteration
-goes out as one text frame (this is the outbox's
+commands, run in order: in ``data_received`` itself while they are publishes the
+session can handle at once (:meth:`ClientSession.receive_now`), else in a task
+that runs the rest of that message while reading pauses; what the session
+queued in one event-loop iteration goes out as one text frame (this is the outbox's
 :class:`~orbiter.services.outbox.Sink`), and a channel's batch is framed once
 (:meth:`SharedBatch.framed`) and the same bytes written to every subscriber.
 
@@ -23,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -306,13 +309,27 @@ class NativeWebSocket(ClaimedProtocol):
     # ------------------------------------------------------------------ input
 
     def _process(self) -> None:
-        """Handle what was received; a message starts the task that runs it and those after it."""
+        """Handle what was received: each message at once while the session can
+        (:meth:`ClientSession.receive_now`: publishes, no task), else the task that runs
+        the rest of that message; the messages after it wait for the task's end."""
+        session, handled = self._session, False
         data = self._next_message()
-        if data is not None:
-            task = asyncio.get_running_loop().create_task(self._run(data))
-            self._receiving = task
-            task.add_done_callback(self._received)
-        elif self._paused and self._transport is not None:
+        while data is not None and session is not None:
+            handled = True
+            try:
+                rest = session.receive_now(data)
+            except Exception:
+                log.exception("websocket from %s: receive failed", self._peer)
+                rest = None
+            if rest is not None:
+                task = asyncio.get_running_loop().create_task(self._run(rest))
+                self._receiving = task
+                task.add_done_callback(self._received)
+                break
+            data = self._next_message()
+        if handled:  # the read's publishes are queued: their commit starts now (Broker.flush)
+            self._endpoint.node.broker.flush()
+        if self._receiving is None and self._paused and self._transport is not None:
             self._paused = False
             if not self._throttled:
                 self._transport.resume_reading()
@@ -368,18 +385,14 @@ class NativeWebSocket(ClaimedProtocol):
                     transport.close()
                     return None
 
-    async def _run(self, data: str | bytes) -> None:
-        """Run the commands of each message received, in order, until none is left.
+    async def _run(self, rest: Coroutine[Any, Any, None]) -> None:
+        """Run what is left of a message that needs awaits (:meth:`_process`).
 
-        Reading is paused meanwhile; the task ends when no message is left, so an
-        idle connection has none.
+        Reading is paused meanwhile; :meth:`_received` goes on with the messages
+        that follow it, so an idle connection has no task.
         """
-        session = self._session
-        message: str | bytes | None = data
-        while message is not None and session is not None:
-            await session.receive(message)
-            message = self._next_message()
-        # The read's publishes are queued: their commit starts now (Broker.flush).
+        await rest
+        # The message's publishes are queued: their commit starts now (Broker.flush).
         self._endpoint.node.broker.flush()
 
     def _received(self, task: asyncio.Task[None]) -> None:

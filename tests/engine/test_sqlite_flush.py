@@ -194,14 +194,15 @@ async def test_a_native_read_is_committed_from_the_iteration_that_runs_it(
             {"id": 10 + i, "op": "publish", "channel": "bench1", "data": i} for i in range(3)
         ]
         socket.data_received(b"".join(client_frame(orjson.dumps(c)) for c in commands))
-        for _ in range(1000):  # bounded: the read's task runs, then the commit returns
+        assert socket._receiving is None  # publishes only: handled at once, no task
+        for _ in range(1000):  # bounded: the commit returns
             if broker._idle.is_set() and submits:
                 break
             await asyncio.sleep(0.005)
         ticker.stop()
-        # The read's task runs in the next iteration (it is a task); its three
-        # publishes are handed over in that one, together, not an iteration later.
-        assert submits == [(read_at + 1, 3)]
+        # The read's three publishes are queued by data_received itself and handed
+        # over in the read's own iteration, together, not an iteration later.
+        assert submits == [(read_at, 3)]
         assert stored_offsets(broker.path) == [1, 2, 3]
     finally:
         endpoint.wheel.close()
