@@ -57,7 +57,9 @@ COMMAND_TIMEOUT = 10.0
 #: Redis's cost per script call is shared). KEYS: the void epoch's key, then each
 #: publication's meta and history keys; ARGV: a void epoch to offer, then six per
 #: publication (pub/sub channel, history size, history TTL in ms, meta TTL in s, tags,
-#: data). Each publication is run under ``pcall``: one that fails (a key of another type)
+#: data; the size is never negative: the script compares it with ``'0'``, and formats each
+#: offset once, a number's formatting being much of Redis's work per publication). Each
+#: publication is run under ``pcall``: one that fails (a key of another type)
 #: answers its error in its place, and the others are kept. The answer: Redis's time, then
 #: ``{offset, epoch}`` or an error per publication. See ``engine/redis.py`` ("Keeping").
 _PUBLISH_MANY = """
@@ -77,15 +79,21 @@ local function publish(meta, history, channel, size, ttl, period, tags, data)
     redis.call('del', history)
   end
   local offset = redis.call('hincrby', meta, 's', 1)
+  local id = tostring(offset)
   redis.call('expire', meta, period)
-  if tonumber(size) > 0 then
-    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', stamp, 'g', tags, 'd', data)
+  if size ~= '0' then
+    redis.call('xadd', history, 'MAXLEN', size, id .. '-0', 't', stamp, 'g', tags, 'd', data)
     redis.call('pexpire', history, ttl)
   else
     redis.call('del', history)
   end
-  redis.call('publish', channel,
-             offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data)
+  local framed
+  if tags == '' then
+    framed = id .. ':' .. epoch .. ':' .. stamp .. ':0:' .. data
+  else
+    framed = id .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data
+  end
+  redis.call('publish', channel, framed)
   return {offset, epoch}
 end
 local out = {stamp}
@@ -125,7 +133,7 @@ def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
     Computed each time: compiled, that costs less than a lookup keyed by the policy (its
     dataclass ``__hash__`` and ``__eq__`` run interpreted; each channel has its own policy
     object)."""
-    return policy.size, _seconds(policy.ttl) * 1000, _period(policy)
+    return max(0, policy.size), _seconds(policy.ttl) * 1000, _period(policy)
 
 
 class ChannelKeys(Protocol):

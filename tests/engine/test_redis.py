@@ -605,3 +605,48 @@ async def test_publications_of_different_policies_in_one_call_keep_their_own_his
     kept_long = await broker.history("long", None, POLICY)
     assert [p.data for p in kept_short.publications] == [17, 19]
     assert [p.data for p in kept_long.publications] == list(range(0, 20, 2))
+
+
+async def test_tags_and_data_reach_other_nodes_and_history_framed_either_way(
+    brokers: Brokers,
+) -> None:
+    """Publications with tags and without, in one script call (framed apart by the script:
+    ``:0:`` when there are none), reach another node and history as published, colons and
+    all."""
+    publisher, other = await brokers(), await brokers()
+    got = _receiver(other)
+    await other.subscribe("tagged")
+    sent = [
+        ("a:b", None),
+        ({"x": "1:2:3"}, {"k": "v:w"}),
+        (":", {"colon:key": ":"}),
+        ("", None),
+    ]
+    futures = [publisher.publish_soon("tagged", data, POLICY, tags) for data, tags in sent]
+    answers = await asyncio.gather(*futures)
+    assert [(p.offset, p.tags) for p in answers] == [(i + 1, t) for i, (_, t) in enumerate(sent)]
+    await _until(lambda: len(got) == len(sent))
+    assert [(p.offset, p.data, p.tags) for p in got] == [
+        (i + 1, data, tags) for i, (data, tags) in enumerate(sent)
+    ]
+    assert got == answers
+    page = await publisher.history("tagged", None, POLICY)
+    assert [(p.data, p.tags) for p in page.publications] == sent
+
+
+async def test_a_negative_history_size_keeps_no_history_and_still_publishes(
+    brokers: Brokers,
+) -> None:
+    """A history size below zero is none (the script is sent zero): the publication is kept
+    in the stream's position and delivered, and no history is."""
+    broker = await brokers()
+    got = _receiver(broker)
+    await broker.subscribe("none")
+    policy = HistoryPolicy(size=-1, ttl=60.0, meta_ttl=600.0)
+    first = await broker.publish("none", 1, policy)
+    second = await broker.publish("none", 2, policy)
+    assert (first.offset, second.offset) == (1, 2)
+    await _until(lambda: len(got) == 2)
+    page = await broker.history("none", None, POLICY)
+    assert page.position == StreamPosition(2, first.epoch)
+    assert page.publications == []
