@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
 from orbiter.engine.redis import RedisBroker, RedisPresenceStore
 from orbiter.engine.redis_publishing import _PUBLISH_MANY, PUBLISH_MANY_MAX
+from orbiter.engine.redis_wire import PubSubLink
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 from tests.support.redis_monitor import ScriptCalls
 from tests.support.redis_relay import RedisRelay
@@ -650,3 +652,67 @@ async def test_a_negative_history_size_keeps_no_history_and_still_publishes(
     page = await broker.history("none", None, POLICY)
     assert page.position == StreamPosition(2, first.epoch)
     assert page.publications == []
+
+
+async def test_a_pub_sub_link_handles_messages_in_order_pausing_for_what_it_awaits(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """``PubSubLink``: messages the stream had buffered are handled at the takeover; a
+    message whose handling must be awaited holds the later ones back until it is done
+    (then they come, in order); a handler's other exceptions are logged and skipped; a
+    ``RedisError`` it raises ends the link."""
+    await _pub_sub_link_scenario(redis_server, redis_prefix)
+
+
+def test_a_pub_sub_link_reads_uvloops_transports(redis_server: RedisServer, redis_prefix: str):
+    """The same on uvloop, whose transports (no ``asyncio.Transport`` subclasses) a server
+    runs on."""
+    uvloop.run(_pub_sub_link_scenario(redis_server, redis_prefix))
+
+
+async def _pub_sub_link_scenario(redis_server: RedisServer, redis_prefix: str) -> None:
+    from redis.asyncio.connection import Connection
+    from redis.exceptions import RedisError
+
+    channel = f"{redis_prefix}:link".encode()
+    publisher = aioredis.Redis(port=redis_server.port)
+    connection = Connection(port=redis_server.port, protocol=2)
+    await connection.connect()  # type: ignore[no-untyped-call]
+    await connection.send_command("SUBSCRIBE", channel)
+    await connection.read_response()
+    await publisher.publish(channel, b"0")
+    await asyncio.sleep(0.1)  # in the stream's buffer, read by nobody yet
+    handled: list[bytes] = []
+    hold: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def take(message: object) -> Awaitable[None] | None:
+        assert isinstance(message, list)
+        data = message[2]
+        if data == b"bad":
+            raise ValueError("a message this node cannot read")
+        if data == b"end":
+            raise RedisError("the link ends")
+        handled.append(data)
+        return hold if data == b"1" else None
+
+    link = PubSubLink.take_over(connection, take, lambda error: None)
+    try:
+        assert handled == [b"0"]
+        together = publisher.pipeline(transaction=False)  # one read, most likely
+        for data in (b"1", b"2", b"bad"):
+            together.publish(channel, data)
+        await together.execute()
+        await asyncio.sleep(0.1)
+        await publisher.publish(channel, b"3")  # another read, while reading is paused
+        await asyncio.sleep(0.1)
+        assert handled == [b"0", b"1"]  # 2 and 3 wait for what 1 awaits
+        hold.set_result(None)
+        await _until(lambda: len(handled) == 4)
+        assert handled == [b"0", b"1", b"2", b"3"]
+        await publisher.publish(channel, b"end")
+        with pytest.raises(RedisError, match="the link ends"):
+            await asyncio.wait_for(link.done, 5)
+    finally:
+        await link.stopped()
+        await connection.disconnect()
+        await publisher.aclose()
