@@ -132,8 +132,8 @@ class PubSubLink(asyncio.Protocol):
         while not self.done.done():
             try:
                 message = gets()
-            except InvalidResponse as exc:
-                self._fail(exc)
+            except InvalidResponse as not_resp:
+                self._fail(not_resp)
                 return
             if message is False:
                 return
