@@ -116,6 +116,17 @@ _SPUBLISH_MANY = _PUBLISH_MANY.replace("redis.call('publish'", "redis.call('spub
 PUBLISH_MANY_MAX = 128
 
 
+#: Channels whose key names a publisher keeps framed (forgotten all at once past it).
+NAMES_KEPT = 4096
+#: Five RESP bulk strings: each a length and its bytes.
+_FIVE_BULKS = b"$%d\r\n%s\r\n" * 5
+
+
+def _bulk(data: bytes) -> bytes:
+    """``data`` as a RESP bulk string."""
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 def _seconds(value: float) -> int:
     """A TTL in whole seconds for Redis: at least 1, and a day's worth of years when infinite."""
     if math.isinf(value) or value > 10**9:
@@ -260,6 +271,8 @@ class Publisher:
         self._failed = failed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Queued] = []
+        #: Channels' key names framed for the wire (:meth:`_names_of`).
+        self._names: dict[str, tuple[bytes, bytes]] = {}
         #: The links by target, and the tasks making those that are not made yet.
         self._links: dict[str, CommandLink] = {}
         self._opening: dict[str, asyncio.Task[None]] = {}
@@ -497,19 +510,63 @@ class Publisher:
                 link.abort(f"Redis did not answer within {self._timeout:g} s")
 
     def _packed(self, call: Call) -> bytes:
-        """``call`` packed for the wire (the script by its SHA-1, or its text)."""
-        keys = self._keys
+        """``call`` packed for the wire (the script by its SHA-1, or its text), in RESP
+        built here: hiredis's ``pack_command`` formats each of a call's 8 arguments per
+        publication on its own (a ``repr`` and allocations each), several times the cost
+        of these few bytes formats; a channel's key names come framed from
+        :meth:`_names_of`."""
         items = call.items
-        names: list[str] = [keys.void_of(items[0].channel)]
-        args: list[str | bytes | int] = [self._void_offer()]
+        names = [_bulk(self._keys.void_of(items[0].channel).encode())]
+        args = [_bulk(self._void_offer().encode())]
         for item in items:
-            channel = item.channel
+            keys, pubsub = self._names_of(item.channel)
+            names.append(keys)
             size, ttl_ms, period = _policy_args(item.policy)
-            names += (keys.meta(channel), keys.history(channel))
-            args += (keys.pubsub(channel), size, ttl_ms, period, item.tags_json, item.encoded)
+            sized, ttl, lasting = str(size).encode(), str(ttl_ms).encode(), str(period).encode()
+            tags, data = item.tags_json, item.encoded
+            args.append(pubsub)
+            args.append(
+                _FIVE_BULKS
+                % (
+                    len(sized),
+                    sized,
+                    len(ttl),
+                    ttl,
+                    len(lasting),
+                    lasting,
+                    len(tags),
+                    tags,
+                    len(data),
+                    data,
+                )
+            )
+        key_count = 1 + 2 * len(items)  # the void epoch's, then two per publication
+        count = str(key_count).encode()
         if call.with_text:
-            return pack_command(("EVAL", self._script, len(names), *names, *args))
-        return pack_command(("EVALSHA", self._sha, len(names), *names, *args))
+            verb, script = b"EVAL", self._script.encode()
+        else:
+            verb, script = b"EVALSHA", self._sha.encode()
+        head = b"*%d\r\n%s%s%s" % (
+            3 + key_count + 1 + 6 * len(items),
+            _bulk(verb),
+            _bulk(script),
+            _bulk(count),
+        )
+        return head + b"".join(names) + b"".join(args)
+
+    def _names_of(self, channel: str) -> tuple[bytes, bytes]:
+        """``channel``'s meta and history keys, and its pub/sub name, framed as RESP bulk
+        strings; kept for the next publications (at most :data:`NAMES_KEPT` channels')."""
+        known = self._names.get(channel)
+        if known is not None:
+            return known
+        keys = self._keys
+        meta, history = keys.meta(channel).encode(), keys.history(channel).encode()
+        framed = (_bulk(meta) + _bulk(history), _bulk(keys.pubsub(channel).encode()))
+        if len(self._names) >= NAMES_KEPT:
+            self._names.clear()
+        self._names[channel] = framed
+        return framed
 
     def drop_links(self, why: str) -> None:
         """Cut every link (what is in flight on them fails); the next pipeline makes new

@@ -13,9 +13,18 @@ import redis.asyncio as aioredis
 import uvloop
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
-from orbiter.engine.redis import RedisBroker, RedisPresenceStore
-from orbiter.engine.redis_publishing import _PUBLISH_MANY, PUBLISH_MANY_MAX
-from orbiter.engine.redis_wire import PubSubLink
+from orbiter.engine.redis import RedisBroker, RedisKeys, RedisPresenceStore
+from orbiter.engine.redis_publishing import (
+    _PUBLISH_MANY,
+    NAMES_KEPT,
+    PUBLISH_MANY_MAX,
+    Call,
+    OneLink,
+    Publisher,
+    _policy_args,
+    _Queued,
+)
+from orbiter.engine.redis_wire import PubSubLink, pack_command
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 from tests.support.redis_monitor import ScriptCalls
 from tests.support.redis_relay import RedisRelay
@@ -716,3 +725,37 @@ async def _pub_sub_link_scenario(redis_server: RedisServer, redis_prefix: str) -
         await link.stopped()
         await connection.disconnect()
         await publisher.aclose()
+
+
+async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bounded() -> None:
+    """The publish path packs its script calls itself: the bytes hiredis's ``pack_command``
+    makes of the same command (by SHA-1 and with the text; tags or none; a channel
+    name beyond ASCII), the second time from the names kept; and it keeps at most
+    :data:`NAMES_KEPT` channels' names."""
+    keys = RedisKeys("p")
+    publisher = Publisher(OneLink(lambda: None), keys, _PUBLISH_MANY, lambda: "v1", lambda: None)  # type: ignore[arg-type,return-value]
+    loop = asyncio.get_running_loop()
+    items = [
+        _Queued(channel, {"n": i, "s": "é:"}, policy, tags, loop.create_future())
+        for i, (channel, policy, tags) in enumerate(
+            [
+                ("a", POLICY, None),
+                ("salle-é", HistoryPolicy(size=0, ttl=0.5, meta_ttl=2.0), {"k": "v"}),
+                ("a", HistoryPolicy(size=-3, ttl=1e12, meta_ttl=0.0), None),
+            ]
+        )
+    ]
+    for with_text in (False, True, False):
+        names: list[str] = [keys.void_of("a")]
+        args: list[str | bytes | int] = ["v1"]
+        for item in items:
+            size, ttl_ms, period = _policy_args(item.policy)
+            names += (keys.meta(item.channel), keys.history(item.channel))
+            args += (keys.pubsub(item.channel), size, ttl_ms, period, item.tags_json, item.encoded)
+        script = _PUBLISH_MANY if with_text else publisher._sha
+        verb = "EVAL" if with_text else "EVALSHA"
+        expected = pack_command((verb, script, len(names), *names, *args))
+        assert publisher._packed(Call(items, "", with_text=with_text)) == expected
+    for i in range(NAMES_KEPT + 10):
+        publisher._names_of(f"many{i}")
+    assert 0 < len(publisher._names) <= NAMES_KEPT
