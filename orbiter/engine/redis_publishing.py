@@ -467,6 +467,7 @@ class Publisher:
             _fail(items, PublishFailed(f"the server could not reach Redis: {answer}"))
         else:
             when = float(answer[0])
+            epoch_bytes, epoch = b"", ""  # (most publications of a call share an epoch)
             for item, each in zip(items, answer[1:], strict=True):
                 future = item.future
                 if future.done():
@@ -474,11 +475,11 @@ class Publisher:
                 if isinstance(each, BaseException):
                     future.set_exception(PublishFailed(f"Redis refused it: {each}"))
                     continue
-                offset, epoch = each
+                offset, kept_in = each
+                if kept_in != epoch_bytes:
+                    epoch_bytes, epoch = kept_in, kept_in.decode()
                 future.set_result(
-                    Publication(
-                        item.channel, int(offset), epoch.decode(), item.data, when, item.tags
-                    )
+                    Publication(item.channel, int(offset), epoch, item.data, when, item.tags)
                 )
         self._in_flight -= 1
         if call.then is not None:

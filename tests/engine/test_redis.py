@@ -759,3 +759,40 @@ async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bo
     for i in range(NAMES_KEPT + 10):
         publisher._names_of(f"many{i}")
     assert 0 < len(publisher._names) <= NAMES_KEPT
+
+
+def test_each_message_keeps_its_own_time_and_epoch_parsed_once_in_a_row() -> None:
+    """The delivery parses a time or an epoch once for the messages in a row that carry
+    it: each publication still gets its own."""
+    from orbiter.engine.redis_delivery import Delivery
+
+    async def no_catch_up(channel: str, pub: Publication | None) -> None:
+        raise AssertionError("no catch-up expected")
+
+    delivery = Delivery(no_catch_up, frozenset(), lambda name, data: None)
+    got: list[Publication] = []
+    delivery.on_publication = got.append
+    for channel in ("a", "b"):
+        delivery.subscribed[channel] = f"x:{channel}".encode()
+        delivery.channel_of[f"x:{channel}".encode()] = channel
+    frames = [
+        ("a", b"1:e1:10.5:0:1"),
+        ("b", b"1:e1:10.5:0:2"),
+        ("a", b"2:e1:11.25:0:3"),
+        ("b", b"2:e1:11.25:0:4"),
+        ("a", b"3:e1:11.25:0:5"),
+    ]
+    for channel, payload in frames:
+        assert delivery.take([b"message", f"x:{channel}".encode(), payload]) is None
+    delivery.last["b"] = StreamPosition(0, "e2")  # b's stream started again: another epoch
+    assert delivery.take([b"message", b"x:b", b"1:e2:12.0:0:6"]) is None
+    assert delivery.take([b"message", b"x:a", b"4:e1:12.0:0:7"]) is None
+    assert [(p.channel, p.offset, p.epoch, p.time, p.data) for p in got] == [
+        ("a", 1, "e1", 10.5, 1),
+        ("b", 1, "e1", 10.5, 2),
+        ("a", 2, "e1", 11.25, 3),
+        ("b", 2, "e1", 11.25, 4),
+        ("a", 3, "e1", 11.25, 5),
+        ("b", 1, "e2", 12.0, 6),
+        ("a", 4, "e1", 12.0, 7),
+    ]
