@@ -118,13 +118,44 @@ PUBLISH_MANY_MAX = 128
 
 #: Channels whose key names a publisher keeps framed (forgotten all at once past it).
 NAMES_KEPT = 4096
-#: Five RESP bulk strings: each a length and its bytes.
-_FIVE_BULKS = b"$%d\r\n%s\r\n" * 5
+#: The heads (``$<length>\r\n``) of RESP bulk strings of the lengths most arguments have.
+_HEADS = tuple(b"$%d\r\n" % size for size in range(1024))
+
+
+def _head(size: int) -> bytes:
+    """The head of a RESP bulk string of ``size`` bytes."""
+    return _HEADS[size] if size < 1024 else b"$%d\r\n" % size
 
 
 def _bulk(data: bytes) -> bytes:
     """``data`` as a RESP bulk string."""
-    return b"$%d\r\n%s\r\n" % (len(data), data)
+    return _head(len(data)) + data + b"\r\n"
+
+
+def _head_of(pubsub: bytes, policy: HistoryPolicy) -> bytes:
+    """A publication's first four script arguments: its (framed) pub/sub name, then its
+    policy's history size, history TTL and meta TTL, framed."""
+    size, ttl_ms, period = _policy_args(policy)
+    return (
+        pubsub
+        + _bulk(str(size).encode())
+        + _bulk(str(ttl_ms).encode())
+        + _bulk(str(period).encode())
+    )
+
+
+class _Framed:
+    """A channel's script arguments that do not change from one publication to the next,
+    framed for the wire: its two keys, its pub/sub name, and that with ``policy``'s
+    (``head``)."""
+
+    __slots__ = ("head", "keys", "policy", "pubsub")
+
+    def __init__(self, keys: bytes, pubsub: bytes, policy: HistoryPolicy) -> None:
+        self.keys = keys
+        self.pubsub = pubsub
+        self.policy = policy
+        self.head = _head_of(pubsub, policy)
 
 
 def _seconds(value: float) -> int:
@@ -140,10 +171,7 @@ def _period(policy: HistoryPolicy) -> int:
 
 
 def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
-    """The script's history size, history TTL (milliseconds) and meta TTL (seconds).
-    Computed each time: compiled, that costs less than a lookup keyed by the policy (its
-    dataclass ``__hash__`` and ``__eq__`` run interpreted; each channel has its own policy
-    object)."""
+    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
     return max(0, policy.size), _seconds(policy.ttl) * 1000, _period(policy)
 
 
@@ -271,8 +299,8 @@ class Publisher:
         self._failed = failed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Queued] = []
-        #: Channels' key names framed for the wire (:meth:`_names_of`).
-        self._names: dict[str, tuple[bytes, bytes]] = {}
+        #: Channels' arguments framed for the wire (:meth:`_framed`).
+        self._names: dict[str, _Framed] = {}
         #: The links by target, and the tasks making those that are not made yet.
         self._links: dict[str, CommandLink] = {}
         self._opening: dict[str, asyncio.Task[None]] = {}
@@ -514,56 +542,44 @@ class Publisher:
         """``call`` packed for the wire (the script by its SHA-1, or its text), in RESP
         built here: hiredis's ``pack_command`` formats each of a call's 8 arguments per
         publication on its own (a ``repr`` and allocations each), several times the cost
-        of these few bytes formats; a channel's key names come framed from
-        :meth:`_names_of`."""
+        of joining these parts; a channel's key names, pub/sub name and policy come framed
+        from :meth:`_framed`."""
         items = call.items
         names = [_bulk(self._keys.void_of(items[0].channel).encode())]
         args = [_bulk(self._void_offer().encode())]
         for item in items:
-            keys, pubsub = self._names_of(item.channel)
-            names.append(keys)
-            size, ttl_ms, period = _policy_args(item.policy)
-            sized, ttl, lasting = str(size).encode(), str(ttl_ms).encode(), str(period).encode()
+            framed = self._framed(item.channel, item.policy)
+            names.append(framed.keys)
             tags, data = item.tags_json, item.encoded
-            args.append(pubsub)
-            args.append(
-                _FIVE_BULKS
-                % (
-                    len(sized),
-                    sized,
-                    len(ttl),
-                    ttl,
-                    len(lasting),
-                    lasting,
-                    len(tags),
-                    tags,
-                    len(data),
-                    data,
-                )
-            )
+            args += (framed.head, _head(len(tags)), tags, b"\r\n", _head(len(data)), data, b"\r\n")
         key_count = 1 + 2 * len(items)  # the void epoch's, then two per publication
-        count = str(key_count).encode()
         if call.with_text:
             verb, script = b"EVAL", self._script.encode()
         else:
             verb, script = b"EVALSHA", self._sha.encode()
-        head = b"*%d\r\n%s%s%s" % (
-            3 + key_count + 1 + 6 * len(items),
+        head = [
+            b"*",
+            str(3 + key_count + 1 + 6 * len(items)).encode(),
+            b"\r\n",
             _bulk(verb),
             _bulk(script),
-            _bulk(count),
-        )
-        return head + b"".join(names) + b"".join(args)
+            _bulk(str(key_count).encode()),
+        ]
+        return b"".join(head + names + args)
 
-    def _names_of(self, channel: str) -> tuple[bytes, bytes]:
-        """``channel``'s meta and history keys, and its pub/sub name, framed as RESP bulk
-        strings; kept for the next publications (at most :data:`NAMES_KEPT` channels')."""
+    def _framed(self, channel: str, policy: HistoryPolicy) -> _Framed:
+        """``channel``'s arguments that do not change from one publication to the next,
+        framed as RESP bulk strings; kept for the next publications (at most
+        :data:`NAMES_KEPT` channels'; the policy's framed again when another object)."""
         known = self._names.get(channel)
         if known is not None:
+            if known.policy is not policy:
+                known.policy, known.head = policy, _head_of(known.pubsub, policy)
             return known
         keys = self._keys
         meta, history = keys.meta(channel).encode(), keys.history(channel).encode()
-        framed = (_bulk(meta) + _bulk(history), _bulk(keys.pubsub(channel).encode()))
+        pubsub = _bulk(keys.pubsub(channel).encode())
+        framed = _Framed(_bulk(meta) + _bulk(history), pubsub, policy)
         if len(self._names) >= NAMES_KEPT:
             self._names.clear()
         self._names[channel] = framed

@@ -730,8 +730,8 @@ async def _pub_sub_link_scenario(redis_server: RedisServer, redis_prefix: str) -
 async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bounded() -> None:
     """The publish path packs its script calls itself: the bytes hiredis's ``pack_command``
     makes of the same command (by SHA-1 and with the text; tags or none; a channel
-    name beyond ASCII), the second time from the names kept; and it keeps at most
-    :data:`NAMES_KEPT` channels' names."""
+    name beyond ASCII; one channel under two policies in a call), again from what it
+    kept framed; and it keeps at most :data:`NAMES_KEPT` channels' arguments."""
     keys = RedisKeys("p")
     publisher = Publisher(OneLink(lambda: None), keys, _PUBLISH_MANY, lambda: "v1", lambda: None)  # type: ignore[arg-type,return-value]
     loop = asyncio.get_running_loop()
@@ -745,6 +745,7 @@ async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bo
             ]
         )
     ]
+    items.append(_Queued("big", "x" * 3000, POLICY, None, loop.create_future()))  # past _HEADS
     for with_text in (False, True, False):
         names: list[str] = [keys.void_of("a")]
         args: list[str | bytes | int] = ["v1"]
@@ -757,7 +758,7 @@ async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bo
         expected = pack_command((verb, script, len(names), *names, *args))
         assert publisher._packed(Call(items, "", with_text=with_text)) == expected
     for i in range(NAMES_KEPT + 10):
-        publisher._names_of(f"many{i}")
+        publisher._framed(f"many{i}", POLICY)
     assert 0 < len(publisher._names) <= NAMES_KEPT
 
 
