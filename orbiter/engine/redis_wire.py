@@ -4,7 +4,8 @@ per-command machinery.
 redis-py makes each connection (the URL's host or Unix socket, TLS, ``AUTH``,
 ``SELECT``) and keeps doing so for everything else; on the two paths taken
 per publication this module uses the connection's stream itself. Commands are
-packed by hiredis and go out in one write; replies are parsed by a hiredis
+packed (by hiredis, or the publish path's own framing: ``engine/redis_publishing.py``)
+and go out in one write; replies and messages are parsed by a hiredis
 reader from whatever one read brought, as many as arrived, with no coroutine,
 timeout context, pool checkout or response callback per reply (redis-py's
 pipeline and ``read_response`` cost several times the rest of a publish:
