@@ -43,9 +43,9 @@ not evict keys (``maxmemory-policy noeviction``, its default).
 
 **Delivery.** Each node holds one pub/sub connection, subscribed once to
 each channel it has subscribers for (never per connection); a publication
-reaches a node once whatever the number of its subscribers. The reader
-takes every message one read brought (``engine/redis_wire.py``) and hands
-each to the node at once (``engine/redis_delivery.py``: the per-message code,
+reaches a node once whatever the number of its subscribers. Each message is
+handled in the I/O callback that read it (``engine/redis_wire.py``), handed
+to the node at once (``engine/redis_delivery.py``: the per-message code,
 compiled), awaiting only a catch-up from history. It
 remembers each channel's last delivered position: a publication that does
 not follow it (the connection dropped and came back) is preceded by what
@@ -98,7 +98,7 @@ from orbiter.engine.redis_publishing import (
     Route,
     _period,
 )
-from orbiter.engine.redis_wire import ReplyStream
+from orbiter.engine.redis_wire import PubSubLink
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.tasks import stop
 
@@ -250,6 +250,11 @@ class RedisBroker(Broker):
         self._last = self._delivery.last
         self._confirming = self._delivery.confirming
         self._resubscribed = self._delivery.resubscribed
+        #: Each pub/sub message's handler: the delivery's own (compiled) unless a subclass
+        #: handles some messages first (the cluster mode's :meth:`_take`).
+        self._take_message: Callable[[Any], Coroutine[Any, Any, None] | None] = (
+            self._delivery.take if type(self)._take is RedisBroker._take else self._take
+        )
 
     clustered = True
     #: Where a channel's keys are, and the publish script (the cluster mode's keys carry
@@ -612,34 +617,23 @@ class RedisBroker(Broker):
 
     async def _read_messages(self, connection: AbstractConnection, peer: str) -> None:
         """Read the pub/sub messages of ``connection`` (to ``peer``, for the logs) until it
-        fails: in bulk (``ReplyStream``; never by redis-py from here on), each handled at
-        once (:meth:`_take`, awaiting only a catch-up from history)."""
-        stream = ReplyStream(connection)
-        pinger = asyncio.create_task(self._keep_alive(connection, stream, peer))
-        take = self._take
+        fails: each handled as it is parsed (``PubSubLink``; never by redis-py from here
+        on), by :meth:`_take` (reading paused while a catch-up from history is awaited),
+        and an error reply by :meth:`_refused`."""
+        link = PubSubLink.take_over(connection, self._take_message, self._refused)
+        pinger = asyncio.create_task(self._keep_alive(connection, link, peer))
         try:
-            while True:
-                for message in await stream.read():
-                    if isinstance(message, ResponseError):
-                        self._refused(message)
-                        continue
-                    try:
-                        later = take(message)
-                        if later is not None:
-                            await later
-                    except (RedisError, OSError):
-                        raise
-                    except Exception:  # a message this node cannot read: delivery goes on
-                        log.exception("could not handle a message from Redis: %.200r", message)
+            await link.done
         finally:
             pinger.cancel()
+            await link.stopped()
 
     def _refused(self, error: ResponseError) -> None:
         """Redis refused a command of a pub/sub connection: the connection starts again."""
         raise error
 
     async def _keep_alive(
-        self, connection: AbstractConnection, stream: ReplyStream, peer: str
+        self, connection: AbstractConnection, link: PubSubLink, peer: str
     ) -> None:
         """Ping Redis on a pub/sub connection, and cut it when nothing came back for
         :data:`PING_TIMEOUT` (a dead peer): the reader then reconnects."""
@@ -647,9 +641,9 @@ class RedisBroker(Broker):
         with contextlib.suppress(RedisError, OSError):
             while True:
                 await asyncio.sleep(PING_INTERVAL)
-                if loop.time() - stream.read_at > PING_TIMEOUT:
+                if loop.time() - link.read_at > PING_TIMEOUT:
                     log.error("%s did not answer for %g s", peer, PING_TIMEOUT)
-                    stream.abort()
+                    link.abort(f"{peer} did not answer for {PING_TIMEOUT:g} s")
                     return
                 await connection.send_command("PING")
 

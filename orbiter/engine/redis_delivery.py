@@ -56,6 +56,11 @@ class Delivery:
         #: The node's handlers (the broker's ``set_handlers``).
         self.on_publication: Callable[[Publication], None] | None = None
         self.on_presence: Callable[[PresenceEvent], None] | None = None
+        #: The last publication's time and epoch as framed, and parsed.
+        self._stamp_bytes = b""
+        self._stamp = 0.0
+        self._epoch_bytes = b""
+        self._epoch = ""
 
     def take(self, message: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one message of a pub/sub connection now, or return what must be awaited
@@ -87,7 +92,15 @@ class Delivery:
                 cut = int(tags_length)
                 tags = orjson.loads(rest[:cut])
                 data = orjson.loads(rest[cut:])
-            pub = Publication(channel, int(offset), epoch.decode(), data, float(stamp), tags)
+            # The publications of one script call share its time, and most channels an
+            # epoch: each is parsed once for the messages in a row that carry it.
+            if stamp != self._stamp_bytes:
+                self._stamp = float(stamp)
+                self._stamp_bytes = stamp
+            if epoch != self._epoch_bytes:
+                self._epoch = epoch.decode()
+                self._epoch_bytes = epoch
+            pub = Publication(channel, int(offset), self._epoch, data, self._stamp, tags)
             last = self.last.get(channel)
             if last is not None and not (pub.epoch == last.epoch and pub.offset == last.offset + 1):
                 if pub.epoch == last.epoch and pub.offset <= last.offset:

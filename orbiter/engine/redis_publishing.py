@@ -57,7 +57,9 @@ COMMAND_TIMEOUT = 10.0
 #: Redis's cost per script call is shared). KEYS: the void epoch's key, then each
 #: publication's meta and history keys; ARGV: a void epoch to offer, then six per
 #: publication (pub/sub channel, history size, history TTL in ms, meta TTL in s, tags,
-#: data). Each publication is run under ``pcall``: one that fails (a key of another type)
+#: data; the size is never negative: the script compares it with ``'0'``, and formats each
+#: offset once, a number's formatting being much of Redis's work per publication). Each
+#: publication is run under ``pcall``: one that fails (a key of another type)
 #: answers its error in its place, and the others are kept. The answer: Redis's time, then
 #: ``{offset, epoch}`` or an error per publication. See ``engine/redis.py`` ("Keeping").
 _PUBLISH_MANY = """
@@ -77,15 +79,21 @@ local function publish(meta, history, channel, size, ttl, period, tags, data)
     redis.call('del', history)
   end
   local offset = redis.call('hincrby', meta, 's', 1)
+  local id = tostring(offset)
   redis.call('expire', meta, period)
-  if tonumber(size) > 0 then
-    redis.call('xadd', history, 'MAXLEN', size, offset .. '-0', 't', stamp, 'g', tags, 'd', data)
+  if size ~= '0' then
+    redis.call('xadd', history, 'MAXLEN', size, id .. '-0', 't', stamp, 'g', tags, 'd', data)
     redis.call('pexpire', history, ttl)
   else
     redis.call('del', history)
   end
-  redis.call('publish', channel,
-             offset .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data)
+  local framed
+  if tags == '' then
+    framed = id .. ':' .. epoch .. ':' .. stamp .. ':0:' .. data
+  else
+    framed = id .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data
+  end
+  redis.call('publish', channel, framed)
   return {offset, epoch}
 end
 local out = {stamp}
@@ -108,6 +116,48 @@ _SPUBLISH_MANY = _PUBLISH_MANY.replace("redis.call('publish'", "redis.call('spub
 PUBLISH_MANY_MAX = 128
 
 
+#: Channels whose key names a publisher keeps framed (forgotten all at once past it).
+NAMES_KEPT = 4096
+#: The heads (``$<length>\r\n``) of RESP bulk strings of the lengths most arguments have.
+_HEADS = tuple(b"$%d\r\n" % size for size in range(1024))
+
+
+def _head(size: int) -> bytes:
+    """The head of a RESP bulk string of ``size`` bytes."""
+    return _HEADS[size] if size < 1024 else b"$%d\r\n" % size
+
+
+def _bulk(data: bytes) -> bytes:
+    """``data`` as a RESP bulk string."""
+    return _head(len(data)) + data + b"\r\n"
+
+
+def _head_of(pubsub: bytes, policy: HistoryPolicy) -> bytes:
+    """A publication's first four script arguments: its (framed) pub/sub name, then its
+    policy's history size, history TTL and meta TTL, framed."""
+    size, ttl_ms, period = _policy_args(policy)
+    return (
+        pubsub
+        + _bulk(str(size).encode())
+        + _bulk(str(ttl_ms).encode())
+        + _bulk(str(period).encode())
+    )
+
+
+class _Framed:
+    """A channel's script arguments that do not change from one publication to the next,
+    framed for the wire: its two keys, its pub/sub name, and that with ``policy``'s
+    (``head``)."""
+
+    __slots__ = ("head", "keys", "policy", "pubsub")
+
+    def __init__(self, keys: bytes, pubsub: bytes, policy: HistoryPolicy) -> None:
+        self.keys = keys
+        self.pubsub = pubsub
+        self.policy = policy
+        self.head = _head_of(pubsub, policy)
+
+
 def _seconds(value: float) -> int:
     """A TTL in whole seconds for Redis: at least 1, and a day's worth of years when infinite."""
     if math.isinf(value) or value > 10**9:
@@ -121,11 +171,8 @@ def _period(policy: HistoryPolicy) -> int:
 
 
 def _policy_args(policy: HistoryPolicy) -> tuple[int, int, int]:
-    """The script's history size, history TTL (milliseconds) and meta TTL (seconds).
-    Computed each time: compiled, that costs less than a lookup keyed by the policy (its
-    dataclass ``__hash__`` and ``__eq__`` run interpreted; each channel has its own policy
-    object)."""
-    return policy.size, _seconds(policy.ttl) * 1000, _period(policy)
+    """The script's history size, history TTL (milliseconds) and meta TTL (seconds)."""
+    return max(0, policy.size), _seconds(policy.ttl) * 1000, _period(policy)
 
 
 class ChannelKeys(Protocol):
@@ -252,6 +299,8 @@ class Publisher:
         self._failed = failed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Queued] = []
+        #: Channels' arguments framed for the wire (:meth:`_framed`).
+        self._names: dict[str, _Framed] = {}
         #: The links by target, and the tasks making those that are not made yet.
         self._links: dict[str, CommandLink] = {}
         self._opening: dict[str, asyncio.Task[None]] = {}
@@ -446,6 +495,7 @@ class Publisher:
             _fail(items, PublishFailed(f"the server could not reach Redis: {answer}"))
         else:
             when = float(answer[0])
+            epoch_bytes, epoch = b"", ""  # (most publications of a call share an epoch)
             for item, each in zip(items, answer[1:], strict=True):
                 future = item.future
                 if future.done():
@@ -453,11 +503,11 @@ class Publisher:
                 if isinstance(each, BaseException):
                     future.set_exception(PublishFailed(f"Redis refused it: {each}"))
                     continue
-                offset, epoch = each
+                offset, kept_in = each
+                if kept_in != epoch_bytes:
+                    epoch_bytes, epoch = kept_in, kept_in.decode()
                 future.set_result(
-                    Publication(
-                        item.channel, int(offset), epoch.decode(), item.data, when, item.tags
-                    )
+                    Publication(item.channel, int(offset), epoch, item.data, when, item.tags)
                 )
         self._in_flight -= 1
         if call.then is not None:
@@ -489,19 +539,51 @@ class Publisher:
                 link.abort(f"Redis did not answer within {self._timeout:g} s")
 
     def _packed(self, call: Call) -> bytes:
-        """``call`` packed for the wire (the script by its SHA-1, or its text)."""
-        keys = self._keys
+        """``call`` packed for the wire (the script by its SHA-1, or its text), in RESP
+        built here: hiredis's ``pack_command`` formats each of a call's 8 arguments per
+        publication on its own (a ``repr`` and allocations each), several times the cost
+        of joining these parts; a channel's key names, pub/sub name and policy come framed
+        from :meth:`_framed`."""
         items = call.items
-        names: list[str] = [keys.void_of(items[0].channel)]
-        args: list[str | bytes | int] = [self._void_offer()]
+        names = [_bulk(self._keys.void_of(items[0].channel).encode())]
+        args = [_bulk(self._void_offer().encode())]
         for item in items:
-            channel = item.channel
-            size, ttl_ms, period = _policy_args(item.policy)
-            names += (keys.meta(channel), keys.history(channel))
-            args += (keys.pubsub(channel), size, ttl_ms, period, item.tags_json, item.encoded)
+            framed = self._framed(item.channel, item.policy)
+            names.append(framed.keys)
+            tags, data = item.tags_json, item.encoded
+            args += (framed.head, _head(len(tags)), tags, b"\r\n", _head(len(data)), data, b"\r\n")
+        key_count = 1 + 2 * len(items)  # the void epoch's, then two per publication
         if call.with_text:
-            return pack_command(("EVAL", self._script, len(names), *names, *args))
-        return pack_command(("EVALSHA", self._sha, len(names), *names, *args))
+            verb, script = b"EVAL", self._script.encode()
+        else:
+            verb, script = b"EVALSHA", self._sha.encode()
+        head = [
+            b"*",
+            str(3 + key_count + 1 + 6 * len(items)).encode(),
+            b"\r\n",
+            _bulk(verb),
+            _bulk(script),
+            _bulk(str(key_count).encode()),
+        ]
+        return b"".join(head + names + args)
+
+    def _framed(self, channel: str, policy: HistoryPolicy) -> _Framed:
+        """``channel``'s arguments that do not change from one publication to the next,
+        framed as RESP bulk strings; kept for the next publications (at most
+        :data:`NAMES_KEPT` channels'; the policy's framed again when another object)."""
+        known = self._names.get(channel)
+        if known is not None:
+            if known.policy is not policy:
+                known.policy, known.head = policy, _head_of(known.pubsub, policy)
+            return known
+        keys = self._keys
+        meta, history = keys.meta(channel).encode(), keys.history(channel).encode()
+        pubsub = _bulk(keys.pubsub(channel).encode())
+        framed = _Framed(_bulk(meta) + _bulk(history), pubsub, policy)
+        if len(self._names) >= NAMES_KEPT:
+            self._names.clear()
+        self._names[channel] = framed
+        return framed
 
     def drop_links(self, why: str) -> None:
         """Cut every link (what is in flight on them fails); the next pipeline makes new

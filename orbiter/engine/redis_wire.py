@@ -4,7 +4,8 @@ per-command machinery.
 redis-py makes each connection (the URL's host or Unix socket, TLS, ``AUTH``,
 ``SELECT``) and keeps doing so for everything else; on the two paths taken
 per publication this module uses the connection's stream itself. Commands are
-packed by hiredis and go out in one write; replies are parsed by a hiredis
+packed (by hiredis, or the publish path's own framing: ``engine/redis_publishing.py``)
+and go out in one write; replies and messages are parsed by a hiredis
 reader from whatever one read brought, as many as arrived, with no coroutine,
 timeout context, pool checkout or response callback per reply (redis-py's
 pipeline and ``read_response`` cost several times the rest of a publish:
@@ -12,8 +13,8 @@ pipeline and ``read_response`` cost several times the rest of a publish:
 ``NOSCRIPT``) is a :class:`~redis.exceptions.ResponseError` in its place,
 never raised, so the answers of a pipeline stay one per command, in order.
 
-- :class:`ReplyStream`: one connected redis-py connection's replies, parsed in
-  bulk (the pub/sub connection reads its messages through it).
+- :class:`PubSubLink`: a pub/sub connection's messages, each handed to its handler
+  in the loop's I/O callback that read it (reading paused while a catch-up is awaited).
 - :class:`CommandLink`: a connection of its own whose replies go, in the loop's I/O
   callback, to the handler sent with each command (the publications' path: their
   publishers are answered without a loop iteration between).
@@ -22,33 +23,69 @@ never raised, so the answers of a pipeline stay one per command, in order.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
-#: Bytes asked of the socket per read.
-READ_SIZE = 65536
-#: Bytes waiting in the write buffer past which a sender waits for it to drain.
-WRITE_HIGH = 1 << 20
+from orbiter.tasks import stop
+
+log = logging.getLogger("orbiter.engine.redis")
 
 pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 
 
-class ReplyStream:
-    """The replies (and pushed pub/sub messages) of one connected redis-py connection.
+#: What a pub/sub message is handed to: ``None`` once handled, or what must be awaited
+#: before the next message is handled (a catch-up from history).
+MessageHandler = Callable[[Any], Awaitable[None] | None]
 
-    Once made, it alone reads the connection: redis-py's own ``read_response``
-    must not be called on it any more (what it had buffered is lost to it).
+
+class PubSubLink(asyncio.Protocol):
+    """The messages of one connected redis-py pub/sub connection, each handled as it is
+    parsed, in the loop's I/O callback that read it: no stream buffer, task wake-up or
+    loop iteration between the socket and the handler.
+
+    Made by :meth:`take_over`, which makes it the transport's protocol; the redis-py
+    connection keeps writing (``send_command``: ``SUBSCRIBE``, ``PING``) through its
+    stream writer, whose protocol still hears of flow control and of the connection's
+    loss (forwarded), and its ``read_response`` must not be called any more. A message
+    whose handling must be awaited (a catch-up) pauses reading: the messages after it
+    wait, in order, until it is done. :attr:`done` fails with the reason the link ended:
+    the connection lost or cut, a reply that is not RESP, or a ``RedisError`` (or
+    ``OSError``) raised by a handler; any other exception of a handler is logged and the
+    next message handled.
     """
 
-    __slots__ = ("_loop", "_parser", "_reader", "_writer", "read_at")
+    def __init__(self, take: MessageHandler, refused: Callable[[ResponseError], None]) -> None:
+        """``take``: each message; ``refused``: each error reply (a command refused)."""
+        self._take = take
+        self._refused = refused
+        self._parser = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        #: The stream writer's protocol, told of flow control and of the connection's loss.
+        self._streams: asyncio.BaseProtocol | None = None
+        #: The handling awaited (a catch-up), while reading is paused for it.
+        self._waiting: asyncio.Task[None] | None = None
+        #: Fails with the reason the link ended (it never succeeds).
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        #: The loop's time of the last read.
+        self.read_at = self._loop.time()
 
-    def __init__(self, connection: AbstractConnection) -> None:
+    @classmethod
+    def take_over(
+        cls,
+        connection: AbstractConnection,
+        take: MessageHandler,
+        refused: Callable[[ResponseError], None],
+    ) -> PubSubLink:
+        """Read ``connection`` (connected, its commands sent) from now on; what its stream
+        had buffered is handled first."""
         # redis-py (pinned in pyproject.toml) keeps a connected connection's asyncio
         # streams in these attributes; no public way hands them over.
         reader = getattr(connection, "_reader", None)
@@ -60,59 +97,107 @@ class ReplyStream:
                 "the redis-py connection is not connected, or keeps its streams elsewhere "
                 "(a redis-py version other than pyproject.toml's)"
             )
-        self._reader = reader
-        self._writer = writer
-        self._parser = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
-        self._loop = asyncio.get_running_loop()
-        #: The loop's time of the last read that brought bytes.
-        self.read_at = self._loop.time()
+        # A read-write transport (asyncio's or uvloop's, which is no asyncio.Transport
+        # subclass): the stream writer's type says only that it writes.
+        transport = cast(asyncio.Transport, writer.transport)
+        link = cls(take, refused)
+        link._streams = transport.get_protocol()
+        link._transport = transport
+        transport.set_protocol(link)
+        buffered = getattr(reader, "_buffer", None)  # read, and not parsed by redis-py yet
+        if isinstance(buffered, bytearray) and buffered:
+            link._parser.feed(bytes(buffered))
+            buffered.clear()
+            link._handle()
+        return link
 
-    def send(self, data: bytes) -> None:
-        """Write packed commands (see :data:`pack_command`)."""
-        self._writer.write(data)
+    def abort(self, why: str) -> None:
+        """Cut the connection now: :attr:`done` fails with a ``ConnectionError`` saying why."""
+        self._fail(RedisConnectionError(why))
 
-    async def drain(self) -> None:
-        """Wait while more than :data:`WRITE_HIGH` bytes are not written yet."""
-        if self._writer.transport.get_write_buffer_size() > WRITE_HIGH:
-            await self._writer.drain()
+    async def stopped(self) -> None:
+        """Once the link ended: stop the handling awaited, if any (it is done again, from
+        history, by the next connection's catch-up)."""
+        await stop(self._waiting)
 
-    def abort(self) -> None:
-        """Cut the connection now: a read under way ends with a ``ConnectionError``."""
-        self._writer.transport.abort()
-
-    async def _fill(self) -> None:
-        data = await self._reader.read(READ_SIZE)
-        if not data:
-            raise RedisConnectionError("Redis closed the connection")
+    def data_received(self, data: bytes) -> None:
         self.read_at = self._loop.time()
         self._parser.feed(data)
+        if self._waiting is None:
+            self._handle()
 
-    async def read(self) -> list[Any]:
-        """Every reply that has arrived, at least one (waiting for the first)."""
+    def _handle(self) -> None:
+        """Handle the messages parsed, in order, until one must be awaited."""
         gets = self._parser.gets
-        replies = []
-        while True:
-            reply = gets()
-            while reply is not False:
-                replies.append(reply)
-                reply = gets()
-            if replies:
-                return replies
-            await self._fill()
+        take = self._take
+        while not self.done.done():
+            try:
+                message = gets()
+            except InvalidResponse as not_resp:
+                self._fail(not_resp)
+                return
+            if message is False:
+                return
+            try:
+                if isinstance(message, ResponseError):
+                    self._refused(message)
+                    continue
+                later = take(message)
+            except (RedisError, OSError) as exc:
+                self._fail(exc)
+                return
+            except Exception:  # a message this node cannot read: delivery goes on
+                log.exception("could not handle a message from Redis: %.200r", message)
+                continue
+            if later is not None:
+                transport = self._transport
+                if transport is not None and not transport.is_closing():
+                    transport.pause_reading()
+                self._waiting = self._loop.create_task(self._after(later))
+                return
 
-    async def replies(self, count: int) -> list[Any]:
-        """The next ``count`` replies, in order."""
-        gets = self._parser.gets
-        replies: list[Any] = []
-        while True:
-            while len(replies) < count:
-                reply = gets()
-                if reply is False:
-                    break
-                replies.append(reply)
-            else:
-                return replies
-            await self._fill()
+    async def _after(self, later: Awaitable[None]) -> None:
+        """Await ``later``, then go on with the messages after it."""
+        try:
+            await later
+        except (RedisError, OSError) as exc:
+            self._fail(exc)
+            return
+        except Exception:
+            log.exception("could not handle a message from Redis (a catch-up)")
+        self._waiting = None
+        transport = self._transport
+        if self.done.done() or transport is None or transport.is_closing():
+            return
+        transport.resume_reading()
+        self._handle()
+
+    def _fail(self, exc: BaseException) -> None:
+        done = self.done
+        if not done.done():
+            done.set_exception(exc)
+            done.exception()  # (retrieved: whoever awaits it gets it all the same)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+    def pause_writing(self) -> None:
+        if self._streams is not None:
+            self._streams.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._streams is not None:
+            self._streams.resume_writing()
+
+    def eof_received(self) -> bool:
+        return False  # closes the transport: connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = f"Redis closed the connection: {exc}" if exc else "Redis closed the connection"
+        self._fail(RedisConnectionError(why))
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            streams.connection_lost(exc)
 
 
 #: What a command's reply is handed to: the reply, a ResponseError in its place, or a
@@ -142,7 +227,7 @@ class CommandLink(asyncio.Protocol):
     async def open(cls, connection: AbstractConnection) -> CommandLink:
         """Connect ``connection`` (AUTH, SELECT, TLS: redis-py's handshake), then read it."""
         await connection.connect()  # type: ignore[no-untyped-call]
-        writer = getattr(connection, "_writer", None)  # see ReplyStream
+        writer = getattr(connection, "_writer", None)  # see PubSubLink
         if not isinstance(writer, asyncio.StreamWriter):
             raise RedisConnectionError("the redis-py connection keeps its stream elsewhere")
         link = cls()

@@ -10,10 +10,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 
 from orbiter.engine.base import EngineUnavailable, HistoryPolicy, PublishFailed
-from orbiter.engine.redis import RedisBroker, RedisPresenceStore
-from orbiter.engine.redis_publishing import _PUBLISH_MANY, PUBLISH_MANY_MAX
+from orbiter.engine.redis import RedisBroker, RedisKeys, RedisPresenceStore
+from orbiter.engine.redis_publishing import (
+    _PUBLISH_MANY,
+    NAMES_KEPT,
+    PUBLISH_MANY_MAX,
+    Call,
+    OneLink,
+    Publisher,
+    _policy_args,
+    _Queued,
+)
+from orbiter.engine.redis_wire import PubSubLink, pack_command
 from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 from tests.support.redis_monitor import ScriptCalls
 from tests.support.redis_relay import RedisRelay
@@ -605,3 +616,184 @@ async def test_publications_of_different_policies_in_one_call_keep_their_own_his
     kept_long = await broker.history("long", None, POLICY)
     assert [p.data for p in kept_short.publications] == [17, 19]
     assert [p.data for p in kept_long.publications] == list(range(0, 20, 2))
+
+
+async def test_tags_and_data_reach_other_nodes_and_history_framed_either_way(
+    brokers: Brokers,
+) -> None:
+    """Publications with tags and without, in one script call (framed apart by the script:
+    ``:0:`` when there are none), reach another node and history as published, colons and
+    all."""
+    publisher, other = await brokers(), await brokers()
+    got = _receiver(other)
+    await other.subscribe("tagged")
+    sent = [
+        ("a:b", None),
+        ({"x": "1:2:3"}, {"k": "v:w"}),
+        (":", {"colon:key": ":"}),
+        ("", None),
+    ]
+    futures = [publisher.publish_soon("tagged", data, POLICY, tags) for data, tags in sent]
+    answers = await asyncio.gather(*futures)
+    assert [(p.offset, p.tags) for p in answers] == [(i + 1, t) for i, (_, t) in enumerate(sent)]
+    await _until(lambda: len(got) == len(sent))
+    assert [(p.offset, p.data, p.tags) for p in got] == [
+        (i + 1, data, tags) for i, (data, tags) in enumerate(sent)
+    ]
+    assert got == answers
+    page = await publisher.history("tagged", None, POLICY)
+    assert [(p.data, p.tags) for p in page.publications] == sent
+
+
+async def test_a_negative_history_size_keeps_no_history_and_still_publishes(
+    brokers: Brokers,
+) -> None:
+    """A history size below zero is none (the script is sent zero): the publication is kept
+    in the stream's position and delivered, and no history is."""
+    broker = await brokers()
+    got = _receiver(broker)
+    await broker.subscribe("none")
+    policy = HistoryPolicy(size=-1, ttl=60.0, meta_ttl=600.0)
+    first = await broker.publish("none", 1, policy)
+    second = await broker.publish("none", 2, policy)
+    assert (first.offset, second.offset) == (1, 2)
+    await _until(lambda: len(got) == 2)
+    page = await broker.history("none", None, POLICY)
+    assert page.position == StreamPosition(2, first.epoch)
+    assert page.publications == []
+
+
+async def test_a_pub_sub_link_handles_messages_in_order_pausing_for_what_it_awaits(
+    redis_server: RedisServer, redis_prefix: str
+) -> None:
+    """``PubSubLink``: messages the stream had buffered are handled at the takeover; a
+    message whose handling must be awaited holds the later ones back until it is done
+    (then they come, in order); a handler's other exceptions are logged and skipped; a
+    ``RedisError`` it raises ends the link."""
+    await _pub_sub_link_scenario(redis_server, redis_prefix)
+
+
+def test_a_pub_sub_link_reads_uvloops_transports(redis_server: RedisServer, redis_prefix: str):
+    """The same on uvloop, whose transports (no ``asyncio.Transport`` subclasses) a server
+    runs on."""
+    uvloop.run(_pub_sub_link_scenario(redis_server, redis_prefix))
+
+
+async def _pub_sub_link_scenario(redis_server: RedisServer, redis_prefix: str) -> None:
+    from redis.asyncio.connection import Connection
+    from redis.exceptions import RedisError
+
+    channel = f"{redis_prefix}:link".encode()
+    publisher = aioredis.Redis(port=redis_server.port)
+    connection = Connection(port=redis_server.port, protocol=2)
+    await connection.connect()  # type: ignore[no-untyped-call]
+    await connection.send_command("SUBSCRIBE", channel)
+    await connection.read_response()
+    await publisher.publish(channel, b"0")
+    await asyncio.sleep(0.1)  # in the stream's buffer, read by nobody yet
+    handled: list[bytes] = []
+    hold: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def take(message: object) -> Awaitable[None] | None:
+        assert isinstance(message, list)
+        data = message[2]
+        if data == b"bad":
+            raise ValueError("a message this node cannot read")
+        if data == b"end":
+            raise RedisError("the link ends")
+        handled.append(data)
+        return hold if data == b"1" else None
+
+    link = PubSubLink.take_over(connection, take, lambda error: None)
+    try:
+        assert handled == [b"0"]
+        together = publisher.pipeline(transaction=False)  # one read, most likely
+        for data in (b"1", b"2", b"bad"):
+            together.publish(channel, data)
+        await together.execute()
+        await asyncio.sleep(0.1)
+        await publisher.publish(channel, b"3")  # another read, while reading is paused
+        await asyncio.sleep(0.1)
+        assert handled == [b"0", b"1"]  # 2 and 3 wait for what 1 awaits
+        hold.set_result(None)
+        await _until(lambda: len(handled) == 4)
+        assert handled == [b"0", b"1", b"2", b"3"]
+        await publisher.publish(channel, b"end")
+        with pytest.raises(RedisError, match="the link ends"):
+            await asyncio.wait_for(link.done, 5)
+    finally:
+        await link.stopped()
+        await connection.disconnect()
+        await publisher.aclose()
+
+
+async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bounded() -> None:
+    """The publish path packs its script calls itself: the bytes hiredis's ``pack_command``
+    makes of the same command (by SHA-1 and with the text; tags or none; a channel
+    name beyond ASCII; one channel under two policies in a call), again from what it
+    kept framed; and it keeps at most :data:`NAMES_KEPT` channels' arguments."""
+    keys = RedisKeys("p")
+    publisher = Publisher(OneLink(lambda: None), keys, _PUBLISH_MANY, lambda: "v1", lambda: None)  # type: ignore[arg-type,return-value]
+    loop = asyncio.get_running_loop()
+    items = [
+        _Queued(channel, {"n": i, "s": "é:"}, policy, tags, loop.create_future())
+        for i, (channel, policy, tags) in enumerate(
+            [
+                ("a", POLICY, None),
+                ("salle-é", HistoryPolicy(size=0, ttl=0.5, meta_ttl=2.0), {"k": "v"}),
+                ("a", HistoryPolicy(size=-3, ttl=1e12, meta_ttl=0.0), None),
+            ]
+        )
+    ]
+    items.append(_Queued("big", "x" * 3000, POLICY, None, loop.create_future()))  # past _HEADS
+    for with_text in (False, True, False):
+        names: list[str] = [keys.void_of("a")]
+        args: list[str | bytes | int] = ["v1"]
+        for item in items:
+            size, ttl_ms, period = _policy_args(item.policy)
+            names += (keys.meta(item.channel), keys.history(item.channel))
+            args += (keys.pubsub(item.channel), size, ttl_ms, period, item.tags_json, item.encoded)
+        script = _PUBLISH_MANY if with_text else publisher._sha
+        verb = "EVAL" if with_text else "EVALSHA"
+        expected = pack_command((verb, script, len(names), *names, *args))
+        assert publisher._packed(Call(items, "", with_text=with_text)) == expected
+    for i in range(NAMES_KEPT + 10):
+        publisher._framed(f"many{i}", POLICY)
+    assert 0 < len(publisher._names) <= NAMES_KEPT
+
+
+def test_each_message_keeps_its_own_time_and_epoch_parsed_once_in_a_row() -> None:
+    """The delivery parses a time or an epoch once for the messages in a row that carry
+    it: each publication still gets its own."""
+    from orbiter.engine.redis_delivery import Delivery
+
+    async def no_catch_up(channel: str, pub: Publication | None) -> None:
+        raise AssertionError("no catch-up expected")
+
+    delivery = Delivery(no_catch_up, frozenset(), lambda name, data: None)
+    got: list[Publication] = []
+    delivery.on_publication = got.append
+    for channel in ("a", "b"):
+        delivery.subscribed[channel] = f"x:{channel}".encode()
+        delivery.channel_of[f"x:{channel}".encode()] = channel
+    frames = [
+        ("a", b"1:e1:10.5:0:1"),
+        ("b", b"1:e1:10.5:0:2"),
+        ("a", b"2:e1:11.25:0:3"),
+        ("b", b"2:e1:11.25:0:4"),
+        ("a", b"3:e1:11.25:0:5"),
+    ]
+    for channel, payload in frames:
+        assert delivery.take([b"message", f"x:{channel}".encode(), payload]) is None
+    delivery.last["b"] = StreamPosition(0, "e2")  # b's stream started again: another epoch
+    assert delivery.take([b"message", b"x:b", b"1:e2:12.0:0:6"]) is None
+    assert delivery.take([b"message", b"x:a", b"4:e1:12.0:0:7"]) is None
+    assert [(p.channel, p.offset, p.epoch, p.time, p.data) for p in got] == [
+        ("a", 1, "e1", 10.5, 1),
+        ("b", 1, "e1", 10.5, 2),
+        ("a", 2, "e1", 11.25, 3),
+        ("b", 2, "e1", 11.25, 4),
+        ("a", 3, "e1", 11.25, 5),
+        ("b", 1, "e2", 12.0, 6),
+        ("a", 4, "e1", 12.0, 7),
+    ]
