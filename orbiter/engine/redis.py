@@ -98,7 +98,7 @@ from orbiter.engine.redis_publishing import (
     Route,
     _period,
 )
-from orbiter.engine.redis_wire import PubSubLink
+from orbiter.engine.redis_wire import PubSubLink, send_on
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.tasks import stop
 
@@ -517,14 +517,14 @@ class RedisBroker(Broker):
         connection = self._connection
         if connection is None:
             raise RedisConnectionError("Redis is not connected")
-        await connection.send_command("SUBSCRIBE", name)
+        send_on(connection, "SUBSCRIBE", name)
 
     async def _send_unsubscribe(self, name: bytes) -> None:
         """Tell Redis this node no longer wants ``name`` (nothing if it cannot be told)."""
         connection = self._connection
         if connection is not None:
             with contextlib.suppress(RedisError, OSError):
-                await connection.send_command("UNSUBSCRIBE", name)
+                send_on(connection, "UNSUBSCRIBE", name)
 
     def _unconfirmed(self, names: Iterable[bytes], why: str) -> None:
         """The subscriptions to ``names`` sent on a connection just lost are never confirmed:
@@ -645,7 +645,7 @@ class RedisBroker(Broker):
                     log.error("%s did not answer for %g s", peer, PING_TIMEOUT)
                     link.abort(f"{peer} did not answer for {PING_TIMEOUT:g} s")
                     return
-                await connection.send_command("PING")
+                send_on(connection, "PING")
 
     def _take(self, message: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one message of a pub/sub connection now, or return what must be awaited

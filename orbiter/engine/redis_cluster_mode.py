@@ -77,6 +77,7 @@ from orbiter.engine.redis_publishing import (
     Route,
     _Queued,
 )
+from orbiter.engine.redis_wire import send_on
 from orbiter.model import PresenceEvent
 from orbiter.tasks import stop
 
@@ -408,7 +409,7 @@ class ClusterRedisBroker(RedisBroker):
                 self._resubscribed.add(name)
             if moved.connection is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await moved.connection.send_command("SSUBSCRIBE", name)
+                    send_on(moved.connection, "SSUBSCRIBE", name)
             log.info("channel %r follows its slot to %s", self._channel_of.get(name), owner.name)
 
     # ------------------------------------------------------------ subscriptions
@@ -423,7 +424,7 @@ class ClusterRedisBroker(RedisBroker):
         connection = link.connection
         if connection is None:
             raise RedisConnectionError(f"no connection to {owner.name}")
-        await connection.send_command("SSUBSCRIBE", name)
+        send_on(connection, "SSUBSCRIBE", name)
 
     async def _send_unsubscribe(self, name: bytes) -> None:
         link = self._link_of.pop(name, None)
@@ -431,7 +432,7 @@ class ClusterRedisBroker(RedisBroker):
             link.names.discard(name)
             if link.connection is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await link.connection.send_command("SUNSUBSCRIBE", name)
+                    send_on(link.connection, "SUNSUBSCRIBE", name)
 
     async def publish_presence(self, event: PresenceEvent) -> None:
         info = event.client

@@ -45,6 +45,20 @@ pack_command: Callable[[tuple[Any, ...]], bytes] = hiredis.pack_command
 MessageHandler = Callable[[Any], Awaitable[None] | None]
 
 
+def send_on(connection: AbstractConnection, *words: bytes | str) -> None:
+    """Send a command on a pub/sub connection a :class:`PubSubLink` reads: written to its
+    transport at once; a ``ConnectionError`` if the connection is cut or closing.
+
+    Not through redis-py's ``send_command``: on a connection cut meanwhile (its ping
+    failing, say) redis-py drops its streams, so a command sent after that fails with an
+    ``AttributeError`` midway or connects a new socket that nobody reads.
+    """
+    writer = getattr(connection, "_writer", None)  # (see PubSubLink.take_over)
+    if not isinstance(writer, asyncio.StreamWriter) or writer.transport.is_closing():
+        raise RedisConnectionError("the pub/sub connection to Redis is closed")
+    writer.transport.write(hiredis.pack_command(cast(Any, words)))
+
+
 class PubSubLink(asyncio.Protocol):
     """The messages of one connected redis-py pub/sub connection, each handled as it is
     parsed, in the loop's I/O callback that read it: no stream buffer, task wake-up or
