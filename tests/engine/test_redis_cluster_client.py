@@ -33,8 +33,9 @@ async def _first_master(startup: int) -> int:
         await probe.aclose()
 
 
-def _key_on(cluster: RedisCluster, port: int) -> str:
-    return next(f"k{n}" for n in range(1000) if cluster.port_of(f"k{n}") == port)
+def _key_on(cluster: RedisCluster, port: int, prefix: str) -> str:
+    """A key (``prefix`` first) whose slot is on the master on ``port``."""
+    return next(f"{prefix}k{n}" for n in range(1000) if cluster.port_of(f"{prefix}k{n}") == port)
 
 
 async def test_a_fresh_client_reads_while_its_slot_maps_first_master_is_down(
@@ -48,8 +49,8 @@ async def test_a_fresh_client_reads_while_its_slot_maps_first_master_is_down(
     pairs = [(startup, await _first_master(startup)) for startup in ports]
     startup, down = next(((s, f) for s, f in pairs if s != f), (ports[1], ports[0]))
     live = next(p for p in ports if p not in (startup, down))
-    key = redis_prefix + _key_on(redis_cluster, live)
-    lost = redis_prefix + _key_on(redis_cluster, down)
+    key = _key_on(redis_cluster, live, redis_prefix)
+    lost = _key_on(redis_cluster, down, redis_prefix)
     writer = _client(live)
     await writer.set(key, b"kept")
     await writer.aclose()
