@@ -217,3 +217,21 @@ async def test_sharded_redis_tells_from_each_shards_io_callback(
                 assert not ran, "told an iteration after the answer"
     finally:
         await broker.close()
+
+
+async def test_a_callback_that_raises_is_logged_and_the_next_ones_are_still_told(
+    broker: RedisBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    told: list[Publication | BaseException] = []
+
+    def raises(outcome: Publication | BaseException) -> None:
+        raise RuntimeError("a route's bug")
+
+    broker.publish_then("a", 0, POLICY, None, raises)
+    broker.publish_then("a", 1, POLICY, None, told.append)
+    future = broker.publish_soon("a", 2, POLICY)
+    assert future is not None
+    pub = await asyncio.wait_for(future, 10)
+    assert pub.offset == 3
+    assert [o.offset for o in told if isinstance(o, Publication)] == [2]
+    assert "answering a publication of 'a' failed" in caplog.text
