@@ -85,6 +85,7 @@ from orbiter.engine.base import (
     EngineUnavailable,
     HistoryPage,
     HistoryPolicy,
+    Kept,
     PresenceStore,
     Survey,
 )
@@ -227,6 +228,7 @@ class RedisBroker(Broker):
         )
         #: The publisher's own (the same checks, one call less per publication).
         self.publish_soon = self._publisher.queue  # type: ignore[method-assign]
+        self.publish_then = self._publisher.then  # type: ignore[method-assign]
         self._listener: asyncio.Task[None] | None = None
         self._connection: AbstractConnection | None = None
         #: Set while the pub/sub connection is up.
@@ -361,6 +363,18 @@ class RedisBroker(Broker):
         """Queue a publication for the next pipeline: its future, the publication once Redis
         kept it, or :class:`PublishFailed`."""
         return self._publisher.queue(channel, data, policy, tags)  # (bound in __init__)
+
+    def publish_then(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        done: Kept,
+    ) -> bool:
+        """Queue a publication for the next pipeline; ``done`` is told how it went in the I/O
+        callback that read Redis's answer (see ``Broker.publish_then``)."""
+        return self._publisher.then(channel, data, policy, tags, done)  # (bound in __init__)
 
     def flush(self) -> None:
         """Send the pipeline a read queued in that read's iteration (see ``Broker.flush``)."""

@@ -15,6 +15,12 @@ per call), written to each link in one write; the answers are handed to
 the publishers in the I/O callback that parsed them (``CommandLink``), the
 last one sending what was queued meanwhile.
 
+**Telling.** Each publication's publisher is told by a callback (``Kept``,
+:meth:`Publisher.then`: ``Broker.publish_then``) called in that I/O callback,
+in the order of the call's answer: no loop iteration between Redis's reply and
+the publisher's answer. :meth:`Publisher.queue` (``Broker.publish_soon``) is
+the same, its callback settling a future.
+
 **No false OK.** A refused publication fails alone; a lost connection fails
 what was in flight on it (never sent again: its answer may be all that was
 lost); a pipeline unanswered for :data:`COMMAND_TIMEOUT` has its links cut.
@@ -43,7 +49,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from orbiter.engine.base import HistoryPolicy, PublishFailed
+from orbiter.engine.base import HistoryPolicy, Kept, PublishFailed
 from orbiter.engine.redis_wire import CommandLink, pack_command
 from orbiter.model import JSON, Publication
 from orbiter.tasks import stop
@@ -185,9 +191,9 @@ class ChannelKeys(Protocol):
 
 
 class _Queued:
-    """A publication waiting for its pipeline, and its publisher's future."""
+    """A publication waiting for its pipeline, and who is told how it went (``done``)."""
 
-    __slots__ = ("channel", "data", "encoded", "future", "policy", "tags", "tags_json")
+    __slots__ = ("channel", "data", "done", "encoded", "policy", "tags", "tags_json")
 
     def __init__(
         self,
@@ -195,7 +201,7 @@ class _Queued:
         data: JSON,
         policy: HistoryPolicy,
         tags: dict[str, str] | None,
-        future: asyncio.Future[Publication],
+        done: Kept,
     ) -> None:
         self.channel = channel
         self.data = data
@@ -203,7 +209,7 @@ class _Queued:
         self.tags = tags
         self.tags_json = orjson.dumps(tags) if tags else b""
         self.policy = policy
-        self.future = future
+        self.done = done
 
 
 class Call:
@@ -327,16 +333,38 @@ class Publisher:
         self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
     ) -> asyncio.Future[Publication]:
         """Queue a publication for the next pipeline: its future, the publication once Redis
-        kept it, or :class:`PublishFailed`."""
+        kept it, or :class:`PublishFailed` (:meth:`then`'s callback settles it)."""
         loop = self._loop
         if loop is None or self._closed:
             raise PublishFailed("the engine is closed" if self._closed else "not started")
         future: asyncio.Future[Publication] = loop.create_future()
-        self._pending.append(_Queued(channel, data, policy, tags, future))
+        self._queue(loop, _Queued(channel, data, policy, tags, functools.partial(_resolve, future)))
+        return future
+
+    def then(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        done: Kept,
+    ) -> bool:
+        """Queue a publication for the next pipeline (``Broker.publish_then``): ``done`` is
+        called with the publication once Redis kept it, or with :class:`PublishFailed`, in
+        the I/O callback that read Redis's answer (in the order queued). Refused at once,
+        as :meth:`queue` is."""
+        loop = self._loop
+        if loop is None or self._closed:
+            raise PublishFailed("the engine is closed" if self._closed else "not started")
+        self._queue(loop, _Queued(channel, data, policy, tags, done))
+        return True
+
+    def _queue(self, loop: asyncio.AbstractEventLoop, queued: _Queued) -> None:
+        """Queue ``queued``; the next iteration sends it, unless a pipeline is in flight."""
+        self._pending.append(queued)
         if not (self._flush_due or self._in_flight):
             self._flush_due = True
             self._flush_handle = loop.call_soon(self._flush)
-        return future
 
     def flush_now(self) -> None:
         """Send what is queued now rather than at the next iteration (``Broker.flush``):
@@ -497,17 +525,14 @@ class Publisher:
             when = float(answer[0])
             epoch_bytes, epoch = b"", ""  # (most publications of a call share an epoch)
             for item, each in zip(items, answer[1:], strict=True):
-                future = item.future
-                if future.done():
-                    continue
                 if isinstance(each, BaseException):
-                    future.set_exception(PublishFailed(f"Redis refused it: {each}"))
+                    _tell(item, PublishFailed(f"Redis refused it: {each}"))
                     continue
                 offset, kept_in = each
                 if kept_in != epoch_bytes:
                     epoch_bytes, epoch = kept_in, kept_in.decode()
-                future.set_result(
-                    Publication(item.channel, int(offset), epoch, item.data, when, item.tags)
+                _tell(
+                    item, Publication(item.channel, int(offset), epoch, item.data, when, item.tags)
                 )
         self._in_flight -= 1
         if call.then is not None:
@@ -628,5 +653,24 @@ def _ignore(_: Any) -> None:
 
 def _fail(items: list[_Queued], failure: PublishFailed) -> None:
     for item in items:
-        if not item.future.done():
-            item.future.set_exception(failure)
+        _tell(item, failure)
+
+
+def _tell(item: _Queued, outcome: Publication | BaseException) -> None:
+    """Tell ``item``'s publisher how it went (a callback that raises is logged, the next
+    publishers still told)."""
+    try:
+        item.done(outcome)
+    except Exception:
+        log.exception("answering a publication of %r failed", item.channel)
+
+
+def _resolve(future: asyncio.Future[Publication], outcome: Publication | BaseException) -> None:
+    """Settle ``future`` with ``outcome`` (:meth:`Publisher.queue`'s callback), unless it was
+    cancelled."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

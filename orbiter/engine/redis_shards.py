@@ -23,6 +23,7 @@ from orbiter.engine.base import (
     EngineUnavailable,
     HistoryPage,
     HistoryPolicy,
+    Kept,
     PresenceHandler,
     PresenceStore,
     PublicationHandler,
@@ -118,6 +119,16 @@ class ShardedRedisBroker(Broker):
         self, channel: str, data: JSON, policy: HistoryPolicy, tags: dict[str, str] | None = None
     ) -> asyncio.Future[Publication]:
         return self._shard(channel).publish_soon(channel, data, policy, tags)
+
+    def publish_then(
+        self,
+        channel: str,
+        data: JSON,
+        policy: HistoryPolicy,
+        tags: dict[str, str] | None,
+        done: Kept,
+    ) -> bool:
+        return self._shard(channel).publish_then(channel, data, policy, tags, done)
 
     async def publish_presence(self, event: PresenceEvent) -> None:
         await self._shard(event.channel).publish_presence(event)
