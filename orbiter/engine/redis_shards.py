@@ -130,6 +130,11 @@ class ShardedRedisBroker(Broker):
     ) -> bool:
         return self._shard(channel).publish_then(channel, data, policy, tags, done)
 
+    def flush(self) -> None:
+        """Each shard sends what a read queued for it in that read's iteration."""
+        for shard in self.shards:
+            shard.flush()
+
     async def publish_presence(self, event: PresenceEvent) -> None:
         await self._shard(event.channel).publish_presence(event)
 
