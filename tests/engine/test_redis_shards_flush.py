@@ -44,9 +44,8 @@ async def test_flush_sends_each_shards_queue_in_the_reads_iteration(
         futures += [broker.publish_soon(c, 2, POLICY) for c in channels]
         pubs = [await f for f in futures]
         assert sorted(p.offset for p in pubs) == [1, 1, 2, 2, 3, 3]
-        for calls in watched:
-            await _until(lambda calls=calls: sum(calls.calls) >= 3)
-            assert calls.calls == [2, 1]
+        await _until(lambda: all(sum(calls.calls) >= 3 for calls in watched))
+        assert [calls.calls for calls in watched] == [[2, 1], [2, 1]]
     finally:
         for calls in watched:
             await calls.close()
