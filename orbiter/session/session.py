@@ -60,6 +60,7 @@ from orbiter.protocol.native import (
     Unsubscribe,
     encode_error,
     encode_publication,
+    encode_published,
     encode_reply,
     encode_unsubscribed,
     publication_fields,
@@ -95,9 +96,9 @@ _CLOSE_CODES = {
 }
 
 
-#: What a publish gives its reply: the result, or None when the engine queued it (the
+#: What a publish gives its reply: the publication, or None when the engine queued it (the
 #: reply then goes out once the engine tells how it went, :meth:`ClientSession._kept`).
-Published = dict[str, Any] | None
+Published = Publication | None
 #: A publish begun without suspending: :data:`Published`, or the rest of it to await.
 PublishStep = Published | Coroutine[Any, Any, Published]
 
@@ -302,7 +303,7 @@ class ClientSession:
         except Exception as exc:
             self._command_failed(event, exc)
             return None
-        if step is None or isinstance(step, dict):
+        if step is None or isinstance(step, Publication):
             self._published(event.id, step)
             return None
         return self._finish_publish(event, step)
@@ -318,7 +319,7 @@ class ClientSession:
     def _published(self, id_: int, published: Published) -> None:
         """Reply to a publish now; or, if queued, nothing yet (:meth:`_kept` will)."""
         if published is not None:
-            self._send_reply(encode_reply(id_, published))
+            self._send_reply(encode_published(id_, published.offset, published.epoch))
 
     def _command_failed(self, command: Command, exc: Exception) -> None:
         """Answer a command that raised: refused, the engine unreachable, or a bug."""
@@ -513,7 +514,7 @@ class ClientSession:
     ) -> PublishStep:
         """Publish (command ``id_``), as far as it can without suspending: the rules (the
         publish rate, a reserved channel, the channel's permission), then the engine. The
-        reply's result; or None if the engine queues publications (the SQLite engine's
+        publication; or None if the engine queues publications (the SQLite engine's
         group commit, the Redis engine's pipeline), whose reply :meth:`_kept` sends; or,
         when the publish hook must be asked or the engine awaited, the coroutine that does
         the rest and returns one of those. A refusal raises :class:`Refusal`, before
@@ -555,7 +556,7 @@ class ClientSession:
         except AuthError as exc:
             raise self._publish_denied(exc) from None
         step = self._publish_checked(id_, channel, data, tags)
-        if step is None or isinstance(step, dict):
+        if step is None or isinstance(step, Publication):
             return step
         return await step
 
@@ -579,16 +580,15 @@ class ClientSession:
                 return self._publish_later(channel, data, tags)
         except (TooManyStreams, PublishFailed) as exc:
             raise _engine_refusal(exc) from None
-        return {"offset": pub.offset, "epoch": pub.epoch}
+        return pub
 
     async def _publish_later(
         self, channel: str, data: Any, tags: dict[str, str] | None
     ) -> Published:
         try:
-            pub = await self._pubsub.publish(channel, data, tags)
+            return await self._pubsub.publish(channel, data, tags)
         except (TooManyStreams, PublishFailed) as exc:
             raise _engine_refusal(exc) from None
-        return {"offset": pub.offset, "epoch": pub.epoch}
 
     def _kept(self, id_: int, outcome: Publication | BaseException) -> None:
         """Reply to a queued publish once the engine tells how it went
@@ -600,7 +600,7 @@ class ClientSession:
         run in order and replies come in order.
         """
         if isinstance(outcome, Publication):
-            reply = encode_reply(id_, {"offset": outcome.offset, "epoch": outcome.epoch})
+            reply = encode_published(id_, outcome.offset, outcome.epoch)
         elif isinstance(outcome, PublishFailed):  # a full disk: told, never OK
             log.info("client %s (%s): not published: %s", self.client_id, self.peer, outcome)
             reply = encode_error(id_, ErrorCode.INTERNAL, str(outcome))
