@@ -463,6 +463,13 @@ def encode_reply(id_: int, result: dict[str, Any]) -> bytes:
     return orjson.dumps({"id": id_, "result": result})
 
 
+def encode_published(id_: int, offset: int, epoch: str) -> bytes:
+    """The reply to a ``publish``: :func:`encode_reply`'s bytes for the result ``{"offset":
+    offset, "epoch": epoch}``, written out from a template (one per publish command; no
+    dict to build)."""
+    return b'{"id":%d,"result":{"offset":%d,"epoch":%s}}' % (id_, offset, orjson.dumps(epoch))
+
+
 def encode_error(id_: int | None, code: ErrorCode, message: str) -> bytes:
     return orjson.dumps({"id": id_, "error": {"code": int(code), "message": message}})
 

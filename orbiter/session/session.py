@@ -60,6 +60,7 @@ from orbiter.protocol.native import (
     Unsubscribe,
     encode_error,
     encode_publication,
+    encode_published,
     encode_reply,
     encode_unsubscribed,
     publication_fields,
@@ -95,8 +96,9 @@ _CLOSE_CODES = {
 }
 
 
-#: What a publish gives its reply: the result, or the queued publication's future.
-Published = dict[str, Any] | asyncio.Future[Publication]
+#: What a publish gives its reply: the publication, or None when the engine queued it (the
+#: reply then goes out once the engine tells how it went, :meth:`ClientSession._kept`).
+Published = Publication | None
 #: A publish begun without suspending: :data:`Published`, or the rest of it to await.
 PublishStep = Published | Coroutine[Any, Any, Published]
 
@@ -149,6 +151,7 @@ class ClientSession:
     connection)."""
 
     __slots__ = (
+        "_all_kept_waiter",
         "_auth",
         "_config",
         "_expiry",
@@ -213,8 +216,10 @@ class ClientSession:
         #: The mounted live elements (none without a host), and this connection's, once used.
         self._live_host = live
         self._live: LiveConnection | None = None
-        #: The newest publish queued and not yet kept (see :meth:`_reply_when_kept`).
-        self._unkept: asyncio.Future[Publication] | None = None
+        #: The publishes queued and not yet kept (see :meth:`_kept`), and what a command
+        #: after them waits on until they are (made only then: :meth:`_all_kept`).
+        self._unkept = 0
+        self._all_kept_waiter: asyncio.Future[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -267,10 +272,9 @@ class ClientSession:
             await started
             start += 1
         for event in events[start:]:
-            if not isinstance(event, Publish) and self._unkept is not None:
+            if not isinstance(event, Publish) and self._unkept:
                 # Commands run in order: this one after the publications queued before it.
-                await asyncio.wait([self._unkept])
-                self._unkept = None
+                await self._all_kept()
             if self.closed:
                 return
             if not isinstance(event, _COMMANDS):  # (one check for the commands)
@@ -295,11 +299,11 @@ class ClientSession:
         the publish needs an await (a publish hook, an engine that must be awaited),
         the coroutine that finishes it and replies."""
         try:
-            step = self._publish_now(event.channel, event.data, event.tags)
+            step = self._publish_now(event.id, event.channel, event.data, event.tags)
         except Exception as exc:
             self._command_failed(event, exc)
             return None
-        if isinstance(step, (dict, asyncio.Future)):
+        if step is None or isinstance(step, Publication):
             self._published(event.id, step)
             return None
         return self._finish_publish(event, step)
@@ -313,11 +317,9 @@ class ClientSession:
         self._published(event.id, published)
 
     def _published(self, id_: int, published: Published) -> None:
-        """Reply to a publish: now, or once the engine kept it (:meth:`_reply_when_kept`)."""
-        if isinstance(published, asyncio.Future):
-            self._reply_when_kept(id_, published)
-        else:
-            self._send_reply(encode_reply(id_, published))
+        """Reply to a publish now; or, if queued, nothing yet (:meth:`_kept` will)."""
+        if published is not None:
+            self._send_reply(encode_published(id_, published.offset, published.epoch))
 
     def _command_failed(self, command: Command, exc: Exception) -> None:
         """Answer a command that raised: refused, the engine unreachable, or a bug."""
@@ -507,13 +509,16 @@ class ClientSession:
             self.counters["subscribe_denied"] += 1
             raise Refusal(_ERROR_CODES[exc.failure], exc.message) from None
 
-    def _publish_now(self, channel: str, data: Any, tags: dict[str, str] | None) -> PublishStep:
-        """Publish, as far as it can without suspending: the rules (the publish rate, a
-        reserved channel, the channel's permission), then the engine. The reply's result;
-        or the queued publication's future, if the engine queues them (the SQLite
-        engine's group commit, see :meth:`receive`); or, when the publish hook must be
-        asked or the engine awaited, the coroutine that does the rest and returns one of
-        those. A refusal raises :class:`Refusal`, before anything is published."""
+    def _publish_now(
+        self, id_: int, channel: str, data: Any, tags: dict[str, str] | None
+    ) -> PublishStep:
+        """Publish (command ``id_``), as far as it can without suspending: the rules (the
+        publish rate, a reserved channel, the channel's permission), then the engine. The
+        publication; or None if the engine queues publications (the SQLite engine's
+        group commit, the Redis engine's pipeline), whose reply :meth:`_kept` sends; or,
+        when the publish hook must be asked or the engine awaited, the coroutine that does
+        the rest and returns one of those. A refusal raises :class:`Refusal`, before
+        anything is published."""
         if not self._publishes.take(self._pubsub.clock()):
             self.counters.limit("limit_publish_rate", self.client_id, self.peer)
             limits = self._config.limits
@@ -532,11 +537,11 @@ class ClientSession:
         except AuthError as exc:
             raise self._publish_denied(exc) from None
         if hooked:
-            return self._publish_hooked(channel, data, tags)
-        return self._publish_checked(channel, data, tags)
+            return self._publish_hooked(id_, channel, data, tags)
+        return self._publish_checked(id_, channel, data, tags)
 
     async def _publish_hooked(
-        self, channel: str, data: Any, tags: dict[str, str] | None
+        self, id_: int, channel: str, data: Any, tags: dict[str, str] | None
     ) -> Published:
         """The rest of :meth:`_publish_now` when the app's publish hook decides."""
         assert self.identity is not None
@@ -550,8 +555,8 @@ class ClientSession:
             )
         except AuthError as exc:
             raise self._publish_denied(exc) from None
-        step = self._publish_checked(channel, data, tags)
-        if isinstance(step, (dict, asyncio.Future)):
+        step = self._publish_checked(id_, channel, data, tags)
+        if step is None or isinstance(step, Publication):
             return step
         return await step
 
@@ -559,56 +564,67 @@ class ClientSession:
         self.counters["publish_denied"] += 1
         return Refusal(_ERROR_CODES[exc.failure], exc.message)
 
-    def _publish_checked(self, channel: str, data: Any, tags: dict[str, str] | None) -> PublishStep:
+    def _publish_checked(
+        self, id_: int, channel: str, data: Any, tags: dict[str, str] | None
+    ) -> PublishStep:
         """Publish what the rules let through: at once if the engine can (the memory
-        engine), else queued if it queues, else the coroutine that awaits it."""
+        engine), else queued if it queues (None: :meth:`_kept` replies), else the
+        coroutine that awaits it."""
         pubsub = self._pubsub
         try:
             pub = pubsub.publish_at_once(channel, data, tags)
             if pub is None:
-                queued = pubsub.publish_soon(channel, data, tags)
-                if queued is not None:
-                    return queued
+                if pubsub.publish_then(channel, data, tags, partial(self._kept, id_)):
+                    self._unkept += 1
+                    return None
                 return self._publish_later(channel, data, tags)
         except (TooManyStreams, PublishFailed) as exc:
             raise _engine_refusal(exc) from None
-        return {"offset": pub.offset, "epoch": pub.epoch}
+        return pub
 
     async def _publish_later(
         self, channel: str, data: Any, tags: dict[str, str] | None
     ) -> Published:
         try:
-            pub = await self._pubsub.publish(channel, data, tags)
+            return await self._pubsub.publish(channel, data, tags)
         except (TooManyStreams, PublishFailed) as exc:
             raise _engine_refusal(exc) from None
-        return {"offset": pub.offset, "epoch": pub.epoch}
 
-    def _reply_when_kept(self, id_: int, queued: asyncio.Future[Publication]) -> None:
-        """Reply to a queued publish once the engine kept it (or could not).
+    def _kept(self, id_: int, outcome: Publication | BaseException) -> None:
+        """Reply to a queued publish once the engine tells how it went
+        (:meth:`PubSub.publish_then`: from the SQLite commit's report, in its iteration).
 
         :meth:`receive` goes on meanwhile: publishes that follow are queued behind
-        it (one group commit takes them all), and any other command waits for
-        them, so commands still run in order and replies come in order.
+        it (one group commit takes them all; the engine tells them in queue order),
+        and any other command waits for them (:meth:`_all_kept`), so commands still
+        run in order and replies come in order.
         """
+        if isinstance(outcome, Publication):
+            reply = encode_published(id_, outcome.offset, outcome.epoch)
+        elif isinstance(outcome, PublishFailed):  # a full disk: told, never OK
+            log.info("client %s (%s): not published: %s", self.client_id, self.peer, outcome)
+            reply = encode_error(id_, ErrorCode.INTERNAL, str(outcome))
+        else:
+            log.error("client %s (%s): publish failed: %r", self.client_id, self.peer, outcome)
+            reply = encode_error(id_, ErrorCode.INTERNAL, "internal server error")
+        if not self.closed:
+            self._send_reply(reply)
+        self._unkept -= 1
+        waiter = self._all_kept_waiter
+        if not self._unkept and waiter is not None:
+            self._all_kept_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-        def kept(future: asyncio.Future[Publication]) -> None:
-            if future.cancelled():
-                return
-            exc = future.exception()
-            if exc is None:
-                pub = future.result()
-                reply = encode_reply(id_, {"offset": pub.offset, "epoch": pub.epoch})
-            elif isinstance(exc, PublishFailed):  # a full disk: told, never OK
-                log.info("client %s (%s): not published: %s", self.client_id, self.peer, exc)
-                reply = encode_error(id_, ErrorCode.INTERNAL, str(exc))
-            else:
-                log.error("client %s (%s): publish failed: %r", self.client_id, self.peer, exc)
-                reply = encode_error(id_, ErrorCode.INTERNAL, "internal server error")
-            if not self.closed:
-                self._send_reply(reply)
-
-        queued.add_done_callback(kept)
-        self._unkept = queued
+    async def _all_kept(self) -> None:
+        """Until every publish queued so far was told how it went (:meth:`_kept`)."""
+        if not self._unkept:
+            return
+        waiter = self._all_kept_waiter
+        if waiter is None or waiter.done():  # (done: cancelled with the task that awaited it)
+            waiter = asyncio.get_running_loop().create_future()
+            self._all_kept_waiter = waiter
+        await waiter
 
     async def _presence(self, channel: str) -> dict[str, Any]:
         if channel not in self._subs:

@@ -21,6 +21,7 @@ from orbiter.protocol.native import (
     Unsubscribe,
     encode_error,
     encode_publication,
+    encode_published,
     encode_reply,
     is_reserved_tag,
     reserved_refusal,
@@ -219,3 +220,13 @@ def test_channels_of_the_server_are_refused_by_name_with_one_message() -> None:
     )
     assert reserved_refusal("$anything") is not None
     assert reserved_refusal("chat:$lobby") is None
+
+
+@pytest.mark.parametrize(
+    ("id_", "offset", "epoch"),
+    [(1, 0, "a1b2c3d4"), (2**53, 10**12, "a1b2c3d4-7"), (5, 3, 'q"\\\n\u00e9\U0001f600')],
+)
+def test_the_publish_reply_is_encode_replys_bytes(id_: int, offset: int, epoch: str) -> None:
+    """The written-out reply to a publish is exactly the generic reply (escaping included)."""
+    expected = encode_reply(id_, {"offset": offset, "epoch": epoch})
+    assert encode_published(id_, offset, epoch) == expected

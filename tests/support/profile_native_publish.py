@@ -87,9 +87,8 @@ async def settle(socket: NativeWebSocket) -> None:
     assert session is not None
     for _ in range(1_000_000):  # bounded
         await asyncio.sleep(0)  # (the flusher's hand-over, the fan-out's flush)
-        unkept = session._unkept
-        if unkept is not None and not unkept.done():
-            await asyncio.wait([unkept])
+        if session._unkept:
+            await session._all_kept()
             continue
         if socket._receiving is None and not session.outbox.queued_bytes:
             return

@@ -114,10 +114,9 @@ class Client:
         """What the server wrote since the last call, once the read's commands all ran."""
         for _ in range(2000):  # bounded
             await asyncio.sleep(0.001)
-            unkept = self.session._unkept
             if (
                 self.socket._receiving is None
-                and (unkept is None or unkept.done())
+                and not self.session._unkept
                 and not self.session.outbox.queued_bytes
             ):
                 break
@@ -443,3 +442,115 @@ async def test_a_publish_the_engine_cannot_keep_is_answered_internal_on_the_fast
     finally:
         endpoint.wheel.close()
         await node.close()
+
+
+# ------------------------- SQLite: replies told by the commit's report (PubSub.publish_then)
+
+
+async def sqlite_endpoint(tmp_path: Path, commit_wait: float) -> _Endpoint:
+    config = config_from_dict(tomllib.loads(BENCH_CONFIG.format(session="", limits="")))
+    engine = replace(config.engine, kind="sqlite", data_dir=str(tmp_path))
+    node = Node(replace(config, engine=engine))
+    await node.start()
+    broker = node.broker
+    assert isinstance(broker, SqliteBroker)
+    # Past what the config allows, so that the commit is surely within the wait on a
+    # busy machine (0: the loop never waits, the reply comes from the writer's report).
+    broker._commit_wait = commit_wait
+    return _Endpoint(node)
+
+
+def queued_replies(client: Client) -> list[dict[str, Any]]:
+    """The replies the session queued and has not written yet."""
+    return [orjson.loads(item) for item in client.session.outbox._items]
+
+
+async def test_a_read_of_publishes_is_answered_in_its_iteration_once_committed(
+    tmp_path: Path,
+) -> None:
+    """Within the bounded commit wait the replies are queued before ``data_received``
+    returns (the read's own iteration, no callback of a future an iteration later), and
+    every one names an offset the file already holds."""
+    endpoint = await sqlite_endpoint(tmp_path, commit_wait=5.0)
+    try:
+        client = await connected(endpoint)
+        broker = endpoint.node.broker
+        assert isinstance(broker, SqliteBroker)
+        client.socket.data_received(b"".join(frame(publish(10 + i, "bench1", i)) for i in range(5)))
+        got = queued_replies(client)
+        assert [m["id"] for m in got] == [10, 11, 12, 13, 14]
+        offsets = [m["result"]["offset"] for m in got]
+        assert offsets == [1, 2, 3, 4, 5]
+        assert set(offsets) <= set(stored_offsets(broker.path))
+        assert client.session._unkept == 0
+        assert [m["id"] for m in await client.settled()] == [10, 11, 12, 13, 14]
+    finally:
+        endpoint.wheel.close()
+        await endpoint.node.close()
+
+
+async def test_no_reply_comes_before_the_commit(tmp_path: Path) -> None:
+    """Without the wait the commit is over later: nothing is answered in the read's
+    iteration, and each reply, when it comes, names an offset the file holds."""
+    endpoint = await sqlite_endpoint(tmp_path, commit_wait=0.0)
+    try:
+        client = await connected(endpoint)
+        broker = endpoint.node.broker
+        assert isinstance(broker, SqliteBroker)
+        transport = CommitWatchingTransport(broker.path)
+        client.socket._transport = transport  # type: ignore[assignment]
+        client.socket.data_received(b"".join(frame(publish(10 + i, "bench1", i)) for i in range(3)))
+        assert queued_replies(client) == []
+        assert client.session._unkept == 3
+        await client.settled()
+        assert [m["id"] for m in messages(bytes(transport.out))] == [10, 11, 12]
+        for data, stored in zip(transport.writes, transport.stored_then, strict=True):
+            for message in messages(data):
+                assert message["result"]["offset"] in stored
+    finally:
+        endpoint.wheel.close()
+        await endpoint.node.close()
+
+
+async def test_a_mixed_read_keeps_command_order_with_the_commit_in_its_iteration(
+    tmp_path: Path,
+) -> None:
+    """The publishes before a ``ping`` are answered from the commit's report; the ping
+    waits for them (its task), then the publish after it: replies in command order."""
+    endpoint = await sqlite_endpoint(tmp_path, commit_wait=5.0)
+    try:
+        client = await connected(endpoint)
+        read = [
+            frame(publish(10, "bench1", 1), publish(11, "bench1", 2)),
+            frame({"id": 12, "op": "ping"}),
+            frame(publish(13, "bench1", 3)),
+        ]
+        client.socket.data_received(b"".join(read))
+        assert [m["id"] for m in queued_replies(client)] == [10, 11]
+        got = await client.settled()
+        assert [m["id"] for m in got] == [10, 11, 12, 13]
+        assert [m["result"].get("offset") for m in got] == [1, 2, None, 3]
+    finally:
+        endpoint.wheel.close()
+        await endpoint.node.close()
+
+
+async def test_a_failed_commit_in_the_reads_iteration_is_an_error_reply(tmp_path: Path) -> None:
+    endpoint = await sqlite_endpoint(tmp_path, commit_wait=5.0)
+    try:
+        client = await connected(endpoint)
+        broker = endpoint.node.broker
+        assert isinstance(broker, SqliteBroker)
+        writer = broker._store._writer
+        assert writer is not None
+        pages = writer.execute("PRAGMA page_count").fetchone()[0]
+        writer.execute(f"PRAGMA max_page_count = {pages}")
+        client.socket.data_received(frame(publish(10, "bench1", "y" * 30_000)))
+        [reply] = queued_replies(client)
+        assert reply["id"] == 10
+        assert reply["error"]["code"] == ErrorCode.INTERNAL
+        assert "could not store" in reply["error"]["message"]
+        assert client.session._unkept == 0
+    finally:
+        endpoint.wheel.close()
+        await endpoint.node.close()
