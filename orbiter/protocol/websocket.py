@@ -35,8 +35,7 @@ its payload is dropped unread into memory.
 from __future__ import annotations
 
 import struct
-
-from aiohttp._websocket.helpers import websocket_mask  # (aiohttp is pinned: pyproject)
+from collections.abc import Callable
 
 #: Close codes (RFC 6455 section 7.4.1).
 PROTOCOL_ERROR = 1002
@@ -89,6 +88,12 @@ Event = Message | PeerClosed | Failed
 _VALID_CLOSE = frozenset((1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)))
 
 
+#: How a frame's payload is unmasked: ``unmask(payload, mask)`` gives the payload XORed with
+#: the 4-byte mask repeated. :func:`unmask_payload` by default; the transport adapter gives
+#: a C loop (this core imports no I/O library).
+Unmask = Callable[[bytes, bytes], bytes]
+
+
 class ServerConnection:
     """One open connection's frames, for a server (clients mask, we do not)."""
 
@@ -105,13 +110,16 @@ class ServerConnection:
         "_pos",
         "_size",
         "_skip",
+        "_unmask",
         "frame_limit",
         "frames",
         "open",
     )
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, unmask: Unmask | None = None) -> None:
         self._limit = max_message_size
+        #: XORs a frame's payload with its mask (a faster one can be given: see :data:`Unmask`).
+        self._unmask: Unmask = unmask_payload if unmask is None else unmask
         #: Received bytes not parsed yet: ``_buf[_pos:]``.
         self._buf = b""
         self._pos = 0
@@ -258,7 +266,7 @@ class ServerConnection:
                 self._need = end - pos
                 self._buf, self._pos = b"", 0
                 return None
-            payload = _unmask(buf[start + 4 : end], buf[start : start + 4])
+            payload = self._unmask(buf[start + 4 : end], buf[start : start + 4])
             self._pos = end
             self.frames += 1
             if opcode >= 0x8:
@@ -329,13 +337,14 @@ class ServerConnection:
         return Failed(code, reason)
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    """``payload`` XORed with the 4-byte ``mask`` repeated (RFC 6455 section 5.3), by
-    aiohttp's C loop (its Cython build; its pure Python one where that is missing):
-    a third of a big-int XOR's cost on a publish command."""
-    data = bytearray(payload)
-    websocket_mask(mask, data)
-    return bytes(data)
+def unmask_payload(payload: bytes, mask: bytes) -> bytes:
+    """``payload`` XORed with the 4-byte ``mask`` repeated (RFC 6455 section 5.3), as one
+    big-integer XOR."""
+    n = len(payload)
+    if not n:
+        return b""
+    key = int.from_bytes((mask * ((n + 3) // 4))[:n], "big")
+    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
 
 
 def _close_frame(code: int, reason: str) -> bytes:
