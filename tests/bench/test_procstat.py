@@ -33,9 +33,9 @@ def test_busy_python_is_user_time_and_writes_are_system_time() -> None:
     assert before.processes >= 1
 
 
-def test_the_summary_gives_the_user_share_of_the_servers_cpu() -> None:
-    server: dict[str, float] = {"cpu_s": 2.0, "cpu_user_s": 0.5}
-    run: dict[str, object] = {
+def _run(server: dict[str, Any]) -> dict[str, Any]:
+    """One run's result, as the runner writes it, with ``server``'s figures."""
+    return {
         "target": {"name": "t"},
         "deliveries_per_s": 1.0,
         "publish_per_s": 1.0,
@@ -47,6 +47,11 @@ def test_the_summary_gives_the_user_share_of_the_servers_cpu() -> None:
         "subscribers_failed": 0,
         "server": server,
     }
+
+
+def test_the_summary_gives_the_user_share_of_the_servers_cpu() -> None:
+    server: dict[str, Any] = {"cpu_s": 2.0, "cpu_user_s": 0.5}
+    run = _run(server)
     assert summarize([run])["cpu_user_pct"] == 25.0
     del server["cpu_user_s"]  # a result from before the split
     assert summarize([run])["cpu_user_pct"] is None
@@ -83,18 +88,7 @@ def test_the_connections_each_process_holds_are_counted_by_port() -> None:
 
 
 def test_the_summary_gives_the_busiest_processs_share_only_for_several() -> None:
-    run: dict[str, Any] = {
-        "target": {"name": "t"},
-        "deliveries_per_s": 1.0,
-        "publish_per_s": 1.0,
-        "latency_ms": {"p50": 1.0, "p99": 1.0, "max": 1.0},
-        "deliveries": 1,
-        "expected_deliveries": 1,
-        "lost": 0,
-        "duplicates": 0,
-        "subscribers_failed": 0,
-        "server": {"cpu_s": 1.0, "connections_by_process": [600, 400]},
-    }
+    run = _run({"cpu_s": 1.0, "connections_by_process": [600, 400]})
     assert summarize([run])["busiest_process_pct"] == 60.0
     run["server"]["connections_by_process"] = [1000]
     assert "busiest_process_pct" not in summarize([run])
