@@ -19,7 +19,6 @@ test: pytest does not collect it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import struct
 import sys
@@ -29,12 +28,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import orjson
-import uvloop
 
 from orbiter.bench.spawn import BENCH_CONFIG
 from orbiter.config.settings import config_from_dict
 from orbiter.node import Node
 from orbiter.transports.websocket import NativeWebSocket, _Endpoint
+from tests.support.profile_publish_path import run_harness
 
 try:
     from tests.support.profile_publish_path import CountingTransport
@@ -157,14 +156,7 @@ async def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=2000)
-    parser.add_argument("--publishes", type=int, default=100_000)
-    parser.add_argument("--depth", type=int, default=64)
-    parser.add_argument("--data-dir", help="the SQLite engine's directory (default: memory)")
-    parser.add_argument("--count", action="store_true", help="count the work, not the time")
-    args = parser.parse_args()
-    uvloop.run(measure(args.subscribers, args.publishes, args.depth, args.data_dir, args.count))
+    run_harness(measure, __doc__ or "", depth=64)
 
 
 if __name__ == "__main__":

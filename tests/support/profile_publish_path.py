@@ -28,8 +28,10 @@ import asyncio
 import sys
 import time
 import tomllib
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import uvloop
@@ -181,15 +183,25 @@ async def measure(
     await node.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_harness(
+    measure: Callable[[int, int, int, str | None, bool], Coroutine[Any, Any, None]],
+    description: str,
+    depth: int,
+) -> None:
+    """The command line of a publish-path harness (this one's, the native route's): its
+    options, then ``measure(subscribers, publishes, depth, data_dir, count)`` on uvloop."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--publishes", type=int, default=100_000)
-    parser.add_argument("--depth", type=int, default=8)
+    parser.add_argument("--depth", type=int, default=depth)
     parser.add_argument("--data-dir", help="the SQLite engine's directory (default: memory)")
     parser.add_argument("--count", action="store_true", help="count the work, not the time")
     args = parser.parse_args()
     uvloop.run(measure(args.subscribers, args.publishes, args.depth, args.data_dir, args.count))
+
+
+def main() -> None:
+    run_harness(measure, __doc__ or "", depth=8)
 
 
 if __name__ == "__main__":
