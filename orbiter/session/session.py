@@ -28,6 +28,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from functools import partial
@@ -101,6 +102,9 @@ _CLOSE_CODES = {
 Published = Publication | None
 #: A publish begun without suspending: :data:`Published`, or the rest of it to await.
 PublishStep = Published | Coroutine[Any, Any, Published]
+#: A reply's place among those held back (:attr:`ClientSession._held`): a one-item list,
+#: the reply, or None while its queued publish is not told yet.
+_Slot = list[bytes | None]
 
 
 def _engine_refusal(exc: TooManyStreams | PublishFailed) -> Refusal:
@@ -156,13 +160,13 @@ class ClientSession:
         "_config",
         "_expiry",
         "_finished",
+        "_held",
         "_live",
         "_live_host",
         "_protocol",
         "_publishes",
         "_pubsub",
         "_subs",
-        "_unkept",
         "client_id",
         "close_code",
         "close_reason",
@@ -216,9 +220,10 @@ class ClientSession:
         #: The mounted live elements (none without a host), and this connection's, once used.
         self._live_host = live
         self._live: LiveConnection | None = None
-        #: The publishes queued and not yet kept (see :meth:`_kept`), and what a command
-        #: after them waits on until they are (made only then: :meth:`_all_kept`).
-        self._unkept = 0
+        #: Replies held back, in command order, behind the first queued publish not yet
+        #: told how it went (see :meth:`_kept`); None or empty: none. And what a command
+        #: after them waits on until they are all out (made only then: :meth:`_all_kept`).
+        self._held: deque[_Slot] | None = None
         self._all_kept_waiter: asyncio.Future[None] | None = None
 
     @property
@@ -272,7 +277,7 @@ class ClientSession:
             await started
             start += 1
         for event in events[start:]:
-            if not isinstance(event, Publish) and self._unkept:
+            if not isinstance(event, Publish) and self._held:
                 # Commands run in order: this one after the publications queued before it.
                 await self._all_kept()
             if self.closed:
@@ -574,9 +579,21 @@ class ClientSession:
         try:
             pub = pubsub.publish_at_once(channel, data, tags)
             if pub is None:
-                if pubsub.publish_then(channel, data, tags, partial(self._kept, id_)):
-                    self._unkept += 1
+                # Its place among the replies, taken before the engine may tell it.
+                slot: _Slot = [None]
+                held = self._held
+                if held is None:
+                    held = self._held = deque()
+                held.append(slot)
+                told = partial(self._kept, id_, slot)
+                try:
+                    queued = pubsub.publish_then(channel, data, tags, told)
+                except BaseException:
+                    held.pop()
+                    raise
+                if queued:
                     return None
+                held.pop()
                 return self._publish_later(channel, data, tags)
         except (TooManyStreams, PublishFailed) as exc:
             raise _engine_refusal(exc) from None
@@ -590,35 +607,49 @@ class ClientSession:
         except (TooManyStreams, PublishFailed) as exc:
             raise _engine_refusal(exc) from None
 
-    def _kept(self, id_: int, outcome: Publication | BaseException) -> None:
+    def _kept(self, id_: int, slot: _Slot, outcome: Publication | BaseException) -> None:
         """Reply to a queued publish once the engine tells how it went
         (:meth:`PubSub.publish_then`: from the SQLite commit's report, in its iteration).
 
         :meth:`receive` goes on meanwhile: publishes that follow are queued behind
-        it (one group commit takes them all; the engine tells them in queue order),
-        and any other command waits for them (:meth:`_all_kept`), so commands still
-        run in order and replies come in order.
+        it (one group commit takes them all), and any other command waits for them
+        (:meth:`_all_kept`), so commands still run in order. Replies go out in command
+        order: one that is ready while an earlier publish is not told yet (a refusal,
+        or a publish told first by another Redis shard) is held in its place
+        (:meth:`_send_reply`) and goes out with the earlier one's.
         """
         if isinstance(outcome, Publication):
-            reply = encode_published(id_, outcome.offset, outcome.epoch)
+            slot[0] = encode_published(id_, outcome.offset, outcome.epoch)
         elif isinstance(outcome, PublishFailed):  # a full disk: told, never OK
             log.info("client %s (%s): not published: %s", self.client_id, self.peer, outcome)
-            reply = encode_error(id_, ErrorCode.INTERNAL, str(outcome))
+            slot[0] = encode_error(id_, ErrorCode.INTERNAL, str(outcome))
         else:
             log.error("client %s (%s): publish failed: %r", self.client_id, self.peer, outcome)
-            reply = encode_error(id_, ErrorCode.INTERNAL, "internal server error")
-        if not self.closed:
-            self._send_reply(reply)
-        self._unkept -= 1
+            slot[0] = encode_error(id_, ErrorCode.INTERNAL, "internal server error")
+        held = self._held
+        assert held is not None
+        while held:
+            reply = held[0][0]
+            if reply is None:
+                return  # an earlier publish is not told yet: this one waits in its place
+            held.popleft()
+            if not self.closed and self._client_reading():
+                self.outbox.put(reply, force=True)
         waiter = self._all_kept_waiter
-        if not self._unkept and waiter is not None:
+        if waiter is not None:
             self._all_kept_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
+    @property
+    def _unkept(self) -> int:
+        """Queued publishes not yet told how they went."""
+        held = self._held
+        return 0 if held is None else sum(1 for slot in held if slot[0] is None)
+
     async def _all_kept(self) -> None:
-        """Until every publish queued so far was told how it went (:meth:`_kept`)."""
-        if not self._unkept:
+        """Until every publish queued so far was told how it went and replied to (:meth:`_kept`)."""
+        if not self._held:
             return
         waiter = self._all_kept_waiter
         if waiter is None or waiter.done():  # (done: cancelled with the task that awaited it)
@@ -834,8 +865,12 @@ class ClientSession:
             self.close(DisconnectCode.SLOW_CONSUMER, "outgoing buffer full")
 
     def _send_reply(self, message: bytes) -> None:
-        """Queue a reply; it may take the outbox past its limit (see :meth:`_client_reading`)."""
-        if self._client_reading():
+        """Queue a reply; it may take the outbox past its limit (see :meth:`_client_reading`).
+        Behind a queued publish not yet told, it is held in its place (:meth:`_kept`)."""
+        held = self._held
+        if held:
+            held.append([message])
+        elif self._client_reading():
             self.outbox.put(message, force=True)
 
     def _client_reading(self) -> bool:

@@ -512,6 +512,29 @@ async def test_no_reply_comes_before_the_commit(tmp_path: Path) -> None:
         await endpoint.node.close()
 
 
+async def test_a_refusal_behind_a_queued_publish_is_answered_after_it(tmp_path: Path) -> None:
+    """Replies come in command order: a publish refused at once (a reserved channel) while
+    the one before it waits for its commit is held in its place, not sent first."""
+    endpoint = await sqlite_endpoint(tmp_path, commit_wait=0.0)
+    try:
+        client = await connected(endpoint)
+        read = [
+            frame(publish(10, "bench1", 1)),
+            frame(publish(11, "$key:alice", 2)),  # refused at once
+            frame(publish(12, "bench1", 3)),
+        ]
+        client.socket.data_received(b"".join(read))
+        assert queued_replies(client) == []  # the refusal waits for 10's commit
+        got = await client.settled()
+        assert codes(got) == [(10, None), (11, ErrorCode.PERMISSION_DENIED), (12, None)]
+        assert [m.get("result", {}).get("offset") for m in got] == [1, None, 2]
+        assert client.session._unkept == 0
+        assert not client.session._held
+    finally:
+        endpoint.wheel.close()
+        await endpoint.node.close()
+
+
 async def test_a_mixed_read_keeps_command_order_with_the_commit_in_its_iteration(
     tmp_path: Path,
 ) -> None:
