@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from orbiter.lifeline import ending_with_this_process
+
 #: A ``listen`` address or a node: ``host:port``, ``[v6]:port``; nothing nginx would
 #: read as more than one word.
 _ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}")
@@ -235,6 +237,7 @@ class NginxFront:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C reaches its owner, which stops it
+                preexec_fn=ending_with_this_process(),  # and so does its owner's SIGKILL
             )
         # nginx writes its pid file once its sockets are bound: before it, what answers
         # on the address may be someone else

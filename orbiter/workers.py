@@ -46,6 +46,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from orbiter.config.settings import Config
+from orbiter.lifeline import end_with_parent, ending_with_this_process
 from orbiter.logs import JsonFormatter
 
 log = logging.getLogger("orbiter.workers")
@@ -131,6 +132,7 @@ class PrivateRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C reaches it through the server, in order
+            preexec_fn=ending_with_this_process(),  # a SIGKILLed server's ends too
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -214,10 +216,12 @@ class _WorkerLines(logging.Filter):
         return True
 
 
-def _worker_main(config: Config, index: int) -> None:
-    """A worker process: serve ``config`` on the shared port until SIGTERM or SIGINT."""
+def _worker_main(config: Config, index: int, parent: int) -> None:
+    """A worker process: serve ``config`` on the shared port until SIGTERM or SIGINT, or
+    until its parent (pid ``parent``) ends, however it ends (:mod:`orbiter.lifeline`)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    end_with_parent(parent)
     for handler in logging.getLogger().handlers:  # whatever their format, lines say whose
         handler.addFilter(_WorkerLines(index, isinstance(handler.formatter, JsonFormatter)))
     from orbiter.engine.base import EngineUnavailable
@@ -251,7 +255,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         config = worker_config(self._config, index, self._ports[index], self._engine_url)
         process = self._context.Process(
-            target=_worker_main, args=(config, index), name=f"orbiter-worker-{index}"
+            target=_worker_main, args=(config, index, os.getpid()), name=f"orbiter-worker-{index}"
         )
         process.start()
         self._workers[index] = process

@@ -305,3 +305,31 @@ async def test_sigint_to_the_parent_stops_every_worker_and_tells_their_clients()
             await client.close()
         server.stop()
     _assert_gone([*pids, int(redis.group(1))], redis.group(2))
+
+
+def test_a_sigkilled_parent_takes_its_workers_and_its_redis_with_it() -> None:
+    """No handler of the parent runs on SIGKILL: the workers and the private redis-server
+    end all the same (their parent-death signal), and free the port."""
+    server = RunningServer(args=("--workers", "2"))
+    orphans: list[int] = []
+    try:
+        _wait_listening(server, 2)
+        pids = list(_workers(server).values())
+        redis = _REDIS.search(server.log)
+        assert redis is not None
+        orphans = [*pids, int(redis.group(1))]
+        port = int(server.url.rsplit(":", 1)[1])
+        assert _listeners(port, pids) == set(pids)
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in orphans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in orphans if _alive(pid)] == []
+        with socket.socket() as probe:  # nobody listens on the port any more
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        for pid in orphans:  # (when the test fails: ours to stop)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from orbiter.lifeline import ending_with_this_process
 from tests.support.redis_server import REDIS_SERVER
 from tests.support.tcp_servers import free_port
 
@@ -85,6 +86,8 @@ class RedisCluster:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Gone with a pytest killed mid-run (start it from the main thread: see lifeline).
+            preexec_fn=ending_with_this_process(),
         )
 
     def _start(self) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from orbiter.lifeline import ending_with_this_process
 from tests.support.tcp_servers import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -56,6 +57,8 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Gone with a pytest killed mid-run (start it from the main thread: see lifeline).
+            preexec_fn=ending_with_this_process(),
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -109,7 +109,9 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         self._reader.join(5)
-        if self.process.stdout is not None:
+        # A process it left behind may hold the pipe open: closing it under the reader
+        # thread's read would wait for that read, forever.
+        if self.process.stdout is not None and not self._reader.is_alive():
             self.process.stdout.close()
         self._dir.cleanup()
         return self.process.returncode
