@@ -6,7 +6,11 @@ to see where it goes). ``--data-dir``: the SQLite engine on a file there (its wr
 thread's CPU counts too: the process's), else the memory engine. ``--count``: instead
 of the time, the interpreter's work per publish on the loop's thread (calls, bytecodes:
 :class:`~tests.support.work_counter.WorkCounter`), which does not vary with the
-machine's load; use a few thousand publishes. The same file runs against another
+machine's load; use a few thousand publishes. The time is also given per thread (the
+loop's, the SQLite writer's: ``/proc/self/task/*/schedstat``, Linux) with its context
+switches (waits + preemptions), so the writer's share of a commit can be told from the
+loop's; run it under ``taskset -c 0`` to see it as ``orbiter bench`` (which pins the
+server to one core) does. The same file runs against another
 tree (``cd TREE && PYTHONPATH=TREE python /work/main/tests/support/profile_publish_path.py``)
 to compare two trees with one harness.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Coroutine
@@ -56,6 +61,42 @@ try:
 except ImportError:  # this file's neighbour, in whatever tree it runs
     sys.path.insert(0, str(Path(__file__).parent))
     from work_counter import WorkCounter  # type: ignore[import-not-found,no-redef]
+
+
+def thread_times() -> dict[str, tuple[int, int, int]]:
+    """Per thread of this process, by name: CPU nanoseconds run so far, and context
+    switches given up (waiting) and taken away (preempted) (Linux's
+    ``/proc/self/task/*/schedstat`` and ``status``; empty elsewhere)."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    times: dict[str, tuple[int, int, int]] = {}
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            name = names.get(int(task.name), f"thread {task.name}")
+            ran = int((task / "schedstat").read_text().split()[0])
+            status = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines())
+            waited = int(status["voluntary_ctxt_switches"])
+            preempted = int(status["nonvoluntary_ctxt_switches"])
+        except (OSError, ValueError, IndexError, KeyError):
+            continue
+        had = times.get(name, (0, 0, 0))
+        times[name] = (had[0] + ran, had[1] + waited, had[2] + preempted)
+    return times
+
+
+def thread_report(
+    before: dict[str, tuple[int, int, int]], after: dict[str, tuple[int, int, int]], count: int
+) -> str:
+    """Each thread's CPU µs and context switches (waits + preemptions) per operation
+    between two :func:`thread_times`."""
+    spent = {
+        name: tuple(now - then for now, then in zip(ran, before.get(name, (0, 0, 0)), strict=True))
+        for name, ran in after.items()
+    }
+    return ", ".join(
+        f"{name} {ran / count / 1e3:.2f} µs, {waited / count:.2f}+{preempted / count:.2f} switches"
+        for name, (ran, waited, preempted) in sorted(spent.items(), key=lambda item: -item[1][0])
+        if ran > 0
+    )
 
 
 class CountingTransport:
@@ -160,6 +201,7 @@ async def measure(
     if count:
         counter.__enter__()
     started = time.process_time()
+    threads = thread_times()
     for data in reads:
         protocol.data_received(data)
         await asyncio.sleep(0)  # the loop iteration's end: the fan-out's flush
@@ -169,6 +211,7 @@ async def measure(
             await publisher.written.wait()
             publisher.awaited = False
     spent = time.process_time() - started
+    per_thread = thread_times()
     counted = sum(len(r.split(b"POST ")) - 1 for r in reads)
     if count:
         counter.__exit__(None, None, None)
@@ -179,6 +222,8 @@ async def measure(
         f"{spent / counted * 1e6:.2f} µs of CPU per publish; {written} subscriber writes, "
         f"{publisher.writes} answer writes"
     )
+    if threads:
+        print(f"CPU µs per publish by thread: {thread_report(threads, per_thread, counted)}")
     endpoint.wheel.close()
     await node.close()
 
