@@ -30,6 +30,7 @@ stderr, and appends it to the file ``$ORBITER_FLOOR_STATS`` names, if set.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -149,6 +150,7 @@ class _Queue:
         "frames_head",
         "given",
         "pass_head",
+        "pass_started",
         "pubs",
         "scheduled",
         "snapshot",
@@ -165,6 +167,7 @@ class _Queue:
         self.snapshot: list[asyncio.Transport] | None = None
         self.cursor = 0
         self.pass_head = 0
+        self.pass_started = 0.0
         self.given: dict[asyncio.Transport, int] | None = None
         self.frames: dict[int, bytes] = {}
         self.frames_head = 0
@@ -184,6 +187,8 @@ class Passes:
         self.pubs_written = 0
         self.seconds = 0.0
         self.slowest = 0.0
+        #: Each pass's wall time, first step to last (reads between steps included).
+        self.passes: list[float] = []
 
     def publish(self, channel: bytes, payload: bytes) -> None:
         queue = self._queues.get(channel)
@@ -198,11 +203,16 @@ class Passes:
 
     def _run(self, channel: bytes, queue: _Queue) -> None:
         started = time.perf_counter()
+        if queue.snapshot is None:  # a pass begins
+            queue.pass_started = started
         more = self._step(queue, self._channels.get(channel, set()))
-        took = time.perf_counter() - started
+        ended = time.perf_counter()
+        took = ended - started
         self.steps += 1
         self.seconds += took
         self.slowest = max(self.slowest, took)
+        if queue.snapshot is None:  # the pass is over
+            self.passes.append(ended - queue.pass_started)
         if more:
             assert self._loop is not None
             self._loop.call_soon(self._run, channel, queue)
@@ -267,8 +277,17 @@ class Passes:
             f"passes step={self._step_size if self._step_size != sys.maxsize else 0}: "
             f"{self.steps} steps, {self.writes} subscriber writes ({per_pub:.2f} publications "
             f"each) in {self.seconds:.3f} s: {per_write:.2f} us per subscriber write; "
-            f"slowest step {self.slowest * 1e3:.2f} ms\n"
+            f"slowest step {self.slowest * 1e3:.2f} ms; {len(self.passes)} passes, "
+            f"wall ms p50 {self._pass_ms(0.5):.2f} p99 {self._pass_ms(0.99):.2f} "
+            f"max {self._pass_ms(1.0):.2f}\n"
         )
+
+    def _pass_ms(self, fraction: float) -> float:
+        """The passes' wall time at ``fraction`` of them (nearest rank), in milliseconds."""
+        if not self.passes:
+            return 0.0
+        ordered = sorted(self.passes)
+        return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] * 1e3
 
 
 async def serve(port: int, step: int | None = None) -> Passes | None:
