@@ -36,6 +36,9 @@ SPAWNABLE = {
     "socketio": "socketio",
     "pushpin": "pushpin",
     "uvloop-raw": "broadcast",
+    "uvloop-raw-native": "orbiter",
+    "uvloop-raw-batch": "broadcast",
+    "uvloop-raw-batch-256": "broadcast",
 }
 
 #: Pushpin's handler sends at most ``message_rate`` messages per second and
@@ -208,6 +211,18 @@ def spawn(
         cmd = [sys.executable, "-m", "orbiter.bench.peers.aiohttp_broadcast", str(port)]
     elif name == "uvloop-raw":
         cmd = [sys.executable, "-m", "orbiter.bench.peers.raw_broadcast", str(port)]
+    elif name.startswith("uvloop-raw-batch"):  # -256: passes of 256 subscribers, as orbiter's
+        step = name.removeprefix("uvloop-raw-batch").lstrip("-") or "0"
+        cmd = [
+            sys.executable,
+            "-m",
+            "orbiter.bench.peers.raw_broadcast",
+            str(port),
+            "--batch",
+            step,
+        ]
+    elif name == "uvloop-raw-native":
+        cmd = [sys.executable, "-m", "orbiter.bench.peers.raw_native", str(port)]
     elif name == "websockets":
         try:
             import websockets  # noqa: F401
