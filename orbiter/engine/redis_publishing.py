@@ -397,8 +397,9 @@ class Publisher:
         if self._flush_due and not self._in_flight and handle is not None:
             handle.cancel()
             link = self._flush()
-            if link is not None and self._wait is not None and link.waitable:
-                self._wait_for(link, self._wait)
+            wait = self._wait
+            if link is not None and wait is not None and wait.bound > 0 and link.waitable:
+                self._wait_for(link, wait)
 
     def _wait_for(self, link: CommandLink, wait: IterationWait) -> None:
         """Read ``link``'s answers to the pipeline just sent on it for as long as

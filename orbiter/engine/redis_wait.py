@@ -66,6 +66,8 @@ READ_SIZE = 65536
 #: optional) and asyncio's selector transport.
 _UVLOOP_TRANSPORTS = frozenset({"TCPTransport", "UnixTransport"})
 _FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+#: What ``ppoll`` says of a socket that holds data, with no error and no hang-up.
+_READABLE = select.POLLIN
 
 
 class _PollFd(ctypes.Structure):
@@ -113,14 +115,19 @@ class SocketReader:
         """Wait at most ``timeout`` seconds for the socket to hold data to read: True when
         it does, with no error and no hang-up (those, like a timeout, are False: left to
         the transport, which reports them)."""
-        polled, limit = self._polled, self._timeout
-        polled.revents = 0
-        whole = int(timeout)
-        limit.tv_sec = whole
-        limit.tv_nsec = max(0, int((timeout - whole) * 1e9))
-        if PPOLL(self._polled_ref, 1, self._timeout_ref, None) != 1:
+        limit = self._timeout
+        # (ppoll sets revents, 0 on a timeout, and glibc's leaves the timeout as it was)
+        if 0 <= timeout < 1:  # every wait (the bound is at most 0.01 s): seconds stay 0
+            limit.tv_nsec = int(timeout * 1e9)
+            ready = PPOLL(self._polled_ref, 1, self._timeout_ref, None)
+        else:
+            whole = max(0, int(timeout))
+            limit.tv_sec, limit.tv_nsec = whole, max(0, int((timeout - whole) * 1e9))
+            ready = PPOLL(self._polled_ref, 1, self._timeout_ref, None)
+            limit.tv_sec = 0
+        if ready != 1:
             return False  # timed out, or interrupted (EINTR): the wait is over all the same
-        return bool(polled.revents == select.POLLIN)
+        return bool(self._polled.revents == _READABLE)
 
     def read(self) -> bytes | OSError | None:
         """What the socket holds now, or None (nothing, or the end of the stream: left for

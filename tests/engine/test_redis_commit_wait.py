@@ -38,7 +38,7 @@ from orbiter.config.settings import Config
 from orbiter.engine.base import HistoryPolicy
 from orbiter.engine.redis import RedisBroker
 from orbiter.engine.redis_shards import ShardedRedisBroker, shard_of
-from orbiter.engine.redis_wait import PAUSE_AFTER_TIMEOUT, reader_for
+from orbiter.engine.redis_wait import PAUSE_AFTER_TIMEOUT, SocketReader, reader_for
 from orbiter.engine.redis_wire import CommandLink, pack_command
 from orbiter.http.fast_publish import FastPublishProtocol, _DateHeader
 from orbiter.model import Publication
@@ -531,3 +531,29 @@ def test_a_link_without_a_plain_socket_is_never_waited_for() -> None:
     link = CommandLink()
     assert not link.waitable  # not connected
     assert not link.read_now(0.01)
+
+
+def test_a_socket_readers_wait_is_bounded_to_the_microsecond_range() -> None:
+    """``ppoll``'s timeout is kept below a millisecond (poll and epoll would round it up to
+    one), and a wait of a second or more leaves no second behind for the next wait."""
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)  # (as a transport's socket is)
+    try:
+        reader = SocketReader(theirs.fileno())
+        started = time.monotonic()
+        assert not reader.wait(0.0003)
+        assert 0.0002 <= time.monotonic() - started < 0.05
+        ours.send(b"x")
+        assert reader.wait(1.5)  # at once: data is there
+        assert reader.read() == b"x"
+        started = time.monotonic()
+        assert not reader.wait(0.0003)
+        assert time.monotonic() - started < 0.5  # not 1.5 s: the seconds were reset
+        assert reader.read() is None  # nothing: EAGAIN, not an error
+        ours.close()
+        started = time.monotonic()
+        assert not reader.wait(1.0)  # a hang-up: at once, and left to the transport
+        assert time.monotonic() - started < 0.5
+    finally:
+        ours.close()
+        theirs.close()
