@@ -164,8 +164,9 @@ class IterationWait:
     """The wait a loop iteration may spend for Redis's answers: at most one wait (of at
     most :attr:`bound` seconds) per iteration, shared by the publishers that hold this
     object (the shards of a sharded broker share one, so that their flushes never wait
-    more than the bound in all); none for :data:`PAUSE_AFTER_TIMEOUT` after a wait that
-    ran out."""
+    more than the bound in all, give or take the kernel's timer slack: 50 µs for a
+    process of the default policy); none for :data:`PAUSE_AFTER_TIMEOUT` after a wait
+    that ran out."""
 
     __slots__ = ("_quiet_until", "_taken", "bound")
 
