@@ -32,7 +32,8 @@ def engine_for(config: Config) -> Broker:
     when no ``data_dir`` is configured: see ``orbiter/config/storage.py``)."""
     settings = config.engine
     if settings.kind == "redis":
-        return redis_broker(settings.url)  # one Redis, or shards over several
+        # one Redis, or shards over several; a read's answers awaited as SQLite's commits are
+        return redis_broker(settings.url, commit_wait=settings.commit_wait)
     if settings.durable:
         return SqliteBroker(
             settings.data_file,

@@ -64,9 +64,11 @@ class EngineSettings:
     #: Publications of each channel kept in memory (its newest); older pages are
     #: read from the file.
     memory_window: int = 128
-    #: Seconds the event loop may wait for the commit a read's publications start
-    #: (0..0.01; 0: never waits): a group commit over within it is answered and
-    #: delivered in the read's own loop iteration. Never longer, whatever the disk does.
+    #: Seconds the event loop may wait, once an iteration, for the engine to confirm a
+    #: read's publications (0..0.01; 0: never waits): SQLite's group commit, or Redis's
+    #: answer to the pipeline (``engine/redis_publishing.py``); confirmed within it, they
+    #: are answered in the read's own loop iteration. Never longer, whatever the disk or
+    #: Redis does.
     commit_wait: float = 0.0002
     #: Bytes of the data file in use at most (0: no bound): past it, every few
     #: seconds, the oldest publications of every channel are deleted first (a client

@@ -99,6 +99,7 @@ from orbiter.engine.redis_publishing import (
     Route,
     _period,
 )
+from orbiter.engine.redis_wait import DEFAULT_WAIT, IterationWait
 from orbiter.engine.redis_wire import PubSubLink, send_on
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 from orbiter.tasks import stop
@@ -200,11 +201,16 @@ class RedisBroker(Broker):
         backoff: tuple[float, float] = (BACKOFF_FIRST, BACKOFF_MAX),
         join: bool = True,
         command_timeout: float = COMMAND_TIMEOUT,
+        commit_wait: float = DEFAULT_WAIT,
+        wait: IterationWait | None = None,
     ) -> None:
         """``join``: keep this node in the node list and answer surveys through this Redis
         (False for the shards after the first of a :class:`ShardedRedisBroker`);
         ``command_timeout``: seconds a pipeline of publications may wait for Redis's
-        answer before its links are taken for dead."""
+        answer before its links are taken for dead; ``commit_wait``: seconds the loop may
+        wait, once per iteration, for the answer to a pipeline a flush sent
+        (``engine.commit_wait``; 0: never; ``engine/redis_publishing.py``); ``wait``: that
+        wait shared with other brokers (a sharded broker's shards), instead."""
         self.url = url
         #: The first and the longest wait before reconnecting (doubled each time between).
         self._backoff = backoff
@@ -225,6 +231,7 @@ class RedisBroker(Broker):
             self._void_offer,
             self._failed,
             timeout=command_timeout,
+            wait=wait if wait is not None else IterationWait(commit_wait),
         )
         #: The publisher's own (the same checks, one call less per publication).
         self.publish_soon = self._publisher.queue  # type: ignore[method-assign]

@@ -21,6 +21,21 @@ in the order of the call's answer: no loop iteration between Redis's reply and
 the publisher's answer. :meth:`Publisher.queue` (``Broker.publish_soon``) is
 the same, its callback settling a future.
 
+**The read's own iteration.** A flush (``Broker.flush``: a read's publications
+queued) sends its pipeline at once, and, when the whole pipeline went in one
+write to one link, may wait a bounded time (``engine.commit_wait``) for the
+answer: the link's socket read behind its transport (``engine/redis_wait.py``,
+``CommandLink.read_now``), the answers handed over, and the publishers told,
+before the flush returns. So a publisher's next requests come an iteration
+sooner (as on the embedded engines, whose publications are kept within the
+read), and each iteration's share of the rolling fan-out's writes
+(``services/pubsub.py``) carries more publications. At most one wait per loop
+iteration (:class:`~orbiter.engine.redis_wait.IterationWait`, shared by a
+sharded broker's shards), never longer than the bound, none for a while after
+one ran out (a Redis farther away than the bound); a pipeline split over
+several links (a cluster's masters) or over a link being made is never waited
+for. The answers are the same, in the same order, whichever side reads them.
+
 **No false OK.** A refused publication fails alone; a lost connection fails
 what was in flight on it (never sent again: its answer may be all that was
 lost); a pipeline unanswered for :data:`COMMAND_TIMEOUT` has its links cut.
@@ -41,6 +56,7 @@ import functools
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -50,6 +66,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from orbiter.engine.base import HistoryPolicy, Kept, PublishFailed
+from orbiter.engine.redis_wait import IterationWait
 from orbiter.engine.redis_wire import CommandLink, pack_command
 from orbiter.model import JSON, Publication
 from orbiter.tasks import stop
@@ -292,11 +309,17 @@ class Publisher:
         failed: Callable[[], None],
         *,
         timeout: float = COMMAND_TIMEOUT,
+        wait: IterationWait | None = None,
     ) -> None:
         """``script``: :data:`_PUBLISH_MANY` or :data:`_SPUBLISH_MANY`; ``void_offer``: a void
         epoch to offer; ``failed``: called each time Redis could not be reached; ``timeout``:
-        seconds a pipeline may wait for its answers (:data:`COMMAND_TIMEOUT`)."""
+        seconds a pipeline may wait for its answers (:data:`COMMAND_TIMEOUT`); ``wait``: how
+        long a flush may wait for its pipeline's answer (None: it never waits; see the
+        module's docstring)."""
         self._timeout = timeout
+        self._wait = wait
+        #: Pipelines sent so far (a flush's wait is over once its own is answered).
+        self._pipelines = 0
         self._route = route
         self._keys = keys
         self._script = script
@@ -368,19 +391,43 @@ class Publisher:
 
     def flush_now(self) -> None:
         """Send what is queued now rather than at the next iteration (``Broker.flush``):
-        unless a pipeline is in flight, whose last answer sends it."""
+        unless a pipeline is in flight, whose last answer sends it. Then wait a bounded
+        time for its answer, when it all went to one link (see the module's docstring)."""
         handle = self._flush_handle
         if self._flush_due and not self._in_flight and handle is not None:
             handle.cancel()
-            self._flush()
+            link = self._flush()
+            wait = self._wait
+            if link is not None and wait is not None and wait.bound > 0 and link.waitable:
+                self._wait_for(link, wait)
 
-    def _flush(self) -> None:
+    def _wait_for(self, link: CommandLink, wait: IterationWait) -> None:
+        """Read ``link``'s answers to the pipeline just sent on it for as long as
+        ``wait`` lets this iteration (nothing if it waited already), until the pipeline
+        is answered; the answers are handed over as they are read."""
+        assert self._loop is not None
+        bound = wait.take(self._loop)
+        if bound <= 0:
+            return
+        sent = self._pipelines
+        deadline = time.monotonic() + bound
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not link.read_now(left):
+                if self._in_flight and self._pipelines == sent:
+                    wait.ran_out()
+                return
+            if not self._in_flight or self._pipelines != sent:
+                return  # answered (what came meanwhile may have gone as the next one)
+
+    def _flush(self) -> CommandLink | None:
         """Send what is queued as one pipeline, unless one is in flight (its last answer
-        sends this one)."""
+        sends this one): the link it was all written to, if one (None: several, a link
+        being made, or nothing sent)."""
         self._flush_due = False
         self._flush_handle = None
         if self._in_flight or not self._pending or self._stopped:
-            return
+            return None
         loop = self._loop
         assert loop is not None
         batch, self._pending = self._pending, []
@@ -392,37 +439,43 @@ class Publisher:
                 count += 1
                 then = then.then
         self._in_flight = count
+        self._pipelines += 1
         self._sent_at = loop.time()
         if self._watchdog is None:
             self._watchdog = loop.call_later(self._timeout, self._watch)
         target = calls[0].target
         if count == 1 and target is not None:  # most pipelines
-            self._write(target, calls)
-        else:
-            self._send(calls)
+            return self._write(target, calls)
+        if count == len(calls) and all(call.target == target for call in calls):
+            return self._send(calls)  # (one link's: a single Redis's long pipeline)
+        self._send(calls)
+        return None
 
-    def _send(self, calls: list[Call]) -> None:
+    def _send(self, calls: list[Call]) -> CommandLink | None:
         """Write ``calls`` to their links, one write per link (a link is made first if need
-        be, the calls for it waiting)."""
+        be, the calls for it waiting): the link written to, when there was one."""
         by_target: dict[str, list[Call]] = {}
         for call in calls:
             if call.target is None:
                 self._follow(call, None)
             else:
                 by_target.setdefault(call.target, []).append(call)
+        written = None
         for target, group in by_target.items():
-            self._write(target, group)
+            written = self._write(target, group)
+        return written if len(by_target) == 1 else None
 
-    def _write(self, target: str, calls: list[Call]) -> None:
-        """Write ``calls`` to the link to ``target`` in one write (once it is made)."""
+    def _write(self, target: str, calls: list[Call]) -> CommandLink | None:
+        """Write ``calls`` to the link to ``target`` in one write (once it is made): the link,
+        when written now (None: it is being made, or the engine closed)."""
         if self._stopped:
             for call in calls:
                 self._settle(call, RedisConnectionError("the engine closed"))
-            return
+            return None
         link = self._links.get(target)
         if link is None or not link.usable:
             self._open(target, calls)
-            return
+            return None
         packed: list[bytes] = []
         handlers: list[Callable[[Any], None]] = []
         for call in calls:
@@ -432,6 +485,7 @@ class Publisher:
             packed.append(self._packed(call))
             handlers.append(functools.partial(self._answered, call))
         link.send(b"".join(packed), handlers)
+        return link
 
     def _open(self, target: str, calls: list[Call]) -> None:
         """Make the link to ``target``, then send ``calls`` on it; if Redis cannot be reached,

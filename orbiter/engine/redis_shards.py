@@ -35,6 +35,7 @@ from orbiter.engine.redis_cluster_mode import (
     ClusterRedisPresenceStore,
     is_cluster_url,
 )
+from orbiter.engine.redis_wait import DEFAULT_WAIT, IterationWait
 from orbiter.model import JSON, ClientInfo, PresenceEvent, Publication, StreamPosition
 
 
@@ -58,9 +59,15 @@ class ShardedRedisBroker(Broker):
 
     clustered = True
 
-    def __init__(self, urls: list[str], *, prefix: str = "orbiter") -> None:
+    def __init__(
+        self, urls: list[str], *, prefix: str = "orbiter", commit_wait: float = DEFAULT_WAIT
+    ) -> None:
+        """``commit_wait``: see :class:`RedisBroker`; one wait per loop iteration in all,
+        whichever shard's flush makes it."""
+        wait = IterationWait(commit_wait)
         self.shards = [
-            RedisBroker(url, prefix=prefix, join=index == 0) for index, url in enumerate(urls)
+            RedisBroker(url, prefix=prefix, join=index == 0, wait=wait)
+            for index, url in enumerate(urls)
         ]
 
     def _shard(self, channel: str) -> RedisBroker:
@@ -198,15 +205,16 @@ def _grouped(channels: Iterable[str], count: int) -> dict[int, list[str]]:
     return groups
 
 
-def redis_broker(url: str, *, prefix: str = "orbiter") -> Broker:
+def redis_broker(url: str, *, prefix: str = "orbiter", commit_wait: float = DEFAULT_WAIT) -> Broker:
     """The broker of ``engine.url``: one Redis, shards over several (comma-separated), or a
-    Redis Cluster (``engine/redis_cluster_mode.py``)."""
+    Redis Cluster (``engine/redis_cluster_mode.py``); ``commit_wait``: see
+    :class:`RedisBroker`."""
     if is_cluster_url(url):
-        return ClusterRedisBroker(url, prefix=prefix)
+        return ClusterRedisBroker(url, prefix=prefix, commit_wait=commit_wait)
     urls = shard_urls(url)
     if len(urls) == 1:
-        return RedisBroker(urls[0], prefix=prefix)
-    return ShardedRedisBroker(urls, prefix=prefix)
+        return RedisBroker(urls[0], prefix=prefix, commit_wait=commit_wait)
+    return ShardedRedisBroker(urls, prefix=prefix, commit_wait=commit_wait)
 
 
 def redis_presence(url: str, *, prefix: str = "orbiter") -> PresenceStore:

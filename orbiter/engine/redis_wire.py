@@ -33,6 +33,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, RedisError, ResponseError
 
+from orbiter.engine.redis_wait import SocketReader, reader_for
 from orbiter.tasks import stop
 
 log = logging.getLogger("orbiter.engine.redis")
@@ -227,6 +228,11 @@ class CommandLink(asyncio.Protocol):
     Made by :meth:`open` from an unconnected redis-py connection (which does the
     handshake), whose transport it then takes over. When the connection is lost (or
     :meth:`abort`), every handler still waiting gets a ``ConnectionError``.
+
+    :meth:`read_now` waits a bounded time for the replies and hands them over at once,
+    rather than when the loop comes back to the socket (``Broker.flush``'s wait: the
+    read's publishers answered in its own iteration); a TLS connection's is never
+    read so (``engine/redis_wait.py``).
     """
 
     def __init__(self) -> None:
@@ -236,6 +242,8 @@ class CommandLink(asyncio.Protocol):
         self._write: Callable[[bytes], None] | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lost: BaseException | None = None
+        #: The transport's socket, when it may be read behind it (:meth:`read_now`).
+        self._reader: SocketReader | None = None
 
     @classmethod
     async def open(cls, connection: AbstractConnection) -> CommandLink:
@@ -254,6 +262,7 @@ class CommandLink(asyncio.Protocol):
         link._writer = writer
         link._transport = transport
         link._write = transport.write
+        link._reader = reader_for(transport)
         return link
 
     @property
@@ -265,6 +274,47 @@ class CommandLink(asyncio.Protocol):
     def waiting(self) -> int:
         """Commands sent and not answered yet."""
         return len(self._waiting)
+
+    @property
+    def waitable(self) -> bool:
+        """:meth:`read_now` may read the replies: the socket is a plain one, the connection
+        is not lost or closing, and what was sent is all in the socket (none of it left
+        in the transport's buffer for a later iteration)."""
+        transport = self._transport
+        return (
+            self._reader is not None
+            and self._lost is None
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        )
+
+    def read_now(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for replies, and hand what came to their
+        handlers now, in order, before the transport reads what follows
+        (``engine/redis_wait.py`` says why that is sound). False when nothing was read:
+        the wait ran out, or the socket holds the end of the stream or an error, left to
+        the transport to report (as it does when the wait is not made); an error the
+        read itself consumed is reported here, as the transport would (the connection
+        lost: every handler waiting gets a ``ConnectionError``)."""
+        reader = self._reader
+        transport = self._transport
+        if reader is None or self._lost is not None or transport is None:
+            return False
+        if transport.is_closing() or not reader.wait(timeout):
+            return False  # (a closing transport's descriptor may be gone, or reused)
+        got = reader.read()
+        if got is None:
+            return False
+        if isinstance(got, OSError):
+            self.abort(f"Redis closed the connection: {got}")
+            return True
+        try:
+            self.data_received(got)
+        except Exception as exc:  # as the transport does: the connection ends, said why
+            log.error("handling Redis's replies failed", exc_info=True)
+            self.abort(f"handling Redis's replies failed: {exc!r}")
+        return True
 
     def send(self, packed: bytes, handlers: list[ReplyHandler]) -> None:
         """Write ``packed`` commands, one handler per command, in order."""

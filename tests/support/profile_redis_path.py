@@ -1,13 +1,13 @@
 """CPU per publication through the Redis engine, in one process: a profiling aid.
 
 Run: ``.venv/bin/python -m tests.support.profile_redis_path URL [--mode many|fanout]
-[--subscribers N] [--publishes N] [--depth N] [--count | --profile FILE]``, where ``URL``
-is a running ``redis-server`` of yours (``redis://127.0.0.1:PORT/0``; a Redis Cluster's
-``redis+cluster://127.0.0.1:PORT`` runs the cluster mode, ``redis-server`` being then the
-sum over its masters; ``memory`` runs the embedded memory engine instead, for the same
-harness's figure beside it). ``python -m tests.support.profile_redis_path cluster`` starts
-a 3-master cluster (``tests/support/redis_cluster.py``), prints its URL and holds it until
-interrupted.
+[--subscribers N] [--publishes N] [--depth N] [--commit-wait S] [--network]
+[--count | --profile FILE]``, where ``URL`` is a running ``redis-server`` of yours
+(``redis://127.0.0.1:PORT/0``; a Redis Cluster's ``redis+cluster://127.0.0.1:PORT`` runs
+the cluster mode, ``redis-server`` being then the sum over its masters; ``memory`` runs
+the embedded memory engine instead, for the same harness's figure beside it). ``python
+-m tests.support.profile_redis_path cluster`` starts a 3-master cluster
+(``tests/support/redis_cluster.py``), prints its URL and holds it until interrupted.
 
 ``many``: what ``orbiter bench many-channels`` makes a server do, as
 ``tests/support/profile_publish_path.py`` does it on the embedded engines:
@@ -17,9 +17,18 @@ pub/sub. ``fanout``: ``tests/support/profile_fanout_path.py``'s publisher,
 keeping ``depth`` requests in flight to one channel of ``subscribers``.
 Transports are stand-ins that count writes. It prints this process's CPU per
 publication and per delivery, and ``redis-server``'s (read from ``/proc`` when
-it runs on this machine); ``--count``: the interpreter's work per publication
-instead (:class:`~tests.support.work_counter.WorkCounter`, not slowed by other
-processes; use a few thousand publications); ``--profile``: a cProfile dump.
+it runs on this machine), and the subscriber writes per publication (fewer: more
+publications share each write).
+
+``--commit-wait``: ``engine.commit_wait`` (0: a flush never waits for Redis's
+answer; ``engine/redis_publishing.py``). ``--network`` (fanout): the publisher's
+next requests come through a socket pair, read by the loop in its I/O phase as a
+real client's are, rather than by a callback of the next iteration (which runs
+before that iteration's I/O: an answer read there then looks a whole iteration
+sooner than a real client's next request would come). ``--count``: the
+interpreter's work per publication instead
+(:class:`~tests.support.work_counter.WorkCounter`, not slowed by other processes;
+use a few thousand publications); ``--profile``: a cProfile dump.
 Not a test: pytest does not collect it.
 """
 
@@ -30,6 +39,7 @@ import asyncio
 import cProfile
 import resource
 import signal
+import socket
 import sys
 import time
 import tomllib
@@ -79,6 +89,42 @@ async def _redis_pids(url: str) -> list[int]:
     return pids
 
 
+class NetworkPublisher(Publisher):
+    """The fanout publisher, its next requests sent through a socket pair: the loop reads
+    them in its I/O phase (a reader of the other end), as it reads a real client's."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.ours, self.theirs = socket.socketpair()
+        self.ours.setblocking(False)
+        self.theirs.setblocking(False)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.theirs.fileno(), self._readable)
+
+    def stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.theirs.fileno())
+        self.ours.close()
+        self.theirs.close()
+
+    def _readable(self) -> None:
+        data = self.theirs.recv(1 << 20)
+        if data and self.protocol is not None:
+            self.protocol.data_received(data)
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        answers = data.count(b"HTTP/1.1 200")
+        self.answered += answers
+        if self.answered >= self.total:
+            self.done.set()
+        more = min(answers, self.total - self.sent)
+        if more > 0:
+            reads = b"".join(fanout_request(self.sent + i) for i in range(more))
+            self.sent += more
+            self.ours.sendall(reads)
+
+
 def _ticks(pids: list[int]) -> int:
     """The processes' CPU ticks (utime + stime), 0 for one that does not run on this machine."""
     total = 0
@@ -92,10 +138,13 @@ def _ticks(pids: list[int]) -> int:
 async def measure(args: argparse.Namespace) -> None:
     session = "[session]\nwrite_delay = 0.005\n"  # as orbiter bench runs it
     config = config_from_dict(tomllib.loads(BENCH_CONFIG.format(session=session, limits="")))
+    engine = config.engine
+    if args.commit_wait is not None:
+        engine = replace(engine, commit_wait=args.commit_wait)
     if args.url == "memory":
-        config = replace(config, engine=replace(config.engine, kind="memory"))
+        config = replace(config, engine=replace(engine, kind="memory"))
     else:
-        config = replace(config, engine=replace(config.engine, kind="redis", url=args.url))
+        config = replace(config, engine=replace(engine, kind="redis", url=args.url))
     pid = await _redis_pids(args.url)
     node = Node(config)
     await node.start()
@@ -148,7 +197,9 @@ async def measure(args: argparse.Namespace) -> None:
             delivered = sum(t.writes for t in sinks)
         deliveries = count
     else:
-        fan = Publisher(args.publishes)
+        fan = NetworkPublisher(args.publishes) if args.network else Publisher(args.publishes)
+        if isinstance(fan, NetworkPublisher):
+            fan.start(asyncio.get_running_loop())
         protocol = FastPublishProtocol(StandInTakeover(fan), node, _DateHeader())  # type: ignore[arg-type]
         fan.protocol = protocol
         protocol.connection_made(fan)  # type: ignore[arg-type]
@@ -165,6 +216,8 @@ async def measure(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.05)  # the last deliveries
         deliveries = count * args.subscribers
         delivered = sum(t.writes for t in sinks)
+        if isinstance(fan, NetworkPublisher):
+            fan.stop(asyncio.get_running_loop())
     if args.profile:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -179,7 +232,7 @@ async def measure(args: argparse.Namespace) -> None:
         f"({spent / deliveries * 1e6:.3f} per delivery, {system / count * 1e6:.2f} in the "
         f"kernel) + redis-server "
         f"{redis_cpu / count * 1e6:.2f}; {count / elapsed:.0f} publications/s; "
-        f"{delivered} subscriber writes"
+        f"{delivered} subscriber writes ({delivered / count:.1f} per publication)"
     )
     if args.count:
         print(f"{counter.per(count)} per publication; bytecodes by function:")
@@ -212,6 +265,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--publishes", type=int, default=20_000)
     parser.add_argument("--depth", type=int, default=8)
+    parser.add_argument(
+        "--commit-wait", type=float, help="engine.commit_wait in seconds (default: its default)"
+    )
+    parser.add_argument(
+        "--network", action="store_true", help="fanout: the requests come through a socket"
+    )
     parser.add_argument("--count", action="store_true", help="count the work, not the time")
     parser.add_argument("--profile", help="write a cProfile dump here")
     uvloop.run(measure(parser.parse_args()))
