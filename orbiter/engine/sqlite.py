@@ -57,6 +57,7 @@ from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from time import time as _now  # (one publication's clock: a global, not an attribute)
 
 import orjson
 
@@ -419,7 +420,7 @@ class SqliteBroker(LocalBroker):
         future: asyncio.Future[Publication] | None,
         done: Kept | None,
     ) -> None:
-        now = time.time()
+        now = _now()
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._new_stream(channel, policy, now)
@@ -500,13 +501,19 @@ class SqliteBroker(LocalBroker):
         if not queued and not batch.upkeep:
             self._idle.set()
             return
-        streams: dict[_Stream, None] = {}
+        # Streams new to the file, and streams keeping no history (no publication row
+        # says where they stand: their row does), each once: seldom any.
+        fresh: dict[_Stream, None] | None = None
+        unkept: dict[_Stream, None] | None = None
         rows = batch.publications
         keys: list[int] = []
         commit = self._next_commit
         for item in queued:
             stream = item.stream
-            if not stream.stored and stream not in streams:
+            if not stream.stored and (fresh is None or stream not in fresh):
+                if fresh is None:
+                    fresh = {}
+                fresh[stream] = None
                 policy = stream.policy
                 batch.new_streams.append(
                     (
@@ -525,19 +532,22 @@ class SqliteBroker(LocalBroker):
                 keys.append(stream.id)
                 keys.append(offset)
                 item.commit = commit
-            streams[stream] = None
+            else:
+                if unkept is None:
+                    unkept = {}
+                unkept[stream] = None
         if rows:
             self._next_commit = batch.commit = commit
             self._next_commit += 1
-            batch.time = time.time()
+            batch.time = _now()
             batch.keys = pack_keys(array("q", keys))
-        for stream in streams:
-            if not stream.policy.size:  # no publication row says where it stands: its row does
+        if unkept is not None:
+            for stream in unkept:
                 batch.tops.append(self._row(stream, stream.assigned))
         self._in_flight = queued
         assert self._loop is not None
         assert self._writer is not None
-        done = partial(self._committed, queued, list(streams), batch)
+        done = partial(self._committed, queued, batch)
         self._writer.submit(self._store.write, batch, done=done, wait=wait)
 
     @staticmethod
@@ -549,7 +559,6 @@ class SqliteBroker(LocalBroker):
     def _committed(
         self,
         queued: list[_Queued],
-        streams: list[_Stream],
         batch: WriteBatch,
         _: None,
         error: BaseException | None,
@@ -562,7 +571,7 @@ class SqliteBroker(LocalBroker):
         if error is not None:
             for item in queued:
                 item.stream.queued -= 1
-            self._failed(queued, streams, batch, error)
+            self._failed(queued, batch, error)
         else:
             index = self._index
             if batch.commit:
@@ -574,7 +583,8 @@ class SqliteBroker(LocalBroker):
                 index.deleted_through(
                     batch.deleted_through, [s.rows for s in self._streams.values()]
                 )
-            for stream in streams:
+            for item in queued:  # (all before any is delivered, as a callback may sweep)
+                stream = item.stream
                 stream.stored = True
                 stream.trim_due = True
                 stream.emptied = False
@@ -620,9 +630,7 @@ class SqliteBroker(LocalBroker):
         else:
             self._idle.set()
 
-    def _failed(
-        self, queued: list[_Queued], streams: list[_Stream], batch: WriteBatch, error: BaseException
-    ) -> None:
+    def _failed(self, queued: list[_Queued], batch: WriteBatch, error: BaseException) -> None:
         """Take back the failed transaction's offsets; fail its publishers; keep its upkeep."""
         self.failures += 1
         log.error(
@@ -631,8 +639,8 @@ class SqliteBroker(LocalBroker):
             self.path,
             error,
         )
-        for stream in streams:
-            stream.assigned = stream.top
+        for item in queued:
+            item.stream.assigned = item.stream.top
         if batch.commit:
             self._next_commit = batch.commit
         upkeep = self._upkeep
