@@ -57,6 +57,7 @@ from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from time import time as _now  # (one publication's clock: a global, not an attribute)
 
 import orjson
 
@@ -70,7 +71,7 @@ from orbiter.engine.base import (
     TooManyStreams,
 )
 from orbiter.engine.local import LocalBroker
-from orbiter.engine.memory import PUBLICATION_OVERHEAD, new_epoch
+from orbiter.engine.memory import _QUOTED_OVERHEAD, PUBLICATION_OVERHEAD, new_epoch
 from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys
 from orbiter.engine.sqlite_store import SqliteStore, StoreError, WriteBatch
 from orbiter.engine.sqlite_writer import WriterThread
@@ -102,7 +103,6 @@ class _Stream:
         "policy",
         "queued",
         "rows",
-        "sizes",
         "stored",
         "top",
         "touched",
@@ -127,9 +127,9 @@ class _Stream:
         #: When its newest publication was made.
         self.last_time = now
         self.policy = policy
-        #: Its newest committed publications (offsets without a gap, up to ``top``).
+        #: Its newest committed publications (offsets without a gap, up to ``top``), each
+        #: with its :attr:`~Publication.size`, and their bytes.
         self.window: deque[Publication] = deque()
-        self.sizes: deque[int] = deque()
         self.window_bytes = 0
         #: Publications committed since the sweep last trimmed it on disk; its last
         #: publication expired and was trimmed on disk.
@@ -169,7 +169,6 @@ class _Queued:
         self.stream = stream
         self.data = data
         self.tags = tags
-        self.encoded = orjson.dumps(data)
         self.tags_json = orjson.dumps(tags) if tags else None
         self.time = now
         self.future = future
@@ -177,7 +176,19 @@ class _Queued:
         self.offset = 0
         #: The commit row that stores it (0: not stored, the channel keeps no history).
         self.commit = 0
-        size = len(self.encoded) + PUBLICATION_OVERHEAD
+        # Its size is the memory engine's (``kept_size``). A string goes in its commit row
+        # as it is: the writer thread encodes it with the row (``encode_rows``), not the
+        # loop here; other data goes encoded.
+        self.encoded: str | bytes
+        if type(data) is str:
+            self.encoded = data
+            if data.isascii():
+                size = len(data) + _QUOTED_OVERHEAD
+            else:
+                size = len(orjson.dumps(data)) + PUBLICATION_OVERHEAD
+        else:
+            self.encoded = orjson.dumps(data)
+            size = len(self.encoded) + PUBLICATION_OVERHEAD
         if tags:
             size += sum(len(name) + len(value) for name, value in tags.items())
         self.size = size
@@ -409,7 +420,7 @@ class SqliteBroker(LocalBroker):
         future: asyncio.Future[Publication] | None,
         done: Kept | None,
     ) -> None:
-        now = time.time()
+        now = _now()
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._new_stream(channel, policy, now)
@@ -490,13 +501,19 @@ class SqliteBroker(LocalBroker):
         if not queued and not batch.upkeep:
             self._idle.set()
             return
-        streams: dict[_Stream, None] = {}
+        # Streams new to the file, and streams keeping no history (no publication row
+        # says where they stand: their row does), each once: seldom any.
+        fresh: dict[_Stream, None] | None = None
+        unkept: dict[_Stream, None] | None = None
         rows = batch.publications
-        keys: array[int] = array("q")
+        keys: list[int] = []
         commit = self._next_commit
         for item in queued:
             stream = item.stream
-            if not stream.stored and stream not in streams:
+            if not stream.stored and (fresh is None or stream not in fresh):
+                if fresh is None:
+                    fresh = {}
+                fresh[stream] = None
                 policy = stream.policy
                 batch.new_streams.append(
                     (
@@ -515,19 +532,22 @@ class SqliteBroker(LocalBroker):
                 keys.append(stream.id)
                 keys.append(offset)
                 item.commit = commit
-            streams[stream] = None
+            else:
+                if unkept is None:
+                    unkept = {}
+                unkept[stream] = None
         if rows:
             self._next_commit = batch.commit = commit
             self._next_commit += 1
-            batch.time = time.time()
-            batch.keys = pack_keys(keys)
-        for stream in streams:
-            if not stream.policy.size:  # no publication row says where it stands: its row does
+            batch.time = _now()
+            batch.keys = pack_keys(array("q", keys))
+        if unkept is not None:
+            for stream in unkept:
                 batch.tops.append(self._row(stream, stream.assigned))
         self._in_flight = queued
         assert self._loop is not None
         assert self._writer is not None
-        done = partial(self._committed, queued, list(streams), batch)
+        done = partial(self._committed, queued, batch)
         self._writer.submit(self._store.write, batch, done=done, wait=wait)
 
     @staticmethod
@@ -539,7 +559,6 @@ class SqliteBroker(LocalBroker):
     def _committed(
         self,
         queued: list[_Queued],
-        streams: list[_Stream],
         batch: WriteBatch,
         _: None,
         error: BaseException | None,
@@ -552,7 +571,7 @@ class SqliteBroker(LocalBroker):
         if error is not None:
             for item in queued:
                 item.stream.queued -= 1
-            self._failed(queued, streams, batch, error)
+            self._failed(queued, batch, error)
         else:
             index = self._index
             if batch.commit:
@@ -564,23 +583,23 @@ class SqliteBroker(LocalBroker):
                 index.deleted_through(
                     batch.deleted_through, [s.rows for s in self._streams.values()]
                 )
-            for stream in streams:
+            for item in queued:  # (all before any is delivered, as a callback may sweep)
+                stream = item.stream
                 stream.stored = True
                 stream.trim_due = True
                 stream.emptied = False
             handler, subscribed = self._on_publication, self._subscribed
-            remember = self._remember
             for item in queued:
                 stream = item.stream
                 stream.queued -= 1
                 offset = stream.top = item.offset
                 pub = Publication(
-                    stream.channel, offset, stream.epoch, item.data, item.time, item.tags
+                    stream.channel, offset, stream.epoch, item.data, item.time, item.tags, item.size
                 )
                 stream.last_time = item.time
                 if item.commit:
                     index.add(stream.rows, offset, item.commit)
-                remember(stream, pub, item.size)
+                self._remember(stream, pub)
                 if handler is not None and stream.channel in subscribed:
                     try:
                         handler(pub)
@@ -611,9 +630,7 @@ class SqliteBroker(LocalBroker):
         else:
             self._idle.set()
 
-    def _failed(
-        self, queued: list[_Queued], streams: list[_Stream], batch: WriteBatch, error: BaseException
-    ) -> None:
+    def _failed(self, queued: list[_Queued], batch: WriteBatch, error: BaseException) -> None:
         """Take back the failed transaction's offsets; fail its publishers; keep its upkeep."""
         self.failures += 1
         log.error(
@@ -622,8 +639,8 @@ class SqliteBroker(LocalBroker):
             self.path,
             error,
         )
-        for stream in streams:
-            stream.assigned = stream.top
+        for item in queued:
+            item.stream.assigned = item.stream.top
         if batch.commit:
             self._next_commit = batch.commit
         upkeep = self._upkeep
@@ -742,28 +759,27 @@ class SqliteBroker(LocalBroker):
         self._streams[channel] = stream
         return stream
 
-    def _remember(self, stream: _Stream, pub: Publication, size: int) -> None:
+    def _remember(self, stream: _Stream, pub: Publication) -> None:
         """Keep a committed publication in its stream's window, within the node's bytes."""
         cap = stream.policy.size
         if cap > self._window:
             cap = self._window
-        window, sizes = stream.window, stream.sizes
+        window = stream.window
         if window and window[-1].offset != pub.offset - 1:
             self._drop_window(stream)  # not contiguous (cannot happen): start again
         window.append(pub)
-        sizes.append(size)
+        size = pub.size
         stream.window_bytes += size
         total = self._window_bytes = self._window_bytes + size
         while len(window) > cap:
-            window.popleft()
-            dropped = sizes.popleft()
+            dropped = window.popleft().size
             stream.window_bytes -= dropped
             total = self._window_bytes = self._window_bytes - dropped
         windows = self._windows
         if window:
-            if stream in windows:
+            try:
                 windows.move_to_end(stream)
-            else:
+            except KeyError:
                 windows[stream] = None
         if total > self._window_limit:
             while self._window_bytes > self._window_limit and windows:
@@ -772,7 +788,6 @@ class SqliteBroker(LocalBroker):
     def _drop_window(self, stream: _Stream) -> None:
         self._window_bytes -= stream.window_bytes
         stream.window.clear()
-        stream.sizes.clear()
         stream.window_bytes = 0
         self._windows.pop(stream, None)
 
@@ -790,8 +805,7 @@ class SqliteBroker(LocalBroker):
             cutoff = now - policy.ttl
             window = stream.window
             while window and window[0].time < cutoff:
-                window.popleft()
-                dropped = stream.sizes.popleft()
+                dropped = window.popleft().size
                 stream.window_bytes -= dropped
                 self._window_bytes -= dropped
             if not window and stream.window_bytes == 0:

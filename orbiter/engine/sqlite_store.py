@@ -40,13 +40,17 @@ import logging
 import sqlite3
 import threading
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from orbiter.engine.sqlite_file import SYNC_MODES, FileLock, compact
 from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys, unpack_keys
+
+# (defined with the index, compiled: the event loop builds one a transaction)
+from orbiter.engine.sqlite_index import Publication as Publication
+from orbiter.engine.sqlite_index import WriteBatch as WriteBatch
 
 log = logging.getLogger("orbiter.engine.sqlite")
 
@@ -83,17 +87,21 @@ DISK_TRIM_ROWS = 5_000
 #: Publications per commit row when a version-2 file is converted.
 MIGRATION_ROWS = 1_000
 
-#: One publication as the engine hands it over: (stream id, offset, data, tags, time),
-#: data and tags encoded as JSON.
-Publication = tuple[int, int, bytes, bytes | None, float]
-
 
 def encode_rows(publications: list[Publication]) -> bytes:
-    """A commit row's publications: one JSON array, data and tags embedded as encoded."""
+    """A commit row's publications: one JSON array, data and tags embedded as encoded
+    (a string, the data of most publications, is encoded with the array: one call for
+    the row, in the writer thread, instead of one a publication on the event loop)."""
     fragment = orjson.Fragment
     return orjson.dumps(
         [
-            [stream, offset, fragment(data), None if tags is None else fragment(tags), when]
+            [
+                stream,
+                offset,
+                data if type(data) is str else fragment(data),
+                None if tags is None else fragment(tags),
+                when,
+            ]
             for stream, offset, data, tags, when in publications
         ]
     )
@@ -124,49 +132,6 @@ class StoredStream:
     keep: int
     ttl: float
     meta_ttl: float
-
-
-@dataclass(slots=True)
-class WriteBatch:
-    """What one transaction writes, applied in this order."""
-
-    #: Streams forgotten (their row deleted; their commit rows go with ``deletes``).
-    forgets: list[int] = field(default_factory=list)
-    #: The void epoch, when it changed (a stream was forgotten).
-    void_epoch: str | None = None
-    #: New streams: (id, channel, epoch, touched, keep, ttl, meta_ttl).
-    new_streams: list[tuple[int, str, str, float, int, float, float]] = field(default_factory=list)
-    #: The commit row's id (0: none), time and publications; ``keys`` packed
-    #: (``sqlite_index.pack_keys``) in the order of ``publications``.
-    commit: int = 0
-    time: float = 0.0
-    keys: bytes = b""
-    publications: list[Publication] = field(default_factory=list)
-    #: Streams' rows brought up to date: (top, touched, keep, ttl, meta_ttl, stream id).
-    #: Applied before the deletes.
-    tops: list[tuple[int, float, int, float, float, int]] = field(default_factory=list)
-    #: Commit rows nothing is kept of any more.
-    deletes: list[int] = field(default_factory=list)
-    #: Runs of small commit rows, each merged into its last row (after the deletes).
-    merges: list[list[int]] = field(default_factory=list)
-    #: The node's bytes on disk (``engine.max_disk_bytes``): past it, the oldest
-    #: commit rows go first (at most :data:`DISK_TRIM_ROWS`).
-    disk_budget: int | None = None
-    #: Set by :meth:`SqliteStore.write`: the newest commit row it deleted to fit the
-    #: disk budget (0: none).
-    deleted_through: int = 0
-
-    @property
-    def upkeep(self) -> bool:
-        """Anything besides publications to write."""
-        return bool(
-            self.forgets
-            or self.deletes
-            or self.merges
-            or self.tops
-            or self.void_epoch
-            or self.disk_budget
-        )
 
 
 @dataclass(slots=True)

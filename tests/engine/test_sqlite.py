@@ -205,6 +205,7 @@ TRICKY: list[object] = [
     2**63 - 1,
     18446744073709551615,
     '\U0001f600 \u2028 "quoted" \\ \x00',
+    'ascii, "quoted" \\ \n \x1f',  # a string the writer thread encodes with its row
     "",
     None,
     True,
