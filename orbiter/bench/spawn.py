@@ -28,6 +28,7 @@ SPAWNABLE = {
     "orbiter-before": "orbiter",
     "orbiter-memory": "orbiter",
     "orbiter-pure": "orbiter",
+    "orbiter-sqlite": "orbiter",
     "aiohttp": "broadcast",
     "websockets": "broadcast-ws",
     "node-ws": "broadcast",
@@ -207,6 +208,8 @@ def spawn(
         cmd += ["--log-level", "warning", *orbiter_args]
         if name in ("orbiter-memory", "orbiter-pure"):  # the memory engine, beside the default
             cmd += ["--engine", "memory"]
+        elif name == "orbiter-sqlite":  # the embedded default, whatever --orbiter-arg names
+            cmd += ["--engine", "sqlite"]
     elif name == "aiohttp":
         cmd = [sys.executable, "-m", "orbiter.bench.peers.aiohttp_broadcast", str(port)]
     elif name == "uvloop-raw":

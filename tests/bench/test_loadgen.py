@@ -265,3 +265,19 @@ def test_many_complaints_from_the_load_generator_do_not_stall_the_run() -> None:
     result = run(scenario, target, progress=None)
     assert result["subscribers_failed"] == 3_000
     assert result["loadgen_errors"], "the complaints are reported"
+
+
+@pytest.mark.parametrize(
+    ("name", "data_file"), [("orbiter-sqlite", True), ("orbiter-memory", False)]
+)
+def test_the_engine_named_by_the_spawned_name_wins_over_orbiter_args(
+    name: str, data_file: bool
+) -> None:
+    """``orbiter-sqlite`` runs the SQLite engine and ``orbiter-memory`` the memory engine,
+    whatever engine ``--orbiter-arg`` gives every orbiter of the run (a Redis, say)."""
+    server = spawn(name, None, orbiter_args=("--engine", "memory" if data_file else "sqlite"))
+    try:
+        files = list(Path(server.tmp.name).glob("orbiter-data/*.sqlite3"))
+        assert bool(files) is data_file, files
+    finally:
+        server.stop()
