@@ -45,6 +45,7 @@ COMPILED_MODULES = (
     "orbiter.model",
     "orbiter.engine.sqlite",
     "orbiter.engine.sqlite_index",
+    "orbiter.engine.sqlite_batch",
     "orbiter.engine.redis_wire",
     "orbiter.engine.redis_publishing",
     "orbiter.engine.redis_delivery",

@@ -72,8 +72,9 @@ from orbiter.engine.base import (
 )
 from orbiter.engine.local import LocalBroker
 from orbiter.engine.memory import _QUOTED_OVERHEAD, PUBLICATION_OVERHEAD, new_epoch
+from orbiter.engine.sqlite_batch import WriteBatch
 from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys
-from orbiter.engine.sqlite_store import SqliteStore, StoreError, WriteBatch
+from orbiter.engine.sqlite_store import SqliteStore, StoreError
 from orbiter.engine.sqlite_writer import WriterThread
 from orbiter.model import JSON, Publication, StreamPosition
 

@@ -45,12 +45,11 @@ from pathlib import Path
 
 import orjson
 
+# (a compiled module of their own: the event loop builds one a transaction)
+from orbiter.engine.sqlite_batch import Publication as Publication
+from orbiter.engine.sqlite_batch import WriteBatch as WriteBatch
 from orbiter.engine.sqlite_file import SYNC_MODES, FileLock, compact
 from orbiter.engine.sqlite_index import CommitIndex, StreamRows, pack_keys, unpack_keys
-
-# (defined with the index, compiled: the event loop builds one a transaction)
-from orbiter.engine.sqlite_index import Publication as Publication
-from orbiter.engine.sqlite_index import WriteBatch as WriteBatch
 
 log = logging.getLogger("orbiter.engine.sqlite")
 
