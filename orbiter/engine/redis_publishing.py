@@ -83,7 +83,10 @@ COMMAND_TIMEOUT = 10.0
 #: data; the size is never negative: the script compares it with ``'0'``, and formats each
 #: offset once, a number's formatting being much of Redis's work per publication). Each
 #: publication is run under ``pcall``: one that fails (a key of another type)
-#: answers its error in its place, and the others are kept. The answer, flat (no array
+#: answers its error in its place, and the others are kept. A key's TTL is not set again
+#: to the value the call's previous TTL set gave it (``last_*``: the publications of a
+#: channel in a row, as a fan-out's; Redis 7 reads its clock once per script, an older
+#: one some microseconds later), but is after the key was deleted. The answer, flat (no array
 #: per publication, for Redis to write or orbiter to parse): Redis's time, then two
 #: entries per publication: its offset and its epoch, the epoch ``''`` when it is the
 #: last one this answer named (most publications of a call share one); or an error and
@@ -93,6 +96,7 @@ local now = redis.call('time')
 local stamp = now[1] .. '.' .. string.format('%06d', now[2])
 local seconds = tonumber(now[1])
 local void = nil
+local last_meta, last_period, last_history, last_ttl = nil, nil, nil, nil
 local function publish(meta, history, channel, size, ttl, period, tags, data)
   local epoch = redis.call('hget', meta, 'e')
   if not epoch then
@@ -103,15 +107,23 @@ local function publish(meta, history, channel, size, ttl, period, tags, data)
     epoch = void .. '-' .. math.floor(seconds / tonumber(period))
     redis.call('hset', meta, 'e', epoch)
     redis.call('del', history)
+    if history == last_history then last_history = nil end
   end
   local offset = redis.call('hincrby', meta, 's', 1)
   local id = tostring(offset)
-  redis.call('expire', meta, period)
+  if meta ~= last_meta or period ~= last_period then
+    redis.call('expire', meta, period)
+    last_meta, last_period = meta, period
+  end
   if size ~= '0' then
     redis.call('xadd', history, 'MAXLEN', size, id .. '-0', 't', stamp, 'g', tags, 'd', data)
-    redis.call('pexpire', history, ttl)
+    if history ~= last_history or ttl ~= last_ttl then
+      redis.call('pexpire', history, ttl)
+      last_history, last_ttl = history, ttl
+    end
   else
     redis.call('del', history)
+    if history == last_history then last_history = nil end
   end
   local framed
   if tags == '' then

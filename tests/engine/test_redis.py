@@ -848,3 +848,39 @@ def test_an_answer_not_one_per_publication_tells_none_it_was_kept() -> None:
                 assert (outcome.offset, outcome.epoch, outcome.time) == (*want, 12.5)
             else:
                 assert isinstance(outcome, want)
+
+
+async def test_ttls_set_once_per_call_and_value_stay_truthful(
+    brokers: Brokers, script_calls: Callable[[], Awaitable[ScriptCalls]]
+) -> None:
+    """A script call sets a key's TTL once for the publications of one channel under one
+    policy, but again when the policy differs (the last one's stands) and after the
+    history was deleted (a publication keeping none): the keys' TTLs are those the last
+    publication of the call gives them."""
+    broker = await brokers()
+    long, short = POLICY, HistoryPolicy(size=100, ttl=2.0, meta_ttl=3.0)
+    none = HistoryPolicy(size=0, ttl=60.0, meta_ttl=600.0)
+    admin = aioredis.Redis.from_url(broker.url)
+    try:
+        for channel, policies in (
+            ("same", [long, long, long]),
+            ("shorter", [long, long, short]),
+            ("longer", [short, long]),
+            ("dropped", [long, none, long, long]),
+        ):
+            batches = await script_calls()
+            futures = [broker.publish_soon(channel, i, p) for i, p in enumerate(policies)]
+            kept = await asyncio.gather(*futures)
+            assert [p.offset for p in kept] == list(range(1, len(policies) + 1))
+            count = len(policies)
+            await _until(lambda b=batches, n=count: sum(b.calls) >= n)  # type: ignore[misc]
+            assert batches.calls == [len(policies)], channel  # one call
+            last = policies[-1]
+            meta_ttl = await admin.ttl(broker.keys.meta(channel))
+            history_ttl = await admin.pttl(broker.keys.history(channel))
+            assert max(last.meta_ttl, last.ttl) - 2 <= meta_ttl <= max(last.meta_ttl, last.ttl)
+            assert last.ttl * 1000 - 2000 <= history_ttl <= last.ttl * 1000, channel
+            length = await admin.xlen(broker.keys.history(channel))
+            assert length == (2 if channel == "dropped" else len(policies))
+    finally:
+        await admin.aclose()
