@@ -65,15 +65,16 @@ class Delivery:
     def take(self, message: Any) -> Coroutine[Any, Any, None] | None:
         """Handle one message of a pub/sub connection now, or return what must be awaited
         before the next one is handled (a catch-up from history)."""
-        kind = message[0]
+        parts: list[Any] = message  # (a RESP array: hiredis's list)
+        kind: bytes = parts[0]
         if kind == b"message" or kind == b"smessage":
-            name: bytes = message[1]
+            name: bytes = parts[1]
             channel = self.channel_of.get(name)
             if channel is None:
                 if name in self._cluster_names:
-                    self._cluster_received(name, message[2])
+                    self._cluster_received(name, parts[2])
                 return None  # else unsubscribed meanwhile
-            payload: bytes = message[2]
+            payload: bytes = parts[2]
             head = payload[:1]
             if head == b"j" or head == b"l":
                 on_presence = self.on_presence
@@ -109,7 +110,7 @@ class Delivery:
             self.last[channel] = pub
             self._hand_over(pub)
         elif kind == b"subscribe" or kind == b"ssubscribe":
-            confirmed: bytes = message[1]
+            confirmed: bytes = parts[1]
             for future in self.confirming.pop(confirmed, []):
                 if not future.done():
                     future.set_result(None)

@@ -83,13 +83,20 @@ COMMAND_TIMEOUT = 10.0
 #: data; the size is never negative: the script compares it with ``'0'``, and formats each
 #: offset once, a number's formatting being much of Redis's work per publication). Each
 #: publication is run under ``pcall``: one that fails (a key of another type)
-#: answers its error in its place, and the others are kept. The answer: Redis's time, then
-#: ``{offset, epoch}`` or an error per publication. See ``engine/redis.py`` ("Keeping").
+#: answers its error in its place, and the others are kept. A key's TTL is not set again
+#: to the value the call's previous TTL set gave it (``last_*``: the publications of a
+#: channel in a row, as a fan-out's; Redis 7 reads its clock once per script, an older
+#: one some microseconds later), but is after the key was deleted. The answer, flat (no array
+#: per publication, for Redis to write or orbiter to parse): Redis's time, then two
+#: entries per publication: its offset and its epoch, the epoch ``''`` when it is the
+#: last one this answer named (most publications of a call share one); or an error and
+#: ``''``. See ``engine/redis.py`` ("Keeping").
 _PUBLISH_MANY = """
 local now = redis.call('time')
 local stamp = now[1] .. '.' .. string.format('%06d', now[2])
 local seconds = tonumber(now[1])
 local void = nil
+local last_meta, last_period, last_history, last_ttl = nil, nil, nil, nil
 local function publish(meta, history, channel, size, ttl, period, tags, data)
   local epoch = redis.call('hget', meta, 'e')
   if not epoch then
@@ -100,15 +107,23 @@ local function publish(meta, history, channel, size, ttl, period, tags, data)
     epoch = void .. '-' .. math.floor(seconds / tonumber(period))
     redis.call('hset', meta, 'e', epoch)
     redis.call('del', history)
+    if history == last_history then last_history = nil end
   end
   local offset = redis.call('hincrby', meta, 's', 1)
   local id = tostring(offset)
-  redis.call('expire', meta, period)
+  if meta ~= last_meta or period ~= last_period then
+    redis.call('expire', meta, period)
+    last_meta, last_period = meta, period
+  end
   if size ~= '0' then
     redis.call('xadd', history, 'MAXLEN', size, id .. '-0', 't', stamp, 'g', tags, 'd', data)
-    redis.call('pexpire', history, ttl)
+    if history ~= last_history or ttl ~= last_ttl then
+      redis.call('pexpire', history, ttl)
+      last_history, last_ttl = history, ttl
+    end
   else
     redis.call('del', history)
+    if history == last_history then last_history = nil end
   end
   local framed
   if tags == '' then
@@ -117,17 +132,22 @@ local function publish(meta, history, channel, size, ttl, period, tags, data)
     framed = id .. ':' .. epoch .. ':' .. stamp .. ':' .. #tags .. ':' .. tags .. data
   end
   redis.call('publish', channel, framed)
-  return {offset, epoch}
+  return offset, epoch
 end
 local out = {stamp}
+local named = nil
 for i = 1, (#KEYS - 1) / 2 do
   local a = i * 6 - 4
-  local ok, result = pcall(publish, KEYS[i * 2], KEYS[i * 2 + 1], ARGV[a], ARGV[a + 1],
-                           ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
-  if ok or type(result) == 'table' then
-    out[i + 1] = result
+  local ok, result, epoch = pcall(publish, KEYS[i * 2], KEYS[i * 2 + 1], ARGV[a], ARGV[a + 1],
+                                  ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+  if ok then
+    out[i * 2] = result
+    if epoch == named then epoch = '' else named = epoch end
+    out[i * 2 + 1] = epoch
   else
-    out[i + 1] = {err = tostring(result)}
+    if type(result) ~= 'table' then result = {err = tostring(result)} end
+    out[i * 2] = result
+    out[i * 2 + 1] = ''
   end
 end
 return out
@@ -155,6 +175,10 @@ def _bulk(data: bytes) -> bytes:
     return _head(len(data)) + data + b"\r\n"
 
 
+#: The tags' script argument of a publication without tags (an empty bulk string).
+_NO_TAGS = b"$0\r\n\r\n"
+
+
 def _head_of(pubsub: bytes, policy: HistoryPolicy) -> bytes:
     """A publication's first four script arguments: its (framed) pub/sub name, then its
     policy's history size, history TTL and meta TTL, framed."""
@@ -170,15 +194,17 @@ def _head_of(pubsub: bytes, policy: HistoryPolicy) -> bytes:
 class _Framed:
     """A channel's script arguments that do not change from one publication to the next,
     framed for the wire: its two keys, its pub/sub name, and that with ``policy``'s
-    (``head``)."""
+    (``head``); and the void epoch's key a call on it reads (``void``: a call's first key,
+    named after its first publication's channel)."""
 
-    __slots__ = ("head", "keys", "policy", "pubsub")
+    __slots__ = ("head", "keys", "policy", "pubsub", "void")
 
-    def __init__(self, keys: bytes, pubsub: bytes, policy: HistoryPolicy) -> None:
+    def __init__(self, keys: bytes, pubsub: bytes, policy: HistoryPolicy, void: bytes) -> None:
         self.keys = keys
         self.pubsub = pubsub
         self.policy = policy
         self.head = _head_of(pubsub, policy)
+        self.void = void
 
 
 def _seconds(value: float) -> int:
@@ -210,7 +236,7 @@ class ChannelKeys(Protocol):
 class _Queued:
     """A publication waiting for its pipeline, and who is told how it went (``done``)."""
 
-    __slots__ = ("channel", "data", "done", "encoded", "policy", "tags", "tags_json")
+    __slots__ = ("channel", "data", "done", "encoded", "policy", "tags", "tags_framed")
 
     def __init__(
         self,
@@ -222,9 +248,10 @@ class _Queued:
     ) -> None:
         self.channel = channel
         self.data = data
-        self.encoded = orjson.dumps(data)
         self.tags = tags
-        self.tags_json = orjson.dumps(tags) if tags else b""
+        #: Its data's JSON, and its tags' framed for the wire (a script argument).
+        self.encoded = orjson.dumps(data)
+        self.tags_framed = _bulk(orjson.dumps(tags)) if tags else _NO_TAGS
         self.policy = policy
         self.done = done
 
@@ -576,18 +603,7 @@ class Publisher:
             log.error("could not publish %d publications: %s", len(items), answer)
             _fail(items, PublishFailed(f"the server could not reach Redis: {answer}"))
         else:
-            when = float(answer[0])
-            epoch_bytes, epoch = b"", ""  # (most publications of a call share an epoch)
-            for item, each in zip(items, answer[1:], strict=True):
-                if isinstance(each, BaseException):
-                    _tell(item, PublishFailed(f"Redis refused it: {each}"))
-                    continue
-                offset, kept_in = each
-                if kept_in != epoch_bytes:
-                    epoch_bytes, epoch = kept_in, kept_in.decode()
-                _tell(
-                    item, Publication(item.channel, int(offset), epoch, item.data, when, item.tags)
-                )
+            self._kept(items, answer)
         self._in_flight -= 1
         if call.then is not None:
             self._send([call.then])
@@ -596,6 +612,31 @@ class Publisher:
                 self._flush()
             else:
                 self._quiet()
+
+    def _kept(self, items: list[_Queued], replies: list[Any]) -> None:
+        """Tell each of ``items``' publishers its answer in ``replies`` (the script's: Redis's
+        time, then an offset and an epoch, ``b""`` for the last one named, or an error and
+        ``b""``, per publication, in order); none is told it was kept when the answers are
+        not two per publication."""
+        if len(replies) != 2 * len(items) + 1:
+            _fail(items, PublishFailed(f"Redis answered {len(replies)} for {len(items)}"))
+            return
+        when = float(replies[0])
+        epoch = ""
+        index = 1
+        for item in items:
+            each = replies[index]
+            named: bytes = replies[index + 1]
+            index += 2
+            if not isinstance(each, int):  # a ResponseError in its place
+                _tell(item, PublishFailed(f"Redis refused it: {each}"))
+                continue
+            if named:
+                epoch = named.decode()
+            elif not epoch:  # (the script names an epoch first)
+                _tell(item, PublishFailed("Redis answered no epoch"))
+                continue
+            _tell(item, Publication(item.channel, each, epoch, item.data, when, item.tags))
 
     def _quiet(self) -> None:
         """Nothing is queued or in flight: a close waiting for that may go on."""
@@ -624,13 +665,19 @@ class Publisher:
         of joining these parts; a channel's key names, pub/sub name and policy come framed
         from :meth:`_framed`."""
         items = call.items
-        names = [_bulk(self._keys.void_of(items[0].channel).encode())]
+        names: list[bytes] = []
         args = [_bulk(self._void_offer().encode())]
         for item in items:
             framed = self._framed(item.channel, item.policy)
+            if not names:
+                names.append(framed.void)
             names.append(framed.keys)
-            tags, data = item.tags_json, item.encoded
-            args += (framed.head, _head(len(tags)), tags, b"\r\n", _head(len(data)), data, b"\r\n")
+            data = item.encoded
+            args.append(framed.head)
+            args.append(item.tags_framed)
+            args.append(_head(len(data)))
+            args.append(data)
+            args.append(b"\r\n")
         key_count = 1 + 2 * len(items)  # the void epoch's, then two per publication
         if call.with_text:
             verb, script = b"EVAL", self._script.encode()
@@ -658,7 +705,8 @@ class Publisher:
         keys = self._keys
         meta, history = keys.meta(channel).encode(), keys.history(channel).encode()
         pubsub = _bulk(keys.pubsub(channel).encode())
-        framed = _Framed(_bulk(meta) + _bulk(history), pubsub, policy)
+        void = _bulk(keys.void_of(channel).encode())
+        framed = _Framed(_bulk(meta) + _bulk(history), pubsub, policy, void)
         if len(self._names) >= NAMES_KEPT:
             self._names.clear()
         self._names[channel] = framed

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 import uvloop
@@ -755,7 +757,8 @@ async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bo
         for item in items:
             size, ttl_ms, period = _policy_args(item.policy)
             names += (keys.meta(item.channel), keys.history(item.channel))
-            args += (keys.pubsub(item.channel), size, ttl_ms, period, item.tags_json, item.encoded)
+            tags = orjson.dumps(item.tags) if item.tags else b""
+            args += (keys.pubsub(item.channel), size, ttl_ms, period, tags, orjson.dumps(item.data))
         script = _PUBLISH_MANY if with_text else publisher._sha
         verb = "EVAL" if with_text else "EVALSHA"
         expected = pack_command((verb, script, len(names), *names, *args))
@@ -763,6 +766,18 @@ async def test_a_script_call_is_packed_as_hiredis_packs_it_and_names_kept_are_bo
     for i in range(NAMES_KEPT + 10):
         publisher._framed(f"many{i}", POLICY)
     assert 0 < len(publisher._names) <= NAMES_KEPT
+
+    class SlotKeys(RedisKeys):  # a void epoch's key per channel, as a cluster's per slot
+        def void_of(self, channel: str) -> str:
+            return f"{self.prefix}:void:{channel}"
+
+    no_link = OneLink(lambda: None)  # type: ignore[arg-type,return-value]
+    slotted = Publisher(no_link, SlotKeys("p"), _PUBLISH_MANY, lambda: "v1", lambda: None)
+    for first in (items[1], items[0]):  # the void key is the first publication's, each call
+        call = [first, *(item for item in items if item is not first)]
+        packed = slotted._packed(Call(call, ""))
+        assert packed.count(b":void:") == 1
+        assert f"p:void:{first.channel}".encode() in packed
 
 
 def test_each_message_keeps_its_own_time_and_epoch_parsed_once_in_a_row() -> None:
@@ -800,3 +815,72 @@ def test_each_message_keeps_its_own_time_and_epoch_parsed_once_in_a_row() -> Non
         ("b", 1, "e2", 12.0, 6),
         ("a", 4, "e1", 12.0, 7),
     ]
+
+
+def test_an_answer_not_one_per_publication_tells_none_it_was_kept() -> None:
+    """The script's answer names Redis's time, then an offset and an epoch per publication
+    in order (the epoch ``b""`` when the answer named it last): an answer with fewer or more
+    fails every publication of the call (no false OK), and a well-formed one tells each its
+    own offset and epoch, an error in its place alone."""
+    from redis.exceptions import ResponseError
+
+    no_link = OneLink(lambda: None)  # type: ignore[arg-type,return-value]
+    publisher = Publisher(no_link, RedisKeys("p"), _PUBLISH_MANY, lambda: "v1", lambda: None)
+    refused = ResponseError("WRONGTYPE")
+    cases: tuple[tuple[list[Any], list[tuple[int, str] | type[Exception]]], ...] = (
+        ([b"12.5", 1, b"e1"], [PublishFailed, PublishFailed]),
+        ([b"12.5", 1, b"e1", 2, b"", 3, b""], [PublishFailed, PublishFailed]),
+        ([b"12.5", 1, b"e1", refused, b""], [(1, "e1"), PublishFailed]),
+        ([b"12.5", refused, b"", 4, b"e1"], [PublishFailed, (4, "e1")]),
+        ([b"12.5", 7, b"e1", 8, b""], [(7, "e1"), (8, "e1")]),
+        ([b"12.5", 7, b"e1", 1, b"e2"], [(7, "e1"), (1, "e2")]),
+        ([b"12.5", 7, b"", 8, b""], [PublishFailed, PublishFailed]),  # no epoch named
+    )
+    for answer, expected in cases:
+        told: list[Publication | BaseException] = []
+        items = [_Queued(c, {"c": c}, POLICY, None, told.append) for c in ("a", "b")]
+        publisher._in_flight = 1
+        publisher._settle(Call(items, ""), answer)
+        assert len(told) == 2
+        for outcome, want in zip(told, expected, strict=True):
+            if isinstance(want, tuple):
+                assert isinstance(outcome, Publication)
+                assert (outcome.offset, outcome.epoch, outcome.time) == (*want, 12.5)
+            else:
+                assert isinstance(outcome, want)
+
+
+async def test_ttls_set_once_per_call_and_value_stay_truthful(
+    brokers: Brokers, script_calls: Callable[[], Awaitable[ScriptCalls]]
+) -> None:
+    """A script call sets a key's TTL once for the publications of one channel under one
+    policy, but again when the policy differs (the last one's stands) and after the
+    history was deleted (a publication keeping none): the keys' TTLs are those the last
+    publication of the call gives them."""
+    broker = await brokers()
+    long, short = POLICY, HistoryPolicy(size=100, ttl=2.0, meta_ttl=3.0)
+    none = HistoryPolicy(size=0, ttl=60.0, meta_ttl=600.0)
+    admin = aioredis.Redis.from_url(broker.url)
+    try:
+        for channel, policies in (
+            ("same", [long, long, long]),
+            ("shorter", [long, long, short]),
+            ("longer", [short, long]),
+            ("dropped", [long, none, long, long]),
+        ):
+            batches = await script_calls()
+            futures = [broker.publish_soon(channel, i, p) for i, p in enumerate(policies)]
+            kept = await asyncio.gather(*futures)
+            assert [p.offset for p in kept] == list(range(1, len(policies) + 1))
+            count = len(policies)
+            await _until(lambda b=batches, n=count: sum(b.calls) >= n)  # type: ignore[misc]
+            assert batches.calls == [len(policies)], channel  # one call
+            last = policies[-1]
+            meta_ttl = await admin.ttl(broker.keys.meta(channel))
+            history_ttl = await admin.pttl(broker.keys.history(channel))
+            assert max(last.meta_ttl, last.ttl) - 2 <= meta_ttl <= max(last.meta_ttl, last.ttl)
+            assert last.ttl * 1000 - 2000 <= history_ttl <= last.ttl * 1000, channel
+            length = await admin.xlen(broker.keys.history(channel))
+            assert length == (2 if channel == "dropped" else len(policies))
+    finally:
+        await admin.aclose()
