@@ -39,6 +39,7 @@ MERGE_TARGET = 512
 #: ... at most this many runs a sweep.
 MERGES_PER_SWEEP = 256
 
+
 def pack_keys(keys: array[int]) -> bytes:
     """A commit row's keys (stream id, offset, stream id, offset ...) as stored:
     little-endian 64-bit integers."""
