@@ -31,6 +31,7 @@ from orbiter.model import ClientInfo, PresenceEvent, Publication, StreamPosition
 from tests.support.redis_monitor import ScriptCalls
 from tests.support.redis_relay import RedisRelay
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import until
 
 POLICY = HistoryPolicy(size=100, ttl=60.0, meta_ttl=600.0)
 
@@ -90,14 +91,6 @@ async def script_calls(
         await calls.close()
 
 
-async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
-
-
 async def test_a_second_node_gets_the_first_ones_publications_once_in_order(brokers) -> None:
     a, b = await brokers(), await brokers()
     got_a, got_b = _receiver(a), _receiver(b)
@@ -108,7 +101,7 @@ async def test_a_second_node_gets_the_first_ones_publications_once_in_order(brok
         *(node.publish("c", i, POLICY) for i in range(100) for node in (a, b))
     )
     assert sorted(p.offset for p in pubs) == list(range(1, 201))
-    await _until(lambda: len(got_a) >= 200 and len(got_b) >= 200)
+    await until(lambda: len(got_a) >= 200 and len(got_b) >= 200)
     await asyncio.sleep(0.05)
     for got in (got_a, got_b):
         assert [p.offset for p in got] == list(range(1, 201))
@@ -122,7 +115,7 @@ async def test_publications_queued_together_go_in_one_pipeline(brokers, script_c
     futures = [broker.publish_soon("c", i, POLICY) for i in range(50)]
     pubs = [await f for f in futures]
     assert [p.offset for p in pubs] == list(range(1, 51))  # queued order is offset order
-    await _until(lambda: sum(batches.calls) >= 50)
+    await until(lambda: sum(batches.calls) >= 50)
     assert batches.calls == [50]
 
 
@@ -137,7 +130,7 @@ async def test_flush_sends_what_a_read_queued_in_that_iteration(brokers, script_
     futures += [broker.publish_soon("c", i, POLICY) for i in range(3, 5)]
     pubs = [await f for f in futures]
     assert [(p.offset, p.data) for p in pubs] == [(i + 1, i) for i in range(5)]
-    await _until(lambda: sum(batches.calls) >= 5)
+    await until(lambda: sum(batches.calls) >= 5)
     assert batches.calls == [3, 2]
 
 
@@ -166,16 +159,16 @@ async def test_a_node_catches_up_from_history_after_its_subscription_dropped(bro
     got = _receiver(b)
     await b.subscribe("c")
     await a.publish("c", 0, POLICY)
-    await _until(lambda: len(got) == 1)
+    await until(lambda: len(got) == 1)
     admin = aioredis.Redis.from_url(b.url)
     await admin.client_kill_filter(_type="pubsub")
     await admin.aclose()
     for i in range(1, 6):  # published while b is not subscribed
         await a.publish("c", i, POLICY)
     # Nothing more is published: the reconnect itself reads what was missed.
-    await _until(lambda: len(got) >= 6)
+    await until(lambda: len(got) >= 6)
     await a.publish("c", 6, POLICY)
-    await _until(lambda: len(got) >= 7)
+    await until(lambda: len(got) >= 7)
     await asyncio.sleep(0.05)
     assert [p.data for p in got] == list(range(7))
     assert [p.offset for p in got] == list(range(1, 8))
@@ -186,12 +179,12 @@ async def test_a_publication_after_a_gap_is_preceded_by_the_missed_ones(brokers)
     got = _receiver(b)
     await b.subscribe("c")
     first = await a.publish("c", 1, POLICY)
-    await _until(lambda: len(got) == 1)
+    await until(lambda: len(got) == 1)
     # As if offsets 2 and 3 had been lost on the way (a message the connection dropped):
     b._last["c"] = StreamPosition(first.offset - 1, first.epoch)
     got.clear()
     await a.publish("c", 2, POLICY)
-    await _until(lambda: len(got) >= 2)
+    await until(lambda: len(got) >= 2)
     await asyncio.sleep(0.05)
     assert [p.offset for p in got] == [1, 2]  # from history, then the one that arrived
 
@@ -205,22 +198,22 @@ async def test_a_redis_restart_fails_publishes_and_refuses_recovery(own_redis) -
         got = _receiver(subscriber)
         await subscriber.subscribe("c")
         before = [await publisher.publish("c", i, POLICY) for i in range(3)]
-        await _until(lambda: len(got) == 3)
+        await until(lambda: len(got) == 3)
         own_redis.stop()
         with pytest.raises(PublishFailed):  # never a false OK
             await publisher.publish("c", "lost", POLICY)
         with pytest.raises(EngineUnavailable):
             await publisher.history("c", None, POLICY)
-        await _until(lambda: not subscriber.connected)
+        await until(lambda: not subscriber.connected)
         assert subscriber.stats()["engine_up"] == 0  # reported down (GET /api/stats)
         with pytest.raises(EngineUnavailable):  # a subscription Redis cannot confirm
             await subscriber.subscribe("other")
         assert "other" not in subscriber._subscribed  # not taken again on reconnect
         own_redis.start()  # without persistence: every stream is gone
-        await _until(lambda: subscriber.connected)
+        await until(lambda: subscriber.connected)
         after = await publisher.publish("c", "new", POLICY)
         assert after.epoch != before[-1].epoch
-        await _until(lambda: len(got) == 4)
+        await until(lambda: len(got) == 4)
         assert [p.data for p in got] == [0, 1, 2, "new"]
         last = StreamPosition(before[-1].offset, before[-1].epoch)
         page = await publisher.history("c", last, POLICY)
@@ -260,7 +253,7 @@ async def test_a_redis_that_lost_its_data_gives_every_channel_a_new_epoch(own_re
         failures = broker.failures
         own_redis.stop()
         own_redis.start()
-        await _until(lambda: broker.failures > failures and broker.connected)
+        await until(lambda: broker.failures > failures and broker.connected)
         after = await broker.publish("c", 2, POLICY)
         assert after.offset == 1
         assert after.epoch != before.epoch  # the same node offering the same epoch again
@@ -283,16 +276,16 @@ async def test_publications_in_a_new_epoch_before_a_node_reconnects_reach_it(own
         publishers.append(RedisBroker(own_redis.url, prefix="r"))
         await publishers[-1].start()
         old = [await publishers[-1].publish("c", i, POLICY) for i in range(3)]
-        await _until(lambda: len(got) == 3)
+        await until(lambda: len(got) == 3)
         own_redis.stop()
         own_redis.start()
         publishers.append(RedisBroker(own_redis.url, prefix="r"))
         await publishers[-1].start()
         new = [await publishers[-1].publish("c", f"n{i}", POLICY) for i in range(2)]
         assert not subscriber.connected
-        await _until(lambda: len(got) == 5)
+        await until(lambda: len(got) == 5)
         new.append(await publishers[-1].publish("c", "n2", POLICY))
-        await _until(lambda: len(got) == 6)
+        await until(lambda: len(got) == 6)
         await asyncio.sleep(0.05)
         assert [p.data for p in got] == [0, 1, 2, "n0", "n1", "n2"]
         assert [(p.offset, p.epoch) for p in got] == [(p.offset, p.epoch) for p in old + new]
@@ -328,7 +321,7 @@ async def test_every_acknowledged_publication_arrives_once_in_order_across_recon
     await admin.aclose()
     assert len(acknowledged) == 300
     for got in received:
-        await _until(lambda got=got: len(got) >= 300)  # type: ignore[misc]
+        await until(lambda got=got: len(got) >= 300)  # type: ignore[misc]
     await asyncio.sleep(0.1)
     expected = sorted((p.offset, p.data) for p in acknowledged)
     assert [offset for offset, _ in expected] == list(range(1, 301))
@@ -438,7 +431,7 @@ async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
     channels = ["a", "bad", "a", "b", "bad", "b", "a"]
     futures = [broker.publish_soon(channel, i, POLICY) for i, channel in enumerate(channels)]
     results = await asyncio.gather(*futures, return_exceptions=True)
-    await _until(lambda: sum(batches.calls) >= len(channels))
+    await until(lambda: sum(batches.calls) >= len(channels))
     assert batches.calls == [len(channels)]
     for i, (channel, result) in enumerate(zip(channels, results, strict=True)):
         if channel == "bad":
@@ -452,7 +445,7 @@ async def test_a_refused_publication_in_a_pipeline_fails_alone_and_in_place(
         for ch in ("a", "b")
     }
     assert answered == {"a": [1, 2, 3], "b": [1, 2]}
-    await _until(lambda: len(got) >= 5)
+    await until(lambda: len(got) >= 5)
     await asyncio.sleep(0.05)
     assert [(p.channel, p.offset, p.data) for p in got] == [
         ("a", 1, 0),
@@ -590,7 +583,7 @@ async def test_a_subscribe_sent_just_as_redis_dies_fails_at_once(
         assert cut.is_set()
         assert loop.time() - started < 1.0
         relay.restore()
-        await _until(lambda: broker.connected)
+        await until(lambda: broker.connected)
         await broker.subscribe("late")
     finally:
         await broker.close()
@@ -612,7 +605,7 @@ async def test_publications_of_different_policies_in_one_call_keep_their_own_his
         for channel, i in queued
     ]
     await asyncio.gather(*futures)
-    await _until(lambda: sum(batches.calls) >= len(queued))
+    await until(lambda: sum(batches.calls) >= len(queued))
     assert batches.calls == [len(queued)]
     kept_short = await broker.history("short", None, POLICY)
     kept_long = await broker.history("long", None, POLICY)
@@ -638,7 +631,7 @@ async def test_tags_and_data_reach_other_nodes_and_history_framed_either_way(
     futures = [publisher.publish_soon("tagged", data, POLICY, tags) for data, tags in sent]
     answers = await asyncio.gather(*futures)
     assert [(p.offset, p.tags) for p in answers] == [(i + 1, t) for i, (_, t) in enumerate(sent)]
-    await _until(lambda: len(got) == len(sent))
+    await until(lambda: len(got) == len(sent))
     assert [(p.offset, p.data, p.tags) for p in got] == [
         (i + 1, data, tags) for i, (data, tags) in enumerate(sent)
     ]
@@ -659,7 +652,7 @@ async def test_a_negative_history_size_keeps_no_history_and_still_publishes(
     first = await broker.publish("none", 1, policy)
     second = await broker.publish("none", 2, policy)
     assert (first.offset, second.offset) == (1, 2)
-    await _until(lambda: len(got) == 2)
+    await until(lambda: len(got) == 2)
     page = await broker.history("none", None, POLICY)
     assert page.position == StreamPosition(2, first.epoch)
     assert page.publications == []
@@ -718,7 +711,7 @@ async def _pub_sub_link_scenario(redis_server: RedisServer, redis_prefix: str) -
         await asyncio.sleep(0.1)
         assert handled == [b"0", b"1"]  # 2 and 3 wait for what 1 awaits
         hold.set_result(None)
-        await _until(lambda: len(handled) == 4)
+        await until(lambda: len(handled) == 4)
         assert handled == [b"0", b"1", b"2", b"3"]
         await publisher.publish(channel, b"end")
         with pytest.raises(RedisError, match="the link ends"):
@@ -873,7 +866,7 @@ async def test_ttls_set_once_per_call_and_value_stay_truthful(
             kept = await asyncio.gather(*futures)
             assert [p.offset for p in kept] == list(range(1, len(policies) + 1))
             count = len(policies)
-            await _until(lambda b=batches, n=count: sum(b.calls) >= n)  # type: ignore[misc]
+            await until(lambda b=batches, n=count: sum(b.calls) >= n)  # type: ignore[misc]
             assert batches.calls == [len(policies)], channel  # one call
             last = policies[-1]
             meta_ttl = await admin.ttl(broker.keys.meta(channel))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,6 +23,7 @@ from orbiter.engine.redis_publishing import PUBLISH_MANY_MAX
 from orbiter.model import ClientInfo, Publication
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_monitor import ScriptCalls
+from tests.support.waiting import until
 
 POLICY = HistoryPolicy(size=10, ttl=60.0, meta_ttl=600.0)
 
@@ -47,14 +48,6 @@ def _channel_on(cluster: RedisCluster, keys: ClusterKeys, port: int) -> str:
     return next(f"c{n}" for n in range(1000) if cluster.port_of(keys.meta(f"c{n}")) == port)
 
 
-async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    for _ in range(round(seconds / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not within the time")
-
-
 async def test_a_master_down_fails_its_channels_only_and_they_come_back(
     redis_cluster: RedisCluster, redis_prefix: str, brokers: tuple[ClusterRedisBroker, ...]
 ) -> None:
@@ -72,13 +65,13 @@ async def test_a_master_down_fails_its_channels_only_and_they_come_back(
     for channel in (lost, kept):
         await subscriber.subscribe(channel)
         await publisher.publish(channel, "before", POLICY)
-    await _until(lambda: len(got) == 2)
+    await until(lambda: len(got) == 2)
 
     redis_cluster.stop_node(down_port)
     with pytest.raises(PublishFailed):
         await publisher.publish(lost, "during", POLICY)
     await publisher.publish(kept, "during", POLICY)
-    await _until(lambda: [(p.channel, p.data) for p in got][2:] == [(kept, "during")])
+    await until(lambda: [(p.channel, p.data) for p in got][2:] == [(kept, "during")])
 
     redis_cluster.start_node(down_port)  # its data lost: the channel starts a new epoch
     for _ in range(200):
@@ -90,7 +83,7 @@ async def test_a_master_down_fails_its_channels_only_and_they_come_back(
     else:
         raise AssertionError("the master did not come back")
     assert back.offset == 1
-    await _until(lambda: (lost, "back") in [(p.channel, p.data) for p in got])
+    await until(lambda: (lost, "back") in [(p.channel, p.data) for p in got])
     assert [(p.channel, p.data) for p in got if p.data != "before"] == [
         (kept, "during"),
         (lost, "back"),
@@ -111,13 +104,13 @@ async def test_a_channel_follows_its_slot_to_another_master(
     subscriber.set_handlers(got.append, lambda _: None)
     await subscriber.subscribe(channel)
     await publisher.publish(channel, 1, POLICY)
-    await _until(lambda: len(got) == 1)
+    await until(lambda: len(got) == 1)
 
     redis_cluster.move_slot(slot, target)  # keys migrated; the old master drops its
     await asyncio.sleep(0.2)  # subscribers (SUNSUBSCRIBE), the publisher's map is stale
     for data in range(2, 6):
         await publisher.publish(channel, data, POLICY)  # MOVED, then the new master
-    await _until(lambda: len(got) == 5)
+    await until(lambda: len(got) == 5)
     assert [(p.offset, p.data) for p in got] == [(n, n) for n in range(1, 6)]
     assert redis_cluster.port_of(keys.pubsub(channel)) == target
     assert await subscriber.subscribed([channel]) == {channel}  # SHARDNUMSUB on the new one
@@ -182,7 +175,7 @@ async def test_a_publish_caught_mid_migration_follows_ask_once(
     subscriber.set_handlers(got.append, lambda _: None)
     await subscriber.subscribe(channel)
     await publisher.publish(channel, 1, POLICY)
-    await _until(lambda: len(got) == 1)
+    await until(lambda: len(got) == 1)
 
     moved_from = redis_cluster.begin_move(slot, target)  # keys on the target: ASK
     try:
@@ -193,7 +186,7 @@ async def test_a_publish_caught_mid_migration_follows_ask_once(
     finally:
         redis_cluster.finish_move(slot, target, moved_from)
     await publisher.publish(channel, 3, POLICY)
-    await _until(lambda: len(got) == 3)  # 2 was published on the target: caught up
+    await until(lambda: len(got) == 3)  # 2 was published on the target: caught up
     await asyncio.sleep(0.2)
     assert [(p.offset, p.data) for p in got] == [(n, n) for n in range(1, 4)]
     page = await publisher.history(channel, None, POLICY)
@@ -464,7 +457,7 @@ async def test_a_publish_answered_tryagain_mid_resharding_is_kept_once_when_it_e
     subscriber.set_handlers(got.append, lambda _: None)
     await subscriber.subscribe(channel)
     await publisher.publish(channel, 1, POLICY)
-    await _until(lambda: len(got) == 1)
+    await until(lambda: len(got) == 1)
     history = keys.history(channel)
     redis_cluster.begin_move(slot, target, only=lambda key: key == history)  # TRYAGAIN
     try:
@@ -478,7 +471,7 @@ async def test_a_publish_answered_tryagain_mid_resharding_is_kept_once_when_it_e
     assert kept.offset == 2
     page = await publisher.history(channel, None, POLICY)
     assert [(p.offset, p.data) for p in page.publications] == [(1, 1), (2, 2)]  # once
-    await _until(lambda: len(got) == 2)  # caught up once its channel follows the slot
+    await until(lambda: len(got) == 2)  # caught up once its channel follows the slot
     assert [(p.offset, p.data) for p in got] == [(1, 1), (2, 2)]
 
 
@@ -514,7 +507,7 @@ async def test_a_pipeline_over_every_master_is_one_script_call_per_slot_in_queue
         queued += [(channels[i % 4], i) for i in range(1000, 1040)]
         futures = [publisher.publish_soon(channel, data, POLICY) for channel, data in queued]
         pubs = await asyncio.wait_for(asyncio.gather(*futures), 10)
-        await _until(lambda: sum(sum(m.calls) for m in masters) >= len(queued))
+        await until(lambda: sum(sum(m.calls) for m in masters) >= len(queued))
         calls = [each for master in masters for each in master.calls]
     finally:
         for master in masters:
@@ -526,7 +519,7 @@ async def test_a_pipeline_over_every_master_is_one_script_call_per_slot_in_queue
         assert [(p.offset, p.data) for p in pubs if p.channel == channel] == list(
             enumerate(datas, 1)
         )
-    await _until(lambda: len(got) == len(queued))
+    await until(lambda: len(got) == len(queued))
     for channel in channels:
         datas = [data for c, data in queued if c == channel]
         assert [p.data for p in got if p.channel == channel] == datas

@@ -47,6 +47,7 @@ from tests.engine.test_sqlite_commit_wait import answers
 from tests.engine.test_sqlite_flush import Ticker, publish_request
 from tests.support.redis_server import RedisServer
 from tests.support.standins import StandInTakeover, StandInTransport
+from tests.support.waiting import until
 
 POLICY = HistoryPolicy(size=100, ttl=60.0, meta_ttl=600.0)
 #: Longer than any answer of a local Redis takes: the wait is over when the answer is.
@@ -56,14 +57,6 @@ Outcome = Publication | BaseException
 Scenario = Callable[[], Coroutine[Any, Any, None]]
 #: Each scenario runs on both loops a server may run on.
 LOOPS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(2000):  # bounded: 10 s
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("not within 10 s")
 
 
 async def _started(url: str, prefix: str, commit_wait: float) -> RedisBroker:
@@ -126,7 +119,7 @@ def test_without_the_wait_the_answer_is_read_by_the_transport(
             broker.flush()
             time.sleep(0.05)  # noqa: ASYNC251 (the loop held: Redis answers meanwhile)
             assert told == []  # sent, not waited for
-            await _until(lambda: bool(told))
+            await until(lambda: bool(told))
             (pub,) = told
             assert isinstance(pub, Publication)
             assert pub.offset == 1
@@ -193,7 +186,7 @@ async def test_only_the_first_flush_of_an_iteration_waits(
         broker.publish_then("c", "second read", POLICY, None, told.append)
         broker.flush()  # sent, not waited for: this iteration waited already
         assert len(told) == 1
-        await _until(lambda: len(told) == 2)
+        await until(lambda: len(told) == 2)
         await asyncio.sleep(0)
         broker.publish_then("c", "a later iteration", POLICY, None, told.append)
         broker.flush()
@@ -222,7 +215,7 @@ async def test_a_sharded_brokers_shards_wait_once_an_iteration_in_all(
         broker.flush()
         # The first shard's flush waited; the second's sent its pipeline, not waited.
         assert [len(told[0]), len(told[1])] == [1, 0]
-        await _until(lambda: len(told[1]) == 1)
+        await until(lambda: len(told[1]) == 1)
         assert all(isinstance(o[0], Publication) for o in told.values())
     finally:
         await broker.close()
@@ -268,7 +261,7 @@ def test_a_redis_that_does_not_answer_costs_the_loop_the_bound_and_is_answered_l
                 assert told == []
             finally:
                 os.kill(process.pid, signal.SIGCONT)
-            await _until(lambda: len(told) == 4)
+            await until(lambda: len(told) == 4)
             await asyncio.sleep(0.05)
             ticker.stop()
             assert [o.offset for o in told if isinstance(o, Publication)] == [1, 2, 3, 4]
@@ -298,12 +291,12 @@ async def test_after_a_wait_ran_out_the_next_iterations_do_not_wait_for_a_while(
                 broker.flush()  # waits 5 ms, for nothing
             finally:
                 os.kill(process.pid, signal.SIGCONT)
-            await _until(lambda: len(told) == 1)
+            await until(lambda: len(told) == 1)
             await asyncio.sleep(0)
             broker.publish_then("c", 1, POLICY, None, told.append)
             broker.flush()
             assert len(told) == 1  # paused: sent, not waited for
-            await _until(lambda: len(told) == 2)
+            await until(lambda: len(told) == 2)
             await asyncio.sleep(PAUSE_AFTER_TIMEOUT)
             broker.publish_then("c", 2, POLICY, None, told.append)
             broker.flush()
@@ -344,7 +337,7 @@ def test_answers_stay_in_order_and_once_across_waited_and_unwaited_pipelines(
                     if rng.random() < 0.8:
                         broker.flush()
                 await asyncio.sleep(0)
-            await _until(lambda: sum(map(len, told.values())) >= queued)
+            await until(lambda: sum(map(len, told.values())) >= queued)
             await asyncio.sleep(0.05)
             assert sum(map(len, told.values())) == queued  # none twice
             for seen in told.values():
@@ -417,7 +410,7 @@ def test_the_end_of_the_stream_is_left_to_the_transport_to_report(
         assert not link.read_now(GENEROUS)  # the end: left to the transport
         assert time.monotonic() - started < 1.0
         assert got == []
-        await _until(lambda: bool(got))
+        await until(lambda: bool(got))
         await asyncio.sleep(0.05)
         assert len(got) == 1
         assert isinstance(got[0], RedisConnectionError)

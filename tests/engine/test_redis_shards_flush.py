@@ -4,23 +4,13 @@ native read call it)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from orbiter.engine.base import HistoryPolicy
 from orbiter.engine.redis_shards import ShardedRedisBroker, shard_of
 from tests.support.redis_monitor import ScriptCalls
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import until
 
 POLICY = HistoryPolicy(size=10, ttl=60.0, meta_ttl=600.0)
-
-
-async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.01)
 
 
 async def test_flush_sends_each_shards_queue_in_the_reads_iteration(
@@ -44,7 +34,7 @@ async def test_flush_sends_each_shards_queue_in_the_reads_iteration(
         futures += [broker.publish_soon(c, 2, POLICY) for c in channels]
         pubs = [await f for f in futures]
         assert sorted(p.offset for p in pubs) == [1, 1, 2, 2, 3, 3]
-        await _until(lambda: all(sum(calls.calls) >= 3 for calls in watched))
+        await until(lambda: all(sum(calls.calls) >= 3 for calls in watched))
         assert [calls.calls for calls in watched] == [[2, 1], [2, 1]]
     finally:
         for calls in watched:

@@ -34,17 +34,10 @@ from orbiter.model import Publication
 from orbiter.node import Node
 from tests.engine.test_sqlite_flush import POLICY, Ticker, publish_request, stored_offsets
 from tests.support.standins import StandInTakeover, StandInTransport
+from tests.support.waiting import until
 
 #: Longer than any commit takes, on any machine: the wait is over when the commit is.
 GENEROUS = 5.0
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(2000):  # bounded: 10 s
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("not within 10 s")
 
 
 # ---------------------------------------------------------------- the writer thread
@@ -81,7 +74,7 @@ async def test_a_call_past_the_wait_is_reported_by_the_thread_and_the_loop_goes_
         assert time.monotonic() - started < 1.0  # the bound, not the call
         assert reports == []
         release.set()
-        await _until(lambda: bool(reports))
+        await until(lambda: bool(reports))
         await asyncio.sleep(0.05)
         assert reports == [1]  # once
     finally:
@@ -101,7 +94,7 @@ async def test_every_call_is_reported_exactly_once_in_order_whatever_the_timing(
             if rng.random() < 0.3:
                 await asyncio.sleep(0)
         await writer.call(lambda: None)
-        await _until(lambda: len(reports) >= 300)
+        await until(lambda: len(reports) >= 300)
         await asyncio.sleep(0.02)
         assert reports == list(range(300))
     finally:
@@ -182,7 +175,7 @@ async def test_a_stalled_disk_keeps_the_loop_running_and_the_answer_waits_for_th
         ticks = ticker.ticks
         await asyncio.sleep(0.2)
         assert ticker.ticks > ticks + 10  # the loop goes on meanwhile
-        await _until(lambda: bool(told))
+        await until(lambda: bool(told))
         ticker.stop()
         ((when, pub),) = told
         assert isinstance(pub, Publication)
@@ -238,7 +231,7 @@ async def test_only_the_first_flush_of_an_iteration_waits(broker: SqliteBroker) 
     assert broker._in_flight is not None
     broker.publish_then("c", "third read", POLICY, None, told.append)
     broker.flush()  # one in flight: queued behind it
-    await _until(lambda: len(told) == 3)
+    await until(lambda: len(told) == 3)
     await asyncio.sleep(0)
     broker.publish_then("c", "a later iteration", POLICY, None, told.append)
     broker.flush()

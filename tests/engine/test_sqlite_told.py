@@ -37,6 +37,7 @@ from tests.engine.test_sqlite_flush import (
     stored_offsets,
 )
 from tests.support.standins import StandInTakeover
+from tests.support.waiting import until
 from tests.support.wrapped_broker import WrappedBroker
 
 
@@ -73,14 +74,6 @@ async def broker(tmp_path: Path) -> AsyncIterator[SqliteBroker]:
     await broker.close()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    for _ in range(2000):  # bounded: 10 s
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("not within 10 s")
-
-
 async def test_the_callback_is_told_from_the_commits_report_once_it_is_in_the_file(
     broker: SqliteBroker,
 ) -> None:
@@ -98,7 +91,7 @@ async def test_the_callback_is_told_from_the_commits_report_once_it_is_in_the_fi
     future.add_done_callback(lambda _: future_told.append(ticker.ticks))
     assert told == []  # never within the call
     broker.flush()
-    await _until(lambda: bool(future_told))
+    await until(lambda: bool(future_told))
     ticker.stop()
     assert len(reports.ticks) == 1  # one commit for the four
     assert [tick for tick, _, _ in told] == reports.ticks * 3  # in the report's iteration...
@@ -127,12 +120,12 @@ async def test_a_failed_commit_tells_publish_failed_and_delivers_nothing(
     told: list[Outcome] = []
     for i in range(2):
         broker.publish_then("c", i, POLICY, None, told.append)
-    await _until(lambda: len(told) == 2)
+    await until(lambda: len(told) == 2)
     assert all(isinstance(outcome, PublishFailed) for outcome in told)
     assert delivered == []
     store.write = write  # type: ignore[method-assign]
     broker.publish_then("c", "after", POLICY, None, told.append)
-    await _until(lambda: len(told) == 3)
+    await until(lambda: len(told) == 3)
     assert isinstance(told[2], Publication)
     assert told[2].offset == 1  # the failed ones' offsets were given back
     assert [p.offset for p in delivered] == [1]
@@ -152,7 +145,7 @@ async def test_what_a_callback_queues_goes_in_the_next_transaction(broker: Sqlit
 
     broker.publish_then("c", "first", POLICY, None, first)
     broker.publish_then("c", "with the first", POLICY, None, told.append)
-    await _until(lambda: len(told) == 3)
+    await until(lambda: len(told) == 3)
     ticker.stop()
     offsets = [o.offset for o in told if isinstance(o, Publication)]
     assert offsets == [1, 2, 3]
@@ -163,7 +156,7 @@ async def test_what_a_callback_queues_goes_in_the_next_transaction(broker: Sqlit
     ]
     # After the first report the second transaction was in flight: not idle (close waits).
     assert reports.after[0] == (False, True)
-    await _until(lambda: len(reports.after) == 2)
+    await until(lambda: len(reports.after) == 2)
     assert reports.after[1] == (True, False)
     assert stored_offsets(broker.path) == [1, 2, 3]
 
@@ -190,10 +183,10 @@ async def test_the_fast_path_answers_in_the_iteration_of_the_commits_report(
 
         answers.write = noted  # type: ignore[method-assign]
         protocol.data_received(b"".join(publish_request(i) for i in range(4)))
-        await _until(lambda: len(answers.answers) >= 4)
+        await until(lambda: len(answers.answers) >= 4)
         # What came while the read waited is served once it is answered (one commit).
         protocol.data_received(b"".join(publish_request(i) for i in range(4, 8)))
-        await _until(lambda: answers.done.is_set())
+        await until(lambda: answers.done.is_set())
         ticker.stop()
         assert written == reports.ticks  # each read's four answers: the report's iteration
         assert len(written) == 2
@@ -216,7 +209,7 @@ async def test_a_batch_is_told_its_answer_once_all_its_publications_are_kept(
         answer = publish_body_then(node.pubsub, body, lambda *told_: told.append(told_), 7)
         assert answer is None
         assert told == []
-        await _until(lambda: bool(told))
+        await until(lambda: bool(told))
         ((slot, outcome),) = told
         assert slot == 7
         assert isinstance(outcome, dict)
@@ -242,7 +235,7 @@ async def test_a_batch_refused_midway_is_not_told_and_its_queued_part_is_kept(
         items = [{"channel": "a", "data": 1}, {"channel": "b", "data": 2}]
         with pytest.raises(Exception, match="channels"):
             publish_body_then(node.pubsub, orjson.dumps({"publications": items}), told.append, 0)  # type: ignore[arg-type]
-        await _until(lambda: broker._idle.is_set())
+        await until(lambda: broker._idle.is_set())
         await asyncio.sleep(0.01)
         assert told == []  # the request was answered with the refusal
         page = await node.pubsub.history("a")
@@ -263,12 +256,12 @@ async def test_an_engine_with_futures_alone_tells_through_them(tmp_path: Path) -
     try:
         told: list[Outcome] = []
         assert broker.publish_then("c", 1, POLICY, None, told.append)
-        await _until(lambda: bool(told))
+        await until(lambda: bool(told))
         assert isinstance(told[0], Publication)
         assert told[0].offset == 1
         inner._store.write = _refuse  # type: ignore[method-assign]
         broker.publish_then("c", 2, POLICY, None, told.append)
-        await _until(lambda: len(told) == 2)
+        await until(lambda: len(told) == 2)
         assert isinstance(told[1], PublishFailed)
     finally:
         await broker.close()

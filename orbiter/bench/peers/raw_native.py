@@ -30,21 +30,12 @@ from typing import cast
 import uvloop
 from aiohttp._websocket.helpers import websocket_mask  # (aiohttp is pinned: pyproject.toml)
 
+from orbiter.bench.peers.raw_broadcast import _BAD, _MAX_HEAD, _header
 from orbiter.protocol.websocket import text_frame
 from orbiter.protocol.websocket_handshake import accept_value
 
-_BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_MAX_HEAD = 8192
 _NO_MASK = b"\0\0\0\0"
 _CLOSE = 0x8
-
-
-def _header(head: bytes, name: bytes) -> bytes | None:
-    for line in head.split(b"\r\n")[1:]:
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == name:
-            return value.strip()
-    return None
 
 
 def _string_after(command: bytes, key: bytes) -> bytes:
