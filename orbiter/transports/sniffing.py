@@ -447,7 +447,7 @@ class _SniffingServer:
 
     def to_aiohttp(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol:
         inner = NoticingRequestHandler.made_by(self._inner)  # tells when the client left
-        inner.reclaim = self.reclaim
+        inner.reclaimer = self
         transport.set_protocol(inner)
         inner.connection_made(transport)
         if not transport.is_reading() and not transport.is_closing():
@@ -456,14 +456,14 @@ class _SniffingServer:
             inner.data_received(data)
         return inner
 
-    def reclaim(self, handler: NoticingRequestHandler, data: bytes) -> bool:
-        """Read a kept-alive connection's next head again, if ``data`` may begin a reclaimed one.
+    def may_take(self, data: bytes) -> bool:
+        """Could ``data``, a kept-alive connection's next read, begin a reclaimed head?
+        (:class:`~orbiter.transports.departure.Reclaimer`)"""
+        return begins_reclaimed_head(data)
 
-        ``handler`` is between requests and has not read ``data`` (see
-        :meth:`NoticingRequestHandler.data_received`). True if the sniffer took it.
-        """
-        if not begins_reclaimed_head(data):
-            return False
+    def take(self, handler: NoticingRequestHandler, data: bytes) -> bool:
+        """Read a kept-alive connection's next head again: ``handler`` is between requests
+        and has not read ``data``, which may begin a reclaimed head. True if taken."""
         transport = handler.transport
         if transport is None or transport.is_closing():
             return False

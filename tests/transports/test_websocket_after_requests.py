@@ -93,11 +93,15 @@ async def use_websocket(
 
 
 @asynccontextmanager
-async def serving(**limits: object) -> AsyncIterator[tuple[Node, int]]:
-    """An app served as ``orbiter serve`` serves it: sniffer, gate, head timeout."""
+async def serving(
+    routes: tuple[web.RouteDef, ...] = (), **limits: object
+) -> AsyncIterator[tuple[Node, int]]:
+    """An app served as ``orbiter serve`` serves it: sniffer, gate, head timeout (and
+    ``routes`` added to it)."""
     config = config_from_dict({"server": {"api_key": KEY}, "limits": limits})
     node = Node(config)
     app = build_app(node)
+    app.router.add_routes(routes)
     runner = SniffingRunner(
         app,
         first_claim(app[RAW_ROUTERS]),
@@ -172,6 +176,54 @@ async def test_a_handshake_after_a_fast_path_publish_opens_a_websocket() -> None
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
         assert head.startswith(b"HTTP/1.1 101"), head
         await use_websocket(reader, writer, node)
+        writer.close()
+
+
+#: How long the slow route's handler goes on after its whole answer was written.
+LINGER = 0.3
+
+
+async def _answered_then_lingers(request: web.Request) -> web.StreamResponse:
+    """The whole answer written at once; the handler returns ``LINGER`` s later."""
+    response = web.StreamResponse(headers={"Content-Length": "3"})
+    await response.prepare(request)
+    await response.write(b"ok\n")
+    await response.write_eof()
+    await asyncio.sleep(LINGER)
+    return response
+
+
+async def test_a_handshake_sent_before_the_last_handler_returned_opens_a_websocket() -> None:
+    """A proxy sends its next request as soon as it has the whole answer: aiohttp's
+    handler may not have returned yet (nginx's keep-alive under load). The handshake
+    waits for it, then is read again as a first head: 101, not 400."""
+    slow = (web.get("/answered-then-lingers", _answered_then_lingers),)
+    async with serving(slow) as (node, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /answered-then-lingers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, body = await read_answer(reader)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert body == b"ok\n", body
+        started = asyncio.get_running_loop().time()
+        writer.write(handshake())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101"), head + await reader.read(500)
+        # (it was held until the handler returned, not served by aiohttp meanwhile)
+        assert asyncio.get_running_loop().time() - started >= LINGER * 0.8
+        await use_websocket(reader, writer, node)
+        writer.close()
+
+
+async def test_an_ordinary_request_sent_before_the_last_handler_returned_is_served() -> None:
+    """A request that is not a handshake, sent while the last handler still runs, is
+    aiohttp's as before (pipelined: answered once that handler returns)."""
+    slow = (web.get("/answered-then-lingers", _answered_then_lingers),)
+    async with serving(slow) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /answered-then-lingers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await read_answer(reader))[0].startswith(b"HTTP/1.1 200")
+        writer.write(HEALTH)
+        assert (await read_answer(reader))[0].startswith(b"HTTP/1.1 200")
         writer.close()
 
 
