@@ -60,13 +60,6 @@ def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the kernel has just handed out on ``host`` (free until someone binds it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class SessionAffinity:
     """A request goes to the node of its session: the SockJS session id (under

@@ -17,8 +17,8 @@ from orbiter.nginx_front import (
     NginxFront,
     SessionAffinity,
     find_nginx,
-    free_port,
 )
+from orbiter.ports import free_port
 
 NGINX = find_nginx()
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt install nginx)")

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orbiter.bench.runner import BenchError, Target
-from orbiter.bench.spawn import Spawned, Unavailable, _wait_listening, free_port, spawn
+from orbiter.bench.spawn import Spawned, Unavailable, _wait_listening, spawn
 from orbiter.nginx_front import FrontSettings, NginxFailed, NginxFront, find_nginx
+from orbiter.ports import free_port
 
 
 def _binary(name: str, *fallbacks: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orbiter.bench.runner import BenchError, Target, set_nofile_limit
+from orbiter.ports import free_port, free_ports
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 #: name -> flavor of every server ``--spawn`` knows.
@@ -65,28 +66,6 @@ client_publish = true
 
 class Unavailable(Exception):
     pass
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(n: int, taken: tuple[int, ...] = ()) -> list[int]:
-    """``n`` distinct free ports, none of them in ``taken``.
-
-    The sockets are held open together while the kernel picks, so it cannot
-    hand out one port twice (it does, now and then, to sockets opened and
-    closed one after another).
-    """
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        while len(ports) < n:
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-            if port not in taken:
-                ports.append(port)
-        return ports
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
@@ -326,7 +305,7 @@ def _pushpin(
     pushpin = shutil.which("pushpin")
     if pushpin is None or shutil.which("condure") is None or shutil.which("zurl") is None:
         raise Unavailable("Pushpin is not installed (apt-get install pushpin)")
-    origin_port, control, pull, sub, command = free_ports(5, taken=(port,))
+    origin_port, control, pull, sub, command = free_ports(5, taken=frozenset({port}))
     values = {
         "@DIR@": str(tmp),
         "@PORT@": str(port),

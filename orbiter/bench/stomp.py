@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orbiter.bench.procstat import sample
-from orbiter.bench.spawn import free_port
+from orbiter.ports import free_port
 from orbiter.protocol.stomp import Frame, FrameParser, Limits, encode_frame
 
 ORBITER_CONFIG = """\

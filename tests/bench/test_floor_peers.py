@@ -32,7 +32,8 @@ import pytest
 from orbiter.bench.peers.raw_broadcast import Passes, _Queue
 from orbiter.bench.runner import Target, run
 from orbiter.bench.scenarios import Scenario
-from orbiter.bench.spawn import _wait_listening, free_port, spawn
+from orbiter.bench.spawn import _wait_listening, spawn
+from orbiter.ports import free_port
 
 needs_gcc = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="needs gcc (scripts/system-packages installs it)"

@@ -19,7 +19,8 @@ import pytest
 from orbiter.bench.report import html_plot, markdown_table, summarize
 from orbiter.bench.runner import Target, run
 from orbiter.bench.scenarios import Scenario
-from orbiter.bench.spawn import Spawned, _wait_listening, free_port, spawn
+from orbiter.bench.spawn import Spawned, _wait_listening, spawn
+from orbiter.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="needs gcc (scripts/system-packages installs it)"

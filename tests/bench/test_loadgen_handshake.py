@@ -29,7 +29,8 @@ import orjson
 import pytest
 
 from orbiter.bench.native import loadgen_binary
-from orbiter.bench.spawn import _wait_listening, free_port
+from orbiter.bench.spawn import _wait_listening
+from orbiter.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None, reason="needs gcc (scripts/system-packages installs it)"

@@ -4,12 +4,12 @@ three transports reaches everyone in one order, and a restart of the durable def
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from orbiter.ports import free_port
 from tests.browser.chat_page import (
     assert_once,
     lines,
@@ -71,13 +71,6 @@ def test_burst_of_500_from_three_transports_same_order_everywhere(
         # Each sender's own messages in the order typed.
         own = [t.split(": ", 1)[1] for t in order if f"{tag}-{transport}-" in t]
         assert own == [f"{tag}-{transport}-{i:03d}" for i in range(senders[transport])]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_restart_on_sqlite_loses_and_doubles_nothing(

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
+from orbiter.ports import free_port
 from tests.support.example_processes import started, stop
-from tests.support.tcp_servers import free_port
 
 EXAMPLE = Path(__file__).resolve().parent.parent.parent / "examples" / "stomp_chat"
 

@@ -14,9 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from orbiter.client import Client
+from orbiter.ports import free_port
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
-from tests.support.tcp_servers import free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: The seed's page, script and style as printed (shipped with the example).

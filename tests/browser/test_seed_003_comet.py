@@ -31,12 +31,12 @@ import pytest
 from playwright.sync_api import Page
 
 from orbiter.client import Client
+from orbiter.ports import free_port
 from tests.browser.conftest import WAIT
 from tests.support.page_server import PageServer
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.relay import Relay
 from tests.support.server import RunningServer
-from tests.support.tcp_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SEEDS = ROOT.parent / "shared" / "seeds"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from orbiter.ports import free_port
 from tests.support.npm import npm_file
 from tests.support.page_server import PageServer
 from tests.support.seed_server import SeedServer
-from tests.support.tcp_servers import free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page
 
+from orbiter.ports import free_port
 from tests.support.page_server import PageServer
 from tests.support.rabbitmq_server import RabbitMQServer
 from tests.support.server import RunningServer
-from tests.support.tcp_servers import free_port
 
 STOMP_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><script src="@ORBITER@/static/orbiter.js"></script></head>

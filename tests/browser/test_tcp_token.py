@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page
 
+from orbiter.ports import free_port
 from tests.support.keys import SECRET, token
 from tests.support.page_server import PageServer
 from tests.support.server import RunningServer
-from tests.support.tcp_servers import ThreadedEcho, free_port
+from tests.support.tcp_servers import ThreadedEcho
 
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><script src="@ORBITER@/static/orbiter.js"></script></head>

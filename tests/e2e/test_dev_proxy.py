@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from orbiter.ports import free_port
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import free_port
 
 #: Orbited 0.3's orbited.cfg (PylonsChat), as in tests/fixtures.
 #: The seed's config; its [listen] line keeps it off the event port 9000 that a config

@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from orbiter.ports import free_port
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import free_port
 from tests.support.wsclient import NativeClient
 
 #: The defaults of PyorbitedSettings, which some tests check as they ship.

@@ -34,8 +34,9 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 
+from orbiter.ports import free_port
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import Echo, free_port
+from tests.support.tcp_backends import Echo
 
 FLOOD_BUFFER = 65_536
 

@@ -17,8 +17,9 @@ import orjson
 import pytest
 
 from orbiter.config.settings import Limits
+from orbiter.ports import free_port
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import Echo, free_port
+from tests.support.tcp_backends import Echo
 
 LIMIT = 1000
 ECHO = free_port()

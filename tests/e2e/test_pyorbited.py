@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 from orbiter import AsyncClient
+from orbiter.ports import free_port
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import free_port
 from tests.support.wsclient import NativeClient
 
 

@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 
 from orbiter import AsyncClient
 from orbiter.client import OrbiterError
+from orbiter.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, serve_to_its_end
-from tests.support.tcp_servers import free_port
 from tests.support.wsclient import NativeClient
 
 

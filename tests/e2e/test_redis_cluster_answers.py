@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from orbiter import AsyncClient
+from orbiter.ports import free_port
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
 from tests.support.stomp_helpers import RawClient
-from tests.support.tcp_servers import free_port
 from tests.support.wsclient import NativeClient
 
 _STOMP_PORT = re.compile(r"stomp listening on \S+:(\d+)")

@@ -22,11 +22,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from orbiter import AsyncClient
+from orbiter.ports import free_port
 from tests.support.rawhttp import fetch
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import Echo, free_port
+from tests.support.tcp_backends import Echo
 
 #: The TCP proxy's backend for its SockJS sessions.
 ECHO_PORT = free_port()

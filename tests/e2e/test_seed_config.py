@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from orbiter.ports import free_port
 from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.seed_server import SeedServer
-from tests.support.tcp_backends import free_port
 
 #: The /tcp subprotocol of orbiter's framing (the open message first); none: websockify.
 ORBITER_TCP = (NATIVE_SUBPROTOCOL,)

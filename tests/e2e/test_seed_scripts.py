@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
+from orbiter.ports import free_port
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import free_port
 
 ORBITED_03 = (Path(__file__).parent.parent / "fixtures" / "orbited03.cfg").read_text()
 

@@ -13,10 +13,11 @@ import aiohttp
 import orjson
 import pytest
 
+from orbiter.ports import free_port
 from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.keys import SECRET, token
 from tests.support.server import RunningServer
-from tests.support.tcp_backends import Echo, free_port
+from tests.support.tcp_backends import Echo
 
 #: The /tcp subprotocol of orbiter's framing (the open message first); none: websockify.
 ORBITER_TCP = (NATIVE_SUBPROTOCOL,)

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
+from orbiter.ports import free_port
 from orbiter.protocol.tcp_websockify import NATIVE_SUBPROTOCOL
 from tests.support.relay import Relay
 from tests.support.server import RunningServer
@@ -24,7 +25,6 @@ from tests.support.tcp_backends import (
     Firehose,
     Greeter,
     Stalled,
-    free_port,
     tcp_sockets,
     wait_for_sockets,
 )

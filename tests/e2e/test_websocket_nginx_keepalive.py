@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from orbiter.nginx_front import FrontSettings, NginxFront, find_nginx, free_port
+from orbiter.nginx_front import FrontSettings, NginxFront, find_nginx
+from orbiter.ports import free_port
 from tests.support.server import RunningServer
 from tests.transports.test_websocket_after_requests import (
     HEALTH,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from orbiter import AsyncClient
+from orbiter.ports import free_port
 from tests.support.pyorbited_client import SimpleClient
 from tests.support.server import RunningServer
 from tests.support.stomp_helpers import RawClient
-from tests.support.tcp_servers import free_port
 from tests.support.wsclient import NativeClient
 
 _WORKER = re.compile(r"worker (\d+) started \(pid (\d+)\)")

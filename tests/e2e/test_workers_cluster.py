@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from orbiter import AsyncClient
-from tests.support.tcp_servers import free_port
+from orbiter.ports import free_port
 from tests.support.wsclient import NativeClient
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")

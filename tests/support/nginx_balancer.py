@@ -10,7 +10,8 @@ Its access log names the backend of each request
 
 from __future__ import annotations
 
-from orbiter.nginx_front import FrontSettings, NginxFront, find_nginx, free_port
+from orbiter.nginx_front import FrontSettings, NginxFront, find_nginx
+from orbiter.ports import free_port
 
 NGINX = find_nginx()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tcp_servers import free_port
+from orbiter.ports import free_port
 
 #: The first that exists; the plain script runs as any user, root included.
 _CANDIDATES = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/sbin/rabbitmq-server")

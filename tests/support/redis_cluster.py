@@ -15,14 +15,21 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from orbiter.lifeline import ending_with_this_process
+from orbiter.ports import free_ports
 from tests.support.redis_server import REDIS_SERVER
-from tests.support.tcp_servers import free_port
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+#: Tries at starting the nodes, each on other ports.
+_STARTS = 3
+
+
+class _NodeExited(RuntimeError):
+    """A node's process ended while starting (its log says why: a port taken, mostly)."""
 
 
 def _ask(port: int, *words: str) -> bytes:
@@ -43,15 +50,21 @@ class RedisCluster:
             if shutil.which(binary) is None:
                 raise RuntimeError(f"{binary} is not installed (scripts/system-packages does it)")
         self._dir = tempfile.TemporaryDirectory(prefix="orbiter-redis-cluster-")
-        self.ports = [free_port() for _ in range(3)]
-        #: The cluster bus ports (Redis's default, port + 10000, may be past 65535).
-        self.bus_ports = [free_port() for _ in range(3)]
         self.processes: list[subprocess.Popen[bytes]] = []
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
+        for attempt in range(_STARTS):
+            self.ports = free_ports(3)
+            #: The cluster bus ports (Redis's default, port + 10000, may be past 65535).
+            self.bus_ports = free_ports(3)
+            try:
+                self._start()
+                return
+            except BaseException as failure:
+                self._stop_nodes()
+                # Only a node that could not start is tried again, on other ports (one
+                # of them may have been taken between picking and binding it).
+                if not isinstance(failure, _NodeExited) or attempt == _STARTS - 1:
+                    self._dir.cleanup()
+                    raise
 
     @property
     def url(self) -> str:
@@ -83,6 +96,8 @@ class RedisCluster:
                 "no",
                 "--dir",
                 self._dir.name,
+                "--logfile",
+                f"redis-{port}.log",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -116,9 +131,21 @@ class RedisCluster:
             if all(ready(port) for port in self.ports):
                 return
             if any(process.poll() is not None for process in self.processes):
-                break
+                raise _NodeExited(
+                    f"a Redis Cluster node exited before it could {what} on ports "
+                    f"{self.ports} (bus {self.bus_ports}); its log:\n{self._logs()}"
+                )
             time.sleep(0.02)
-        raise RuntimeError(f"the Redis Cluster did not {what} on ports {self.ports}")
+        raise RuntimeError(f"the Redis Cluster did not {what} on ports {self.ports} within 15 s")
+
+    def _logs(self) -> str:
+        """The tail of each node's log file."""
+        tails = []
+        for port in self.ports:
+            log = Path(self._dir.name) / f"redis-{port}.log"
+            text = log.read_text(errors="replace") if log.exists() else "(no log)"
+            tails.append(f"[{port}] " + "\n".join(text.splitlines()[-5:]))
+        return "\n".join(tails)
 
     def port_of(self, key: str) -> int:
         """The port of the master that holds ``key``'s slot (``CLUSTER KEYSLOT`` and nodes)."""
@@ -245,13 +272,16 @@ class RedisCluster:
 
     def close(self) -> None:
         """Stop every node (by its PID) and remove their directories."""
+        self._stop_nodes()
+        self._dir.cleanup()
+
+    def _stop_nodes(self) -> None:
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
         for process in self.processes:
             process.wait(10)
         self.processes = []
-        self._dir.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from orbiter.lifeline import ending_with_this_process
-from tests.support.tcp_servers import free_port
+from orbiter.ports import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

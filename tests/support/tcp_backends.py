@@ -5,16 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 from typing import Self
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def open_fds(pid: int) -> int:

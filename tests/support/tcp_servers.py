@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from orbiter.ports import free_port
+
 NGIRCD = shutil.which("ngircd") or "/usr/sbin/ngircd"
 
 _NGIRCD_CONF = """[Global]
@@ -27,12 +29,6 @@ PAM = no
 Ident = no
 DNS = no
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Ngircd:
