@@ -316,7 +316,9 @@ def test_a_trickled_body_is_cut_at_body_deadline(start_server: StartServer) -> N
     for name, answer in answers.items():
         assert b" 408 Request Timeout\r\n" in answer, (name, answer)
         assert b"within 2 s (limits.body_deadline)" in answer, (name, answer)
-        assert 1.9 <= answered[name] <= 2.6, (name, answered)
+        # Never before the deadline; after it by at most the lag of a loaded machine (CI's
+        # parallel suite: 2.6 was once too tight), well before 4 s (the doubled limit).
+        assert 1.9 <= answered[name] <= 3.3, (name, answered)
     assert answers["fast path later"].startswith(b"HTTP/1.1 200 OK\r\n")
     assert _counter(srv, "limit_body_deadline") == 4
     assert _counter(srv, "limit_body_timeout") == 0
