@@ -25,7 +25,7 @@ handler returned, its body read to the end, nothing queued, and the last bytes
 it read ended a request head (so a head split across reads is never cut). A
 read that may begin such a handshake but comes while the last handler still
 runs (a proxy sends its next request as soon as it has the whole answer) is
-held, reading paused, until that handler returns. :meth:`NoticingRequestHandler.detach`
+held until that handler returns. :meth:`NoticingRequestHandler.detach`
 then ends the handler without closing the connection or telling its listener.
 """
 
@@ -55,7 +55,7 @@ class Reclaimer(Protocol):
         """Take the connection from ``handler``, between requests, at ``data``: True if taken."""
 
 
-#: Held reads past this many bytes go to aiohttp (reading is paused while holding).
+#: Held reads past this many bytes go to aiohttp.
 _HELD_MOST = 64 * 1024
 
 
@@ -121,25 +121,22 @@ class NoticingRequestHandler(RequestHandler):
         )
 
     def _hold(self, data: bytes) -> None:
-        """Keep ``data`` until the running handler returns, reading paused."""
+        """Keep ``data`` until the running handler returns (reading goes on, so that a
+        client leaving is still noticed at once); past ``_HELD_MOST`` bytes, aiohttp
+        reads it all as it would have (pipelined requests)."""
         self._held += data
-        transport = self.transport
-        if len(self._held) > _HELD_MOST:  # (reading resumed by someone): aiohttp's
+        if len(self._held) > _HELD_MOST:
             held, self._held = self._held, b""
             self._mid_head = False
             super().data_received(held)
-        elif transport is not None and transport.is_reading():
-            transport.pause_reading()
 
     def _release_held(self) -> None:
         """The running handler returned: decide on the held reads as on a new read."""
         held, self._held = self._held, b""
         transport = self.transport
-        if not held or transport is None or transport.is_closing():
-            return  # the answer closed the connection: aiohttp ignores what followed
-        if not transport.is_reading():
-            transport.resume_reading()
-        self.data_received(held)
+        if held and transport is not None and not transport.is_closing():
+            self.data_received(held)
+        # (else the answer closed the connection: aiohttp ignores what followed it)
 
     def _handle_request(
         self,

@@ -23,6 +23,7 @@ from orbiter.config.settings import config_from_dict
 from orbiter.http.app import build_app
 from orbiter.node import Node
 from orbiter.transports.app_keys import RAW_ROUTERS
+from orbiter.transports.departure import NoticingRequestHandler
 from orbiter.transports.sniffing import SniffingRunner, begins_reclaimed_head, first_claim
 from orbiter.transports.websocket import _HEAD_START
 
@@ -183,8 +184,14 @@ async def test_a_handshake_after_a_fast_path_publish_opens_a_websocket() -> None
 LINGER = 0.3
 
 
+#: The request handlers (aiohttp's protocols) the slow route served, in order.
+LINGERING: list[NoticingRequestHandler] = []
+
+
 async def _answered_then_lingers(request: web.Request) -> web.StreamResponse:
     """The whole answer written at once; the handler returns ``LINGER`` s later."""
+    assert isinstance(request.protocol, NoticingRequestHandler)
+    LINGERING.append(request.protocol)
     response = web.StreamResponse(headers={"Content-Length": "3"})
     await response.prepare(request)
     await response.write(b"ok\n")
@@ -224,6 +231,25 @@ async def test_an_ordinary_request_sent_before_the_last_handler_returned_is_serv
         assert (await read_answer(reader))[0].startswith(b"HTTP/1.1 200")
         writer.write(HEALTH)
         assert (await read_answer(reader))[0].startswith(b"HTTP/1.1 200")
+        writer.close()
+
+
+async def test_what_is_held_behind_a_running_handler_is_bounded() -> None:
+    """A read that may begin a handshake is held while the handler runs, but no more
+    than 64 KiB of it: past that aiohttp reads it all, as pipelined requests."""
+    slow = (web.get("/answered-then-lingers", _answered_then_lingers),)
+    async with serving(slow) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /answered-then-lingers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await read_answer(reader))[0].startswith(b"HTTP/1.1 200")
+        handler = LINGERING[-1]
+        writer.write(b"GET /connection/websocket HTTP/1.1\r\n")
+        await until(lambda: len(handler._held) > 0)
+        writer.write(b"X-Filler: " + b"f" * 80_000)
+        await until(lambda: not handler._held)
+        assert handler._unfinished == 1  # (still running: aiohttp took the bytes, not the end)
+        head, body = await read_answer(reader)
+        assert b" 400 Bad Request\r\n" in head, head + body  # (a head too long)
         writer.close()
 
 
