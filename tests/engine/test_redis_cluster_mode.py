@@ -433,11 +433,13 @@ async def test_a_read_whose_master_died_goes_to_the_master_its_slot_went_to(
         redis_cluster.assign_slot(redis_cluster.slot_of(keys.meta(lost)), up_port)
         page = await broker.history(lost, None, POLICY)  # refused, map read, sent there
         assert page.publications == []
-        # a slot still on the stopped master fails at once, without waiting
+        # a slot still on the stopped master fails at once, without waiting for the
+        # socket's timeout (10 s): 20-40 ms here when quiet; 2.6 s was seen on a machine
+        # loaded three times over, so the bound is 5 s
         started = asyncio.get_running_loop().time()
         with pytest.raises(EngineUnavailable, match="connecting"):
             await broker.history(other, None, POLICY)
-        assert asyncio.get_running_loop().time() - started < 1
+        assert asyncio.get_running_loop().time() - started < 5
     finally:
         await broker.close()
         redis_cluster.close()
